@@ -1,1 +1,251 @@
-fn main(){}
+//! The `ringfence` command line: run, demo, check-config, eval.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ringfence::config::Config;
+use ringfence::listener::Server;
+use ringfence::target::Target;
+
+#[derive(Parser)]
+#[command(
+    name = "ringfence",
+    version,
+    about = "Policy-enforcing reverse proxy for Skype for Business UCWA call forwarding"
+)]
+struct Cli {
+    /// Log line format on stderr (filter with RUST_LOG, e.g. RUST_LOG=ringfence=debug).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve: forward everything to the pool, judging the call-forwarding targets.
+    Run {
+        #[arg(
+            long,
+            env = "RINGFENCE_CONFIG",
+            default_value = "/etc/ringfence/ringfence.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Start two simulated pool members and the proxy on the embedded demo configuration.
+    Demo {
+        /// The proxy's listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The admin (metrics) listen address.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+    },
+    /// Validate a configuration: every problem with its key path (exit 2), or a summary (exit 0).
+    CheckConfig {
+        #[arg(long, env = "RINGFENCE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Judge targets with a configuration: exit 0 all allowed, 3 any denied, 2 bad configuration.
+    Eval {
+        #[arg(long, env = "RINGFENCE_CONFIG")]
+        config: PathBuf,
+        /// Resolve the organisation from this Host.
+        #[arg(long, conflicts_with = "org")]
+        host: Option<String>,
+        /// Use this organisation by name.
+        #[arg(long)]
+        org: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Run { config } => run(config),
+        Command::Demo { listen, admin } => demo(listen, admin),
+        Command::CheckConfig { config } => check_config(config),
+        Command::Eval {
+            config,
+            host,
+            org,
+            json,
+            targets,
+        } => eval(config, host, org, json, &targets),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+/// Prints an error and its causes, one per line.
+fn report(e: &dyn std::error::Error) {
+    eprintln!("error: {e}");
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        eprintln!("  caused by: {c}");
+        cause = c.source();
+    }
+}
+
+fn run(path: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            report(&e);
+            return ExitCode::from(1);
+        }
+    };
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    runtime().block_on(async {
+        let server = match Server::start(config, Some(path)).await {
+            Ok(s) => s,
+            Err(e) => {
+                report(&e);
+                return ExitCode::from(1);
+            }
+        };
+        if let Err(e) =
+            ringfence::signal::until_shutdown(std::sync::Arc::clone(server.shared())).await
+        {
+            report(&e);
+            return ExitCode::from(1);
+        }
+        tracing::info!("draining");
+        if !server.shutdown().await {
+            tracing::warn!("shutdown grace period ended with requests still in flight");
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+fn demo(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
+    runtime().block_on(async {
+        let demo = match ringfence::demo::start(Some(listen), Some(admin)).await {
+            Ok(d) => d,
+            Err(e) => {
+                report(&e);
+                return ExitCode::from(1);
+            }
+        };
+        println!("{}", demo.banner());
+        let _ = tokio::signal::ctrl_c().await;
+        demo.server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn check_config(path: PathBuf) -> ExitCode {
+    match Config::load(&path) {
+        Ok(config) => {
+            println!("{}: valid\n{}", path.display(), config.summary());
+            for w in &config.warnings {
+                println!("warning: {w}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn eval(
+    path: PathBuf,
+    host: Option<String>,
+    org: Option<String>,
+    json: bool,
+    targets: &[String],
+) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let policy = &config.policy;
+    let organisation = match (&org, &host) {
+        (Some(name), _) => match policy.organisation_named(name) {
+            Some(o) => Some(o),
+            None => {
+                eprintln!("no organisation is named `{name}`");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(h)) => policy.organisation_for(h),
+        (None, None) => policy.organisation_for(""),
+    };
+    let org_name = organisation.map_or("none", |o| o.name());
+    let mut any_denied = false;
+    for raw in targets {
+        let (normal, decision, reason, rule) = match Target::parse(raw, policy.max_target_length())
+        {
+            Ok(target) => {
+                let d = policy.decide(organisation, &target);
+                let verdict = if d.allowed() { "allow" } else { "deny" };
+                (
+                    Some(target.to_string()),
+                    verdict,
+                    d.reason(),
+                    d.rule.map(|r| r.to_string()),
+                )
+            }
+            Err(ringfence::target::TargetError::TooLong { .. }) => (None, "deny", "too_long", None),
+            Err(ringfence::target::TargetError::Malformed(_)) => (None, "deny", "malformed", None),
+        };
+        any_denied |= decision == "deny";
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "target": raw, "normalised": normal, "organisation": org_name,
+                    "decision": decision, "reason": reason, "rule": rule,
+                })
+            );
+        } else {
+            println!(
+                "{raw}\t{decision}\t{reason}\t{}\t(organisation {org_name})",
+                rule.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    if any_denied {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

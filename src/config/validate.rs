@@ -1,0 +1,487 @@
+//! Turns a [`RawConfig`] into a [`Config`], collecting every problem with its key path.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawHealth, RawUpstreamTls};
+use super::{Admin, Audit, Balance, Config, ConfigError, Health, Problem, Server, ServerTls};
+use super::{Upstream, UpstreamTls};
+use crate::policy::{Lists, Organisation, Policy, RuleSet};
+use crate::route::{Guard, Guards};
+
+/// Collects problems; a configuration with any error is refused whole.
+pub(crate) struct Problems {
+    errors: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+impl Problems {
+    pub(crate) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+pub(super) fn validate(
+    raw: RawConfig,
+    unknown: Vec<Problem>,
+    base_dir: Option<&Path>,
+) -> Result<Config, ConfigError> {
+    let mut p = Problems {
+        errors: unknown,
+        warnings: Vec::new(),
+    };
+    let file = |s: &str| resolve(base_dir, s);
+
+    let s = &raw.server;
+    let listen = match &s.listen {
+        None => {
+            p.error("server.listen", "required");
+            Vec::new()
+        }
+        Some(l) if l.is_empty() => {
+            p.error("server.listen", "at least one address is required");
+            Vec::new()
+        }
+        Some(l) => l
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| socket(&mut p, &format!("server.listen[{i}]"), a))
+            .collect(),
+    };
+    let tls = s.tls.as_ref().and_then(|t| {
+        let cert = required_file(&mut p, "server.tls.cert", t.cert.as_deref(), &file);
+        let key = required_file(&mut p, "server.tls.key", t.key.as_deref(), &file);
+        Some(ServerTls {
+            cert: cert?,
+            key: key?,
+        })
+    });
+    let server = Server {
+        listen,
+        tls,
+        http2: s.http2.unwrap_or(true),
+        max_connections: positive(&mut p, "server.max_connections", s.max_connections, 10_000),
+        header_read_timeout: duration(
+            &mut p,
+            "server.header_read_timeout",
+            &s.header_read_timeout,
+            "10s",
+        ),
+        idle_timeout: duration(&mut p, "server.idle_timeout", &s.idle_timeout, "120s"),
+        max_body_bytes: positive(&mut p, "server.max_body_bytes", s.max_body_bytes, 65_536),
+        max_batch_bytes: positive(
+            &mut p,
+            "server.max_batch_bytes",
+            s.max_batch_bytes,
+            1_048_576,
+        ),
+        shutdown_grace: duration(&mut p, "server.shutdown_grace", &s.shutdown_grace, "30s"),
+    };
+
+    let admin = Admin {
+        listen: socket(
+            &mut p,
+            "admin.listen",
+            raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"),
+        )
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9090))),
+    };
+    if admin.listen.port() != 0 && server.listen.contains(&admin.listen) {
+        p.error(
+            "admin.listen",
+            "must not share an address with server.listen",
+        );
+    }
+
+    let upstream = upstream(&mut p, &raw, &file);
+    let policy = policy(&mut p, &raw);
+    let guards = guards(&mut p, &raw);
+    let audit = match (raw.audit.sink.as_deref(), raw.audit.path.as_deref()) {
+        (None | Some("stderr"), None) => Audit::Stderr,
+        (Some("off"), None) => Audit::Off,
+        (Some("file"), Some(path)) => Audit::File(file(path)),
+        (Some("file"), None) => {
+            p.error("audit.path", "required when audit.sink = \"file\"");
+            Audit::Off
+        }
+        (None | Some("stderr" | "off"), Some(_)) => {
+            p.error("audit.path", "only allowed with audit.sink = \"file\"");
+            Audit::Off
+        }
+        (Some(other), _) => {
+            p.error(
+                "audit.sink",
+                format!("`{other}` is not one of stderr, file, off"),
+            );
+            Audit::Off
+        }
+    };
+
+    if !p.errors.is_empty() {
+        return Err(ConfigError::Invalid(p.errors));
+    }
+    Ok(Config {
+        server,
+        admin,
+        upstream,
+        policy,
+        guards,
+        audit,
+        warnings: p.warnings,
+    })
+}
+
+fn upstream(p: &mut Problems, raw: &RawConfig, file: &dyn Fn(&str) -> PathBuf) -> Upstream {
+    let u = &raw.upstream;
+    let members = match &u.members {
+        None => {
+            p.error("upstream.members", "required");
+            Vec::new()
+        }
+        Some(m) if m.is_empty() => {
+            p.error("upstream.members", "at least one member is required");
+            Vec::new()
+        }
+        Some(m) => m
+            .iter()
+            .enumerate()
+            .filter_map(|(i, url)| member(p, &format!("upstream.members[{i}]"), url))
+            .collect(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (i, m) in members.iter().enumerate() {
+        if !seen.insert(m.authority().map(|a| a.as_str().to_ascii_lowercase())) {
+            p.error(format!("upstream.members[{i}]"), "duplicate member");
+        }
+    }
+    let balance = match u.balance.as_deref() {
+        None | Some("round_robin") => Balance::RoundRobin,
+        Some("least_requests") => Balance::LeastRequests,
+        Some(other) => {
+            p.error(
+                "upstream.balance",
+                format!("`{other}` is not one of round_robin, least_requests"),
+            );
+            Balance::RoundRobin
+        }
+    };
+    let response_timeout = duration(p, "upstream.response_timeout", &u.response_timeout, "960s");
+    if response_timeout < Duration::from_secs(900) {
+        p.warn(
+            "upstream.response_timeout",
+            "under 900s: UCWA event-channel long polls may be cut off",
+        );
+    }
+    let tls = u.tls.as_ref().map(|t| upstream_tls(p, t, file));
+    if tls.is_some() && !members.iter().any(|m| m.scheme_str() == Some("https")) {
+        p.warn("upstream.tls", "set, but no member uses https");
+    }
+    Upstream {
+        members,
+        balance,
+        connect_timeout: duration(p, "upstream.connect_timeout", &u.connect_timeout, "3s"),
+        response_timeout,
+        preserve_host: u.preserve_host.unwrap_or(true),
+        tls,
+        health: health(p, u.health.as_ref()),
+    }
+}
+
+fn upstream_tls(
+    p: &mut Problems,
+    t: &RawUpstreamTls,
+    file: &dyn Fn(&str) -> PathBuf,
+) -> UpstreamTls {
+    let check = |p: &mut Problems, key: &str, v: &Option<String>| {
+        v.as_deref().and_then(|v| readable(p, key, file(v)))
+    };
+    let tls = UpstreamTls {
+        ca_file: check(p, "upstream.tls.ca_file", &t.ca_file),
+        server_name: t.server_name.clone(),
+        cert: check(p, "upstream.tls.cert", &t.cert),
+        key: check(p, "upstream.tls.key", &t.key),
+    };
+    if t.cert.is_some() != t.key.is_some() {
+        p.error("upstream.tls", "cert and key must be given together");
+    }
+    if let Some(name) = &t.server_name {
+        if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
+            p.error(
+                "upstream.tls.server_name",
+                format!("`{name}` is not a DNS name or IP address"),
+            );
+        }
+    }
+    tls
+}
+
+fn health(p: &mut Problems, h: Option<&RawHealth>) -> Health {
+    let none = RawHealth::default();
+    let h = h.unwrap_or(&none);
+    let path = h.path.clone().unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') {
+        p.error("upstream.health.path", "must start with /");
+    }
+    let count = |p: &mut Problems, key: &str, v: Option<u32>, default: u32| match v {
+        Some(0) => {
+            p.error(key, "must be at least 1");
+            default
+        }
+        v => v.unwrap_or(default),
+    };
+    Health {
+        path,
+        interval: duration(p, "upstream.health.interval", &h.interval, "5s"),
+        timeout: duration(p, "upstream.health.timeout", &h.timeout, "2s"),
+        unhealthy_after: count(p, "upstream.health.unhealthy_after", h.unhealthy_after, 3),
+        healthy_after: count(p, "upstream.health.healthy_after", h.healthy_after, 2),
+    }
+}
+
+fn policy(p: &mut Problems, raw: &RawConfig) -> Policy {
+    let max_len = match raw.policy.max_target_length {
+        None => 80,
+        Some(n @ 1..=80) => n as usize,
+        Some(n) => {
+            p.error(
+                "policy.max_target_length",
+                format!("{n} is outside 1..=80 (80 is the UCWA limit)"),
+            );
+            80
+        }
+    };
+    let g = &raw.policy;
+    let global_deny = RuleSet::build(
+        p,
+        "policy",
+        "policy",
+        Lists {
+            numbers: ("deny_numbers", &g.deny_numbers),
+            number_patterns: ("deny_number_patterns", &g.deny_number_patterns),
+            sip_domains: ("deny_sip_domains", &g.deny_sip_domains),
+            sip_uris: ("deny_sip_uris", &g.deny_sip_uris),
+        },
+    );
+    let mut organisations = Vec::with_capacity(raw.organisations.len());
+    for (i, o) in raw.organisations.iter().enumerate() {
+        let at = format!("organisations[{i}]");
+        let name = match o.name.as_deref() {
+            None => {
+                p.error(format!("{at}.name"), "required");
+                String::new()
+            }
+            Some(n)
+                if n.is_empty()
+                    || !n
+                        .bytes()
+                        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')) =>
+            {
+                p.error(
+                    format!("{at}.name"),
+                    format!("`{n}` must match [a-z0-9_-]+"),
+                );
+                n.to_string()
+            }
+            Some("none") => {
+                p.error(
+                    format!("{at}.name"),
+                    "`none` is reserved for requests without an organisation",
+                );
+                "none".into()
+            }
+            Some(n) => n.to_string(),
+        };
+        let allow = RuleSet::build(
+            p,
+            &at,
+            &name,
+            Lists {
+                numbers: ("allow_numbers", &o.allow_numbers),
+                number_patterns: ("allow_number_patterns", &o.allow_number_patterns),
+                sip_domains: ("allow_sip_domains", &o.allow_sip_domains),
+                sip_uris: ("allow_sip_uris", &o.allow_sip_uris),
+            },
+        );
+        let deny = RuleSet::build(
+            p,
+            &at,
+            &name,
+            Lists {
+                numbers: ("deny_numbers", &o.deny_numbers),
+                number_patterns: ("deny_number_patterns", &o.deny_number_patterns),
+                sip_domains: ("deny_sip_domains", &o.deny_sip_domains),
+                sip_uris: ("deny_sip_uris", &o.deny_sip_uris),
+            },
+        );
+        organisations.push(Organisation::new(name, allow, deny));
+    }
+    if raw.organisations.is_empty() {
+        p.warn(
+            "organisations",
+            "none configured: every guarded request will be denied",
+        );
+    }
+    let hosts: Vec<Vec<String>> = raw.organisations.iter().map(|o| o.hosts.clone()).collect();
+    Policy::build(
+        p,
+        max_len,
+        global_deny,
+        organisations,
+        &hosts,
+        raw.policy.default_organisation.as_deref(),
+    )
+}
+
+fn guards(p: &mut Problems, raw: &RawConfig) -> Guards {
+    let mut list = Guards::defaults();
+    for (i, g) in raw.guard.iter().enumerate() {
+        let at = format!("guard[{i}]");
+        let resource = g.resource.as_deref().unwrap_or_default();
+        let parameter = g.parameter.as_deref().unwrap_or("target");
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !token(resource) {
+            p.error(
+                format!("{at}.resource"),
+                "required: a path segment name such as changeNumber",
+            );
+            continue;
+        }
+        if !token(parameter) {
+            p.error(
+                format!("{at}.parameter"),
+                "must be a parameter name such as number",
+            );
+            continue;
+        }
+        if list
+            .iter()
+            .any(|x| x.resource.eq_ignore_ascii_case(resource))
+        {
+            p.error(
+                format!("{at}.resource"),
+                format!("`{resource}` is already guarded"),
+            );
+            continue;
+        }
+        list.push(Guard {
+            resource: resource.into(),
+            parameter: parameter.into(),
+        });
+    }
+    Guards::new(list)
+}
+
+fn socket(p: &mut Problems, key: &str, s: &str) -> Option<SocketAddr> {
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.error(
+                key,
+                format!("`{s}` is not an address:port such as 0.0.0.0:443 or [::]:443"),
+            );
+            None
+        }
+    }
+}
+
+fn member(p: &mut Problems, key: &str, url: &str) -> Option<http::Uri> {
+    let uri: http::Uri = match url.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            p.error(key, format!("`{url}` is not a URL: {e}"));
+            return None;
+        }
+    };
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        p.error(key, format!("`{url}` must be an http:// or https:// URL"));
+        return None;
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        p.error(key, format!("`{url}` has no host"));
+        return None;
+    }
+    if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
+        p.error(
+            key,
+            format!("`{url}` must not have a path or query: requests keep their own"),
+        );
+        return None;
+    }
+    Some(uri)
+}
+
+fn duration(p: &mut Problems, key: &str, v: &Option<String>, default: &str) -> Duration {
+    let text = v.as_deref().unwrap_or(default);
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            p.error(key, "must be greater than zero");
+            Duration::from_secs(1)
+        }
+        Err(e) => {
+            p.error(
+                key,
+                format!("`{text}` is not a duration such as \"30s\" ({e})"),
+            );
+            Duration::from_secs(1)
+        }
+    }
+}
+
+fn positive(p: &mut Problems, key: &str, v: Option<u64>, default: usize) -> usize {
+    match v {
+        Some(0) => {
+            p.error(key, "must be greater than zero");
+            default
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => default,
+    }
+}
+
+fn required_file(
+    p: &mut Problems,
+    key: &str,
+    v: Option<&str>,
+    file: &dyn Fn(&str) -> PathBuf,
+) -> Option<PathBuf> {
+    match v {
+        None => {
+            p.error(key, "required");
+            None
+        }
+        Some(v) => readable(p, key, file(v)),
+    }
+}
+
+fn readable(p: &mut Problems, key: &str, path: PathBuf) -> Option<PathBuf> {
+    match std::fs::File::open(&path) {
+        Ok(_) => Some(path),
+        Err(e) => {
+            p.error(key, format!("cannot read {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+fn resolve(base: Option<&Path>, s: &str) -> PathBuf {
+    match base {
+        Some(b) if Path::new(s).is_relative() => b.join(s),
+        _ => PathBuf::from(s),
+    }
+}

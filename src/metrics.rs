@@ -1,0 +1,155 @@
+//! Prometheus metrics in ringfence's own registry. Label values come only from configuration
+//! (organisation names, member URLs, listener addresses) and fixed sets, never from request input.
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric ringfence exports (SPEC §9).
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub decisions: IntCounterVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub member_healthy: IntGaugeVec,
+    pub connections_open: IntGaugeVec,
+    pub tls_handshake_errors: IntCounter,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_success: Gauge,
+}
+
+/// Latency buckets from 0.5 ms to the long-poll range.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0, 960.0,
+];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        gauge("ringfence_build_info", "Build information.", &["version"])
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let metrics = Metrics {
+            http_requests: counter(
+                "ringfence_http_requests_total",
+                "Client requests answered, by route and status code.",
+                &["route", "code"],
+            ),
+            http_duration: histogram(
+                "ringfence_http_request_duration_seconds",
+                "Time from request head to response head, by route.",
+                &["route"],
+            ),
+            decisions: counter(
+                "ringfence_policy_decisions_total",
+                "Policy decisions on guarded requests.",
+                &["organisation", "resource", "decision", "reason"],
+            ),
+            upstream_requests: counter(
+                "ringfence_upstream_requests_total",
+                "Requests answered by pool members, by member and status code.",
+                &["member", "code"],
+            ),
+            upstream_duration: histogram(
+                "ringfence_upstream_request_duration_seconds",
+                "Time to the pool member's response head.",
+                &["member"],
+            ),
+            upstream_errors: counter(
+                "ringfence_upstream_errors_total",
+                "Failed attempts to reach a pool member, by kind.",
+                &["member", "kind"],
+            ),
+            member_healthy: gauge(
+                "ringfence_upstream_member_healthy",
+                "1 when the member takes traffic.",
+                &["member"],
+            ),
+            connections_open: gauge(
+                "ringfence_connections_open",
+                "Client connections open, by listener.",
+                &["listener"],
+            ),
+            tls_handshake_errors: {
+                let c = IntCounter::new(
+                    "ringfence_tls_handshake_errors_total",
+                    "Client TLS handshakes that failed.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
+            config_reloads: counter(
+                "ringfence_config_reloads_total",
+                "Configuration reloads, by result.",
+                &["result"],
+            ),
+            config_last_reload_success: {
+                let g = Gauge::new(
+                    "ringfence_config_last_reload_success_timestamp_seconds",
+                    "Unix time of the last configuration that was loaded.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            registry,
+        };
+        #[cfg(target_os = "linux")]
+        metrics
+            .registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
+        metrics
+    }
+
+    /// The text exposition format, version 0.0.4.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8192);
+        // Writing into a Vec only fails on invalid metric families, which `new` cannot build.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,585 @@
+//! The compiled policy: which organisation a request belongs to, and whether a [`Target`] may be
+//! rung. Every lookup costs the same whatever the size of the lists: numbers walk a digit trie,
+//! patterns run as one `RegexSet`, domains and exact URIs are hash lookups.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use regex::{RegexSet, RegexSetBuilder};
+
+use crate::config::Problems;
+use crate::target::{Contact, Number, Phone, SipHost, Target};
+
+/// Rules compiled from one configuration.
+#[derive(Debug)]
+pub struct Policy {
+    max_target_length: usize,
+    global_deny: RuleSet,
+    organisations: Vec<Organisation>,
+    exact_hosts: HashMap<Box<str>, usize>,
+    /// `*.contoso.com` is stored as `contoso.com`.
+    wildcard_hosts: HashMap<Box<str>, usize>,
+    default_organisation: Option<usize>,
+}
+
+/// One tenant: its name (a metric label) and its own allow and deny lists.
+#[derive(Debug)]
+pub struct Organisation {
+    name: Box<str>,
+    allow: RuleSet,
+    deny: RuleSet,
+}
+
+impl Organisation {
+    pub(crate) fn new(name: String, allow: RuleSet, deny: RuleSet) -> Organisation {
+        Organisation {
+            name: name.into(),
+            allow,
+            deny,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The lists of one scope as written in the configuration, each with its key name.
+pub(crate) struct Lists<'a> {
+    pub numbers: (&'static str, &'a [String]),
+    pub number_patterns: (&'static str, &'a [String]),
+    pub sip_domains: (&'static str, &'a [String]),
+    pub sip_uris: (&'static str, &'a [String]),
+}
+
+/// Number prefixes, number patterns, SIP domains and exact SIP URIs of one scope.
+#[derive(Debug)]
+pub struct RuleSet {
+    scope: Box<str>,
+    numbers: PrefixTrie,
+    numbers_key: &'static str,
+    patterns: Option<RegexSet>,
+    patterns_key: &'static str,
+    domains: Domains,
+    domains_key: &'static str,
+    uris: HashMap<Box<str>, UriEntry>,
+    uris_key: &'static str,
+    uri_entries: Vec<Box<str>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct UriEntry {
+    index: usize,
+    /// A `sips:` entry matches only `sips:`; a `sip:` entry matches both.
+    secure_only: bool,
+}
+
+/// Which configured entry decided, for the audit trail and `eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule<'p> {
+    /// `policy` for the global lists, else the organisation's name.
+    pub scope: &'p str,
+    pub list: &'static str,
+    pub entry: &'p str,
+}
+
+impl fmt::Display for Rule<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{} {}", self.scope, self.list, self.entry)
+    }
+}
+
+/// Why a target was refused; each maps to one metric reason and one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No allow rule matched (default deny).
+    NotAllowed,
+    /// A deny rule matched.
+    Denied,
+    /// The request's host belongs to no organisation and there is no default.
+    NoOrganisation,
+    /// A SIP user part that is a local number, not permitted by an exact URI.
+    Malformed,
+}
+
+/// The outcome of judging one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision<'p> {
+    pub refusal: Option<Refusal>,
+    pub rule: Option<Rule<'p>>,
+}
+
+impl Decision<'_> {
+    pub fn allowed(&self) -> bool {
+        self.refusal.is_none()
+    }
+
+    /// The metric and audit reason: `allowed`, `not_allowed`, `denied`, `no_organisation`, `malformed`.
+    pub fn reason(&self) -> &'static str {
+        match self.refusal {
+            None => "allowed",
+            Some(Refusal::NotAllowed) => "not_allowed",
+            Some(Refusal::Denied) => "denied",
+            Some(Refusal::NoOrganisation) => "no_organisation",
+            Some(Refusal::Malformed) => "malformed",
+        }
+    }
+}
+
+impl Policy {
+    pub(crate) fn build(
+        p: &mut Problems,
+        max_target_length: usize,
+        global_deny: RuleSet,
+        organisations: Vec<Organisation>,
+        hosts: &[Vec<String>],
+        default_organisation: Option<&str>,
+    ) -> Policy {
+        let mut exact_hosts = HashMap::new();
+        let mut wildcard_hosts = HashMap::new();
+        for (i, list) in hosts.iter().enumerate() {
+            for (j, h) in list.iter().enumerate() {
+                let key = format!("organisations[{i}].hosts[{j}]");
+                let (wild, name) = match h.strip_prefix("*.") {
+                    Some(rest) => (true, rest),
+                    None => (false, h.as_str()),
+                };
+                let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+                if !valid_host(&name) {
+                    p.error(
+                        key,
+                        format!("`{h}` is not a host name, `*.domain` or IP literal"),
+                    );
+                    continue;
+                }
+                let map = if wild {
+                    &mut wildcard_hosts
+                } else {
+                    &mut exact_hosts
+                };
+                if let Some(other) = map.insert(name.into_boxed_str(), i) {
+                    p.error(
+                        key,
+                        format!("`{h}` is already claimed by organisations[{other}]"),
+                    );
+                }
+            }
+        }
+        let default_organisation = default_organisation.and_then(|d| {
+            let found = organisations.iter().position(|o| &*o.name == d);
+            if found.is_none() {
+                p.error(
+                    "policy.default_organisation",
+                    format!("no organisation is named `{d}`"),
+                );
+            }
+            found
+        });
+        let mut seen = HashMap::new();
+        for (i, o) in organisations.iter().enumerate() {
+            if let Some(first) = seen.insert(o.name.clone(), i) {
+                p.error(
+                    format!("organisations[{i}].name"),
+                    format!("`{}` is also the name of organisations[{first}]", o.name),
+                );
+            }
+        }
+        Policy {
+            max_target_length,
+            global_deny,
+            organisations,
+            exact_hosts,
+            wildcard_hosts,
+            default_organisation,
+        }
+    }
+
+    pub fn max_target_length(&self) -> usize {
+        self.max_target_length
+    }
+
+    pub fn organisations(&self) -> &[Organisation] {
+        &self.organisations
+    }
+
+    pub fn organisation_named(&self, name: &str) -> Option<&Organisation> {
+        self.organisations.iter().find(|o| &*o.name == name)
+    }
+
+    /// The organisation of a request's Host (port and a trailing dot ignored, case-insensitive):
+    /// an exact host, else the most specific `*.domain`, else the default.
+    pub fn organisation_for(&self, host: &str) -> Option<&Organisation> {
+        let mut buf = [0u8; 255];
+        let index = normalise_host(host, &mut buf).and_then(|h| {
+            if let Some(&i) = self.exact_hosts.get(h) {
+                return Some(i);
+            }
+            let mut rest = h;
+            while let Some(dot) = rest.find('.') {
+                rest = &rest[dot + 1..];
+                if let Some(&i) = self.wildcard_hosts.get(rest) {
+                    return Some(i);
+                }
+            }
+            None
+        });
+        index
+            .or(self.default_organisation)
+            .map(|i| &self.organisations[i])
+    }
+
+    /// Global deny, then organisation deny, then organisation allow, then default deny.
+    pub fn decide<'p>(&'p self, org: Option<&'p Organisation>, target: &Target) -> Decision<'p> {
+        if let Some(rule) = self.global_deny.matches(target) {
+            return refuse(Refusal::Denied, Some(rule));
+        }
+        let Some(org) = org else {
+            return refuse(Refusal::NoOrganisation, None);
+        };
+        if let Some(rule) = org.deny.matches(target) {
+            return refuse(Refusal::Denied, Some(rule));
+        }
+        if let Some(rule) = org.allow.matches(target) {
+            return Decision {
+                refusal: None,
+                rule: Some(rule),
+            };
+        }
+        let local = matches!(target, Target::Contact(c) if c.phone() == Phone::Local);
+        refuse(
+            if local {
+                Refusal::Malformed
+            } else {
+                Refusal::NotAllowed
+            },
+            None,
+        )
+    }
+
+    /// Rule counts for `check-config`.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "max target length: {}\nglobal deny: {}\norganisations: {}{}\n",
+            self.max_target_length,
+            self.global_deny.counts(),
+            self.organisations.len(),
+            match self.default_organisation {
+                Some(i) => format!(" (default: {})", self.organisations[i].name),
+                None => " (no default: unknown hosts are denied)".into(),
+            }
+        );
+        for o in &self.organisations {
+            s.push_str(&format!(
+                "  {}: allow {}; deny {}\n",
+                o.name,
+                o.allow.counts(),
+                o.deny.counts()
+            ));
+        }
+        s
+    }
+}
+
+fn refuse(refusal: Refusal, rule: Option<Rule<'_>>) -> Decision<'_> {
+    Decision {
+        refusal: Some(refusal),
+        rule,
+    }
+}
+
+impl RuleSet {
+    pub(crate) fn build(
+        p: &mut Problems,
+        scope_key: &str,
+        scope_name: &str,
+        lists: Lists<'_>,
+    ) -> RuleSet {
+        let key = |list: &str, i: usize| format!("{scope_key}.{list}[{i}]");
+        let (numbers_key, numbers) = lists.numbers;
+        let mut trie = PrefixTrie::default();
+        for (i, n) in numbers.iter().enumerate() {
+            match Number::parse_prefix(n) {
+                Some(prefix) => trie.insert(&prefix, n),
+                None => p.error(
+                    key(numbers_key, i),
+                    format!("`{n}` is not `+` followed by 1-15 digits"),
+                ),
+            }
+        }
+        let (patterns_key, patterns) = lists.number_patterns;
+        let mut valid = true;
+        for (i, pat) in patterns.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(pat) {
+                p.error(key(patterns_key, i), format!("invalid regex: {e}"));
+                valid = false;
+            }
+        }
+        let patterns = if valid && !patterns.is_empty() {
+            match RegexSetBuilder::new(patterns).size_limit(1 << 28).build() {
+                Ok(set) => Some(set),
+                Err(e) => {
+                    p.error(
+                        format!("{scope_key}.{patterns_key}"),
+                        format!("cannot compile: {e}"),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (domains_key, domain_list) = lists.sip_domains;
+        let mut domains = Domains::default();
+        for (i, d) in domain_list.iter().enumerate() {
+            if !domains.insert(d) {
+                p.error(
+                    key(domains_key, i),
+                    format!("`{d}` is not a domain or `*.domain`"),
+                );
+            }
+        }
+        let (uris_key, uri_list) = lists.sip_uris;
+        let mut uris = HashMap::new();
+        for (i, u) in uri_list.iter().enumerate() {
+            match Contact::parse_uri(u) {
+                Ok(c) => {
+                    let entry = UriEntry {
+                        index: i,
+                        secure_only: c.secure(),
+                    };
+                    uris.entry(c.address().into())
+                        .and_modify(|e: &mut UriEntry| e.secure_only &= entry.secure_only)
+                        .or_insert(entry);
+                }
+                Err(e) => p.error(key(uris_key, i), format!("`{u}` is not a SIP URI: {e}")),
+            }
+        }
+        RuleSet {
+            scope: scope_name.into(),
+            numbers: trie,
+            numbers_key,
+            patterns,
+            patterns_key,
+            domains,
+            domains_key,
+            uris,
+            uris_key,
+            uri_entries: uri_list.iter().map(|u| u.as_str().into()).collect(),
+        }
+    }
+
+    fn counts(&self) -> String {
+        format!(
+            "{} number prefixes, {} patterns, {} SIP domains, {} SIP URIs",
+            self.numbers.entries.len(),
+            self.patterns.as_ref().map_or(0, RegexSet::len),
+            self.domains.entries.len(),
+            self.uri_entries.len()
+        )
+    }
+
+    fn rule<'p>(&'p self, list: &'static str, entry: &'p str) -> Rule<'p> {
+        Rule {
+            scope: &self.scope,
+            list,
+            entry,
+        }
+    }
+
+    fn matches(&self, target: &Target) -> Option<Rule<'_>> {
+        match target {
+            Target::Number(n) => self.number(n),
+            Target::Contact(c) => self.contact(c),
+        }
+    }
+
+    fn number(&self, n: &Number) -> Option<Rule<'_>> {
+        if let Some(entry) = self.numbers.longest_prefix(n) {
+            return Some(self.rule(self.numbers_key, entry));
+        }
+        let set = self.patterns.as_ref()?;
+        let mut buf = [0u8; 16];
+        let text = n.plus_digits(&mut buf);
+        if !set.is_match(text) {
+            return None;
+        }
+        let first = set.matches(text).into_iter().next()?;
+        Some(self.rule(self.patterns_key, &set.patterns()[first]))
+    }
+
+    /// A contact matches by exact URI; a phone-like one otherwise only as its number (so number
+    /// rules cannot be dodged with a SIP URI); an IP-literal host only by exact URI.
+    fn contact(&self, c: &Contact) -> Option<Rule<'_>> {
+        if let Some(e) = self.uris.get(c.address()) {
+            if c.secure() || !e.secure_only {
+                return Some(self.rule(self.uris_key, &self.uri_entries[e.index]));
+            }
+        }
+        match c.phone() {
+            Phone::Global(n) => self.number(&n),
+            Phone::Local => None,
+            Phone::NotPhone => match c.host() {
+                SipHost::Domain(d) => self
+                    .domains
+                    .find(d)
+                    .map(|entry| self.rule(self.domains_key, entry)),
+                SipHost::Ipv4(_) | SipHost::Ipv6(_) => None,
+            },
+        }
+    }
+}
+
+/// E.164 prefixes as a digit trie: a lookup walks at most 15 nodes.
+#[derive(Debug, Default)]
+struct PrefixTrie {
+    /// Node 0 is the root; a child index of 0 means "none".
+    nodes: Vec<([u32; 10], Option<u32>)>,
+    entries: Vec<Box<str>>,
+}
+
+impl PrefixTrie {
+    fn insert(&mut self, prefix: &Number, entry: &str) {
+        if self.nodes.is_empty() {
+            self.nodes.push(([0; 10], None));
+        }
+        let mut node = 0usize;
+        for d in prefix.digits().bytes() {
+            let slot = usize::from(d - b'0');
+            let next = self.nodes[node].0[slot];
+            node = if next == 0 {
+                let fresh = self.nodes.len();
+                self.nodes.push(([0; 10], None));
+                self.nodes[node].0[slot] = fresh as u32;
+                fresh
+            } else {
+                next as usize
+            };
+        }
+        if self.nodes[node].1.is_none() {
+            self.nodes[node].1 = Some(self.entries.len() as u32);
+        }
+        self.entries.push(entry.into());
+    }
+
+    fn longest_prefix(&self, n: &Number) -> Option<&str> {
+        let mut node = self.nodes.first()?;
+        let mut best = None;
+        for d in n.digits().bytes() {
+            let next = node.0[usize::from(d - b'0')];
+            if next == 0 {
+                break;
+            }
+            node = &self.nodes[next as usize];
+            best = node.1.or(best);
+        }
+        best.map(|i| &*self.entries[i as usize])
+    }
+}
+
+/// SIP domains: `contoso.com` exactly, `*.contoso.com` any subdomain (not the domain itself).
+#[derive(Debug, Default)]
+struct Domains {
+    exact: HashMap<Box<str>, usize>,
+    wildcard: HashMap<Box<str>, usize>,
+    entries: Vec<Box<str>>,
+}
+
+impl Domains {
+    fn insert(&mut self, entry: &str) -> bool {
+        let (wild, name) = match entry.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, entry),
+        };
+        let name = name.to_ascii_lowercase();
+        if !valid_domain(&name) {
+            return false;
+        }
+        let map = if wild {
+            &mut self.wildcard
+        } else {
+            &mut self.exact
+        };
+        map.entry(name.into_boxed_str())
+            .or_insert(self.entries.len());
+        self.entries.push(entry.into());
+        true
+    }
+
+    fn find(&self, domain: &str) -> Option<&str> {
+        if let Some(&i) = self.exact.get(domain) {
+            return Some(&self.entries[i]);
+        }
+        let mut rest = domain;
+        while let Some(dot) = rest.find('.') {
+            rest = &rest[dot + 1..];
+            if let Some(&i) = self.wildcard.get(rest) {
+                return Some(&self.entries[i]);
+            }
+        }
+        None
+    }
+}
+
+fn valid_domain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn valid_host(name: &str) -> bool {
+    valid_domain(name)
+        || (name.starts_with('[')
+            && name.ends_with(']')
+            && name[1..name.len() - 1]
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok())
+}
+
+/// Lower-cases a Host value into `buf`, dropping the port and a trailing dot, without allocating.
+fn normalise_host<'b>(host: &str, buf: &'b mut [u8; 255]) -> Option<&'b str> {
+    let name = if host.starts_with('[') {
+        &host[..=host.find(']')?]
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let out = buf.get_mut(..name.len())?;
+    for (o, b) in out.iter_mut().zip(name.bytes()) {
+        *o = b.to_ascii_lowercase();
+    }
+    std::str::from_utf8(out).ok()
+}
+
+/// Proof that a request may go to the pool. Only three facts make one: `route` found the path
+/// unguarded, the policy allowed every target, or a non-POST guarded request carries no target
+/// (the pool answers it 405). The upstream takes nothing else, so an unchecked guarded request
+/// cannot be forwarded by mistake.
+#[derive(Debug)]
+#[must_use]
+pub struct Clearance(());
+
+impl Clearance {
+    pub(crate) fn unguarded(_proof: crate::route::Unguarded) -> Clearance {
+        Clearance(())
+    }
+
+    /// `None` unless the decision allowed the target.
+    pub(crate) fn permitted(decision: &Decision<'_>) -> Option<Clearance> {
+        decision.allowed().then_some(Clearance(()))
+    }
+
+    pub(crate) fn untargeted() -> Clearance {
+        Clearance(())
+    }
+}

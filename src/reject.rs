@@ -1,0 +1,517 @@
+//! Refusals: every reason ringfence answers a request itself, each mapped to exactly one status,
+//! UCWA error code and metric reason, rendered in UCWA's own error format (JSON, or XML when the
+//! client's `Accept` prefers it).
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+/// The UCWA XML namespace, also used for error bodies.
+pub const UCWA_NS: &str = "http://schemas.microsoft.com/rtc/2012/03/ucwa";
+
+/// Why ringfence answered a request itself instead of forwarding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Rejection {
+    #[error("no allow rule of the organisation matches the target")]
+    NotAllowed,
+    #[error("a deny rule matches the target")]
+    Denied,
+    #[error("the request's host belongs to no organisation")]
+    NoOrganisation,
+    #[error("the target is longer than the limit")]
+    TooLong,
+    #[error("the target is malformed")]
+    Malformed,
+    #[error("the request carries no target")]
+    Missing,
+    #[error("the query and body targets differ")]
+    Conflict,
+    #[error("the target is given more than once")]
+    Duplicate,
+    #[error("the body cannot be parsed")]
+    BadBody,
+    #[error("the batch cannot be parsed")]
+    BadBatch,
+    #[error("the path cannot be canonicalised")]
+    BadPath,
+    #[error("the request has no single Host")]
+    BadHost,
+    #[error("a method-override header was sent to UCWA")]
+    MethodOverride,
+    #[error("the body's media type or charset is not understood")]
+    UnsupportedMediaType,
+    #[error("the body is content-encoded")]
+    EncodedBody,
+    #[error("the body is larger than the limit")]
+    BodyTooLarge,
+    #[error("no pool member could be reached")]
+    UpstreamUnavailable,
+    #[error("the pool member failed")]
+    UpstreamFailure,
+    #[error("the pool member did not answer in time")]
+    UpstreamTimeout,
+}
+
+/// The parts of a UCWA error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ucwa {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub subcode: Option<&'static str>,
+    pub message: &'static str,
+    /// `ParameterValidationFailure` names the parameter (`"parameters":{"target":"invalid"}`).
+    pub names_parameter: bool,
+}
+
+impl Rejection {
+    /// The metric label and `debugInfo.reason`.
+    pub fn reason(self) -> &'static str {
+        use Rejection::*;
+        match self {
+            NotAllowed => "not_allowed",
+            Denied => "denied",
+            NoOrganisation => "no_organisation",
+            TooLong => "too_long",
+            Malformed => "malformed",
+            Missing => "missing",
+            Conflict => "conflict",
+            Duplicate => "duplicate",
+            BadBody => "bad_body",
+            BadBatch => "bad_batch",
+            BadPath => "bad_path",
+            BadHost => "bad_host",
+            MethodOverride => "method_override",
+            UnsupportedMediaType => "unsupported_media_type",
+            EncodedBody => "encoded_body",
+            BodyTooLarge => "body_too_large",
+            UpstreamUnavailable => "upstream_unavailable",
+            UpstreamFailure => "upstream_failure",
+            UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    pub fn ucwa(self) -> Ucwa {
+        use Rejection::*;
+        const FORBIDDEN: Ucwa = Ucwa {
+            status: StatusCode::FORBIDDEN,
+            code: "Forbidden",
+            subcode: Some("NotAllowed"),
+            message: "The target is not allowed by your organisation's policy.",
+            names_parameter: false,
+        };
+        const PARAMETER: Ucwa = Ucwa {
+            status: StatusCode::BAD_REQUEST,
+            code: "BadRequest",
+            subcode: Some("ParameterValidationFailure"),
+            message:
+                "The target parameter is missing, repeated, too long or not a valid tel or sip URI.",
+            names_parameter: true,
+        };
+        const DESERIALIZATION: Ucwa = Ucwa {
+            status: StatusCode::BAD_REQUEST,
+            code: "BadRequest",
+            subcode: Some("DeserializationFailure"),
+            message: "The request could not be read.",
+            names_parameter: false,
+        };
+        const MEDIA: Ucwa = Ucwa {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "UnsupportedMediaType",
+            subcode: None,
+            message: "The request body's media type or encoding is not supported here.",
+            names_parameter: false,
+        };
+        match self {
+            NotAllowed | Denied | NoOrganisation => FORBIDDEN,
+            TooLong | Malformed | Missing | Conflict | Duplicate => PARAMETER,
+            BadBody | BadBatch | BadPath | BadHost | MethodOverride => DESERIALIZATION,
+            UnsupportedMediaType | EncodedBody => MEDIA,
+            BodyTooLarge => Ucwa {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "EntityTooLarge",
+                subcode: None,
+                message: "The request body is too large.",
+                names_parameter: false,
+            },
+            UpstreamUnavailable => Ucwa {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "ServiceUnavailable",
+                subcode: None,
+                message: "The service is unavailable. Retry later.",
+                names_parameter: false,
+            },
+            UpstreamFailure => Ucwa {
+                status: StatusCode::BAD_GATEWAY,
+                code: "ServiceFailure",
+                subcode: Some("BadGateway"),
+                message: "The front-end server failed to answer.",
+                names_parameter: false,
+            },
+            UpstreamTimeout => Ucwa {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                code: "Timeout",
+                subcode: None,
+                message: "The front-end server did not answer in time.",
+                names_parameter: false,
+            },
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        self.ucwa().status
+    }
+
+    /// Whether the refusal was decided before the body was read, so an HTTP/1 connection must close.
+    pub fn leaves_body_unread(self) -> bool {
+        matches!(
+            self,
+            Rejection::BodyTooLarge
+                | Rejection::BadPath
+                | Rejection::BadHost
+                | Rejection::MethodOverride
+                | Rejection::EncodedBody
+        )
+    }
+
+    /// The UCWA error body. `parameter` names the guarded parameter; `request_id` is already
+    /// validated (`[A-Za-z0-9._-]`), so neither needs escaping, and client input is never echoed.
+    pub fn render(self, request_id: &str, parameter: &str, xml: bool) -> Response<Full<Bytes>> {
+        let u = self.ucwa();
+        let body = if xml {
+            let mut s = format!(
+                r#"<?xml version="1.0" encoding="utf-8"?><reason xmlns="{UCWA_NS}" code="{}""#,
+                u.code
+            );
+            if let Some(sub) = u.subcode {
+                s.push_str(&format!(r#" subcode="{sub}""#));
+            }
+            s.push_str(&format!(
+                r#" message="{}"><property name="reason">{}</property><property name="requestId">{request_id}</property>"#,
+                xml_escape(u.message),
+                self.reason()
+            ));
+            if u.names_parameter {
+                s.push_str(&format!(
+                    r#"<property name="parameters"><property name="{parameter}">invalid</property></property>"#
+                ));
+            }
+            s.push_str("</reason>");
+            s
+        } else {
+            let mut s = format!(r#"{{"code":"{}""#, u.code);
+            if let Some(sub) = u.subcode {
+                s.push_str(&format!(r#","subcode":"{sub}""#));
+            }
+            s.push_str(&format!(r#","message":"{}""#, u.message));
+            if u.names_parameter {
+                s.push_str(&format!(r#","parameters":{{"{parameter}":"invalid"}}"#));
+            }
+            s.push_str(&format!(
+                r#","debugInfo":{{"reason":"{}","requestId":"{request_id}"}}}}"#,
+                self.reason()
+            ));
+            s
+        };
+        let content_type = if xml {
+            "application/xml; charset=utf-8"
+        } else {
+            "application/json; charset=utf-8"
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = u.status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('\'', "&apos;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+}
+
+const XML_TYPES: [&str; 3] = [
+    "application/xml",
+    "text/xml",
+    "application/vnd.microsoft.com.ucwa+xml",
+];
+const JSON_TYPES: [&str; 2] = [
+    "application/json",
+    "application/vnd.microsoft.com.ucwa+json",
+];
+
+/// True when `Accept` ranks an XML type above every JSON type (q-values; ties go to JSON).
+pub fn prefers_xml(accept: Option<&HeaderValue>) -> bool {
+    let Some(accept) = accept.and_then(|a| a.to_str().ok()) else {
+        return false;
+    };
+    let best = |types: &[&str]| {
+        types
+            .iter()
+            .map(|t| quality(accept, t))
+            .fold(0.0f32, f32::max)
+    };
+    best(&XML_TYPES) > best(&JSON_TYPES)
+}
+
+/// The q-value `accept` gives a concrete media type: its most specific matching range wins.
+fn quality(accept: &str, media: &str) -> f32 {
+    let (top, _) = media.split_once('/').unwrap_or((media, ""));
+    let mut best: Option<(u8, f32)> = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let range = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .or_else(|| p.trim().strip_prefix("Q="))
+            })
+            .find_map(|v| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        let specificity = if range.eq_ignore_ascii_case(media) {
+            3
+        } else if range
+            .strip_suffix("/*")
+            .is_some_and(|t| t.eq_ignore_ascii_case(top))
+        {
+            2
+        } else if range == "*/*" {
+            1
+        } else {
+            continue;
+        };
+        if best.is_none_or(|(s, _)| specificity > s) {
+            best = Some((specificity, q));
+        }
+    }
+    best.map_or(0.0, |(_, q)| q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// Every variant with its status, code, subcode and reason: the contract of SPEC §6.
+    const TABLE: [(Rejection, u16, &str, Option<&str>, &str); 19] = [
+        (
+            Rejection::NotAllowed,
+            403,
+            "Forbidden",
+            Some("NotAllowed"),
+            "not_allowed",
+        ),
+        (
+            Rejection::Denied,
+            403,
+            "Forbidden",
+            Some("NotAllowed"),
+            "denied",
+        ),
+        (
+            Rejection::NoOrganisation,
+            403,
+            "Forbidden",
+            Some("NotAllowed"),
+            "no_organisation",
+        ),
+        (
+            Rejection::TooLong,
+            400,
+            "BadRequest",
+            Some("ParameterValidationFailure"),
+            "too_long",
+        ),
+        (
+            Rejection::Malformed,
+            400,
+            "BadRequest",
+            Some("ParameterValidationFailure"),
+            "malformed",
+        ),
+        (
+            Rejection::Missing,
+            400,
+            "BadRequest",
+            Some("ParameterValidationFailure"),
+            "missing",
+        ),
+        (
+            Rejection::Conflict,
+            400,
+            "BadRequest",
+            Some("ParameterValidationFailure"),
+            "conflict",
+        ),
+        (
+            Rejection::Duplicate,
+            400,
+            "BadRequest",
+            Some("ParameterValidationFailure"),
+            "duplicate",
+        ),
+        (
+            Rejection::BadBody,
+            400,
+            "BadRequest",
+            Some("DeserializationFailure"),
+            "bad_body",
+        ),
+        (
+            Rejection::BadBatch,
+            400,
+            "BadRequest",
+            Some("DeserializationFailure"),
+            "bad_batch",
+        ),
+        (
+            Rejection::BadPath,
+            400,
+            "BadRequest",
+            Some("DeserializationFailure"),
+            "bad_path",
+        ),
+        (
+            Rejection::BadHost,
+            400,
+            "BadRequest",
+            Some("DeserializationFailure"),
+            "bad_host",
+        ),
+        (
+            Rejection::MethodOverride,
+            400,
+            "BadRequest",
+            Some("DeserializationFailure"),
+            "method_override",
+        ),
+        (
+            Rejection::UnsupportedMediaType,
+            415,
+            "UnsupportedMediaType",
+            None,
+            "unsupported_media_type",
+        ),
+        (
+            Rejection::EncodedBody,
+            415,
+            "UnsupportedMediaType",
+            None,
+            "encoded_body",
+        ),
+        (
+            Rejection::BodyTooLarge,
+            413,
+            "EntityTooLarge",
+            None,
+            "body_too_large",
+        ),
+        (
+            Rejection::UpstreamUnavailable,
+            503,
+            "ServiceUnavailable",
+            None,
+            "upstream_unavailable",
+        ),
+        (
+            Rejection::UpstreamFailure,
+            502,
+            "ServiceFailure",
+            Some("BadGateway"),
+            "upstream_failure",
+        ),
+        (
+            Rejection::UpstreamTimeout,
+            504,
+            "Timeout",
+            None,
+            "upstream_timeout",
+        ),
+    ];
+
+    async fn json(r: Rejection) -> (u16, serde_json::Value) {
+        let response = r.render("req-1", "target", false);
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_refusal_renders_its_status_code_subcode_and_reason_as_json() {
+        for (r, status, code, subcode, reason) in TABLE {
+            let (got, v) = json(r).await;
+            assert_eq!(got, status, "{r:?}");
+            assert_eq!(v["code"], code, "{r:?}");
+            assert_eq!(v["subcode"].as_str(), subcode, "{r:?}");
+            assert_eq!(v["debugInfo"]["reason"], reason, "{r:?}");
+            assert_eq!(v["debugInfo"]["requestId"], "req-1", "{r:?}");
+            assert_eq!(r.reason(), reason);
+            let names = subcode == Some("ParameterValidationFailure");
+            assert_eq!(
+                v["parameters"]["target"].as_str(),
+                names.then_some("invalid"),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn every_refusal_renders_the_same_facts_as_xml() {
+        for (r, status, code, subcode, reason) in TABLE {
+            let response = r.render("req-2", "target", true);
+            assert_eq!(response.status().as_u16(), status);
+            assert!(response.headers()[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/xml"));
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let text = std::str::from_utf8(&body).unwrap();
+            assert!(text.contains(&format!(r#"xmlns="{UCWA_NS}""#)), "{text}");
+            assert!(text.contains(&format!(r#"code="{code}""#)), "{text}");
+            if let Some(sub) = subcode {
+                assert!(text.contains(&format!(r#"subcode="{sub}""#)), "{text}");
+            }
+            assert!(text.contains(&format!(r#"<property name="reason">{reason}</property>"#)));
+            assert!(text.contains(r#"<property name="requestId">req-2</property>"#));
+        }
+    }
+
+    #[tokio::test]
+    async fn parameter_failures_name_the_guarded_parameter() {
+        let response = Rejection::Missing.render("r", "number", false);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["parameters"]["number"], "invalid");
+    }
+
+    #[test]
+    fn xml_is_chosen_only_when_accept_ranks_it_above_json() {
+        let cases = [
+            (None, false),
+            (Some("application/json"), false),
+            (Some("application/xml"), true),
+            (Some("text/xml"), true),
+            (Some("application/vnd.microsoft.com.ucwa+xml"), true),
+            (Some("*/*"), false),
+            (Some("application/xml, application/json"), false),
+            (Some("application/xml;q=0.9, application/json;q=0.8"), true),
+            (Some("application/json;q=0.5, application/xml"), true),
+            (Some("application/xml;q=0.5, application/*"), false),
+            (
+                Some("application/vnd.microsoft.com.ucwa+xml, */*;q=0.1"),
+                true,
+            ),
+            (Some("application/xml;q=0"), false),
+        ];
+        for (accept, xml) in cases {
+            let header = accept.map(HeaderValue::from_static);
+            assert_eq!(prefers_xml(header.as_ref()), xml, "{accept:?}");
+        }
+    }
+}

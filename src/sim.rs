@@ -1,0 +1,341 @@
+//! A simulated Skype for Business front-end pool member (SPEC §8): a real HTTP server on a real
+//! socket that answers like the UCWA reference page and records every request it receives.
+//! `ringfence demo` and the tests put it behind the proxy.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::extract::batch;
+use crate::route::{self, Guards, Route};
+
+/// One request as the member received it: the exact bytes the proxy sent.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    /// Path and query exactly as on the request line.
+    pub path_and_query: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A fault the member plays, to test that the pool's answers come back unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    #[default]
+    None,
+    /// 409 Conflict / AlreadyExists on guarded POSTs.
+    AlreadyExists,
+    /// 410 Gone / CannotRedirect on guarded POSTs.
+    CannotRedirect,
+    /// 500 ServiceFailure / CallbackChannelError on guarded POSTs.
+    CallbackChannelError,
+    /// Every answer is delayed.
+    Slow(Duration),
+}
+
+#[derive(Default)]
+struct State {
+    received: Mutex<Vec<Received>>,
+    fault: Mutex<Fault>,
+    /// How long an `events` long poll waits before answering.
+    event_wait: Mutex<Duration>,
+}
+
+/// A running simulated member. Dropping it (or `stop`) closes its socket.
+pub struct Member {
+    name: String,
+    addr: SocketAddr,
+    tls: bool,
+    state: Arc<State>,
+    stop: CancellationToken,
+}
+
+impl Member {
+    /// Starts a plain-HTTP member on `127.0.0.1:0`.
+    pub async fn start(name: &str) -> std::io::Result<Member> {
+        Self::start_on(name, "127.0.0.1:0".parse().expect("literal address"), None).await
+    }
+
+    /// Starts a member on `addr`, with TLS when a server configuration is given.
+    pub async fn start_on(
+        name: &str,
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Member> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            event_wait: Mutex::new(Duration::from_millis(500)),
+            ..State::default()
+        });
+        let stop = CancellationToken::new();
+        let member = Member {
+            name: name.to_owned(),
+            addr,
+            tls: tls.is_some(),
+            state: Arc::clone(&state),
+            stop: stop.clone(),
+        };
+        let name = name.to_owned();
+        tokio::spawn(accept(
+            listener,
+            tls.map(TlsAcceptor::from),
+            state,
+            stop,
+            name,
+        ));
+        Ok(member)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The member's base URL, as configured in `[upstream] members`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Everything received so far, in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().expect("sim lock").clone()
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        *self.state.fault.lock().expect("sim lock") = fault;
+    }
+
+    pub fn set_event_wait(&self, wait: Duration) {
+        *self.state.event_wait.lock().expect("sim lock") = wait;
+    }
+
+    /// Closes the listening socket: new connections are refused, as from a dead server.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn accept(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: Arc<State>,
+    stop: CancellationToken,
+    name: String,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            () = stop.cancelled() => return,
+            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+        };
+        let state = Arc::clone(&state);
+        let tls = tls.clone();
+        let stop = stop.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| answer(Arc::clone(&state), name.clone(), req));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let served = match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! { r = conn => r, () = stop.cancelled() => Ok(()) }
+                }
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(s) => {
+                        let conn = builder.serve_connection(TokioIo::new(s), service);
+                        tokio::select! { r = conn => r, () = stop.cancelled() => Ok(()) }
+                    }
+                    Err(_) => Ok(()),
+                },
+            };
+            drop(served);
+        });
+    }
+}
+
+fn guards() -> Guards {
+    Guards::new(Guards::defaults())
+}
+
+async fn answer(
+    state: Arc<State>,
+    name: String,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    state.received.lock().expect("sim lock").push(Received {
+        method: parts.method.clone(),
+        path_and_query,
+        version: parts.version,
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    let fault = *state.fault.lock().expect("sim lock");
+    if let Fault::Slow(d) = fault {
+        tokio::time::sleep(d).await;
+    }
+    let path = parts.uri.path();
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let mut response = if last.eq_ignore_ascii_case("events") {
+        let wait = *state.event_wait.lock().expect("sim lock");
+        tokio::time::sleep(wait).await;
+        json(StatusCode::OK, r#"{"_links":{"self":{"href":"/ucwa/v1/applications/192/events?ack=2"},"next":{"href":"/ucwa/v1/applications/192/events?ack=3"}},"sender":[]}"#.into())
+    } else if last.eq_ignore_ascii_case("batch") && parts.method == Method::POST {
+        batch_answer(&parts.headers, &body)
+    } else {
+        single(&parts.method, path, fault)
+    };
+    response.headers_mut().insert(
+        "x-sim-member",
+        header::HeaderValue::from_str(&name).unwrap_or(header::HeaderValue::from_static("sim")),
+    );
+    Ok(response)
+}
+
+fn single(method: &Method, path: &str, fault: Fault) -> Response<Full<Bytes>> {
+    let guarded = matches!(route::classify(path, &guards()), Route::Guarded(_));
+    if guarded && method == Method::POST {
+        return match fault {
+            Fault::AlreadyExists => ucwa_error(
+                StatusCode::CONFLICT,
+                "Conflict",
+                Some("AlreadyExists"),
+                "The already exists error.",
+            ),
+            Fault::CannotRedirect => ucwa_error(
+                StatusCode::GONE,
+                "Gone",
+                Some("CannotRedirect"),
+                "Cannot redirect since there is no back up pool configured.",
+            ),
+            Fault::CallbackChannelError => ucwa_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceFailure",
+                Some("CallbackChannelError"),
+                "The remote event channel is not reachable",
+            ),
+            Fault::None | Fault::Slow(_) => {
+                let mut r = Response::new(Full::new(Bytes::new()));
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
+            }
+        };
+    }
+    if guarded {
+        return ucwa_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            None,
+            "The method is not allowed on this resource.",
+        );
+    }
+    if path.to_ascii_lowercase().ends_with("/me") && method == Method::GET {
+        return json(StatusCode::OK, r#"{"name":"Jane Doe","uri":"sip:jane@contoso.com","_links":{"self":{"href":"/ucwa/v1/applications/192/me"},"callForwardingSettings":{"href":"/ucwa/v1/applications/192/me/callForwardingSettings"}},"rel":"me"}"#.into());
+    }
+    if path == "/"
+        || path.eq_ignore_ascii_case("/ucwa/v1")
+        || path.eq_ignore_ascii_case("/ucwa/oauth/v1")
+    {
+        return json(StatusCode::OK, r#"{"rel":"root"}"#.into());
+    }
+    ucwa_error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        None,
+        "The resource was not found.",
+    )
+}
+
+/// Answers each embedded request in order, in one multipart/batching response.
+fn batch_answer(headers: &HeaderMap, body: &[u8]) -> Response<Full<Bytes>> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let parts = batch::boundary(content_type)
+        .ok()
+        .and_then(|b| batch::parse(body, b).ok());
+    let Some(parts) = parts else {
+        return ucwa_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            Some("DeserializationFailure"),
+            "The batch could not be read.",
+        );
+    };
+    let boundary = "sim-batch-response";
+    let mut out = String::new();
+    for part in parts {
+        let method = Method::from_bytes(part.method.as_bytes()).unwrap_or(Method::GET);
+        let inner = single(&method, part.path(), Fault::None);
+        let status = inner.status();
+        out.push_str(&format!(
+            "--{boundary}\r\nContent-Type: application/http; msgtype=response\r\n\r\nHTTP/1.1 {} {}\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ));
+    }
+    out.push_str(&format!("--{boundary}--\r\n"));
+    let mut r = Response::new(Full::new(Bytes::from(out)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("multipart/batching; boundary=sim-batch-response"),
+    );
+    r
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/vnd.microsoft.com.ucwa+json; charset=utf-8"),
+    );
+    r
+}
+
+fn ucwa_error(
+    status: StatusCode,
+    code: &str,
+    subcode: Option<&str>,
+    message: &str,
+) -> Response<Full<Bytes>> {
+    let subcode = subcode.map_or(String::new(), |s| format!(r#","subcode":"{s}""#));
+    json(
+        status,
+        format!(r#"{{"code":"{code}"{subcode},"message":"{message}"}}"#),
+    )
+}

@@ -1,0 +1,106 @@
+//! The reloadable snapshot: one configuration with its compiled policy and its pool, swapped
+//! atomically so a request reads exactly one of them from start to finish.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::audit::Audit;
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::tls::TlsError;
+use crate::upstream::Pool;
+
+/// What a request needs from one configuration.
+pub struct Snapshot {
+    pub config: Config,
+    pub pool: Arc<Pool>,
+}
+
+/// State shared by every connection for the life of the process.
+pub struct Shared {
+    snapshot: ArcSwap<Snapshot>,
+    pub metrics: Metrics,
+    pub audit: Audit,
+    draining: AtomicBool,
+    /// The file `reload` re-reads; None for the embedded demo configuration.
+    config_path: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("no configuration file to reload (embedded configuration)")]
+    NoFile,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("upstream TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+impl Shared {
+    pub fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        metrics: Metrics,
+        audit: Audit,
+    ) -> Result<Arc<Shared>, TlsError> {
+        let pool = Arc::new(Pool::new(&config.upstream, &metrics)?);
+        metrics.config_last_reload_success.set(unix_now());
+        Ok(Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot { config, pool }),
+            metrics,
+            audit,
+            draining: AtomicBool::new(false),
+            config_path,
+        }))
+    }
+
+    /// The snapshot a request works with from start to finish.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Re-reads the file; on any problem nothing changes and the failure is counted.
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let result = self.try_reload();
+        let label = if result.is_ok() { "success" } else { "failure" };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[label])
+            .inc();
+        if result.is_ok() {
+            self.metrics.config_last_reload_success.set(unix_now());
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), ReloadError> {
+        let path = self.config_path.as_ref().ok_or(ReloadError::NoFile)?;
+        let config = Config::load(path)?;
+        let current = self.snapshot();
+        let pool = if config.upstream == *current.pool.config() {
+            Arc::clone(&current.pool)
+        } else {
+            Arc::new(Pool::new(&config.upstream, &self.metrics)?)
+        };
+        self.snapshot.store(Arc::new(Snapshot { config, pool }));
+        Ok(())
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Ready: configuration loaded, not draining, and at least one healthy member.
+    pub fn ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed) && self.snapshot().pool.any_healthy()
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,899 @@
+//! The UCWA call-forwarding `target`: parsed once, fail closed, into a normal form the policy
+//! can trust (SPEC §5 and §10). Anything not clearly valid is `Malformed`.
+
+use std::fmt::{self, Write as _};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use percent_encoding::{percent_decode_str, percent_encode_byte};
+
+/// E.164 allows at most 15 digits.
+const MAX_DIGITS: usize = 15;
+/// The only SIP URI parameter kept; Display writes it back so the normal form re-parses to itself.
+const USER_PHONE: &str = ";user=phone";
+
+/// An E.164 number: 1-15 ASCII digits, stored inline (no heap). Copy.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Number {
+    len: u8,
+    /// ASCII digits; bytes past `len` stay zero so the derived Eq/Hash are exact.
+    digits: [u8; MAX_DIGITS],
+}
+
+impl Number {
+    const EMPTY: Number = Number {
+        len: 0,
+        digits: [0; MAX_DIGITS],
+    };
+
+    /// The digits without '+', e.g. "14255550100".
+    pub fn digits(&self) -> &str {
+        // Only ASCII digits are ever stored, so the fallback is unreachable.
+        std::str::from_utf8(&self.digits[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    /// "+14255550100" written into the caller's stack buffer, for regex matching without allocating.
+    pub fn plus_digits<'b>(&self, buf: &'b mut [u8; 16]) -> &'b str {
+        let n = usize::from(self.len);
+        buf[0] = b'+';
+        buf[1..=n].copy_from_slice(&self.digits[..n]);
+        std::str::from_utf8(&buf[..=n]).unwrap_or_default()
+    }
+
+    /// Parses a configured E.164 prefix such as "+1425" ('+' then 1-15 ASCII digits, nothing else).
+    pub fn parse_prefix(s: &str) -> Option<Number> {
+        let mut n = Number::EMPTY;
+        for b in s.strip_prefix('+')?.bytes() {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            n.push(b).ok()?;
+        }
+        (n.len > 0).then_some(n)
+    }
+
+    /// True when `prefix` (e.g. from `parse_prefix`) is an E.164 prefix of this number.
+    pub fn starts_with(&self, prefix: &Number) -> bool {
+        self.digits().starts_with(prefix.digits())
+    }
+
+    /// RFC 3966 global-number-digits: '+' then digits and visual separators, 1-15 digits.
+    fn parse_global(s: &str) -> Result<Number, &'static str> {
+        let rest = s
+            .strip_prefix('+')
+            .ok_or("only global numbers ('+' and digits) are allowed")?;
+        let mut n = Number::EMPTY;
+        for b in rest.bytes() {
+            match b {
+                b'0'..=b'9' => n.push(b)?,
+                b if is_visual_separator(b) => {}
+                _ => return Err("a number may hold only digits and visual separators"),
+            }
+        }
+        if n.len == 0 {
+            return Err("a number needs at least one digit");
+        }
+        Ok(n)
+    }
+
+    fn push(&mut self, digit: u8) -> Result<(), &'static str> {
+        let slot = self
+            .digits
+            .get_mut(usize::from(self.len))
+            .ok_or("a number has at most 15 digits")?;
+        *slot = digit;
+        self.len += 1;
+        Ok(())
+    }
+}
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tel:+{}", self.digits())
+    }
+}
+
+impl fmt::Debug for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Number(+{})", self.digits())
+    }
+}
+
+/// How the host of a SIP URI is spelled.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum SipHost {
+    /// Lower-case ASCII LDH labels, possibly IDNA punycode (`xn--`).
+    Domain(Box<str>),
+    Ipv4(Ipv4Addr),
+    Ipv6(Ipv6Addr),
+}
+
+impl fmt::Display for SipHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SipHost::Domain(d) => f.write_str(d),
+            SipHost::Ipv4(a) => write!(f, "{a}"),
+            SipHost::Ipv6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// What a SIP user part means as a telephone number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Phone {
+    NotPhone,
+    /// Judged as this number, so number rules cannot be dodged with a SIP URI.
+    Global(Number),
+    /// Digits without '+': denied unless the exact URI is allowed.
+    Local,
+}
+
+/// A sip:/sips: contact in normal form.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Contact {
+    secure: bool,
+    host: SipHost,
+    phone: Phone,
+    /// The normal form followed by the decoded user part: one allocation serves every accessor.
+    text: String,
+    /// End of "user@host" inside `text`.
+    address_end: usize,
+    /// End of the normal form inside `text`; the decoded user follows.
+    normal_end: usize,
+}
+
+impl Contact {
+    /// True for `sips:`.
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The percent-decoded user part, case kept.
+    pub fn user(&self) -> &str {
+        &self.text[self.normal_end..]
+    }
+
+    pub fn host(&self) -> &SipHost {
+        &self.host
+    }
+
+    /// The lower-case domain, or None when the host is an IP literal.
+    pub fn domain(&self) -> Option<&str> {
+        match &self.host {
+            SipHost::Domain(d) => Some(d),
+            SipHost::Ipv4(_) | SipHost::Ipv6(_) => None,
+        }
+    }
+
+    /// "user@host" with the canonical escaped user: the exact-URI list key, independent of sip/sips.
+    pub fn address(&self) -> &str {
+        &self.text[self.scheme_len()..self.address_end]
+    }
+
+    pub fn phone(&self) -> Phone {
+        self.phone
+    }
+
+    /// Parses a configured exact URI such as "sip:helpdesk@fabrikam.com" with the grammar of
+    /// `Target::parse` (no length limit).
+    pub fn parse_uri(s: &str) -> Result<Contact, TargetError> {
+        check_chars(s)?;
+        match split_scheme(s)? {
+            Scheme::Sip { secure, rest } => Contact::parse_sip(rest, secure),
+            Scheme::Tel(_) => Err(TargetError::Malformed("expected a sip: or sips: URI")),
+        }
+    }
+
+    fn scheme_len(&self) -> usize {
+        if self.secure {
+            "sips:".len()
+        } else {
+            "sip:".len()
+        }
+    }
+
+    /// `rest` is everything after the scheme's ':' and holds only printable ASCII.
+    fn parse_sip(rest: &str, secure: bool) -> Result<Contact, TargetError> {
+        if rest.contains('?') {
+            return Err(malformed("SIP URI headers are not allowed"));
+        }
+        let (user_raw, host_part) = rest
+            .split_once('@')
+            .ok_or(malformed("a SIP URI needs a user part"))?;
+        if host_part.contains('@') {
+            return Err(malformed("a SIP URI may hold only one '@'"));
+        }
+        if user_raw.is_empty() {
+            return Err(malformed("the SIP user part is empty"));
+        }
+        if user_raw.contains(':') {
+            return Err(malformed("passwords are not allowed"));
+        }
+        check_user_escapes(user_raw)?;
+        let (host_raw, params) = match host_part.split_once(';') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_part, None),
+        };
+        let host = parse_host(host_raw).map_err(TargetError::Malformed)?;
+        let user_phone = match params {
+            None => false,
+            Some(p) if p.eq_ignore_ascii_case("user=phone") => true,
+            Some(_) => return Err(malformed("only the user=phone parameter is allowed")),
+        };
+
+        let (mut decoded_len, mut canonical_len) = (0, 0);
+        for b in percent_decode_str(user_raw) {
+            if !b.is_ascii() {
+                return Err(malformed("the SIP user part must be ASCII"));
+            }
+            if b.is_ascii_control() {
+                return Err(malformed("control characters are not allowed"));
+            }
+            decoded_len += 1;
+            canonical_len += if is_user_raw(b) { 1 } else { 3 };
+        }
+
+        let host_len = match &host {
+            SipHost::Domain(d) => d.len(),
+            SipHost::Ipv4(_) => "255.255.255.255".len(),
+            SipHost::Ipv6(_) => "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]".len(),
+        };
+        let mut text = String::with_capacity(
+            "sips:@".len() + canonical_len + host_len + USER_PHONE.len() + decoded_len,
+        );
+        text.push_str(if secure { "sips:" } else { "sip:" });
+        for b in percent_decode_str(user_raw) {
+            if is_user_raw(b) {
+                text.push(char::from(b));
+            } else {
+                text.push_str(percent_encode_byte(b));
+            }
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(text, "@{host}");
+        let address_end = text.len();
+        if user_phone {
+            text.push_str(USER_PHONE);
+        }
+        let normal_end = text.len();
+        text.extend(percent_decode_str(user_raw).map(char::from));
+
+        let phone = user_phone_meaning(&text[normal_end..], user_phone)?;
+        Ok(Contact {
+            secure,
+            host,
+            phone,
+            text,
+            address_end,
+            normal_end,
+        })
+    }
+}
+
+impl fmt::Display for Contact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text[..self.normal_end])
+    }
+}
+
+/// A parsed UCWA `target`.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Target {
+    Number(Number),
+    Contact(Contact),
+}
+
+impl Target {
+    /// `raw` is the already percent-decoded parameter value; `max_len` is the configured limit,
+    /// counted in Unicode scalar values before anything else (no trimming).
+    pub fn parse(raw: &str, max_len: usize) -> Result<Target, TargetError> {
+        // A string never has more chars than bytes, so counting is needed only for long input.
+        if raw.len() > max_len && raw.chars().count() > max_len {
+            return Err(TargetError::TooLong { max: max_len });
+        }
+        check_chars(raw)?;
+        match split_scheme(raw)? {
+            Scheme::Tel(rest) => parse_tel(rest).map(Target::Number),
+            Scheme::Sip { secure, rest } => Contact::parse_sip(rest, secure).map(Target::Contact),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Number(n) => n.fmt(f),
+            Target::Contact(c) => c.fmt(f),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("target is longer than {max} characters")]
+    TooLong { max: usize },
+    #[error("target is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+fn malformed(why: &'static str) -> TargetError {
+    TargetError::Malformed(why)
+}
+
+enum Scheme<'a> {
+    Tel(&'a str),
+    Sip { secure: bool, rest: &'a str },
+}
+
+fn split_scheme(raw: &str) -> Result<Scheme<'_>, TargetError> {
+    let (scheme, rest) = raw
+        .split_once(':')
+        .ok_or(malformed("a tel:, sip: or sips: scheme is required"))?;
+    if scheme.eq_ignore_ascii_case("tel") {
+        Ok(Scheme::Tel(rest))
+    } else if scheme.eq_ignore_ascii_case("sip") {
+        Ok(Scheme::Sip {
+            secure: false,
+            rest,
+        })
+    } else if scheme.eq_ignore_ascii_case("sips") {
+        Ok(Scheme::Sip { secure: true, rest })
+    } else {
+        Err(malformed("only tel:, sip: and sips: targets are allowed"))
+    }
+}
+
+/// Both grammars are printable ASCII; rejecting the rest up front also stops fullwidth digits
+/// and unencoded IDN hosts.
+fn check_chars(raw: &str) -> Result<(), TargetError> {
+    for b in raw.bytes() {
+        if !b.is_ascii() {
+            return Err(malformed("non-ASCII characters are not allowed"));
+        }
+        if b == b' ' || b.is_ascii_control() {
+            return Err(malformed(
+                "whitespace and control characters are not allowed",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3966 global number; `ext` and `isub` are checked and then dropped.
+fn parse_tel(rest: &str) -> Result<Number, TargetError> {
+    let (number, params) = match rest.split_once(';') {
+        Some((n, p)) => (n, Some(p)),
+        None => (rest, None),
+    };
+    let n = Number::parse_global(number).map_err(TargetError::Malformed)?;
+    let (mut ext, mut isub) = (false, false);
+    for param in params.into_iter().flat_map(|p| p.split(';')) {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        let (seen, valid) = if name.eq_ignore_ascii_case("ext") {
+            (&mut ext, is_phone_digits(value))
+        } else if name.eq_ignore_ascii_case("isub") {
+            (&mut isub, is_uric(value))
+        } else if name.eq_ignore_ascii_case("phone-context") {
+            return Err(malformed("phone-context numbers are not allowed"));
+        } else {
+            return Err(malformed(
+                "only the ext and isub tel parameters are allowed",
+            ));
+        };
+        if std::mem::replace(seen, true) {
+            return Err(malformed("a tel parameter is repeated"));
+        }
+        if !valid {
+            return Err(malformed("a tel parameter value is invalid"));
+        }
+    }
+    Ok(n)
+}
+
+fn is_visual_separator(b: u8) -> bool {
+    matches!(b, b'-' | b'.' | b'(' | b')')
+}
+
+/// RFC 3966 1*phonedigit, with at least one actual digit.
+fn is_phone_digits(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || is_visual_separator(b))
+        && s.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// RFC 3966 1*uric (';' already split off): reserved, unreserved or %HH.
+fn is_uric(s: &str) -> bool {
+    !s.is_empty()
+        && escapes_ok(s, |b| {
+            b.is_ascii_alphanumeric() || b"/?:@&=+$,-_.!~*'()".contains(&b)
+        })
+}
+
+/// Characters a SIP user part may carry unescaped; the canonical form escapes every other byte.
+fn is_user_raw(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!*'()&=+$,".contains(&b)
+}
+
+fn check_user_escapes(user: &str) -> Result<(), TargetError> {
+    if escapes_ok(user, is_user_raw) {
+        Ok(())
+    } else {
+        Err(malformed(
+            "the SIP user part holds a character that must be escaped",
+        ))
+    }
+}
+
+/// Every byte is either allowed raw or starts a complete %HH escape.
+fn escapes_ok(s: &str, raw_ok: impl Fn(u8) -> bool) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            match b.get(i + 1..i + 3) {
+                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
+                _ => return false,
+            }
+        } else if raw_ok(b[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// A domain of LDH labels, a strict dotted quad, or a bracketed IPv6 literal; no port.
+fn parse_host(host: &str) -> Result<SipHost, &'static str> {
+    if let Some(inner) = host.strip_prefix('[') {
+        return match inner.strip_suffix(']') {
+            Some(v6) => v6
+                .parse()
+                .map(SipHost::Ipv6)
+                .map_err(|_| "the IPv6 literal is invalid"),
+            None if inner.contains("]:") => Err("ports are not allowed"),
+            None => Err("the IPv6 literal is invalid"),
+        };
+    }
+    if host.contains(':') {
+        return Err("ports are not allowed");
+    }
+    if host.len() > 253 {
+        return Err("the host name is longer than 253 characters");
+    }
+    let mut numeric_top = false;
+    for label in host.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("host labels must be 1 to 63 characters (no trailing dot)");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err("host names may hold only ASCII letters, digits and hyphens");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("host labels may not start or end with a hyphen");
+        }
+        numeric_top = label.bytes().all(|b| b.is_ascii_digit());
+    }
+    if numeric_top {
+        // std accepts exactly four decimal octets without leading zeros.
+        return host
+            .parse()
+            .map(SipHost::Ipv4)
+            .map_err(|_| "the IPv4 address is invalid");
+    }
+    Ok(SipHost::Domain(host.to_ascii_lowercase().into_boxed_str()))
+}
+
+/// SPEC §10: a user part of digits and visual separators is a number, with or without '+'.
+fn user_phone_meaning(user: &str, user_phone: bool) -> Result<Phone, TargetError> {
+    if user_phone {
+        return Number::parse_global(user)
+            .map(Phone::Global)
+            .map_err(|_| malformed("user=phone needs a global number"));
+    }
+    let body = user.strip_prefix('+').unwrap_or(user);
+    if !is_phone_digits(body) {
+        return Ok(Phone::NotPhone);
+    }
+    if body.len() == user.len() {
+        return Ok(Phone::Local);
+    }
+    Number::parse_global(user)
+        .map(Phone::Global)
+        .map_err(TargetError::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug)]
+    enum Want {
+        Normal(&'static str),
+        Bad,
+        Long,
+    }
+    use Want::*;
+
+    const CASES: &[(&str, Want)] = &[
+        // RFC 3966
+        ("tel:+1-425-555-0100", Normal("tel:+14255550100")),
+        ("tel:+14255550100", Normal("tel:+14255550100")),
+        ("TEL:+14255550100;ext=12", Normal("tel:+14255550100")),
+        ("tel:+1(425)555.0100", Normal("tel:+14255550100")),
+        ("tel:+1425;EXT=1-2;isub=a%20b", Normal("tel:+1425")),
+        ("tel:+1", Normal("tel:+1")),
+        ("tel:+123456789012345", Normal("tel:+123456789012345")),
+        ("tel:+1234567890123456", Bad),
+        ("tel:+1425;phone-context=example.com", Bad),
+        ("tel:5550100;phone-context=+1425", Bad),
+        ("tel:5550100", Bad),
+        ("tel:+１４２５", Bad),
+        ("tel:＋1425", Bad),
+        ("tel:+", Bad),
+        ("tel:+-.()", Bad),
+        ("tel:", Bad),
+        ("tel: +1425", Bad),
+        ("tel:+1425 ", Bad),
+        ("tel:-+1425", Bad),
+        ("tel:+1425a", Bad),
+        ("tel:+1425;ext=", Bad),
+        ("tel:+1425;ext", Bad),
+        ("tel:+1425;ext=1;ext=2", Bad),
+        ("tel:+1425;ext=1a", Bad),
+        ("tel:+1425;isub=%2", Bad),
+        ("tel:+1425;foo=bar", Bad),
+        ("tel:+1425;", Bad),
+        // RFC 3261
+        ("sip:alice@contoso.com", Normal("sip:alice@contoso.com")),
+        ("SIPS:Alice@CONTOSO.com", Normal("sips:Alice@contoso.com")),
+        ("sip:al%69ce@contoso.com", Normal("sip:alice@contoso.com")),
+        ("sip:a%2fb@contoso.com", Normal("sip:a%2Fb@contoso.com")),
+        ("sip:a%20b@contoso.com", Normal("sip:a%20b@contoso.com")),
+        (
+            "sip:o'neil!*&=+$,~_.-()@contoso.com",
+            Normal("sip:o'neil!*&=+$,~_.-()@contoso.com"),
+        ),
+        (
+            "sip:+14255550100@contoso.com;user=phone",
+            Normal("sip:+14255550100@contoso.com;user=phone"),
+        ),
+        (
+            "sip:+14255550100@contoso.com;USER=Phone",
+            Normal("sip:+14255550100@contoso.com;user=phone"),
+        ),
+        (
+            "sip:+1-425-555-0100@contoso.com",
+            Normal("sip:+1-425-555-0100@contoso.com"),
+        ),
+        ("sip:5550100@contoso.com", Normal("sip:5550100@contoso.com")),
+        ("sip:alice@10.0.0.1", Normal("sip:alice@10.0.0.1")),
+        ("sip:alice@[::1]", Normal("sip:alice@[::1]")),
+        (
+            "sip:alice@[2001:DB8:0:0::1]",
+            Normal("sip:alice@[2001:db8::1]"),
+        ),
+        (
+            "sip:alice@xn--bcher-kva.example",
+            Normal("sip:alice@xn--bcher-kva.example"),
+        ),
+        ("sip:alice@localhost", Normal("sip:alice@localhost")),
+        ("sip:alice@bücher.example", Bad),
+        ("sip:contoso.com", Bad),
+        ("sip:@contoso.com", Bad),
+        ("sip:alice@", Bad),
+        ("sip:alice:pw@contoso.com", Bad),
+        ("sip:alice@contoso.com:5060", Bad),
+        ("sip:alice@[::1]:5060", Bad),
+        ("sip:alice@contoso.com;transport=tcp", Bad),
+        ("sip:alice@contoso.com;maddr=10.0.0.1", Bad),
+        ("sip:alice@contoso.com;lr", Bad),
+        ("sip:alice@contoso.com;user=phone;user=phone", Bad),
+        ("sip:alice@contoso.com;", Bad),
+        ("sip:alice@contoso.com?subject=x", Bad),
+        ("sip:alice@bob@contoso.com", Bad),
+        ("sip:alice@contoso.com.", Bad),
+        ("sip:alice@contoso..com", Bad),
+        ("sip:alice@-contoso.com", Bad),
+        ("sip:alice@contoso-.com", Bad),
+        ("sip:alice@con_toso.com", Bad),
+        ("sip:alice@010.0.0.1", Bad),
+        ("sip:alice@10.0.0", Bad),
+        ("sip:alice@256.0.0.1", Bad),
+        ("sip:alice@1234", Bad),
+        ("sip:alice@[::g]", Bad),
+        ("sip:alice@[fe80::1%25eth0]", Bad),
+        ("sip:a;b@contoso.com", Bad),
+        ("sip:a/b@contoso.com", Bad),
+        ("sip:a[b]@contoso.com", Bad),
+        ("sip:a%zz@contoso.com", Bad),
+        ("sip:a%4@contoso.com", Bad),
+        ("sip:%00alice@contoso.com", Bad),
+        ("sip:%C3%BCser@contoso.com", Bad),
+        ("sip:%EF%BC%91%EF%BC%92@contoso.com", Bad),
+        ("sip:alice@contoso.com;user=phone", Bad),
+        ("sip:5550100@contoso.com;user=phone", Bad),
+        ("sip:+1425%3Bphone-context=x@contoso.com;user=phone", Bad),
+        ("sip:+1234567890123456@contoso.com", Bad),
+        // Length: 80 is the UCWA limit.
+        (
+            "sip:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@contoso.com",
+            Normal(
+                "sip:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@contoso.com",
+            ),
+        ),
+        (
+            "sip:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@contoso.com",
+            Long,
+        ),
+        (
+            "tel:+1425                                                                        ",
+            Long,
+        ),
+        // Neither
+        ("mailto:x@y", Bad),
+        ("https://contoso.com", Bad),
+        ("+14255550100", Bad),
+        ("14255550100", Bad),
+        ("", Bad),
+        (" sip:alice@contoso.com", Bad),
+        ("sip:alice@contoso.com\n", Bad),
+    ];
+
+    #[test]
+    fn rfc_3966_and_3261_cases_parse_to_their_normal_form_or_fail_closed() {
+        for (raw, want) in CASES {
+            let got = Target::parse(raw, 80);
+            match (want, &got) {
+                (Normal(normal), Ok(t)) if t.to_string() == *normal => {}
+                (Bad, Err(TargetError::Malformed(_))) => {}
+                (Long, Err(TargetError::TooLong { max: 80 })) => {}
+                _ => panic!("{raw:?}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_length_limit_counts_scalar_values_and_applies_first() {
+        let at = |user_len: usize| format!("sip:{}@contoso.com", "a".repeat(user_len));
+        assert_eq!(at(64).chars().count(), 80);
+        assert!(Target::parse(&at(64), 80).is_ok());
+        assert_eq!(
+            Target::parse(&at(65), 80),
+            Err(TargetError::TooLong { max: 80 })
+        );
+        // Too long wins over malformed, and multi-byte characters count once.
+        assert_eq!(
+            Target::parse(&" ".repeat(81), 80),
+            Err(TargetError::TooLong { max: 80 })
+        );
+        assert_eq!(
+            Target::parse(&"ü".repeat(11), 10),
+            Err(TargetError::TooLong { max: 10 })
+        );
+        assert!(matches!(
+            Target::parse(&"ü".repeat(10), 10),
+            Err(TargetError::Malformed(_))
+        ));
+        assert!(Target::parse("tel:+1425", 9).is_ok());
+        assert_eq!(
+            Target::parse("tel:+1425", 8),
+            Err(TargetError::TooLong { max: 8 })
+        );
+    }
+
+    fn contact(raw: &str) -> Contact {
+        match Target::parse(raw, 80) {
+            Ok(Target::Contact(c)) => c,
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sip_user_parts_are_read_as_numbers_whatever_the_spelling() {
+        let global = Phone::Global(Number::parse_prefix("+14255550100").expect("valid"));
+        let cases = [
+            ("sip:+14255550100@contoso.com;user=phone", global),
+            ("sip:+1-425-555-0100@contoso.com", global),
+            ("sip:+1(425)555.0100@contoso.com", global),
+            ("sip:%2B14255550100@contoso.com", global),
+            ("sip:5550100@contoso.com", Phone::Local),
+            ("sip:(425)555-0100@contoso.com", Phone::Local),
+            ("sip:alice@contoso.com", Phone::NotPhone),
+            ("sip:+alice@contoso.com", Phone::NotPhone),
+            ("sip:---@contoso.com", Phone::NotPhone),
+            ("sip:1+2@contoso.com", Phone::NotPhone),
+        ];
+        for (raw, phone) in cases {
+            assert_eq!(contact(raw).phone(), phone, "{raw}");
+        }
+    }
+
+    #[test]
+    fn two_spellings_of_one_contact_are_equal_and_share_an_address() {
+        let a = contact("sip:Alice@Contoso.COM");
+        let b = contact("SIP:%41lice@contoso.com");
+        assert_eq!(a, b);
+        assert_eq!(a.address(), "Alice@contoso.com");
+        assert_eq!(
+            contact("sip:al%69ce@contoso.com"),
+            contact("sip:alice@contoso.com")
+        );
+        assert_ne!(
+            contact("sip:alice@contoso.com"),
+            contact("sip:Alice@contoso.com")
+        );
+    }
+
+    #[test]
+    fn contact_accessors_expose_the_decoded_user_and_the_host_kind() {
+        let c = contact("sips:J%2FDoe@Sub.Contoso.com");
+        assert!(c.secure());
+        assert_eq!(c.user(), "J/Doe");
+        assert_eq!(c.address(), "J%2FDoe@sub.contoso.com");
+        assert_eq!(c.domain(), Some("sub.contoso.com"));
+        assert_eq!(c.host(), &SipHost::Domain("sub.contoso.com".into()));
+        assert_eq!(c.to_string(), "sips:J%2FDoe@sub.contoso.com");
+
+        let v4 = contact("sip:alice@10.0.0.1");
+        assert_eq!(v4.host(), &SipHost::Ipv4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(v4.domain(), None);
+        let v6 = contact("sip:alice@[::1]");
+        assert_eq!(v6.host(), &SipHost::Ipv6(Ipv6Addr::LOCALHOST));
+        assert_eq!(v6.address(), "alice@[::1]");
+
+        let phone = contact("sip:+1425@contoso.com;user=phone");
+        assert_eq!(phone.address(), "+1425@contoso.com");
+        assert_eq!(phone.user(), "+1425");
+    }
+
+    #[test]
+    fn configured_uris_parse_with_the_target_grammar_and_ignore_sip_versus_sips() {
+        let entry = Contact::parse_uri("sip:helpdesk@Fabrikam.com").expect("valid");
+        let target = contact("sips:helpdesk@fabrikam.com");
+        assert_eq!(entry.address(), target.address());
+        assert_ne!(entry, target);
+        assert!(Contact::parse_uri("tel:+1425").is_err());
+        assert!(Contact::parse_uri("sip:helpdesk@fabrikam.com:5060").is_err());
+    }
+
+    #[test]
+    fn configured_prefixes_are_plus_and_at_most_fifteen_digits() {
+        let p = Number::parse_prefix("+1425").expect("valid");
+        assert_eq!(p.digits(), "1425");
+        assert_eq!(p.to_string(), "tel:+1425");
+        for bad in [
+            "",
+            "+",
+            "1425",
+            "+1-425",
+            "+1425 ",
+            "++1",
+            "+1234567890123456",
+            "+１",
+        ] {
+            assert_eq!(Number::parse_prefix(bad), None, "{bad:?}");
+        }
+        assert!(Number::parse_prefix("+123456789012345").is_some());
+    }
+
+    #[test]
+    fn numbers_render_with_a_plus_into_a_stack_buffer_and_match_prefixes() {
+        let Ok(Target::Number(n)) = Target::parse("tel:+1-425-555-0100", 80) else {
+            panic!("valid number");
+        };
+        let mut buf = [0u8; 16];
+        assert_eq!(n.plus_digits(&mut buf), "+14255550100");
+        let full = Number::parse_prefix("+123456789012345").expect("valid");
+        assert_eq!(full.plus_digits(&mut buf), "+123456789012345");
+        assert!(n.starts_with(&Number::parse_prefix("+1425").expect("valid")));
+        assert!(n.starts_with(&n));
+        assert!(!n.starts_with(&Number::parse_prefix("+1426").expect("valid")));
+        assert!(!Number::parse_prefix("+1").expect("valid").starts_with(&n));
+    }
+
+    #[test]
+    fn errors_explain_themselves_without_echoing_input() {
+        assert_eq!(
+            Target::parse("tel:+1425;phone-context=example.com", 80),
+            Err(TargetError::Malformed(
+                "phone-context numbers are not allowed"
+            ))
+        );
+        assert_eq!(
+            TargetError::TooLong { max: 80 }.to_string(),
+            "target is longer than 80 characters"
+        );
+    }
+
+    /// One of `options`, verbatim.
+    fn pick(options: &'static [&'static str]) -> BoxedStrategy<String> {
+        proptest::sample::select(options)
+            .prop_map(str::to_string)
+            .boxed()
+    }
+
+    /// Pieces of the grammar, mostly valid with some near misses, so that many inputs are
+    /// accepted and the rest probe the edges.
+    fn grammar_like() -> impl Strategy<Value = String> {
+        let global = "\\+[0-9]{1,3}([-.()]?[0-9]{1,4}){0,4}";
+        let number = prop_oneof![4 => global, 1 => "[-.()0-9+]{0,18}"];
+        let tel = (
+            prop_oneof![4 => pick(&["tel:", "TEL:", "Tel:"]), 1 => pick(&["tel", "tel: ", "sip:", ""])],
+            number,
+            prop_oneof![
+                4 => pick(&["", ";ext=12", ";EXT=1-2;isub=a%20b", ";isub=x/y?z", ";ext=(1)"]),
+                1 => pick(&[";phone-context=a.b", ";ext=", ";x=y", ";", ";ext=1;ext=2", ";isub=%4"]),
+            ],
+        )
+            .prop_map(|(s, n, p)| format!("{s}{n}{p}"));
+        let user = prop_oneof![
+            2 => global,
+            1 => "[0-9]{3}-?[0-9]{4}",
+            3 => "[A-Za-z0-9._~!*'()&=+$,-]{1,10}",
+            3 => "([a-zA-Z0-9+]|%[2-7][0-9A-Fa-f]){1,8}",
+            1 => "[a-z:;?/@%\\[\\] ]{0,4}|%[089a-fA-F][0-9a-f]",
+        ];
+        let host = prop_oneof![
+            4 => "[a-z][a-z0-9]{0,6}(\\.[a-zA-Z][a-zA-Z0-9-]{0,5}[a-z]){0,3}",
+            1 => "(25[0-5]|1?[0-9]{1,2})(\\.(25[0-5]|1?[0-9]{1,2})){3}",
+            1 => pick(&["[::1]", "[fe80::AB:1]", "[2001:DB8:0:0::1]", "[::ffff:10.0.0.1]"]),
+            1 => pick(&["xn--bcher-kva.example", "Contoso.COM", "a-b.c-d.example"]),
+            1 => "[a-zA-Z0-9-]{1,8}(\\.[a-zA-Z0-9-]{0,8}){0,3}",
+            1 => pick(&["contoso.com.", "bücher.example", "", "[1::2::3]", "10.0.0", "[::1"]),
+        ];
+        let sip = (
+            prop_oneof![4 => pick(&["sip:", "SIP:", "sips:", "SiPs:"]), 1 => pick(&["sipx:", "mailto:", ""])],
+            user,
+            prop_oneof![6 => pick(&["@"]), 1 => pick(&[":pw@", "", "@@"])],
+            host,
+            prop_oneof![
+                6 => pick(&["", "", "", ";user=phone", ";USER=Phone"]),
+                1 => pick(&[";transport=tcp", ":5060", "?subject=x", ";lr", ";user=phone;lr"]),
+            ],
+        )
+            .prop_map(|(s, u, a, h, p)| format!("{s}{u}{a}{h}{p}"));
+        prop_oneof![2 => tel, 3 => sip, 1 => any::<String>()]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn parsing_never_panics_on_arbitrary_input(raw in any::<String>(), max in 0usize..100) {
+            let _ = Target::parse(&raw, max);
+            let _ = Contact::parse_uri(&raw);
+        }
+
+        #[test]
+        fn every_accepted_target_reparses_from_its_normal_form_to_itself(raw in grammar_like()) {
+            if let Ok(t) = Target::parse(&raw, 80) {
+                let normal = t.to_string();
+                prop_assert_eq!(Target::parse(&normal, usize::MAX), Ok(t.clone()));
+                if let Target::Contact(c) = &t {
+                    let scheme = if c.secure() { "sips:" } else { "sip:" };
+                    let rest = normal.strip_prefix(scheme).unwrap_or_default();
+                    prop_assert_eq!(rest.trim_end_matches(USER_PHONE), c.address());
+                    prop_assert_eq!(Contact::parse_uri(&normal), Ok(c.clone()));
+                }
+            }
+        }
+
+        #[test]
+        fn escaping_every_user_character_does_not_change_the_contact(raw in grammar_like()) {
+            if let Ok(Target::Contact(c)) = Target::parse(&raw, 80) {
+                let escaped: String = c.user().bytes().map(percent_encode_byte).collect();
+                let respelled = format!(
+                    "{}:{escaped}@{}{}",
+                    if c.secure() { "SIPS" } else { "SIP" },
+                    c.host().to_string().to_uppercase(),
+                    if c.to_string().ends_with(USER_PHONE) { ";User=Phone" } else { "" },
+                );
+                prop_assert_eq!(Contact::parse_uri(&respelled), Ok(c));
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The front-end pool: pooled keep-alive connections (HTTP/1.1, or h2 when a member offers it),
+//! upstream TLS, balancing, and a retry on another member only when nothing was sent.
+
+mod balance;
+mod body;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus::{Histogram, IntCounter, IntGauge};
+
+pub use body::UpstreamBody;
+
+use crate::config::{Balance, Upstream};
+use crate::metrics::Metrics;
+use crate::policy::Clearance;
+use crate::tls::{self, TlsError};
+
+/// One front-end server, with its metric handles resolved once.
+#[derive(Debug)]
+pub struct Member {
+    name: Box<str>,
+    scheme: Scheme,
+    authority: Authority,
+    healthy: AtomicBool,
+    outstanding: AtomicUsize,
+    healthy_gauge: IntGauge,
+    duration: Histogram,
+    errors: [IntCounter; 4],
+}
+
+impl Member {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+        self.healthy_gauge.set(i64::from(healthy));
+    }
+}
+
+/// Who failed, so that the status and the retry follow from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No connection could be made: nothing was sent, another member may be tried.
+    Connect,
+    /// The TLS handshake failed: nothing was sent, another member may be tried.
+    Tls,
+    /// No response head within `response_timeout`.
+    Timeout,
+    /// The member broke the exchange after the request went out.
+    Protocol,
+}
+
+impl FailureKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect",
+            FailureKind::Tls => "tls",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Protocol => "protocol",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The last failure when no member answered.
+#[derive(Debug, thiserror::Error)]
+#[error("{member}: {} failure: {source}", kind.label())]
+pub struct UpstreamError {
+    pub kind: FailureKind,
+    pub member: Box<str>,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// The pool of one configuration; reused across reloads when `[upstream]` is unchanged.
+pub struct Pool {
+    members: Vec<Member>,
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    balance: Balance,
+    next: AtomicUsize,
+    response_timeout: Duration,
+    config: Upstream,
+}
+
+/// A member's answer, with the member that gave it.
+pub struct Answer<'p> {
+    pub response: Response<Incoming>,
+    pub member: &'p Member,
+}
+
+impl Pool {
+    pub fn new(config: &Upstream, metrics: &Metrics) -> Result<Pool, TlsError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        let builder = HttpsConnectorBuilder::new()
+            .with_tls_config(tls::client_config(config.tls.as_ref())?)
+            .https_or_http();
+        let builder = match config.tls.as_ref().and_then(|t| t.server_name.clone()) {
+            Some(name) => {
+                let name = rustls_pki_types::ServerName::try_from(name).map_err(|e| {
+                    TlsError::Rustls(rustls::Error::General(format!("server_name: {e}")))
+                })?;
+                builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+            }
+            None => builder,
+        };
+        let connector = builder.enable_all_versions().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        let members = config
+            .members
+            .iter()
+            .map(|uri| {
+                let name: Box<str> = uri.to_string().trim_end_matches('/').into();
+                let errors = [
+                    FailureKind::Connect,
+                    FailureKind::Tls,
+                    FailureKind::Timeout,
+                    FailureKind::Protocol,
+                ]
+                .map(|k| {
+                    metrics
+                        .upstream_errors
+                        .with_label_values(&[&*name, k.label()])
+                });
+                let member = Member {
+                    scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
+                    authority: uri.authority().cloned().expect("validated member URL"),
+                    healthy: AtomicBool::new(true),
+                    outstanding: AtomicUsize::new(0),
+                    healthy_gauge: metrics.member_healthy.with_label_values(&[&*name]),
+                    duration: metrics.upstream_duration.with_label_values(&[&*name]),
+                    errors,
+                    name,
+                };
+                member.set_healthy(true);
+                member
+            })
+            .collect();
+        Ok(Pool {
+            members,
+            client,
+            balance: config.balance,
+            next: AtomicUsize::new(0),
+            response_timeout: config.response_timeout,
+            config: config.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Upstream {
+        &self.config
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    pub fn any_healthy(&self) -> bool {
+        self.members.iter().any(Member::is_healthy)
+    }
+
+    /// Sends a cleared request to a member, trying the next one only when the failure happened
+    /// before anything was sent (connect or TLS) and the body can be sent again.
+    pub async fn send(
+        &self,
+        _clearance: Clearance,
+        method: Method,
+        path_and_query: PathAndQuery,
+        headers: HeaderMap,
+        body: UpstreamBody,
+        metrics: &Metrics,
+    ) -> Result<Answer<'_>, UpstreamError> {
+        let mut tried = balance::Tried::default();
+        let mut body = Some(body);
+        let mut headers = Some(headers);
+        let mut last: Option<UpstreamError> = None;
+        while let (Some(this_body), Some(index)) = (
+            body.take(),
+            balance::pick(self.balance, &self.members, &self.next, &tried),
+        ) {
+            tried.insert(index);
+            let member = &self.members[index];
+            // Keep a copy only while another attempt is possible.
+            let can_retry = tried.count() < self.members.len();
+            let retry_body = if can_retry {
+                this_body.try_clone()
+            } else {
+                None
+            };
+            let these_headers = match (&retry_body, &mut headers) {
+                (Some(_), Some(h)) => h.clone(),
+                (_, h) => h.take().unwrap_or_default(),
+            };
+            let uri = Uri::builder()
+                .scheme(member.scheme.clone())
+                .authority(member.authority.clone())
+                .path_and_query(path_and_query.clone())
+                .build()
+                .expect("member URL and request path are valid");
+            let mut request = Request::new(this_body);
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri;
+            *request.version_mut() = Version::HTTP_11;
+            *request.headers_mut() = these_headers;
+            let started = Instant::now();
+            member.outstanding.fetch_add(1, Ordering::Relaxed);
+            let result =
+                tokio::time::timeout(self.response_timeout, self.client.request(request)).await;
+            member.outstanding.fetch_sub(1, Ordering::Relaxed);
+            let (kind, source) = match result {
+                Ok(Ok(response)) => {
+                    member.duration.observe(started.elapsed().as_secs_f64());
+                    metrics
+                        .upstream_requests
+                        .with_label_values(&[member.name(), response.status().as_str()])
+                        .inc();
+                    return Ok(Answer { response, member });
+                }
+                Ok(Err(e)) => classify(e),
+                Err(elapsed) => (FailureKind::Timeout, Box::new(elapsed) as BoxError),
+            };
+            member.errors[kind.index()].inc();
+            tracing::warn!(member = member.name(), kind = kind.label(), error = %source, "pool member failed");
+            if matches!(kind, FailureKind::Connect | FailureKind::Tls) {
+                body = retry_body;
+            }
+            last = Some(UpstreamError {
+                kind,
+                member: member.name.clone(),
+                source,
+            });
+        }
+        Err(last.unwrap_or_else(|| UpstreamError {
+            kind: FailureKind::Connect,
+            member: "pool".into(),
+            source: "no healthy member".into(),
+        }))
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Connect and TLS failures happen before a byte of the request is sent; anything else after.
+fn classify(e: hyper_util::client::legacy::Error) -> (FailureKind, BoxError) {
+    let tls = {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut found = false;
+        while let Some(err) = cur {
+            let inner = err
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|i| i as &(dyn std::error::Error + 'static));
+            if err.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
+                found = true;
+                break;
+            }
+            cur = err.source();
+        }
+        found
+    };
+    let kind = match (e.is_connect(), tls) {
+        (_, true) => FailureKind::Tls,
+        (true, false) => FailureKind::Connect,
+        (false, false) => FailureKind::Protocol,
+    };
+    (kind, Box::new(e))
+}

@@ -1,0 +1,50 @@
+//! Choosing a member: round robin or least outstanding requests, over healthy members not yet
+//! tried for this request. Lock-free: one atomic counter and per-member atomics.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::Member;
+use crate::config::Balance;
+
+/// Members already tried for one request (pools are small; up to 128 members).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tried(u128);
+
+impl Tried {
+    pub fn insert(&mut self, index: usize) {
+        self.0 |= 1u128 << (index % 128);
+    }
+
+    fn contains(&self, index: usize) -> bool {
+        self.0 & (1u128 << (index % 128)) != 0
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+}
+
+/// The next member to try, or None when every healthy member was tried.
+pub fn pick(
+    balance: Balance,
+    members: &[Member],
+    next: &AtomicUsize,
+    tried: &Tried,
+) -> Option<usize> {
+    let candidate = |i: &usize| !tried.contains(*i) && members[*i].is_healthy();
+    let n = members.len();
+    match balance {
+        Balance::RoundRobin => {
+            let start = next.fetch_add(1, Ordering::Relaxed);
+            (0..n).map(|k| (start + k) % n).find(candidate)
+        }
+        Balance::LeastRequests => {
+            // Rotate the starting point so that ties spread over members.
+            let start = next.fetch_add(1, Ordering::Relaxed);
+            (0..n)
+                .map(|k| (start + k) % n)
+                .filter(candidate)
+                .min_by_key(|&i| members[i].outstanding.load(Ordering::Relaxed))
+        }
+    }
+}

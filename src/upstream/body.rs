@@ -1,0 +1,71 @@
+//! The body sent to a member: nothing, the checked bytes of a guarded request, or the client's
+//! own body streamed through.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+#[derive(Debug)]
+pub enum UpstreamBody {
+    Empty,
+    /// Sent exactly as received and checked; `None` once sent.
+    Buffered(Option<Bytes>),
+    Streamed(Incoming),
+}
+
+impl UpstreamBody {
+    /// A copy for a retry: only bodies that are held in memory can be sent twice.
+    pub fn try_clone(&self) -> Option<UpstreamBody> {
+        match self {
+            UpstreamBody::Empty => Some(UpstreamBody::Empty),
+            UpstreamBody::Buffered(b) => Some(UpstreamBody::Buffered(b.clone())),
+            UpstreamBody::Streamed(_) => None,
+        }
+    }
+
+    /// A client body that is already known to be empty needs no stream, and can be retried.
+    pub fn from_client(body: Incoming) -> UpstreamBody {
+        if body.is_end_stream() {
+            UpstreamBody::Empty
+        } else {
+            UpstreamBody::Streamed(body)
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Empty => Poll::Ready(None),
+            UpstreamBody::Buffered(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            UpstreamBody::Streamed(s) => Pin::new(s).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Empty => true,
+            UpstreamBody::Buffered(b) => b.is_none(),
+            UpstreamBody::Streamed(s) => s.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Buffered(b) => {
+                SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            UpstreamBody::Streamed(s) => s.size_hint(),
+        }
+    }
+}

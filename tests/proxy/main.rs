@@ -1,0 +1,12 @@
+//! One integration binary: the real server on loopback sockets in front of simulated pool
+//! members, driven by a real HTTP client.
+
+mod support;
+
+mod guard_body;
+mod guard_query;
+mod metrics;
+mod organisations;
+mod passthrough;
+mod tls;
+mod upstream_pool;

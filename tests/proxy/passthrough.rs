@@ -1,0 +1,142 @@
+//! Everything that is not guarded goes to the pool untouched, streamed.
+
+use std::time::Duration;
+
+use crate::support::{self, SIMRING};
+
+const HOST: &str = "lyncweb.contoso.com";
+
+#[tokio::test]
+async fn a_get_is_forwarded_with_forwarding_headers() {
+    let h = support::start().await;
+    let reply = h
+        .client
+        .request(
+            "GET",
+            "/ucwa/oauth/v1/applications/192/me?x=1",
+            HOST,
+            &[
+                ("authorization", "Bearer cwt=abc"),
+                ("x-forwarded-for", "192.0.2.7"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.text().contains("\"rel\":\"me\""));
+    let got = h.received();
+    assert_eq!(got.len(), 1);
+    let r = &got[0];
+    assert_eq!(r.path_and_query, "/ucwa/oauth/v1/applications/192/me?x=1");
+    assert_eq!(r.headers["host"], HOST);
+    assert_eq!(r.headers["authorization"], "Bearer cwt=abc");
+    assert_eq!(r.headers["x-forwarded-for"], "192.0.2.7, 127.0.0.1");
+    assert_eq!(r.headers["x-forwarded-proto"], "http");
+    assert_eq!(r.headers["x-forwarded-host"], HOST);
+    let id = reply.header("x-request-id").expect("request id echoed");
+    assert_eq!(r.headers["x-request-id"], id);
+}
+
+#[tokio::test]
+async fn a_valid_client_request_id_is_kept_and_an_unsafe_one_replaced() {
+    let h = support::start().await;
+    let kept = h
+        .client
+        .request(
+            "GET",
+            "/ucwa/v1/applications/1/me",
+            HOST,
+            &[("x-request-id", "abc-123.X_y")],
+            b"",
+        )
+        .await;
+    assert_eq!(kept.header("x-request-id"), Some("abc-123.X_y"));
+    let replaced = h
+        .client
+        .request(
+            "GET",
+            "/ucwa/v1/applications/1/me",
+            HOST,
+            &[("x-request-id", "a b<script>")],
+            b"",
+        )
+        .await;
+    let id = replaced.header("x-request-id").unwrap();
+    assert_ne!(id, "a b<script>");
+    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()));
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_not_forwarded() {
+    let h = support::start().await;
+    h.client
+        .request(
+            "GET",
+            "/ucwa/v1/applications/1/me",
+            HOST,
+            &[
+                ("connection", "x-secret"),
+                ("x-secret", "1"),
+                ("proxy-authorization", "Basic x"),
+                ("te", "trailers"),
+            ],
+            b"",
+        )
+        .await;
+    let r = &h.received()[0];
+    for name in ["x-secret", "proxy-authorization", "te"] {
+        assert!(!r.headers.contains_key(name), "{name} was forwarded");
+    }
+}
+
+#[tokio::test]
+async fn a_passthrough_post_body_arrives_unchanged() {
+    let h = support::start().await;
+    let body = br#"{"anything":"tel:+19005550100"}"#;
+    let reply = h
+        .client
+        .request(
+            "POST",
+            "/ucwa/v1/applications/1/communication/messages",
+            HOST,
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await;
+    assert_eq!(reply.status, 404, "the pool's own answer");
+    assert_eq!(&h.received()[0].body[..], &body[..]);
+}
+
+#[tokio::test]
+async fn the_events_long_poll_passes_through() {
+    let h = support::start().await;
+    for m in &h.members {
+        m.set_event_wait(Duration::from_millis(1500));
+    }
+    let started = std::time::Instant::now();
+    let reply = h
+        .client
+        .get("/ucwa/v1/applications/192/events?ack=1&timeout=180", HOST)
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    assert!(reply.text().contains("events?ack=3"));
+}
+
+#[tokio::test]
+async fn a_guarded_name_outside_ucwa_is_not_guarded() {
+    let h = support::start().await;
+    let reply = h
+        .client
+        .request(
+            "POST",
+            "/static/simultaneousRingToContact?target=tel:%2B19005550100",
+            HOST,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(reply.status, 404, "forwarded to the pool");
+    assert_eq!(h.received().len(), 1);
+    let _ = SIMRING;
+}

@@ -1,0 +1,91 @@
+//! A CA and a server certificate for 127.0.0.1 and localhost, made by rcgen for this test run.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+pub struct Certs {
+    dir: PathBuf,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+impl Certs {
+    pub fn generate() -> Certs {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ringfence test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "ringfence-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let certs = Certs {
+            dir,
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        std::fs::write(certs.ca_path(), &certs.ca_pem).unwrap();
+        std::fs::write(
+            certs.server_cert_path(),
+            format!("{}{}", certs.cert_pem, certs.ca_pem),
+        )
+        .unwrap();
+        std::fs::write(certs.server_key_path(), &certs.key_pem).unwrap();
+        certs
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    pub fn server_cert_path(&self) -> PathBuf {
+        self.dir.join("server.pem")
+    }
+
+    pub fn server_key_path(&self) -> PathBuf {
+        self.dir.join("server.key")
+    }
+
+    /// A rustls server configuration with the server certificate (for TLS pool members).
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let tls = ringfence::config::ServerTls {
+            cert: self.server_cert_path(),
+            key: self.server_key_path(),
+        };
+        ringfence::tls::server_config(&tls, true).unwrap()
+    }
+
+    /// A client configuration trusting only the test CA.
+    pub fn client_config(&self) -> rustls::ClientConfig {
+        let tls = ringfence::config::UpstreamTls {
+            ca_file: Some(self.ca_path()),
+            server_name: None,
+            cert: None,
+            key: None,
+        };
+        ringfence::tls::client_config(Some(&tls)).unwrap()
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
