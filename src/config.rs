@@ -190,7 +190,7 @@ impl Config {
             .map(|m| m.to_string())
             .collect();
         let mut s = format!(
-            "listeners: {} ({})\nadmin: {}\nmembers: {} ({:?})\nguarded resources: {}\n",
+            "listeners: {} ({})\nadmin: {}\nmembers: {} ({})\nguarded resources: {}\n",
             listen.join(", "),
             if self.server.tls.is_some() {
                 "tls"
@@ -199,7 +199,10 @@ impl Config {
             },
             self.admin.listen,
             members.join(", "),
-            self.upstream.balance,
+            match self.upstream.balance {
+                Balance::RoundRobin => "round_robin",
+                Balance::LeastRequests => "least_requests",
+            },
             self.guards.len(),
         );
         s.push_str(&self.policy.summary());

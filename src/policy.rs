@@ -310,7 +310,10 @@ impl RuleSet {
         let mut valid = true;
         for (i, pat) in patterns.iter().enumerate() {
             if let Err(e) = regex::Regex::new(pat) {
-                p.error(key(patterns_key, i), format!("invalid regex: {e}"));
+                p.error(
+                    key(patterns_key, i),
+                    format!("invalid regex: {}", one_line(&e.to_string())),
+                );
                 valid = false;
             }
         }
@@ -582,4 +585,9 @@ impl Clearance {
     pub(crate) fn untargeted() -> Clearance {
         Clearance(())
     }
+}
+
+/// Regex errors span lines with a caret diagram; a problem list wants one line each.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

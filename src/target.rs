@@ -225,8 +225,9 @@ impl Contact {
             if !b.is_ascii() {
                 return Err(malformed("the SIP user part must be ASCII"));
             }
-            if b.is_ascii_control() {
-                return Err(malformed("control characters are not allowed"));
+            // A decoded space could hide a number from the phone test (`+1%20900...`).
+            if b.is_ascii_control() || b == b' ' {
+                return Err(malformed("whitespace and control characters are not allowed"));
             }
             decoded_len += 1;
             canonical_len += if is_user_raw(b) { 1 } else { 3 };
@@ -552,7 +553,8 @@ mod tests {
         ("SIPS:Alice@CONTOSO.com", Normal("sips:Alice@contoso.com")),
         ("sip:al%69ce@contoso.com", Normal("sip:alice@contoso.com")),
         ("sip:a%2fb@contoso.com", Normal("sip:a%2Fb@contoso.com")),
-        ("sip:a%20b@contoso.com", Normal("sip:a%20b@contoso.com")),
+        ("sip:a%20b@contoso.com", Bad),
+        ("sip:+1%20900%20555%200100@contoso.com", Bad),
         (
             "sip:o'neil!*&=+$,~_.-()@contoso.com",
             Normal("sip:o'neil!*&=+$,~_.-()@contoso.com"),

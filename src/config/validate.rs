@@ -184,7 +184,14 @@ fn upstream(p: &mut Problems, raw: &RawConfig, file: &dyn Fn(&str) -> PathBuf) -
         );
     }
     let tls = u.tls.as_ref().map(|t| upstream_tls(p, t, file));
-    if tls.is_some() && !members.iter().any(|m| m.scheme_str() == Some("https")) {
+    let https = members.iter().any(|m| m.scheme_str() == Some("https"));
+    if https && u.tls.as_ref().and_then(|t| t.ca_file.as_ref()).is_none() {
+        p.error(
+            "upstream.tls.ca_file",
+            "required when a member uses https (the pool's CA; public roots are not trusted)",
+        );
+    }
+    if tls.is_some() && !https {
         p.warn("upstream.tls", "set, but no member uses https");
     }
     Upstream {

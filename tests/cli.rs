@@ -1,0 +1,284 @@
+//! The real binary: demo serves what it prints, check-config and eval exit codes, SIGTERM drains.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringfence");
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Waits for the child to exit, killing it if it does not within `limit`.
+fn wait(mut child: Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the whole answer.
+fn http(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn post(addr: SocketAddr, host: &str, path_and_query: &str) -> String {
+    http(
+        addr,
+        &format!("POST {path_and_query} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Reads lines from a child's stream on a thread until one contains `needle`.
+fn lines_until(stream: impl Read + Send + 'static, needle: &'static str) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains(needle) {
+                let _ = tx.send(seen.clone());
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn check_config_accepts_the_shipped_example_and_demo_files() {
+    for file in ["config/ringfence.example.toml", "config/demo.toml"] {
+        let (code, out, err) = run(&["check-config", "--config", repo(file).to_str().unwrap()]);
+        assert_eq!(code, 0, "{file}: {out}{err}");
+        assert!(out.contains("valid"), "{out}");
+        assert!(out.contains("organisations: 2"), "{out}");
+    }
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_key_path() {
+    let dir = std::env::temp_dir().join(format!("ringfence-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        r#"
+[server]
+listen = ["127.0.0.1:8443"]
+colour = "blue"
+[upstream]
+members = []
+[policy]
+deny_numbers = ["1900"]
+[[organisations]]
+name = "x"
+allow_number_patterns = ["(unclosed"]
+[[organisations]]
+name = "x"
+"#,
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    for path in [
+        "server.colour: unknown key",
+        "upstream.members:",
+        "policy.deny_numbers[0]:",
+        "organisations[0].allow_number_patterns[0]: invalid regex",
+        "organisations[1].name:",
+    ] {
+        assert!(err.contains(path), "missing `{path}` in:\n{err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn eval_exits_0_when_all_allowed_3_when_any_denied_2_on_bad_config() {
+    let demo = repo("config/demo.toml");
+    let demo = demo.to_str().unwrap();
+    let (code, out, _) = run(&[
+        "eval",
+        "--config",
+        demo,
+        "--host",
+        "lyncweb.contoso.com",
+        "tel:+14255550100",
+        "sip:a@contoso.com",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("contoso.allow_numbers +1425555"), "{out}");
+    let (code, out, _) = run(&[
+        "eval",
+        "--config",
+        demo,
+        "--org",
+        "contoso",
+        "tel:+14255550100",
+        "tel:+19005550100",
+    ]);
+    assert_eq!(code, 3);
+    assert!(out.contains("policy.deny_numbers +1900"), "{out}");
+    let (code, out, _) = run(&[
+        "eval",
+        "--json",
+        "--config",
+        demo,
+        "--org",
+        "fabrikam",
+        "tel:+442071234567",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["organisation"], "fabrikam");
+    assert_eq!(v["normalised"], "tel:+442071234567");
+    let (code, _, _) = run(&["eval", "--config", "/nonexistent.toml", "tel:+1"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn run_exits_1_with_the_cause_when_the_config_cannot_be_used() {
+    let (code, _, err) = run(&["run", "--config", "/nonexistent/ringfence.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/ringfence.toml"), "{err}");
+}
+
+#[test]
+fn demo_serves_the_requests_it_prints_and_stops_on_ctrl_c() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let banner = lines_until(child.stdout.take().unwrap(), "Ctrl-C")
+        .recv_timeout(Duration::from_secs(30))
+        .expect("demo prints its banner");
+    let proxy: SocketAddr = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("proxy:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.strip_prefix("http://"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("proxy URL in banner:\n{banner}"));
+    // Each printed curl line, replayed.
+    let curls: Vec<&str> = banner
+        .lines()
+        .filter(|l| l.trim_start().starts_with("curl -i -X POST"))
+        .collect();
+    assert_eq!(curls.len(), 4, "{banner}");
+    let url_of = |line: &str| line.rsplit('\'').nth(1).unwrap().to_owned();
+    let path = |url: String| url.split_once(&proxy.to_string()).unwrap().1.to_owned();
+    let allowed = post(proxy, "lyncweb.contoso.com", &path(url_of(curls[0])));
+    assert!(allowed.starts_with("HTTP/1.1 204"), "{allowed}");
+    let denied = post(proxy, "lyncweb.contoso.com", &path(url_of(curls[1])));
+    assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
+    assert!(denied.contains(r#""reason":"denied""#), "{denied}");
+    let long = post(proxy, "lyncweb.contoso.com", &path(url_of(curls[3])));
+    assert!(long.starts_with("HTTP/1.1 400"), "{long}");
+    assert!(long.contains("too_long"), "{long}");
+    let metrics_url = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("metrics:"))
+        .unwrap()
+        .trim();
+    let admin: SocketAddr = metrics_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap();
+    let metrics = http(
+        admin,
+        "GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        metrics.contains(
+            "ringfence_policy_decisions_total{decision=\"deny\",organisation=\"contoso\""
+        ),
+        "{metrics}"
+    );
+    signal(&child, "-INT");
+    assert_eq!(wait(child, Duration::from_secs(15)), 0);
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let member = rt.block_on(ringfence::sim::Member::start("fe1")).unwrap();
+    member.set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(1500)));
+    let dir = std::env::temp_dir().join(format!("ringfence-drain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ringfence.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"10s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [upstream]\nmembers = [\"{}\"]\n[audit]\nsink = \"off\"\n",
+            member.url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", file.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = lines_until(child.stderr.take().unwrap(), "ringfence is serving")
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server starts");
+    let addr: SocketAddr = log
+        .split("listen=[")
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("listen address in log:\n{log}"));
+    let in_flight = std::thread::spawn(move || {
+        http(addr, "GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: lyncweb.contoso.com\r\nConnection: close\r\n\r\n")
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    signal(&child, "-TERM");
+    let answer = in_flight.join().unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "in-flight request finished: {answer}"
+    );
+    assert_eq!(wait(child, Duration::from_secs(15)), 0);
+    drop(member);
+    let _ = std::fs::remove_dir_all(dir);
+}
