@@ -3,8 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -106,6 +107,7 @@ impl Server {
                 builder: Arc::clone(&builder),
                 permits: Arc::clone(&permits),
                 handshake_timeout: server_config.header_read_timeout,
+                idle_timeout: server_config.idle_timeout,
                 label: addr.to_string(),
                 connections: connections.clone(),
             };
@@ -183,6 +185,7 @@ struct Accept {
     builder: Arc<auto::Builder<TokioExecutor>>,
     permits: Arc<Semaphore>,
     handshake_timeout: Duration,
+    idle_timeout: Duration,
     label: String,
     connections: TaskTracker,
 }
@@ -227,13 +230,39 @@ impl Accept {
         gauge.inc();
         let tls = self.acceptor.is_some();
         let gateway = Gateway::new(Arc::clone(&self.shared), Connection { client: peer, tls });
-        let service = service_fn(move |req| gateway.clone().handle(req));
+        let activity = Arc::new(Activity::new());
+        let seen = Arc::clone(&activity);
+        let service = service_fn(move |req| {
+            seen.begin();
+            let seen = Arc::clone(&seen);
+            let answer = gateway.clone().handle(req);
+            async move {
+                let response = answer.await;
+                seen.end();
+                response
+            }
+        });
+        let limits = Limits {
+            first_request: self.handshake_timeout,
+            idle: self.idle_timeout,
+        };
         let result = match &self.acceptor {
-            None => serve(&self.builder, TokioIo::new(stream), service, stop).await,
+            None => {
+                serve(
+                    &self.builder,
+                    TokioIo::new(stream),
+                    service,
+                    stop,
+                    activity,
+                    limits,
+                )
+                .await
+            }
             Some(acceptor) => {
                 match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => {
-                        serve(&self.builder, TokioIo::new(tls_stream), service, stop).await
+                        let io = TokioIo::new(tls_stream);
+                        serve(&self.builder, io, service, stop, activity, limits).await
                     }
                     Ok(Err(e)) => {
                         self.shared.metrics.tls_handshake_errors.inc();
@@ -255,12 +284,70 @@ impl Accept {
     }
 }
 
-/// Serves one connection; on shutdown it finishes the request in flight, then closes.
+/// When a connection counts as abandoned.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// No request began this long after accept (a client that connects and says nothing).
+    first_request: Duration,
+    /// No request in flight and none for this long (an idle keep-alive connection).
+    idle: Duration,
+}
+
+/// Requests in flight on one connection and when the last one began or ended. Long polls keep a
+/// request in flight, so they are never cut off as idle.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `opened`; `u64::MAX` until the first request.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.last.store(self.now(), Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        self.last.store(self.now(), Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// How long until the connection counts as abandoned; zero when it already does.
+    fn remaining(&self, limits: Limits) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return limits.idle;
+        }
+        let (since, limit) = match self.last.load(Ordering::Relaxed) {
+            u64::MAX => (0, limits.first_request),
+            last => (last, limits.idle),
+        };
+        let idle = Duration::from_millis(self.now().saturating_sub(since));
+        limit.saturating_sub(idle)
+    }
+}
+
+/// Serves one connection; on shutdown, or once abandoned, it finishes the request in flight and
+/// closes.
 async fn serve<I, S>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     service: S,
     stop: CancellationToken,
+    activity: Arc<Activity>,
+    limits: Limits,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -274,11 +361,19 @@ where
 {
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => r,
-        () = stop.cancelled() => {
+    loop {
+        let wait = activity.remaining(limits);
+        if wait.is_zero() {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            return conn.await;
+        }
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            () = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                return conn.await;
+            }
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -50,6 +50,8 @@ pub enum Fault {
 #[derive(Default)]
 struct State {
     received: Mutex<Vec<Received>>,
+    /// Health probes are counted apart so that tests can say "the pool saw nothing".
+    probes: std::sync::atomic::AtomicUsize,
     fault: Mutex<Fault>,
     /// How long an `events` long poll waits before answering.
     event_wait: Mutex<Duration>,
@@ -115,7 +117,12 @@ impl Member {
         format!("{scheme}://{}", self.addr)
     }
 
-    /// Everything received so far, in order.
+    /// Health probes received so far.
+    pub fn probes(&self) -> usize {
+        self.state.probes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Everything received so far except health probes, in order.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().expect("sim lock").clone()
     }
@@ -161,19 +168,61 @@ async fn accept(
             let builder = auto::Builder::new(TokioExecutor::new());
             let served = match tls {
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    tokio::select! { r = conn => r, () = stop.cancelled() => Ok(()) }
+                    until_stopped(
+                        builder.serve_connection(TokioIo::new(stream), service),
+                        stop,
+                    )
+                    .await
                 }
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(s) => {
-                        let conn = builder.serve_connection(TokioIo::new(s), service);
-                        tokio::select! { r = conn => r, () = stop.cancelled() => Ok(()) }
+                        until_stopped(builder.serve_connection(TokioIo::new(s), service), stop)
+                            .await
                     }
                     Err(_) => Ok(()),
                 },
             };
             drop(served);
         });
+    }
+}
+
+/// Serves until done or stopped; a stopped member finishes the request in flight and closes
+/// its idle keep-alive connections, like a front-end server taken out of service.
+async fn until_stopped<C>(
+    conn: C,
+    stop: CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    C: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>
+        + GracefulConn,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        () = stop.cancelled() => {
+            conn.as_mut().shut_down();
+            conn.await
+        }
+    }
+}
+
+/// The one method of hyper-util's auto connection the simulator needs.
+trait GracefulConn {
+    fn shut_down(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E> GracefulConn for auto::Connection<'_, I, S, E>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: http_body::Body + Send + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn shut_down(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
     }
 }
 
@@ -196,13 +245,23 @@ async fn answer(
         .uri
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    state.received.lock().expect("sim lock").push(Received {
-        method: parts.method.clone(),
-        path_and_query,
-        version: parts.version,
-        headers: parts.headers.clone(),
-        body: body.clone(),
-    });
+    let probe = parts
+        .headers
+        .get(header::USER_AGENT)
+        .is_some_and(|ua| ua == "ringfence-health");
+    if probe {
+        state
+            .probes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    } else {
+        state.received.lock().expect("sim lock").push(Received {
+            method: parts.method.clone(),
+            path_and_query,
+            version: parts.version,
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+    }
     let fault = *state.fault.lock().expect("sim lock");
     if let Fault::Slow(d) = fault {
         tokio::time::sleep(d).await;

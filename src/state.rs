@@ -47,6 +47,7 @@ impl Shared {
         audit: Audit,
     ) -> Result<Arc<Shared>, TlsError> {
         let pool = Arc::new(Pool::new(&config.upstream, &metrics)?);
+        pool.start_probes();
         metrics.config_last_reload_success.set(unix_now());
         Ok(Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot { config, pool }),
@@ -83,7 +84,9 @@ impl Shared {
         let pool = if config.upstream == *current.pool.config() {
             Arc::clone(&current.pool)
         } else {
-            Arc::new(Pool::new(&config.upstream, &self.metrics)?)
+            let pool = Arc::new(Pool::new(&config.upstream, &self.metrics)?);
+            pool.start_probes();
+            pool
         };
         self.snapshot.store(Arc::new(Snapshot { config, pool }));
         Ok(())

@@ -3,8 +3,10 @@
 
 mod balance;
 mod body;
+mod health;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -30,6 +32,9 @@ pub struct Member {
     scheme: Scheme,
     authority: Authority,
     healthy: AtomicBool,
+    /// Consecutive failed probes or connection errors, and consecutive good probes.
+    failures: AtomicU32,
+    successes: AtomicU32,
     outstanding: AtomicUsize,
     healthy_gauge: IntGauge,
     duration: Histogram,
@@ -101,6 +106,14 @@ pub struct Pool {
     next: AtomicUsize,
     response_timeout: Duration,
     config: Upstream,
+    /// Ends the health probes when the pool is replaced by a reload.
+    probes: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.probes.cancel();
+    }
 }
 
 /// A member's answer, with the member that gave it.
@@ -153,6 +166,8 @@ impl Pool {
                     scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
                     authority: uri.authority().cloned().expect("validated member URL"),
                     healthy: AtomicBool::new(true),
+                    failures: AtomicU32::new(0),
+                    successes: AtomicU32::new(0),
                     outstanding: AtomicUsize::new(0),
                     healthy_gauge: metrics.member_healthy.with_label_values(&[&*name]),
                     duration: metrics.upstream_duration.with_label_values(&[&*name]),
@@ -170,6 +185,7 @@ impl Pool {
             next: AtomicUsize::new(0),
             response_timeout: config.response_timeout,
             config: config.clone(),
+            probes: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -181,12 +197,18 @@ impl Pool {
         &self.members
     }
 
+    /// Starts the active health probes (SPEC §7); they stop when the pool is dropped.
+    pub fn start_probes(self: &Arc<Self>) {
+        health::start(self);
+    }
+
     pub fn any_healthy(&self) -> bool {
         self.members.iter().any(Member::is_healthy)
     }
 
-    /// Sends a cleared request to a member, trying the next one only when the failure happened
-    /// before anything was sent (connect or TLS) and the body can be sent again.
+    /// Sends a cleared request to a member, trying the next one when the failure happened before
+    /// anything was sent (connect or TLS), or when an idempotent request's connection broke before
+    /// any answer; in both cases only if the body can be sent again.
     pub async fn send(
         &self,
         _clearance: Clearance,
@@ -235,6 +257,7 @@ impl Pool {
             member.outstanding.fetch_sub(1, Ordering::Relaxed);
             let (kind, source) = match result {
                 Ok(Ok(response)) => {
+                    member.failures.store(0, Ordering::Relaxed);
                     member.duration.observe(started.elapsed().as_secs_f64());
                     metrics
                         .upstream_requests
@@ -247,8 +270,16 @@ impl Pool {
             };
             member.errors[kind.index()].inc();
             tracing::warn!(member = member.name(), kind = kind.label(), error = %source, "pool member failed");
-            if matches!(kind, FailureKind::Connect | FailureKind::Tls) {
-                body = retry_body;
+            match kind {
+                FailureKind::Connect | FailureKind::Tls => {
+                    health::failed(member, self.config.health.unhealthy_after);
+                    body = retry_body;
+                }
+                // The connection broke before any answer (typically a keep-alive connection the
+                // member closed as the request went out): RFC 9110 §9.2.2 lets an idempotent
+                // request be sent again.
+                FailureKind::Protocol if idempotent(&method) => body = retry_body,
+                FailureKind::Protocol | FailureKind::Timeout => {}
             }
             last = Some(UpstreamError {
                 kind,
@@ -265,6 +296,14 @@ impl Pool {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// RFC 9110 §9.2.2.
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
 
 /// Connect and TLS failures happen before a byte of the request is sent; anything else after.
 fn classify(e: hyper_util::client::legacy::Error) -> (FailureKind, BoxError) {

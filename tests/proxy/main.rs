@@ -6,6 +6,7 @@ mod support;
 mod guard_body;
 mod guard_query;
 mod metrics;
+mod operations;
 mod organisations;
 mod passthrough;
 mod tls;

@@ -1,0 +1,324 @@
+//! Running in production: reload under load, slow clients, long polls, members going away and
+//! coming back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringfence::config::Config;
+use ringfence::listener::Server;
+use ringfence::sim;
+
+use crate::support::{self, assert_refused, metrics::sample, Client, SIMRING, TIMEOUT};
+
+const HOST: &str = "lyncweb.contoso.com";
+
+/// A server started from a file (so it can be reloaded), in front of `members`.
+struct Running {
+    server: Server,
+    client: Client,
+    file: PathBuf,
+    members: Vec<sim::Member>,
+}
+
+fn toml(members: &[sim::Member], allow: &str, extra: &str) -> String {
+    let list = members
+        .iter()
+        .map(|m| format!("{:?}", m.url()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n{extra}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstream]\nmembers = [{list}]\nconnect_timeout = \"1s\"\n\
+         health = {{ interval = \"100ms\", timeout = \"500ms\", unhealthy_after = 1, healthy_after = 1 }}\n\
+         [audit]\nsink = \"off\"\n[policy]\ndefault_organisation = \"contoso\"\n\
+         [[organisations]]\nname = \"contoso\"\nhosts = [\"{HOST}\"]\nallow_numbers = [\"{allow}\"]\n"
+    )
+}
+
+async fn running(members: usize, allow: &str, extra: &str) -> Running {
+    let mut list = Vec::new();
+    for i in 0..members {
+        list.push(sim::Member::start(&format!("fe{}", i + 1)).await.unwrap());
+    }
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ringfence-ops-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ringfence.toml");
+    std::fs::write(&file, toml(&list, allow, extra)).unwrap();
+    let config = Config::load(&file).unwrap();
+    let server = Server::start(config, Some(file.clone())).await.unwrap();
+    let client = Client::new(server.addrs()[0], None, false);
+    Running {
+        server,
+        client,
+        file,
+        members: list,
+    }
+}
+
+impl Running {
+    async fn reload(&self) -> u16 {
+        let admin = Client::new(self.server.admin_addr(), None, false);
+        admin
+            .request("POST", "/reload", "admin", &[], b"")
+            .await
+            .status
+    }
+
+    async fn metrics(&self) -> String {
+        let admin = Client::new(self.server.admin_addr(), None, false);
+        admin.get("/metrics", "admin").await.text()
+    }
+}
+
+#[tokio::test]
+async fn reload_under_load_switches_policy_and_loses_no_request() {
+    let r = Arc::new(running(2, "+1206", "").await);
+    let a = format!("{SIMRING}?target=tel:%2B12065550100");
+    let b = format!("{SIMRING}?target=tel:%2B14255550100");
+    assert_eq!(
+        r.client.request("POST", &a, HOST, &[], b"").await.status,
+        204
+    );
+    assert_refused(
+        &r.client.request("POST", &b, HOST, &[], b"").await,
+        403,
+        "not_allowed",
+    );
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (r, stop) = (Arc::clone(&r), Arc::clone(&stop));
+        load.push(tokio::spawn(async move {
+            let mut answered = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && answered < 2000 {
+                let reply = r.client.get("/ucwa/v1/applications/1/me", HOST).await;
+                assert_eq!(reply.status, 200, "{}", reply.text());
+                answered += 1;
+            }
+            answered
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::write(&r.file, toml(&r.members, "+1425", "")).unwrap();
+    assert_eq!(r.reload().await, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        let answered = tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap();
+        assert!(answered > 0);
+    }
+    assert_refused(
+        &r.client.request("POST", &a, HOST, &[], b"").await,
+        403,
+        "not_allowed",
+    );
+    assert_eq!(
+        r.client.request("POST", &b, HOST, &[], b"").await.status,
+        204
+    );
+    let m = r.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "ringfence_config_reloads_total",
+            &[("result", "success")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_broken_file_keeps_the_old_policy_and_counts_a_failure() {
+    let r = running(1, "+1206", "").await;
+    std::fs::write(&r.file, "[server]\nlisten = [\"nonsense\"]\nunknown = 1\n").unwrap();
+    assert_eq!(r.reload().await, 422);
+    let ok = r
+        .client
+        .request(
+            "POST",
+            &format!("{SIMRING}?target=tel:%2B12065550100"),
+            HOST,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(ok.status, 204, "the old policy still applies");
+    let m = r.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "ringfence_config_reloads_total",
+            &[("result", "failure")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "ringfence_config_reloads_total",
+            &[("result", "success")]
+        ),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_slow_loris_connection_is_closed_at_the_header_timeout() {
+    let r = running(1, "+1206", "header_read_timeout = \"1s\"").await;
+    let addr = r.server.addrs()[0];
+    let started = std::time::Instant::now();
+    // Half a request head, then silence: closed by hyper's header timeout.
+    let answer = support::client::raw(
+        addr,
+        b"GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: lyncweb.contoso.com\r\nX-Slow: ",
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(2900),
+        "closed at the timeout, not the reader's"
+    );
+    assert!(!answer.contains("200"), "{answer}");
+    // A connection that says nothing at all is closed too.
+    let started = std::time::Instant::now();
+    let silent = support::client::raw(addr, b"").await;
+    assert!(started.elapsed() < Duration::from_millis(2900));
+    assert!(silent.is_empty());
+    assert!(r.members[0].received().is_empty());
+}
+
+#[tokio::test]
+async fn a_long_poll_outlives_the_idle_and_header_timeouts() {
+    let r = running(
+        1,
+        "+1206",
+        "header_read_timeout = \"1s\"\nidle_timeout = \"1s\"",
+    )
+    .await;
+    r.members[0].set_event_wait(Duration::from_millis(2500));
+    let reply = r
+        .client
+        .get("/ucwa/v1/applications/192/events?ack=1", HOST)
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.text().contains("ack=3"));
+}
+
+#[tokio::test]
+async fn the_pool_timing_out_is_a_ucwa_504() {
+    let r = running(1, "+1206", "").await;
+    drop(r);
+    let member = sim::Member::start("slow").await.unwrap();
+    member.set_fault(sim::Fault::Slow(Duration::from_secs(3)));
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmembers = [{:?}]\nresponse_timeout = \"500ms\"\n[audit]\nsink = \"off\"\n",
+        member.url()
+    );
+    let server = Server::start(Config::from_toml(&text).unwrap(), None)
+        .await
+        .unwrap();
+    let client = Client::new(server.addrs()[0], None, false);
+    assert_refused(
+        &client.get("/ucwa/v1/applications/1/me", HOST).await,
+        504,
+        "upstream_timeout",
+    );
+}
+
+#[tokio::test]
+async fn a_member_taken_down_under_load_loses_no_request_and_takes_traffic_when_back() {
+    let mut r = running(2, "+1206", "").await;
+    let addr = r.members[0].addr();
+    let client = Arc::new(Client::new(r.server.addrs()[0], None, false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let client = Arc::clone(&client);
+        load.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..60 {
+                let reply = if i % 2 == 0 {
+                    client.get("/ucwa/v1/applications/1/me", HOST).await
+                } else {
+                    client
+                        .request(
+                            "POST",
+                            &format!("{SIMRING}?target=tel:%2B12065550100"),
+                            HOST,
+                            &[],
+                            b"",
+                        )
+                        .await
+                };
+                statuses.push(reply.status);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    r.members[0].stop();
+    for task in load {
+        let statuses = tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap();
+        // GETs are retryable (idempotent, empty body): none may fail. A POST whose connection
+        // broke after it was sent may have been acted on, so it is answered 502, never resent.
+        for (i, status) in statuses.iter().enumerate() {
+            match (i % 2 == 0, status) {
+                (_, 200 | 204) => {}
+                (false, 502) => {}
+                other => panic!("request {i}: {other:?} in {statuses:?}"),
+            }
+        }
+    }
+    let m = r.metrics().await;
+    let healthy = sample(
+        &m,
+        "ringfence_upstream_member_healthy",
+        &[("member", &format!("http://{addr}"))],
+    );
+    assert_eq!(healthy, Some(0.0), "{m}");
+
+    // The member comes back on the same address: probes notice and it takes traffic again.
+    let before = r.members[1].received().len();
+    r.members[0] = sim::Member::start_on("fe1", addr, None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while r.members[0].received().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "member never took traffic again"
+        );
+        assert_eq!(
+            client.get("/ucwa/v1/applications/1/me", HOST).await.status,
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(r.members[1].received().len() > before);
+}
+
+#[tokio::test]
+async fn ready_turns_503_when_no_member_is_healthy() {
+    let r = running(1, "+1206", "").await;
+    let admin = Client::new(r.server.admin_addr(), None, false);
+    assert_eq!(admin.get("/ready", "admin").await.status, 200);
+    r.members[0].stop();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while admin.get("/ready", "admin").await.status != 503 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/ready never turned 503"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_refused(
+        &r.client.get("/ucwa/v1/applications/1/me", HOST).await,
+        503,
+        "upstream_unavailable",
+    );
+    assert_eq!(admin.get("/live", "admin").await.status, 200);
+}
