@@ -1,0 +1,2 @@
+//! Placeholder replaced by the benchmark work (issue #6).
+fn main() {}
