@@ -307,26 +307,24 @@ fn idempotent(method: &Method) -> bool {
 
 /// Connect and TLS failures happen before a byte of the request is sent; anything else after.
 fn classify(e: hyper_util::client::legacy::Error) -> (FailureKind, BoxError) {
-    let tls = {
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        let mut found = false;
-        while let Some(err) = cur {
-            let inner = err
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .map(|i| i as &(dyn std::error::Error + 'static));
-            if err.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
-                found = true;
-                break;
-            }
-            cur = err.source();
-        }
-        found
-    };
-    let kind = match (e.is_connect(), tls) {
+    let kind = match (e.is_connect(), caused_by_tls(&e)) {
         (_, true) => FailureKind::Tls,
         (true, false) => FailureKind::Connect,
         (false, false) => FailureKind::Protocol,
     };
     (kind, Box::new(e))
+}
+
+/// Whether a rustls error is anywhere in the chain, including inside wrapping `io::Error`s
+/// (whose `source()` skips the error they wrap).
+fn caused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.is::<rustls::Error>() {
+        return true;
+    }
+    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        if caused_by_tls(inner) {
+            return true;
+        }
+    }
+    e.source().is_some_and(caused_by_tls)
 }

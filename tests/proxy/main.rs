@@ -5,6 +5,7 @@ mod support;
 
 mod guard_body;
 mod guard_query;
+mod limits;
 mod metrics;
 mod operations;
 mod organisations;

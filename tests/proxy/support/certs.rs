@@ -29,6 +29,11 @@ impl Certs {
         let params =
             CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         let cert = params.signed_by(&key, &issuer).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let client_cert = CertificateParams::new(vec!["ringfence".to_string()])
+            .unwrap()
+            .signed_by(&client_key, &issuer)
+            .unwrap();
         let dir = std::env::temp_dir().join(format!(
             "ringfence-test-{}-{}",
             std::process::id(),
@@ -48,6 +53,8 @@ impl Certs {
         )
         .unwrap();
         std::fs::write(certs.server_key_path(), &certs.key_pem).unwrap();
+        std::fs::write(certs.client_cert_path(), client_cert.pem()).unwrap();
+        std::fs::write(certs.client_key_path(), client_key.serialize_pem()).unwrap();
         certs
     }
 
@@ -61,6 +68,43 @@ impl Certs {
 
     pub fn server_key_path(&self) -> PathBuf {
         self.dir.join("server.key")
+    }
+
+    /// The client certificate ringfence presents to a pool that wants mutual TLS.
+    pub fn client_cert_path(&self) -> PathBuf {
+        self.dir.join("client.pem")
+    }
+
+    pub fn client_key_path(&self) -> PathBuf {
+        self.dir.join("client.key")
+    }
+
+    /// A pool member's configuration that refuses clients without a certificate from the CA.
+    pub fn server_config_requiring_client_certs(&self) -> Arc<rustls::ServerConfig> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls_pki_types::CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .unwrap();
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(self.server_cert_path())
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(self.server_key_path()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .unwrap();
+        Arc::new(config)
     }
 
     /// A rustls server configuration with the server certificate (for TLS pool members).
