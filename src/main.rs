@@ -132,6 +132,13 @@ fn run(path: PathBuf) -> ExitCode {
         tracing::warn!("{w}");
     }
     runtime().block_on(async {
+        let signals = match ringfence::signal::Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                report(&e);
+                return ExitCode::from(1);
+            }
+        };
         let server = match Server::start(config, Some(path)).await {
             Ok(s) => s,
             Err(e) => {
@@ -139,12 +146,9 @@ fn run(path: PathBuf) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        if let Err(e) =
-            ringfence::signal::until_shutdown(std::sync::Arc::clone(server.shared())).await
-        {
-            report(&e);
-            return ExitCode::from(1);
-        }
+        signals
+            .until_shutdown(std::sync::Arc::clone(server.shared()))
+            .await;
         tracing::info!("draining");
         if !server.shutdown().await {
             tracing::warn!("shutdown grace period ended with requests still in flight");

@@ -2,22 +2,38 @@
 
 use std::sync::Arc;
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
 use crate::state::Shared;
 
-/// Waits for SIGTERM or SIGINT, reloading on every SIGHUP meanwhile.
-pub async fn until_shutdown(shared: Arc<Shared>) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => match shared.reload() {
-                Ok(()) => tracing::info!("configuration reloaded (SIGHUP)"),
-                Err(e) => tracing::error!(error = %e, "reload failed; the previous configuration stays"),
-            },
+/// The signal handlers, installed before the server starts so that an early SIGHUP reloads
+/// instead of killing the process (the default action).
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT, reloading on every SIGHUP meanwhile.
+    pub async fn until_shutdown(mut self, shared: Arc<Shared>) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => match shared.reload() {
+                    Ok(()) => tracing::info!("configuration reloaded (SIGHUP)"),
+                    Err(e) => tracing::error!(error = %e, "reload failed; the previous configuration stays"),
+                },
+            }
         }
     }
 }

@@ -282,3 +282,62 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     drop(member);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn sighup_reloads_the_file_and_json_logs_are_json() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let member = rt.block_on(ringfence::sim::Member::start("fe1")).unwrap();
+    let dir = std::env::temp_dir().join(format!("ringfence-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ringfence.toml");
+    let write = |allow: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                 [upstream]\nmembers = [\"{}\"]\n[audit]\nsink = \"off\"\n[policy]\ndefault_organisation = \"c\"\n\
+                 [[organisations]]\nname = \"c\"\nallow_numbers = [\"{allow}\"]\n",
+                member.url()
+            ),
+        )
+        .unwrap()
+    };
+    write("+1206");
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--config",
+            file.to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = lines_until(child.stderr.take().unwrap(), "ringfence is serving")
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server starts");
+    let serving: serde_json::Value =
+        serde_json::from_str(log.lines().last().unwrap()).expect("a JSON log line");
+    let addr: SocketAddr = serving["fields"]["listen"]
+        .as_str()
+        .and_then(|s| s.trim_matches(|c| c == '[' || c == ']').parse().ok())
+        .unwrap_or_else(|| panic!("listen address in {serving}"));
+    let path = "/ucwa/v1/applications/1/me/callForwardingSettings/simultaneousRingSettings/simultaneousRingToContact?target=tel:%2B14255550100";
+    assert!(post(addr, "x", path).starts_with("HTTP/1.1 403"));
+    write("+1425");
+    signal(&child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !post(addr, "x", path).starts_with("HTTP/1.1 204") {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP never switched the policy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, "-TERM");
+    assert_eq!(wait(child, Duration::from_secs(15)), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
