@@ -3,6 +3,7 @@
 
 mod support;
 
+mod extra_guards;
 mod guard_body;
 mod guard_query;
 mod limits;

@@ -101,3 +101,48 @@ async fn members_can_be_reached_over_tls_with_the_configured_ca() {
     assert_eq!(h.ring(HOST, ALLOWED).await.status, 204);
     assert_eq!(h.members[0].received().len(), 1);
 }
+
+#[tokio::test]
+async fn least_requests_sends_new_requests_away_from_a_busy_member() {
+    let slow = ringfence::sim::Member::start("slow").await.unwrap();
+    let fast = ringfence::sim::Member::start("fast").await.unwrap();
+    slow.set_event_wait(std::time::Duration::from_millis(1500));
+    fast.set_event_wait(std::time::Duration::from_millis(1500));
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstream]\nmembers = [{:?}, {:?}]\nbalance = \"least_requests\"\n[audit]\nsink = \"off\"\n",
+        slow.url(),
+        fast.url()
+    );
+    let server = ringfence::listener::Server::start(
+        ringfence::config::Config::from_toml(&text).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let client = std::sync::Arc::new(support::Client::new(server.addrs()[0], None, false));
+    // Two long polls occupy both members; then every short request goes to whichever is free.
+    let c = std::sync::Arc::clone(&client);
+    let poll =
+        tokio::spawn(async move { c.get("/ucwa/v1/applications/1/events?ack=1", HOST).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let busy = if slow.received().len() == 1 {
+        &slow
+    } else {
+        &fast
+    };
+    let idle = if slow.received().len() == 1 {
+        &fast
+    } else {
+        &slow
+    };
+    for _ in 0..6 {
+        assert_eq!(
+            client.get("/ucwa/v1/applications/1/me", HOST).await.status,
+            200
+        );
+    }
+    assert_eq!(busy.received().len(), 1, "the busy member got nothing more");
+    assert_eq!(idle.received().len(), 6);
+    assert_eq!(poll.await.unwrap().status, 200);
+}
