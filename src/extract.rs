@@ -101,12 +101,12 @@ fn is_identity(content_encoding: &str) -> bool {
 }
 
 /// Compares a name from the request with the configured parameter: ASCII case-insensitively,
-/// and also equating `ſ`, `ı` and the Kelvin sign with `s`, `i` and `k`, which .NET
+/// and also equating `ſ`, `ı`, `İ` and the Kelvin sign with `s`, `i`, `i` and `k`, which .NET
 /// case-insensitive comparison or lower-casing can do; erring towards a match fails closed.
 pub(crate) fn name_matches(candidate: &str, parameter: &str) -> bool {
     let fold = |c: char| match c {
         '\u{17f}' => 's',
-        '\u{131}' => 'i',
+        '\u{131}' | '\u{130}' => 'i',
         '\u{212a}' => 'k',
         _ => c.to_ascii_lowercase(),
     };
@@ -321,6 +321,8 @@ mod tests {
         assert!(name_matches("TARGET", "target"));
         assert!(name_matches("\u{17f}tatus", "status"));
         assert!(name_matches("\u{131}d", "ID"));
+        assert!(name_matches("\u{130}D", "id"));
+        assert!(name_matches("phoneNumber\u{212a}", "PHONENUMBERK"));
         assert!(!name_matches("targets", "target"));
         assert!(!name_matches("t\u{e1}rget", "target"));
     }

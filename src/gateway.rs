@@ -1,6 +1,7 @@
 //! A request's journey, composed in one place: snapshot → route → (guarded?) body ≤ cap →
 //! extract → parse → decide → audit + metrics → refuse here | forward → response streamed back.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -203,11 +204,12 @@ impl Gateway {
                 return self.refuse(&ctx, r, &guard.parameter);
             }
         };
+        let content_encoding = content_encoding(&parts.headers);
         let inbound = Inbound {
             method: &parts.method,
             query: parts.uri.query(),
-            content_type: header_str(&parts.headers, &header::CONTENT_TYPE),
-            content_encoding: header_str(&parts.headers, &header::CONTENT_ENCODING),
+            content_type: content_type(&parts.headers),
+            content_encoding: content_encoding.as_deref(),
             body: &bytes,
             data: None,
         };
@@ -305,12 +307,12 @@ impl Gateway {
         if bytes.is_empty() {
             return Ok(Clearance::untargeted());
         }
-        if header_str(&parts.headers, &header::CONTENT_ENCODING)
+        if content_encoding(&parts.headers)
             .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"))
         {
             return Err(whole(Rejection::EncodedBody));
         }
-        let content_type = header_str(&parts.headers, &header::CONTENT_TYPE).unwrap_or("");
+        let content_type = content_type(&parts.headers).unwrap_or("");
         let boundary =
             extract::batch::boundary(content_type).map_err(|e| whole(batch_rejection(e)))?;
         let embedded =
@@ -628,20 +630,55 @@ fn batch_rejection(e: extract::batch::BatchError) -> Rejection {
 }
 
 /// The host the request names: an absolute-form or HTTP/2 authority, else the one Host header.
+///
+/// Userinfo (`user@`) is refused (RFC 9110 §4.2.4 says to treat it as an error): the organisation
+/// would be chosen by the text after the `@` while the pool receives the whole value.
 fn host_of(parts: &Parts) -> Result<HeaderValue, Rejection> {
-    if let Some(authority) = parts.uri.authority() {
-        return HeaderValue::from_str(authority.as_str()).map_err(|_| Rejection::BadHost);
+    let host = if let Some(authority) = parts.uri.authority() {
+        HeaderValue::from_str(authority.as_str()).map_err(|_| Rejection::BadHost)?
+    } else {
+        let mut hosts = parts.headers.get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (Some(h), None) if h.to_str().is_ok() => h.clone(),
+            (None, None) if parts.version < Version::HTTP_11 => HeaderValue::from_static(""),
+            _ => return Err(Rejection::BadHost),
+        }
+    };
+    if host.as_bytes().contains(&b'@') {
+        return Err(Rejection::BadHost);
     }
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(h), None) if h.to_str().is_ok() => Ok(h.clone()),
-        (None, None) if parts.version < Version::HTTP_11 => Ok(HeaderValue::from_static("")),
-        _ => Err(Rejection::BadHost),
-    }
+    Ok(host)
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
-    headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
+/// What a header reads as when it cannot be read unambiguously: no media type, coding or
+/// grammar accepts it, so a non-empty body is refused.
+const UNREADABLE: &str = "\u{fffd}";
+
+/// The request's one Content-Type. Content-Type is a singleton field (RFC 9110 §8.3): when it
+/// is sent twice, the pool may act on another line than the first, so several lines (and a value
+/// that is not UTF-8) read as [`UNREADABLE`].
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    let mut lines = headers.get_all(header::CONTENT_TYPE).iter();
+    let first = lines.next()?;
+    if lines.next().is_some() {
+        return Some(UNREADABLE);
+    }
+    Some(first.to_str().unwrap_or(UNREADABLE))
+}
+
+/// The request's Content-Encoding list. Several field lines are one comma-separated list (RFC
+/// 9110 §5.3), so `identity` on one line cannot hide `gzip` on the next.
+fn content_encoding(headers: &HeaderMap) -> Option<Cow<'_, str>> {
+    let lines: Vec<&str> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .map(|v| v.to_str().unwrap_or(UNREADABLE))
+        .collect();
+    match lines.as_slice() {
+        [] => None,
+        [one] => Some(Cow::Borrowed(one)),
+        _ => Some(Cow::Owned(lines.join(", "))),
+    }
 }
 
 fn has_method_override(headers: &HeaderMap) -> bool {
@@ -715,4 +752,106 @@ fn splitmix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(lines: &[(&'static str, &'static [u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for &(name, value) in lines {
+            map.append(name, HeaderValue::from_bytes(value).unwrap());
+        }
+        map
+    }
+
+    fn host(uri: &str, hosts: &[&str]) -> Result<HeaderValue, Rejection> {
+        let mut request = Request::builder().uri(uri);
+        for h in hosts {
+            request = request.header(header::HOST, *h);
+        }
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        host_of(&parts)
+    }
+
+    #[test]
+    fn the_host_is_the_authority_or_the_one_host_header_without_userinfo() {
+        let contoso = HeaderValue::from_static("lyncweb.contoso.com");
+        assert_eq!(host("/ucwa", &["lyncweb.contoso.com"]), Ok(contoso.clone()));
+        assert_eq!(
+            host("http://lyncweb.contoso.com/ucwa", &["other.example"]),
+            Ok(contoso)
+        );
+        assert_eq!(host("/ucwa", &[]), Err(Rejection::BadHost));
+        assert_eq!(
+            host("/ucwa", &["a.example", "b.example"]),
+            Err(Rejection::BadHost)
+        );
+        assert_eq!(
+            host("http://lync.fabrikam.com@lyncweb.contoso.com/ucwa", &[]),
+            Err(Rejection::BadHost)
+        );
+        assert_eq!(
+            host("/ucwa", &["lync.fabrikam.com@lyncweb.contoso.com"]),
+            Err(Rejection::BadHost)
+        );
+    }
+
+    #[test]
+    fn a_repeated_or_unreadable_content_type_reads_as_no_media_type() {
+        let ct = "content-type";
+        assert_eq!(content_type(&headers(&[])), None);
+        assert_eq!(
+            content_type(&headers(&[(ct, b"application/json")])),
+            Some("application/json")
+        );
+        let twice = headers(&[
+            (ct, b"application/x-www-form-urlencoded"),
+            (ct, b"application/json"),
+        ]);
+        assert_eq!(content_type(&twice), Some(UNREADABLE));
+        let same_twice = headers(&[(ct, b"application/json"), (ct, b"application/json")]);
+        assert_eq!(content_type(&same_twice), Some(UNREADABLE));
+        assert_eq!(
+            content_type(&headers(&[(ct, b"application/json\xff")])),
+            Some(UNREADABLE)
+        );
+        assert_eq!(
+            extract::body_kind(content_type(&twice)),
+            Err(ExtractError::UnsupportedMediaType)
+        );
+    }
+
+    #[test]
+    fn content_encoding_lines_are_read_as_one_list() {
+        let ce = "content-encoding";
+        assert_eq!(content_encoding(&headers(&[])), None);
+        assert_eq!(
+            content_encoding(&headers(&[(ce, b"identity")])).as_deref(),
+            Some("identity")
+        );
+        let hidden = headers(&[(ce, b"identity"), (ce, b"gzip")]);
+        assert_eq!(content_encoding(&hidden).as_deref(), Some("identity, gzip"));
+        assert_eq!(
+            extract::from_body(
+                Some("application/json"),
+                content_encoding(&hidden).as_deref(),
+                br#"{"target":"tel:+1"}"#,
+                "target"
+            ),
+            Err(ExtractError::EncodedBody)
+        );
+        let identities = headers(&[(ce, b"identity"), (ce, b"Identity")]);
+        assert_eq!(
+            extract::from_body(
+                Some("application/json"),
+                content_encoding(&identities).as_deref(),
+                br#"{"target":"tel:+1"}"#,
+                "target"
+            )
+            .map(|t| t.map(Cow::into_owned)),
+            Ok(Some("tel:+1".to_owned()))
+        );
+    }
 }

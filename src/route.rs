@@ -135,9 +135,9 @@ pub enum PathError {
 /// UTF-8 without control characters (C0, DEL and C1). Then `\` is a separator, empty, `.` and `..` segments
 /// are resolved (never above the root), `;params` are dropped and trailing dots and spaces are
 /// stripped from each segment, and a trailing `/` is dropped. The result starts with `/`, is
-/// idempotent under this function, and is folded: ASCII lower case, plus `ſ`→`s`, `ı`→`i` and
-/// the Kelvin sign→`k`, the non-ASCII letters that .NET case-insensitive comparison equates with
-/// ASCII ones.
+/// idempotent under this function, and is folded: ASCII lower case, plus `ſ`→`s`, `ı` and
+/// `İ`→`i` and the Kelvin sign→`k`, the non-ASCII letters that .NET case-insensitive comparison
+/// or lower-casing equates with ASCII ones.
 ///
 /// Borrows `raw_path` when it is already canonical.
 pub fn canonical_path(raw_path: &str) -> Result<Cow<'_, str>, PathError> {
@@ -224,12 +224,14 @@ fn trim_trailing_slash(path: &str) -> &str {
     }
 }
 
-/// Case folding used for matching: ASCII lower case plus the non-ASCII letters that .NET
-/// ordinal case-insensitive comparison or lower-casing equates with ASCII letters.
+/// Case folding used for matching: ASCII lower case plus the non-ASCII letters whose simple
+/// Unicode case mapping is an ASCII letter, which .NET ordinal case-insensitive comparison
+/// (`ſ`, `ı` upper-case to `S`, `I`) or lower-casing (`İ`, the Kelvin sign lower-case to `i`,
+/// `k`) equates with ASCII letters.
 fn fold(c: char) -> char {
     match c {
         '\u{17f}' => 's',
-        '\u{131}' => 'i',
+        '\u{131}' | '\u{130}' => 'i',
         '\u{212a}' => 'k',
         _ => c.to_ascii_lowercase(),
     }
@@ -550,6 +552,7 @@ mod tests {
             ("/%uD83D%uDE00", Ok("/\u{1f600}")),
             ("/a%3Fb", Ok("/a?b")),
             ("/\u{212a}elvin", Ok("/kelvin")),
+            ("/%C4%B0D/\u{130}d", Ok("/id/id")),
             ("/x;a/b;c/", Ok("/x/b")),
             ("/x/.../y", Ok("/x/y")),
             ("/%", Err(PathError::InvalidEscape)),
@@ -589,6 +592,8 @@ mod tests {
         assert_eq!(guards.len(), 4);
         assert!(guards.get("SIMULTANEOUSRINGTOCONTACT").is_some());
         assert!(guards.get("\u{17f}imultaneousRingToContact").is_some());
+        assert!(guards.get("s\u{130}multaneousRingToContact").is_some());
+        assert!(guards.get("s\u{131}multaneousRingToContact").is_some());
         assert!(guards.get("changenumber").is_some());
         assert!(guards.get("").is_none());
         assert!(guards.get(&"x".repeat(1000)).is_none());

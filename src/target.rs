@@ -227,7 +227,9 @@ impl Contact {
             }
             // A decoded space could hide a number from the phone test (`+1%20900...`).
             if b.is_ascii_control() || b == b' ' {
-                return Err(malformed("whitespace and control characters are not allowed"));
+                return Err(malformed(
+                    "whitespace and control characters are not allowed",
+                ));
             }
             decoded_len += 1;
             canonical_len += if is_user_raw(b) { 1 } else { 3 };

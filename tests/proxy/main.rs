@@ -6,6 +6,7 @@ mod support;
 mod extra_guards;
 mod guard_body;
 mod guard_query;
+mod hostile;
 mod limits;
 mod metrics;
 mod operations;

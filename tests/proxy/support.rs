@@ -51,6 +51,8 @@ pub struct Options {
     pub dead_member_first: bool,
     pub tls: bool,
     pub upstream_tls: bool,
+    /// The body of the `[audit]` table.
+    pub audit: String,
     pub extra: String,
 }
 
@@ -62,6 +64,7 @@ impl Default for Options {
             dead_member_first: false,
             tls: false,
             upstream_tls: false,
+            audit: "sink = \"off\"".into(),
             extra: String::new(),
         }
     }
@@ -119,8 +122,8 @@ pub async fn start_with(options: Options) -> Harness {
         "[server]\nlisten = [\"127.0.0.1:0\"]\n{server_tls}max_body_bytes = 4096\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\n\
          [upstream]\nmembers = [{member_list}]\nconnect_timeout = \"1s\"\nresponse_timeout = \"900s\"\n{upstream_tls}\n\
-         [audit]\nsink = \"off\"\n\n{}\n{}",
-        options.policy, options.extra
+         [audit]\n{}\n\n{}\n{}",
+        options.audit, options.policy, options.extra
     );
     let config =
         Config::from_toml(&toml).unwrap_or_else(|e| panic!("test config is valid: {e}\n{toml}"));
@@ -147,6 +150,20 @@ impl Harness {
     /// Every request any member received.
     pub fn received(&self) -> Vec<ringfence::sim::Received> {
         self.members.iter().flat_map(|m| m.received()).collect()
+    }
+
+    /// How many requests each member has received so far; see [`Harness::received_since`].
+    pub fn received_counts(&self) -> Vec<usize> {
+        self.members.iter().map(|m| m.received().len()).collect()
+    }
+
+    /// Requests members received after `counts` was taken by [`Harness::received_counts`].
+    pub fn received_since(&self, counts: &[usize]) -> Vec<ringfence::sim::Received> {
+        self.members
+            .iter()
+            .zip(counts)
+            .flat_map(|(m, &n)| m.received().into_iter().skip(n))
+            .collect()
     }
 
     /// Requests any member received for a guarded resource.

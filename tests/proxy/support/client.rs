@@ -138,8 +138,18 @@ impl Client {
 /// Writes raw bytes on a fresh connection and returns everything read until the server closes
 /// or the answer is complete (a test timeout bounds it).
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
+    String::from_utf8_lossy(&raw_bytes(addr, request).await).into_owned()
+}
+
+/// [`raw`] without the lossy conversion.
+pub async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .unwrap();
+    // The server may answer and close before reading everything (a refused body), so a
+    // failed write is not an error: the answer is what counts.
+    let _ = tokio::time::timeout(TIMEOUT, stream.write_all(request)).await;
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -148,5 +158,66 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+/// Sends raw bytes (send `Connection: close` so the server ends the exchange) and parses the
+/// first HTTP/1.1 answer; an error says what was read instead.
+pub async fn raw_reply(addr: SocketAddr, request: &[u8]) -> Result<Reply, String> {
+    let bytes = raw_bytes(addr, request).await;
+    parse_reply(&bytes)
+        .ok_or_else(|| format!("no HTTP answer: {:?}", String::from_utf8_lossy(&bytes)))
+}
+
+/// Parses one HTTP/1.1 response with a Content-Length, chunked or close-delimited body.
+fn parse_reply(bytes: &[u8]) -> Option<Reply> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&bytes[..end]).ok()?;
+    let rest = &bytes[end + 4..];
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let version = match status_line.get(..9)? {
+        "HTTP/1.1 " => Version::HTTP_11,
+        "HTTP/1.0 " => Version::HTTP_10,
+        _ => return None,
+    };
+    let status = status_line.get(9..12)?.parse().ok()?;
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        headers.append(
+            http::HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+            http::HeaderValue::from_str(value.trim()).ok()?,
+        );
+    }
+    let chunked = headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+    let body = if chunked {
+        let mut body = Vec::new();
+        let mut rest = rest;
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+            let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(rest.get(..size)?);
+            rest = rest.get(size + 2..)?;
+        }
+        body
+    } else if let Some(length) = headers.get("content-length") {
+        let n: usize = length.to_str().ok()?.parse().ok()?;
+        rest.get(..n)?.to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Some(Reply {
+        status,
+        version,
+        headers,
+        body: Bytes::from(body),
+    })
 }
