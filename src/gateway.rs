@@ -15,6 +15,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::audit::{self, Record};
 use crate::extract::{self, ExtractError};
@@ -122,13 +123,16 @@ impl Gateway {
             xml: prefers_xml(parts.headers.get(header::ACCEPT)),
             close: false,
         };
+        // Every log line about this request carries its id.
+        let span = tracing::info_span!("request", id = request_id.to_str().unwrap_or(""));
         let (route_label, mut response) = match host_of(&parts) {
             Ok(host) => {
                 ctx.host = host;
-                self.route(ctx, parts, body).await
+                self.route(ctx, parts, body).instrument(span).await
             }
             Err(rejection) => {
                 ctx.close = true;
+                let _entered = span.enter();
                 ("passthrough", self.refuse(&ctx, rejection, "target"))
             }
         };
@@ -644,10 +648,32 @@ fn host_of(parts: &Parts) -> Result<HeaderValue, Rejection> {
             _ => return Err(Rejection::BadHost),
         }
     };
-    if host.as_bytes().contains(&b'@') {
+    if !host.is_empty() && !valid_host(host.as_bytes()) {
         return Err(Rejection::BadHost);
     }
     Ok(host)
+}
+
+/// `host[:port]` (RFC 9110 §7.2): a reg-name or IPv4 address, or an `[IPv6]` literal. Anything
+/// else (userinfo `a@b`, spaces, percent-escapes) could be read differently by the pool than by
+/// the organisation lookup, so it is refused.
+fn valid_host(host: &[u8]) -> bool {
+    let (name, port) = match host.iter().rposition(|&b| b == b':') {
+        Some(i) if !host.ends_with(b"]") => (&host[..i], Some(&host[i + 1..])),
+        _ => (host, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    let name_ok = match name.strip_prefix(b"[").and_then(|n| n.strip_suffix(b"]")) {
+        Some(v6) => std::str::from_utf8(v6).is_ok_and(|v| v.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !name.is_empty()
+                && name
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        }
+    };
+    port_ok && name_ok
 }
 
 /// What a header reads as when it cannot be read unambiguously: no media type, coding or
@@ -757,6 +783,25 @@ fn splitmix(mut x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_host_and_port_syntax_is_accepted_as_a_host() {
+        for ok in [
+            "lyncweb.contoso.com",
+            "a.b:443",
+            "10.0.0.1:80",
+            "[::1]",
+            "[::1]:8443",
+            "fe_1.local",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "a@b.com", "a b", "a%2eb", "a:", "a:99999x", "[::1", "[zz]:1", ":80", "a/b", "a:1:2",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
 
     fn headers(lines: &[(&'static str, &'static [u8])]) -> HeaderMap {
         let mut map = HeaderMap::new();

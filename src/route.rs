@@ -183,6 +183,11 @@ fn route_of<'g>(path: &str, guards: &'g Guards) -> Route<'g> {
     if !under_ucwa {
         return Route::Passthrough(Unguarded(()));
     }
+    // Only an escape (`%3F`, `%23`) puts these in a path; a back end that re-reads the decoded
+    // path as a URL would cut the segment there, so such a UCWA path cannot be classified.
+    if path.contains(['?', '#']) {
+        return Route::BadPath;
+    }
     let last = path.rsplit('/').next().unwrap_or_default();
     if last.eq_ignore_ascii_case("batch") {
         Route::Batch
@@ -504,6 +509,10 @@ mod tests {
             ("/ucwa/v1/applications/192/batch;x", Batch),
             ("/ucwa/v1/applications/192/%62atch", Batch),
             ("/ucwa/batch", Batch),
+            ("/ucwa/v1/x/simultaneousRingToContact%3Fa", Bad),
+            ("/ucwa/v1/x/simultaneousRingToContact%23a", Bad),
+            ("/ucwa/v1/x%3F/simultaneousRingToContact", Bad),
+            ("/other/x%3Fy", Pass),
             ("/batch", Pass),
             ("/other/batch", Pass),
         ];

@@ -341,3 +341,78 @@ fn sighup_reloads_the_file_and_json_logs_are_json() {
     assert_eq!(wait(child, Duration::from_secs(15)), 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn log_lines_about_a_request_carry_its_request_id() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("ringfence-logid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ringfence.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [upstream]\nmembers = [\"http://{dead}\"]\n[audit]\nsink = \"off\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--config",
+            file.to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = {
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        rx
+    };
+    let serving = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server starts");
+        if line.contains("ringfence is serving") {
+            break line;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&serving).unwrap();
+    let addr: SocketAddr = v["fields"]["listen"]
+        .as_str()
+        .unwrap()
+        .trim_matches(['[', ']'])
+        .parse()
+        .unwrap();
+    let answer = http(
+        addr,
+        "GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: x\r\nX-Request-Id: trace-me-42\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let failure = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a warning about the request");
+        if line.contains("pool member failed") {
+            break line;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&failure).unwrap();
+    assert_eq!(v["span"]["id"], "trace-me-42", "{failure}");
+    signal(&child, "-TERM");
+    assert_eq!(wait(child, Duration::from_secs(15)), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
