@@ -46,6 +46,7 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     admin_addr: SocketAddr,
     stop: CancellationToken,
+    admin_stop: CancellationToken,
     connections: TaskTracker,
     tasks: Vec<JoinHandle<()>>,
     grace: Duration,
@@ -67,21 +68,9 @@ impl Server {
         };
         let mut listeners = Vec::new();
         for addr in &server_config.listen {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            listeners.push(l);
+            listeners.push(bind(*addr)?);
         }
-        let admin_listener =
-            TcpListener::bind(admin_listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: admin_listen,
-                    source,
-                })?;
+        let admin_listener = bind(admin_listen)?;
         let admin_addr = admin_listener
             .local_addr()
             .map_err(|source| StartError::Bind {
@@ -113,10 +102,12 @@ impl Server {
             };
             tasks.push(tokio::spawn(accept.run(listener, stop.clone())));
         }
+        // The admin listener outlives the drain, so /ready answers 503 and metrics stay scrapable.
+        let admin_stop = CancellationToken::new();
         tasks.push(tokio::spawn(admin::serve(
             admin_listener,
             Arc::clone(&shared),
-            stop.clone(),
+            admin_stop.clone(),
         )));
         tracing::info!(listen = ?addrs, admin = %admin_addr, tls = acceptor.is_some(), "ringfence is serving");
         Ok(Server {
@@ -126,6 +117,7 @@ impl Server {
             stop,
             connections,
             tasks,
+            admin_stop,
             grace: server_config.shutdown_grace,
         })
     }
@@ -152,11 +144,32 @@ impl Server {
         let drained = tokio::time::timeout(self.grace, self.connections.wait())
             .await
             .is_ok();
+        self.admin_stop.cancel();
         for t in self.tasks {
             t.abort();
         }
         drained
     }
+}
+
+/// A listening socket; an IPv6 wildcard is IPv6-only so that `0.0.0.0:p` and `[::]:p` can both
+/// be configured, as operators expect.
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let err = |source| StartError::Bind { addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(err)?;
+    }
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(4096).map_err(err)?;
+    TcpListener::from_std(socket.into()).map_err(err)
 }
 
 fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {

@@ -86,6 +86,15 @@ impl Shared {
         } else {
             let pool = Arc::new(Pool::new(&config.upstream, &self.metrics)?);
             pool.start_probes();
+            // A removed member must not keep reporting its last health.
+            for old in current.pool.members() {
+                if !pool.members().iter().any(|m| m.name() == old.name()) {
+                    let _ = self
+                        .metrics
+                        .member_healthy
+                        .remove_label_values(&[old.name()]);
+                }
+            }
             pool
         };
         self.snapshot.store(Arc::new(Snapshot { config, pool }));

@@ -322,3 +322,105 @@ async fn ready_turns_503_when_no_member_is_healthy() {
     );
     assert_eq!(admin.get("/live", "admin").await.status, 200);
 }
+
+#[tokio::test]
+async fn during_the_drain_ready_answers_503_and_in_flight_requests_finish() {
+    let r = running(1, "+1206", "shutdown_grace = \"10s\"").await;
+    r.members[0].set_event_wait(Duration::from_millis(1500));
+    let Running {
+        server,
+        client,
+        members,
+        ..
+    } = r;
+    let admin = Client::new(server.admin_addr(), None, false);
+    let client = Arc::new(client);
+    let c = Arc::clone(&client);
+    let poll =
+        tokio::spawn(async move { c.get("/ucwa/v1/applications/192/events?ack=1", HOST).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let drain = tokio::spawn(server.shutdown());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while admin.get("/ready", "admin").await.status != 503 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/ready never turned 503"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(admin.get("/live", "admin").await.status, 200);
+    assert_eq!(
+        poll.await.unwrap().status,
+        200,
+        "the in-flight long poll finished"
+    );
+    assert!(
+        tokio::time::timeout(TIMEOUT, drain).await.unwrap().unwrap(),
+        "drained in time"
+    );
+    drop(members);
+}
+
+#[tokio::test]
+async fn a_reload_that_removes_a_member_drops_its_health_series() {
+    let r = running(2, "+1206", "").await;
+    let gone = r.members[1].url();
+    let m = r.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "ringfence_upstream_member_healthy",
+            &[("member", &gone)]
+        ),
+        Some(1.0)
+    );
+    std::fs::write(&r.file, toml(&r.members[..1], "+1206", "")).unwrap();
+    assert_eq!(r.reload().await, 200);
+    let m = r.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "ringfence_upstream_member_healthy",
+            &[("member", &gone)]
+        ),
+        None,
+        "{m}"
+    );
+    let before = r.members[1].received().len();
+    for _ in 0..4 {
+        let reply = r.client.get("/ucwa/v1/applications/1/me", HOST).await;
+        assert_eq!(reply.status, 200);
+    }
+    assert_eq!(
+        r.members[1].received().len(),
+        before,
+        "the removed member gets no traffic"
+    );
+}
+
+#[tokio::test]
+async fn an_ipv4_and_an_ipv6_wildcard_listener_can_share_a_port() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 on this machine: skipped");
+        return;
+    }
+    let port = support::dead_address().port();
+    let member = sim::Member::start("fe1").await.unwrap();
+    let text = format!(
+        "[server]\nlisten = [\"0.0.0.0:{port}\", \"[::]:{port}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstream]\nmembers = [{:?}]\n[audit]\nsink = \"off\"\n",
+        member.url()
+    );
+    let server = Server::start(Config::from_toml(&text).unwrap(), None)
+        .await
+        .expect("both bind");
+    for addr in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let client = Client::new(addr.parse().unwrap(), None, false);
+        assert_eq!(
+            client.get("/ucwa/v1/applications/1/me", HOST).await.status,
+            200,
+            "{addr}"
+        );
+    }
+    drop(server);
+}
