@@ -235,184 +235,146 @@ fn demo_serves_the_requests_it_prints_and_stops_on_ctrl_c() {
     assert_eq!(wait(child, Duration::from_secs(15)), 0);
 }
 
-#[test]
-fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let member = rt.block_on(ringfence::sim::Member::start("fe1")).unwrap();
-    member.set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(1500)));
-    let dir = std::env::temp_dir().join(format!("ringfence-drain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("ringfence.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"10s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [upstream]\nmembers = [\"{}\"]\n[audit]\nsink = \"off\"\n",
-            member.url()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", file.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = lines_until(child.stderr.take().unwrap(), "ringfence is serving")
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server starts");
-    let addr: SocketAddr = log
-        .split("listen=[")
-        .nth(1)
-        .and_then(|s| s.split(']').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("listen address in log:\n{log}"));
-    let in_flight = std::thread::spawn(move || {
-        http(addr, "GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: lyncweb.contoso.com\r\nConnection: close\r\n\r\n")
-    });
-    std::thread::sleep(Duration::from_millis(400));
-    signal(&child, "-TERM");
-    let answer = in_flight.join().unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.1 200"),
-        "in-flight request finished: {answer}"
-    );
-    assert_eq!(wait(child, Duration::from_secs(15)), 0);
-    drop(member);
-    let _ = std::fs::remove_dir_all(dir);
+/// `ringfence run` on a configuration file, with JSON logs read line by line.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    addr: SocketAddr,
+    dir: PathBuf,
+    file: PathBuf,
 }
 
-#[test]
-fn sighup_reloads_the_file_and_json_logs_are_json() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let member = rt.block_on(ringfence::sim::Member::start("fe1")).unwrap();
-    let dir = std::env::temp_dir().join(format!("ringfence-hup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("ringfence.toml");
-    let write = |allow: &str| {
-        std::fs::write(
-            &file,
-            format!(
-                "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-                 [upstream]\nmembers = [\"{}\"]\n[audit]\nsink = \"off\"\n[policy]\ndefault_organisation = \"c\"\n\
-                 [[organisations]]\nname = \"c\"\nallow_numbers = [\"{allow}\"]\n",
-                member.url()
-            ),
-        )
-        .unwrap()
-    };
-    write("+1206");
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--log-format",
-            "json",
-            "--config",
-            file.to_str().unwrap(),
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = lines_until(child.stderr.take().unwrap(), "ringfence is serving")
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server starts");
-    let serving: serde_json::Value =
-        serde_json::from_str(log.lines().last().unwrap()).expect("a JSON log line");
-    let addr: SocketAddr = serving["fields"]["listen"]
-        .as_str()
-        .and_then(|s| s.trim_matches(|c| c == '[' || c == ']').parse().ok())
-        .unwrap_or_else(|| panic!("listen address in {serving}"));
-    let path = "/ucwa/v1/applications/1/me/callForwardingSettings/simultaneousRingSettings/simultaneousRingToContact?target=tel:%2B14255550100";
-    assert!(post(addr, "x", path).starts_with("HTTP/1.1 403"));
-    write("+1425");
-    signal(&child, "-HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !post(addr, "x", path).starts_with("HTTP/1.1 204") {
-        assert!(
-            Instant::now() < deadline,
-            "SIGHUP never switched the policy"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    signal(&child, "-TERM");
-    assert_eq!(wait(child, Duration::from_secs(15)), 0);
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-#[test]
-fn log_lines_about_a_request_carry_its_request_id() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("ringfence-logid-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("ringfence.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [upstream]\nmembers = [\"http://{dead}\"]\n[audit]\nsink = \"off\"\n"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--log-format",
-            "json",
-            "--config",
-            file.to_str().unwrap(),
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = {
-        let (tx, rx) = mpsc::channel();
+impl Running {
+    fn start(name: &str, config: &str) -> Running {
+        let dir = std::env::temp_dir().join(format!("ringfence-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ringfence.toml");
+        std::fs::write(&file, config).unwrap();
+        let mut child = Command::new(BIN)
+            .args([
+                "run",
+                "--log-format",
+                "json",
+                "--config",
+                file.to_str().unwrap(),
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
         });
-        rx
-    };
-    let serving = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server starts");
-        if line.contains("ringfence is serving") {
-            break line;
+        let mut running = Running {
+            child,
+            lines,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            dir,
+            file,
+        };
+        let serving = running.line_containing("ringfence is serving");
+        let v: serde_json::Value = serde_json::from_str(&serving).expect("a JSON log line");
+        running.addr = v["fields"]["listen"]
+            .as_str()
+            .and_then(|s| s.trim_matches(['[', ']']).parse().ok())
+            .unwrap_or_else(|| panic!("listen address in {serving}"));
+        running
+    }
+
+    fn line_containing(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no log line containing `{needle}`"));
+            if line.contains(needle) {
+                return line;
+            }
         }
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(self) -> i32 {
+        signal(&self.child, "-TERM");
+        let code = wait(self.child, Duration::from_secs(15));
+        let _ = std::fs::remove_dir_all(self.dir);
+        code
+    }
+}
+
+fn config(member: &str, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"10s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstream]\nmembers = [\"{member}\"]\n[audit]\nsink = \"off\"\n{extra}"
+    )
+}
+
+const SIMRING: &str = "/ucwa/v1/applications/1/me/callForwardingSettings/simultaneousRingSettings/simultaneousRingToContact";
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let member = rt.block_on(ringfence::sim::Member::start("fe1")).unwrap();
+    member.set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(1500)));
+    let running = Running::start("drain", &config(&member.url(), ""));
+    let addr = running.addr;
+    let in_flight = std::thread::spawn(move || {
+        http(addr, "GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: lyncweb.contoso.com\r\nConnection: close\r\n\r\n")
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    signal(&running.child, "-TERM");
+    let answer = in_flight.join().unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "in-flight request finished: {answer}"
+    );
+    assert_eq!(running.stop(), 0);
+}
+
+#[test]
+fn sighup_reloads_the_file() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let member = rt.block_on(ringfence::sim::Member::start("fe1")).unwrap();
+    let policy = |allow: &str| {
+        let org = format!("[policy]\ndefault_organisation = \"c\"\n[[organisations]]\nname = \"c\"\nallow_numbers = [\"{allow}\"]\n");
+        config(&member.url(), &org)
     };
-    let v: serde_json::Value = serde_json::from_str(&serving).unwrap();
-    let addr: SocketAddr = v["fields"]["listen"]
-        .as_str()
+    let running = Running::start("hup", &policy("+1206"));
+    let path = format!("{SIMRING}?target=tel:%2B14255550100");
+    assert!(post(running.addr, "x", &path).starts_with("HTTP/1.1 403"));
+    std::fs::write(&running.file, policy("+1425")).unwrap();
+    signal(&running.child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !post(running.addr, "x", &path).starts_with("HTTP/1.1 204") {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP never switched the policy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running.line_containing("configuration reloaded (SIGHUP)");
+    assert_eq!(running.stop(), 0);
+}
+
+#[test]
+fn log_lines_about_a_request_are_json_and_carry_its_request_id() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
-        .trim_matches(['[', ']'])
-        .parse()
+        .local_addr()
         .unwrap();
+    let running = Running::start("logid", &config(&format!("http://{dead}"), ""));
     let answer = http(
-        addr,
+        running.addr,
         "GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: x\r\nX-Request-Id: trace-me-42\r\nConnection: close\r\n\r\n",
     );
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    let failure = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a warning about the request");
-        if line.contains("pool member failed") {
-            break line;
-        }
-    };
+    let failure = running.line_containing("pool member failed");
     let v: serde_json::Value = serde_json::from_str(&failure).unwrap();
     assert_eq!(v["span"]["id"], "trace-me-42", "{failure}");
-    signal(&child, "-TERM");
-    assert_eq!(wait(child, Duration::from_secs(15)), 0);
-    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(running.stop(), 0);
 }
