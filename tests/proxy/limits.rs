@@ -21,6 +21,13 @@ async fn server(members: &str, server_extra: &str, upstream_extra: &str) -> Serv
     Server::start(config, None).await.unwrap()
 }
 
+/// POSTs an allowed number through `s`.
+async fn ring_allowed(s: &Server) -> support::Reply {
+    let client = Client::new(s.addrs()[0], None, false);
+    let path = format!("{SIMRING}?target=tel:%2B14255550100");
+    client.request("POST", &path, HOST, &[], b"").await
+}
+
 #[tokio::test]
 async fn connections_beyond_max_connections_are_closed_and_the_others_keep_working() {
     let member = sim::Member::start("fe1").await.unwrap();
@@ -101,30 +108,12 @@ async fn a_pool_that_wants_mutual_tls_gets_the_configured_client_certificate() {
         certs.client_key_path()
     );
     let s = server(&members, "", &with_cert).await;
-    let client = Client::new(s.addrs()[0], None, false);
-    let ok = client
-        .request(
-            "POST",
-            &format!("{SIMRING}?target=tel:%2B14255550100"),
-            HOST,
-            &[],
-            b"",
-        )
-        .await;
+    let ok = ring_allowed(&s).await;
     assert_eq!(ok.status, 204, "{}", ok.text());
 
     let without = format!("tls = {{ ca_file = {:?} }}", certs.ca_path());
     let s = server(&members, "", &without).await;
-    let client = Client::new(s.addrs()[0], None, false);
-    let refused = client
-        .request(
-            "POST",
-            &format!("{SIMRING}?target=tel:%2B14255550100"),
-            HOST,
-            &[],
-            b"",
-        )
-        .await;
+    let refused = ring_allowed(&s).await;
     assert!(matches!(refused.status, 502 | 503), "{}", refused.text());
     assert_eq!(member.received().len(), 1);
 }
@@ -146,16 +135,7 @@ async fn an_unknown_pool_ca_is_a_tls_failure_not_a_forward() {
         &format!("tls = {{ ca_file = {:?} }}", other.ca_path()),
     )
     .await;
-    let client = Client::new(s.addrs()[0], None, false);
-    let reply = client
-        .request(
-            "POST",
-            &format!("{SIMRING}?target=tel:%2B14255550100"),
-            HOST,
-            &[],
-            b"",
-        )
-        .await;
+    let reply = ring_allowed(&s).await;
     assert_refused(&reply, 502, "upstream_failure");
     assert!(member.received().is_empty());
     let admin = Client::new(s.admin_addr(), None, false);
