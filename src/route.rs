@@ -126,6 +126,8 @@ pub enum PathError {
     ControlCharacter,
     #[error("the path is percent-encoded too many times")]
     TooDeeplyEncoded,
+    #[error("a segment of dots and spaces is neither `.` nor `..`")]
+    DotSegment,
 }
 
 /// The path as IIS and UCWA act on it, case-folded.
@@ -153,7 +155,7 @@ pub fn canonical_path(raw_path: &str) -> Result<Cow<'_, str>, PathError> {
     if decoded.chars().any(char::is_control) {
         return Err(PathError::ControlCharacter);
     }
-    Ok(Cow::Owned(normalise(&decoded)))
+    normalise(&decoded).map(Cow::Owned)
 }
 
 /// Classifies a request path (no query, as sent on the request line).
@@ -242,7 +244,22 @@ fn fold(c: char) -> char {
     }
 }
 
-fn normalise(decoded: &str) -> String {
+/// Splits, drops `;params`, resolves `.`/`..`, strips trailing dots and spaces, folds case.
+/// A segment such as `.. ` or `...` is refused: Windows may read it as `..` once trailing dots
+/// and spaces go, or drop it, and the two readings lead to different resources.
+fn normalise(decoded: &str) -> Result<String, PathError> {
+    normalise_reading(decoded, Dots::Refuse)
+}
+
+/// How a segment of only dots and spaces (other than `.` and `..`) is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dots {
+    Refuse,
+    AsParent,
+    Dropped,
+}
+
+fn normalise_reading(decoded: &str, dots: Dots) -> Result<String, PathError> {
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split(['/', '\\']) {
         let segment = segment.split_once(';').map_or(segment, |(s, _)| s);
@@ -253,8 +270,13 @@ fn normalise(decoded: &str) -> String {
             }
             _ => {
                 let stripped = segment.trim_end_matches(['.', ' ']);
-                if !stripped.is_empty() {
-                    segments.push(stripped);
+                match (stripped.is_empty(), dots) {
+                    (false, _) => segments.push(stripped),
+                    (true, Dots::Refuse) => return Err(PathError::DotSegment),
+                    (true, Dots::AsParent) => {
+                        segments.pop();
+                    }
+                    (true, Dots::Dropped) => {}
                 }
             }
         }
@@ -267,7 +289,7 @@ fn normalise(decoded: &str) -> String {
         out.push('/');
         out.extend(segment.chars().map(fold));
     }
-    out
+    Ok(out)
 }
 
 /// Decoding rounds allowed before a path counts as undecodable. Without a bound, nested `%25`
@@ -383,7 +405,10 @@ fn could_reach_ucwa(raw: &str) -> bool {
             _ => break,
         }
     }
-    starts_with_ucwa(normalise(&String::from_utf8_lossy(&bytes)).as_bytes())
+    let lenient = String::from_utf8_lossy(&bytes);
+    [Dots::AsParent, Dots::Dropped]
+        .into_iter()
+        .any(|dots| normalise_reading(&lenient, dots).is_ok_and(|n| starts_with_ucwa(n.as_bytes())))
 }
 
 #[cfg(test)]
@@ -513,6 +538,10 @@ mod tests {
             ("/ucwa/v1/x/simultaneousRingToContact%23a", Bad),
             ("/ucwa/v1/x%3F/simultaneousRingToContact", Bad),
             ("/other/x%3Fy", Pass),
+            ("/ucwa/v1/simultaneousRingToContact/x/..%20", Bad),
+            ("/ucwa/v1/simultaneousRingToContact/x/...", Bad),
+            ("/x/.../y", Pass),
+            ("/x/...%20/ucwa/v1/simultaneousRingToContact", Bad),
             ("/batch", Pass),
             ("/other/batch", Pass),
         ];
@@ -563,7 +592,11 @@ mod tests {
             ("/\u{212a}elvin", Ok("/kelvin")),
             ("/%C4%B0D/\u{130}d", Ok("/id/id")),
             ("/x;a/b;c/", Ok("/x/b")),
-            ("/x/.../y", Ok("/x/y")),
+            ("/x/.../y", Err(PathError::DotSegment)),
+            (
+                "/ucwa/v1/simultaneousRingToContact/x/.. ",
+                Err(PathError::DotSegment),
+            ),
             ("/%", Err(PathError::InvalidEscape)),
             ("/%g0", Err(PathError::InvalidEscape)),
             ("/%u12", Err(PathError::InvalidEscape)),
@@ -691,8 +724,10 @@ mod tests {
             let guards = guards();
             let full = normalise(&raw);
             let canonical = canonical_path(&raw);
-            prop_assert_eq!(canonical.as_deref(), Ok(full.as_str()));
-            prop_assert_eq!(classify(&raw, &guards), route_of(&full, &guards));
+            prop_assert_eq!(canonical.as_deref().ok(), full.as_deref().ok());
+            if let Ok(full) = &full {
+                prop_assert_eq!(classify(&raw, &guards), route_of(full, &guards));
+            }
         }
     }
 }
