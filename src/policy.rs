@@ -638,32 +638,104 @@ allow_numbers = ["+44"]
     #[test]
     fn rules_apply_in_order_global_deny_org_deny_org_allow_default_deny() {
         let cases = [
-            ("tel:+14255550199", "allowed", Some("contoso.allow_numbers +1425")),
-            ("tel:+14255550100", "allowed", Some("contoso.allow_numbers +14255550100")),
-            ("tel:+14259999999", "denied", Some("contoso.deny_numbers +14259")),
-            ("tel:+19005550100", "denied", Some("policy.deny_numbers +1900")),
-            ("tel:+8812345", "denied", Some(r"policy.deny_number_patterns ^\+88")),
-            ("tel:+12065550100", "allowed", Some(r"contoso.allow_number_patterns ^\+1206[0-9]{7}$")),
+            (
+                "tel:+14255550199",
+                "allowed",
+                Some("contoso.allow_numbers +1425"),
+            ),
+            (
+                "tel:+14255550100",
+                "allowed",
+                Some("contoso.allow_numbers +14255550100"),
+            ),
+            (
+                "tel:+14259999999",
+                "denied",
+                Some("contoso.deny_numbers +14259"),
+            ),
+            (
+                "tel:+19005550100",
+                "denied",
+                Some("policy.deny_numbers +1900"),
+            ),
+            (
+                "tel:+8812345",
+                "denied",
+                Some(r"policy.deny_number_patterns ^\+88"),
+            ),
+            (
+                "tel:+12065550100",
+                "allowed",
+                Some(r"contoso.allow_number_patterns ^\+1206[0-9]{7}$"),
+            ),
             ("tel:+120655501000", "not_allowed", None),
             ("tel:+33123456789", "not_allowed", None),
-            ("sip:jane@contoso.com", "allowed", Some("contoso.allow_sip_domains contoso.com")),
+            (
+                "sip:jane@contoso.com",
+                "allowed",
+                Some("contoso.allow_sip_domains contoso.com"),
+            ),
             ("sip:jane@sub.contoso.com", "not_allowed", None),
-            ("sip:jane@a.partner.example", "allowed", Some("contoso.allow_sip_domains *.partner.example")),
-            ("sip:jane@a.b.partner.example", "allowed", Some("contoso.allow_sip_domains *.partner.example")),
+            (
+                "sip:jane@a.partner.example",
+                "allowed",
+                Some("contoso.allow_sip_domains *.partner.example"),
+            ),
+            (
+                "sip:jane@a.b.partner.example",
+                "allowed",
+                Some("contoso.allow_sip_domains *.partner.example"),
+            ),
             ("sip:jane@partner.example", "not_allowed", None),
-            ("sip:x@evil.example", "denied", Some("policy.deny_sip_domains evil.example")),
-            ("sip:helpdesk@fabrikam.com", "allowed", Some("contoso.allow_sip_uris sip:helpdesk@fabrikam.com")),
-            ("sips:helpdesk@fabrikam.com", "allowed", Some("contoso.allow_sip_uris sip:helpdesk@fabrikam.com")),
+            (
+                "sip:x@evil.example",
+                "denied",
+                Some("policy.deny_sip_domains evil.example"),
+            ),
+            (
+                "sip:helpdesk@fabrikam.com",
+                "allowed",
+                Some("contoso.allow_sip_uris sip:helpdesk@fabrikam.com"),
+            ),
+            (
+                "sips:helpdesk@fabrikam.com",
+                "allowed",
+                Some("contoso.allow_sip_uris sip:helpdesk@fabrikam.com"),
+            ),
             ("sip:Helpdesk@fabrikam.com", "not_allowed", None),
-            ("sips:secure@fabrikam.com", "allowed", Some("contoso.allow_sip_uris sips:secure@fabrikam.com")),
+            (
+                "sips:secure@fabrikam.com",
+                "allowed",
+                Some("contoso.allow_sip_uris sips:secure@fabrikam.com"),
+            ),
             ("sip:secure@fabrikam.com", "not_allowed", None),
-            ("sip:CEO@contoso.com", "denied", Some("contoso.deny_sip_uris sip:CEO@contoso.com")),
-            ("sip:ops@10.0.0.1", "allowed", Some("contoso.allow_sip_uris sip:ops@10.0.0.1")),
+            (
+                "sip:CEO@contoso.com",
+                "denied",
+                Some("contoso.deny_sip_uris sip:CEO@contoso.com"),
+            ),
+            (
+                "sip:ops@10.0.0.1",
+                "allowed",
+                Some("contoso.allow_sip_uris sip:ops@10.0.0.1"),
+            ),
             ("sip:other@10.0.0.1", "not_allowed", None),
-            ("sip:+19005550100@contoso.com;user=phone", "denied", Some("policy.deny_numbers +1900")),
-            ("sip:+14255550199@contoso.com", "allowed", Some("contoso.allow_numbers +1425")),
+            (
+                "sip:+19005550100@contoso.com;user=phone",
+                "denied",
+                Some("policy.deny_numbers +1900"),
+            ),
+            (
+                "sip:+14255550199@contoso.com",
+                "allowed",
+                Some("contoso.allow_numbers +1425"),
+            ),
             ("sip:+33123456789@contoso.com", "not_allowed", None),
-            ("sip:5550100@pbx.contoso.com", "allowed", Some("contoso.allow_sip_uris sip:5550100@pbx.contoso.com")),
+            (
+                "sip:5550100@pbx.contoso.com",
+                "allowed",
+                Some("contoso.allow_sip_uris sip:5550100@pbx.contoso.com"),
+            ),
             ("sip:5550101@contoso.com", "malformed", None),
         ];
         for (target, reason, rule) in cases {
@@ -693,7 +765,8 @@ allow_numbers = ["+44"]
 
     #[test]
     fn without_a_default_an_unknown_host_has_no_organisation_but_global_deny_still_wins() {
-        let config = Config::from_toml(&TOML.replace("default_organisation = \"contoso\"\n", "")).unwrap();
+        let config =
+            Config::from_toml(&TOML.replace("default_organisation = \"contoso\"\n", "")).unwrap();
         let policy = &config.policy;
         assert!(policy.organisation_for("unknown.example").is_none());
         let allowed = Target::parse("tel:+1425", 80).unwrap();

@@ -321,7 +321,10 @@ fn caused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
     if e.is::<rustls::Error>() {
         return true;
     }
-    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
         if caused_by_tls(inner) {
             return true;
         }
