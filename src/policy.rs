@@ -44,8 +44,17 @@ impl Organisation {
     }
 }
 
+/// Whether a scope's lists permit or forbid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Allow,
+    /// Deny lists compare a SIP user part case-insensitively, so that case cannot dodge them.
+    Deny,
+}
+
 /// The lists of one scope as written in the configuration, each with its key name.
 pub(crate) struct Lists<'a> {
+    pub kind: Kind,
     pub numbers: (&'static str, &'a [String]),
     pub number_patterns: (&'static str, &'a [String]),
     pub sip_domains: (&'static str, &'a [String]),
@@ -65,6 +74,8 @@ pub struct RuleSet {
     uris: HashMap<Box<str>, UriEntry>,
     uris_key: &'static str,
     uri_entries: Vec<Box<str>>,
+    /// Exact URIs are keyed in lower case (deny lists).
+    fold_uris: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -342,6 +353,7 @@ impl RuleSet {
             }
         }
         let (uris_key, uri_list) = lists.sip_uris;
+        let fold_uris = lists.kind == Kind::Deny;
         let mut uris = HashMap::new();
         for (i, u) in uri_list.iter().enumerate() {
             match Contact::parse_uri(u) {
@@ -350,7 +362,12 @@ impl RuleSet {
                         index: i,
                         secure_only: c.secure(),
                     };
-                    uris.entry(c.address().into())
+                    let address = if fold_uris {
+                        c.address().to_ascii_lowercase()
+                    } else {
+                        c.address().to_owned()
+                    };
+                    uris.entry(address.into_boxed_str())
                         .and_modify(|e: &mut UriEntry| e.secure_only &= entry.secure_only)
                         .or_insert(entry);
                 }
@@ -368,6 +385,7 @@ impl RuleSet {
             uris,
             uris_key,
             uri_entries: uri_list.iter().map(|u| u.as_str().into()).collect(),
+            fold_uris,
         }
     }
 
@@ -413,7 +431,14 @@ impl RuleSet {
     /// A contact matches by exact URI; a phone-like one otherwise only as its number (so number
     /// rules cannot be dodged with a SIP URI); an IP-literal host only by exact URI.
     fn contact(&self, c: &Contact) -> Option<Rule<'_>> {
-        if let Some(e) = self.uris.get(c.address()) {
+        let folded;
+        let address = if self.fold_uris && !self.uris.is_empty() {
+            folded = c.address().to_ascii_lowercase();
+            folded.as_str()
+        } else {
+            c.address()
+        };
+        if let Some(e) = self.uris.get(address) {
             if c.secure() || !e.secure_only {
                 return Some(self.rule(self.uris_key, &self.uri_entries[e.index]));
             }
@@ -720,6 +745,21 @@ allow_numbers = ["+44"]
                 Some("contoso.allow_sip_uris sip:ops@10.0.0.1"),
             ),
             ("sip:other@10.0.0.1", "not_allowed", None),
+            (
+                "sip:ceo@contoso.com",
+                "denied",
+                Some("contoso.deny_sip_uris sip:CEO@contoso.com"),
+            ),
+            (
+                "sip:%43eo@contoso.com",
+                "denied",
+                Some("contoso.deny_sip_uris sip:CEO@contoso.com"),
+            ),
+            (
+                "sips:cEo@contoso.com",
+                "denied",
+                Some("contoso.deny_sip_uris sip:CEO@contoso.com"),
+            ),
             (
                 "sip:+19005550100@contoso.com;user=phone",
                 "denied",

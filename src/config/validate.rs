@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::raw::{RawConfig, RawHealth, RawUpstreamTls};
 use super::{Admin, Audit, Balance, Config, ConfigError, Health, Problem, Server, ServerTls};
 use super::{Upstream, UpstreamTls};
-use crate::policy::{Lists, Organisation, Policy, RuleSet};
+use crate::policy::{Kind, Lists, Organisation, Policy, RuleSet};
 use crate::route::{Guard, Guards};
 
 /// Collects problems; a configuration with any error is refused whole.
@@ -274,6 +274,7 @@ fn policy(p: &mut Problems, raw: &RawConfig) -> Policy {
         "policy",
         "policy",
         Lists {
+            kind: Kind::Deny,
             numbers: ("deny_numbers", &g.deny_numbers),
             number_patterns: ("deny_number_patterns", &g.deny_number_patterns),
             sip_domains: ("deny_sip_domains", &g.deny_sip_domains),
@@ -314,6 +315,7 @@ fn policy(p: &mut Problems, raw: &RawConfig) -> Policy {
             &at,
             &name,
             Lists {
+                kind: Kind::Allow,
                 numbers: ("allow_numbers", &o.allow_numbers),
                 number_patterns: ("allow_number_patterns", &o.allow_number_patterns),
                 sip_domains: ("allow_sip_domains", &o.allow_sip_domains),
@@ -325,6 +327,7 @@ fn policy(p: &mut Problems, raw: &RawConfig) -> Policy {
             &at,
             &name,
             Lists {
+                kind: Kind::Deny,
                 numbers: ("deny_numbers", &o.deny_numbers),
                 number_patterns: ("deny_number_patterns", &o.deny_number_patterns),
                 sip_domains: ("deny_sip_domains", &o.deny_sip_domains),
