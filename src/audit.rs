@@ -14,7 +14,7 @@ use crate::config;
 pub struct Record<'a> {
     pub ts: String,
     pub request_id: &'a str,
-    pub client: String,
+    pub client: &'a str,
     pub host: &'a str,
     pub method: &'a str,
     pub path: &'a str,

@@ -41,6 +41,8 @@ pub struct Connection {
 pub struct Gateway {
     shared: Arc<Shared>,
     connection: Connection,
+    /// The client's IP address, formatted once per connection (X-Forwarded-For, audit).
+    client_ip: HeaderValue,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -104,7 +106,13 @@ fn reason(outcome: &Result<Clearance, Rejection>) -> &'static str {
 
 impl Gateway {
     pub fn new(shared: Arc<Shared>, connection: Connection) -> Gateway {
-        Gateway { shared, connection }
+        let client_ip = HeaderValue::from_str(&connection.client.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        Gateway {
+            shared,
+            connection,
+            client_ip,
+        }
     }
 
     pub async fn handle(
@@ -137,13 +145,11 @@ impl Gateway {
             }
         };
         response.headers_mut().insert(X_REQUEST_ID, request_id);
-        let m = &self.shared.metrics;
-        m.http_requests
-            .with_label_values(&[route_label, response.status().as_str()])
-            .inc();
-        m.http_duration
-            .with_label_values(&[route_label])
-            .observe(started.elapsed().as_secs_f64());
+        self.shared.metrics.answered(
+            route_label,
+            response.status(),
+            started.elapsed().as_secs_f64(),
+        );
         Ok(response)
     }
 
@@ -481,7 +487,7 @@ impl Gateway {
         self.shared.audit.record(&Record {
             ts: audit::now(),
             request_id: ctx.request_id.to_str().unwrap_or(""),
-            client: self.connection.client.ip().to_string(),
+            client: self.client_ip.to_str().unwrap_or(""),
             host: ctx.host(),
             method: method.as_str(),
             path,
@@ -510,12 +516,14 @@ impl Gateway {
             ..
         } = parts;
         strip_hop_by_hop(&mut headers);
-        let client = self.connection.client.ip().to_string();
         let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prior) => format!("{prior}, {client}"),
-            None => client,
+            Some(prior) => {
+                let client = self.client_ip.to_str().unwrap_or("");
+                HeaderValue::from_str(&format!("{prior}, {client}")).ok()
+            }
+            None => Some(self.client_ip.clone()),
         };
-        if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        if let Some(v) = forwarded_for {
             headers.insert(X_FORWARDED_FOR, v);
         }
         let proto = if self.connection.tls { "https" } else { "http" };
@@ -537,14 +545,7 @@ impl Gateway {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let result = snapshot
             .pool
-            .send(
-                clearance,
-                method,
-                path_and_query,
-                headers,
-                body,
-                &self.shared.metrics,
-            )
+            .send(clearance, method, path_and_query, headers, body)
             .await;
         match result {
             Ok(answer) => {
@@ -769,8 +770,19 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     });
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let id = format!("{:016x}{:08x}", splitmix(*SEED ^ n), n as u32);
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let mut id = [0u8; 24];
+    let (mixed, count) = id.split_at_mut(16);
+    hex(mixed, splitmix(*SEED ^ n));
+    hex(count, u64::from(n as u32));
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// `value` as lower-case hex filling `out`, zero-padded (as `{:0width$x}` without allocating).
+fn hex(out: &mut [u8], mut value: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(value & 0xf) as usize];
+        value >>= 4;
+    }
 }
 
 fn splitmix(mut x: u64) -> u64 {

@@ -1,9 +1,12 @@
 //! Prometheus metrics in ringfence's own registry. Label values come only from configuration
 //! (organisation names, member URLs, listener addresses) and fixed sets, never from request input.
 
+use std::sync::OnceLock;
+
+use http::StatusCode;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every metric ringfence exports (SPEC §9).
@@ -20,6 +23,52 @@ pub struct Metrics {
     pub tls_handshake_errors: IntCounter,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_success: Gauge,
+    passthrough: Route,
+    guarded: Route,
+}
+
+/// The request metrics of one route, resolved on first use: the request path does no label
+/// lookup, and no series appears before its first request.
+struct Route {
+    requests: StatusCounters,
+    duration: OnceLock<Histogram>,
+}
+
+/// A counter per status code under fixed leading labels (a route, a pool member), each resolved
+/// once, on first use; codes 100-599 are cached, any other is looked up every time.
+pub struct StatusCounters {
+    vec: IntCounterVec,
+    label: Box<str>,
+    cached: Box<[OnceLock<IntCounter>]>,
+}
+
+impl std::fmt::Debug for StatusCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusCounters")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatusCounters {
+    pub fn new(vec: &IntCounterVec, label: &str) -> StatusCounters {
+        StatusCounters {
+            vec: vec.clone(),
+            label: label.into(),
+            cached: (100..600).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    pub fn inc(&self, status: StatusCode) {
+        let resolve = || self.vec.with_label_values(&[&*self.label, status.as_str()]);
+        match self
+            .cached
+            .get(usize::from(status.as_u16()).wrapping_sub(100))
+        {
+            Some(slot) => slot.get_or_init(resolve).inc(),
+            None => resolve().inc(),
+        }
+    }
 }
 
 /// Latency buckets from 0.5 ms to the long-poll range.
@@ -59,12 +108,18 @@ impl Metrics {
         gauge("ringfence_build_info", "Build information.", &["version"])
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let http_requests = counter(
+            "ringfence_http_requests_total",
+            "Client requests answered, by route and status code.",
+            &["route", "code"],
+        );
+        let route = |label: &str| Route {
+            requests: StatusCounters::new(&http_requests, label),
+            duration: OnceLock::new(),
+        };
+        let (passthrough, guarded) = (route("passthrough"), route("guarded"));
         let metrics = Metrics {
-            http_requests: counter(
-                "ringfence_http_requests_total",
-                "Client requests answered, by route and status code.",
-                &["route", "code"],
-            ),
+            http_requests,
             http_duration: histogram(
                 "ringfence_http_request_duration_seconds",
                 "Time from request head to response head, by route.",
@@ -128,6 +183,8 @@ impl Metrics {
                 g
             },
             registry,
+            passthrough,
+            guarded,
         };
         #[cfg(target_os = "linux")]
         metrics
@@ -137,6 +194,28 @@ impl Metrics {
             ))
             .expect("unique metric");
         metrics
+    }
+
+    /// Counts a client request answered on `route` and observes its duration.
+    pub fn answered(&self, route: &str, status: StatusCode, seconds: f64) {
+        let cached = match route {
+            "passthrough" => &self.passthrough,
+            "guarded" => &self.guarded,
+            other => {
+                self.http_requests
+                    .with_label_values(&[other, status.as_str()])
+                    .inc();
+                self.http_duration
+                    .with_label_values(&[other])
+                    .observe(seconds);
+                return;
+            }
+        };
+        cached.requests.inc(status);
+        cached
+            .duration
+            .get_or_init(|| self.http_duration.with_label_values(&[route]))
+            .observe(seconds);
     }
 
     /// The text exposition format, version 0.0.4.

@@ -21,7 +21,7 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 pub use body::UpstreamBody;
 
 use crate::config::{Balance, Upstream};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StatusCounters};
 use crate::policy::Clearance;
 use crate::tls::{self, TlsError};
 
@@ -38,6 +38,7 @@ pub struct Member {
     outstanding: AtomicUsize,
     healthy_gauge: IntGauge,
     duration: Histogram,
+    requests: StatusCounters,
     errors: [IntCounter; 4],
 }
 
@@ -171,6 +172,7 @@ impl Pool {
                     outstanding: AtomicUsize::new(0),
                     healthy_gauge: metrics.member_healthy.with_label_values(&[&*name]),
                     duration: metrics.upstream_duration.with_label_values(&[&*name]),
+                    requests: StatusCounters::new(&metrics.upstream_requests, &name),
                     errors,
                     name,
                 };
@@ -216,7 +218,6 @@ impl Pool {
         path_and_query: PathAndQuery,
         headers: HeaderMap,
         body: UpstreamBody,
-        metrics: &Metrics,
     ) -> Result<Answer<'_>, UpstreamError> {
         let mut tried = balance::Tried::default();
         let mut body = Some(body);
@@ -259,10 +260,7 @@ impl Pool {
                 Ok(Ok(response)) => {
                     member.failures.store(0, Ordering::Relaxed);
                     member.duration.observe(started.elapsed().as_secs_f64());
-                    metrics
-                        .upstream_requests
-                        .with_label_values(&[member.name(), response.status().as_str()])
-                        .inc();
+                    member.requests.inc(response.status());
                     return Ok(Answer { response, member });
                 }
                 Ok(Err(e)) => classify(e),
