@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# 10,000 idle TLS client connections to ringfence, RSS from /proc before and after.
+# Usage: bash bench/idle_conns.sh   (COUNT=10000 HOLD=20 SKIP_BUILD=1 REQUEST=1)
+# Each connection completes a TLS handshake and one pass-through GET, then stays idle (the bench
+# configuration sets header_read_timeout and idle_timeout to 600s so none is closed).
+# Appends its figures to bench/results/idle-<UTC time>.md.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+COUNT=${COUNT:-10000}
+HOLD=${HOLD:-20}
+REQUEST=${REQUEST:-1}
+WORK=$(mktemp -d /tmp/ringfence-idle.XXXXXX)
+trap 'cleanup; rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
+ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" -gt $((COUNT + 200)) ] || die "ulimit -n $(ulimit -n) is too low for $COUNT connections"
+
+ensure_tools
+build
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=lyncweb.contoso.com -addext subjectAltName=DNS:lyncweb.contoso.com \
+  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+start_upstream
+start_ringfence --audit off --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" \
+  --max-connections $((COUNT + 1000)) --header-read-timeout 600s --idle-timeout 600s
+sleep 1
+before=$(rss_kib "$RINGFENCE_PID")
+log "ringfence RSS before: $before KiB"
+extra=()
+[ "$REQUEST" = 1 ] || extra+=(--no-request)
+taskset -c "$LOADGEN_CPU" python3 "$BENCH/idle_conns.py" --port "$RINGFENCE_PORT" \
+  --ca "$WORK/cert.pem" --count "$COUNT" --hold "$HOLD" "${extra[@]}" >"$WORK/client.out" &
+CLIENT=$!
+PIDS+=("$CLIENT")
+for _ in $(seq 600); do
+  grep -q '^OPEN' "$WORK/client.out" && break
+  kill -0 "$CLIENT" 2>/dev/null || die "the client exited: $(cat "$WORK/client.out")"
+  sleep 0.5
+done
+grep -q '^OPEN' "$WORK/client.out" || die "connections not open after 300 s"
+sleep 3
+open_metric=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^ringfence_connections_open/ { s += $2 } END { print s }')
+during=$(rss_kib "$RINGFENCE_PID")
+hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$RINGFENCE_PID/status")
+wait "$CLIENT"
+sleep 2
+after=$(rss_kib "$RINGFENCE_PID")
+RESULTS=$BENCH/results/idle-$(date -u +%Y%m%dT%H%M%SZ).md
+{
+  echo "# ringfence: $COUNT idle TLS connections, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo
+  echo "- command: \`bash bench/idle_conns.sh\` (COUNT=$COUNT HOLD=${HOLD}s REQUEST=$REQUEST)"
+  echo "- commit: $(cd "$ROOT" && git rev-parse --short HEAD); RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1}; TLS 1.3, ECDSA P-256; load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- client: $(head -1 "$WORK/client.out"); $(grep '^ALIVE' "$WORK/client.out") still open after ${HOLD}s"
+  echo "- ringfence_connections_open while held: $open_metric"
+  echo
+  echo "| ringfence RSS | KiB | MiB |"
+  echo "|---|---:|---:|"
+  echo "| before (idle, policy loaded) | $before | $((before / 1024)) |"
+  echo "| with $COUNT connections open | $during | $((during / 1024)) |"
+  echo "| peak (VmHWM) | $hwm | $((hwm / 1024)) |"
+  echo "| after the clients closed | $after | $((after / 1024)) |"
+  echo
+  echo "Growth with the connections open: $(((during - before) / 1024)) MiB, $(((during - before) * 1024 / COUNT)) bytes per connection."
+} >"$RESULTS"
+cat "$RESULTS"
+log "results written to ${RESULTS#$ROOT/}"

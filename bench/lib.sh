@@ -1,0 +1,168 @@
+# Shared by bench/run.sh, bench/idle_conns.sh and bench/soak.sh: tools, build, servers, clean-up.
+# Every server started here is recorded in PIDS and stopped by PID on exit.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+RINGFENCE=$ROOT/target/release/ringfence
+LOADGEN_CPU=${LOADGEN_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+UPSTREAM_CPU=${UPSTREAM_CPU:-$SERVER_CPU}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18204}
+NGINX_PORT=${NGINX_PORT:-18205}
+RINGFENCE_PORT=${RINGFENCE_PORT:-18206}
+ADMIN_PORT=${ADMIN_PORT:-18207}
+PIDS=()
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+}
+
+# Debian's nginx and wrk (and python3 for the config generator) when missing.
+ensure_tools() {
+  local missing=()
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v python3 >/dev/null || missing+=(python3)
+  command -v taskset >/dev/null || missing+=(util-linux)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v curl >/dev/null || missing+=(curl)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y "${missing[@]}" >/dev/null 2>&1 ||
+      { apt-get update >/dev/null && apt-get install -y "${missing[@]}" >/dev/null; } ||
+      die "apt-get install ${missing[*]} failed"
+  fi
+  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+}
+
+build() {
+  if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+  fi
+  [ -x "$RINGFENCE" ] || die "$RINGFENCE is missing"
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 pid=$2
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || die "process $pid (port $port) exited; see $WORK"
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "nothing listens on $port after 30 s"
+}
+
+# The upstream: nginx, one worker, answering every request 204 on keep-alive connections.
+start_upstream() {
+  port_free "$UPSTREAM_PORT" || die "port $UPSTREAM_PORT is taken"
+  mkdir -p "$WORK/upstream"
+  cat >"$WORK/upstream/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/upstream/nginx.pid;
+error_log $WORK/upstream/error.log warn;
+events { worker_connections 32768; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/upstream;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  server {
+    listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
+    location / { return 204; }
+  }
+}
+CONF
+  taskset -c "$UPSTREAM_CPU" "$NGINX" -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" \
+    -e "$WORK/upstream/error.log" &
+  UPSTREAM_PID=$!
+  PIDS+=("$UPSTREAM_PID")
+  wait_port "$UPSTREAM_PORT" "$UPSTREAM_PID"
+}
+
+# The reference: nginx's plain proxy_pass over pooled HTTP/1.1 keep-alive connections.
+start_nginx_proxy() {
+  port_free "$NGINX_PORT" || die "port $NGINX_PORT is taken"
+  mkdir -p "$WORK/nginx"
+  cat >"$WORK/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 32768; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx;
+  proxy_temp_path $WORK/nginx;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  upstream pool {
+    server 127.0.0.1:$UPSTREAM_PORT;
+    keepalive 256;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT backlog=4096;
+    location / {
+      proxy_pass http://pool;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+  taskset -c "$SERVER_CPU" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
+    -e "$WORK/nginx/error.log" &
+  NGINX_PID=$!
+  PIDS+=("$NGINX_PID")
+  wait_port "$NGINX_PORT" "$NGINX_PID"
+}
+
+# ringfence with the generated full policy; extra arguments go to bench/gen_config.py.
+start_ringfence() {
+  port_free "$RINGFENCE_PORT" || die "port $RINGFENCE_PORT is taken"
+  port_free "$ADMIN_PORT" || die "port $ADMIN_PORT is taken"
+  python3 "$BENCH/gen_config.py" "$WORK/ringfence.toml" \
+    --listen "127.0.0.1:$RINGFENCE_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+    --upstream "http://127.0.0.1:$UPSTREAM_PORT" "$@"
+  "$RINGFENCE" check-config --config "$WORK/ringfence.toml" >"$WORK/check-config.txt" ||
+    die "generated configuration is invalid: $WORK/check-config.txt"
+  RUST_LOG=${RUST_LOG:-warn} RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1} \
+    taskset -c "$SERVER_CPU" "$RINGFENCE" run --config "$WORK/ringfence.toml" \
+    2>"$WORK/ringfence.log" &
+  RINGFENCE_PID=$!
+  PIDS+=("$RINGFENCE_PID")
+  wait_port "$RINGFENCE_PORT" "$RINGFENCE_PID"
+}
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# Waits (bounded) for the 1-minute load average to drop below $1.
+wait_quiet() {
+  local limit=$1 max_s=$2 waited=0
+  while awk -v l="$limit" '{ exit !($1 >= l) }' /proc/loadavg; do
+    if [ "$waited" -ge "$max_s" ]; then
+      log "load still $(cut -d' ' -f1-3 /proc/loadavg) after ${max_s}s; measuring anyway"
+      return 0
+    fi
+    log "waiting for a quiet machine: load $(cut -d' ' -f1-3 /proc/loadavg)"
+    sleep 30
+    waited=$((waited + 30))
+  done
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Summarises bench/run.sh's raw wrk lines: the median over rounds per target and workload, and
+the ratios ringfence/nginx. usage: report.py RAW.tsv"""
+import statistics
+import sys
+from collections import defaultdict
+
+rows = defaultdict(list)
+raw = []
+for line in open(sys.argv[1]):
+    rnd, workload, target, fields = line.rstrip("\n").split("\t")
+    kv = dict(f.split("=") for f in fields.split())
+    rows[(workload, target)].append(kv)
+    raw.append((rnd, workload, target, kv))
+
+
+def med(workload, target, key):
+    return statistics.median(float(r[key]) for r in rows[(workload, target)])
+
+
+def errors(workload, target):
+    return sum(int(r[k]) for r in rows[(workload, target)] for k in r if k.startswith("errors_"))
+
+
+workloads = list(dict.fromkeys(w for w, _ in rows))
+targets = list(dict.fromkeys(t for _, t in rows))
+print("## Medians over rounds\n")
+print("| workload | target | requests/s | p50 ms | p99 ms | p99.9 ms | errors |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for w in workloads:
+    for t in targets:
+        if (w, t) in rows:
+            print(f"| {w} | {t} | {med(w, t, 'rps'):,.0f} | {med(w, t, 'p50_us') / 1000:.3f} | "
+                  f"{med(w, t, 'p99_us') / 1000:.3f} | {med(w, t, 'p999_us') / 1000:.3f} | {errors(w, t)} |")
+if "ringfence" in targets and "nginx" in targets:
+    print("\n## ringfence / nginx (medians)\n")
+    print("| workload | throughput | p50 | p99 | p99.9 |")
+    print("|---|---:|---:|---:|---:|")
+    for w in workloads:
+        r = lambda k: med(w, "ringfence", k) / med(w, "nginx", k)
+        print(f"| {w} | {r('rps'):.2f}x | {r('p50_us'):.2f}x | {r('p99_us'):.2f}x | {r('p999_us'):.2f}x |")
+print("\n## Every measurement\n")
+print("| round | workload | target | requests/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |")
+print("|---:|---|---|---:|---:|---:|---:|---:|---:|")
+for rnd, w, t, kv in raw:
+    err = sum(int(kv[k]) for k in kv if k.startswith("errors_"))
+    print(f"| {rnd} | {w} | {t} | {float(kv['rps']):,.0f} | {int(kv['p50_us']) / 1000:.3f} | "
+          f"{int(kv['p99_us']) / 1000:.3f} | {int(kv['p999_us']) / 1000:.3f} | {int(kv['max_us']) / 1000:.3f} | {err} |")

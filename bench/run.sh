@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# ringfence against nginx, same run, loopback. Usage: bash bench/run.sh
+#
+# Starts one upstream (nginx `return 204;`), nginx as a plain keep-alive proxy_pass, and
+# ringfence with the full generated policy (bench/gen_config.py), then measures with wrk, in
+# interleaved rounds, each target x each workload:
+#   targets:   upstream (direct), nginx (proxy_pass), ringfence
+#   workloads: post (guarded call-forwarding POST, target in query and JSON body), get (pass-through)
+# Pinning (2 cores): wrk on LOADGEN_CPU (0); the proxy under test AND the upstream on SERVER_CPU
+# (1); both proxies get the same single core and one worker (nginx worker_processes 1,
+# ringfence RINGFENCE_WORKER_THREADS=1).
+# Knobs (environment): ROUNDS=3 DURATION=10 WARMUP=2 CONNECTIONS=50 WAIT_QUIET=1 (wait up to
+# 25 min for a 1-minute load below 0.5) SKIP_BUILD=1 AUDIT=file|off, and those of bench/lib.sh.
+# Writes bench/results/run-<UTC time>.md and prints the same table.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNECTIONS=${CONNECTIONS:-50}
+WAIT_QUIET=${WAIT_QUIET:-1}
+AUDIT=${AUDIT:-file}
+TARGETS=${TARGETS:-"upstream nginx ringfence"}
+WORKLOADS=${WORKLOADS:-"post get"}
+
+WORK=$(mktemp -d /tmp/ringfence-bench.XXXXXX)
+trap 'cleanup; rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
+
+ensure_tools
+build
+
+start_upstream
+start_nginx_proxy
+if [ "$AUDIT" = file ]; then
+  start_ringfence --audit "$WORK/audit.jsonl"
+else
+  start_ringfence --audit off
+fi
+
+port_of() {
+  case $1 in
+    upstream) echo "$UPSTREAM_PORT" ;;
+    nginx) echo "$NGINX_PORT" ;;
+    ringfence) echo "$RINGFENCE_PORT" ;;
+  esac
+}
+
+# Every target must answer both workloads 204 before anything is measured.
+POST_PATH='/ucwa/oauth/v1/applications/192/me/callForwardingSettings/simultaneousRingSettings/simultaneousRingToContact?target=tel:%2B14255550100'
+for t in $TARGETS; do
+  p=$(port_of "$t")
+  s=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Host: lyncweb.contoso.com' \
+    -H 'Content-Type: application/json' --data '{"target":"tel:+14255550100"}' \
+    "http://127.0.0.1:$p$POST_PATH")
+  [ "$s" = 204 ] || die "$t answered the guarded POST $s, not 204"
+  s=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: lyncweb.contoso.com' \
+    "http://127.0.0.1:$p/ucwa/oauth/v1/applications/192/me")
+  [ "$s" = 204 ] || die "$t answered the pass-through GET $s, not 204"
+done
+# A denied target must not be answered by the pool (proof that the policy is on).
+s=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Host: lyncweb.contoso.com' \
+  "http://127.0.0.1:$RINGFENCE_PORT${POST_PATH/14255550100/19005550100}")
+[ "$s" = 403 ] || die "ringfence answered a denied target $s, not 403"
+
+if [ "$WAIT_QUIET" = 1 ]; then
+  wait_quiet 0.5 1500
+fi
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load before: $LOAD_BEFORE"
+
+RAW=$WORK/raw.tsv
+: >"$RAW"
+run_wrk() { # target workload seconds
+  WORKLOAD=$2 taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNECTIONS" -d"$3"s --latency \
+    -s "$BENCH/wrk.lua" "http://127.0.0.1:$(port_of "$1")"
+}
+for round in $(seq "$ROUNDS"); do
+  for w in $WORKLOADS; do
+    for t in $TARGETS; do
+      run_wrk "$t" "$w" "$WARMUP" >/dev/null
+      line=$(run_wrk "$t" "$w" "$DURATION" | grep '^RESULT ') || die "wrk printed no RESULT for $t $w"
+      log "round $round $w $t: ${line#RESULT }"
+      printf '%s\t%s\t%s\t%s\n' "$round" "$w" "$t" "${line#RESULT }" >>"$RAW"
+    done
+  done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+RESULTS=$BENCH/results/run-$(date -u +%Y%m%dT%H%M%SZ).md
+{
+  echo "# ringfence benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo
+  echo "- command: \`bash bench/run.sh\` (ROUNDS=$ROUNDS DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS AUDIT=$AUDIT)"
+  echo "- commit: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml || echo ' (+ uncommitted changes)')"
+  echo "- machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r)"
+  echo "- $($NGINX -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $("$RINGFENCE" --version)"
+  echo "- pinning: wrk on CPU $LOADGEN_CPU; proxy under test on CPU $SERVER_CPU; upstream on CPU $UPSTREAM_CPU; ringfence RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1}, nginx worker_processes 1"
+  echo "- policy: $(grep -E 'global deny|contoso:' "$WORK/check-config.txt" | tr -s ' \n' ' ')"
+  echo "- load average before: $LOAD_BEFORE; after: $LOAD_AFTER"
+  echo "- ringfence RSS after the run: $(($(rss_kib "$RINGFENCE_PID") / 1024)) MiB"
+  echo
+  python3 "$BENCH/report.py" "$RAW"
+} >"$RESULTS"
+cat "$RESULTS"
+log "results written to ${RESULTS#$ROOT/}"
