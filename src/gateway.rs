@@ -49,10 +49,22 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const METHOD_OVERRIDES: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
+const METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+/// RFC 9110 §7.6.1: the connection-specific headers (besides those the Connection header names).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    header::TRAILER,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
 
 /// One request's facts that every stage reads.
@@ -333,7 +345,7 @@ impl Gateway {
             let path = part.path();
             let overridden = METHOD_OVERRIDES
                 .iter()
-                .any(|h| part.header_values(h).next().is_some());
+                .any(|h| part.header_values(h.as_str()).next().is_some());
             if overridden && under_ucwa(path) {
                 return Err(whole(Rejection::MethodOverride));
             }
@@ -709,7 +721,7 @@ fn content_encoding(headers: &HeaderMap) -> Option<Cow<'_, str>> {
 }
 
 fn has_method_override(headers: &HeaderMap) -> bool {
-    METHOD_OVERRIDES.iter().any(|h| headers.contains_key(*h))
+    METHOD_OVERRIDES.iter().any(|h| headers.contains_key(h))
 }
 
 /// Whether IIS would route the path into UCWA (method-override headers are refused there).
@@ -726,6 +738,11 @@ fn under_ucwa(path: &str) -> bool {
 
 /// RFC 9110 §7.6.1: connection-specific headers, and every header the Connection header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names they have, instead of a lookup
+    // per hop-by-hop name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -736,19 +753,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        header::CONNECTION,
-        header::TE,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHORIZATION,
-        header::PROXY_AUTHENTICATE,
-        header::TRAILER,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
 }
 
 /// A client's X-Request-Id when it is safe to echo, else a fresh one.
