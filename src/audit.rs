@@ -5,14 +5,20 @@ use std::io::{self, Write};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::time::Duration;
 
-use serde::Serialize;
+use std::fmt;
+
+use serde::{Serialize, Serializer};
 
 use crate::config;
+use crate::policy::Rule;
+use crate::target::Target;
 
-/// One decision as written to the trail (SPEC §9).
+/// One decision as written to the trail (SPEC §9). Borrowed and formatted straight into the
+/// line: the request path allocates nothing but the line itself.
 #[derive(Debug, Serialize)]
 pub struct Record<'a> {
-    pub ts: String,
+    #[serde(serialize_with = "as_str")]
+    pub ts: humantime::Rfc3339Timestamp,
     pub request_id: &'a str,
     pub client: &'a str,
     pub host: &'a str,
@@ -20,10 +26,12 @@ pub struct Record<'a> {
     pub path: &'a str,
     pub resource: &'a str,
     pub organisation: &'a str,
-    pub targets: Vec<String>,
+    #[serde(serialize_with = "each_as_str")]
+    pub targets: &'a [Target],
     pub decision: &'static str,
     pub reason: &'static str,
-    pub rule: Option<String>,
+    #[serde(serialize_with = "option_as_str")]
+    pub rule: Option<Rule<'a>>,
     pub upstream_status: Option<u16>,
 }
 
@@ -104,6 +112,33 @@ fn flush(out: &mut impl Write) {
 }
 
 /// The current time as RFC 3339 with milliseconds, UTC.
-pub fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+pub fn now() -> humantime::Rfc3339Timestamp {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now())
+}
+
+/// A value serialised as the JSON string of its `Display` form.
+struct AsStr<'v, T>(&'v T);
+
+impl<T: fmt::Display> Serialize for AsStr<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
+fn as_str<T: fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn each_as_str<T: fmt::Display, S: Serializer>(values: &&[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(values.iter().map(AsStr))
+}
+
+fn option_as_str<T: fmt::Display, S: Serializer>(
+    value: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_some(&AsStr(v)),
+        None => s.serialize_none(),
+    }
 }

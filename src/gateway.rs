@@ -505,10 +505,10 @@ impl Gateway {
             path,
             resource,
             organisation,
-            targets: facts.targets.iter().map(ToString::to_string).collect(),
+            targets: &facts.targets,
             decision,
             reason,
-            rule: facts.decision.and_then(|d| d.rule).map(|r| r.to_string()),
+            rule: facts.decision.and_then(|d| d.rule),
             upstream_status,
         });
     }
