@@ -45,14 +45,15 @@ hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$RINGFENCE_PID/status")
 wait "$CLIENT"
 sleep 2
 after=$(rss_kib "$RINGFENCE_PID")
+open_after=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^ringfence_connections_open/ { s += $2 } END { print s }')
 RESULTS=$BENCH/results/idle-$(date -u +%Y%m%dT%H%M%SZ).md
 {
   echo "# ringfence: $COUNT idle TLS connections, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo
   echo "- command: \`bash bench/idle_conns.sh\` (COUNT=$COUNT HOLD=${HOLD}s REQUEST=$REQUEST)"
-  echo "- commit: $(cd "$ROOT" && git rev-parse --short HEAD); RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1}; TLS 1.3, ECDSA P-256; load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- built from: $BUILT_FROM; RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1}; TLS 1.3, ECDSA P-256; load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- client: $(head -1 "$WORK/client.out"); $(grep '^ALIVE' "$WORK/client.out") still open after ${HOLD}s"
-  echo "- ringfence_connections_open while held: $open_metric"
+  echo "- ringfence_connections_open while held: $open_metric; after the clients closed: $open_after"
   echo
   echo "| ringfence RSS | KiB | MiB |"
   echo "|---|---:|---:|"

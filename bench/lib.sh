@@ -3,7 +3,7 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
-RINGFENCE=$ROOT/target/release/ringfence
+RINGFENCE=${RINGFENCE:-$ROOT/target/release/ringfence}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 UPSTREAM_CPU=${UPSTREAM_CPU:-$SERVER_CPU}
@@ -53,6 +53,7 @@ build() {
     (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
   fi
   [ -x "$RINGFENCE" ] || die "$RINGFENCE is missing"
+  BUILT_FROM="$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' + uncommitted changes')"
 }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

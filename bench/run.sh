@@ -93,7 +93,7 @@ RESULTS=$BENCH/results/run-$(date -u +%Y%m%dT%H%M%SZ).md
   echo "# ringfence benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo
   echo "- command: \`bash bench/run.sh\` (ROUNDS=$ROUNDS DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS AUDIT=$AUDIT)"
-  echo "- commit: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml || echo ' (+ uncommitted changes)')"
+  echo "- built from: $BUILT_FROM"
   echo "- machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r)"
   echo "- $($NGINX -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $("$RINGFENCE" --version)"
   echo "- pinning: wrk on CPU $LOADGEN_CPU; proxy under test on CPU $SERVER_CPU; upstream on CPU $UPSTREAM_CPU; ringfence RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1}, nginx worker_processes 1"

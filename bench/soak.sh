@@ -36,7 +36,7 @@ RESULTS=$BENCH/results/soak-$(date -u +%Y%m%dT%H%M%SZ).md
 {
   echo "# ringfence soak, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo
-  echo "- command: \`bash bench/soak.sh\` (SOAK_SECONDS=$SOAK_SECONDS SAMPLE=${SAMPLE}s); commit $(cd "$ROOT" && git rev-parse --short HEAD)"
+  echo "- command: \`bash bench/soak.sh\` (SOAK_SECONDS=$SOAK_SECONDS SAMPLE=${SAMPLE}s); built from $BUILT_FROM"
   echo "- load: wrk -c25 guarded POSTs + wrk -c25 pass-through GETs on CPU $LOADGEN_CPU; ringfence and upstream on CPU $SERVER_CPU; audit to a file"
   for w in post get; do
     echo "- $w: $(grep '^RESULT' "$WORK/wrk-$w.out" | sed 's/^RESULT //')"
