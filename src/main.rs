@@ -72,10 +72,6 @@ enum Command {
     },
 }
 
-/// mimalloc: fewer cycles per request than the system allocator (docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
