@@ -77,7 +77,7 @@ daemon off;
 worker_processes 1;
 pid $WORK/upstream/nginx.pid;
 error_log $WORK/upstream/error.log warn;
-events { worker_connections 32768; }
+events { worker_connections 16384; }
 http {
   access_log off;
   client_body_temp_path $WORK/upstream;
@@ -105,7 +105,7 @@ daemon off;
 worker_processes 1;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
-events { worker_connections 32768; }
+events { worker_connections 16384; }
 http {
   access_log off;
   client_body_temp_path $WORK/nginx;
