@@ -1,11 +1,12 @@
 //! The compiled policy: which organisation a request belongs to, and whether a [`Target`] may be
 //! rung. Every lookup costs the same whatever the size of the lists: numbers walk a digit trie,
-//! patterns run as one `RegexSet`, domains and exact URIs are hash lookups.
+//! patterns run as one multi-pattern regex, domains and exact URIs are hash lookups.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use regex::{RegexSet, RegexSetBuilder};
+use regex_automata::meta;
+use regex_automata::Input;
 
 use crate::config::Problems;
 use crate::target::{Contact, Number, Phone, SipHost, Target};
@@ -67,7 +68,7 @@ pub struct RuleSet {
     scope: Box<str>,
     numbers: PrefixTrie,
     numbers_key: &'static str,
-    patterns: Option<RegexSet>,
+    patterns: Option<Patterns>,
     patterns_key: &'static str,
     domains: Domains,
     domains_key: &'static str,
@@ -332,12 +333,14 @@ impl RuleSet {
             // A lazy-DFA cache too small for the set makes every search fall back to the slow
             // engine: 16-80 ms per number at 100,000 patterns with the default, ~0.2-2 µs with
             // this limit (benches/decide.rs). The cache grows only as far as a set needs.
-            match RegexSetBuilder::new(patterns)
-                .size_limit(1 << 28)
-                .dfa_size_limit(1 << 28)
-                .build()
-            {
-                Ok(set) => Some(set),
+            let config = meta::Regex::config()
+                .nfa_size_limit(Some(1 << 28))
+                .hybrid_cache_capacity(1 << 28);
+            match meta::Builder::new().configure(config).build_many(patterns) {
+                Ok(regex) => Some(Patterns {
+                    regex,
+                    texts: patterns.iter().map(|p| p.as_str().into()).collect(),
+                }),
                 Err(e) => {
                     p.error(
                         format!("{scope_key}.{patterns_key}"),
@@ -400,7 +403,7 @@ impl RuleSet {
         format!(
             "{} number prefixes, {} patterns, {} SIP domains, {} SIP URIs",
             self.numbers.entries.len(),
-            self.patterns.as_ref().map_or(0, RegexSet::len),
+            self.patterns.as_ref().map_or(0, |p| p.texts.len()),
             self.domains.entries.len(),
             self.uri_entries.len()
         )
@@ -425,14 +428,14 @@ impl RuleSet {
         if let Some(entry) = self.numbers.longest_prefix(n) {
             return Some(self.rule(self.numbers_key, entry));
         }
-        let set = self.patterns.as_ref()?;
+        let patterns = self.patterns.as_ref()?;
         let mut buf = [0u8; 16];
         let text = n.plus_digits(&mut buf);
-        if !set.is_match(text) {
-            return None;
-        }
-        let first = set.matches(text).into_iter().next()?;
-        Some(self.rule(self.patterns_key, &set.patterns()[first]))
+        // One search answers both "does any pattern match" and "which one", so a hit costs the
+        // same as a miss whatever the number of patterns.
+        let hit = patterns.regex.search(&Input::new(text))?;
+        let entry = patterns.texts.get(hit.pattern().as_usize())?;
+        Some(self.rule(self.patterns_key, entry))
     }
 
     /// A contact matches by exact URI; a phone-like one otherwise only as its number (so number
@@ -462,6 +465,13 @@ impl RuleSet {
             },
         }
     }
+}
+
+/// Number patterns compiled into one multi-pattern regex, with their text for the audit trail.
+#[derive(Debug)]
+struct Patterns {
+    regex: meta::Regex,
+    texts: Vec<Box<str>>,
 }
 
 /// E.164 prefixes as a digit trie: a lookup walks at most 15 nodes.
