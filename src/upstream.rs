@@ -252,10 +252,10 @@ impl Pool {
             *request.version_mut() = Version::HTTP_11;
             *request.headers_mut() = these_headers;
             let started = Instant::now();
-            member.outstanding.fetch_add(1, Ordering::Relaxed);
+            let in_flight = Outstanding::begin(member);
             let result =
                 tokio::time::timeout(self.response_timeout, self.client.request(request)).await;
-            member.outstanding.fetch_sub(1, Ordering::Relaxed);
+            drop(in_flight);
             let (kind, source) = match result {
                 Ok(Ok(response)) => {
                     member.failures.store(0, Ordering::Relaxed);
@@ -294,6 +294,23 @@ impl Pool {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Counts a request against its member for `least_requests` until dropped, so a request whose
+/// client went away (its future dropped mid-await) is not counted for ever.
+struct Outstanding<'m>(&'m Member);
+
+impl<'m> Outstanding<'m> {
+    fn begin(member: &'m Member) -> Outstanding<'m> {
+        member.outstanding.fetch_add(1, Ordering::Relaxed);
+        Outstanding(member)
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// RFC 9110 §9.2.2.
 fn idempotent(method: &Method) -> bool {
