@@ -246,12 +246,11 @@ impl Accept {
         let activity = Arc::new(Activity::new());
         let seen = Arc::clone(&activity);
         let service = service_fn(move |req| {
-            seen.begin();
-            let seen = Arc::clone(&seen);
+            let in_flight = InFlight::begin(Arc::clone(&seen));
             let answer = gateway.clone().handle(req);
             async move {
                 let response = answer.await;
-                seen.end();
+                drop(in_flight);
                 response
             }
         });
@@ -328,16 +327,6 @@ impl Activity {
         self.opened.elapsed().as_millis() as u64
     }
 
-    fn begin(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.last.store(self.now(), Ordering::Relaxed);
-    }
-
-    fn end(&self) {
-        self.last.store(self.now(), Ordering::Relaxed);
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-
     /// How long until the connection counts as abandoned; zero when it already does.
     fn remaining(&self, limits: Limits) -> Duration {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
@@ -349,6 +338,25 @@ impl Activity {
         };
         let idle = Duration::from_millis(self.now().saturating_sub(since));
         limit.saturating_sub(idle)
+    }
+}
+
+/// One request in flight on a connection, until dropped: also when its future is dropped
+/// unfinished (an HTTP/2 stream reset), so the idle watchdog still sees the connection go idle.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.last.store(activity.now(), Ordering::Relaxed);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.last.store(self.0.now(), Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
