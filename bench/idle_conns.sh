@@ -10,7 +10,7 @@ COUNT=${COUNT:-10000}
 HOLD=${HOLD:-20}
 REQUEST=${REQUEST:-1}
 WORK=$(mktemp -d /tmp/ringfence-idle.XXXXXX)
-trap 'cleanup; rm -rf "$WORK"' EXIT
+trap 'cleanup; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((COUNT + 200)) ] || die "ulimit -n $(ulimit -n) is too low for $COUNT connections"

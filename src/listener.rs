@@ -1,11 +1,19 @@
 //! The client-facing listeners and the admin endpoint: bind, accept (bounded by
 //! `max_connections`), TLS, hyper's HTTP/1.1 + HTTP/2 connection, and a graceful drain.
+//! Idle HTTP/1.1 connections park without their HTTP state ([`park`]).
+
+mod park;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use http_body::{Body, Frame, SizeHint};
+use hyper::server::conn::http1;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin;
 use crate::audit::Audit;
 use crate::config::{Config, Server as ServerConfig};
-use crate::gateway::{Connection, Gateway};
+use crate::gateway::{Connection, Gateway, ResponseBody};
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::tls::{self, TlsError};
@@ -80,7 +88,7 @@ impl Server {
 
         let stop = CancellationToken::new();
         let connections = TaskTracker::new();
-        let builder = Arc::new(http_builder(&server_config));
+        let http = Arc::new(http_builders(&server_config));
         let permits = Arc::new(Semaphore::new(server_config.max_connections));
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
@@ -93,7 +101,7 @@ impl Server {
             let accept = Accept {
                 shared: Arc::clone(&shared),
                 acceptor: acceptor.clone(),
-                builder: Arc::clone(&builder),
+                http: Arc::clone(&http),
                 permits: Arc::clone(&permits),
                 handshake_timeout: server_config.header_read_timeout,
                 idle_timeout: server_config.idle_timeout,
@@ -172,7 +180,15 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::from_std(socket.into()).map_err(err)
 }
 
-fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+/// The HTTP/1.1 and HTTP/2 connection settings (the auto builder serves h2 and TLS clients that
+/// named no ALPN protocol; known HTTP/1.1 connections use `http1` directly, so they can park).
+struct Http {
+    auto: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: bool,
+}
+
+fn http_builders(config: &ServerConfig) -> Http {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -185,17 +201,27 @@ fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(config.idle_timeout / 2))
         .keep_alive_timeout(Duration::from_secs(20));
-    if config.http2 {
+    let auto = if config.http2 {
         builder
     } else {
         builder.http1_only()
+    };
+    let mut http1 = http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(64 * 1024);
+    Http {
+        auto,
+        http1,
+        http2: config.http2,
     }
 }
 
 struct Accept {
     shared: Arc<Shared>,
     acceptor: Option<TlsAcceptor>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<Http>,
     permits: Arc<Semaphore>,
     handshake_timeout: Duration,
     idle_timeout: Duration,
@@ -249,52 +275,162 @@ impl Accept {
             let in_flight = InFlight::begin(Arc::clone(&seen));
             let answer = gateway.clone().handle(req);
             async move {
-                let response = answer.await;
-                drop(in_flight);
-                response
+                let response = answer.await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
+                    body,
+                    in_flight: Some(in_flight),
+                }))
             }
         });
         let limits = Limits {
             first_request: self.handshake_timeout,
             idle: self.idle_timeout,
         };
+        let http = &*self.http;
+        let parked = self
+            .shared
+            .metrics
+            .connections_parked
+            .with_label_values(&[&self.label]);
+        // Every large future is boxed, so that the task keeps only what a parked connection
+        // needs, not room for the handshake's or an HTTP connection's state.
         let result = match &self.acceptor {
             None => {
-                serve(
-                    &self.builder,
-                    TokioIo::new(stream),
-                    service,
-                    stop,
-                    activity,
-                    limits,
-                )
-                .await
-            }
-            Some(acceptor) => {
-                match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => {
-                        let io = TokioIo::new(tls_stream);
-                        serve(&self.builder, io, service, stop, activity, limits).await
-                    }
-                    Ok(Err(e)) => {
-                        self.shared.metrics.tls_handshake_errors.inc();
-                        tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-                        Ok(())
-                    }
-                    Err(_) => {
-                        self.shared.metrics.tls_handshake_errors.inc();
-                        tracing::debug!(client = %peer, "TLS handshake timed out");
-                        Ok(())
-                    }
+                // Waiting for the first bytes, the connection holds no HTTP state either.
+                parked.inc();
+                let h2 =
+                    http.http2 && Box::pin(opens_with_h2_preface(&stream, &stop, limits)).await;
+                parked.dec();
+                if h2 {
+                    let io = TokioIo::new(stream);
+                    Box::pin(serve(&http.auto, io, service, stop, activity, limits)).await
+                } else {
+                    let serving = park::serve_http1(
+                        &http.http1,
+                        stream,
+                        service,
+                        stop,
+                        activity,
+                        limits,
+                        parked,
+                    );
+                    Box::pin(serving).await
                 }
             }
+            Some(acceptor) => match Box::pin(self.handshake(acceptor, stream, peer)).await {
+                None => Ok(()),
+                // Known HTTP/1.1 parks when idle; h2, and a client that named no protocol (which
+                // the auto builder tells apart), are served as they come.
+                Some(tls) if tls.get_ref().1.alpn_protocol() == Some(b"http/1.1") => {
+                    let serving = park::serve_http1(
+                        &http.http1,
+                        tls,
+                        service,
+                        stop,
+                        activity,
+                        limits,
+                        parked,
+                    );
+                    Box::pin(serving).await
+                }
+                Some(tls) => {
+                    let io = TokioIo::new(tls);
+                    Box::pin(serve(&http.auto, io, service, stop, activity, limits)).await
+                }
+            },
         };
         if let Err(e) = result {
             tracing::debug!(client = %peer, error = %e, "connection ended with an error");
         }
         gauge.dec();
     }
+
+    /// The TLS handshake within the header timeout; failures are counted, not logged above debug.
+    async fn handshake(
+        &self,
+        acceptor: &TlsAcceptor,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
+        match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(e)) => {
+                self.shared.metrics.tls_handshake_errors.inc();
+                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                self.shared.metrics.tls_handshake_errors.inc();
+                tracing::debug!(client = %peer, "TLS handshake timed out");
+                None
+            }
+        }
+    }
 }
+
+/// Whether a plaintext client opens with the HTTP/2 connection preface (prior knowledge, RFC 9113
+/// §3.3), read without consuming it. False as soon as a byte differs, and when the client says
+/// nothing before the first-request limit or the server stops (the caller then closes).
+async fn opens_with_h2_preface(
+    stream: &TcpStream,
+    stop: &CancellationToken,
+    limits: Limits,
+) -> bool {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut seen = [0u8; 24];
+    let sniff = async {
+        loop {
+            let n = stream.peek(&mut seen).await.unwrap_or(0);
+            if n == 0 || seen[..n] != PREFACE[..n] {
+                return false;
+            }
+            if n == PREFACE.len() {
+                return true;
+            }
+            // Part of the preface: peek again once more has had time to arrive.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::select! {
+        h2 = sniff => h2,
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(limits.first_request) => false,
+    }
+}
+
+/// A response body that keeps its request counted as in flight until the last byte was handed
+/// to hyper (or the body was dropped), so a streamed answer never looks idle.
+pub struct Tracked<B> {
+    body: B,
+    in_flight: Option<InFlight>,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            this.in_flight = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// When a connection counts as abandoned.
 #[derive(Clone, Copy)]
@@ -312,6 +448,13 @@ struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds after `opened`; `u64::MAX` until the first request.
     last: AtomicU64,
+    /// Requests whose answer was handed over in full (or dropped).
+    ended: AtomicU64,
+    /// The connection should park at its next quiet read ([`park`]).
+    park: AtomicBool,
+    /// The connection's loop waits for the end of the requests in flight; `idle` wakes it.
+    wake_when_idle: AtomicBool,
+    idle: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -320,6 +463,10 @@ impl Activity {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last: AtomicU64::new(u64::MAX),
+            ended: AtomicU64::new(0),
+            park: AtomicBool::new(false),
+            wake_when_idle: AtomicBool::new(false),
+            idle: tokio::sync::Notify::new(),
         }
     }
 
@@ -339,6 +486,21 @@ impl Activity {
         let idle = Duration::from_millis(self.now().saturating_sub(since));
         limit.saturating_sub(idle)
     }
+
+    /// How long until a served connection has been quiet for [`park::PARK_AFTER`]; None while a
+    /// request is in flight or before the first one.
+    fn park_in(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        match self.last.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            last => {
+                let quiet = Duration::from_millis(self.now().saturating_sub(last));
+                Some(park::PARK_AFTER.saturating_sub(quiet))
+            }
+        }
+    }
 }
 
 /// One request in flight on a connection, until dropped: also when its future is dropped
@@ -349,6 +511,7 @@ impl InFlight {
     fn begin(activity: Arc<Activity>) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
         activity.last.store(activity.now(), Ordering::Relaxed);
+        activity.park.store(false, Ordering::Relaxed);
         InFlight(activity)
     }
 }
@@ -356,7 +519,14 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.last.store(self.0.now(), Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.ended.fetch_add(1, Ordering::Relaxed);
+        let before = self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if before == 1
+            && self.0.wake_when_idle.load(Ordering::Relaxed)
+            && self.0.wake_when_idle.swap(false, Ordering::Relaxed)
+        {
+            self.0.idle.notify_one();
+        }
     }
 }
 
@@ -369,12 +539,12 @@ async fn serve<I, S>(
     stop: CancellationToken,
     activity: Arc<Activity>,
     limits: Limits,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+) -> Result<(), BoxError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::Service<
             http::Request<hyper::body::Incoming>,
-            Response = http::Response<crate::gateway::ResponseBody>,
+            Response = http::Response<Tracked<ResponseBody>>,
             Error = std::convert::Infallible,
         > + Send
         + 'static,

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub member_healthy: IntGaugeVec,
     pub connections_open: IntGaugeVec,
+    pub connections_parked: IntGaugeVec,
     pub tls_handshake_errors: IntCounter,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_success: Gauge,
@@ -153,6 +154,11 @@ impl Metrics {
             connections_open: gauge(
                 "ringfence_connections_open",
                 "Client connections open, by listener.",
+                &["listener"],
+            ),
+            connections_parked: gauge(
+                "ringfence_connections_parked",
+                "Idle HTTP/1.1 client connections holding no HTTP state (parked), by listener.",
                 &["listener"],
             ),
             tls_handshake_errors: {

@@ -11,6 +11,7 @@ mod limits;
 mod metrics;
 mod operations;
 mod organisations;
+mod parking;
 mod passthrough;
 mod tls;
 mod upstream_pool;

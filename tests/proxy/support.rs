@@ -140,6 +140,13 @@ pub async fn start_with(options: Options) -> Harness {
     }
 }
 
+impl Harness {
+    /// The certificates of a TLS harness.
+    pub fn certs(&self) -> Option<&certs::Certs> {
+        self._certs.as_ref()
+    }
+}
+
 /// An address on which nothing listens: connections to it are refused.
 pub fn dead_address() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

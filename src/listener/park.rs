@@ -1,0 +1,277 @@
+//! Idle HTTP/1.1 connections hold no HTTP state. A keep-alive connection that has been quiet for
+//! [`PARK_AFTER`] is taken out of hyper (its read and write buffers and its service slot, ~30 KB,
+//! are freed) and only the socket, with its TLS session, is kept until the client speaks again;
+//! then a fresh hyper connection takes it up. Busy connections never park, so the hot path pays
+//! one branch per read.
+//!
+//! hyper gives its IO back only once a connection has ended, so parking ends it the one way that
+//! leaves nothing behind: [`Parkable`] reports the end of the stream to hyper, in place of
+//! "nothing to read yet", when no request is in flight, every written byte was flushed and no byte
+//! arrived since the last request ended. hyper then closes the connection as idle (writing nothing)
+//! and [`Parkable`] keeps the socket open. Any other ending (the client closed, an error, a
+//! partially read request) ends the connection for real.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use prometheus::IntGauge;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{Activity, BoxError, Limits};
+
+/// How long a keep-alive connection is quiet before it parks.
+pub const PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// How long closing a parked connection (TLS close_notify, FIN) may take.
+const CLOSE_WITHIN: Duration = Duration::from_secs(1);
+
+/// A client socket that can wait for the client's next bytes without reading them.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    fn readable(&mut self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+}
+
+impl Socket for TcpStream {
+    async fn readable(&mut self) -> io::Result<()> {
+        TcpStream::readable(self).await
+    }
+}
+
+/// A TLS stream is boxed: a task's future keeps it, and its copies across the states of a
+/// connection's loop, as one pointer.
+impl<T: Socket> Socket for Box<T> {
+    fn readable(&mut self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        (**self).readable()
+    }
+}
+
+/// The TLS session may already hold the client's next bytes: the handshake's last read can carry
+/// the first request too. Only when it holds none is the socket waited on.
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    async fn readable(&mut self) -> io::Result<()> {
+        let (tcp, session) = self.get_mut();
+        match session.process_new_packets() {
+            Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {
+                tcp.readable().await
+            }
+            // Bytes, a close, or an error to report: hyper reads them now.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The client socket as hyper sees it.
+pub struct Parkable<T> {
+    inner: T,
+    activity: Arc<Activity>,
+    /// Requests ended when bytes were last handed to hyper (see [`Parkable::may_park`]).
+    read_at: u64,
+    /// Bytes were written and not yet flushed.
+    dirty: bool,
+    /// The end of the stream was reported to park the connection.
+    parked: bool,
+}
+
+impl<T> Parkable<T> {
+    fn new(inner: T, activity: Arc<Activity>) -> Parkable<T> {
+        let read_at = activity.ended.load(Ordering::Relaxed);
+        Parkable {
+            inner,
+            activity,
+            read_at,
+            dirty: false,
+            parked: false,
+        }
+    }
+
+    /// Parking was asked for and hyper holds nothing: no request in flight, nothing unflushed,
+    /// and no byte handed over since the last request ended (which could be half a head).
+    fn may_park(&self) -> bool {
+        let a = &self.activity;
+        a.park.load(Ordering::Relaxed)
+            && !self.dirty
+            && a.in_flight.load(Ordering::Relaxed) == 0
+            && a.ended.load(Ordering::Relaxed) > self.read_at
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Parkable<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Pending if this.may_park() => {
+                this.parked = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.read_at = this.activity.ended.load(Ordering::Relaxed);
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Parkable<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.dirty = true;
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.dirty = true;
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            this.dirty = false;
+        }
+        flushed
+    }
+
+    /// hyper shuts the stream down when the connection ends; a parked one stays open.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.parked {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// Why a parked connection stopped waiting.
+enum Wake {
+    /// The client sent something.
+    Readable,
+    /// Abandoned, or the server is stopping: close it.
+    Close,
+}
+
+/// Waits, holding only the socket, until the client sends something or the connection is
+/// abandoned (no request for the idle limit, or none at all for the first-request limit).
+async fn parked<T: Socket>(
+    io: &mut T,
+    stop: &CancellationToken,
+    activity: &Activity,
+    limits: Limits,
+) -> io::Result<Wake> {
+    loop {
+        let wait = activity.remaining(limits);
+        if wait.is_zero() {
+            return Ok(Wake::Close);
+        }
+        tokio::select! {
+            r = io.readable() => return r.map(|()| Wake::Readable),
+            () = stop.cancelled() => return Ok(Wake::Close),
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Serves one HTTP/1.1 connection, parking it whenever it is quiet; on shutdown, or once
+/// abandoned, it finishes the request in flight and closes.
+pub async fn serve_http1<T, S, B>(
+    builder: &http1::Builder,
+    mut io: T,
+    mut service: S,
+    stop: CancellationToken,
+    activity: Arc<Activity>,
+    limits: Limits,
+    parked_gauge: IntGauge,
+) -> Result<(), BoxError>
+where
+    T: Socket,
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Unpin
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    loop {
+        parked_gauge.inc();
+        let wake = parked(&mut io, &stop, &activity, limits).await;
+        parked_gauge.dec();
+        match wake? {
+            Wake::Readable => {}
+            Wake::Close => {
+                let _ = tokio::time::timeout(CLOSE_WITHIN, io.shutdown()).await;
+                return Ok(());
+            }
+        }
+        activity.park.store(false, Ordering::Relaxed);
+        let parkable = Parkable::new(io, Arc::clone(&activity));
+        // Boxed so that a parked connection's task does not keep room for hyper's state.
+        let mut conn = Box::new(builder.serve_connection(TokioIo::new(parkable), service));
+        let result = loop {
+            let abandon = activity.remaining(limits);
+            if abandon.is_zero() {
+                Pin::new(&mut *conn).graceful_shutdown();
+                break (&mut *conn).await;
+            }
+            // Asleep until the connection may park, or, while a request is in flight (or before
+            // the first), until one ends: busy connections are not woken on a timer.
+            let (wait, until_idle) = match activity.park_in() {
+                Some(p) if p.is_zero() => {
+                    activity.park.store(true, Ordering::Relaxed);
+                    (PARK_AFTER, false)
+                }
+                Some(p) => (p, false),
+                None => {
+                    activity.wake_when_idle.store(true, Ordering::Relaxed);
+                    (abandon, true)
+                }
+            };
+            tokio::select! {
+                r = &mut *conn => break r,
+                () = stop.cancelled() => {
+                    Pin::new(&mut *conn).graceful_shutdown();
+                    break (&mut *conn).await;
+                }
+                () = activity.idle.notified(), if until_idle => {}
+                () = tokio::time::sleep(wait.min(abandon)) => {}
+            }
+        };
+        let parts = (*conn).into_parts();
+        let parkable = parts.io.into_inner();
+        if !(parkable.parked && result.is_ok() && parts.read_buf.is_empty()) {
+            return result.map_err(Into::into);
+        }
+        io = parkable.inner;
+        service = parts.service;
+    }
+}
