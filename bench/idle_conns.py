@@ -3,7 +3,8 @@
 idle keep-alive connection that has served a request), holds them all open for HOLD seconds,
 then reports how many are still open. Prints `OPEN n` once every connection is up.
 
-usage: idle_conns.py --port P --ca CERT.pem [--count 10000] [--hold 20] [--concurrency 64]
+usage: idle_conns.py --port P (--ca CERT.pem | --plain) [--count 10000] [--hold 20]
+       [--concurrency 64] [--no-request]
 """
 import argparse
 import asyncio
@@ -19,16 +20,19 @@ async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--ca", required=True)
+    ap.add_argument("--ca")
     ap.add_argument("--sni", default="lyncweb.contoso.com")
     ap.add_argument("--count", type=int, default=10_000)
     ap.add_argument("--hold", type=float, default=20)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--no-request", action="store_true", help="handshake only, no request")
+    ap.add_argument("--plain", action="store_true", help="plain TCP, no TLS")
     a = ap.parse_args()
 
-    ctx = ssl.create_default_context(cafile=a.ca)
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx = None
+    if not a.plain:
+        ctx = ssl.create_default_context(cafile=a.ca)
+        ctx.set_alpn_protocols(["http/1.1"])
     gate = asyncio.Semaphore(a.concurrency)
     conns = []
     failures = 0
@@ -38,7 +42,7 @@ async def main():
         async with gate:
             try:
                 r, w = await asyncio.open_connection(a.host, a.port, ssl=ctx,
-                                                     server_hostname=a.sni)
+                                                     server_hostname=a.sni if ctx else None)
                 if not a.no_request:
                     w.write(REQUEST)
                     await w.drain()

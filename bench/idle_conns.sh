@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # 10,000 idle TLS client connections to ringfence, RSS from /proc before and after.
-# Usage: bash bench/idle_conns.sh   (COUNT=10000 HOLD=20 SKIP_BUILD=1 REQUEST=1)
-# Each connection completes a TLS handshake and one pass-through GET, then stays idle (the bench
-# configuration sets header_read_timeout and idle_timeout to 600s so none is closed).
+# Usage: bash bench/idle_conns.sh   (COUNT=10000 HOLD=20 SKIP_BUILD=1 REQUEST=1 TLS=1)
+# Each connection completes a TLS handshake (none with TLS=0) and one pass-through GET (none with
+# REQUEST=0), then stays idle (the bench configuration sets header_read_timeout and idle_timeout
+# to 600s so none is closed).
 # Appends its figures to bench/results/idle-<UTC time>.md.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 COUNT=${COUNT:-10000}
 HOLD=${HOLD:-20}
 REQUEST=${REQUEST:-1}
+TLS=${TLS:-1}
 WORK=$(mktemp -d /tmp/ringfence-idle.XXXXXX)
 trap 'cleanup; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
@@ -21,15 +23,18 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -subj /CN=lyncweb.contoso.com -addext subjectAltName=DNS:lyncweb.contoso.com \
   -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 start_upstream
-start_ringfence --audit off --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" \
+tls_args=(--tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem")
+[ "$TLS" = 1 ] || tls_args=()
+start_ringfence --audit off "${tls_args[@]}" \
   --max-connections $((COUNT + 1000)) --header-read-timeout 600s --idle-timeout 600s
 sleep 1
 before=$(rss_kib "$RINGFENCE_PID")
 log "ringfence RSS before: $before KiB"
 extra=()
 [ "$REQUEST" = 1 ] || extra+=(--no-request)
+if [ "$TLS" = 1 ]; then extra+=(--ca "$WORK/cert.pem"); else extra+=(--plain); fi
 taskset -c "$LOADGEN_CPU" python3 "$BENCH/idle_conns.py" --port "$RINGFENCE_PORT" \
-  --ca "$WORK/cert.pem" --count "$COUNT" --hold "$HOLD" "${extra[@]}" >"$WORK/client.out" &
+  --count "$COUNT" --hold "$HOLD" "${extra[@]}" >"$WORK/client.out" &
 CLIENT=$!
 PIDS+=("$CLIENT")
 for _ in $(seq 600); do
@@ -40,6 +45,7 @@ done
 grep -q '^OPEN' "$WORK/client.out" || die "connections not open after 300 s"
 sleep 3
 open_metric=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^ringfence_connections_open/ { s += $2 } END { print s }')
+parked_metric=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^ringfence_connections_parked/ { s += $2 } END { print s }')
 during=$(rss_kib "$RINGFENCE_PID")
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$RINGFENCE_PID/status")
 wait "$CLIENT"
@@ -48,12 +54,12 @@ after=$(rss_kib "$RINGFENCE_PID")
 open_after=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^ringfence_connections_open/ { s += $2 } END { print s }')
 RESULTS=$BENCH/results/idle-$(date -u +%Y%m%dT%H%M%SZ).md
 {
-  echo "# ringfence: $COUNT idle TLS connections, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "# ringfence: $COUNT idle $([ "$TLS" = 1 ] && echo TLS || echo plain-TCP) connections, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo
-  echo "- command: \`bash bench/idle_conns.sh\` (COUNT=$COUNT HOLD=${HOLD}s REQUEST=$REQUEST)"
-  echo "- built from: $BUILT_FROM; RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1}; TLS 1.3, ECDSA P-256; load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- command: \`bash bench/idle_conns.sh\` (COUNT=$COUNT HOLD=${HOLD}s REQUEST=$REQUEST TLS=$TLS)"
+  echo "- built from: $BUILT_FROM; RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1}; $([ "$TLS" = 1 ] && echo "TLS 1.3, ECDSA P-256, ALPN http/1.1" || echo "plain TCP"); load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- client: $(head -1 "$WORK/client.out"); $(grep '^ALIVE' "$WORK/client.out") still open after ${HOLD}s"
-  echo "- ringfence_connections_open while held: $open_metric; after the clients closed: $open_after"
+  echo "- ringfence_connections_open while held: $open_metric (of which parked: $parked_metric); after the clients closed: $open_after"
   echo
   echo "| ringfence RSS | KiB | MiB |"
   echo "|---|---:|---:|"
