@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::audit::{self, Record};
 use crate::extract::{self, ExtractError};
+use crate::listener::ClientBody;
 use crate::policy::{Clearance, Decision, Organisation, Refusal};
 use crate::reject::{prefers_xml, Rejection};
 use crate::route::{self, Guard, Route};
@@ -129,7 +130,7 @@ impl Gateway {
 
     pub async fn handle(
         self,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
     ) -> Result<Response<ResponseBody>, Infallible> {
         let started = Instant::now();
         let snapshot = self.shared.snapshot();
@@ -169,7 +170,7 @@ impl Gateway {
         &self,
         ctx: Ctx<'_>,
         parts: Parts,
-        body: Incoming,
+        body: ClientBody,
     ) -> (&'static str, Response<ResponseBody>) {
         let guards = &ctx.snapshot.config.guards;
         let path = parts.uri.path();
@@ -205,7 +206,7 @@ impl Gateway {
         &self,
         mut ctx: Ctx<'_>,
         parts: Parts,
-        body: Incoming,
+        body: ClientBody,
         guard: &Guard,
     ) -> Response<ResponseBody> {
         let max = ctx.snapshot.config.server.max_body_bytes;
@@ -277,7 +278,7 @@ impl Gateway {
         &self,
         mut ctx: Ctx<'_>,
         parts: Parts,
-        body: Incoming,
+        body: ClientBody,
     ) -> Response<ResponseBody> {
         let max = ctx.snapshot.config.server.max_batch_bytes;
         let path = parts.uri.path().to_owned();
@@ -597,7 +598,7 @@ impl Gateway {
 
 /// Reads a guarded body up to `max` bytes, refusing what cannot be trusted to frame the same
 /// way at the pool (both Content-Length and Transfer-Encoding).
-async fn read_body(headers: &HeaderMap, body: Incoming, max: usize) -> Result<Bytes, Rejection> {
+async fn read_body(headers: &HeaderMap, body: ClientBody, max: usize) -> Result<Bytes, Rejection> {
     if headers.contains_key(header::TRANSFER_ENCODING)
         && headers.contains_key(header::CONTENT_LENGTH)
     {

@@ -12,8 +12,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use prometheus::IntGauge;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -271,9 +274,11 @@ impl Accept {
         let gateway = Gateway::new(Arc::clone(&self.shared), Connection { client: peer, tls });
         let activity = Arc::new(Activity::new());
         let seen = Arc::clone(&activity);
-        let service = service_fn(move |req| {
+        let service = service_fn(move |req: http::Request<Incoming>| {
             let in_flight = InFlight::begin(Arc::clone(&seen));
-            let answer = gateway.clone().handle(req);
+            let answer = gateway
+                .clone()
+                .handle(req.map(|body| ClientBody::new(body, &seen)));
             async move {
                 let response = answer.await?;
                 Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
@@ -282,9 +287,14 @@ impl Accept {
                 }))
             }
         });
-        let limits = Limits {
-            first_request: self.handshake_timeout,
-            idle: self.idle_timeout,
+        let serving = Serving {
+            service,
+            stop,
+            activity,
+            limits: Limits {
+                first_request: self.handshake_timeout,
+                idle: self.idle_timeout,
+            },
         };
         let http = &*self.http;
         let parked = self
@@ -296,25 +306,20 @@ impl Accept {
         // needs, not room for the handshake's or an HTTP connection's state.
         let result = match &self.acceptor {
             None => {
-                // Waiting for the first bytes, the connection holds no HTTP state either.
-                parked.inc();
-                let h2 =
-                    http.http2 && Box::pin(opens_with_h2_preface(&stream, &stop, limits)).await;
-                parked.dec();
-                if h2 {
-                    let io = TokioIo::new(stream);
-                    Box::pin(serve(&http.auto, io, service, stop, activity, limits)).await
+                let opening = if http.http2 {
+                    // Waiting for the first bytes, the connection holds no HTTP state either.
+                    let _waiting = Counted::new(&parked);
+                    Box::pin(opening(&stream, &serving.stop, serving.limits)).await
                 } else {
-                    let serving = park::serve_http1(
-                        &http.http1,
-                        stream,
-                        service,
-                        stop,
-                        activity,
-                        limits,
-                        parked,
-                    );
-                    Box::pin(serving).await
+                    Opening::Http1
+                };
+                match opening {
+                    Opening::Http1 => {
+                        Box::pin(park::serve_http1(&http.http1, stream, serving, &parked)).await
+                    }
+                    Opening::Unsure => {
+                        Box::pin(serve(&http.auto, TokioIo::new(stream), serving)).await
+                    }
                 }
             }
             Some(acceptor) => match Box::pin(self.handshake(acceptor, stream, peer)).await {
@@ -322,21 +327,9 @@ impl Accept {
                 // Known HTTP/1.1 parks when idle; h2, and a client that named no protocol (which
                 // the auto builder tells apart), are served as they come.
                 Some(tls) if tls.get_ref().1.alpn_protocol() == Some(b"http/1.1") => {
-                    let serving = park::serve_http1(
-                        &http.http1,
-                        tls,
-                        service,
-                        stop,
-                        activity,
-                        limits,
-                        parked,
-                    );
-                    Box::pin(serving).await
+                    Box::pin(park::serve_http1(&http.http1, tls, serving, &parked)).await
                 }
-                Some(tls) => {
-                    let io = TokioIo::new(tls);
-                    Box::pin(serve(&http.auto, io, service, stop, activity, limits)).await
-                }
+                Some(tls) => Box::pin(serve(&http.auto, TokioIo::new(tls), serving)).await,
             },
         };
         if let Err(e) = result {
@@ -368,33 +361,102 @@ impl Accept {
     }
 }
 
-/// Whether a plaintext client opens with the HTTP/2 connection preface (prior knowledge, RFC 9113
-/// §3.3), read without consuming it. False as soon as a byte differs, and when the client says
-/// nothing before the first-request limit or the server stops (the caller then closes).
-async fn opens_with_h2_preface(
-    stream: &TcpStream,
-    stop: &CancellationToken,
-    limits: Limits,
-) -> bool {
+/// How a plaintext connection opens.
+enum Opening {
+    /// With bytes that are not the HTTP/2 preface: an HTTP/1.1 client (or nothing at all).
+    Http1,
+    /// With the HTTP/2 preface, or a part of it: the auto builder reads on and decides.
+    Unsure,
+}
+
+/// Looks at a plaintext client's first bytes without consuming them. HTTP/1.1 methods differ from
+/// the HTTP/2 preface (prior knowledge, RFC 9113 §3.3) at their first or second byte, so one look
+/// decides; a client that says nothing before the first-request limit, or the server stopping,
+/// reads as HTTP/1.1, whose loop then closes the connection.
+async fn opening(stream: &TcpStream, stop: &CancellationToken, limits: Limits) -> Opening {
     const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let mut seen = [0u8; 24];
-    let sniff = async {
-        loop {
-            let n = stream.peek(&mut seen).await.unwrap_or(0);
-            if n == 0 || seen[..n] != PREFACE[..n] {
-                return false;
-            }
-            if n == PREFACE.len() {
-                return true;
-            }
-            // Part of the preface: peek again once more has had time to arrive.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
     tokio::select! {
-        h2 = sniff => h2,
-        () = stop.cancelled() => false,
-        () = tokio::time::sleep(limits.first_request) => false,
+        n = stream.peek(&mut seen) => match n {
+            Ok(n) if n > 0 && seen[..n] == PREFACE[..n] => Opening::Unsure,
+            _ => Opening::Http1,
+        },
+        () = stop.cancelled() => Opening::Http1,
+        () = tokio::time::sleep(limits.first_request) => Opening::Http1,
+    }
+}
+
+/// A gauge raised for as long as this lives (also when its future is dropped midway).
+pub struct Counted<'g>(&'g IntGauge);
+
+impl<'g> Counted<'g> {
+    pub fn new(gauge: &'g IntGauge) -> Counted<'g> {
+        gauge.inc();
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// What serving one connection needs besides its socket.
+struct Serving<S> {
+    service: S,
+    stop: CancellationToken,
+    activity: Arc<Activity>,
+    limits: Limits,
+}
+
+/// The client's request body as the gateway reads it. Until it has been read to its end the
+/// connection counts as busy, so it is never parked in the middle of a body (hyper may still be
+/// reading one after the answer went out). A body dropped unfinished keeps its connection from
+/// ever parking: hyper drains or closes it, and no byte of it may be read as a new request.
+#[derive(Debug)]
+pub struct ClientBody {
+    body: Incoming,
+    reading: Option<InFlight>,
+}
+
+impl ClientBody {
+    fn new(body: Incoming, activity: &Arc<Activity>) -> ClientBody {
+        let reading = (!body.is_end_stream()).then(|| InFlight::begin(Arc::clone(activity)));
+        ClientBody { body, reading }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            this.reading = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        if let Some(reading) = self.reading.take() {
+            reading.0.never_park.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -443,6 +505,7 @@ struct Limits {
 
 /// Requests in flight on one connection and when the last one began or ended. Long polls keep a
 /// request in flight, so they are never cut off as idle.
+#[derive(Debug)]
 struct Activity {
     opened: Instant,
     in_flight: AtomicUsize,
@@ -452,6 +515,8 @@ struct Activity {
     ended: AtomicU64,
     /// The connection should park at its next quiet read ([`park`]).
     park: AtomicBool,
+    /// A request body was dropped unread: the connection must not park.
+    never_park: AtomicBool,
     /// The connection's loop waits for the end of the requests in flight; `idle` wakes it.
     wake_when_idle: AtomicBool,
     idle: tokio::sync::Notify,
@@ -465,6 +530,7 @@ impl Activity {
             last: AtomicU64::new(u64::MAX),
             ended: AtomicU64::new(0),
             park: AtomicBool::new(false),
+            never_park: AtomicBool::new(false),
             wake_when_idle: AtomicBool::new(false),
             idle: tokio::sync::Notify::new(),
         }
@@ -488,9 +554,9 @@ impl Activity {
     }
 
     /// How long until a served connection has been quiet for [`park::PARK_AFTER`]; None while a
-    /// request is in flight or before the first one.
+    /// request is in flight, before the first one, and once it must never park.
     fn park_in(&self) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.in_flight.load(Ordering::Relaxed) > 0 || self.never_park.load(Ordering::Relaxed) {
             return None;
         }
         match self.last.load(Ordering::Relaxed) {
@@ -505,6 +571,7 @@ impl Activity {
 
 /// One request in flight on a connection, until dropped: also when its future is dropped
 /// unfinished (an HTTP/2 stream reset), so the idle watchdog still sees the connection go idle.
+#[derive(Debug)]
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
@@ -535,21 +602,24 @@ impl Drop for InFlight {
 async fn serve<I, S>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
-    service: S,
-    stop: CancellationToken,
-    activity: Arc<Activity>,
-    limits: Limits,
+    serving: Serving<S>,
 ) -> Result<(), BoxError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::Service<
-            http::Request<hyper::body::Incoming>,
+            http::Request<Incoming>,
             Response = http::Response<Tracked<ResponseBody>>,
             Error = std::convert::Infallible,
         > + Send
         + 'static,
     S::Future: Send + 'static,
 {
+    let Serving {
+        service,
+        stop,
+        activity,
+        limits,
+    } = serving;
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     loop {

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{Activity, BoxError, Limits};
+use super::{Activity, BoxError, Counted, Limits, Serving};
 
 /// How long a keep-alive connection is quiet before it parks.
 pub const PARK_AFTER: Duration = Duration::from_millis(250);
@@ -73,6 +73,8 @@ pub struct Parkable<T> {
     activity: Arc<Activity>,
     /// Requests ended when bytes were last handed to hyper (see [`Parkable::may_park`]).
     read_at: u64,
+    /// Bytes were handed to hyper.
+    delivered: bool,
     /// Bytes were written and not yet flushed.
     dirty: bool,
     /// The end of the stream was reported to park the connection.
@@ -86,19 +88,23 @@ impl<T> Parkable<T> {
             inner,
             activity,
             read_at,
+            delivered: false,
             dirty: false,
             parked: false,
         }
     }
 
-    /// Parking was asked for and hyper holds nothing: no request in flight, nothing unflushed,
-    /// and no byte handed over since the last request ended (which could be half a head).
+    /// Parking was asked for and hyper holds nothing: no request (or request body) in flight,
+    /// nothing unflushed, and no byte handed over since the last request ended (which could be
+    /// half a head) or, if none did, since this connection was taken up (a wake-up that brought
+    /// no request bytes, such as a TLS record without data).
     fn may_park(&self) -> bool {
         let a = &self.activity;
         a.park.load(Ordering::Relaxed)
+            && !a.never_park.load(Ordering::Relaxed)
             && !self.dirty
             && a.in_flight.load(Ordering::Relaxed) == 0
-            && a.ended.load(Ordering::Relaxed) > self.read_at
+            && (!self.delivered || a.ended.load(Ordering::Relaxed) > self.read_at)
     }
 }
 
@@ -116,6 +122,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Parkable<T> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.delivered = true;
                 this.read_at = this.activity.ended.load(Ordering::Relaxed);
                 Poll::Ready(Ok(()))
             }
@@ -202,11 +209,8 @@ async fn parked<T: Socket>(
 pub async fn serve_http1<T, S, B>(
     builder: &http1::Builder,
     mut io: T,
-    mut service: S,
-    stop: CancellationToken,
-    activity: Arc<Activity>,
-    limits: Limits,
-    parked_gauge: IntGauge,
+    serving: Serving<S>,
+    parked_gauge: &IntGauge,
 ) -> Result<(), BoxError>
 where
     T: Socket,
@@ -222,10 +226,16 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let Serving {
+        mut service,
+        stop,
+        activity,
+        limits,
+    } = serving;
     loop {
-        parked_gauge.inc();
+        let waiting = Counted::new(parked_gauge);
         let wake = parked(&mut io, &stop, &activity, limits).await;
-        parked_gauge.dec();
+        drop(waiting);
         match wake? {
             Wake::Readable => {}
             Wake::Close => {

@@ -4,16 +4,16 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::listener::ClientBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 #[derive(Debug)]
 pub enum UpstreamBody {
     Empty,
     /// Sent exactly as received and checked; `None` once sent.
     Buffered(Option<Bytes>),
-    Streamed(Incoming),
+    Streamed(ClientBody),
 }
 
 impl UpstreamBody {
@@ -27,7 +27,7 @@ impl UpstreamBody {
     }
 
     /// A client body that is already known to be empty needs no stream, and can be retried.
-    pub fn from_client(body: Incoming) -> UpstreamBody {
+    pub fn from_client(body: ClientBody) -> UpstreamBody {
         if body.is_end_stream() {
             UpstreamBody::Empty
         } else {

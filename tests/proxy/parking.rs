@@ -189,3 +189,90 @@ async fn a_request_sent_with_the_tls_finished_is_served() {
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 }
+
+/// A pool member that answers 200 as soon as it has a request head, before reading the body
+/// (as a member refusing an upload would), then reads on.
+async fn early_answering_member() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if stream.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The member answered while the client was still sending its body, and the client paused for
+/// longer than the park delay: the rest of the body is still body, never a request of its own.
+#[tokio::test]
+async fn a_body_still_arriving_after_the_answer_is_not_parsed_as_a_new_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let member = early_answering_member().await;
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstream]\nmembers = [\"http://{member}\"]\n[audit]\nsink = \"off\"\n{}",
+        support::POLICY
+    );
+    let config = ringfence::config::Config::from_toml(&toml).unwrap();
+    let server = ringfence::listener::Server::start(config, None)
+        .await
+        .unwrap();
+    let smuggled = format!("GET {ME} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let mut client = tokio::net::TcpStream::connect(server.addrs()[0])
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {ME}/reportMyActivity HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        2 + smuggled.len()
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    client.write_all(b"{}").await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.ends_with(b"ok") {
+        let n = tokio::time::timeout(TIMEOUT, client.read(&mut buf))
+            .await
+            .expect("the early answer in time")
+            .unwrap();
+        assert!(n > 0, "closed before answering");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    // Quiet for longer than the park delay, then the rest of the body.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _ = client.write_all(smuggled.as_bytes()).await;
+    let more = tokio::time::timeout(Duration::from_millis(1500), client.read(&mut buf)).await;
+    if let Ok(Ok(n)) = more {
+        assert!(
+            n == 0 || !buf[..n].starts_with(b"HTTP/1.1"),
+            "the body's tail was answered as a request: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+    let admin = support::Client::new(server.admin_addr(), None, false);
+    let metrics = admin.get("/metrics", "admin").await.text();
+    assert_eq!(
+        sample(&metrics, "ringfence_http_requests_total", &[]),
+        Some(1.0),
+        "{metrics}"
+    );
+}
