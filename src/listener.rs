@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -284,6 +283,7 @@ impl Accept {
                 Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
                     body,
                     in_flight: Some(in_flight),
+                    must_finish: false,
                 }))
             }
         });
@@ -410,61 +410,33 @@ struct Serving<S> {
     limits: Limits,
 }
 
-/// The client's request body as the gateway reads it. Until it has been read to its end the
-/// connection counts as busy, so it is never parked in the middle of a body (hyper may still be
-/// reading one after the answer went out). A body dropped unfinished keeps its connection from
-/// ever parking: hyper drains or closes it, and no byte of it may be read as a new request.
+/// A body that keeps its connection counted as busy until its last frame was handed on, so an
+/// idle connection is never parked in the middle of one.
+///
+/// As a response body, it is released when dropped too (hyper drops the body of a HEAD or 204
+/// answer unread). As the client's request body ([`ClientBody`]), it must be read to its end:
+/// hyper may still be reading it after the answer went out (a member that answered an upload
+/// early), and a body dropped unfinished keeps its connection from ever parking, since hyper
+/// drains or closes it and no byte of it may be read as a new request.
 #[derive(Debug)]
-pub struct ClientBody {
-    body: Incoming,
-    reading: Option<InFlight>,
-}
-
-impl ClientBody {
-    fn new(body: Incoming, activity: &Arc<Activity>) -> ClientBody {
-        let reading = (!body.is_end_stream()).then(|| InFlight::begin(Arc::clone(activity)));
-        ClientBody { body, reading }
-    }
-}
-
-impl Body for ClientBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            this.reading = None;
-        }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for ClientBody {
-    fn drop(&mut self) {
-        if let Some(reading) = self.reading.take() {
-            reading.0.never_park.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-/// A response body that keeps its request counted as in flight until the last byte was handed
-/// to hyper (or the body was dropped), so a streamed answer never looks idle.
 pub struct Tracked<B> {
     body: B,
     in_flight: Option<InFlight>,
+    must_finish: bool,
+}
+
+/// The client's request body as the gateway reads it.
+pub type ClientBody = Tracked<Incoming>;
+
+impl ClientBody {
+    fn new(body: Incoming, activity: &Arc<Activity>) -> ClientBody {
+        let in_flight = (!body.is_end_stream()).then(|| InFlight::begin(Arc::clone(activity)));
+        Tracked {
+            body,
+            in_flight,
+            must_finish: true,
+        }
+    }
 }
 
 impl<B: Body + Unpin> Body for Tracked<B> {
@@ -489,6 +461,16 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        if let Some(in_flight) = self.in_flight.take() {
+            if self.must_finish {
+                in_flight.0.never_park.store(true, Ordering::Relaxed);
+            }
+        }
     }
 }
 
