@@ -6,10 +6,11 @@
 //!
 //! hyper gives its IO back only once a connection has ended, so parking ends it the one way that
 //! leaves nothing behind: [`Parkable`] reports the end of the stream to hyper, in place of
-//! "nothing to read yet", when no request is in flight, every written byte was flushed and no byte
-//! arrived since the last request ended. hyper then closes the connection as idle (writing nothing)
-//! and [`Parkable`] keeps the socket open. Any other ending (the client closed, an error, a
-//! partially read request) ends the connection for real.
+//! "nothing to read yet", when no request is in flight (its answer sent and its body read to the
+//! end), every written byte was flushed and no byte arrived since the last request ended. hyper
+//! then closes the connection as idle (writing nothing) and [`Parkable`] keeps the socket open.
+//! Any other ending (the client closed, an error, a partially read request) ends the connection
+//! for real.
 
 use std::io;
 use std::pin::Pin;
