@@ -190,13 +190,16 @@ struct Http {
     http2: bool,
 }
 
+/// hyper's read buffer cap, for both HTTP/1.1 servers (the auto builder's and the parkable one).
+const MAX_HTTP1_BUF: usize = 64 * 1024;
+
 fn http_builders(config: &ServerConfig) -> Http {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(MAX_HTTP1_BUF);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -212,7 +215,7 @@ fn http_builders(config: &ServerConfig) -> Http {
     http1
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(MAX_HTTP1_BUF);
     Http {
         auto,
         http1,
@@ -263,12 +266,12 @@ impl Accept {
     }
 
     async fn connection(&self, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
-        let gauge = self
+        let open = self
             .shared
             .metrics
             .connections_open
             .with_label_values(&[&self.label]);
-        gauge.inc();
+        let _open = Counted::new(&open);
         let tls = self.acceptor.is_some();
         let gateway = Gateway::new(Arc::clone(&self.shared), Connection { client: peer, tls });
         let activity = Arc::new(Activity::new());
@@ -335,7 +338,6 @@ impl Accept {
         if let Err(e) = result {
             tracing::debug!(client = %peer, error = %e, "connection ended with an error");
         }
-        gauge.dec();
     }
 
     /// The TLS handshake within the header timeout; failures are counted, not logged above debug.
@@ -387,10 +389,10 @@ async fn opening(stream: &TcpStream, stop: &CancellationToken, limits: Limits) -
 }
 
 /// A gauge raised for as long as this lives (also when its future is dropped midway).
-pub struct Counted<'g>(&'g IntGauge);
+struct Counted<'g>(&'g IntGauge);
 
 impl<'g> Counted<'g> {
-    pub fn new(gauge: &'g IntGauge) -> Counted<'g> {
+    fn new(gauge: &'g IntGauge) -> Counted<'g> {
         gauge.inc();
         Counted(gauge)
     }

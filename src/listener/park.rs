@@ -72,10 +72,9 @@ impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
 pub struct Parkable<T> {
     inner: T,
     activity: Arc<Activity>,
-    /// Requests ended when bytes were last handed to hyper (see [`Parkable::may_park`]).
-    read_at: u64,
-    /// Bytes were handed to hyper.
-    delivered: bool,
+    /// Requests ended when bytes were last handed to hyper; None until a byte was (see
+    /// [`Parkable::may_park`]).
+    read_at: Option<u64>,
     /// Bytes were written and not yet flushed.
     dirty: bool,
     /// The end of the stream was reported to park the connection.
@@ -84,12 +83,10 @@ pub struct Parkable<T> {
 
 impl<T> Parkable<T> {
     fn new(inner: T, activity: Arc<Activity>) -> Parkable<T> {
-        let read_at = activity.ended.load(Ordering::Relaxed);
         Parkable {
             inner,
             activity,
-            read_at,
-            delivered: false,
+            read_at: None,
             dirty: false,
             parked: false,
         }
@@ -105,7 +102,9 @@ impl<T> Parkable<T> {
             && !a.never_park.load(Ordering::Relaxed)
             && !self.dirty
             && a.in_flight.load(Ordering::Relaxed) == 0
-            && (!self.delivered || a.ended.load(Ordering::Relaxed) > self.read_at)
+            && self
+                .read_at
+                .is_none_or(|read_at| a.ended.load(Ordering::Relaxed) > read_at)
     }
 }
 
@@ -123,8 +122,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Parkable<T> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                this.delivered = true;
-                this.read_at = this.activity.ended.load(Ordering::Relaxed);
+                this.read_at = Some(this.activity.ended.load(Ordering::Relaxed));
                 Poll::Ready(Ok(()))
             }
             other => other,
