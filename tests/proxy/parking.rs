@@ -12,6 +12,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 
+use crate::support::certs::Certs;
 use crate::support::{self, metrics::sample, Harness, Options, TIMEOUT};
 
 const ME: &str = "/ucwa/oauth/v1/applications/192/me";
@@ -25,14 +26,32 @@ async fn connect(h: &Harness) -> (SendRequest<Empty<Bytes>>, JoinHandle<()>) {
     match h.certs() {
         None => drive(TokioIo::new(tcp)).await,
         Some(certs) => {
-            let mut config = certs.client_config();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(http1_tls(certs)));
             let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
             let tls = connector.connect(name, tcp).await.unwrap();
             drive(TokioIo::new(tls)).await
         }
     }
+}
+
+/// A TLS client configuration that offers only HTTP/1.1, as the connections that park.
+fn http1_tls(certs: &Certs) -> rustls::ClientConfig {
+    let mut config = certs.client_config();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// A server with its own `[server]` settings (the harness's table is fixed) in front of `member`.
+async fn server_before(member: &str, server: &str) -> ringfence::listener::Server {
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n{server}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstream]\nmembers = [{member:?}]\n[audit]\nsink = \"off\"\n{}",
+        support::POLICY
+    );
+    let config = ringfence::config::Config::from_toml(&toml).unwrap();
+    ringfence::listener::Server::start(config, None)
+        .await
+        .unwrap()
 }
 
 async fn drive<I>(io: I) -> (SendRequest<Empty<Bytes>>, JoinHandle<()>)
@@ -123,22 +142,8 @@ async fn an_idle_tls_connection_parks_and_serves_its_next_request() {
 
 #[tokio::test]
 async fn a_parked_connection_is_closed_at_the_idle_timeout() {
-    let h = support::start_with(Options {
-        members: 1,
-        ..Options::default()
-    })
-    .await;
-    // The harness's [server] table is fixed; an idle limit needs its own server.
-    let toml = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nidle_timeout = \"1s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [upstream]\nmembers = [{:?}]\n[audit]\nsink = \"off\"\n{}",
-        h.members[0].url(),
-        support::POLICY
-    );
-    let config = ringfence::config::Config::from_toml(&toml).unwrap();
-    let server = ringfence::listener::Server::start(config, None)
-        .await
-        .unwrap();
+    let member = ringfence::sim::Member::start("fe1").await.unwrap();
+    let server = server_before(&member.url(), "idle_timeout = \"1s\"").await;
     let tcp = tokio::net::TcpStream::connect(server.addrs()[0])
         .await
         .unwrap();
@@ -163,8 +168,7 @@ async fn a_request_sent_with_the_tls_finished_is_served() {
         ..Options::default()
     })
     .await;
-    let mut config = h.certs().unwrap().client_config();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = http1_tls(h.certs().unwrap());
     let addr: SocketAddr = h.server.addrs()[0];
     let answer = tokio::task::spawn_blocking(move || {
         let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
@@ -226,15 +230,7 @@ async fn early_answering_member() -> SocketAddr {
 async fn a_body_still_arriving_after_the_answer_is_not_parsed_as_a_new_request() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let member = early_answering_member().await;
-    let toml = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [upstream]\nmembers = [\"http://{member}\"]\n[audit]\nsink = \"off\"\n{}",
-        support::POLICY
-    );
-    let config = ringfence::config::Config::from_toml(&toml).unwrap();
-    let server = ringfence::listener::Server::start(config, None)
-        .await
-        .unwrap();
+    let server = server_before(&format!("http://{member}"), "").await;
     let smuggled = format!("GET {ME} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
     let mut client = tokio::net::TcpStream::connect(server.addrs()[0])
         .await
