@@ -4,22 +4,30 @@
 //! A request's journey, one module per stage:
 //!
 //! ```text
-//! accept → TLS → hyper conn → gateway: snapshot → route → (guarded?) body ≤ cap → extract → parse
-//! → decide → audit+metrics → refuse here | forward → upstream pick → response streamed back
+//! accept → TLS → hyper conn → gateway: snapshot → judge: host, route → (guarded?) body ≤ cap
+//! → extract → parse → decide → audit+metrics → refuse here | forward → upstream pick
+//! → response streamed back
 //! ```
 //!
 //! - [`listener`] binds, accepts (bounded), terminates TLS ([`tls`]) and serves HTTP/1.1 and HTTP/2.
-//! - [`gateway`] composes the journey for each request, reading one [`state`] snapshot.
-//! - [`route`] decides, from the path as IIS would canonicalise it, whether a request is guarded.
-//! - [`extract`] finds every `target` the back end could act on: query, JSON, XML, form, batches.
-//! - [`target`] parses it once into a [`target::Target`] (tel: per RFC 3966, sip: per RFC 3261).
-//! - [`policy`] resolves the organisation and decides; only it and `route` make a
-//!   [`policy::Clearance`], the one thing [`upstream`] will forward.
-//! - [`reject`] renders every refusal in UCWA's error format.
+//! - [`gateway`] carries each request through the journey, reading one [`state`] snapshot.
+//! - [`judge`] decides every request, and alone makes the [`judge::Clearance`] that
+//!   [`upstream`] forwards; it composes:
+//!   - [`request`]: the Host and the headers that change how the pool reads a request;
+//!   - [`route`]: whether the path, under every reading the pool could make, is guarded;
+//!   - [`extract`]: every `target` the back end could act on (query, JSON, XML, form, batches);
+//!   - [`target`]: each parsed once into a [`target::Target`] (tel: per RFC 3966, sip: per
+//!     RFC 3261);
+//!   - [`policy`]: the organisation, and the decision.
+//! - [`iis`] holds the pool's own text rules (escapes, paths, media types, hosts), each once.
+//! - [`reject`] renders every refusal in UCWA's error format; [`forwarding`] sets what a proxy
+//!   adds on the way to the pool.
 //! - [`audit`] and [`metrics`] record every decision; [`admin`] serves metrics, health and reload.
-//! - [`config`] reads and validates the file; [`sim`] is the simulated front-end pool.
+//! - [`config`] reads and validates the file; [`sim`] is the simulated front-end pool, with its
+//!   own model of how the pool reads a request.
 //!
-//! The pure core (`route`, `extract`, `target`, `policy`, `reject`) does no I/O.
+//! The pure core (`judge`, `request`, `route`, `iis`, `extract`, `target`, `policy`, `reject`)
+//! does no I/O.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -27,11 +35,15 @@ pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod extract;
+pub mod forwarding;
 pub mod gateway;
+pub mod iis;
+pub mod judge;
 pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod reject;
+pub mod request;
 pub mod route;
 pub mod signal;
 pub mod sim;

@@ -273,31 +273,41 @@ impl Accept {
             .with_label_values(&[&self.label]);
         let _open = Counted::new(&open);
         let tls = self.acceptor.is_some();
-        let gateway = Gateway::new(Arc::clone(&self.shared), Connection { client: peer, tls });
         let activity = Arc::new(Activity::new());
-        let seen = Arc::clone(&activity);
-        let service = service_fn(move |req: http::Request<Incoming>| {
-            let in_flight = InFlight::begin(Arc::clone(&seen));
-            let answer = gateway
-                .clone()
-                .handle(req.map(|body| ClientBody::new(body, &seen)));
-            async move {
-                let response = answer.await?;
-                Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
-                    body,
-                    in_flight: Some(in_flight),
-                    must_finish: false,
-                }))
+        let limits = Limits {
+            first_request: self.handshake_timeout,
+            idle: self.idle_timeout,
+        };
+        // The service is made once the TLS server name is known: the judge binds it to an
+        // organisation (SPEC §5.3).
+        let serving = |sni: Option<Arc<str>>| {
+            let connection = Connection {
+                client: peer,
+                tls,
+                sni,
+            };
+            let gateway = Gateway::new(Arc::clone(&self.shared), connection);
+            let seen = Arc::clone(&activity);
+            let service = service_fn(move |req: http::Request<Incoming>| {
+                let in_flight = InFlight::begin(Arc::clone(&seen));
+                let answer = gateway
+                    .clone()
+                    .handle(req.map(|body| ClientBody::new(body, &seen)));
+                async move {
+                    let response = answer.await?;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
+                        body,
+                        in_flight: Some(in_flight),
+                        must_finish: false,
+                    }))
+                }
+            });
+            Serving {
+                service,
+                stop: stop.clone(),
+                activity: Arc::clone(&activity),
+                limits,
             }
-        });
-        let serving = Serving {
-            service,
-            stop,
-            activity,
-            limits: Limits {
-                first_request: self.handshake_timeout,
-                idle: self.idle_timeout,
-            },
         };
         let http = &*self.http;
         let parked = self
@@ -309,6 +319,7 @@ impl Accept {
         // needs, not room for the handshake's or an HTTP connection's state.
         let result = match &self.acceptor {
             None => {
+                let serving = serving(None);
                 let opening = if http.http2 {
                     // Waiting for the first bytes, the connection holds no HTTP state either.
                     let _waiting = Counted::new(&parked);
@@ -327,12 +338,17 @@ impl Accept {
             }
             Some(acceptor) => match Box::pin(self.handshake(acceptor, stream, peer)).await {
                 None => Ok(()),
-                // Known HTTP/1.1 parks when idle; h2, and a client that named no protocol (which
-                // the auto builder tells apart), are served as they come.
-                Some(tls) if tls.get_ref().1.alpn_protocol() == Some(b"http/1.1") => {
-                    Box::pin(park::serve_http1(&http.http1, tls, serving, &parked)).await
+                Some(tls) => {
+                    let sni = tls.get_ref().1.server_name().map(Arc::from);
+                    let serving = serving(sni);
+                    // Known HTTP/1.1 parks when idle; h2, and a client that named no protocol
+                    // (which the auto builder tells apart), are served as they come.
+                    if tls.get_ref().1.alpn_protocol() == Some(b"http/1.1") {
+                        Box::pin(park::serve_http1(&http.http1, tls, serving, &parked)).await
+                    } else {
+                        Box::pin(serve(&http.auto, TokioIo::new(tls), serving)).await
+                    }
                 }
-                Some(tls) => Box::pin(serve(&http.auto, TokioIo::new(tls), serving)).await,
             },
         };
         if let Err(e) = result {

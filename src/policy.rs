@@ -9,6 +9,7 @@ use regex_automata::meta;
 use regex_automata::Input;
 
 use crate::config::Problems;
+use crate::iis::host;
 use crate::target::{Contact, Number, Phone, SipHost, Target};
 
 /// Rules compiled from one configuration.
@@ -93,11 +94,18 @@ pub struct Rule<'p> {
     pub scope: &'p str,
     pub list: &'static str,
     pub entry: &'p str,
+    /// The second entry of the same scope that had to allow too: a SIP contact whose user part
+    /// is a number is allowed by a number rule *and* a SIP-domain rule.
+    pub and: Option<(&'static str, &'p str)>,
 }
 
 impl fmt::Display for Rule<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{} {}", self.scope, self.list, self.entry)
+        write!(f, "{}.{} {}", self.scope, self.list, self.entry)?;
+        if let Some((list, entry)) = self.and {
+            write!(f, " and {}.{list} {entry}", self.scope)?;
+        }
+        Ok(())
     }
 }
 
@@ -222,7 +230,7 @@ impl Policy {
     /// an exact host, else the most specific `*.domain`, else the default.
     pub fn organisation_for(&self, host: &str) -> Option<&Organisation> {
         let mut buf = [0u8; 255];
-        let index = normalise_host(host, &mut buf).and_then(|h| {
+        let index = host::match_key(host, &mut buf).and_then(|h| {
             if let Some(&i) = self.exact_hosts.get(h) {
                 return Some(i);
             }
@@ -242,16 +250,16 @@ impl Policy {
 
     /// Global deny, then organisation deny, then organisation allow, then default deny.
     pub fn decide<'p>(&'p self, org: Option<&'p Organisation>, target: &Target) -> Decision<'p> {
-        if let Some(rule) = self.global_deny.matches(target) {
+        if let Some(rule) = self.global_deny.denies(target) {
             return refuse(Refusal::Denied, Some(rule));
         }
         let Some(org) = org else {
             return refuse(Refusal::NoOrganisation, None);
         };
-        if let Some(rule) = org.deny.matches(target) {
+        if let Some(rule) = org.deny.denies(target) {
             return refuse(Refusal::Denied, Some(rule));
         }
-        if let Some(rule) = org.allow.matches(target) {
+        if let Some(rule) = org.allow.allows(target) {
             return Decision {
                 refusal: None,
                 rule: Some(rule),
@@ -414,13 +422,47 @@ impl RuleSet {
             scope: &self.scope,
             list,
             entry,
+            and: None,
         }
     }
 
-    fn matches(&self, target: &Target) -> Option<Rule<'_>> {
+    /// A deny rule that matches any part of the target: for a contact, its exact URI, its host's
+    /// domain, or the number its user part is (so neither can be dodged with the other).
+    fn denies(&self, target: &Target) -> Option<Rule<'_>> {
         match target {
             Target::Number(n) => self.number(n),
-            Target::Contact(c) => self.contact(c),
+            Target::Contact(c) => self
+                .uri(c)
+                .or_else(|| match c.phone() {
+                    Phone::Global(n) => self.number(&n),
+                    Phone::Local | Phone::NotPhone => None,
+                })
+                .or_else(|| self.domain(c)),
+        }
+    }
+
+    /// Allow rules that cover the whole target: an exact URI alone; else a contact whose user
+    /// part is a number needs a number rule and a domain rule, since SIP routes on the host; a
+    /// local number (digits without `+`) needs its exact URI; other contacts need their domain.
+    fn allows(&self, target: &Target) -> Option<Rule<'_>> {
+        let c = match target {
+            Target::Number(n) => return self.number(n),
+            Target::Contact(c) => c,
+        };
+        if let Some(rule) = self.uri(c) {
+            return Some(rule);
+        }
+        match c.phone() {
+            Phone::Global(n) => {
+                let number = self.number(&n)?;
+                let domain = self.domain(c)?;
+                Some(Rule {
+                    and: Some((domain.list, domain.entry)),
+                    ..number
+                })
+            }
+            Phone::Local => None,
+            Phone::NotPhone => self.domain(c),
         }
     }
 
@@ -438,31 +480,30 @@ impl RuleSet {
         Some(self.rule(self.patterns_key, entry))
     }
 
-    /// A contact matches by exact URI; a phone-like one otherwise only as its number (so number
-    /// rules cannot be dodged with a SIP URI); an IP-literal host only by exact URI.
-    fn contact(&self, c: &Contact) -> Option<Rule<'_>> {
+    /// The exact-URI entry for a contact; a `sips:` entry matches only `sips:`.
+    fn uri(&self, c: &Contact) -> Option<Rule<'_>> {
+        if self.uris.is_empty() {
+            return None;
+        }
         let folded;
-        let address = if self.fold_uris && !self.uris.is_empty() {
+        let address = if self.fold_uris {
             folded = c.address().to_ascii_lowercase();
             folded.as_str()
         } else {
             c.address()
         };
-        if let Some(e) = self.uris.get(address) {
-            if c.secure() || !e.secure_only {
-                return Some(self.rule(self.uris_key, &self.uri_entries[e.index]));
-            }
-        }
-        match c.phone() {
-            Phone::Global(n) => self.number(&n),
-            Phone::Local => None,
-            Phone::NotPhone => match c.host() {
-                SipHost::Domain(d) => self
-                    .domains
-                    .find(d)
-                    .map(|entry| self.rule(self.domains_key, entry)),
-                SipHost::Ipv4(_) | SipHost::Ipv6(_) => None,
-            },
+        let e = self.uris.get(address)?;
+        (c.secure() || !e.secure_only).then(|| self.rule(self.uris_key, &self.uri_entries[e.index]))
+    }
+
+    /// The SIP-domain entry for a contact's host; an IP-literal host has none.
+    fn domain(&self, c: &Contact) -> Option<Rule<'_>> {
+        match c.host() {
+            SipHost::Domain(d) => self
+                .domains
+                .find(d)
+                .map(|entry| self.rule(self.domains_key, entry)),
+            SipHost::Ipv4(_) | SipHost::Ipv6(_) => None,
         }
     }
 }
@@ -536,7 +577,7 @@ impl Domains {
             None => (false, entry),
         };
         let name = name.to_ascii_lowercase();
-        if !valid_domain(&name) {
+        if !host::is_domain(&name) {
             return false;
         }
         let map = if wild {
@@ -565,68 +606,12 @@ impl Domains {
     }
 }
 
-fn valid_domain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
 fn valid_host(name: &str) -> bool {
-    valid_domain(name)
-        || (name.starts_with('[')
-            && name.ends_with(']')
-            && name[1..name.len() - 1]
-                .parse::<std::net::Ipv6Addr>()
-                .is_ok())
-}
-
-/// Lower-cases a Host value into `buf`, dropping the port and a trailing dot, without allocating.
-fn normalise_host<'b>(host: &str, buf: &'b mut [u8; 255]) -> Option<&'b str> {
-    let name = if host.starts_with('[') {
-        &host[..=host.find(']')?]
-    } else {
-        match host.rsplit_once(':') {
-            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-            _ => host,
-        }
-    };
-    let name = name.strip_suffix('.').unwrap_or(name);
-    let out = buf.get_mut(..name.len())?;
-    for (o, b) in out.iter_mut().zip(name.bytes()) {
-        *o = b.to_ascii_lowercase();
-    }
-    std::str::from_utf8(out).ok()
-}
-
-/// Proof that a request may go to the pool. Only three facts make one: `route` found the path
-/// unguarded, the policy allowed every target, or a non-POST guarded request carries no target
-/// (the pool answers it 405). The upstream takes nothing else, so an unchecked guarded request
-/// cannot be forwarded by mistake.
-#[derive(Debug)]
-#[must_use]
-pub struct Clearance(());
-
-impl Clearance {
-    pub(crate) fn unguarded(_proof: crate::route::Unguarded) -> Clearance {
-        Clearance(())
-    }
-
-    /// `None` unless the decision allowed the target.
-    pub(crate) fn permitted(decision: &Decision<'_>) -> Option<Clearance> {
-        decision.allowed().then_some(Clearance(()))
-    }
-
-    pub(crate) fn untargeted() -> Clearance {
-        Clearance(())
-    }
+    host::is_domain(name)
+        || name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
 /// Regex errors span lines with a caret diagram; a problem list wants one line each.
@@ -656,7 +641,7 @@ allow_numbers = ["+1425", "+14255550100"]
 allow_number_patterns = ['^\+1206[0-9]{7}$']
 deny_numbers = ["+14259"]
 allow_sip_domains = ["contoso.com", "*.partner.example"]
-allow_sip_uris = ["sip:helpdesk@fabrikam.com", "sips:secure@fabrikam.com", "sip:5550100@pbx.contoso.com", "sip:ops@10.0.0.1"]
+allow_sip_uris = ["sip:helpdesk@fabrikam.com", "sips:secure@fabrikam.com", "sip:5550100@pbx.contoso.com", "sip:ops@10.0.0.1", "sip:+33123456789@gw.fabrikam.com"]
 deny_sip_uris = ["sip:CEO@contoso.com"]
 [[organisations]]
 name = "emea"
@@ -785,9 +770,41 @@ allow_numbers = ["+44"]
             (
                 "sip:+14255550199@contoso.com",
                 "allowed",
-                Some("contoso.allow_numbers +1425"),
+                Some("contoso.allow_numbers +1425 and contoso.allow_sip_domains contoso.com"),
+            ),
+            (
+                "sip:+14255550199@a.partner.example;user=phone",
+                "allowed",
+                Some("contoso.allow_numbers +1425 and contoso.allow_sip_domains *.partner.example"),
             ),
             ("sip:+33123456789@contoso.com", "not_allowed", None),
+            // SIP routes on the host: an allowed number at a foreign host is not allowed.
+            (
+                "sip:+14255550199@evil2.example;user=phone",
+                "not_allowed",
+                None,
+            ),
+            ("sip:+14255550199@fabrikam.com", "not_allowed", None),
+            ("sip:+14255550199@10.0.0.1;user=phone", "not_allowed", None),
+            ("sip:+14255550199@[2001:db8::1]", "not_allowed", None),
+            (
+                "sip:+14255550199@evil.example;user=phone",
+                "denied",
+                Some("policy.deny_sip_domains evil.example"),
+            ),
+            ("sip:+1-425-555-0199@sub.evil.example", "not_allowed", None),
+            // An exact URI alone allows, whatever the number lists say.
+            (
+                "sip:+33123456789@gw.fabrikam.com",
+                "allowed",
+                Some("contoso.allow_sip_uris sip:+33123456789@gw.fabrikam.com"),
+            ),
+            (
+                "sip:+33123456789@gw.fabrikam.com;user=phone",
+                "allowed",
+                Some("contoso.allow_sip_uris sip:+33123456789@gw.fabrikam.com"),
+            ),
+            ("sip:+33123456780@gw.fabrikam.com", "not_allowed", None),
             (
                 "sip:5550100@pbx.contoso.com",
                 "allowed",

@@ -39,6 +39,8 @@ pub enum Rejection {
     BadHost,
     #[error("a method-override header was sent to UCWA")]
     MethodOverride,
+    #[error("the Host belongs to another organisation than the TLS server name")]
+    Misdirected,
     #[error("the body's media type or charset is not understood")]
     UnsupportedMediaType,
     #[error("the body is content-encoded")]
@@ -82,6 +84,7 @@ impl Rejection {
             BadPath => "bad_path",
             BadHost => "bad_host",
             MethodOverride => "method_override",
+            Misdirected => "misdirected",
             UnsupportedMediaType => "unsupported_media_type",
             EncodedBody => "encoded_body",
             BodyTooLarge => "body_too_large",
@@ -127,6 +130,14 @@ impl Rejection {
             TooLong | Malformed | Missing | Conflict | Duplicate => PARAMETER,
             BadBody | BadBatch | BadPath | BadHost | MethodOverride => DESERIALIZATION,
             UnsupportedMediaType | EncodedBody => MEDIA,
+            Misdirected => Ucwa {
+                status: StatusCode::MISDIRECTED_REQUEST,
+                code: "MisdirectedRequest",
+                subcode: None,
+                message:
+                    "This host is not served on this connection; connect to it by its own name.",
+                names_parameter: false,
+            },
             BodyTooLarge => Ucwa {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 code: "EntityTooLarge",
@@ -170,31 +181,36 @@ impl Rejection {
                 | Rejection::BadPath
                 | Rejection::BadHost
                 | Rejection::MethodOverride
+                | Rejection::Misdirected
                 | Rejection::EncodedBody
         )
     }
 
     /// The UCWA error body. `parameter` names the guarded parameter; `request_id` is already
-    /// validated (`[A-Za-z0-9._-]`), so neither needs escaping, and client input is never echoed.
+    /// validated (`[A-Za-z0-9._-]`), and a parameter name is a configured token, so neither needs
+    /// escaping, and client input is never echoed. The XML form puts code, subcode and message in
+    /// child elements, as the pool writes its own errors and as UCWA clients read them (SPEC §6).
     pub fn render(self, request_id: &str, parameter: &str, xml: bool) -> Response<Full<Bytes>> {
         let u = self.ucwa();
+        let reason = self.reason();
         let body = if xml {
             let mut s = format!(
-                r#"<?xml version="1.0" encoding="utf-8"?><reason xmlns="{UCWA_NS}" code="{}""#,
+                r#"<?xml version="1.0" encoding="utf-8"?><reason xmlns="{UCWA_NS}"><code>{}</code>"#,
                 u.code
             );
             if let Some(sub) = u.subcode {
-                s.push_str(&format!(r#" subcode="{sub}""#));
+                s.push_str(&format!("<subcode>{sub}</subcode>"));
             }
             s.push_str(&format!(
-                r#" message="{}"><property name="reason">{}</property><property name="requestId">{request_id}</property>"#,
+                r#"<message>{}</message><debugInfo><property name="reason">{reason}</property><property name="requestId">{request_id}</property></debugInfo>"#,
                 xml_escape(u.message),
-                self.reason()
             ));
             if u.names_parameter {
                 s.push_str(&format!(
-                    r#"<property name="parameters"><property name="{parameter}">invalid</property></property>"#
+                    r#"<parameters><property name="{parameter}">invalid</property></parameters>"#
                 ));
+            } else {
+                s.push_str("<parameters />");
             }
             s.push_str("</reason>");
             s
@@ -208,8 +224,7 @@ impl Rejection {
                 s.push_str(&format!(r#","parameters":{{"{parameter}":"invalid"}}"#));
             }
             s.push_str(&format!(
-                r#","debugInfo":{{"reason":"{}","requestId":"{request_id}"}}}}"#,
-                self.reason()
+                r#","debugInfo":{{"reason":"{reason}","requestId":"{request_id}"}}}}"#
             ));
             s
         };
@@ -227,11 +242,11 @@ impl Rejection {
     }
 }
 
+/// Escapes element text (the error messages are constants; this keeps them well formed).
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
-        .replace('\'', "&apos;")
-        .replace('"', "&quot;")
         .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 const XML_TYPES: [&str; 3] = [
@@ -299,7 +314,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     /// Every variant with its status, code, subcode and reason: the contract of SPEC §6.
-    const TABLE: [(Rejection, u16, &str, Option<&str>, &str); 19] = [
+    const TABLE: [(Rejection, u16, &str, Option<&str>, &str); 20] = [
         (
             Rejection::NotAllowed,
             403,
@@ -392,6 +407,13 @@ mod tests {
             "method_override",
         ),
         (
+            Rejection::Misdirected,
+            421,
+            "MisdirectedRequest",
+            None,
+            "misdirected",
+        ),
+        (
             Rejection::UnsupportedMediaType,
             415,
             "UnsupportedMediaType",
@@ -461,8 +483,71 @@ mod tests {
         }
     }
 
+    /// The UCWA XML error as a client reads it: root `reason` in the UCWA namespace, its child
+    /// elements' text, and the `property` children of `debugInfo` and `parameters`.
+    #[derive(Debug, Default)]
+    struct XmlReason {
+        root_attributes: Vec<(String, String)>,
+        children: Vec<(String, String)>,
+        debug_info: Vec<(String, String)>,
+        parameters: Vec<(String, String)>,
+    }
+
+    fn read_xml(text: &str) -> XmlReason {
+        use quick_xml::events::Event;
+        let mut reader = quick_xml::Reader::from_str(text);
+        let mut out = XmlReason::default();
+        let mut path: Vec<String> = Vec::new();
+        let mut property: Option<String> = None;
+        loop {
+            match reader.read_event().unwrap() {
+                Event::Eof => break,
+                Event::Start(e) | Event::Empty(e) if path.is_empty() => {
+                    assert_eq!(e.name().as_ref(), b"reason", "{text}");
+                    for a in e.attributes() {
+                        let a = a.unwrap();
+                        out.root_attributes.push((
+                            String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
+                            a.unescape_value().unwrap().into_owned(),
+                        ));
+                    }
+                    path.push("reason".into());
+                }
+                Event::Start(e) => {
+                    let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+                    if name == "property" {
+                        let a = e.try_get_attribute("name").unwrap().unwrap();
+                        property = Some(a.unescape_value().unwrap().into_owned());
+                    }
+                    path.push(name);
+                }
+                Event::Empty(e) => {
+                    let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+                    out.children.push((name, String::new()));
+                }
+                Event::Text(t) => {
+                    let t = t.xml10_content().unwrap().into_owned();
+                    match (path.len(), path.get(1).map(String::as_str), &property) {
+                        (2, Some(child), _) => out.children.push((child.into(), t)),
+                        (3, Some("debugInfo"), Some(p)) => out.debug_info.push((p.clone(), t)),
+                        (3, Some("parameters"), Some(p)) => out.parameters.push((p.clone(), t)),
+                        _ => panic!("text outside a known element: {text}"),
+                    }
+                }
+                Event::End(_) => {
+                    if path.pop().as_deref() == Some("property") {
+                        property = None;
+                    }
+                }
+                Event::Decl(_) => {}
+                other => panic!("unexpected {other:?} in {text}"),
+            }
+        }
+        out
+    }
+
     #[tokio::test]
-    async fn every_refusal_renders_the_same_facts_as_xml() {
+    async fn every_refusal_renders_the_same_facts_as_xml_child_elements() {
         for (r, status, code, subcode, reason) in TABLE {
             let response = r.render("req-2", "target", true);
             assert_eq!(response.status().as_u16(), status);
@@ -472,13 +557,41 @@ mod tests {
                 .starts_with("application/xml"));
             let body = response.into_body().collect().await.unwrap().to_bytes();
             let text = std::str::from_utf8(&body).unwrap();
-            assert!(text.contains(&format!(r#"xmlns="{UCWA_NS}""#)), "{text}");
-            assert!(text.contains(&format!(r#"code="{code}""#)), "{text}");
-            if let Some(sub) = subcode {
-                assert!(text.contains(&format!(r#"subcode="{sub}""#)), "{text}");
+            assert!(text.starts_with(r#"<?xml version="1.0" encoding="utf-8"?>"#));
+            let x = read_xml(text);
+            assert_eq!(
+                x.root_attributes,
+                [("xmlns".into(), UCWA_NS.into())],
+                "{text}"
+            );
+            let child = |name: &str| {
+                x.children
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            assert_eq!(child("code"), Some(code), "{text}");
+            assert_eq!(child("subcode"), subcode, "{text}");
+            assert_eq!(child("message"), Some(r.ucwa().message), "{text}");
+            assert_eq!(
+                x.debug_info,
+                [
+                    ("reason".to_string(), reason.to_string()),
+                    ("requestId".to_string(), "req-2".to_string())
+                ],
+                "{text}"
+            );
+            let names = subcode == Some("ParameterValidationFailure");
+            if names {
+                assert_eq!(
+                    x.parameters,
+                    [("target".into(), "invalid".into())],
+                    "{text}"
+                );
+            } else {
+                assert!(x.parameters.is_empty());
+                assert!(text.contains("<parameters />"), "{text}");
             }
-            assert!(text.contains(&format!(r#"<property name="reason">{reason}</property>"#)));
-            assert!(text.contains(r#"<property name="requestId">req-2</property>"#));
         }
     }
 

@@ -4,7 +4,9 @@
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use percent_encoding::{percent_decode_str, percent_encode_byte};
+use percent_encoding::percent_encode_byte;
+
+use crate::iis::{escape, host};
 
 /// E.164 allows at most 15 digits.
 const MAX_DIGITS: usize = 15;
@@ -220,8 +222,11 @@ impl Contact {
             Some(_) => return Err(malformed("only the user=phone parameter is allowed")),
         };
 
+        // Every escape was checked above, so decoding cannot fail.
+        let user = escape::decode(user_raw.as_bytes(), escape::PERCENT)
+            .map_err(|_| malformed("the SIP user part holds an invalid escape"))?;
         let (mut decoded_len, mut canonical_len) = (0, 0);
-        for b in percent_decode_str(user_raw) {
+        for &b in user.iter() {
             if !b.is_ascii() {
                 return Err(malformed("the SIP user part must be ASCII"));
             }
@@ -244,7 +249,7 @@ impl Contact {
             "sips:@".len() + canonical_len + host_len + USER_PHONE.len() + decoded_len,
         );
         text.push_str(if secure { "sips:" } else { "sip:" });
-        for b in percent_decode_str(user_raw) {
+        for &b in user.iter() {
             if is_user_raw(b) {
                 text.push(char::from(b));
             } else {
@@ -258,7 +263,7 @@ impl Contact {
             text.push_str(USER_PHONE);
         }
         let normal_end = text.len();
-        text.extend(percent_decode_str(user_raw).map(char::from));
+        text.extend(user.iter().map(|&b| char::from(b)));
 
         let phone = user_phone_meaning(&text[normal_end..], user_phone)?;
         Ok(Contact {
@@ -460,25 +465,11 @@ fn parse_host(host: &str) -> Result<SipHost, &'static str> {
     if host.contains(':') {
         return Err("ports are not allowed");
     }
-    if host.len() > 253 {
-        return Err("the host name is longer than 253 characters");
-    }
-    let mut numeric_top = false;
-    for label in host.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err("host labels must be 1 to 63 characters (no trailing dot)");
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err("host names may hold only ASCII letters, digits and hyphens");
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err("host labels may not start or end with a hyphen");
-        }
-        numeric_top = label.bytes().all(|b| b.is_ascii_digit());
-    }
+    host::domain_labels(host)?;
+    let numeric_top = host
+        .rsplit('.')
+        .next()
+        .is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit()));
     if numeric_top {
         // std accepts exactly four decimal octets without leading zeros.
         return host

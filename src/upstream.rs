@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::uri::{Authority, Scheme};
+use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -21,8 +21,8 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 pub use body::UpstreamBody;
 
 use crate::config::{Balance, Upstream};
+use crate::judge::Clearance;
 use crate::metrics::{Metrics, StatusCounters};
-use crate::policy::Clearance;
 use crate::tls::{self, TlsError};
 
 /// One front-end server, with its metric handles resolved once.
@@ -211,14 +211,8 @@ impl Pool {
     /// Sends a cleared request to a member, trying the next one when the failure happened before
     /// anything was sent (connect or TLS), or when an idempotent request's connection broke before
     /// any answer; in both cases only if the body can be sent again.
-    pub async fn send(
-        &self,
-        _clearance: Clearance,
-        method: Method,
-        path_and_query: PathAndQuery,
-        headers: HeaderMap,
-        body: UpstreamBody,
-    ) -> Result<Answer<'_>, UpstreamError> {
+    pub async fn send(&self, clearance: Clearance) -> Result<Answer<'_>, UpstreamError> {
+        let (method, path_and_query, headers, body) = clearance.into_parts();
         let mut tried = balance::Tried::default();
         let mut body = Some(body);
         let mut headers = Some(headers);

@@ -17,6 +17,9 @@
 
 use std::str;
 
+use crate::iis::escape;
+use crate::iis::media::{self, MediaType};
+
 /// More parts than this is refused, so a hostile batch cannot make us work unboundedly.
 const MAX_PARTS: usize = 1_000;
 /// The same bound for the header lines of one part and of one embedded request.
@@ -88,17 +91,19 @@ impl<'a> Part<'a> {
 /// problem, including a malformed parameter list, a duplicate boundary or a quoted-pair in a
 /// quoted string, is [`BatchError::Boundary`]. Whitespace is tolerated around `;` and `=`.
 pub fn boundary(content_type: &str) -> Result<&str, BatchError> {
-    let (essence, rest) = split_media_type(content_type);
-    if !essence.eq_ignore_ascii_case("multipart/batching") {
+    let media = MediaType::parse(content_type).map_err(|_| {
+        match content_type.split(';').next().map(str::trim) {
+            Some(e) if e.eq_ignore_ascii_case("multipart/batching") => BatchError::Boundary,
+            _ => BatchError::NotBatching,
+        }
+    })?;
+    if !media.is("multipart/batching") {
         return Err(BatchError::NotBatching);
     }
-    let mut found = None;
-    for (name, value) in parameters(rest).ok_or(BatchError::Boundary)? {
-        if name.eq_ignore_ascii_case("boundary") && found.replace(value).is_some() {
-            return Err(BatchError::Boundary);
-        }
-    }
-    found
+    media
+        .parameter("boundary")
+        .ok()
+        .flatten()
         .filter(|b| is_valid_boundary(b))
         .ok_or(BatchError::Boundary)
 }
@@ -297,24 +302,22 @@ fn check_part_headers(headers: &[(&str, &str)]) -> Result<(), BatchError> {
     if encoding.is_some_and(|e| !identity.iter().any(|i| e.eq_ignore_ascii_case(i))) {
         return Err(BatchError::PartHeaders);
     }
-    let (essence, rest) = split_media_type(content_type.ok_or(BatchError::PartHeaders)?);
-    if !essence.eq_ignore_ascii_case("application/http") {
+    let media = MediaType::parse(content_type.ok_or(BatchError::PartHeaders)?)
+        .map_err(|_| BatchError::PartHeaders)?;
+    if !media.is("application/http") {
         return Err(BatchError::PartHeaders);
     }
-    let mut msgtype = None;
-    for (name, value) in parameters(rest).ok_or(BatchError::PartHeaders)? {
-        if name.eq_ignore_ascii_case("msgtype") && msgtype.replace(value).is_some() {
-            return Err(BatchError::PartHeaders);
-        }
-    }
-    match msgtype {
-        Some(m) if !m.eq_ignore_ascii_case("request") => Err(BatchError::PartHeaders),
-        _ => Ok(()),
+    match media.parameter("msgtype") {
+        Ok(None) => Ok(()),
+        Ok(Some(m)) if m.eq_ignore_ascii_case("request") => Ok(()),
+        Ok(Some(_)) | Err(_) => Err(BatchError::PartHeaders),
     }
 }
 
 /// `METHOD SP origin-form SP HTTP/1.1`, single spaces. The target is visible ASCII without a
-/// fragment, since what we judge must be what the server acts on.
+/// fragment, since what we judge must be what the server acts on, and it starts with exactly
+/// one `/`, decoded or not: resolved against the batch's URI, `//host/ucwa/...` or `/\host/...`
+/// (a network-path reference, RFC 3986 §4.2) names another path than the one it spells.
 fn request_line(line: &[u8]) -> Result<(&str, &str), BatchError> {
     let mut fields = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(b"HTTP/1.1"), None) =
@@ -324,11 +327,28 @@ fn request_line(line: &[u8]) -> Result<(&str, &str), BatchError> {
     };
     let origin_form =
         target.starts_with(b"/") && target.iter().all(|&b| b.is_ascii_graphic() && b != b'#');
-    if !is_token(method) || !origin_form {
+    if !is_token(method) || !origin_form || is_network_path(target) {
         return Err(BatchError::RequestLine);
     }
     let text = |bytes| str::from_utf8(bytes).map_err(|_| BatchError::RequestLine);
     Ok((text(method)?, text(target)?))
+}
+
+/// Whether a target's path, as written or after any number of decoding rounds, begins with two
+/// separators (`//`, `/\\`).
+fn is_network_path(target: &[u8]) -> bool {
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    let mut text = std::borrow::Cow::Borrowed(path);
+    for _ in 0..=crate::iis::path::MAX_DECODE_ROUNDS {
+        if matches!(text.get(1), Some(b'/' | b'\\')) {
+            return true;
+        }
+        match escape::decode(&text, escape::PATH_LENIENT) {
+            Ok(next) if *next != *text => text = std::borrow::Cow::Owned(next.into_owned()),
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Framing inside the part must be unambiguous: no Transfer-Encoding, at most one
@@ -374,65 +394,13 @@ fn content_length(value: &str) -> Option<usize> {
     })
 }
 
+/// A media type whose essence begins `multipart/`, however its parameters read.
 fn is_multipart(content_type: &str) -> bool {
     content_type
+        .trim_start_matches([' ', '\t'])
         .as_bytes()
         .get(..10)
         .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"multipart/"))
-}
-
-/// `type/subtype` trimmed, and the parameter list after it.
-fn split_media_type(value: &str) -> (&str, &str) {
-    let (essence, rest) = value
-        .find(';')
-        .and_then(|semicolon| value.split_at_checked(semicolon))
-        .unwrap_or((value, ""));
-    (essence.trim_matches([' ', '\t']), rest)
-}
-
-/// RFC 9110 §5.6.6 parameters (`*( OWS ";" OWS [ name "=" value ] )`), values unquoted.
-/// Quoted-pairs and non-ASCII are refused: we would rather fail than unescape.
-fn parameters(mut rest: &str) -> Option<Vec<(&str, &str)>> {
-    let ows = [' ', '\t'];
-    let mut params = Vec::new();
-    loop {
-        rest = rest.trim_start_matches(ows);
-        if rest.is_empty() {
-            return Some(params);
-        }
-        rest = rest.strip_prefix(';')?.trim_start_matches(ows);
-        if rest.is_empty() || rest.starts_with(';') {
-            continue;
-        }
-        let (name, after) = split_token(rest)?;
-        rest = after
-            .trim_start_matches(ows)
-            .strip_prefix('=')?
-            .trim_start_matches(ows);
-        let (value, after) = match rest.strip_prefix('"') {
-            Some(quoted) => {
-                let end = quoted.find('"')?;
-                let (value, after) = quoted.split_at_checked(end)?;
-                let qdtext = |b: u8| b == b'\t' || ((b' '..=b'~').contains(&b) && b != b'\\');
-                if !value.bytes().all(qdtext) {
-                    return None;
-                }
-                (value, after.get(1..)?)
-            }
-            None => split_token(rest)?,
-        };
-        params.push((name, value));
-        rest = after;
-    }
-}
-
-/// A non-empty leading token and the rest.
-fn split_token(s: &str) -> Option<(&str, &str)> {
-    let len = s.bytes().take_while(|&b| is_tchar(b)).count();
-    if len == 0 {
-        return None;
-    }
-    s.split_at_checked(len)
 }
 
 /// RFC 2046: 1 to 70 bchars, not ending in a space.
@@ -444,12 +412,7 @@ fn is_valid_boundary(boundary: &str) -> bool {
 }
 
 fn is_token(bytes: &[u8]) -> bool {
-    !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
-}
-
-/// RFC 9110 §5.6.2.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    !bytes.is_empty() && bytes.iter().all(|&b| media::is_tchar(b))
 }
 
 #[cfg(test)]
@@ -837,6 +800,28 @@ Host: lyncweb.contoso.com
     }
 
     #[test]
+    fn network_path_references_are_refused_raw_or_encoded() {
+        for target in [
+            "//evil.example/ucwa/v1/applications/1/simultaneousRingToContact",
+            "//lyncweb.contoso.com/ucwa/v1/x",
+            "/\\evil/ucwa/v1/x",
+            "/%2Fevil/ucwa/v1/x",
+            "/%2fevil/ucwa/v1/x",
+            "/%5Cevil/ucwa/v1/x",
+            "/%252Fevil/ucwa/v1/x",
+            "/%u002Fevil/ucwa/v1/x",
+            "//",
+        ] {
+            let request = format!("POST {target} HTTP/1.1\nHost: x\n");
+            assert_eq!(single(&request), Err(BatchError::RequestLine), "{target}");
+        }
+        for target in ["/ucwa//v1/x", "/ucwa/%2F/x", "/?x=//y", "/"] {
+            let request = format!("GET {target} HTTP/1.1\nHost: x\n");
+            assert_eq!(single(&request).map(|p| p.len()), Ok(1), "{target}");
+        }
+    }
+
+    #[test]
     fn asterisk_and_authority_form_targets_are_refused() {
         for line in ["OPTIONS * HTTP/1.1", "CONNECT evil:443 HTTP/1.1"] {
             assert_eq!(
@@ -1049,7 +1034,7 @@ Host: lyncweb.contoso.com
 
     fn target() -> impl Strategy<Value = String> {
         (
-            "(/[A-Za-z0-9._~%;:@!$&'()*+,=-]{0,12}){1,5}",
+            "/[A-Za-z0-9._~;:@!$&'()*+,=-][A-Za-z0-9._~%;:@!$&'()*+,=-]{0,11}(/[A-Za-z0-9._~%;:@!$&'()*+,=-]{0,12}){0,4}",
             proptest::option::of("[!-~&&[^#]]{0,20}"),
         )
             .prop_map(|(path, query)| match query {

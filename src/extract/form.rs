@@ -3,15 +3,15 @@
 
 use std::borrow::Cow;
 
-use super::query::{find_pair, Plus};
+use super::query::{find_pair, Grammar};
 use super::ExtractError;
 
 /// The parameter's value in a form body. A leading UTF-8 BOM is skipped, so a key behind it is
-/// still seen (a stricter reading than .NET's, which keeps it in the key). Raw bytes that are not UTF-8 are tolerated outside the
-/// matching value; inside it they are [`ExtractError::Malformed`].
+/// still seen (a stricter reading than .NET's, which keeps it in the key). Every key and value
+/// must be UTF-8 without control characters, as in the query.
 pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>, ExtractError> {
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
-    find_pair(body, parameter, Plus::Space)
+    find_pair(body, parameter, Grammar::FORM)
 }
 
 #[cfg(test)]
@@ -30,7 +30,8 @@ mod tests {
             (b"TARGET=x&y=1", Ok(Some("x"))),
             (b"%74arget=x", Ok(Some("x"))),
             (b"target=", Ok(Some(""))),
-            (b"other=\xff&target=x", Ok(Some("x"))),
+            (b"other=\xff&target=x", Err(Malformed)),
+            (b"other=a+b&target=x", Ok(Some("x"))),
             (b"target=\xff", Err(Malformed)),
             (b"target=%e9", Err(Malformed)),
             (b"target=a&target=b", Err(Duplicate)),

@@ -1,45 +1,59 @@
-//! Query strings: `&`-separated pairs, percent-encoded, `+` literal (SPEC §4, §10 "Query").
+//! Query strings: `&`-separated pairs, percent-encoded, `+` literal (SPEC §4, §10 "Query"), as
+//! ASP.NET's `HttpValueCollection.FillFromEncodedBytes` splits them (System.Web/
+//! HttpValueCollection.cs): pairs at `&`, name and value at the first `=`, each decoded by
+//! `HttpEncoder.UrlDecode` ([`crate::iis::escape`]).
 //!
-//! A `%u` escape anywhere in the input is refused as [`ExtractError::Malformed`], not only in
-//! the matching pair: ASP.NET decodes `%uNNNN` in keys and values, so such an escape could
-//! rename any key to the parameter.
+//! Every pair must decode to UTF-8 without control characters, not only the matching one: a key
+//! that is not UTF-8 to ringfence may be `target` to a pool that decodes it another way, and a
+//! NUL is dropped by ASP.NET's request validation before it looks. A `%u` escape anywhere is
+//! refused too: ASP.NET decodes `%uNNNN` in keys and values, so it could rename any key.
 
 use std::borrow::Cow;
 
 use super::{name_matches, ExtractError};
+use crate::iis::escape::{self, Rules};
 
 /// The parameter's value in a query string (without the leading '?'). None when absent;
 /// `target` and `target=` give `Some("")`.
 pub fn find<'a>(query: &'a str, parameter: &str) -> Result<Option<Cow<'a, str>>, ExtractError> {
-    find_pair(query.as_bytes(), parameter, Plus::Literal)
+    find_pair(query.as_bytes(), parameter, Grammar::QUERY)
 }
 
-/// What `+` means in a value or key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Plus {
-    /// Query strings (RFC 3986): `+` is itself.
-    Literal,
-    /// Form bodies (WHATWG): `+` is a space.
-    Space,
+/// The decoding rules of keys and of values, for the query or for a form body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grammar {
+    key: Rules,
+    value: Rules,
+}
+
+impl Grammar {
+    pub(crate) const QUERY: Grammar = Grammar {
+        key: escape::QUERY_KEY,
+        value: escape::QUERY_VALUE,
+    };
+    /// Form bodies (WHATWG, and ASP.NET alike): `+` is a space.
+    pub(crate) const FORM: Grammar = Grammar {
+        key: escape::FORM_KEY,
+        value: escape::FORM_VALUE,
+    };
 }
 
 /// Finds the single pair whose decoded key matches `parameter` and decodes its value.
 ///
 /// Keys decode leniently (an invalid escape stays literal, as ASP.NET does), so a key that does
-/// not decode cleanly cannot match by accident. The matching value must decode strictly to
-/// UTF-8. A repeated key wins over a malformed value. Borrows when the value has no escape.
+/// not decode cleanly cannot match by accident. Other values decode the same way; the matching
+/// value must decode strictly. Every key and value must be UTF-8 without control characters.
+/// A repeated key wins over a malformed value. Borrows when the value has no escape.
 pub(crate) fn find_pair<'a>(
     input: &'a [u8],
     parameter: &str,
-    plus: Plus,
+    grammar: Grammar,
 ) -> Result<Option<Cow<'a, str>>, ExtractError> {
-    if input
-        .windows(2)
-        .any(|w| w[0] == b'%' && (w[1] == b'u' || w[1] == b'U'))
-    {
+    if escape::has_percent_u(input) {
         return Err(ExtractError::Malformed);
     }
     let mut found: Option<&'a [u8]> = None;
+    let mut unreadable = false;
     for pair in input.split(|&b| b == b'&') {
         if pair.is_empty() {
             continue;
@@ -48,7 +62,12 @@ pub(crate) fn find_pair<'a>(
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &pair[pair.len()..]),
         };
-        if !key_matches(key, parameter, plus) {
+        let Some(key) = readable(key, grammar.key) else {
+            unreadable = true;
+            continue;
+        };
+        if !name_matches(&key, parameter) {
+            unreadable |= readable(value, grammar.key).is_none();
             continue;
         }
         if found.is_some() {
@@ -56,73 +75,23 @@ pub(crate) fn find_pair<'a>(
         }
         found = Some(value);
     }
-    found.map(|value| decode_value(value, plus)).transpose()
+    let value = found
+        .map(|value| readable(value, grammar.value).ok_or(ExtractError::Malformed))
+        .transpose()?;
+    if unreadable {
+        return Err(ExtractError::Malformed);
+    }
+    Ok(value)
 }
 
-fn needs_decoding(bytes: &[u8], plus: Plus) -> bool {
-    bytes
-        .iter()
-        .any(|&b| b == b'%' || (b == b'+' && plus == Plus::Space))
-}
-
-fn key_matches(key: &[u8], parameter: &str, plus: Plus) -> bool {
-    if !needs_decoding(key, plus) {
-        return std::str::from_utf8(key).is_ok_and(|k| name_matches(k, parameter));
-    }
-    let mut decoded = Vec::with_capacity(key.len());
-    let mut i = 0;
-    while let Some(&b) = key.get(i) {
-        match b {
-            b'%' => match hex_byte(key.get(i + 1..i + 3)) {
-                Some(byte) => {
-                    decoded.push(byte);
-                    i += 3;
-                    continue;
-                }
-                None => decoded.push(b'%'),
-            },
-            b'+' if plus == Plus::Space => decoded.push(b' '),
-            _ => decoded.push(b),
-        }
-        i += 1;
-    }
-    std::str::from_utf8(&decoded).is_ok_and(|k| name_matches(k, parameter))
-}
-
-fn decode_value(value: &[u8], plus: Plus) -> Result<Cow<'_, str>, ExtractError> {
-    if !needs_decoding(value, plus) {
-        return std::str::from_utf8(value)
-            .map(Cow::Borrowed)
-            .map_err(|_| ExtractError::Malformed);
-    }
-    let mut decoded = Vec::with_capacity(value.len());
-    let mut i = 0;
-    while let Some(&b) = value.get(i) {
-        match b {
-            b'%' => {
-                decoded.push(hex_byte(value.get(i + 1..i + 3)).ok_or(ExtractError::Malformed)?);
-                i += 3;
-                continue;
-            }
-            b'+' if plus == Plus::Space => decoded.push(b' '),
-            _ => decoded.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(decoded)
-        .map(Cow::Owned)
-        .map_err(|_| ExtractError::Malformed)
-}
-
-fn hex_byte(digits: Option<&[u8]>) -> Option<u8> {
-    match digits? {
-        &[hi, lo] => {
-            let hi = (hi as char).to_digit(16)?;
-            let lo = (lo as char).to_digit(16)?;
-            u8::try_from(hi << 4 | lo).ok()
-        }
-        _ => None,
-    }
+/// Text decoded by `rules`, if that succeeds and gives UTF-8 without control characters.
+fn readable(bytes: &[u8], rules: Rules) -> Option<Cow<'_, str>> {
+    let decoded = escape::decode(bytes, rules).ok()?;
+    let text = match decoded {
+        Cow::Borrowed(b) => Cow::Borrowed(std::str::from_utf8(b).ok()?),
+        Cow::Owned(b) => Cow::Owned(String::from_utf8(b).ok()?),
+    };
+    (!text.chars().any(char::is_control)).then_some(text)
 }
 
 #[cfg(test)]
@@ -162,6 +131,7 @@ mod tests {
             ("target&target=", Err(Duplicate)),
             ("target=a&%74arget=b", Err(Duplicate)),
             ("target=%ff&target=a", Err(Duplicate)),
+            ("target=a&target=%ff", Err(Duplicate)),
             ("target=%ff", Err(Malformed)),
             ("target=%C0%AF", Err(Malformed)),
             ("target=%", Err(Malformed)),
@@ -171,7 +141,15 @@ mod tests {
             ("%u0074arget=x", Err(Malformed)),
             ("other=%U0041&target=x", Err(Malformed)),
             ("other=%zz&target=x", Ok(Some("x"))),
-            ("other=%ff&target=x", Ok(Some("x"))),
+            ("other=%ff&target=x", Err(Malformed)),
+            ("%ff=1&target=x", Err(Malformed)),
+            ("tar%ffget=x", Err(Malformed)),
+            ("%A3%81%99%87%85%A3=tel:%2B1900", Err(Malformed)),
+            ("other=a%00b&target=x", Err(Malformed)),
+            ("target=x&other=%0a", Err(Malformed)),
+            ("target=tel:%2B1%00", Err(Malformed)),
+            ("x%01=1", Err(Malformed)),
+            ("other=caf%C3%A9&target=x", Ok(Some("x"))),
         ];
         for &(query, want) in cases {
             let have = find(query, "target");

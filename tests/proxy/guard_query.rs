@@ -299,7 +299,10 @@ async fn refusals_answer_in_xml_when_accept_prefers_it() {
         text.contains(r#"xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa""#),
         "{text}"
     );
-    assert!(text.contains(r#"code="Forbidden""#), "{text}");
+    assert!(
+        text.contains("<code>Forbidden</code><subcode>NotAllowed</subcode>"),
+        "{text}"
+    );
     assert!(
         text.contains(r#"<property name="reason">denied</property>"#),
         "{text}"

@@ -1,0 +1,149 @@
+//! What a proxy changes on the way to the pool, and nothing else: connection-specific headers
+//! go (RFC 9110 §7.6.1), `X-Forwarded-*` and `X-Request-Id` are set, Host is the one the request
+//! was judged by. Method, target and body are the judged ones and are not touched here. The
+//! request id is kept from a client when it is safe to echo, else made here.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// RFC 9110 §7.6.1: the connection-specific headers (besides those the Connection header names).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    header::TRAILER,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// Removes connection-specific headers and every header the Connection header names. A request
+/// is stripped *before* it is judged, so that a header a client names in Connection (say
+/// `Content-Type`) is judged absent, as the pool will find it.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names they have, instead of a lookup
+    // per hop-by-hop name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The forwarding facts of one request.
+pub struct Forwarded<'a> {
+    /// The client's address, formatted once per connection.
+    pub client_ip: &'a HeaderValue,
+    pub tls: bool,
+    /// The Host the request was judged by.
+    pub host: &'a HeaderValue,
+    pub request_id: &'a HeaderValue,
+    pub preserve_host: bool,
+}
+
+/// Sets `X-Forwarded-For` (appended), `-Proto`, `-Host`, `X-Request-Id` and Host.
+pub fn set_headers(headers: &mut HeaderMap, f: &Forwarded<'_>) {
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) => {
+            let client = f.client_ip.to_str().unwrap_or("");
+            HeaderValue::from_str(&format!("{prior}, {client}")).ok()
+        }
+        None => Some(f.client_ip.clone()),
+    };
+    if let Some(v) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    let proto = if f.tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    headers.insert(X_FORWARDED_HOST, f.host.clone());
+    headers.insert(X_REQUEST_ID, f.request_id.clone());
+    if f.preserve_host && !f.host.is_empty() {
+        headers.insert(header::HOST, f.host.clone());
+    } else {
+        headers.remove(header::HOST);
+    }
+}
+
+/// A client's X-Request-Id when it is safe to echo, else a fresh one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if (1..=128).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        {
+            return v.clone();
+        }
+    }
+    static SEED: LazyLock<u64> = LazyLock::new(|| {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    });
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut id = [0u8; 24];
+    let (mixed, count) = id.split_at_mut(16);
+    hex(mixed, splitmix(*SEED ^ n));
+    hex(count, u64::from(n as u32));
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// `value` as lower-case hex filling `out`, zero-padded (as `{:0width$x}` without allocating).
+fn hex(out: &mut [u8], mut value: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(value & 0xf) as usize];
+        value >>= 4;
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_are_stripped_with_the_hop_by_hop_ones() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, Content-Type"),
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("x-kept"));
+    }
+}

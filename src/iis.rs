@@ -1,0 +1,134 @@
+//! How the pool reads request text: IIS (HTTP.sys) and ASP.NET (System.Web) rules, each written
+//! once, each citing the code it mirrors. Every other module asks these functions instead of
+//! reading escapes, case, media types or hosts its own way, because two copies that drift apart
+//! are a bypass. `docs/backend-model.md` lists every rule with its source and the test that
+//! pins it.
+//!
+//! - [`escape`]: percent and `%uNNNN` escapes.
+//! - [`path`]: the path IIS and UCWA act on (decoding, separators, dot segments, cookieless
+//!   session segments).
+//! - [`media`]: media types, read two ways: RFC 9110's grammar, and ASP.NET's quote-blind
+//!   `GetAttributeFromHeader`, which decides the request encoding.
+//! - [`host`]: `host[:port]` and domain-name syntax.
+//!
+//! Where the pool's own reading is looser than ringfence can follow, ringfence reads more
+//! (folds more letters, ignores more characters, removes more segments): a reading that finds
+//! more can only refuse more.
+
+pub mod escape;
+pub mod host;
+pub mod media;
+pub mod path;
+
+/// Case folding for names the pool compares case-insensitively: ASCII lower case, plus the
+/// non-ASCII letters that .NET equates with ASCII ones. `StringComparer.OrdinalIgnoreCase`
+/// upper-cases `ſ` (U+017F) to `S` and `ı` (U+0131) to `I`; lower-casing maps `İ` (U+0130) to
+/// `i` and the Kelvin sign (U+212A) to `k`.
+pub fn fold(c: char) -> char {
+    match c {
+        '\u{17f}' => 's',
+        '\u{131}' | '\u{130}' => 'i',
+        '\u{212a}' => 'k',
+        _ => c.to_ascii_lowercase(),
+    }
+}
+
+/// Whether `candidate`, a name from the request, names `name`: folded by [`fold`], and with
+/// default-ignorable code points skipped, since a linguistic .NET comparison
+/// (`CompareInfo.Compare` without `Ordinal`) does not see them. Erring towards a match fails
+/// closed: a false match is judged or refused, a missed one would be forwarded unjudged.
+pub fn names_equal(candidate: &str, name: &str) -> bool {
+    candidate
+        .chars()
+        .filter(|&c| !is_default_ignorable(c))
+        .map(fold)
+        .eq(name.chars().map(fold))
+}
+
+/// Unicode's `Default_Ignorable_Code_Point` property (DerivedCoreProperties.txt, Unicode 15):
+/// soft hyphen, zero-width characters, bidirectional controls, variation selectors, BOM, tags.
+/// Linguistic comparisons and many renderers skip them, so `simultaneous\u{200B}RingToContact`
+/// may reach the resource it does not spell.
+pub fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00ad
+            | 0x034f
+            | 0x061c
+            | 0x115f..=0x1160
+            | 0x17b4..=0x17b5
+            | 0x180b..=0x180f
+            | 0x200b..=0x200f
+            | 0x202a..=0x202e
+            | 0x2060..=0x206f
+            | 0x3164
+            | 0xfe00..=0xfe0f
+            | 0xfeff
+            | 0xffa0
+            | 0xfff0..=0xfff8
+            | 0x1bca0..=0x1bca3
+            | 0x1d173..=0x1d17a
+            | 0xe0000..=0xe0fff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fold_dotnet_letters_and_skip_ignorable_code_points() {
+        assert!(names_equal("TARGET", "target"));
+        assert!(names_equal("\u{17f}tatus", "status"));
+        assert!(names_equal("\u{131}d", "ID"));
+        assert!(names_equal("\u{130}D", "id"));
+        assert!(names_equal("phoneNumber\u{212a}", "PHONENUMBERK"));
+        assert!(names_equal("tar\u{ad}get", "target"));
+        assert!(names_equal("\u{feff}target\u{200b}", "target"));
+        assert!(names_equal("t\u{e0041}arget", "target"));
+        assert!(!names_equal("targets", "target"));
+        assert!(!names_equal("t\u{e1}rget", "target"));
+        assert!(!names_equal("tar get", "target"));
+    }
+
+    #[test]
+    fn default_ignorable_code_points_are_unicodes_list() {
+        for c in [
+            '\u{ad}',
+            '\u{34f}',
+            '\u{61c}',
+            '\u{115f}',
+            '\u{17b4}',
+            '\u{180e}',
+            '\u{200b}',
+            '\u{200d}',
+            '\u{200f}',
+            '\u{202e}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{206f}',
+            '\u{3164}',
+            '\u{fe0f}',
+            '\u{feff}',
+            '\u{ffa0}',
+            '\u{fff0}',
+            '\u{1bca3}',
+            '\u{1d173}',
+            '\u{e0001}',
+            '\u{e0fff}',
+        ] {
+            assert!(is_default_ignorable(c), "{:04X}", u32::from(c));
+        }
+        for c in [
+            'a',
+            ' ',
+            '\u{a0}',
+            '\u{2010}',
+            '\u{fffd}',
+            '\u{1f600}',
+            '\u{e1000}',
+        ] {
+            assert!(!is_default_ignorable(c), "{:04X}", u32::from(c));
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Host names: the `host[:port]` of a Host header, `:authority` or SNI (RFC 9110 §7.2, as
+//! HTTP.sys accepts it), and the domain-name syntax shared by configured hosts, SIP domains and
+//! SIP hosts (RFC 1123 LDH labels).
+
+/// A `host[:port]` value, split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authority<'a> {
+    /// A reg-name or IPv4 address as written, or an IPv6 literal with its brackets.
+    pub name: &'a str,
+    pub port: Option<&'a str>,
+}
+
+/// Splits and checks `host[:port]`: a reg-name of letters, digits, `-`, `.` and `_`, or an
+/// `[IPv6]` literal, and a port of one to five digits. Anything else (userinfo `a@b`, spaces,
+/// percent-escapes, a bare IPv6 address) could be read differently by the organisation lookup
+/// and by the pool, so it is `None`.
+pub fn parse_authority(value: &str) -> Option<Authority<'_>> {
+    let (name, port) = match value.rfind(':') {
+        Some(i) if !value.ends_with(']') => (&value[..i], Some(&value[i + 1..])),
+        _ => (value, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        }
+    };
+    (port_ok && name_ok).then_some(Authority { name, port })
+}
+
+/// The name organisations are matched on: the host of a valid `host[:port]`, lower-cased, a
+/// trailing dot dropped, written into `buf` so that a lookup allocates nothing.
+pub fn match_key<'b>(value: &str, buf: &'b mut [u8; 255]) -> Option<&'b str> {
+    let name = parse_authority(value)?.name;
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let out = buf.get_mut(..name.len())?;
+    for (o, b) in out.iter_mut().zip(name.bytes()) {
+        *o = b.to_ascii_lowercase();
+    }
+    std::str::from_utf8(out).ok()
+}
+
+/// Checks a domain name: at most 253 characters of 1-63 character labels of ASCII letters,
+/// digits and hyphens, no label starting or ending with a hyphen, no empty label (so no
+/// trailing dot). The error says what is wrong, for SIP targets and configuration alike.
+pub fn domain_labels(name: &str) -> Result<(), &'static str> {
+    if name.len() > 253 {
+        return Err("the host name is longer than 253 characters");
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("host labels must be 1 to 63 characters (no trailing dot)");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err("host names may hold only ASCII letters, digits and hyphens");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("host labels may not start or end with a hyphen");
+        }
+    }
+    Ok(())
+}
+
+pub fn is_domain(name: &str) -> bool {
+    domain_labels(name).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_host_and_port_syntax_is_an_authority() {
+        for ok in [
+            "lyncweb.contoso.com",
+            "a.b:443",
+            "10.0.0.1:80",
+            "[::1]",
+            "[::1]:8443",
+            "fe_1.local",
+        ] {
+            assert!(parse_authority(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a@b.com",
+            "a b",
+            "a%2eb",
+            "a:",
+            "a:99999x",
+            "[::1",
+            "[zz]:1",
+            ":80",
+            "a/b",
+            "a:1:2",
+            "::1",
+            "caf\u{e9}.com",
+        ] {
+            assert!(parse_authority(bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            parse_authority("[::1]:8443"),
+            Some(Authority {
+                name: "[::1]",
+                port: Some("8443")
+            })
+        );
+    }
+
+    #[test]
+    fn match_keys_drop_port_case_and_trailing_dot() {
+        let mut buf = [0u8; 255];
+        assert_eq!(
+            match_key("LyncWeb.Contoso.COM.:443", &mut buf),
+            Some("lyncweb.contoso.com")
+        );
+        assert_eq!(match_key("[::1]:443", &mut buf), Some("[::1]"));
+        assert_eq!(match_key("a@b", &mut buf), None);
+        assert_eq!(match_key(&"a".repeat(300), &mut buf), None);
+    }
+
+    #[test]
+    fn domains_are_ldh_labels() {
+        for ok in [
+            "contoso.com",
+            "a",
+            "xn--bcher-kva.example",
+            "10.0.0.1",
+            "a-b.c",
+        ] {
+            assert!(is_domain(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            "a.",
+            "-a.com",
+            "a-.com",
+            "a_b.com",
+            "caf\u{e9}.com",
+        ] {
+            assert!(!is_domain(bad), "{bad}");
+        }
+        assert!(!is_domain(&format!("{}.com", "a".repeat(64))));
+        assert!(!is_domain(&["a"; 128].join(".")));
+    }
+}

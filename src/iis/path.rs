@@ -1,0 +1,629 @@
+//! The path IIS and UCWA act on (SPEC §3 "Canonical path", §10 "Path").
+//!
+//! HTTP.sys decodes the path once (`%XX`, `%uNNNN`), turns `\` into `/` and resolves dot
+//! segments; Windows drops trailing dots and spaces; System.Web's `CookielessHelperClass`
+//! (System.Web/Security/CookielessHelper.cs, `RemoveCookielessValuesFromPath`) then removes a
+//! cookieless-session segment such as `/(S(x))/`. It looks for it in the *raw* URL
+//! (`Request.RawUrl`, before decoding) and cuts the same text from the decoded `FilePath`
+//! (`HttpResponse.RemoveAppPathModifier`), so the segment may be spelled raw or encoded and may
+//! stand before or after dot segments are resolved.
+//!
+//! ringfence reads more than that, never less: escapes are decoded until none is left, `;params`
+//! are dropped, every cookieless segment is removed wherever it stands, and the path is read
+//! once per place removal could happen ([`readings`]). A path that could reach UCWA is judged by
+//! every reading; a default-ignorable code point in it (U+200B, U+00AD, ...) makes it unreadable.
+
+use std::borrow::Cow;
+
+use super::escape::{self, EscapeError};
+use super::{fold, is_default_ignorable};
+
+/// Why a path has no canonical form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error(transparent)]
+    Escape(#[from] EscapeError),
+    #[error("the path does not decode to UTF-8")]
+    InvalidUtf8,
+    #[error("the path decodes to a control character")]
+    ControlCharacter,
+    #[error("the path decodes to a default-ignorable code point")]
+    Ignorable,
+    #[error("the path is percent-encoded too many times")]
+    TooDeeplyEncoded,
+    #[error("a segment of dots and spaces is neither `.` nor `..`")]
+    DotSegment,
+    #[error("the path holds too many cookieless-session groups to read")]
+    Ambiguous,
+}
+
+/// Decoding rounds allowed before a path counts as undecodable. Without a bound, nested `%25`
+/// would make decoding quadratic in the path length; IIS itself decodes at most twice.
+pub const MAX_DECODE_ROUNDS: usize = 16;
+
+/// The path as IIS and UCWA act on it, case-folded, with cookieless segments removed after dot
+/// segments are resolved (the reading of `FilePath`).
+///
+/// Escapes are decoded until none is left, in at most [`MAX_DECODE_ROUNDS`] rounds, so the
+/// result never contains `%`; it must then be UTF-8 without control characters (C0, DEL, C1)
+/// or default-ignorable code points. Then `\` is a separator, empty, `.` and `..` segments are
+/// resolved (never above the root), `;params` are dropped, trailing dots and spaces are stripped
+/// from each segment, cookieless segments are removed, and a trailing `/` is dropped. The result
+/// starts with `/`, is idempotent under this function, and is folded by [`fold`].
+///
+/// Borrows `raw` when it is already canonical.
+pub fn canonical(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    if is_plain(raw) {
+        let trimmed = trim_trailing_slash(raw);
+        return Ok(if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(trimmed.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(trimmed)
+        });
+    }
+    let decoded = decode_fully(raw)?;
+    if decoded.chars().any(char::is_control) {
+        return Err(PathError::ControlCharacter);
+    }
+    if decoded.chars().any(is_default_ignorable) {
+        return Err(PathError::Ignorable);
+    }
+    normalise(&decoded, Dots::Refuse).map(Cow::Owned)
+}
+
+/// Every canonical form the pool could act on. The first is [`canonical`] (the `FilePath`
+/// reading: cookieless segments removed after dot segments are resolved). When a `(` appears at
+/// some decoding stage, each cookieless group found at any stage adds readings:
+/// - every cookieless segment removed from that stage's text, before dot segments are resolved
+///   and later rounds decoded (the `RawUrl` reading, `RemoveCookielessValuesFromPath`);
+/// - `/` + the group cut out where it follows a separator, even inside a segment, before and
+///   after dot segments are resolved: `HttpResponse.RemoveAppPathModifier` before the 2023
+///   security update cut its first match wherever it stood (CVE-2023-36899), so that
+///   `/simultaneous/(S(x))RingToContact/(S(x))/..` reads `/simultaneousRingToContact`.
+///
+/// More than [`MAX_COOKIELESS_READINGS`] such readings make the path unreadable.
+pub fn readings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
+    let mut all = vec![canonical(raw)];
+    if is_plain(raw) {
+        return all;
+    }
+    let stages = decoding_stages(raw);
+    if !stages.iter().any(|s| s.contains('(')) {
+        return all;
+    }
+    let mut groups: Vec<&str> = Vec::new();
+    for stage in &stages {
+        for group in cookieless_groups(stage) {
+            if !groups.contains(&group) {
+                groups.push(group);
+            }
+        }
+    }
+    let mut texts: Vec<String> = Vec::new();
+    for stage in &stages {
+        if let Cow::Owned(removed) = remove_cookieless_text(stage) {
+            texts.push(removed);
+        }
+        let resolved = resolve_dots(stage);
+        for group in &groups {
+            texts.extend(cut_after_separator(stage, group));
+            texts.extend(cut_after_separator(&resolved, group));
+        }
+        if texts.len() > MAX_COOKIELESS_READINGS {
+            all.push(Err(PathError::Ambiguous));
+            return all;
+        }
+    }
+    texts.sort_unstable();
+    texts.dedup();
+    all.extend(
+        texts
+            .iter()
+            .map(|t| canonical(t).map(|c| Cow::Owned(c.into_owned()))),
+    );
+    all
+}
+
+/// Readings beyond [`canonical`] that a path may need before it is too ambiguous to judge.
+pub const MAX_COOKIELESS_READINGS: usize = 64;
+
+/// The raw path and each round of decoding it, while decoding succeeds and `%` remains.
+fn decoding_stages(raw: &str) -> Vec<Cow<'_, str>> {
+    let mut stages = vec![Cow::Borrowed(raw)];
+    for _ in 0..MAX_DECODE_ROUNDS {
+        let Some(last) = stages.last().filter(|s| s.contains('%')) else {
+            break;
+        };
+        let Ok(next) = escape::decode(last.as_bytes(), escape::PATH) else {
+            break;
+        };
+        let Ok(next) = String::from_utf8(next.into_owned()) else {
+            break;
+        };
+        stages.push(Cow::Owned(next));
+    }
+    stages
+}
+
+/// Every substring that is a cookieless group by [`is_cookieless_segment`]'s grammar,
+/// wherever it stands.
+fn cookieless_groups(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices('(').filter_map(move |(at, _)| {
+        let rest = &text[at..];
+        let mut end = 1;
+        loop {
+            let group = rest.as_bytes().get(end..)?;
+            match group {
+                [b')', ..] if end > 1 => return Some(&rest[..=end]),
+                [letter, b'(', value @ ..] if letter.is_ascii_alphabetic() => {
+                    let close = value
+                        .iter()
+                        .position(|&b| b == b')' || b == b'/' || b == b'\\')?;
+                    if value[close] != b')' {
+                        return None;
+                    }
+                    end += 2 + close + 1;
+                }
+                _ => return None,
+            }
+        }
+    })
+}
+
+/// `text` with `/` + `group` cut out, once for each place the group follows a separator.
+fn cut_after_separator(text: &str, group: &str) -> Vec<String> {
+    text.match_indices(group)
+        .filter(|&(at, _)| at > 0 && matches!(text.as_bytes()[at - 1], b'/' | b'\\'))
+        .map(|(at, _)| format!("{}{}", &text[..at - 1], &text[at + group.len()..]))
+        .collect()
+}
+
+/// `/`-separated segments with `.` and `..` resolved as HTTP.sys resolves them, nothing else
+/// changed: the text `RemoveAppPathModifier` searches.
+fn resolve_dots(text: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in text.split(['/', '\\']) {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment),
+        }
+    }
+    let mut out = String::with_capacity(text.len() + 1);
+    for segment in segments {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// Whether a path that has no canonical form could still be acted on by UCWA: the raw path, a
+/// single lenient decode of it, or its lenient canonical form (invalid escapes kept literally,
+/// default-ignorable code points skipped, and odd dot segments read both ways) starts with
+/// `/ucwa`, case-insensitively.
+pub fn could_reach_ucwa(raw: &str) -> bool {
+    if starts_with_ucwa(raw.as_bytes()) {
+        return true;
+    }
+    let Ok(first) = escape::decode(raw.as_bytes(), escape::PATH_LENIENT) else {
+        return false;
+    };
+    let mut bytes = first.into_owned();
+    if starts_with_ucwa(&bytes) {
+        return true;
+    }
+    for _ in 1..MAX_DECODE_ROUNDS {
+        match escape::decode(&bytes, escape::PATH_LENIENT) {
+            Ok(next) if *next != *bytes => bytes = next.into_owned(),
+            _ => break,
+        }
+    }
+    let lenient: String = String::from_utf8_lossy(&bytes)
+        .chars()
+        .filter(|&c| !is_default_ignorable(c))
+        .collect();
+    [Dots::AsParent, Dots::Dropped].into_iter().any(|dots| {
+        [
+            Cow::Borrowed(lenient.as_str()),
+            remove_cookieless_text(&lenient),
+        ]
+        .iter()
+        .any(|path| normalise(path, dots).is_ok_and(|n| starts_with_ucwa(n.as_bytes())))
+    })
+}
+
+/// True when canonicalisation changes nothing but ASCII case and a trailing `/`: rooted,
+/// printable ASCII without `%`, `\`, `;` or `(`, no empty segment before the last, and no
+/// segment ending in `.` (which covers `.` and `..`).
+pub fn is_plain(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    let mut previous = b'/';
+    for &b in &bytes[1..] {
+        let ok = match b {
+            b'%' | b'\\' | b';' | b'(' => false,
+            b'/' => previous != b'/' && previous != b'.',
+            0x21..=0x7e => true,
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        previous = b;
+    }
+    previous != b'.'
+}
+
+pub fn trim_trailing_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => path,
+    }
+}
+
+pub fn starts_with_ucwa(bytes: &[u8]) -> bool {
+    bytes
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"/ucwa"))
+}
+
+/// Whether a segment is an ASP.NET cookieless-session segment: `(`, then one or more groups of
+/// a letter and a parenthesised value without `)`, then `)`, as `(S(abc))` or `(A(x)S(y))`.
+/// `CookielessHelperClass.IsValidHeader` wants an upper-case letter; any ASCII letter is taken
+/// here, which removes more.
+pub fn is_cookieless_segment(segment: &str) -> bool {
+    let Some(inner) = segment.strip_prefix('(').and_then(|s| s.strip_suffix(')')) else {
+        return false;
+    };
+    let mut rest = inner.as_bytes();
+    if rest.is_empty() {
+        return false;
+    }
+    while let [letter, b'(', after @ ..] = rest {
+        if !letter.is_ascii_alphabetic() {
+            return false;
+        }
+        let Some(close) = after.iter().position(|&b| b == b')') else {
+            return false;
+        };
+        rest = &after[close + 1..];
+        if rest.is_empty() {
+            return true;
+        }
+    }
+    false
+}
+
+/// The text with every cookieless segment between separators (`/` or `\`) removed, with one
+/// of its separators. Borrows when there is none.
+fn remove_cookieless_text(path: &str) -> Cow<'_, str> {
+    if !path.split(['/', '\\']).any(is_cookieless_segment) {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut first = true;
+    for (i, segment) in path.split(['/', '\\']).enumerate() {
+        if i > 0 && is_cookieless_segment(segment) {
+            continue;
+        }
+        if !first {
+            out.push('/');
+        }
+        out.push_str(segment);
+        first = false;
+    }
+    Cow::Owned(out)
+}
+
+/// How a segment of only dots and spaces (other than `.` and `..`) is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dots {
+    /// Windows may read `.. ` as `..` once trailing dots and spaces go, or drop it: refused.
+    Refuse,
+    AsParent,
+    Dropped,
+}
+
+/// Splits, drops `;params`, resolves `.`/`..`, strips trailing dots and spaces, removes
+/// cookieless segments, folds case.
+fn normalise(decoded: &str, dots: Dots) -> Result<String, PathError> {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split(['/', '\\']) {
+        let segment = segment.split_once(';').map_or(segment, |(s, _)| s);
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => {
+                let stripped = segment.trim_end_matches(['.', ' ']);
+                match (stripped.is_empty(), dots) {
+                    (false, _) => segments.push(stripped),
+                    (true, Dots::Refuse) => return Err(PathError::DotSegment),
+                    (true, Dots::AsParent) => {
+                        segments.pop();
+                    }
+                    (true, Dots::Dropped) => {}
+                }
+            }
+        }
+    }
+    segments.retain(|s| !is_cookieless_segment(s));
+    let mut out = String::with_capacity(decoded.len() + 1);
+    if segments.is_empty() {
+        out.push('/');
+    }
+    for segment in segments {
+        out.push('/');
+        out.extend(segment.chars().map(fold));
+    }
+    Ok(out)
+}
+
+/// Decodes until no `%` is left, in at most [`MAX_DECODE_ROUNDS`] rounds.
+fn decode_fully(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    if !raw.contains('%') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let mut bytes = escape::decode(raw.as_bytes(), escape::PATH)?.into_owned();
+    let mut rounds = 1;
+    while bytes.contains(&b'%') {
+        if rounds == MAX_DECODE_ROUNDS {
+            return Err(PathError::TooDeeplyEncoded);
+        }
+        bytes = escape::decode(&bytes, escape::PATH)?.into_owned();
+        rounds += 1;
+    }
+    String::from_utf8(bytes)
+        .map(Cow::Owned)
+        .map_err(|_| PathError::InvalidUtf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A `%` that takes `rounds` decoding rounds to appear, before two hex digits.
+    fn nested_percent(rounds: usize) -> String {
+        format!("%{}", "25".repeat(rounds - 1))
+    }
+
+    #[test]
+    fn canonical_forms() {
+        let cases: &[(&str, Result<&str, PathError>)] = &[
+            ("/ucwa/v1/me", Ok("/ucwa/v1/me")),
+            ("/UCWA/V1/Me/", Ok("/ucwa/v1/me")),
+            ("/", Ok("/")),
+            ("", Ok("/")),
+            ("//", Ok("/")),
+            ("/a/../..", Ok("/")),
+            ("/a/%2e%2e/b", Ok("/b")),
+            ("/a/%252e%252e/b", Ok("/b")),
+            ("/a b /c", Ok("/a b/c")),
+            ("/caf%C3%A9", Ok("/caf\u{e9}")),
+            ("/%u00C9t%C3%89", Ok("/\u{c9}t\u{c9}")),
+            ("/%uD83D%uDE00", Ok("/\u{1f600}")),
+            ("/a%3Fb", Ok("/a?b")),
+            ("/\u{212a}elvin", Ok("/kelvin")),
+            ("/%C4%B0D/\u{130}d", Ok("/id/id")),
+            ("/x;a/b;c/", Ok("/x/b")),
+            ("/a/(S(x))/b/", Ok("/a/b")),
+            ("/a/(A(x)S(y(z))/b", Ok("/a/b")),
+            ("/a/%28S%28x%29%29/b", Ok("/a/b")),
+            ("/a/(S(x))/..", Ok("/a")),
+            ("/a/(S(x)/b", Ok("/a/(s(x)/b")),
+            ("/x/.../y", Err(PathError::DotSegment)),
+            ("/u/x/.. ", Err(PathError::DotSegment)),
+            ("/%", Err(PathError::Escape(EscapeError::InvalidEscape))),
+            ("/%g0", Err(PathError::Escape(EscapeError::InvalidEscape))),
+            ("/%u12", Err(PathError::Escape(EscapeError::InvalidEscape))),
+            (
+                "/%uDC00",
+                Err(PathError::Escape(EscapeError::LoneSurrogate)),
+            ),
+            (
+                "/%uD800x",
+                Err(PathError::Escape(EscapeError::LoneSurrogate)),
+            ),
+            ("/%ff", Err(PathError::InvalidUtf8)),
+            ("/a%09b", Err(PathError::ControlCharacter)),
+            ("/a%C2%85", Err(PathError::ControlCharacter)),
+            ("/a%C2%ADb", Err(PathError::Ignorable)),
+            ("/a\u{200b}", Err(PathError::Ignorable)),
+            ("/a%uFEFF", Err(PathError::Ignorable)),
+        ];
+        for &(raw, want) in cases {
+            let have = canonical(raw);
+            assert_eq!(have.as_deref().map_err(|e| *e), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn cookieless_segments_are_a_letter_and_a_value_in_parentheses() {
+        for yes in [
+            "(S(x))",
+            "(S())",
+            "(A(x)S(y))",
+            "(s(x))",
+            "(S(a(b))",
+            "(X(%2F))",
+        ] {
+            assert!(is_cookieless_segment(yes), "{yes}");
+        }
+        for no in [
+            "()", "(S)", "(S(x)", "S(x)", "((x))", "(1(x))", "(S(x))x", "(S(x)y)", "(S(x)()",
+        ] {
+            assert!(!is_cookieless_segment(no), "{no}");
+        }
+    }
+
+    /// The readings of a path that have a canonical form.
+    fn read(raw: &str) -> Vec<String> {
+        readings(raw)
+            .into_iter()
+            .flatten()
+            .map(Cow::into_owned)
+            .collect()
+    }
+
+    #[test]
+    fn readings_remove_cookieless_groups_raw_decoded_and_inside_segments() {
+        assert_eq!(read("/ucwa/v1/me"), ["/ucwa/v1/me"]);
+        assert_eq!(read("/a/(b)/c"), ["/a/(b)/c"]);
+        // Removed after `..` (FilePath) and before it (RawUrl).
+        let dots = read("/a/b/(S(x))/..");
+        assert_eq!(dots[0], "/a/b");
+        assert!(dots.contains(&"/a".to_string()), "{dots:?}");
+        // A value holding an encoded separator: only the raw reading sees one segment.
+        let encoded_slash = read("/a/b/(S(x%2Fy))/");
+        assert_eq!(encoded_slash[0], "/a/b/(s(x/y))");
+        assert!(
+            encoded_slash.contains(&"/a/b".to_string()),
+            "{encoded_slash:?}"
+        );
+        // Encoded parentheses appear at the first decoding stage.
+        assert!(read("/a/b/%28S%28x%29%29/").iter().all(|r| r == "/a/b"));
+        // RemoveAppPathModifier before the 2023 update cut the group out of a segment.
+        let spliced = read("/u/simultaneous/(S(x))RingToContact/(S(x))/..");
+        assert_eq!(spliced[0], "/u/simultaneous/(s(x))ringtocontact");
+        assert!(
+            spliced.contains(&"/u/simultaneousringtocontact".to_string()),
+            "{spliced:?}"
+        );
+    }
+
+    #[test]
+    fn too_many_cookieless_groups_are_unreadable() {
+        let many: String = (0..40).map(|i| format!("/(S(x{i}))")).collect();
+        assert!(readings(&format!("/ucwa{many}/me")).contains(&Err(PathError::Ambiguous)));
+    }
+
+    #[test]
+    fn cookieless_groups_are_found_anywhere() {
+        let groups: Vec<&str> = cookieless_groups("/a(S(x))b/(A(1)B(2))/(C(/))/(D(e)").collect();
+        assert_eq!(groups, ["(S(x))", "(A(1)B(2))"]);
+    }
+
+    #[test]
+    fn decoding_rounds_are_bounded() {
+        let ok = format!("/ucwa/{}41", nested_percent(MAX_DECODE_ROUNDS));
+        assert_eq!(canonical(&ok).as_deref(), Ok("/ucwa/a"));
+        let deep = format!("/ucwa/{}41", nested_percent(MAX_DECODE_ROUNDS + 1));
+        assert_eq!(canonical(&deep), Err(PathError::TooDeeplyEncoded));
+        let huge = format!("/ucwa/%{}41", "25".repeat(30_000));
+        assert_eq!(canonical(&huge), Err(PathError::TooDeeplyEncoded));
+    }
+
+    #[test]
+    fn plain_paths_are_borrowed() {
+        assert!(matches!(
+            canonical("/ucwa/v1/applications/192/me"),
+            Ok(Cow::Borrowed("/ucwa/v1/applications/192/me"))
+        ));
+        assert!(matches!(
+            canonical("/ucwa/v1/me/"),
+            Ok(Cow::Borrowed("/ucwa/v1/me"))
+        ));
+    }
+
+    #[test]
+    fn broken_paths_that_could_reach_ucwa_are_recognised() {
+        for yes in [
+            "/UCWA/x%",
+            "/%75cwa/v1/x%",
+            "\\ucwa\\v1\\x%",
+            "/x/..%2Fucwa/x%",
+            "/u%E2%80%8Bcwa/v1/x",
+            "/(S(x))/ucwa/v1/x%ff",
+        ] {
+            assert!(could_reach_ucwa(yes), "{yes}");
+        }
+        for no in [
+            "/other/%",
+            "/other/%ff",
+            "/other/%ff/../..",
+            "/static/a%E2%80%8B",
+        ] {
+            assert!(!could_reach_ucwa(no), "{no}");
+        }
+    }
+
+    fn path_strategy() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("/".to_string()),
+            Just("\\".to_string()),
+            Just(".".to_string()),
+            Just("..".to_string()),
+            Just(";".to_string()),
+            Just(" ".to_string()),
+            Just("%".to_string()),
+            Just("%25".to_string()),
+            Just("%2F".to_string()),
+            Just("%5c".to_string()),
+            Just("%2e".to_string()),
+            Just("%28".to_string()),
+            Just("%29".to_string()),
+            Just("(".to_string()),
+            Just(")".to_string()),
+            Just("(S(x))".to_string()),
+            Just("%u".to_string()),
+            Just("%uD83D".to_string()),
+            Just("%uDE00".to_string()),
+            Just("%u0073".to_string()),
+            Just("%C5%BF".to_string()),
+            Just("%E2%80%8B".to_string()),
+            Just("ucwa".to_string()),
+            "[0-9a-fA-FuUS]{1,4}",
+            "\\PC{0,3}",
+            any::<char>().prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..16).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn canonical_is_idempotent(raw in path_strategy()) {
+            if let Ok(once) = canonical(&raw) {
+                prop_assert!(once.starts_with('/'));
+                prop_assert!(!once.contains('%'));
+                let twice = canonical(&once);
+                prop_assert_eq!(twice.as_deref(), Ok(&*once));
+            }
+        }
+
+        #[test]
+        fn canonical_never_panics(raw in any::<String>()) {
+            if let Ok(once) = canonical(&raw) {
+                let twice = canonical(&once);
+                prop_assert_eq!(twice.as_deref(), Ok(&*once));
+            }
+            let _ = readings(&raw);
+            let _ = could_reach_ucwa(&raw);
+        }
+
+        #[test]
+        fn every_reading_starts_with_the_canonical_one(raw in path_strategy()) {
+            let all = readings(&raw);
+            prop_assert_eq!(&all[0], &canonical(&raw));
+            for reading in all.iter().flatten() {
+                prop_assert!(reading.starts_with('/'));
+                prop_assert!(!reading.split('/').any(is_cookieless_segment));
+            }
+        }
+
+        #[test]
+        fn the_plain_fast_path_agrees_with_full_canonicalisation(raw in "(/[a-zA-Z0-9._~!$&'()*+,=:@-]{0,6}){0,6}/?") {
+            let full = normalise(&raw, Dots::Refuse);
+            let fast = canonical(&raw);
+            prop_assert_eq!(fast.as_deref().ok(), full.as_deref().ok());
+        }
+    }
+}

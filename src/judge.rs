@@ -1,0 +1,666 @@
+//! The judge: the one place that decides whether a request may reach the pool (SPEC §3-§6).
+//!
+//! It reads a request as the pool would: its Host and TLS server name, its path under every
+//! reading ([`route`]), the headers that change how ASP.NET decodes it ([`request`],
+//! [`iis::media`]), and, for a guarded resource, every `target` in the query, the body and a
+//! batch part's `Data:` header ([`extract`]), parsed once ([`Target`]) and decided
+//! ([`Policy::decide`]). It answers with a [`Clearance`], which owns the request it cleared and
+//! is the only thing [`crate::upstream`] sends, or with the [`Rejection`] to answer; and with the
+//! [`Ruling`]s the audit trail and the decision counter record. It does no I/O: the gateway reads
+//! the body between [`admit`] and [`Pending::judge`].
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::Method;
+
+use crate::config::Config;
+use crate::extract::{self, batch, ExtractError};
+use crate::forwarding;
+use crate::iis::media::{self, EncodingError};
+use crate::policy::{Organisation, Policy, Refusal, Rule};
+use crate::reject::Rejection;
+use crate::request::{self, ASP_FILTER_SESSION_ID, METHOD_OVERRIDES, X_UP_DEVCAP_POST_CHARSET};
+use crate::route::{self, Guard, Route};
+use crate::target::{Target, TargetError};
+use crate::upstream::UpstreamBody;
+
+/// A request the judge let through, owning what was judged: its method, target and headers,
+/// and the exact body bytes of a guarded request. [`crate::upstream`] sends nothing else, so an
+/// unjudged request cannot reach the pool and a judged one reaches it as it was judged.
+#[derive(Debug)]
+#[must_use]
+pub struct Clearance {
+    head: Parts,
+    body: UpstreamBody,
+}
+
+impl Clearance {
+    /// The headers, for the forwarding headers only ([`forwarding::set_headers`]).
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.head.headers
+    }
+
+    pub fn method(&self) -> &Method {
+        &self.head.method
+    }
+
+    /// Method, origin-form target, headers and body, for the upstream request.
+    pub(crate) fn into_parts(self) -> (Method, PathAndQuery, HeaderMap, UpstreamBody) {
+        let path_and_query = self
+            .head
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        (
+            self.head.method,
+            path_and_query,
+            self.head.headers,
+            self.body,
+        )
+    }
+}
+
+/// Which traffic a request is, for `ringfence_http_requests_total{route}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    Guarded,
+    Passthrough,
+}
+
+impl Traffic {
+    pub fn label(self) -> &'static str {
+        match self {
+            Traffic::Guarded => "guarded",
+            Traffic::Passthrough => "passthrough",
+        }
+    }
+}
+
+/// What the judge makes of a request head.
+pub enum Admission<'c> {
+    /// Not guarded: the pool gets the request as it came, its body streamed.
+    Pass(Passed),
+    /// Guarded: read the body, at most [`Pending::body_limit`] bytes, then [`Pending::judge`].
+    Guarded(Pending<'c>),
+    /// Refused on its head alone: the body is never read, so an HTTP/1 connection must close.
+    Refused(Refused<'c>),
+}
+
+/// An unguarded request, cleared once its body is attached.
+pub struct Passed {
+    head: Parts,
+    host: HeaderValue,
+}
+
+impl Passed {
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// Its body is not judged, so any body the client sent goes with it, streamed.
+    pub fn with_body(self, body: UpstreamBody) -> Clearance {
+        Clearance {
+            head: self.head,
+            body,
+        }
+    }
+}
+
+/// A refusal: the answer to give, and what to record of it.
+pub struct Refused<'c> {
+    pub rejection: Rejection,
+    /// The guarded parameter the answer names (`target` unless a `[[guard]]` says otherwise).
+    pub parameter: &'c str,
+    pub traffic: Traffic,
+    /// The Host the request was judged by (empty when it had none that could be read).
+    pub host: HeaderValue,
+    pub ruling: Option<Ruling<'c>>,
+}
+
+/// One judged request or batch part, as the audit trail and the decision counter record it.
+#[derive(Debug)]
+pub struct Ruling<'c> {
+    pub method: Method,
+    /// The path as received, or the batch part's.
+    pub path: Box<str>,
+    /// The guarded resource, or `batch` for a batch refused as a whole.
+    pub resource: &'c str,
+    pub organisation: Option<&'c Organisation>,
+    pub targets: Vec<Target>,
+    pub rule: Option<Rule<'c>>,
+    /// `None` when allowed.
+    pub refusal: Option<Rejection>,
+}
+
+impl Ruling<'_> {
+    /// `allowed`, or the rejection's reason: the metric label and the audit reason.
+    pub fn reason(&self) -> &'static str {
+        self.refusal.map_or("allowed", Rejection::reason)
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.refusal.is_none()
+    }
+}
+
+/// The judgement of a guarded request.
+pub struct Verdict<'c> {
+    pub outcome: Result<Clearance, Refused<'c>>,
+    pub rulings: Vec<Ruling<'c>>,
+}
+
+/// The resource `batch`, as metric label and audit resource of a batch refused whole.
+const BATCH: &str = "batch";
+/// The parameter a refusal names when no guard is involved.
+const TARGET: &str = "target";
+
+/// Judges a request head: its Host (and on TLS, the server name it came by), the headers UCWA
+/// must not see, and its path. `sni` is the TLS server name, if any.
+pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admission<'c> {
+    // What is judged is what will be forwarded: connection-specific headers go first.
+    forwarding::strip_hop_by_hop(&mut head.headers);
+    let refuse = |rejection, traffic, host| {
+        Admission::Refused(Refused {
+            rejection,
+            parameter: TARGET,
+            traffic,
+            host,
+            ruling: None,
+        })
+    };
+    let host = match request::host(&head) {
+        Ok(host) => host,
+        Err(r) => return refuse(r, Traffic::Passthrough, HeaderValue::from_static("")),
+    };
+    let path = head.uri.path();
+    if route::under_ucwa(path) {
+        if METHOD_OVERRIDES
+            .iter()
+            .any(|h| head.headers.contains_key(h))
+        {
+            return refuse(Rejection::MethodOverride, Traffic::Guarded, host);
+        }
+        if head.headers.contains_key(ASP_FILTER_SESSION_ID) {
+            return refuse(Rejection::BadPath, Traffic::Guarded, host);
+        }
+    }
+    let (kind, limit) = match route::classify(path, &config.guards) {
+        Route::Passthrough => return Admission::Pass(Passed { head, host }),
+        Route::BadPath => return refuse(Rejection::BadPath, Traffic::Guarded, host),
+        Route::Batch => (Kind::Batch, config.server.max_batch_bytes),
+        Route::Guarded(guard) => (Kind::Resource(guard), config.server.max_body_bytes),
+    };
+    let mut pending = Pending {
+        head,
+        host,
+        kind,
+        limit,
+        config,
+        misdirected: false,
+    };
+    pending.misdirected = pending.misdirected_by(sni);
+    match pending.framing() {
+        Ok(()) => Admission::Guarded(pending),
+        Err(rejection) => {
+            let ruling = pending.whole(rejection);
+            Admission::Refused(Refused {
+                rejection,
+                parameter: pending.kind.parameter(),
+                traffic: Traffic::Guarded,
+                host: pending.host,
+                ruling: Some(ruling),
+            })
+        }
+    }
+}
+
+/// What a guarded path names.
+#[derive(Clone, Copy)]
+enum Kind<'c> {
+    Resource(&'c Guard),
+    Batch,
+}
+
+impl<'c> Kind<'c> {
+    fn parameter(self) -> &'c str {
+        match self {
+            Kind::Resource(guard) => &guard.parameter,
+            Kind::Batch => TARGET,
+        }
+    }
+
+    fn resource(self) -> &'c str {
+        match self {
+            Kind::Resource(guard) => &guard.resource,
+            Kind::Batch => BATCH,
+        }
+    }
+}
+
+/// A guarded request waiting for its body.
+pub struct Pending<'c> {
+    head: Parts,
+    host: HeaderValue,
+    kind: Kind<'c>,
+    limit: usize,
+    config: &'c Config,
+    /// On TLS, the server name belongs to another organisation than the Host (SPEC §5.3).
+    misdirected: bool,
+}
+
+impl<'c> Pending<'c> {
+    /// Bytes of body to read at most; more is [`Rejection::BodyTooLarge`].
+    pub fn body_limit(&self) -> usize {
+        self.limit
+    }
+
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// The refusal when the body could not be read (too large, or broken off).
+    pub fn unreadable(self, rejection: Rejection) -> Verdict<'c> {
+        let ruling = self.whole(rejection);
+        let parameter = self.kind.parameter();
+        self.refused(rejection, parameter, vec![ruling])
+    }
+
+    /// Judges the request with its body, which is forwarded byte for byte when allowed.
+    pub fn judge(self, body: Bytes) -> Verdict<'c> {
+        match self.kind {
+            Kind::Resource(guard) => self.judge_resource(guard, body),
+            Kind::Batch => self.judge_batch(body),
+        }
+    }
+
+    fn policy(&self) -> &'c Policy {
+        &self.config.policy
+    }
+
+    fn organisation(&self) -> Option<&'c Organisation> {
+        self.policy()
+            .organisation_for(self.host.to_str().unwrap_or(""))
+    }
+
+    /// SPEC §5.3: a TLS server name that resolves to an organisation binds the connection to it.
+    fn misdirected_by(&self, sni: Option<&str>) -> bool {
+        let Some(sni) = sni else { return false };
+        let Some(by_name) = self.policy().organisation_for(sni) else {
+            return false;
+        };
+        self.organisation()
+            .is_none_or(|by_host| !std::ptr::eq(by_name, by_host))
+    }
+
+    /// Framing that cannot be trusted to end the body where the pool will: both Content-Length
+    /// and Transfer-Encoding, or several Content-Length lines; and a declared length over the
+    /// limit, refused before reading.
+    fn framing(&self) -> Result<(), Rejection> {
+        let headers = &self.head.headers;
+        if headers.contains_key(header::TRANSFER_ENCODING)
+            && headers.contains_key(header::CONTENT_LENGTH)
+        {
+            return Err(Rejection::BadBody);
+        }
+        let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+        if let Some(length) = lengths.next() {
+            let n: u64 = length
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or(Rejection::BadBody)?;
+            if lengths.next().is_some() {
+                return Err(Rejection::BadBody);
+            }
+            if n > self.limit as u64 {
+                return Err(Rejection::BodyTooLarge);
+            }
+        }
+        Ok(())
+    }
+
+    /// A ruling about the request as a whole, decided before any target was read.
+    fn whole(&self, refusal: Rejection) -> Ruling<'c> {
+        Ruling {
+            method: self.head.method.clone(),
+            path: self.head.uri.path().into(),
+            resource: self.kind.resource(),
+            organisation: self.organisation(),
+            targets: Vec::new(),
+            rule: None,
+            refusal: Some(refusal),
+        }
+    }
+
+    fn refused(
+        self,
+        rejection: Rejection,
+        parameter: &'c str,
+        rulings: Vec<Ruling<'c>>,
+    ) -> Verdict<'c> {
+        Verdict {
+            outcome: Err(Refused {
+                rejection,
+                parameter,
+                traffic: Traffic::Guarded,
+                host: self.host,
+                ruling: None,
+            }),
+            rulings,
+        }
+    }
+
+    fn cleared(self, body: Bytes, rulings: Vec<Ruling<'c>>) -> Verdict<'c> {
+        let mut head = self.head;
+        head.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        head.headers.remove(header::TRANSFER_ENCODING);
+        Verdict {
+            outcome: Ok(Clearance {
+                head,
+                body: UpstreamBody::Buffered(Some(body)),
+            }),
+            rulings,
+        }
+    }
+
+    fn judge_resource(self, guard: &'c Guard, body: Bytes) -> Verdict<'c> {
+        if self.misdirected {
+            let ruling = self.whole(Rejection::Misdirected);
+            return self.refused(Rejection::Misdirected, &guard.parameter, vec![ruling]);
+        }
+        let headers = &self.head.headers;
+        let content_encoding = request::list(request::lines(headers, &header::CONTENT_ENCODING));
+        let inbound = Inbound {
+            method: &self.head.method,
+            query: self.head.uri.query(),
+            content_type: request::single(request::lines(headers, &header::CONTENT_TYPE)),
+            content_encoding: content_encoding.as_deref(),
+            body: &body,
+            data: None,
+            up_devcap_post_charset: request::lines(headers, &X_UP_DEVCAP_POST_CHARSET)
+                .map(|v| v.unwrap_or(request::UNREADABLE))
+                .collect(),
+            parameter_cookie: request::has_cookie(
+                request::lines(headers, &header::COOKIE),
+                &guard.parameter,
+            ),
+        };
+        let found = Found::judge(self.policy(), self.organisation(), &inbound, guard);
+        let ruling = Ruling {
+            method: self.head.method.clone(),
+            path: self.head.uri.path().into(),
+            resource: &guard.resource,
+            organisation: found.organisation,
+            targets: found.targets,
+            rule: found.rule,
+            refusal: found.outcome.err(),
+        };
+        // A request without a target (a GET the pool answers 405) is not a decision.
+        let rulings = if ruling.targets.is_empty() && ruling.allowed() {
+            Vec::new()
+        } else {
+            vec![ruling]
+        };
+        drop(content_encoding);
+        match found.outcome {
+            Ok(()) => self.cleared(body, rulings),
+            Err(rejection) => self.refused(rejection, &guard.parameter, rulings),
+        }
+    }
+
+    /// Every embedded request to a guarded resource is judged as if sent alone, with the outer
+    /// Host; one refusal refuses the batch. A batch that cannot be read completely is refused.
+    fn judge_batch(self, body: Bytes) -> Verdict<'c> {
+        if body.is_empty() {
+            return self.cleared(body, Vec::new());
+        }
+        match self.batch_parts(&body) {
+            Ok((rulings, None)) => self.cleared(body, rulings),
+            Ok((rulings, Some((rejection, parameter)))) => {
+                self.refused(rejection, parameter, rulings)
+            }
+            Err(rejection) => {
+                let ruling = self.whole(rejection);
+                self.refused(rejection, TARGET, vec![ruling])
+            }
+        }
+    }
+
+    /// The rulings of a batch's guarded parts, stopping at the first refused part, whose
+    /// rejection and parameter come with them; `Err` when the batch as a whole is refused.
+    #[allow(clippy::type_complexity)]
+    fn batch_parts(
+        &self,
+        body: &[u8],
+    ) -> Result<(Vec<Ruling<'c>>, Option<(Rejection, &'c str)>), Rejection> {
+        if self.misdirected {
+            return Err(Rejection::Misdirected);
+        }
+        let headers = &self.head.headers;
+        let content_type = request::single(request::lines(headers, &header::CONTENT_TYPE));
+        check_encoding(
+            request::lines(headers, &X_UP_DEVCAP_POST_CHARSET)
+                .map(|v| v.unwrap_or(request::UNREADABLE)),
+            content_type,
+            true,
+        )?;
+        let content_encoding = request::list(request::lines(headers, &header::CONTENT_ENCODING));
+        if content_encoding.is_some_and(|e| !extract::is_identity(&e)) {
+            return Err(Rejection::EncodedBody);
+        }
+        let boundary = batch::boundary(content_type.unwrap_or("")).map_err(batch_rejection)?;
+        let parts = batch::parse(body, boundary).map_err(batch_rejection)?;
+        if parts.is_empty() {
+            return Err(Rejection::BadBatch);
+        }
+        let organisation = self.organisation();
+        let mut rulings = Vec::new();
+        for part in &parts {
+            let path = part.path();
+            let has = |name: &http::HeaderName| part.header_values(name.as_str()).next().is_some();
+            if route::under_ucwa(path) {
+                if METHOD_OVERRIDES.iter().any(has) {
+                    return Err(Rejection::MethodOverride);
+                }
+                if has(&ASP_FILTER_SESSION_ID) {
+                    return Err(Rejection::BadPath);
+                }
+            }
+            let guard = match route::classify(path, &self.config.guards) {
+                Route::Passthrough => continue,
+                Route::BadPath => return Err(Rejection::BadPath),
+                Route::Batch => return Err(Rejection::BadBatch),
+                Route::Guarded(guard) => guard,
+            };
+            let method =
+                Method::from_bytes(part.method.as_bytes()).map_err(|_| Rejection::BadBatch)?;
+            let values = |name: &'static str| part.header_values(name).map(Some);
+            let content_type = request::single(values("content-type"));
+            let content_encoding = request::list(values("content-encoding"));
+            if content_type == Some(request::UNREADABLE) {
+                return Err(Rejection::BadBatch);
+            }
+            let mut data = part.header_values("data");
+            let first_data = data.next();
+            if data.next().is_some() {
+                return Err(Rejection::Duplicate);
+            }
+            let inbound = Inbound {
+                method: &method,
+                query: part.query(),
+                content_type,
+                content_encoding: content_encoding.as_deref(),
+                body: part.body,
+                data: first_data.map(str::as_bytes),
+                up_devcap_post_charset: part
+                    .header_values(X_UP_DEVCAP_POST_CHARSET.as_str())
+                    .collect(),
+                parameter_cookie: request::has_cookie(values("cookie"), &guard.parameter),
+            };
+            let found = Found::judge(self.policy(), organisation, &inbound, guard);
+            if found.targets.is_empty() && found.outcome.is_ok() {
+                continue;
+            }
+            let refusal = found.outcome.err();
+            rulings.push(Ruling {
+                method,
+                path: path.into(),
+                resource: &guard.resource,
+                organisation: found.organisation,
+                targets: found.targets,
+                rule: found.rule,
+                refusal,
+            });
+            if let Some(rejection) = refusal {
+                return Ok((rulings, Some((rejection, &guard.parameter))));
+            }
+        }
+        Ok((rulings, None))
+    }
+}
+
+/// One request to a guarded resource, as far as its targets are concerned: a whole request, or
+/// a batch part (with its `Data:` header).
+struct Inbound<'r> {
+    method: &'r Method,
+    query: Option<&'r str>,
+    content_type: Option<&'r str>,
+    content_encoding: Option<&'r str>,
+    body: &'r [u8],
+    /// A batch part's `Data:` header, judged as a JSON body (the Batch.js sample sends bodies so).
+    data: Option<&'r [u8]>,
+    up_devcap_post_charset: Vec<&'r str>,
+    /// A cookie is named like the parameter: `Request[name]` could read it.
+    parameter_cookie: bool,
+}
+
+/// What judging one [`Inbound`] found.
+struct Found<'c> {
+    organisation: Option<&'c Organisation>,
+    targets: Vec<Target>,
+    rule: Option<Rule<'c>>,
+    outcome: Result<(), Rejection>,
+}
+
+impl<'c> Found<'c> {
+    /// Finds every target the pool could act on, requires them to agree, and decides.
+    fn judge(
+        policy: &'c Policy,
+        organisation: Option<&'c Organisation>,
+        req: &Inbound<'_>,
+        guard: &Guard,
+    ) -> Found<'c> {
+        let mut found = Found {
+            organisation,
+            targets: Vec::new(),
+            rule: None,
+            outcome: Ok(()),
+        };
+        if let Err(rejection) = found.read(policy, req, guard) {
+            found.outcome = Err(rejection);
+        }
+        found
+    }
+
+    fn read(
+        &mut self,
+        policy: &'c Policy,
+        req: &Inbound<'_>,
+        guard: &Guard,
+    ) -> Result<(), Rejection> {
+        check_encoding(
+            req.up_devcap_post_charset.iter().copied(),
+            req.content_type,
+            !req.body.is_empty(),
+        )?;
+        if req.parameter_cookie {
+            return Err(Rejection::Duplicate);
+        }
+        let param = &*guard.parameter;
+        let query = match req.query {
+            Some(q) => extract::from_query(q, param),
+            None => Ok(None),
+        };
+        let body = extract::from_body(req.content_type, req.content_encoding, req.body, param);
+        let data = match req.data {
+            Some(d) => extract::from_body(Some("application/json"), None, d, param),
+            None => Ok(None),
+        };
+        let raws: [Option<Cow<'_, str>>; 3] = [
+            query.map_err(extract_rejection)?,
+            body.map_err(extract_rejection)?,
+            data.map_err(extract_rejection)?,
+        ];
+        for raw in raws.iter().flatten() {
+            let target = Target::parse(raw, policy.max_target_length()).map_err(|e| match e {
+                TargetError::TooLong { .. } => Rejection::TooLong,
+                TargetError::Malformed(_) => Rejection::Malformed,
+            })?;
+            if self.targets.first().is_some_and(|first| *first != target) {
+                self.targets.push(target);
+                return Err(Rejection::Conflict);
+            }
+            if self.targets.is_empty() {
+                self.targets.push(target);
+            }
+        }
+        let Some(target) = self.targets.first() else {
+            return if *req.method == Method::POST {
+                Err(Rejection::Missing)
+            } else {
+                Ok(())
+            };
+        };
+        let decision = policy.decide(self.organisation, target);
+        self.rule = decision.rule;
+        match decision.refusal {
+            None => Ok(()),
+            Some(Refusal::NotAllowed) => Err(Rejection::NotAllowed),
+            Some(Refusal::Denied) => Err(Rejection::Denied),
+            Some(Refusal::NoOrganisation) => Err(Rejection::NoOrganisation),
+            Some(Refusal::Malformed) => Err(Rejection::Malformed),
+        }
+    }
+}
+
+/// SPEC §4 "Request encoding": whatever ASP.NET would re-decode the query and the form with must
+/// be UTF-8 ([`media::request_encoding`]).
+fn check_encoding<'a>(
+    up_devcap_post_charset: impl IntoIterator<Item = &'a str>,
+    content_type: Option<&'a str>,
+    has_body: bool,
+) -> Result<(), Rejection> {
+    media::request_encoding(up_devcap_post_charset, content_type, has_body).map_err(|e| match e {
+        EncodingError::UpDevcapPostCharset | EncodingError::Charset => {
+            Rejection::UnsupportedMediaType
+        }
+    })
+}
+
+fn extract_rejection(e: ExtractError) -> Rejection {
+    match e {
+        ExtractError::Duplicate => Rejection::Duplicate,
+        ExtractError::Malformed => Rejection::Malformed,
+        ExtractError::BadBody => Rejection::BadBody,
+        ExtractError::UnsupportedMediaType => Rejection::UnsupportedMediaType,
+        ExtractError::EncodedBody => Rejection::EncodedBody,
+    }
+}
+
+fn batch_rejection(e: batch::BatchError) -> Rejection {
+    use batch::BatchError;
+    match e {
+        BatchError::NotBatching => Rejection::UnsupportedMediaType,
+        BatchError::Boundary
+        | BatchError::Framing
+        | BatchError::PartHeaders
+        | BatchError::RequestLine
+        | BatchError::RequestHeaders => Rejection::BadBatch,
+    }
+}

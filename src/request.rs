@@ -1,0 +1,190 @@
+//! What the judge reads of a request head, and how: the Host it is judged by, its one
+//! Content-Type, its Content-Encoding list, and the headers the pool acts on although no client
+//! needs them on UCWA (method overrides, ASP.NET's cookieless-session header). Each reader takes
+//! the header's lines, so a batch part's headers are read by the same code as a request's.
+
+use std::borrow::Cow;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::Version;
+
+use crate::iis::{self, host};
+use crate::reject::Rejection;
+
+/// `X-HTTP-Method-Override` and its kin: ASP.NET and WCF honour them, so on UCWA a POST could be
+/// read as another method, or the reverse.
+pub const METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// The header System.Web's `CookielessHelperClass.GetCookielessValuesFromHeader` takes a
+/// cookieless-session value from, and then cuts out of the path (System.Web/Security/
+/// CookielessHelper.cs): what it removes no reading of the path can predict.
+pub const ASP_FILTER_SESSION_ID: HeaderName = HeaderName::from_static("aspfiltersessionid");
+
+/// ASP.NET's `HttpRequest.GetEncodingFromHeaders` reads this header's charset when the
+/// User-Agent begins with `UP` (OWASP CRS rule 920490).
+pub const X_UP_DEVCAP_POST_CHARSET: HeaderName =
+    HeaderName::from_static("x-up-devcap-post-charset");
+
+/// What a header reads as when it cannot be read unambiguously: no media type, coding or
+/// grammar accepts it, so a non-empty body is refused.
+pub const UNREADABLE: &str = "\u{fffd}";
+
+/// The host the request names: an absolute-form or HTTP/2 authority, else the one Host header
+/// (RFC 9112 §3.2.2). It must be `host[:port]` ([`host::parse_authority`]); userinfo is refused
+/// (RFC 9110 §4.2.4), since the organisation would be chosen by the text after the `@` while
+/// the pool receives the whole value.
+pub fn host(parts: &Parts) -> Result<HeaderValue, Rejection> {
+    let value = if let Some(authority) = parts.uri.authority() {
+        HeaderValue::from_str(authority.as_str()).map_err(|_| Rejection::BadHost)?
+    } else {
+        let mut hosts = parts.headers.get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (Some(h), None) => h.clone(),
+            (None, None) if parts.version < Version::HTTP_11 => {
+                return Ok(HeaderValue::from_static(""))
+            }
+            _ => return Err(Rejection::BadHost),
+        }
+    };
+    let text = value.to_str().map_err(|_| Rejection::BadHost)?;
+    host::parse_authority(text).ok_or(Rejection::BadHost)?;
+    Ok(value)
+}
+
+/// The values of every line of header `name`; `None` for a line that is not visible ASCII.
+pub fn lines<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> impl Iterator<Item = Option<&'h str>> + 'h {
+    headers.get_all(name).iter().map(|v| v.to_str().ok())
+}
+
+/// A singleton field such as Content-Type (RFC 9110 §8.3): sent twice, the pool may act on
+/// another line than the first, so several lines (or one that cannot be read) read as
+/// [`UNREADABLE`].
+pub fn single<'a>(mut lines: impl Iterator<Item = Option<&'a str>>) -> Option<&'a str> {
+    let first = lines.next()?;
+    if lines.next().is_some() {
+        return Some(UNREADABLE);
+    }
+    Some(first.unwrap_or(UNREADABLE))
+}
+
+/// A list field such as Content-Encoding: several lines are one comma-separated list (RFC 9110
+/// §5.3), so `identity` on one line cannot hide `gzip` on the next.
+pub fn list<'a>(lines: impl Iterator<Item = Option<&'a str>>) -> Option<Cow<'a, str>> {
+    let mut joined: Option<Cow<'a, str>> = None;
+    for line in lines {
+        let line = line.unwrap_or(UNREADABLE);
+        joined = Some(match joined {
+            None => Cow::Borrowed(line),
+            Some(before) => Cow::Owned(format!("{before}, {line}")),
+        });
+    }
+    joined
+}
+
+/// Whether a cookie's name is `name` as ASP.NET's `Request[name]` could find it: the indexer
+/// falls back from the query and the form to `Request.Cookies` (System.Web/HttpRequest.cs,
+/// `this[String key]`), whose names are split at `;` and compared case-insensitively.
+pub fn has_cookie<'a>(lines: impl Iterator<Item = Option<&'a str>>, name: &str) -> bool {
+    lines
+        .flatten()
+        .flat_map(|line| line.split(';'))
+        .any(|cookie| {
+            let cookie_name = cookie.split_once('=').map_or(cookie, |(n, _)| n);
+            iis::names_equal(cookie_name.trim(), name)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+
+    fn host_of(uri: &str, hosts: &[&str]) -> Result<HeaderValue, Rejection> {
+        let mut request = Request::builder().uri(uri);
+        for h in hosts {
+            request = request.header(header::HOST, *h);
+        }
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        host(&parts)
+    }
+
+    #[test]
+    fn the_host_is_the_authority_or_the_one_host_header_without_userinfo() {
+        let contoso = HeaderValue::from_static("lyncweb.contoso.com");
+        assert_eq!(
+            host_of("/ucwa", &["lyncweb.contoso.com"]),
+            Ok(contoso.clone())
+        );
+        assert_eq!(
+            host_of("http://lyncweb.contoso.com/ucwa", &["other.example"]),
+            Ok(contoso)
+        );
+        assert_eq!(host_of("/ucwa", &[]), Err(Rejection::BadHost));
+        assert_eq!(
+            host_of("/ucwa", &["a.example", "b.example"]),
+            Err(Rejection::BadHost)
+        );
+        assert_eq!(
+            host_of("http://lync.fabrikam.com@lyncweb.contoso.com/ucwa", &[]),
+            Err(Rejection::BadHost)
+        );
+        assert_eq!(
+            host_of("/ucwa", &["lync.fabrikam.com@lyncweb.contoso.com"]),
+            Err(Rejection::BadHost)
+        );
+        assert_eq!(host_of("/ucwa", &["a b"]), Err(Rejection::BadHost));
+    }
+
+    fn map(lines: &[(&'static str, &'static [u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for &(name, value) in lines {
+            map.append(name, HeaderValue::from_bytes(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn a_repeated_or_unreadable_singleton_reads_as_unreadable() {
+        let ct = header::CONTENT_TYPE;
+        assert_eq!(single(lines(&map(&[]), &ct)), None);
+        let one = map(&[("content-type", b"application/json")]);
+        assert_eq!(single(lines(&one, &ct)), Some("application/json"));
+        let twice = map(&[
+            ("content-type", b"application/x-www-form-urlencoded"),
+            ("content-type", b"application/json"),
+        ]);
+        assert_eq!(single(lines(&twice, &ct)), Some(UNREADABLE));
+        let opaque = map(&[("content-type", b"application/json\xff")]);
+        assert_eq!(single(lines(&opaque, &ct)), Some(UNREADABLE));
+    }
+
+    #[test]
+    fn list_lines_are_read_as_one_list() {
+        let ce = header::CONTENT_ENCODING;
+        assert_eq!(list(lines(&map(&[]), &ce)), None);
+        let hidden = map(&[
+            ("content-encoding", b"identity"),
+            ("content-encoding", b"gzip"),
+        ]);
+        assert_eq!(list(lines(&hidden, &ce)).as_deref(), Some("identity, gzip"));
+    }
+
+    #[test]
+    fn cookies_are_found_by_name_as_aspnet_splits_them() {
+        let cookie = header::COOKIE;
+        let jar = map(&[("cookie", b"a=1; TARGET=tel:+1900"), ("cookie", b"b=2")]);
+        assert!(has_cookie(lines(&jar, &cookie), "target"));
+        let bare = map(&[("cookie", b"x=1;target")]);
+        assert!(has_cookie(lines(&bare, &cookie), "target"));
+        let other = map(&[("cookie", b"targets=1; xtarget=2, target=3")]);
+        assert!(!has_cookie(lines(&other, &cookie), "target"));
+    }
+}
