@@ -1,6 +1,12 @@
 //! A simulated Skype for Business front-end pool member (SPEC §8): a real HTTP server on a real
-//! socket that answers like the UCWA reference page and records every request it receives.
+//! socket that answers like the UCWA reference page and records every request it receives,
+//! with what the pool would act on in it. It reads requests with its own model of the pool
+//! ([`model`], decoding with [`encoding`]), written apart from ringfence's parser, so a
+//! disagreement between the two shows up in the differential tests instead of being shared.
 //! `ringfence demo` and the tests put it behind the proxy.
+
+pub mod encoding;
+pub mod model;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,8 +24,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::extract::batch;
-use crate::route::{self, Guards, Route};
+use model::{Reading, Resources};
 
 /// One request as the member received it: the exact bytes the proxy sent.
 #[derive(Debug, Clone)]
@@ -30,6 +35,8 @@ pub struct Received {
     pub version: Version,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// What the pool would act on in it, by the simulator's own model.
+    pub reading: Reading,
 }
 
 /// A fault the member plays, to test that the pool's answers come back unchanged.
@@ -55,6 +62,7 @@ struct State {
     fault: Mutex<Fault>,
     /// How long an `events` long poll waits before answering.
     event_wait: Mutex<Duration>,
+    resources: Mutex<Resources>,
 }
 
 /// A running simulated member. Dropping it (or `stop`) closes its socket.
@@ -82,6 +90,7 @@ impl Member {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             event_wait: Mutex::new(Duration::from_millis(500)),
+            resources: Mutex::new(Resources::default()),
             ..State::default()
         });
         let stop = CancellationToken::new();
@@ -133,6 +142,12 @@ impl Member {
 
     pub fn set_event_wait(&self, wait: Duration) {
         *self.state.event_wait.lock().expect("sim lock") = wait;
+    }
+
+    /// The guarded resources the member's model knows (the three call-forwarding resources by
+    /// default), each with its parameter.
+    pub fn set_resources(&self, resources: Resources) {
+        *self.state.resources.lock().expect("sim lock") = resources;
     }
 
     /// Closes the listening socket: new connections are refused, as from a dead server.
@@ -226,10 +241,6 @@ where
     }
 }
 
-fn guards() -> Guards {
-    Guards::new(Guards::defaults())
-}
-
 async fn answer(
     state: Arc<State>,
     name: String,
@@ -245,6 +256,26 @@ async fn answer(
         .uri
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let header_lines: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                v.as_bytes().iter().map(|&b| char::from(b)).collect(),
+            )
+        })
+        .collect();
+    let resources = state.resources.lock().expect("sim lock").clone();
+    let reading = model::read(
+        &model::Request {
+            method: parts.method.as_str(),
+            target: &path_and_query,
+            headers: &header_lines,
+            body: &body,
+        },
+        &resources,
+    );
     let probe = parts
         .headers
         .get(header::USER_AGENT)
@@ -260,6 +291,7 @@ async fn answer(
             version: parts.version,
             headers: parts.headers.clone(),
             body: body.clone(),
+            reading: reading.clone(),
         });
     }
     let fault = *state.fault.lock().expect("sim lock");
@@ -272,10 +304,10 @@ async fn answer(
         let wait = *state.event_wait.lock().expect("sim lock");
         tokio::time::sleep(wait).await;
         json(StatusCode::OK, r#"{"_links":{"self":{"href":"/ucwa/v1/applications/192/events?ack=2"},"next":{"href":"/ucwa/v1/applications/192/events?ack=3"}},"sender":[]}"#.into())
-    } else if last.eq_ignore_ascii_case("batch") && parts.method == Method::POST {
-        batch_answer(&parts.headers, &body)
+    } else if reading.named.iter().any(|n| n == model::BATCH) && parts.method == Method::POST {
+        batch_answer(&reading)
     } else {
-        single(&parts.method, path, fault)
+        single(&parts.method, path, !reading.named.is_empty(), fault)
     };
     response.headers_mut().insert(
         "x-sim-member",
@@ -284,8 +316,8 @@ async fn answer(
     Ok(response)
 }
 
-fn single(method: &Method, path: &str, fault: Fault) -> Response<Full<Bytes>> {
-    let guarded = matches!(route::classify(path, &guards()), Route::Guarded(_));
+/// The answer to one request: `guarded` when the path names a call-forwarding resource.
+fn single(method: &Method, path: &str, guarded: bool, fault: Fault) -> Response<Full<Bytes>> {
     if guarded && method == Method::POST {
         return match fault {
             Fault::AlreadyExists => ucwa_error(
@@ -339,27 +371,20 @@ fn single(method: &Method, path: &str, fault: Fault) -> Response<Full<Bytes>> {
 }
 
 /// Answers each embedded request in order, in one multipart/batching response.
-fn batch_answer(headers: &HeaderMap, body: &[u8]) -> Response<Full<Bytes>> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let parts = batch::boundary(content_type)
-        .ok()
-        .and_then(|b| batch::parse(body, b).ok());
-    let Some(parts) = parts else {
+fn batch_answer(reading: &Reading) -> Response<Full<Bytes>> {
+    if reading.parts.is_empty() {
         return ucwa_error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             Some("DeserializationFailure"),
             "The batch could not be read.",
         );
-    };
+    }
     let boundary = "sim-batch-response";
     let mut out = String::new();
-    for part in parts {
+    for part in &reading.parts {
         let method = Method::from_bytes(part.method.as_bytes()).unwrap_or(Method::GET);
-        let inner = single(&method, part.path(), Fault::None);
+        let inner = single(&method, &part.path, !part.named.is_empty(), Fault::None);
         let status = inner.status();
         out.push_str(&format!(
             "--{boundary}\r\nContent-Type: application/http; msgtype=response\r\n\r\nHTTP/1.1 {} {}\r\n\r\n",

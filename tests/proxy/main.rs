@@ -3,6 +3,7 @@
 
 mod support;
 
+mod differential;
 mod extra_guards;
 mod guard_body;
 mod guard_query;
@@ -13,5 +14,6 @@ mod operations;
 mod organisations;
 mod parking;
 mod passthrough;
+mod pool_reading;
 mod tls;
 mod upstream_pool;

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod client;
 pub mod metrics;
+pub mod oracle;
 
 use std::time::Duration;
 
@@ -141,6 +142,19 @@ pub async fn start_with(options: Options) -> Harness {
 }
 
 impl Harness {
+    /// The differential check (SPEC §3-§5 against the pool model): every request any member
+    /// received must be readable by the simulator's model of the pool, and every target the
+    /// model says the pool acted on must be one the policy allows.
+    pub fn assert_pool_acted_only_on_allowed(&self) {
+        let snapshot = self.server.shared().snapshot();
+        let problems: Vec<String> = self
+            .received()
+            .iter()
+            .filter_map(|r| oracle::check(&snapshot.config, r).err())
+            .collect();
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
     /// The certificates of a TLS harness.
     pub fn certs(&self) -> Option<&certs::Certs> {
         self._certs.as_ref()

@@ -1,4 +1,5 @@
-//! A CA and a server certificate for 127.0.0.1 and localhost, made by rcgen for this test run.
+//! A CA and a server certificate for 127.0.0.1, localhost and the test organisations' hosts,
+//! made by rcgen for this test run.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,8 +27,16 @@ impl Certs {
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let key = KeyPair::generate().unwrap();
+        let names = [
+            "localhost",
+            "127.0.0.1",
+            "lyncweb.contoso.com",
+            "*.contoso.com",
+            "lync.fabrikam.com",
+        ];
         let params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let cert = params.signed_by(&key, &issuer).unwrap();
         let client_key = KeyPair::generate().unwrap();
         let client_cert = CertificateParams::new(vec!["ringfence".to_string()])

@@ -135,6 +135,105 @@ impl Client {
     }
 }
 
+/// Why a request could not be put on an HTTP/2 connection as written.
+pub const CANNOT_EXPRESS: &str = "cannot be expressed in HTTP/2";
+
+/// Sends one request over a fresh HTTP/2 connection: with prior knowledge on plain TCP, or with
+/// ALPN `h2` over TLS, naming `server_name` in SNI. `:path` is `target` as written and
+/// `:authority` is `authority`; headers HTTP/2 forbids (connection-specific ones, Host) are left
+/// out. A request the `http` crate cannot carry is `Err` starting with [`CANNOT_EXPRESS`].
+pub async fn h2_reply(
+    addr: SocketAddr,
+    tls: Option<(&Certs, &str)>,
+    method: &str,
+    authority: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Reply, String> {
+    use hyper_util::rt::TokioIo;
+    let cannot = |what: &str| format!("{CANNOT_EXPRESS}: {what}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let uri = http::Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(target)
+        .build()
+        .map_err(|e| cannot(&e.to_string()))?;
+    let mut request = Request::builder()
+        .method(http::Method::from_bytes(method.as_bytes()).map_err(|e| cannot(&e.to_string()))?)
+        .uri(uri)
+        .version(Version::HTTP_2);
+    const FORBIDDEN: [&str; 6] = [
+        "host",
+        "connection",
+        "transfer-encoding",
+        "keep-alive",
+        "upgrade",
+        "proxy-connection",
+    ];
+    for (name, value) in headers {
+        if FORBIDDEN.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+            continue;
+        }
+        let name =
+            http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| cannot(&e.to_string()))?;
+        let value =
+            http::HeaderValue::from_bytes(value.as_bytes()).map_err(|e| cannot(&e.to_string()))?;
+        request = request.header(name, value);
+    }
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .map_err(|e| cannot(&e.to_string()))?;
+    let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    let response = match tls {
+        None => {
+            let (mut sender, conn) = builder
+                .handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            tokio::time::timeout(TIMEOUT, sender.send_request(request)).await
+        }
+        Some((certs, server_name)) => {
+            let mut config = certs.client_config();
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+            let name = rustls_pki_types::ServerName::try_from(server_name.to_string())
+                .map_err(|e| e.to_string())?;
+            let stream = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut sender, conn) = builder
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            tokio::time::timeout(TIMEOUT, sender.send_request(request)).await
+        }
+    };
+    let response = response
+        .map_err(|_| "no answer in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(TIMEOUT, body.collect())
+        .await
+        .map_err(|_| "no body in time".to_string())?
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Reply {
+        status: parts.status.as_u16(),
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    })
+}
+
 /// Writes raw bytes on a fresh connection and returns everything read until the server closes
 /// or the answer is complete (a test timeout bounds it).
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
@@ -167,6 +266,38 @@ pub async fn raw_reply(addr: SocketAddr, request: &[u8]) -> Result<Reply, String
     let bytes = raw_bytes(addr, request).await;
     parse_reply(&bytes)
         .ok_or_else(|| format!("no HTTP answer: {:?}", String::from_utf8_lossy(&bytes)))
+}
+
+/// [`raw_reply`] over TLS (ALPN `http/1.1`), naming `server_name` in SNI.
+pub async fn tls_raw_reply(
+    addr: SocketAddr,
+    certs: &Certs,
+    server_name: &str,
+    request: &[u8],
+) -> Result<Reply, String> {
+    let mut config = certs.client_config();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| e.to_string())?;
+    let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut stream = tokio::time::timeout(TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = tokio::time::timeout(TIMEOUT, stream.write_all(request)).await;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    parse_reply(&out).ok_or_else(|| format!("no HTTP answer: {:?}", String::from_utf8_lossy(&out)))
 }
 
 /// Parses one HTTP/1.1 response with a Content-Length, chunked or close-delimited body.
