@@ -3,6 +3,7 @@
 
 mod support;
 
+mod clients;
 mod differential;
 mod extra_guards;
 mod guard_body;
