@@ -23,12 +23,17 @@ pub mod path;
 /// Case folding for names the pool compares case-insensitively: ASCII lower case, plus the
 /// non-ASCII letters that .NET equates with ASCII ones. `StringComparer.OrdinalIgnoreCase`
 /// upper-cases `ſ` (U+017F) to `S` and `ı` (U+0131) to `I`; lower-casing maps `İ` (U+0130) to
-/// `i` and the Kelvin sign (U+212A) to `k`.
+/// `i` and the Kelvin sign (U+212A) to `k`. Full-width letters and digits (U+FF10-U+FF5A) fold
+/// to ASCII too: IIS once mapped `%uFF53` to `s` ("best fit", OWASP CRS rule 920260), and a
+/// comparison that ignores width would.
 pub fn fold(c: char) -> char {
     match c {
         '\u{17f}' => 's',
         '\u{131}' | '\u{130}' => 'i',
         '\u{212a}' => 'k',
+        '\u{ff10}'..='\u{ff19}' | '\u{ff21}'..='\u{ff3a}' | '\u{ff41}'..='\u{ff5a}' => {
+            char::from_u32(u32::from(c) - 0xfee0).map_or(c, |a| a.to_ascii_lowercase())
+        }
         _ => c.to_ascii_lowercase(),
     }
 }
@@ -86,6 +91,8 @@ mod tests {
         assert!(names_equal("tar\u{ad}get", "target"));
         assert!(names_equal("\u{feff}target\u{200b}", "target"));
         assert!(names_equal("t\u{e0041}arget", "target"));
+        assert!(names_equal("\u{ff34}\u{ff41}rget", "target"));
+        assert!(names_equal("ta\u{ff52}get\u{ff11}", "TARGET1"));
         assert!(!names_equal("targets", "target"));
         assert!(!names_equal("t\u{e1}rget", "target"));
         assert!(!names_equal("tar get", "target"));

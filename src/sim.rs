@@ -7,6 +7,7 @@
 
 pub mod encoding;
 pub mod model;
+pub mod oracle;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

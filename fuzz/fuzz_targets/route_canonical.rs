@@ -1,12 +1,14 @@
-//! `canonical_path` and `classify` on arbitrary UTF-8: canonicalisation is idempotent when it
-//! succeeds, classification never panics, and a path classified `Guarded` is still `Guarded`
-//! (the same guard) once canonicalised.
+//! The path readings and `classify` on arbitrary UTF-8: every reading that has a canonical form
+//! is a fixed point of canonicalisation with no `%` and no cookieless segment left; a path that
+//! cannot be canonicalised is never routed to a guard; and a path `classify` passes through has
+//! no reading that is itself guarded or a batch.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use ringfence::route::{canonical_path, classify, Guards, Route};
+use ringfence::iis::path::{canonical, is_cookieless_segment, readings};
+use ringfence::route::{classify, Guards, Route};
 
 fn guards() -> &'static Guards {
     static GUARDS: OnceLock<Guards> = OnceLock::new();
@@ -16,37 +18,32 @@ fn guards() -> &'static Guards {
 fuzz_target!(|raw: &str| {
     let guards = guards();
     let route = classify(raw, guards);
-    let canonical = match canonical_path(raw) {
-        Ok(canonical) => canonical,
-        Err(_) => {
-            // Undecodable paths are refused or passed through, never routed to a guard.
-            assert!(
-                matches!(route, Route::BadPath | Route::Passthrough(_)),
-                "{raw:?}: not canonicalisable yet routed as {route:?}"
-            );
-            return;
-        }
-    };
-    assert!(canonical.starts_with('/'), "{raw:?} -> {canonical:?}");
-    assert!(!canonical.contains('%'), "{raw:?} -> {canonical:?}");
-    let twice = canonical_path(&canonical);
-    assert_eq!(
-        twice.as_deref(),
-        Ok(&*canonical),
-        "{raw:?}: canonical form {canonical:?} is not a fixed point"
-    );
-    // Classification depends only on the canonical form.
-    let again = classify(&canonical, guards);
-    match (&route, &again) {
-        (Route::Guarded(a), Route::Guarded(b)) => assert_eq!(a, b, "{raw:?}"),
-        (Route::Guarded(_), _) => {
-            panic!("{raw:?} is {route:?} but its canonical form {canonical:?} is {again:?}")
-        }
-        _ => assert_eq!(route, again, "{raw:?} vs canonical {canonical:?}"),
+    if canonical(raw).is_err() {
+        // Undecodable paths are refused or passed through, never routed to a guard.
+        assert!(
+            matches!(route, Route::BadPath | Route::Passthrough),
+            "{raw:?}: not canonicalisable yet routed as {route:?}"
+        );
     }
-    assert_ne!(
-        route,
-        Route::BadPath,
-        "{raw:?}: canonicalisable yet BadPath"
-    );
+    for reading in readings(raw).into_iter().flatten() {
+        assert!(reading.starts_with('/'), "{raw:?} -> {reading:?}");
+        assert!(!reading.contains('%'), "{raw:?} -> {reading:?}");
+        assert!(
+            !reading.split('/').any(is_cookieless_segment),
+            "{raw:?} -> {reading:?} keeps a cookieless segment"
+        );
+        let twice = canonical(&reading);
+        assert_eq!(
+            twice.as_deref(),
+            Ok(&*reading),
+            "{raw:?}: reading {reading:?} is not a fixed point"
+        );
+        if route == Route::Passthrough {
+            let again = classify(&reading, guards);
+            assert!(
+                matches!(again, Route::Passthrough | Route::BadPath),
+                "{raw:?} passes through, yet its reading {reading:?} is {again:?}"
+            );
+        }
+    }
 });

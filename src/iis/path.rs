@@ -386,6 +386,45 @@ fn decode_fully(raw: &str) -> Result<Cow<'_, str>, PathError> {
         .map_err(|_| PathError::InvalidUtf8)
 }
 
+/// Path pieces that reach deep into the readings: escapes of every kind, separators, dot
+/// segments, cookieless groups, ignorable code points, resource names.
+#[cfg(test)]
+pub(crate) fn path_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let piece = prop_oneof![
+        Just("/".to_string()),
+        Just("\\".to_string()),
+        Just(".".to_string()),
+        Just("..".to_string()),
+        Just(";".to_string()),
+        Just(" ".to_string()),
+        Just("%".to_string()),
+        Just("%25".to_string()),
+        Just("%2F".to_string()),
+        Just("%5c".to_string()),
+        Just("%2e".to_string()),
+        Just("%28".to_string()),
+        Just("%29".to_string()),
+        Just("(".to_string()),
+        Just(")".to_string()),
+        Just("(S(x))".to_string()),
+        Just("%u".to_string()),
+        Just("%uD83D".to_string()),
+        Just("%uDE00".to_string()),
+        Just("%u0073".to_string()),
+        Just("%C5%BF".to_string()),
+        Just("%E2%80%8B".to_string()),
+        Just("ucwa".to_string()),
+        Just("UCWA".to_string()),
+        Just("batch".to_string()),
+        Just("simultaneousRingToContact".to_string()),
+        "[0-9a-fA-FuUS]{1,4}",
+        "\\PC{0,3}",
+        any::<char>().prop_map(String::from),
+    ];
+    prop::collection::vec(piece, 0..16).prop_map(|v| v.concat())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,38 +593,6 @@ mod tests {
         ] {
             assert!(!could_reach_ucwa(no), "{no}");
         }
-    }
-
-    fn path_strategy() -> impl Strategy<Value = String> {
-        let piece = prop_oneof![
-            Just("/".to_string()),
-            Just("\\".to_string()),
-            Just(".".to_string()),
-            Just("..".to_string()),
-            Just(";".to_string()),
-            Just(" ".to_string()),
-            Just("%".to_string()),
-            Just("%25".to_string()),
-            Just("%2F".to_string()),
-            Just("%5c".to_string()),
-            Just("%2e".to_string()),
-            Just("%28".to_string()),
-            Just("%29".to_string()),
-            Just("(".to_string()),
-            Just(")".to_string()),
-            Just("(S(x))".to_string()),
-            Just("%u".to_string()),
-            Just("%uD83D".to_string()),
-            Just("%uDE00".to_string()),
-            Just("%u0073".to_string()),
-            Just("%C5%BF".to_string()),
-            Just("%E2%80%8B".to_string()),
-            Just("ucwa".to_string()),
-            "[0-9a-fA-FuUS]{1,4}",
-            "\\PC{0,3}",
-            any::<char>().prop_map(String::from),
-        ];
-        prop::collection::vec(piece, 0..16).prop_map(|v| v.concat())
     }
 
     proptest! {

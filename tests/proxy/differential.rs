@@ -11,8 +11,10 @@
 //! `AspFilterSessionId`, method overrides, a second Content-Type, a cookie named `target`), and
 //! batch parts (network-path references, the same path spellings, `Data:`).
 //!
-//! The in-process test runs the judge itself on many cases; the socket test sends fewer through
-//! the real server, where the members' own reading is checked.
+//! Keys and values are spelled with escapes too (JSON `\u`, XML character references, form
+//! percent-escapes). The in-process test runs the judge itself on many cases; the socket test
+//! sends fewer through the real server, where the members' own reading is checked, and no member
+//! may receive the denied number in any spelling.
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -25,10 +27,10 @@ use ringfence::sim::model::{self, Resources};
 use ringfence::upstream::UpstreamBody;
 
 use crate::hostile::{
-    batch_of, embedded, form_post, json_target, part, post, property, q, q_all, ucwa_xml, Req,
-    ALLOWED, BATCH, DENIED, HOST,
+    assert_never_received, batch_of, embedded, form_post, part, post, q, q_all, ucwa_xml, Req,
+    ALLOWED, BATCH, DENIED, DENIED_DIGITS, HOST,
 };
-use crate::support::{self, client, oracle, POLICY, TIMEOUT};
+use crate::support::{self, client, POLICY, TIMEOUT};
 
 /// Targets: allowed, denied by number, by number inside a SIP URI, by host, by organisation.
 const TARGETS: &[&str] = &[
@@ -305,6 +307,47 @@ fn part_target(path: &str, network: u8) -> String {
     }
 }
 
+/// Which characters of a key or value are written as escapes (JSON `\u`, XML character
+/// references, percent-escapes in a form), by bit.
+#[derive(Debug, Clone, Copy)]
+struct Spelling {
+    key: u8,
+    value: u64,
+}
+
+impl Spelling {
+    fn apply(self, text: &str, mask: u64, escape: fn(char) -> String) -> String {
+        text.chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if mask >> (i % 64) & 1 == 1 {
+                    escape(c)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    }
+
+    fn key(self, escape: fn(char) -> String) -> String {
+        self.apply("target", u64::from(self.key), escape)
+    }
+
+    /// The value with the flagged characters escaped, and the rest as they are (targets hold
+    /// no character that needs escaping in JSON or XML).
+    fn value(self, t: &str, escape: fn(char) -> String) -> String {
+        self.apply(t, self.value, escape)
+    }
+}
+
+fn json_escape(c: char) -> String {
+    format!("\\u{:04x}", u32::from(c))
+}
+
+fn char_ref(c: char) -> String {
+    format!("&#x{:X};", u32::from(c))
+}
+
 #[derive(Debug, Clone)]
 struct Case {
     request: Req,
@@ -319,21 +362,44 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(header_edit(), 0..2),
         0u8..6,
         any::<bool>(),
+        (any::<u8>(), any::<u64>()).prop_map(|(key, value)| Spelling { key, value }),
     )
         .prop_map(
-            |(t, place, path_edits, query_edits, header_edits, network, batch_cookieless)| {
+            |(
+                t,
+                place,
+                path_edits,
+                query_edits,
+                header_edits,
+                network,
+                batch_cookieless,
+                spelling,
+            )| {
                 let t = TARGETS[t];
                 let path = edited_path(&path_edits);
                 let query = edited_query(t, &query_edits);
-                let json = json_target(t);
+                let json = format!(
+                    r#"{{"{}":"{}"}}"#,
+                    spelling.key(json_escape),
+                    spelling.value(t, json_escape)
+                );
                 let mut request = match place {
                     Place::Query => post(format!("{path}?{query}")),
                     Place::Json => post(path).body("application/json", json),
                     Place::Xml => post(path).body(
                         "application/vnd.microsoft.com.ucwa+xml",
-                        ucwa_xml(&property(t)),
+                        ucwa_xml(&format!(
+                            r#"<property name="{}">{}</property>"#,
+                            spelling.key(char_ref),
+                            spelling.value(t, char_ref)
+                        )),
                     ),
-                    Place::Form => form_post(format!("target={}", q(t))).retarget(&path),
+                    Place::Form => form_post(format!(
+                        "{}={}",
+                        spelling.key(|c| format!("%{:02X}", u32::from(c))),
+                        q(t)
+                    ))
+                    .retarget(&path),
                     Place::BatchQuery => batch_of(&[part(&format!(
                         "POST {}?{query} HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
                         part_target(&path, network)
@@ -472,7 +538,7 @@ fn whatever_ringfence_forwards_the_pool_acts_on_nothing_denied_in_process() {
             },
             &Resources::default(),
         );
-        oracle::judge(&config, HOST, &reading)
+        ringfence::sim::oracle::judge(&config.policy, HOST, &reading)
             .map_err(|e| TestCaseError::fail(format!("{request:?}: {e}")))
     });
     if let Err(e) = result {
@@ -530,6 +596,7 @@ fn whatever_ringfence_forwards_the_pool_acts_on_nothing_denied_over_sockets() {
         h.received().len()
     );
     assert!(!h.received().is_empty(), "nothing was forwarded");
+    assert_never_received(&h, DENIED_DIGITS);
     h.assert_pool_acted_only_on_allowed();
     runtime.block_on(async move { drop(h) });
 }

@@ -9,9 +9,6 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
-
 use crate::support::{self, assert_refused, client, Harness, Options, Reply, SIMRING, TIMEOUT};
 
 pub(crate) const HOST: &str = "lyncweb.contoso.com";
@@ -520,7 +517,7 @@ fn decoded(bytes: &[u8]) -> String {
 }
 
 /// No member received the denied number, decoded and without visual separators.
-fn assert_never_received(h: &Harness, needle: &str) {
+pub(crate) fn assert_never_received(h: &Harness, needle: &str) {
     for r in h.received() {
         let seen = format!(
             "{} {}",
@@ -942,197 +939,6 @@ async fn a_method_override_header_outside_ucwa_is_forwarded() {
     let request = req("GET", "/autodiscover/autodiscoverservice.svc/root?x=1")
         .header("X-HTTP-Method-Override", "POST");
     forwarded(&h, Transport::Http1, &request).await.unwrap();
-}
-
-/// Denied targets that the generator spells in every way the back end could read one.
-const GENERATED_DENIED: &[&str] = &[
-    "tel:+19005550100",
-    "tel:+1-900-555-0100",
-    "TEL:+1(900)555.0100;ext=12",
-    "sip:+19005550100@contoso.com;user=phone",
-    "sip:+1-900-555-0100@contoso.com",
-    "sips:%2B19005550100@contoso.com",
-];
-
-/// Paths of the guarded resources, in several spellings.
-const GENERATED_PATHS: &[&str] = &[
-    SIMRING,
-    "/UCWA/v1/applications/1/me/callForwardingSettings/immediateForwardSettings/ImmediateForwardToContact",
-    "/ucwa/v1/applications/1/%75nansweredCallToContact",
-    "/ucwa/v1/x/..%2FsimultaneousRingToContact;x.",
-    "/ucwa\\v1\\simultaneous%2552ingToContact/",
-];
-
-/// Where the generator puts the target.
-#[derive(Debug, Clone, Copy)]
-enum Place {
-    Query,
-    Json,
-    Xml,
-    Form,
-    BatchQuery,
-    BatchJson,
-    BatchData,
-}
-
-/// The key spelled with random case and random percent-escapes (`%XX`).
-fn spelled_key(upper: &[bool], escaped: &[bool]) -> String {
-    "target"
-        .chars()
-        .enumerate()
-        .map(|(i, c)| {
-            let c = if upper[i] { c.to_ascii_uppercase() } else { c };
-            if escaped[i] {
-                format!("%{:02X}", u32::from(c))
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-/// The value with random characters escaped by `escape`; `must` are always escaped.
-fn spelled_value(t: &str, escaped: &[bool], must: &[char], escape: fn(char) -> String) -> String {
-    t.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if escaped[i % escaped.len()] || must.contains(&c) {
-                escape(c)
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-fn percent(c: char) -> String {
-    q_all(&c.to_string())
-}
-
-fn json_escape(c: char) -> String {
-    format!("\\u{:04x}", u32::from(c))
-}
-
-fn char_ref(c: char) -> String {
-    format!("&#x{:X};", u32::from(c))
-}
-
-fn generated_request() -> impl Strategy<Value = (Place, Req)> {
-    let place = prop_oneof![
-        Just(Place::Query),
-        Just(Place::Json),
-        Just(Place::Xml),
-        Just(Place::Form),
-        Just(Place::BatchQuery),
-        Just(Place::BatchJson),
-        Just(Place::BatchData),
-    ];
-    (
-        proptest::sample::select(GENERATED_DENIED),
-        proptest::sample::select(GENERATED_PATHS),
-        place,
-        prop::collection::vec(any::<bool>(), 6),
-        prop::collection::vec(any::<bool>(), 6),
-        prop::collection::vec(any::<bool>(), 48),
-    )
-        .prop_map(|(t, path, place, upper, escaped_key, escaped)| {
-            let cased: String = "target"
-                .chars()
-                .zip(&upper)
-                .map(|(c, &u)| if u { c.to_ascii_uppercase() } else { c })
-                .collect();
-            let query = || {
-                format!(
-                    "{}={}",
-                    spelled_key(&upper, &escaped_key),
-                    spelled_value(t, &escaped, &['%'], percent)
-                )
-            };
-            let json = || {
-                let key = spelled_value(&cased, &escaped_key, &[], json_escape);
-                let value = spelled_value(t, &escaped, &[], json_escape);
-                format!(r#"{{"{key}":"{value}"}}"#)
-            };
-            let request = match place {
-                Place::Query => post(format!("{path}?{}", query())),
-                Place::Json => post(path).body("application/json; charset=utf-8", json()),
-                Place::Xml => {
-                    let name = spelled_value(&cased, &escaped_key, &[], char_ref);
-                    let value = spelled_value(t, &escaped, &['&'], char_ref);
-                    post(path).body(
-                        "application/xml",
-                        ucwa_xml(&format!(r#"<property name="{name}">{value}</property>"#)),
-                    )
-                }
-                Place::Form => {
-                    let value = spelled_value(t, &escaped, &['+', '%', '&', ';'], percent);
-                    post(path).body(
-                        "application/x-www-form-urlencoded",
-                        format!("{}={value}", spelled_key(&upper, &escaped_key)),
-                    )
-                }
-                Place::BatchQuery => batch_of(&[
-                    part(&get_me()),
-                    part(&format!(
-                        "POST {path}?{} HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
-                        query()
-                    )),
-                ]),
-                Place::BatchJson => batch_of(&[part(&embedded(
-                    "POST",
-                    path,
-                    "application/vnd.microsoft.com.ucwa+json",
-                    &json(),
-                ))]),
-                Place::BatchData => batch_of(&[part(&format!(
-                    "POST {path} HTTP/1.1\r\nHost: {HOST}\r\nData: {}\r\n\r\n",
-                    json()
-                ))]),
-            };
-            (place, request)
-        })
-}
-
-/// Generated requests put a denied target in random places, key spellings and escapes; none of
-/// them may reach the pool. One harness serves every case, so the runtime outlives the runner.
-#[test]
-fn a_denied_target_never_reaches_the_pool_whatever_its_place_and_spelling() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let h = runtime.block_on(support::start());
-    let mut runner = TestRunner::new(Config {
-        cases: 64,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let result = runner.run(&generated_request(), |(place, request)| {
-        let before = h.received_counts();
-        let reply = runtime
-            .block_on(send(&h, &request))
-            .map_err(TestCaseError::fail)?;
-        prop_assert!(
-            matches!(reply.status, 400 | 403 | 415),
-            "{place:?}: {} {}",
-            reply.status,
-            reply.text()
-        );
-        let leaked = h.received_since(&before);
-        prop_assert!(
-            leaked.is_empty(),
-            "{place:?}: the pool received {:?}",
-            describe(&leaked)
-        );
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    assert_never_received(&h, DENIED_DIGITS);
-    h.assert_pool_acted_only_on_allowed();
-    runtime.block_on(async move { drop(h) });
 }
 
 /// SPEC §9: one JSON line per decision with every field, and never the caller's credentials.

@@ -17,7 +17,7 @@ use crate::hostile::{
     at, batch_of, form_post, json_post, json_target, part, post, property, q, ring_line, run,
     ucwa_xml, Req, Row, ALLOWED, BATCH, DENIED, HOST, SETTINGS,
 };
-use crate::support::{self, assert_refused, client, oracle, Options, POLICY, SIMRING};
+use crate::support::{self, assert_refused, client, Options, POLICY, SIMRING};
 
 /// What the simulator's pool model makes of a request, read offline.
 fn pool_reading(req: &Req) -> Reading {
@@ -44,7 +44,8 @@ fn assert_the_pool_would_act_on_a_denied_target(rows: &[Row]) {
     let harmless: Vec<&str> = rows
         .iter()
         .filter(|(_, shape, hostile, ..)| {
-            oracle::judge(&config, HOST, &pool_reading(&shape(hostile))).is_ok()
+            ringfence::sim::oracle::judge(&config.policy, HOST, &pool_reading(&shape(hostile)))
+                .is_ok()
         })
         .map(|(name, ..)| *name)
         .collect();
@@ -161,6 +162,21 @@ async fn the_cookieless_session_header_is_refused_on_ucwa() {
         ("header in a batch part", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}\r\nAspFilterSessionId: S(a)\r\n\r\n", q(t)))]), DENIED, 400, "bad_path", None),
     ];
     run("cookieless header", rows).await;
+}
+
+/// `Request[name]` falls back from the query and the form to the cookies: a cookie named like the
+/// guarded parameter is another place the pool could find a target, so it is refused.
+#[tokio::test]
+async fn a_cookie_named_like_the_parameter_is_refused() {
+    #[rustfmt::skip]
+    let rows: &[Row] = &[
+        ("cookie beside a query target", |t| at(SIMRING, ALLOWED).header("Cookie", &format!("a=1; target={t}")), DENIED, 400, "duplicate", None),
+        ("cookie in another case", |t| json_post(json_target(ALLOWED)).header("Cookie", &format!("TARGET={t}")), DENIED, 400, "duplicate", None),
+        ("cookie on a second line", |t| at(SIMRING, ALLOWED).header("Cookie", "a=1").header("Cookie", &format!("target={t}")), DENIED, 400, "duplicate", None),
+        ("cookie in a batch part", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}\r\nCookie: target={t}\r\n\r\n", q(ALLOWED)))]), DENIED, 400, "duplicate", None),
+        ("other cookies", |t| at(SIMRING, t).header("Cookie", "targets=1; x=target"), DENIED, 403, "denied", Some(ALLOWED)),
+    ];
+    run("cookies", rows).await;
 }
 
 /// A batch part's request-target is resolved against the batch's URI: `//host/ucwa/...` is a

@@ -242,12 +242,20 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
 
 /// [`raw`] without the lossy conversion.
 pub async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut stream = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
+    let stream = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
         .await
         .expect("connect in time")
         .unwrap();
-    // The server may answer and close before reading everything (a refused body), so a
-    // failed write is not an error: the answer is what counts.
+    exchange(stream, request).await
+}
+
+/// Writes `request` and reads until the server closes or goes quiet for 3 s. The server may
+/// answer and close before reading everything (a refused body), so a failed write is not an
+/// error: the answer is what counts.
+async fn exchange<S>(mut stream: S, request: &[u8]) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let _ = tokio::time::timeout(TIMEOUT, stream.write_all(request)).await;
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
@@ -284,19 +292,11 @@ pub async fn tls_raw_reply(
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    let mut stream = tokio::time::timeout(TIMEOUT, connector.connect(name, tcp))
+    let stream = tokio::time::timeout(TIMEOUT, connector.connect(name, tcp))
         .await
         .map_err(|_| "handshake timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    let _ = tokio::time::timeout(TIMEOUT, stream.write_all(request)).await;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-        }
-    }
+    let out = exchange(stream, request).await;
     parse_reply(&out).ok_or_else(|| format!("no HTTP answer: {:?}", String::from_utf8_lossy(&out)))
 }
 
