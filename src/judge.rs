@@ -48,6 +48,11 @@ impl Clearance {
         &self.head.method
     }
 
+    /// The origin-form target the pool receives: path and query, as judged.
+    pub fn target(&self) -> &str {
+        self.head.uri.path_and_query().map_or("/", |p| p.as_str())
+    }
+
     /// Method, origin-form target, headers and body, for the upstream request.
     pub(crate) fn into_parts(self) -> (Method, PathAndQuery, HeaderMap, UpstreamBody) {
         let path_and_query = self
@@ -153,6 +158,9 @@ pub struct Verdict<'c> {
     pub outcome: Result<Clearance, Refused<'c>>,
     pub rulings: Vec<Ruling<'c>>,
 }
+
+/// The Batch.js sample's header for an embedded request's body.
+const DATA: http::HeaderName = http::HeaderName::from_static("data");
 
 /// The resource `batch`, as metric label and audit resource of a batch refused whole.
 const BATCH: &str = "batch";
@@ -297,17 +305,11 @@ impl<'c> Pending<'c> {
             .is_none_or(|by_host| !std::ptr::eq(by_name, by_host))
     }
 
-    /// Framing that cannot be trusted to end the body where the pool will: both Content-Length
-    /// and Transfer-Encoding, or several Content-Length lines; and a declared length over the
-    /// limit, refused before reading.
+    /// Framing that cannot be trusted to end the body where the pool will (several
+    /// Content-Length lines; hyper itself drops a Content-Length beside Transfer-Encoding), and a
+    /// declared length over the limit, refused before reading.
     fn framing(&self) -> Result<(), Rejection> {
-        let headers = &self.head.headers;
-        if headers.contains_key(header::TRANSFER_ENCODING)
-            && headers.contains_key(header::CONTENT_LENGTH)
-        {
-            return Err(Rejection::BadBody);
-        }
-        let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+        let mut lengths = self.head.headers.get_all(header::CONTENT_LENGTH).iter();
         if let Some(length) = lengths.next() {
             let n: u64 = length
                 .to_str()
@@ -357,9 +359,9 @@ impl<'c> Pending<'c> {
 
     fn cleared(self, body: Bytes, rulings: Vec<Ruling<'c>>) -> Verdict<'c> {
         let mut head = self.head;
+        // Sent whole, with its length (Transfer-Encoding went with the hop-by-hop headers).
         head.headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        head.headers.remove(header::TRANSFER_ENCODING);
         Verdict {
             outcome: Ok(Clearance {
                 head,
@@ -374,7 +376,14 @@ impl<'c> Pending<'c> {
             let ruling = self.whole(Rejection::Misdirected);
             return self.refused(Rejection::Misdirected, &guard.parameter, vec![ruling]);
         }
+        // A `Data:` header is a body to the batch handler; on a request of its own it is judged
+        // the same way, since nothing says UCWA would not read it there too.
+        if self.head.headers.get_all(&DATA).iter().count() > 1 {
+            let ruling = self.whole(Rejection::Duplicate);
+            return self.refused(Rejection::Duplicate, &guard.parameter, vec![ruling]);
+        }
         let headers = &self.head.headers;
+        let data = request::single(request::lines(headers, &DATA));
         let content_encoding = request::list(request::lines(headers, &header::CONTENT_ENCODING));
         let inbound = Inbound {
             method: &self.head.method,
@@ -382,7 +391,7 @@ impl<'c> Pending<'c> {
             content_type: request::single(request::lines(headers, &header::CONTENT_TYPE)),
             content_encoding: content_encoding.as_deref(),
             body: &body,
-            data: None,
+            data: data.map(str::as_bytes),
             up_devcap_post_charset: request::lines(headers, &X_UP_DEVCAP_POST_CHARSET)
                 .map(|v| v.unwrap_or(request::UNREADABLE))
                 .collect(),
@@ -501,7 +510,12 @@ impl<'c> Pending<'c> {
                 up_devcap_post_charset: part
                     .header_values(X_UP_DEVCAP_POST_CHARSET.as_str())
                     .collect(),
-                parameter_cookie: request::has_cookie(values("cookie"), &guard.parameter),
+                // A part may be run with the batch's own cookies as well as its own.
+                parameter_cookie: request::has_cookie(values("cookie"), &guard.parameter)
+                    || request::has_cookie(
+                        request::lines(headers, &header::COOKIE),
+                        &guard.parameter,
+                    ),
             };
             let found = Found::judge(self.policy(), organisation, &inbound, guard);
             if found.targets.is_empty() && found.outcome.is_ok() {
@@ -533,7 +547,7 @@ struct Inbound<'r> {
     content_type: Option<&'r str>,
     content_encoding: Option<&'r str>,
     body: &'r [u8],
-    /// A batch part's `Data:` header, judged as a JSON body (the Batch.js sample sends bodies so).
+    /// A `Data:` header, judged as a JSON body (the Batch.js sample sends a part's body so).
     data: Option<&'r [u8]>,
     up_devcap_post_charset: Vec<&'r str>,
     /// A cookie is named like the parameter: `Request[name]` could read it.

@@ -96,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
     let reading = model::read(
         &model::Request {
             method,
-            target,
+            target: clearance.target(),
             headers: &headers,
             body,
         },

@@ -8,7 +8,8 @@
 //! segments raw, encoded and spliced into a name, default-ignorable code points, dot segments,
 //! backslashes), query spellings (key case and escapes, a key in EBCDIC, pairs that are not
 //! UTF-8, `+`), headers that change the pool's reading (hidden charsets, `x-up-devcap-post-charset`,
-//! `AspFilterSessionId`, method overrides, a second Content-Type, a cookie named `target`), and
+//! `AspFilterSessionId`, method overrides, a second Content-Type, a cookie named `target`, a `Data:`
+//! header), and
 //! batch parts (network-path references, the same path spellings, `Data:`).
 //!
 //! Keys and values are spelled with escapes too (JSON `\u`, XML character references, form
@@ -255,11 +256,16 @@ fn edited_query(t: &str, edits: &[QueryEdit]) -> String {
 #[derive(Debug, Clone)]
 enum HeaderEdit {
     HiddenCharset(u8),
-    UpDevcap { utf8: bool, up_agent: bool },
+    UpDevcap {
+        utf8: bool,
+        up_agent: bool,
+    },
     FilterSessionId,
     MethodOverride,
     SecondContentType,
     Cookie(usize),
+    /// A `Data:` header with another target.
+    Data(usize),
 }
 
 fn header_edit() -> impl Strategy<Value = HeaderEdit> {
@@ -271,6 +277,7 @@ fn header_edit() -> impl Strategy<Value = HeaderEdit> {
         Just(HeaderEdit::MethodOverride),
         Just(HeaderEdit::SecondContentType),
         (0..TARGETS.len()).prop_map(HeaderEdit::Cookie),
+        (0..TARGETS.len()).prop_map(HeaderEdit::Data),
     ]
 }
 
@@ -459,6 +466,9 @@ fn case() -> impl Strategy<Value = Case> {
                         HeaderEdit::Cookie(other) => {
                             request.header("Cookie", &format!("a=1; target={}", TARGETS[other]))
                         }
+                        HeaderEdit::Data(other) => {
+                            request.header("Data", &format!(r#"{{"target":"{}"}}"#, TARGETS[other]))
+                        }
                     };
                 }
                 Case { request }
@@ -474,9 +484,10 @@ fn config() -> Config {
     .unwrap()
 }
 
-/// The request ringfence would forward, judged in process: the headers it keeps, or `None` when
-/// it is refused. `Err` when the request cannot be built (a target `http` refuses).
-fn judged(config: &Config, req: &Req) -> Result<Option<Vec<(String, String)>>, String> {
+/// What ringfence would forward, judged in process: the target and headers it sends, or `None`
+/// when it refuses. `Err` when the request cannot be built (a target `http` refuses).
+#[allow(clippy::type_complexity)]
+fn judged(config: &Config, req: &Req) -> Result<Option<(String, Vec<(String, String)>)>, String> {
     let mut builder = http::Request::builder()
         .method(req.method.as_str())
         .uri(req.target.as_str())
@@ -485,7 +496,7 @@ fn judged(config: &Config, req: &Req) -> Result<Option<Vec<(String, String)>>, S
         builder = builder.header(name.as_str(), value.as_str());
     }
     let (parts, ()) = builder.body(()).map_err(|e| e.to_string())?.into_parts();
-    let clearance = match judge::admit(parts, config, None) {
+    let mut clearance = match judge::admit(parts, config, None) {
         Admission::Refused(_) => return Ok(None),
         Admission::Pass(passed) => passed.with_body(UpstreamBody::Empty),
         Admission::Guarded(pending) => {
@@ -498,19 +509,18 @@ fn judged(config: &Config, req: &Req) -> Result<Option<Vec<(String, String)>>, S
             }
         }
     };
-    let mut clearance = clearance;
-    Ok(Some(
-        clearance
-            .headers_mut()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    v.as_bytes().iter().map(|&b| char::from(b)).collect(),
-                )
-            })
-            .collect(),
-    ))
+    let target = clearance.target().to_string();
+    let headers = clearance
+        .headers_mut()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                v.as_bytes().iter().map(|&b| char::from(b)).collect(),
+            )
+        })
+        .collect();
+    Ok(Some((target, headers)))
 }
 
 /// Many generated requests judged in process: whatever ringfence forwards, the pool model acts
@@ -525,14 +535,14 @@ fn whatever_ringfence_forwards_the_pool_acts_on_nothing_denied_in_process() {
     });
     let forwarded = std::cell::Cell::new(0usize);
     let result = runner.run(&case(), |Case { request }| {
-        let Ok(Some(headers)) = judged(&config, &request) else {
+        let Ok(Some((target, headers))) = judged(&config, &request) else {
             return Ok(());
         };
         forwarded.set(forwarded.get() + 1);
         let reading = model::read(
             &model::Request {
                 method: &request.method,
-                target: request.origin_form(),
+                target: &target,
                 headers: &headers,
                 body: &request.body,
             },

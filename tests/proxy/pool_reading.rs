@@ -174,9 +174,25 @@ async fn a_cookie_named_like_the_parameter_is_refused() {
         ("cookie in another case", |t| json_post(json_target(ALLOWED)).header("Cookie", &format!("TARGET={t}")), DENIED, 400, "duplicate", None),
         ("cookie on a second line", |t| at(SIMRING, ALLOWED).header("Cookie", "a=1").header("Cookie", &format!("target={t}")), DENIED, 400, "duplicate", None),
         ("cookie in a batch part", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}\r\nCookie: target={t}\r\n\r\n", q(ALLOWED)))]), DENIED, 400, "duplicate", None),
+        ("batch cookie beside a part's target", |t| batch_of(&[part(&ring_line(ALLOWED))]).header("Cookie", &format!("target={t}")), DENIED, 400, "duplicate", None),
         ("other cookies", |t| at(SIMRING, t).header("Cookie", "targets=1; x=target"), DENIED, 403, "denied", Some(ALLOWED)),
     ];
     run("cookies", rows).await;
+}
+
+/// The Batch.js sample sends a batch part's body in a `Data:` header; a `Data:` header on a
+/// request of its own is judged the same way, as a JSON body that must agree with the rest.
+#[tokio::test]
+async fn a_data_header_is_judged_on_any_guarded_request() {
+    #[rustfmt::skip]
+    let rows: &[Row] = &[
+        ("Data: alone", |t| post(SIMRING).header("Data", &json_target(t)), DENIED, 403, "denied", Some(ALLOWED)),
+        ("Data: beside an allowed query", |t| at(SIMRING, ALLOWED).header("Data", &json_target(t)), DENIED, 400, "conflict", Some(ALLOWED)),
+        ("Data: beside an allowed body", |t| json_post(json_target(ALLOWED)).header("data", &json_target(t)), DENIED, 400, "conflict", Some(ALLOWED)),
+        ("two Data: lines", |t| at(SIMRING, ALLOWED).header("Data", &json_target(ALLOWED)).header("Data", &json_target(t)), DENIED, 400, "duplicate", None),
+        ("Data: that is not JSON", |t| at(SIMRING, ALLOWED).header("Data", &format!("target={t}")), DENIED, 400, "bad_body", None),
+    ];
+    run("Data: headers", rows).await;
 }
 
 /// A batch part's request-target is resolved against the batch's URI: `//host/ucwa/...` is a
