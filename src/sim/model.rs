@@ -128,17 +128,19 @@ enum Named {
     Batch,
 }
 
+/// A request line's target: an absolute form names its path (RFC 9112 §3.2.2); an origin form
+/// is the path itself, even when it begins `//`.
 fn split_target(target: &str) -> (&str, &[u8]) {
-    let target = strip_authority(target);
+    let target = strip_authority(target, false);
     match target.split_once('?') {
         Some((path, query)) => (path, query.as_bytes()),
         None => (target, b""),
     }
 }
 
-/// `http://host/path` and `//host/path` name `/path` (what `new Uri(base, reference)` gives,
-/// backslashes being slashes in http URIs).
-fn strip_authority(target: &str) -> &str {
+/// `http://host/path` names `/path`; so does a network-path reference `//host/path` when
+/// `network` (what `new Uri(base, reference)` gives, backslashes being slashes in http URIs).
+fn strip_authority(target: &str, network: bool) -> &str {
     let lower = target
         .get(..8)
         .map(str::to_ascii_lowercase)
@@ -147,7 +149,9 @@ fn strip_authority(target: &str) -> &str {
         &target[7..]
     } else if lower.starts_with("https://") {
         &target[8..]
-    } else if target.starts_with("//") || target.starts_with("/\\") || target.starts_with("\\\\") {
+    } else if network
+        && (target.starts_with("//") || target.starts_with("/\\") || target.starts_with("\\\\"))
+    {
         &target[2..]
     } else {
         return target;
@@ -809,7 +813,7 @@ fn read_batch(
 /// RFC 3986 §5.2 reference resolution of a part's target against the batch's path.
 fn resolve(base: &str, reference: &str) -> String {
     let reference = reference.replace('\\', "/");
-    let stripped = strip_authority(&reference);
+    let stripped = strip_authority(&reference, true);
     if stripped.len() != reference.len() || reference.starts_with('/') {
         return stripped.to_string();
     }
@@ -1000,6 +1004,19 @@ mod tests {
         assert_eq!(values(&acts("POST", SIM, &form, b"target=a+b")), ["a b"]);
         let dtd = b"<!DOCTYPE x><input/>";
         assert!(!acts("POST", SIM, &xml, dtd).unknown.is_empty());
+    }
+
+    #[test]
+    fn a_request_line_beginning_with_two_slashes_is_a_path() {
+        let r = acts("POST", &format!("//evil.example{SIM}?target=x"), &[], b"");
+        assert!(r.acts.is_empty(), "{r:?}");
+        let r = acts(
+            "POST",
+            &format!("http://evil.example{SIM}?target=x"),
+            &[],
+            b"",
+        );
+        assert_eq!(values(&r), ["x"]);
     }
 
     #[test]
