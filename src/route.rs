@@ -342,7 +342,20 @@ mod tests {
             ("/ucwa/v1/x/%uFF53imultaneousRingToContact", Guarded("sim")),
             ("/ucwa/v1/x/%EF%BD%93imultaneousRingToContact", Guarded("sim")),
             ("/%uFF55cwa/v1/x/simultaneousRingToContact", Guarded("sim")),
-            ("/ucwa/v1/x/simultaneousRingToContact%uFF0E", Pass),
+            // A comparison that gives unassigned or non-ASCII code points no weight would not
+            // see them: the path without them is read too (stricter than IIS, never looser).
+            ("/ucwa/v1/x/simultaneousRingToContact%uFF0E", Guarded("sim")),
+            ("/ucwa/v1/x/simultaneousRingToContact%CD%B8", Guarded("sim")),
+            ("/ucwa/v1/x/simultaneous%CD%B8RingToContact", Guarded("sim")),
+            ("/ucwa/v1/x/caf%C3%A9", Pass),
+            // `;` is ordinary to HTTP.sys: `..;` is a segment that a following `..` removes.
+            ("/ucwa/v1/..;/../v1/x/simultaneousRingToContact", Guarded("sim")),
+            ("/ucwa/;/../v1/x/simultaneousRingToContact", Guarded("sim")),
+            ("/ucwa/v1/x/a;b/../simultaneousRingToContact", Guarded("sim")),
+            // An empty segment is one `..` removes, in an RFC 3986 reading.
+            ("/ucwa//../v1/x/simultaneousRingToContact", Guarded("sim")),
+            ("/ucwa/v1/x/simultaneousRingToContact//..", Guarded("sim")),
+            ("/ucwa/v1/x%2F%2F..%2FsimultaneousRingToContact", Guarded("sim")),
         ];
         let guards = guards();
         let mut failures = Vec::new();

@@ -61,6 +61,12 @@ pub fn canonical(raw: &str) -> Result<Cow<'_, str>, PathError> {
             Cow::Borrowed(trimmed)
         });
     }
+    normalise(&decoded(raw)?, Dots::Refuse, CANONICAL).map(Cow::Owned)
+}
+
+/// The path decoded fully, if it is UTF-8 without control characters or default-ignorable code
+/// points.
+fn decoded(raw: &str) -> Result<Cow<'_, str>, PathError> {
     let decoded = decode_fully(raw)?;
     if decoded.chars().any(char::is_control) {
         return Err(PathError::ControlCharacter);
@@ -68,7 +74,73 @@ pub fn canonical(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if decoded.chars().any(is_default_ignorable) {
         return Err(PathError::Ignorable);
     }
-    normalise(&decoded, Dots::Refuse).map(Cow::Owned)
+    Ok(decoded)
+}
+
+/// How a reading settles what servers disagree on when they split a path into segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Splitting {
+    /// `;params` are cut from each segment before dot segments are resolved (a servlet
+    /// container's reading); otherwise `;` is an ordinary character, as it is to HTTP.sys, and
+    /// `..;` is a segment that a following `..` removes.
+    drop_params: bool,
+    /// An empty segment (`//`) is a segment that `..` removes (RFC 3986 `remove_dot_segments`);
+    /// otherwise `//` is one separator, as `VirtualPath` reads it.
+    empty_segments: bool,
+}
+
+/// The splitting of [`canonical`].
+const CANONICAL: Splitting = Splitting {
+    drop_params: true,
+    empty_segments: false,
+};
+
+/// Every splitting a reading of the path is made with; the first is [`CANONICAL`].
+const SPLITTINGS: [Splitting; 4] = [
+    CANONICAL,
+    Splitting {
+        drop_params: false,
+        empty_segments: false,
+    },
+    Splitting {
+        drop_params: true,
+        empty_segments: true,
+    },
+    Splitting {
+        drop_params: false,
+        empty_segments: true,
+    },
+];
+
+/// The readings of one path text: [`canonical`], the other [`SPLITTINGS`] of the same decoded
+/// path when they could differ (a `;` or an empty segment), and, when the decoded path holds
+/// non-ASCII characters, the path without them (a comparison that gives them no weight, such as
+/// Windows' linguistic one with unassigned code points, would not see them).
+fn splittings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
+    let mut all = vec![canonical(raw)];
+    if is_plain(raw) {
+        return all;
+    }
+    let Ok(decoded) = decoded(raw) else {
+        return all;
+    };
+    let separators = |a: char, b: char| matches!(a, '/' | '\\') && matches!(b, '/' | '\\');
+    let chars: Vec<char> = decoded.chars().collect();
+    let empty = chars.windows(2).any(|w| separators(w[0], w[1]));
+    if decoded.contains(';') || empty {
+        for splitting in &SPLITTINGS[1..] {
+            all.push(normalise(&decoded, Dots::Refuse, *splitting).map(Cow::Owned));
+        }
+    }
+    if !decoded.is_ascii() {
+        let ascii: String = decoded.chars().map(fold).filter(char::is_ascii).collect();
+        for splitting in SPLITTINGS {
+            if let Ok(reading) = normalise(&ascii, Dots::Dropped, splitting) {
+                all.push(Ok(Cow::Owned(reading)));
+            }
+        }
+    }
+    all
 }
 
 /// Every canonical form the pool could act on. The first is [`canonical`] (the `FilePath`
@@ -83,12 +155,13 @@ pub fn canonical(raw: &str) -> Result<Cow<'_, str>, PathError> {
 ///
 /// More than [`MAX_COOKIELESS_READINGS`] such readings make the path unreadable.
 pub fn readings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
-    let mut all = vec![canonical(raw)];
+    let mut all = splittings(raw);
     if is_plain(raw) {
         return all;
     }
     let stages = decoding_stages(raw);
     if !stages.iter().any(|s| s.contains('(')) {
+        dedup(&mut all);
         return all;
     }
     let mut groups: Vec<&str> = Vec::new();
@@ -116,12 +189,27 @@ pub fn readings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
     }
     texts.sort_unstable();
     texts.dedup();
-    all.extend(
-        texts
-            .iter()
-            .map(|t| canonical(t).map(|c| Cow::Owned(c.into_owned()))),
-    );
+    for text in &texts {
+        all.extend(
+            splittings(text)
+                .into_iter()
+                .map(|r| r.map(|c| Cow::Owned(c.into_owned()))),
+        );
+    }
+    dedup(&mut all);
     all
+}
+
+/// Drops repeated readings, keeping the first of each (the canonical one stays first).
+fn dedup<T: PartialEq>(all: &mut Vec<T>) {
+    let mut i = 0;
+    while i < all.len() {
+        if all[..i].contains(&all[i]) {
+            all.remove(i);
+        } else {
+            i += 1;
+        }
+    }
 }
 
 /// Readings beyond [`canonical`] that a path may need before it is too ambiguous to judge.
@@ -233,7 +321,11 @@ pub fn could_reach_ucwa(raw: &str) -> bool {
             remove_cookieless_text(&lenient),
         ]
         .iter()
-        .any(|path| normalise(path, dots).is_ok_and(|n| starts_with_ucwa(n.as_bytes())))
+        .any(|path| {
+            SPLITTINGS.iter().any(|splitting| {
+                normalise(path, dots, *splitting).is_ok_and(|n| starts_with_ucwa(n.as_bytes()))
+            })
+        })
     })
 }
 
@@ -331,13 +423,17 @@ enum Dots {
     Dropped,
 }
 
-/// Splits, drops `;params`, resolves `.`/`..`, strips trailing dots and spaces, removes
+/// Splits by `splitting`, resolves `.`/`..`, strips trailing dots and spaces, removes
 /// cookieless segments, folds case.
-fn normalise(decoded: &str, dots: Dots) -> Result<String, PathError> {
+fn normalise(decoded: &str, dots: Dots, splitting: Splitting) -> Result<String, PathError> {
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split(['/', '\\']) {
-        let segment = segment.split_once(';').map_or(segment, |(s, _)| s);
+        let segment = match segment.split_once(';') {
+            Some((before, _)) if splitting.drop_params => before,
+            _ => segment,
+        };
         match segment {
+            "" if splitting.empty_segments => segments.push(""),
             "" | "." => {}
             ".." => {
                 segments.pop();
@@ -355,7 +451,7 @@ fn normalise(decoded: &str, dots: Dots) -> Result<String, PathError> {
             }
         }
     }
-    segments.retain(|s| !is_cookieless_segment(s));
+    segments.retain(|s| !s.is_empty() && !is_cookieless_segment(s));
     let mut out = String::with_capacity(decoded.len() + 1);
     if segments.is_empty() {
         out.push('/');
@@ -628,7 +724,7 @@ mod tests {
 
         #[test]
         fn the_plain_fast_path_agrees_with_full_canonicalisation(raw in "(/[a-zA-Z0-9._~!$&'()*+,=:@-]{0,6}){0,6}/?") {
-            let full = normalise(&raw, Dots::Refuse);
+            let full = normalise(&raw, Dots::Refuse, CANONICAL);
             let fast = canonical(&raw);
             prop_assert_eq!(fast.as_deref().ok(), full.as_deref().ok());
         }

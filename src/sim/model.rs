@@ -166,15 +166,18 @@ fn strip_authority(target: &str, network: bool) -> &str {
 /// value the raw path carries (and the `AspFilterSessionId` header's), the path with it removed
 /// from `RawUrl` and from `FilePath`, before and after the 2023 update.
 fn route(raw_path: &str, filter_header: Option<&str>, resources: &Resources) -> Vec<Named> {
-    let file_path = http_sys(raw_path);
-    let mut views = vec![file_path.clone()];
-    for update in [Update::Before2023, Update::After2023] {
-        if let Some((start, end)) = find_cookieless(raw_path, update) {
-            let header = &raw_path[start + 2..end];
-            let raw_url = format!("{}{}", &raw_path[..start], &raw_path[end + 1..]);
-            views.push(http_sys(&raw_url));
-            let modifier = format!("({})", filter_header.unwrap_or(header));
-            views.extend(remove_app_path_modifier(&file_path, &modifier, update));
+    let mut views = Vec::new();
+    for empty in [EmptySegments::Collapse, EmptySegments::Keep] {
+        let file_path = http_sys(raw_path, empty);
+        views.push(file_path.clone());
+        for update in [Update::Before2023, Update::After2023] {
+            if let Some((start, end)) = find_cookieless(raw_path, update) {
+                let header = &raw_path[start + 2..end];
+                let raw_url = format!("{}{}", &raw_path[..start], &raw_path[end + 1..]);
+                views.push(http_sys(&raw_url, empty));
+                let modifier = format!("({})", filter_header.unwrap_or(header));
+                views.extend(remove_app_path_modifier(&file_path, &modifier, update));
+            }
         }
     }
     let mut named = Vec::new();
@@ -219,10 +222,18 @@ fn ordinal_ignore_case(a: &str, b: &str) -> bool {
     a.chars().map(upper).eq(b.chars().map(upper))
 }
 
+/// Whether `//` is one separator or holds an empty segment that `..` removes. Which one HTTP.sys
+/// and `VirtualPath` take between them is not in the reference source, so the model reads both.
+#[derive(Clone, Copy)]
+enum EmptySegments {
+    Collapse,
+    Keep,
+}
+
 /// HTTP.sys's cooked path: one round of `%XX` and `%uNNNN` decoding, the bytes read as UTF-8 or,
-/// failing that, the system code page (Latin-1 here); `\` is `/`; then `VirtualPath` collapses
-/// `//` and resolves `.` and `..`.
-fn http_sys(raw: &str) -> String {
+/// failing that, the system code page (Latin-1 here); `\` is `/`; `;` is an ordinary character;
+/// then `//` is read as `empty` says and `.` and `..` are resolved.
+fn http_sys(raw: &str, empty: EmptySegments) -> String {
     let bytes = raw.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -250,8 +261,9 @@ fn http_sys(raw: &str) -> String {
     };
     let text = text.replace('\\', "/");
     let mut segments: Vec<&str> = Vec::new();
-    for segment in text.split('/') {
+    for (i, segment) in text.split('/').enumerate() {
         match segment {
+            "" if i > 0 && matches!(empty, EmptySegments::Keep) => segments.push(""),
             "" | "." => {}
             ".." => {
                 segments.pop();
@@ -259,6 +271,7 @@ fn http_sys(raw: &str) -> String {
             s => segments.push(s),
         }
     }
+    let segments: Vec<&str> = segments.into_iter().filter(|s| !s.is_empty()).collect();
     format!("/{}", segments.join("/"))
 }
 

@@ -82,6 +82,12 @@ enum PathEdit {
         which: usize,
     },
     DotDot,
+    /// A detour into the folder that readers split differently: `/..;/..` (HTTP.sys keeps `..;`
+    /// as a segment), `/;/..` or `//..` (an empty segment), after segment `at`.
+    Detour {
+        at: usize,
+        kind: u8,
+    },
     Semicolon,
     TrailingDot,
     Backslash {
@@ -97,6 +103,7 @@ fn path_edit() -> impl Strategy<Value = PathEdit> {
         (0usize..25, 0u8..3).prop_map(|(at, kind)| PathEdit::Escape { at, kind }),
         (0usize..26, 0..IGNORABLES.len()).prop_map(|(at, which)| PathEdit::Ignorable { at, which }),
         Just(PathEdit::DotDot),
+        (0usize..6, 0u8..3).prop_map(|(at, kind)| PathEdit::Detour { at, kind }),
         Just(PathEdit::Semicolon),
         Just(PathEdit::TrailingDot),
         (0usize..6).prop_map(|at| PathEdit::Backslash { at }),
@@ -166,6 +173,23 @@ fn edited_path(edits: &[PathEdit]) -> String {
                 }
             }
             PathEdit::DotDot => tail += "/x/..",
+            PathEdit::Detour { at, kind } => {
+                let segments: Vec<&str> = folder.split('/').collect();
+                let at = 2 + at % (segments.len() - 2);
+                let detour = match kind {
+                    0 => "..;/..",
+                    1 => ";/..",
+                    _ => "/..",
+                };
+                let mut out = segments[..at].join("/");
+                out += "/";
+                out += detour;
+                for s in &segments[at..] {
+                    out += "/";
+                    out += s;
+                }
+                folder = out;
+            }
             PathEdit::Semicolon => tail += ";x",
             PathEdit::TrailingDot => tail += ".",
             PathEdit::Backslash { at } => {

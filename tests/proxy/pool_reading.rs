@@ -250,6 +250,34 @@ async fn a_ucwa_path_with_a_default_ignorable_code_point_is_refused() {
     run("ignorable code points", rows).await;
 }
 
+/// HTTP.sys splits a path only at `/` and `\`: `;` is an ordinary character, so `..;` is a
+/// segment that a following `..` removes, where a reader that drops `;params` first would remove
+/// two. Which reading `//` gets (one separator, or an empty segment `..` removes) is not in the
+/// reference source, so both are judged. A path is also read without its non-ASCII characters: a
+/// comparison that gives an unassigned code point no weight would not see it.
+#[tokio::test]
+async fn a_path_split_as_http_sys_splits_it_is_judged() {
+    #[rustfmt::skip]
+    let rows: &[Row] = &[
+        ("`..;` then `..`", |t| at(&format!("/ucwa/oauth/..;/..{}", &SIMRING["/ucwa".len()..]), t), DENIED, 403, "denied", Some(ALLOWED)),
+        ("`;` segment then `..`", |t| at(&format!("/ucwa/;/..{}", &SIMRING["/ucwa".len()..]), t), DENIED, 403, "denied", Some(ALLOWED)),
+        ("encoded `..;` then `..`", |t| at(&format!("/ucwa/oauth/..%3B/..{}", &SIMRING["/ucwa".len()..]), t), DENIED, 403, "denied", Some(ALLOWED)),
+        ("`..;` in a batch part", |t| batch_of(&[part(&format!("POST /ucwa/oauth/..;/..{}?target={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", &SIMRING["/ucwa".len()..], q(t)))]), DENIED, 403, "denied", Some(ALLOWED)),
+    ];
+    assert_the_pool_would_act_on_a_denied_target(rows);
+    // Readings the reference source does not settle, or that IIS would not take: judging them
+    // too can only judge more.
+    #[rustfmt::skip]
+    let stricter: &[Row] = &[
+        ("empty segment then `..`", |t| at(&format!("/ucwa//..{}", &SIMRING["/ucwa".len()..]), t), DENIED, 403, "denied", Some(ALLOWED)),
+        ("encoded empty segment then `..`", |t| at(&format!("/ucwa%2F%2F..{}", &SIMRING["/ucwa".len()..]), t), DENIED, 403, "denied", Some(ALLOWED)),
+        ("unassigned code point after the resource", |t| at(&format!("{SIMRING}%CD%B8"), t), DENIED, 403, "denied", Some(ALLOWED)),
+        ("unassigned code point inside the resource", |t| at(&format!("{SETTINGS}/simultaneous%CD%B8RingToContact"), t), DENIED, 403, "denied", Some(ALLOWED)),
+        ("full-width full stop after the resource", |t| at(&format!("{SIMRING}%uFF0E"), t), DENIED, 403, "denied", Some(ALLOWED)),
+    ];
+    run("path splitting", &[rows, stricter].concat()).await;
+}
+
 /// SIP routes on the host: a SIP URI whose user part is a number is judged by the number rules
 /// and by the SIP-domain rules, so an allowed number cannot ring at any host.
 #[tokio::test]
