@@ -1,7 +1,9 @@
 //! What a proxy changes on the way to the pool, and nothing else: connection-specific headers
 //! go (RFC 9110 §7.6.1), `X-Forwarded-*` and `X-Request-Id` are set, Host is the one the request
-//! was judged by. Method, target and body are the judged ones and are not touched here. The
-//! request id is kept from a client when it is safe to echo, else made here.
+//! was judged by, and an HTTP/2 request's cookie crumbs are one Cookie line again (RFC 9113
+//! §8.2.3), since the pool is spoken to in HTTP/1.1. Method, target and body are the judged ones
+//! and are not touched here. The request id is kept from a client when it is safe to echo, else
+//! made here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
@@ -59,10 +61,16 @@ pub struct Forwarded<'a> {
     pub host: &'a HeaderValue,
     pub request_id: &'a HeaderValue,
     pub preserve_host: bool,
+    /// The request came over HTTP/2 or later, where a Cookie may be split into crumbs.
+    pub multiplexed: bool,
 }
 
-/// Sets `X-Forwarded-For` (appended), `-Proto`, `-Host`, `X-Request-Id` and Host.
+/// Sets `X-Forwarded-For` (appended), `-Proto`, `-Host`, `X-Request-Id` and Host, and joins an
+/// HTTP/2 request's cookie crumbs.
 pub fn set_headers(headers: &mut HeaderMap, f: &Forwarded<'_>) {
+    if f.multiplexed {
+        join_cookie_crumbs(headers);
+    }
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) => {
             let client = f.client_ip.to_str().unwrap_or("");
@@ -81,6 +89,23 @@ pub fn set_headers(headers: &mut HeaderMap, f: &Forwarded<'_>) {
         headers.insert(header::HOST, f.host.clone());
     } else {
         headers.remove(header::HOST);
+    }
+}
+
+/// RFC 9113 §8.2.3: crumbs are joined with `"; "` before the request goes to an HTTP/1.1 server,
+/// which may otherwise join them with `", "` (one cookie to ASP.NET, whose parser splits at `;`).
+fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (crumbs.next(), crumbs.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for crumb in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
     }
 }
 
@@ -145,5 +170,31 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn http2_cookie_crumbs_are_one_line_for_the_pool() {
+        let crumbs = |multiplexed: bool| {
+            let mut headers = HeaderMap::new();
+            for crumb in ["a=1", "b=2", "c=3"] {
+                headers.append(header::COOKIE, HeaderValue::from_static(crumb));
+            }
+            let unset = HeaderValue::from_static("");
+            set_headers(
+                &mut headers,
+                &Forwarded {
+                    client_ip: &unset,
+                    tls: false,
+                    host: &unset,
+                    request_id: &unset,
+                    preserve_host: false,
+                    multiplexed,
+                },
+            );
+            let lines: Vec<_> = headers.get_all(header::COOKIE).iter().cloned().collect();
+            lines
+        };
+        assert_eq!(crumbs(true), ["a=1; b=2; c=3"]);
+        assert_eq!(crumbs(false), ["a=1", "b=2", "c=3"]);
     }
 }

@@ -188,6 +188,7 @@ impl Gateway {
                 host,
                 request_id: &ctx.request_id,
                 preserve_host: snapshot.config.upstream.preserve_host,
+                multiplexed: ctx.version >= Version::HTTP_2,
             },
         );
         match snapshot.pool.send(clearance).await {

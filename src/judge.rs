@@ -170,6 +170,10 @@ const TARGET: &str = "target";
 /// Judges a request head: its Host (and on TLS, the server name it came by), the headers UCWA
 /// must not see, and its path. `sni` is the TLS server name, if any.
 pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admission<'c> {
+    // A transfer coding beside `chunked` (`gzip, chunked`) is left on the body by hyper, which
+    // undoes only the chunking: the body would be judged still coded.
+    let transfer_coded = request::list(request::lines(&head.headers, &header::TRANSFER_ENCODING))
+        .is_some_and(|te| !te.trim().eq_ignore_ascii_case("chunked"));
     // What is judged is what will be forwarded: connection-specific headers go first.
     forwarding::strip_hop_by_hop(&mut head.headers);
     let refuse = |rejection, traffic, host| {
@@ -212,7 +216,12 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
         misdirected: false,
     };
     pending.misdirected = pending.misdirected_by(sni);
-    match pending.framing() {
+    let framing = if transfer_coded {
+        Err(Rejection::EncodedBody)
+    } else {
+        pending.framing()
+    };
+    match framing {
         Ok(()) => Admission::Guarded(pending),
         Err(rejection) => {
             let ruling = pending.whole(rejection);
@@ -395,10 +404,7 @@ impl<'c> Pending<'c> {
             up_devcap_post_charset: request::lines(headers, &X_UP_DEVCAP_POST_CHARSET)
                 .map(|v| v.unwrap_or(request::UNREADABLE))
                 .collect(),
-            parameter_cookie: request::has_cookie(
-                request::lines(headers, &header::COOKIE),
-                &guard.parameter,
-            ),
+            parameter_cookie: request::has_cookie(request::cookies(headers), &guard.parameter),
         };
         let found = Found::judge(self.policy(), self.organisation(), &inbound, guard);
         let ruling = Ruling {
@@ -511,11 +517,13 @@ impl<'c> Pending<'c> {
                     .header_values(X_UP_DEVCAP_POST_CHARSET.as_str())
                     .collect(),
                 // A part may be run with the batch's own cookies as well as its own.
-                parameter_cookie: request::has_cookie(values("cookie"), &guard.parameter)
-                    || request::has_cookie(
-                        request::lines(headers, &header::COOKIE),
-                        &guard.parameter,
-                    ),
+                parameter_cookie: request::has_cookie(
+                    part.header_values("cookie").map(str::as_bytes),
+                    &guard.parameter,
+                ) || request::has_cookie(
+                    request::cookies(headers),
+                    &guard.parameter,
+                ),
             };
             let found = Found::judge(self.policy(), organisation, &inbound, guard);
             if found.targets.is_empty() && found.outcome.is_ok() {

@@ -89,16 +89,28 @@ pub fn list<'a>(lines: impl Iterator<Item = Option<&'a str>>) -> Option<Cow<'a, 
     joined
 }
 
+/// Every Cookie line's bytes, as they came.
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+}
+
 /// Whether a cookie's name is `name` as ASP.NET's `Request[name]` could find it: the indexer
 /// falls back from the query and the form to `Request.Cookies` (System.Web/HttpRequest.cs,
-/// `this[String key]`), whose names are split at `;` and compared case-insensitively.
-pub fn has_cookie<'a>(lines: impl Iterator<Item = Option<&'a str>>, name: &str) -> bool {
+/// `this[String key]`), whose names are split at `;` and `String.Trim()`med of any Unicode
+/// white space (`HttpRequest.FillInCookiesCollection`), so `;\u{a0}target=` names `target`. The
+/// header is read as UTF-8 and as the ANSI code page IIS reads it with (Latin-1 here): whichever
+/// finds the name.
+pub fn has_cookie<'a>(lines: impl Iterator<Item = &'a [u8]>, name: &str) -> bool {
     lines
-        .flatten()
-        .flat_map(|line| line.split(';'))
+        .flat_map(|line| line.split(|&b| b == b';'))
         .any(|cookie| {
-            let cookie_name = cookie.split_once('=').map_or(cookie, |(n, _)| n);
-            iis::names_equal(cookie_name.trim(), name)
+            let cookie_name = cookie.split(|&b| b == b'=').next().unwrap_or(cookie);
+            let is = |n: &str| iis::names_equal(n.trim_matches(char::is_whitespace), name);
+            let latin1: String = cookie_name.iter().map(|&b| char::from(b)).collect();
+            is(&latin1) || std::str::from_utf8(cookie_name).is_ok_and(is)
         })
 }
 
@@ -179,12 +191,18 @@ mod tests {
 
     #[test]
     fn cookies_are_found_by_name_as_aspnet_splits_them() {
-        let cookie = header::COOKIE;
-        let jar = map(&[("cookie", b"a=1; TARGET=tel:+1900"), ("cookie", b"b=2")]);
-        assert!(has_cookie(lines(&jar, &cookie), "target"));
-        let bare = map(&[("cookie", b"x=1;target")]);
-        assert!(has_cookie(lines(&bare, &cookie), "target"));
-        let other = map(&[("cookie", b"targets=1; xtarget=2, target=3")]);
-        assert!(!has_cookie(lines(&other, &cookie), "target"));
+        let found = |lines: &[&'static [u8]]| {
+            let jar: Vec<(&str, &[u8])> = lines.iter().map(|l| ("cookie", *l)).collect();
+            has_cookie(cookies(&map(&jar)), "target")
+        };
+        assert!(found(&[b"a=1; TARGET=tel:+1900", b"b=2"]));
+        assert!(found(&[b"x=1;target"]));
+        assert!(found(&[b"a=1;\xa0target=tel:+1900"]));
+        assert!(found(&[b"a=1;\xc2\xa0target=tel:+1900"]));
+        assert!(found(&[b"a=1;\xe3\x80\x80target=tel:+1900"]));
+        assert!(found(&[b"a=1;target\x85=tel:+1900"]));
+        assert!(!found(&[b"targets=1; xtarget=2, target=3"]));
+        // Names compare as `iis::names_equal` compares, stricter than the ordinal cookie lookup.
+        assert!(found(&[b"a=1; \xc2\xadtarget=1"]));
     }
 }

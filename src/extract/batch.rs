@@ -5,7 +5,9 @@
 //!
 //! Beyond RFC 2046, a line that starts with `--boundary` but is not exactly a delimiter is an
 //! error rather than data (parsers disagree on prefix matches), and so is a delimiter-like line
-//! in the epilogue: a laxer parser upstream must never find a part this one did not judge.
+//! in the epilogue, and so is a preamble or epilogue line that reads like a request line: a laxer
+//! parser upstream (one that splits at the boundary and keeps every piece) must never find a part
+//! this one did not judge.
 
 #![deny(
     clippy::indexing_slicing,
@@ -111,7 +113,8 @@ pub fn boundary(content_type: &str) -> Result<&str, BatchError> {
 /// Splits a batch body into its embedded requests.
 ///
 /// The preamble and epilogue are ignored, but neither may hold a line starting with
-/// `--boundary` other than the first delimiter. Every part must be a complete embedded request.
+/// `--boundary` other than the first delimiter, nor one that reads like a request line. Every
+/// part must be a complete embedded request.
 pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, BatchError> {
     if !is_valid_boundary(boundary) {
         return Err(BatchError::Boundary);
@@ -137,6 +140,8 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, BatchE
                 return Ok(parts);
             }
             open = Some(after);
+        } else if open.is_none() && reads_like_a_request_line(line) {
+            return Err(BatchError::Framing);
         }
         at = next_line(body, at).ok_or(BatchError::Framing)?;
     }
@@ -204,7 +209,7 @@ fn next_line(body: &[u8], at: usize) -> Option<usize> {
 /// The epilogue is ignored, yet may not look like another part to a laxer parser.
 fn check_epilogue(mut epilogue: &[u8], boundary: &[u8]) -> Result<(), BatchError> {
     loop {
-        if delimiter(epilogue, boundary)?.is_some() {
+        if delimiter(epilogue, boundary)?.is_some() || reads_like_a_request_line(epilogue) {
             return Err(BatchError::Framing);
         }
         match split_line(epilogue) {
@@ -212,6 +217,27 @@ fn check_epilogue(mut epilogue: &[u8], boundary: &[u8]) -> Result<(), BatchError
             None => return Ok(()),
         }
     }
+}
+
+/// Whether the line starting at `line` could be taken for an embedded request's first line: it
+/// names an HTTP version, or it is a method token followed by a path or an absolute URI. Prose
+/// such as "This is a multi-part message in MIME format." is neither.
+fn reads_like_a_request_line(line: &[u8]) -> bool {
+    let line = split_line(line).map_or(line, |(line, _)| line);
+    let names_a_version = line.windows(5).any(|w| w.eq_ignore_ascii_case(b"HTTP/"));
+    let mut words = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty());
+    let method_then_target = match (words.next(), words.next()) {
+        (Some(method), Some(target)) => {
+            method.iter().all(|&b| media::is_tchar(b))
+                && (target.starts_with(b"/")
+                    || target.starts_with(b"\\")
+                    || target.windows(3).any(|w| w == b"://"))
+        }
+        _ => false,
+    };
+    names_a_version || method_then_target
 }
 
 fn parse_part(content: &[u8]) -> Result<Part<'_>, BatchError> {
@@ -689,6 +715,30 @@ Host: lyncweb.contoso.com
         assert_eq!(single(&request), Err(BatchError::Framing));
         let request = format!("POST /ucwa/x HTTP/1.1\n\n--{GUID}--x");
         assert_eq!(single(&request), Err(BatchError::Framing));
+    }
+
+    #[test]
+    fn a_request_line_in_the_preamble_or_epilogue_is_framing_error() {
+        let request = "POST /ucwa/v1/simultaneousRingToContact?target=tel:%2B1900 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let lines = [
+            request,
+            "POST /ucwa/x\r\n",
+            "post https://h/ucwa/x\r\n",
+            "GET \\\\h\\ucwa\r\n",
+            "see http/1.1\r\n",
+        ];
+        for line in lines {
+            for body in [
+                format!("{line}{}", crlf(SAMPLE)),
+                format!("{}{line}", crlf(SAMPLE)),
+            ] {
+                assert_eq!(
+                    parse(body.as_bytes(), GUID),
+                    Err(BatchError::Framing),
+                    "{body}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -10,10 +10,13 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use super::{name_matches, ExtractError};
 
 /// The parameter's value in a JSON body. A leading UTF-8 BOM is skipped; anything but one
-/// object (trailing data included) is [`ExtractError::BadBody`]; a nested key does not count.
+/// object of UTF-8 text (trailing data included) is [`ExtractError::BadBody`]; a nested key does
+/// not count. The whole body must be UTF-8, not only the strings serde reads: a member skipped
+/// here is one the pool's deserialiser reads too.
 pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>, ExtractError> {
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let body = std::str::from_utf8(body).map_err(|_| ExtractError::BadBody)?;
+    let mut deserializer = serde_json::Deserializer::from_str(body);
     let members = deserializer
         .deserialize_map(TopLevel { parameter })
         .map_err(|_| ExtractError::BadBody)?;
@@ -210,6 +213,8 @@ mod tests {
             (br#"{"target":"a",}"#, Err(BadBody)),
             (br#"{"target":"\ud800"}"#, Err(BadBody)),
             (b"{\"target\":\"\xff\"}", Err(BadBody)),
+            (b"{\"target\":\"x\",\"other\":\"\xff\"}", Err(BadBody)),
+            (b"{\"\xc0\xaf\":1,\"target\":\"x\"}", Err(BadBody)),
             (b"\xef\xbb\xbf\xef\xbb\xbf{}", Err(BadBody)),
             (b"{'target':'a'}", Err(BadBody)),
         ];

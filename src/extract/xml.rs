@@ -19,7 +19,10 @@ use super::{name_matches, ExtractError};
 ///
 /// [`ExtractError::BadBody`] for anything a conforming parser would reject or that makes the
 /// value ambiguous: DOCTYPE, unknown entity, not exactly one root, text outside the root,
-/// an element, comment or processing instruction inside a matching property.
+/// an element, comment or processing instruction inside a matching property, or a matching
+/// property whose content is more than one node: text beside a CDATA section, or two CDATA
+/// sections. Readers differ on such content (`InnerText` joins the nodes, `FirstChild.Value`
+/// takes one), so no one value is what the pool reads.
 /// [`ExtractError::UnsupportedMediaType`] when the XML declaration names an encoding other
 /// than UTF-8.
 pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>, ExtractError> {
@@ -33,6 +36,9 @@ pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>,
     let mut first = true;
     // Some while inside a matching property: the text gathered so far.
     let mut capture: Option<Option<Cow<'a, str>>> = None;
+    // Inside a matching property: whether text (with its references) and how many CDATA
+    // sections were seen.
+    let mut nodes = (false, 0usize);
     let mut found: Option<Cow<'a, str>> = None;
     let mut duplicate = false;
     let mut record = |value: Cow<'a, str>| {
@@ -69,6 +75,7 @@ pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>,
                 depth += 1;
                 if is_matching_property(&element, &reader, parameter)? {
                     capture = Some(None);
+                    nodes = (false, 0);
                 }
                 if roots > 1 {
                     return Err(BadBody);
@@ -90,6 +97,9 @@ pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>,
             Event::End(_) => {
                 depth = depth.checked_sub(1).ok_or(BadBody)?;
                 if let Some(value) = capture.take() {
+                    if matches!(nodes, (true, 1..) | (_, 2..)) {
+                        return Err(BadBody);
+                    }
                     record(value.unwrap_or(Cow::Borrowed("")));
                 }
                 continue;
@@ -105,18 +115,21 @@ pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>,
                 if depth == 0 && !text.trim_matches(is_xml_space).is_empty() {
                     return Err(BadBody);
                 }
+                nodes.0 = true;
                 text
             }
             Event::CData(cdata) => {
                 if depth == 0 {
                     return Err(BadBody);
                 }
+                nodes.1 += 1;
                 cdata.xml10_content().map_err(|_| BadBody)?
             }
             Event::GeneralRef(reference) => {
                 if depth == 0 {
                     return Err(BadBody);
                 }
+                nodes.0 = true;
                 if reference.is_char_ref() {
                     match reference.resolve_char_ref() {
                         Ok(Some(c)) if is_xml_char(c) => Cow::Owned(c.to_string()),
@@ -236,6 +249,11 @@ mod tests {
             (input(r#"<property name="target">&#1;</property>"#), Err(BadBody)),
             (input(r#"<property name="target">a & b</property>"#), Err(BadBody)),
             (input(r#"<property name="target"><b>x</b></property>"#), Err(BadBody)),
+            (input(r#"<property name="target">sip:x@evil.example<![CDATA[.contoso.com]]></property>"#), Err(BadBody)),
+            (input(r#"<property name="target"><![CDATA[tel:+1]]>&#50;</property>"#), Err(BadBody)),
+            (input(r#"<property name="target"><![CDATA[tel:+1]]><![CDATA[2]]></property>"#), Err(BadBody)),
+            (input(r#"<property name="target"> <![CDATA[tel:+1]]></property>"#), Err(BadBody)),
+            (input(r#"<property name="other">a<![CDATA[b]]></property>"#), Ok(None)),
             (input(r#"<property name="target">x<!-- c -->y</property>"#), Err(BadBody)),
             (input(r#"<property name="target">x</property"#), Err(BadBody)),
             (input(r#"<property name="target">x</prop>"#), Err(BadBody)),

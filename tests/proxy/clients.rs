@@ -4,7 +4,7 @@
 //! byte for byte over HTTP/1.1, h2c and h2 over TLS, and the pool model finds nothing denied in
 //! them. Where a shape was rebuilt from a client's code rather than captured, its comment says so.
 
-use crate::hostile::{forwarded, post, req, Req, Rig, Transport, ALLOWED, HOST};
+use crate::hostile::{forwarded, post, req, send_on, Req, Rig, Transport, ALLOWED, HOST};
 
 const APP: &str = "/ucwa/oauth/v1/applications/10672188129";
 const CWT: &str = "Bearer cwt=PHNhbWw6QXNzZXJ0aW9uIHhtbG5...uZm8";
@@ -148,4 +148,36 @@ async fn nothing_a_real_client_sends_is_refused() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     rig.check_pool();
+}
+
+/// Browsers split a Cookie into crumbs over HTTP/2 (RFC 9113 §8.2.3); the pool is spoken to in
+/// HTTP/1.1, so the crumbs reach it as one line joined with `"; "`, as ASP.NET reads cookies. An
+/// HTTP/1.1 request's lines are left as they came.
+#[tokio::test]
+async fn http2_cookie_crumbs_reach_the_pool_as_one_line() {
+    let rig = Rig::start().await;
+    let request = post(format!("{}?target={ALLOWED}", simultaneous()))
+        .header("Cookie", "cwt=abc")
+        .header("Cookie", "lang=en-US");
+    for (transport, want) in [
+        (Transport::H2c, vec!["cwt=abc; lang=en-US"]),
+        (Transport::H2Tls, vec!["cwt=abc; lang=en-US"]),
+        (Transport::Http1, vec!["cwt=abc", "lang=en-US"]),
+    ] {
+        let h = rig.harness(transport);
+        let before = h.received_counts();
+        let reply = send_on(h, transport, &request).await.unwrap();
+        assert_eq!(reply.status, 204, "{transport:?}: {}", reply.text());
+        let got = h.received_since(&before);
+        let [one] = got.as_slice() else {
+            panic!("{transport:?}: the pool received {} requests", got.len());
+        };
+        let lines: Vec<&str> = one
+            .headers
+            .get_all("cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(lines, want, "{transport:?}");
+    }
 }
