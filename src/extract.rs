@@ -93,6 +93,15 @@ pub fn from_body<'a>(
     }
 }
 
+/// Whether a body that holds no target of its own names the parameter where a looser reader
+/// could find one: a JSON body's nested key ([`json::nests`]). Beside a target found elsewhere,
+/// such a body makes the request `duplicate`.
+pub fn nests(content_type: Option<&str>, body: &[u8], parameter: &str) -> bool {
+    !body.is_empty()
+        && matches!(body_kind(content_type), Ok(BodyKind::Json))
+        && json::nests(body, parameter)
+}
+
 /// A Content-Encoding list naming no coding but `identity` (an empty list included).
 pub(crate) fn is_identity(content_encoding: &str) -> bool {
     content_encoding

@@ -197,11 +197,17 @@ impl Gateway {
                 forwarding::strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, Either::Left(body))
             }
+            Err(e) if e.kind == FailureKind::Client => {
+                tracing::debug!(request_id = ?ctx.request_id, error = %e, "the request body broke");
+                self.refuse(ctx, Rejection::BadBody, "target", true)
+            }
             Err(e) => {
                 tracing::warn!(request_id = ?ctx.request_id, error = %e, "no answer from the pool");
                 let rejection = match e.kind {
                     FailureKind::Connect => Rejection::UpstreamUnavailable,
-                    FailureKind::Tls | FailureKind::Protocol => Rejection::UpstreamFailure,
+                    FailureKind::Tls | FailureKind::Protocol | FailureKind::Client => {
+                        Rejection::UpstreamFailure
+                    }
                     FailureKind::Timeout => Rejection::UpstreamTimeout,
                 };
                 self.refuse(ctx, rejection, "target", false)

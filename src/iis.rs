@@ -38,16 +38,33 @@ pub fn fold(c: char) -> char {
     }
 }
 
-/// Whether `candidate`, a name from the request, names `name`: folded by [`fold`], and with
-/// default-ignorable code points skipped, since a linguistic .NET comparison
-/// (`CompareInfo.Compare` without `Ordinal`) does not see them. Erring towards a match fails
+/// Whether `candidate`, a name from the request, names `name`: their [`skeleton`]s are equal.
+/// A linguistic .NET comparison (`CompareInfo.Compare` without `Ordinal`) gives default-ignorable
+/// code points, unassigned ones and (on Windows) control characters no weight, and a comparison
+/// that ignores width, kana type or non-spacing marks equates more; erring towards a match fails
 /// closed: a false match is judged or refused, a missed one would be forwarded unjudged.
 pub fn names_equal(candidate: &str, name: &str) -> bool {
-    candidate
-        .chars()
-        .filter(|&c| !is_default_ignorable(c))
+    if candidate.is_ascii() {
+        return candidate
+            .chars()
+            .filter(|c| !c.is_ascii_control())
+            .map(fold)
+            .eq(name.chars().map(fold));
+    }
+    skeleton(candidate).eq(name.chars().map(fold))
+}
+
+/// What is left of a text for a comparison that sees only ASCII letters and signs: each
+/// character [`fold`]ed, compatibility-decomposed (NFKD: `ⓢ`, `𝐬` and `ſ` become `s`, `á` becomes
+/// `a` and a combining mark), then everything but printable ASCII dropped (marks, default-ignorable,
+/// unassigned and private-use code points, controls) and folded again.
+pub fn skeleton(text: &str) -> impl Iterator<Item = char> + '_ {
+    use unicode_normalization::UnicodeNormalization;
+    text.chars()
         .map(fold)
-        .eq(name.chars().map(fold))
+        .nfkd()
+        .filter(|c| matches!(c, ' '..='~'))
+        .map(fold)
 }
 
 /// Unicode's `Default_Ignorable_Code_Point` property (DerivedCoreProperties.txt, Unicode 15):
@@ -82,7 +99,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_fold_dotnet_letters_and_skip_ignorable_code_points() {
+    fn names_compare_by_their_ascii_skeleton() {
         assert!(names_equal("TARGET", "target"));
         assert!(names_equal("\u{17f}tatus", "status"));
         assert!(names_equal("\u{131}d", "ID"));
@@ -93,9 +110,19 @@ mod tests {
         assert!(names_equal("t\u{e0041}arget", "target"));
         assert!(names_equal("\u{ff34}\u{ff41}rget", "target"));
         assert!(names_equal("ta\u{ff52}get\u{ff11}", "TARGET1"));
+        assert!(names_equal("t\u{e1}rget", "target"));
+        assert!(names_equal("ta\u{301}rget", "target"));
+        assert!(names_equal("tar\u{378}get", "target"));
+        assert!(names_equal("tar\u{640}get", "target"));
+        assert!(names_equal("tar\u{e000}get", "target"));
+        assert!(names_equal("\u{24e3}arget", "target"));
+        assert!(names_equal("\u{1d42d}arget", "target"));
+        assert!(names_equal("target\u{0}", "target"));
+        assert!(names_equal("tar\u{1}get", "target"));
         assert!(!names_equal("targets", "target"));
-        assert!(!names_equal("t\u{e1}rget", "target"));
         assert!(!names_equal("tar get", "target"));
+        assert!(!names_equal("tar-get", "target"));
+        assert!(!names_equal("\u{3c4}arget", "target"));
     }
 
     #[test]

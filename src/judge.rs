@@ -23,7 +23,7 @@ use crate::forwarding;
 use crate::iis::media::{self, EncodingError};
 use crate::policy::{Organisation, Policy, Refusal, Rule};
 use crate::reject::Rejection;
-use crate::request::{self, ASP_FILTER_SESSION_ID, METHOD_OVERRIDES, X_UP_DEVCAP_POST_CHARSET};
+use crate::request::{self, METHOD_OVERRIDES, PATH_OVERRIDES, X_UP_DEVCAP_POST_CHARSET};
 use crate::route::{self, Guard, Route};
 use crate::target::{Target, TargetError};
 use crate::upstream::UpstreamBody;
@@ -197,7 +197,7 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
         {
             return refuse(Rejection::MethodOverride, Traffic::Guarded, host);
         }
-        if head.headers.contains_key(ASP_FILTER_SESSION_ID) {
+        if PATH_OVERRIDES.iter().any(|h| head.headers.contains_key(h)) {
             return refuse(Rejection::BadPath, Traffic::Guarded, host);
         }
     }
@@ -483,7 +483,7 @@ impl<'c> Pending<'c> {
                 if METHOD_OVERRIDES.iter().any(has) {
                     return Err(Rejection::MethodOverride);
                 }
-                if has(&ASP_FILTER_SESSION_ID) {
+                if PATH_OVERRIDES.iter().any(has) {
                     return Err(Rejection::BadPath);
                 }
             }
@@ -619,6 +619,17 @@ impl<'c> Found<'c> {
             body.map_err(extract_rejection)?,
             data.map_err(extract_rejection)?,
         ];
+        // A nested JSON key alone is no target (SPEC §4), but beside one it is a second.
+        let [_, from_body, from_data] = &raws;
+        if raws.iter().any(Option::is_some)
+            && ((from_body.is_none() && extract::nests(req.content_type, req.body, param))
+                || (from_data.is_none()
+                    && req
+                        .data
+                        .is_some_and(|d| extract::nests(Some("application/json"), d, param))))
+        {
+            return Err(Rejection::Duplicate);
+        }
         for raw in raws.iter().flatten() {
             let target = Target::parse(raw, policy.max_target_length()).map_err(|e| match e {
                 TargetError::TooLong { .. } => Rejection::TooLong,

@@ -20,10 +20,16 @@ pub const METHOD_OVERRIDES: [HeaderName; 3] = [
     HeaderName::from_static("x-method-override"),
 ];
 
-/// The header System.Web's `CookielessHelperClass.GetCookielessValuesFromHeader` takes a
-/// cookieless-session value from, and then cuts out of the path (System.Web/Security/
-/// CookielessHelper.cs): what it removes no reading of the path can predict.
-pub const ASP_FILTER_SESSION_ID: HeaderName = HeaderName::from_static("aspfiltersessionid");
+/// Headers that change the path the pool routes on, so that no reading of the request line
+/// predicts it: `AspFilterSessionId`, whose value System.Web's
+/// `CookielessHelperClass.GetCookielessValuesFromHeader` cuts out of the path
+/// (System.Web/Security/CookielessHelper.cs), and `X-Original-URL` / `X-Rewrite-URL`, which
+/// URL-rewriting front ends set and some frameworks route on instead of the request line.
+pub const PATH_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("aspfiltersessionid"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+];
 
 /// ASP.NET's `HttpRequest.GetEncodingFromHeaders` reads this header's charset when the
 /// User-Agent begins with `UP` (OWASP CRS rule 920490).

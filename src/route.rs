@@ -348,6 +348,12 @@ mod tests {
             ("/ucwa/v1/x/simultaneousRingToContact%CD%B8", Guarded("sim")),
             ("/ucwa/v1/x/simultaneous%CD%B8RingToContact", Guarded("sim")),
             ("/ucwa/v1/x/caf%C3%A9", Pass),
+            ("/ucwa/v1/x/simult%C3%A1neousRingToContact", Guarded("sim")),
+            ("/ucwa/v1/x/simulta%CC%81neousRingToContact", Guarded("sim")),
+            ("/ucwa/v1/x/%E2%93%A2imultaneousRingToContact", Guarded("sim")),
+            ("/ucwa/v1/x/%F0%9D%90%ACimultaneousRingToContact", Guarded("sim")),
+            ("/ucwa/v1/applications/1/b%C3%A0tch", Batch),
+            ("/ucwa/v1/x%EF%BC%8FsimultaneousRingToContact", Guarded("sim")),
             // `;` is ordinary to HTTP.sys: `..;` is a segment that a following `..` removes.
             ("/ucwa/v1/..;/../v1/x/simultaneousRingToContact", Guarded("sim")),
             ("/ucwa/;/../v1/x/simultaneousRingToContact", Guarded("sim")),

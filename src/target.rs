@@ -4,8 +4,6 @@
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use percent_encoding::percent_encode_byte;
-
 use crate::iis::{escape, host};
 
 /// E.164 allows at most 15 digits.
@@ -135,12 +133,13 @@ pub struct Contact {
     secure: bool,
     host: SipHost,
     phone: Phone,
-    /// The normal form followed by the decoded user part: one allocation serves every accessor.
+    /// The normal form. Its user part is the decoded one: every byte a user part may decode to
+    /// is one it may carry unescaped.
     text: String,
+    /// End of the user part inside `text`.
+    user_end: usize,
     /// End of "user@host" inside `text`.
     address_end: usize,
-    /// End of the normal form inside `text`; the decoded user follows.
-    normal_end: usize,
 }
 
 impl Contact {
@@ -151,7 +150,7 @@ impl Contact {
 
     /// The percent-decoded user part, case kept.
     pub fn user(&self) -> &str {
-        &self.text[self.normal_end..]
+        &self.text[self.scheme_len()..self.user_end]
     }
 
     pub fn host(&self) -> &SipHost {
@@ -166,7 +165,7 @@ impl Contact {
         }
     }
 
-    /// "user@host" with the canonical escaped user: the exact-URI list key, independent of sip/sips.
+    /// "user@host" with the decoded user: the exact-URI list key, independent of sip/sips.
     pub fn address(&self) -> &str {
         &self.text[self.scheme_len()..self.address_end]
     }
@@ -225,7 +224,6 @@ impl Contact {
         // Every escape was checked above, so decoding cannot fail.
         let user = escape::decode(user_raw.as_bytes(), escape::PERCENT)
             .map_err(|_| malformed("the SIP user part holds an invalid escape"))?;
-        let (mut decoded_len, mut canonical_len) = (0, 0);
         for &b in user.iter() {
             if !b.is_ascii() {
                 return Err(malformed("the SIP user part must be ASCII"));
@@ -236,8 +234,11 @@ impl Contact {
                     "whitespace and control characters are not allowed",
                 ));
             }
-            decoded_len += 1;
-            canonical_len += if is_user_raw(b) { 1 } else { 3 };
+            // A decoded delimiter (`x%40evil.example@contoso.com`, `%2540`) reads as another
+            // URI to a stack that decodes before it splits: no real user part holds one.
+            if !is_user_raw(b) {
+                return Err(malformed("the SIP user part holds an escaped delimiter"));
+            }
         }
 
         let host_len = match &host {
@@ -245,41 +246,34 @@ impl Contact {
             SipHost::Ipv4(_) => "255.255.255.255".len(),
             SipHost::Ipv6(_) => "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]".len(),
         };
-        let mut text = String::with_capacity(
-            "sips:@".len() + canonical_len + host_len + USER_PHONE.len() + decoded_len,
-        );
+        let mut text =
+            String::with_capacity("sips:@".len() + user.len() + host_len + USER_PHONE.len());
         text.push_str(if secure { "sips:" } else { "sip:" });
-        for &b in user.iter() {
-            if is_user_raw(b) {
-                text.push(char::from(b));
-            } else {
-                text.push_str(percent_encode_byte(b));
-            }
-        }
+        let user_start = text.len();
+        text.extend(user.iter().map(|&b| char::from(b)));
+        let user_end = text.len();
         // Writing to a String cannot fail.
         let _ = write!(text, "@{host}");
         let address_end = text.len();
         if user_phone {
             text.push_str(USER_PHONE);
         }
-        let normal_end = text.len();
-        text.extend(user.iter().map(|&b| char::from(b)));
 
-        let phone = user_phone_meaning(&text[normal_end..], user_phone)?;
+        let phone = user_phone_meaning(&text[user_start..user_end], user_phone)?;
         Ok(Contact {
             secure,
             host,
             phone,
             text,
+            user_end,
             address_end,
-            normal_end,
         })
     }
 }
 
 impl fmt::Display for Contact {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text[..self.normal_end])
+        f.write_str(&self.text)
     }
 }
 
@@ -489,6 +483,10 @@ fn user_phone_meaning(user: &str, user_phone: bool) -> Result<Phone, TargetError
     }
     let body = user.strip_prefix('+').unwrap_or(user);
     if !is_phone_digits(body) {
+        // `++1900...` or `1+900...`: a number to a stack that drops the extra `+`.
+        if body.contains('+') && is_phone_digits(&body.replace('+', "")) {
+            return Err(malformed("a number holds a misplaced +"));
+        }
         return Ok(Phone::NotPhone);
     }
     if body.len() == user.len() {
@@ -502,6 +500,7 @@ fn user_phone_meaning(user: &str, user_phone: bool) -> Result<Phone, TargetError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use percent_encoding::percent_encode_byte;
     use proptest::prelude::*;
 
     #[derive(Debug)]
@@ -545,7 +544,7 @@ mod tests {
         ("sip:alice@contoso.com", Normal("sip:alice@contoso.com")),
         ("SIPS:Alice@CONTOSO.com", Normal("sips:Alice@contoso.com")),
         ("sip:al%69ce@contoso.com", Normal("sip:alice@contoso.com")),
-        ("sip:a%2fb@contoso.com", Normal("sip:a%2Fb@contoso.com")),
+        ("sip:a%2fb@contoso.com", Bad),
         ("sip:a%20b@contoso.com", Bad),
         ("sip:+1%20900%20555%200100@contoso.com", Bad),
         (
@@ -587,6 +586,15 @@ mod tests {
         ("sip:alice@contoso.com;maddr=10.0.0.1", Bad),
         ("sip:alice@contoso.com;lr", Bad),
         ("sip:alice@contoso.com;user=phone;user=phone", Bad),
+        ("sip:x%40evil.example@contoso.com", Bad),
+        ("sip:ceo%40contoso.com@contoso.com", Bad),
+        ("sip:x%2540evil.example@contoso.com", Bad),
+        ("sip:a%3Bb@contoso.com", Bad),
+        ("sip:a%3Ab@contoso.com", Bad),
+        ("sip:a%2Fb@contoso.com", Bad),
+        ("sip:++19005550100@contoso.com", Bad),
+        ("sip:1+9005550100@contoso.com", Bad),
+        ("sip:+1-900+555@contoso.com", Bad),
         ("sip:alice@contoso.com;", Bad),
         ("sip:alice@contoso.com?subject=x", Bad),
         ("sip:alice@bob@contoso.com", Bad),
@@ -700,7 +708,7 @@ mod tests {
             ("sip:alice@contoso.com", Phone::NotPhone),
             ("sip:+alice@contoso.com", Phone::NotPhone),
             ("sip:---@contoso.com", Phone::NotPhone),
-            ("sip:1+2@contoso.com", Phone::NotPhone),
+            ("sip:a+b@contoso.com", Phone::NotPhone),
         ];
         for (raw, phone) in cases {
             assert_eq!(contact(raw).phone(), phone, "{raw}");
@@ -725,13 +733,16 @@ mod tests {
 
     #[test]
     fn contact_accessors_expose_the_decoded_user_and_the_host_kind() {
-        let c = contact("sips:J%2FDoe@Sub.Contoso.com");
+        let c = contact("sips:J%2EDoe@Sub.Contoso.com");
         assert!(c.secure());
-        assert_eq!(c.user(), "J/Doe");
-        assert_eq!(c.address(), "J%2FDoe@sub.contoso.com");
+        assert_eq!(c.user(), "J.Doe");
+        assert_eq!(c.address(), "J.Doe@sub.contoso.com");
         assert_eq!(c.domain(), Some("sub.contoso.com"));
         assert_eq!(c.host(), &SipHost::Domain("sub.contoso.com".into()));
-        assert_eq!(c.to_string(), "sips:J%2FDoe@sub.contoso.com");
+        assert_eq!(c.to_string(), "sips:J.Doe@sub.contoso.com");
+        let phone = contact("sip:+1425%2D555@contoso.com;user=phone");
+        assert_eq!(phone.user(), "+1425-555");
+        assert_eq!(phone.to_string(), "sip:+1425-555@contoso.com;user=phone");
 
         let v4 = contact("sip:alice@10.0.0.1");
         assert_eq!(v4.host(), &SipHost::Ipv4(Ipv4Addr::new(10, 0, 0, 1)));

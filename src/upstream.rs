@@ -72,6 +72,9 @@ pub enum FailureKind {
     Timeout,
     /// The member broke the exchange after the request went out.
     Protocol,
+    /// The client's own body broke while it was streamed (a malformed chunk, a client gone): no
+    /// member is blamed, counted or retried.
+    Client,
 }
 
 impl FailureKind {
@@ -81,6 +84,7 @@ impl FailureKind {
             FailureKind::Tls => "tls",
             FailureKind::Timeout => "timeout",
             FailureKind::Protocol => "protocol",
+            FailureKind::Client => "client",
         }
     }
 
@@ -257,6 +261,13 @@ impl Pool {
                     member.requests.inc(response.status());
                     return Ok(Answer { response, member });
                 }
+                Ok(Err(e)) if caused_by_request_body(&e) => {
+                    return Err(UpstreamError {
+                        kind: FailureKind::Client,
+                        member: member.name.clone(),
+                        source: Box::new(e),
+                    });
+                }
                 Ok(Err(e)) => classify(e),
                 Err(elapsed) => (FailureKind::Timeout, Box::new(elapsed) as BoxError),
             };
@@ -271,7 +282,7 @@ impl Pool {
                 // member closed as the request went out): RFC 9110 §9.2.2 lets an idempotent
                 // request be sent again.
                 FailureKind::Protocol if idempotent(&method) => body = retry_body,
-                FailureKind::Protocol | FailureKind::Timeout => {}
+                FailureKind::Protocol | FailureKind::Timeout | FailureKind::Client => {}
             }
             last = Some(UpstreamError {
                 kind,
@@ -322,6 +333,23 @@ fn classify(e: hyper_util::client::legacy::Error) -> (FailureKind, BoxError) {
         (false, false) => FailureKind::Protocol,
     };
     (kind, Box::new(e))
+}
+
+/// Whether the exchange failed because the request body did: hyper reports a body stream's
+/// error as a user error caused by it, where the member's faults (a closed connection, a bad
+/// answer) are not user errors or have no cause.
+fn caused_by_request_body(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(error) = next {
+        if error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_user() && error.source().is_some())
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// Whether a rustls error is anywhere in the chain, including inside wrapping `io::Error`s

@@ -9,8 +9,17 @@ use super::ExtractError;
 /// The parameter's value in a form body. A leading UTF-8 BOM is skipped, so a key behind it is
 /// still seen (a stricter reading than .NET's, which keeps it in the key). Every key and value
 /// must be UTF-8 without control characters, as in the query.
+///
+/// A form that begins like a JSON or XML document (`{`, `[`, `"` or `<` after white space) is
+/// [`ExtractError::BadBody`]: `{"target":"denied","x":"&target=allowed"}` is an allowed form to
+/// `Request.Form` and a denied JSON body to a reader that sniffs the body instead of trusting
+/// Content-Type.
 pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>, ExtractError> {
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'{' | b'[' | b'"' | b'<')) {
+        return Err(ExtractError::BadBody);
+    }
     find_pair(body, parameter, Grammar::FORM)
 }
 
@@ -40,6 +49,14 @@ mod tests {
             (b"target=%", Err(Malformed)),
             (b"x=1", Ok(None)),
             (b"\xef\xbb\xbftarget=x", Ok(Some("x"))),
+            (
+                br#"{"target":"sip:x@evil.example","x":"&target=tel%3A%2B1425&"}"#,
+                Err(BadBody),
+            ),
+            (b" \r\n[1]&target=x", Err(BadBody)),
+            (b"<input>&target=x&</input>", Err(BadBody)),
+            (b"\xef\xbb\xbf\"a\"&target=x", Err(BadBody)),
+            (b"a={&target=x", Ok(Some("x"))),
         ];
         for &(body, want) in cases {
             let have = find(body, "target");

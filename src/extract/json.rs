@@ -1,6 +1,10 @@
 //! JSON bodies (SPEC §4, §10 "JSON"): a top-level object whose keys are matched
-//! case-insensitively. Nothing else is materialised: other members are skipped with
-//! [`IgnoredAny`] and the matching value borrows from the body unless it has escapes.
+//! case-insensitively. Nothing else is materialised: other members are walked only for keys
+//! naming the parameter, and the matching value borrows from the body unless it has escapes.
+//!
+//! Only a top-level key is the target (SPEC §4: a nested one alone means `missing`), but a nested
+//! key naming the parameter beside a target is `duplicate`: a reader that walks the tokens and
+//! stops at the first `target` would act on the nested value.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -10,23 +14,36 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use super::{name_matches, ExtractError};
 
 /// The parameter's value in a JSON body. A leading UTF-8 BOM is skipped; anything but one
-/// object of UTF-8 text (trailing data included) is [`ExtractError::BadBody`]; a nested key does
-/// not count. The whole body must be UTF-8, not only the strings serde reads: a member skipped
-/// here is one the pool's deserialiser reads too.
+/// object of UTF-8 text (trailing data included) is [`ExtractError::BadBody`]; a nested key
+/// alone does not count, beside a top-level one it is [`ExtractError::Duplicate`]. The whole body
+/// must be UTF-8, not only the strings serde reads: a member skipped here is one the pool's
+/// deserialiser reads too.
 pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>, ExtractError> {
-    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
-    let body = std::str::from_utf8(body).map_err(|_| ExtractError::BadBody)?;
-    let mut deserializer = serde_json::Deserializer::from_str(body);
-    let members = deserializer
-        .deserialize_map(TopLevel { parameter })
-        .map_err(|_| ExtractError::BadBody)?;
-    deserializer.end().map_err(|_| ExtractError::BadBody)?;
+    let (members, nested) = read(body, parameter)?;
     match members {
         Members::Absent => Ok(None),
+        Members::Found(_) if nested => Err(ExtractError::Duplicate),
         Members::Duplicate => Err(ExtractError::Duplicate),
         Members::Found(Member::NotString) => Err(ExtractError::Malformed),
         Members::Found(Member::String(value)) => Ok(Some(value)),
     }
+}
+
+/// Whether a JSON body names the parameter in a nested object, for a body [`find`] found no
+/// target in while the request carries one elsewhere (the query, a `Data:` header).
+pub fn nests(body: &[u8], parameter: &str) -> bool {
+    read(body, parameter).is_ok_and(|(_, nested)| nested)
+}
+
+fn read<'a>(body: &'a [u8], parameter: &str) -> Result<(Members<'a>, bool), ExtractError> {
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    let body = std::str::from_utf8(body).map_err(|_| ExtractError::BadBody)?;
+    let mut deserializer = serde_json::Deserializer::from_str(body);
+    let read = deserializer
+        .deserialize_map(TopLevel { parameter })
+        .map_err(|_| ExtractError::BadBody)?;
+    deserializer.end().map_err(|_| ExtractError::BadBody)?;
+    Ok(read)
 }
 
 enum Members<'de> {
@@ -45,7 +62,8 @@ struct TopLevel<'p> {
 }
 
 impl<'de> Visitor<'de> for TopLevel<'_> {
-    type Value = Members<'de>;
+    /// The top-level members naming the parameter, and whether a nested key names it too.
+    type Value = (Members<'de>, bool);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
@@ -53,12 +71,13 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members = Members::Absent;
+        let mut nested = false;
         let key = KeyMatches {
             parameter: self.parameter,
         };
         while let Some(matches) = map.next_key_seed(key)? {
             if !matches {
-                map.next_value::<IgnoredAny>()?;
+                nested |= map.next_value_seed(Nested(key))?;
                 continue;
             }
             let value = map.next_value_seed(MemberSeed)?;
@@ -67,7 +86,80 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                 _ => Members::Duplicate,
             };
         }
-        Ok(members)
+        Ok((members, nested))
+    }
+}
+
+/// Walks a value for an object key naming the parameter, at any depth.
+#[derive(Clone, Copy)]
+struct Nested<'p>(KeyMatches<'p>);
+
+impl<'de> DeserializeSeed<'de> for Nested<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Nested<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_i128<E>(self, _: i128) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_u128<E>(self, _: u128) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_none<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        while let Some(inner) = seq.next_element_seed(self)? {
+            found |= inner;
+        }
+        Ok(found)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        while let Some(matches) = map.next_key_seed(self.0)? {
+            found |= matches;
+            found |= map.next_value_seed(self)?;
+        }
+        Ok(found)
     }
 }
 
@@ -189,10 +281,23 @@ mod tests {
             (br#"{"target":""}"#, Ok(Some(""))),
             (b"\xef\xbb\xbf{\"target\":\"x\"}", Ok(Some("x"))),
             (
-                br#"{"a":[1,{"target":"no"}],"target":"x","b":{"c":null}}"#,
+                br#"{"a":[1,{"c":"target"}],"target":"x","b":{"c":null}}"#,
                 Ok(Some("x")),
             ),
             (br#"{"x":{"target":"a"}}"#, Ok(None)),
+            (
+                br#"{"x":[{"target":"a"}],"y":{"z":{"TARGET":1}}}"#,
+                Ok(None),
+            ),
+            (br#"{"a":[1,{"target":"no"}],"target":"x"}"#, Err(Duplicate)),
+            (
+                br#"{"target":"x","input":{"target":"sip:x@evil.example"}}"#,
+                Err(Duplicate),
+            ),
+            (
+                br#"{"input":{"deeper":[{"ta\u0072get":"y"}]},"target":"x"}"#,
+                Err(Duplicate),
+            ),
             (br#"{}"#, Ok(None)),
             (br#"{"targets":"a"}"#, Ok(None)),
             (br#"{"Target":1}"#, Err(Malformed)),

@@ -256,10 +256,21 @@ pub fn request_encoding<'a>(
     if !has_body {
         return Ok(());
     }
+    // The value as the reference source ends it (at a space or a comma), and as SPEC §4 ends it
+    // (at `;` too), without stray quotes: each must be UTF-8 or no encoding's name.
+    let acceptable = |charset: &str| is_utf8(charset) || !could_name_an_encoding(charset);
+    let cut = |charset: &'a str| {
+        charset
+            .split(';')
+            .next()
+            .unwrap_or(charset)
+            .trim()
+            .trim_matches('"')
+    };
     match content_type.map(|ct| aspnet_attribute(ct, "charset")) {
         None | Some(AspnetAttribute::Absent) => Ok(()),
         Some(AspnetAttribute::Value(charset))
-            if is_utf8(charset) || !could_name_an_encoding(charset) =>
+            if acceptable(charset) && acceptable(cut(charset)) =>
         {
             Ok(())
         }
@@ -402,11 +413,18 @@ mod tests {
             request_encoding([], Some("text/xml;charset=\u{feff}utf-8"), true),
             Err(Charset)
         );
-        // Values no encoding is named: GetEncoding throws, ASP.NET falls back to UTF-8.
+        // Values no encoding is named (GetEncoding throws and ASP.NET falls back to UTF-8),
+        // unless they name one once cut at `;` and unquoted, as SPEC §4 reads them.
+        let utf8_trailing = Some("application/json; charset=utf-8; odata=verbose");
+        assert_eq!(request_encoding([], utf8_trailing, true), Ok(()));
+        let unnamed = Some("application/json; x=\"a;charset=not/an-encoding\"");
+        assert_eq!(request_encoding([], unnamed, true), Ok(()));
         let trailing = Some("application/json; charset=utf-16; boundary=x");
-        assert_eq!(request_encoding([], trailing, true), Ok(()));
+        assert_eq!(request_encoding([], trailing, true), Err(Charset));
+        let glued = Some("application/json; charset=ibm037;x=y");
+        assert_eq!(request_encoding([], glued, true), Err(Charset));
         let quote = Some("application/json; x=\"a;charset=ibm037\"");
-        assert_eq!(request_encoding([], quote, true), Ok(()));
+        assert_eq!(request_encoding([], quote, true), Err(Charset));
         let spaced = Some("application/json; x=\"a;charset=ibm037 \"");
         assert_eq!(request_encoding([], spaced, true), Err(Charset));
         let comma = Some("application/json, charset=utf-32,");

@@ -114,8 +114,9 @@ const SPLITTINGS: [Splitting; 4] = [
 
 /// The readings of one path text: [`canonical`], the other [`SPLITTINGS`] of the same decoded
 /// path when they could differ (a `;` or an empty segment), and, when the decoded path holds
-/// non-ASCII characters, the path without them (a comparison that gives them no weight, such as
-/// Windows' linguistic one with unassigned code points, would not see them).
+/// non-ASCII characters, its ASCII [`skeleton`](super::skeleton) (a comparison that gives them no
+/// weight, such as Windows' linguistic one with unassigned code points and non-spacing marks, or
+/// one that equates compatibility forms such as `ⓢ`, would not see them).
 fn splittings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
     let mut all = vec![canonical(raw)];
     if is_plain(raw) {
@@ -133,7 +134,7 @@ fn splittings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
         }
     }
     if !decoded.is_ascii() {
-        let ascii: String = decoded.chars().map(fold).filter(char::is_ascii).collect();
+        let ascii: String = super::skeleton(&decoded).collect();
         for splitting in SPLITTINGS {
             if let Ok(reading) = normalise(&ascii, Dots::Dropped, splitting) {
                 all.push(Ok(Cow::Owned(reading)));

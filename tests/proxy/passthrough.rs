@@ -140,3 +140,28 @@ async fn a_guarded_name_outside_ucwa_is_not_guarded() {
     assert_eq!(h.received().len(), 1);
     let _ = SIMRING;
 }
+
+/// A client whose streamed body breaks (a malformed chunk) is answered 400 `bad_body`: the
+/// fault is the client's, so no pool member is blamed, counted or retried.
+#[tokio::test]
+async fn a_broken_streamed_body_is_the_clients_fault() {
+    let h = support::start().await;
+    let request = format!(
+        "POST /ucwa/v1/applications/1/communication/messages HTTP/1.1\r\nHost: {HOST}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{{\"a\":\r\nzz\r\n"
+    );
+    let reply = support::client::raw_reply(h.server.addrs()[0], request.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.text().contains("bad_body"), "{}", reply.text());
+    let metrics = h.metrics().await;
+    for kind in ["connect", "tls", "timeout", "protocol"] {
+        let errors = support::metrics::sample(
+            &metrics,
+            "ringfence_upstream_errors_total",
+            &[("kind", kind)],
+        );
+        assert_eq!(errors.unwrap_or(0.0), 0.0, "{kind}: {metrics}");
+    }
+}

@@ -97,6 +97,9 @@ async fn every_request_encoding_the_pool_could_derive_must_be_utf8() {
         ("x-up-devcap-post-charset without a User-Agent", |t| post(ebcdic_query(t)).header("x-up-devcap-post-charset", "ibm037"), DENIED, 415, "unsupported_media_type", None),
         ("x-up-devcap-post-charset on a second line", |t| post(ebcdic_query(t)).header("User-Agent", "UP").header("x-up-devcap-post-charset", "").header("x-up-devcap-post-charset", "ibm037"), DENIED, 415, "unsupported_media_type", None),
         ("two User-Agent lines, one UP", |t| post(ebcdic_query(t)).header("User-Agent", "UP").header("User-Agent", "Mozilla").header("x-up-devcap-post-charset", "ibm037"), DENIED, 415, "unsupported_media_type", None),
+        // The source ends the value at a space or comma (`ibm037;x=y` names nothing), SPEC §4 at
+        // `;` too: both readings must be UTF-8.
+        ("charset glued to the next parameter", |t| post(ebcdic_query(t)).body("application/x-www-form-urlencoded; charset=ibm037;x=y", "a=b"), DENIED, 415, "unsupported_media_type", None),
     ];
     run("request encoding", &[rows, stricter].concat()).await;
 }
@@ -153,15 +156,20 @@ async fn a_guarded_resource_behind_a_cookieless_segment_is_judged() {
 /// ASP.NET cuts the value of an `AspFilterSessionId` header out of the path; no reading of the
 /// path can predict what is left, so a UCWA request carrying one is refused.
 #[tokio::test]
-async fn the_cookieless_session_header_is_refused_on_ucwa() {
+async fn path_override_headers_are_refused_on_ucwa() {
     #[rustfmt::skip]
     let rows: &[Row] = &[
         ("header on the resource", |t| at(SIMRING, t).header("AspFilterSessionId", "S(abc)"), DENIED, 400, "bad_path", None),
         ("header naming a segment of the path", |t| at(&format!("{SETTINGS}/simultaneous(S(a))RingToContact"), t).header("aspfiltersessionid", "S(a)"), DENIED, 400, "bad_path", None),
         ("header on another UCWA path", |_| post("/ucwa/oauth/v1/applications/192/me/simultaneous(S(x))RingToContact?target=x").header("AspFilterSessionId", "S(x)"), DENIED, 400, "bad_path", None),
         ("header in a batch part", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}\r\nAspFilterSessionId: S(a)\r\n\r\n", q(t)))]), DENIED, 400, "bad_path", None),
+        // URL-rewriting front ends set these, and some frameworks route on them instead of the
+        // request line: a guarded request could hide behind another path.
+        ("X-Original-URL naming the resource", |t| post(format!("/ucwa/oauth/v1/applications/192/me?target={}", q(t))).header("X-Original-URL", SIMRING), DENIED, 400, "bad_path", None),
+        ("X-Rewrite-URL on the resource", |t| at(SIMRING, t).header("X-Rewrite-URL", "/ucwa/x"), DENIED, 400, "bad_path", None),
+        ("X-Original-URL in a batch part", |t| batch_of(&[part(&format!("POST /ucwa/oauth/v1/applications/192/me?target={} HTTP/1.1\r\nHost: {HOST}\r\nX-Original-URL: {SIMRING}\r\n\r\n", q(t)))]), DENIED, 400, "bad_path", None),
     ];
-    run("cookieless header", rows).await;
+    run("path-override headers", rows).await;
 }
 
 /// `Request[name]` falls back from the query and the form to the cookies: a cookie named like the
@@ -278,6 +286,9 @@ async fn a_path_split_as_http_sys_splits_it_is_judged() {
         ("unassigned code point after the resource", |t| at(&format!("{SIMRING}%CD%B8"), t), DENIED, 403, "denied", Some(ALLOWED)),
         ("unassigned code point inside the resource", |t| at(&format!("{SETTINGS}/simultaneous%CD%B8RingToContact"), t), DENIED, 403, "denied", Some(ALLOWED)),
         ("full-width full stop after the resource", |t| at(&format!("{SIMRING}%uFF0E"), t), DENIED, 403, "denied", Some(ALLOWED)),
+        ("accented letter in the resource", |t| at(&format!("{SETTINGS}/simult%C3%A1neousRingToContact"), t), DENIED, 403, "denied", Some(ALLOWED)),
+        ("circled letter in the resource", |t| at(&format!("{SETTINGS}/%E2%93%A2imultaneousRingToContact"), t), DENIED, 403, "denied", Some(ALLOWED)),
+        ("accented letter in the batch path", |t| batch_of(&[part(&ring_line(t))]).retarget("/ucwa/oauth/v1/applications/192/b%C3%A0tch"), DENIED, 403, "denied", Some(ALLOWED)),
     ];
     run("path splitting", &[rows, stricter].concat()).await;
 }
