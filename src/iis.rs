@@ -51,20 +51,29 @@ pub fn names_equal(candidate: &str, name: &str) -> bool {
             .map(fold)
             .eq(name.chars().map(fold));
     }
-    skeleton(candidate).eq(name.chars().map(fold))
+    skeleton(candidate).chars().eq(name.chars().map(fold))
 }
 
 /// What is left of a text for a comparison that sees only ASCII letters and signs: each
 /// character [`fold`]ed, compatibility-decomposed (NFKD: `ⓢ`, `𝐬` and `ſ` become `s`, `á` becomes
 /// `a` and a combining mark), then everything but printable ASCII dropped (marks, default-ignorable,
 /// unassigned and private-use code points, controls) and folded again.
-pub fn skeleton(text: &str) -> impl Iterator<Item = char> + '_ {
-    use unicode_normalization::UnicodeNormalization;
-    text.chars()
-        .map(fold)
-        .nfkd()
-        .filter(|c| matches!(c, ' '..='~'))
-        .map(fold)
+pub fn skeleton(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    // Canonical reordering, the rest of NFKD, only moves the marks dropped here: each character
+    // is decomposed on its own, and ASCII is its own decomposition.
+    let mut keep = |d: char| {
+        if matches!(d, ' '..='~') {
+            out.push(fold(d));
+        }
+    };
+    for c in text.chars() {
+        match fold(c) {
+            a if a.is_ascii() => keep(a),
+            other => unicode_normalization::char::decompose_compatible(other, &mut keep),
+        }
+    }
+    out
 }
 
 /// Unicode's `Default_Ignorable_Code_Point` property (DerivedCoreProperties.txt, Unicode 15):

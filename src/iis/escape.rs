@@ -72,7 +72,7 @@ pub const FORM_VALUE: Rules = Rules {
 };
 
 /// Why text could not be decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Hash)]
 pub enum EscapeError {
     #[error("a '%' does not start a valid escape")]
     InvalidEscape,

@@ -19,7 +19,7 @@ use super::escape::{self, EscapeError};
 use super::{fold, is_default_ignorable};
 
 /// Why a path has no canonical form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum PathError {
     #[error(transparent)]
     Escape(#[from] EscapeError),
@@ -118,25 +118,38 @@ const SPLITTINGS: [Splitting; 4] = [
 /// weight, such as Windows' linguistic one with unassigned code points and non-spacing marks, or
 /// one that equates compatibility forms such as `ⓢ`, would not see them).
 fn splittings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
-    let mut all = vec![canonical(raw)];
     if is_plain(raw) {
-        return all;
+        return vec![canonical(raw)];
     }
-    let Ok(decoded) = decoded(raw) else {
-        return all;
+    let decoded = match decoded(raw) {
+        Ok(decoded) => decoded,
+        Err(e) => return vec![Err(e)],
     };
-    let separators = |a: char, b: char| matches!(a, '/' | '\\') && matches!(b, '/' | '\\');
-    let chars: Vec<char> = decoded.chars().collect();
-    let empty = chars.windows(2).any(|w| separators(w[0], w[1]));
-    if decoded.contains(';') || empty {
-        for splitting in &SPLITTINGS[1..] {
-            all.push(normalise(&decoded, Dots::Refuse, *splitting).map(Cow::Owned));
-        }
-    }
+    let split_differently = |text: &str| {
+        text.contains(';')
+            || text
+                .as_bytes()
+                .windows(2)
+                .any(|w| matches!(w, [b'/' | b'\\', b'/' | b'\\']))
+    };
+    let splittings = if split_differently(&decoded) {
+        &SPLITTINGS[..]
+    } else {
+        &SPLITTINGS[..1]
+    };
+    let mut all: Vec<Result<Cow<'_, str>, PathError>> = splittings
+        .iter()
+        .map(|splitting| normalise(&decoded, Dots::Refuse, *splitting).map(Cow::Owned))
+        .collect();
     if !decoded.is_ascii() {
-        let ascii: String = super::skeleton(&decoded).collect();
-        for splitting in SPLITTINGS {
-            if let Ok(reading) = normalise(&ascii, Dots::Dropped, splitting) {
+        let ascii = super::skeleton(&decoded);
+        let splittings = if split_differently(&ascii) {
+            &SPLITTINGS[..]
+        } else {
+            &SPLITTINGS[..1]
+        };
+        for splitting in splittings {
+            if let Ok(reading) = normalise(&ascii, Dots::Dropped, *splitting) {
                 all.push(Ok(Cow::Owned(reading)));
             }
         }
@@ -154,7 +167,9 @@ fn splittings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
 ///   security update cut its first match wherever it stood (CVE-2023-36899), so that
 ///   `/simultaneous/(S(x))RingToContact/(S(x))/..` reads `/simultaneousRingToContact`.
 ///
-/// More than [`MAX_COOKIELESS_READINGS`] such readings make the path unreadable.
+/// More than [`MAX_COOKIELESS_READINGS`] such readings, or more than [`MAX_COOKIELESS_BYTES`] of
+/// text in them, make the path unreadable: each is read with every splitting, so the work is
+/// bounded by the second limit whatever the length of the path.
 pub fn readings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
     let mut all = splittings(raw);
     if is_plain(raw) {
@@ -183,7 +198,9 @@ pub fn readings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
             texts.extend(cut_after_separator(stage, group));
             texts.extend(cut_after_separator(&resolved, group));
         }
-        if texts.len() > MAX_COOKIELESS_READINGS {
+        if texts.len() > MAX_COOKIELESS_READINGS
+            || texts.iter().map(String::len).sum::<usize>() > MAX_COOKIELESS_BYTES
+        {
             all.push(Err(PathError::Ambiguous));
             return all;
         }
@@ -202,19 +219,22 @@ pub fn readings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
 }
 
 /// Drops repeated readings, keeping the first of each (the canonical one stays first).
-fn dedup<T: PartialEq>(all: &mut Vec<T>) {
-    let mut i = 0;
-    while i < all.len() {
-        if all[..i].contains(&all[i]) {
-            all.remove(i);
-        } else {
-            i += 1;
-        }
-    }
+fn dedup(all: &mut Vec<Result<Cow<'_, str>, PathError>>) {
+    let mut seen = std::collections::HashSet::with_capacity(all.len());
+    let first: Vec<bool> = all.iter().map(|reading| seen.insert(reading)).collect();
+    let mut first = first.into_iter();
+    all.retain(|_| first.next().unwrap_or(false));
 }
 
 /// Readings beyond [`canonical`] that a path may need before it is too ambiguous to judge.
 pub const MAX_COOKIELESS_READINGS: usize = 64;
+
+/// Bytes of text in those readings before the path is too ambiguous to judge: 4 KiB is 16
+/// readings of a 256-byte path (a UCWA path is about 150 bytes, and no UCWA client sends
+/// cookieless segments at all). Each reading is read with every splitting and as its skeleton,
+/// so this bounds the work a hostile path costs: about 0.15 ms at the limit
+/// (`cargo bench --bench readings`, docs/performance.md).
+pub const MAX_COOKIELESS_BYTES: usize = 4 * 1024;
 
 /// The raw path and each round of decoding it, while decoding succeeds and `%` remains.
 fn decoding_stages(raw: &str) -> Vec<Cow<'_, str>> {
@@ -459,7 +479,13 @@ fn normalise(decoded: &str, dots: Dots, splitting: Splitting) -> Result<String, 
     }
     for segment in segments {
         out.push('/');
-        out.extend(segment.chars().map(fold));
+        if segment.is_ascii() {
+            let start = out.len();
+            out.push_str(segment);
+            out[start..].make_ascii_lowercase();
+        } else {
+            out.extend(segment.chars().map(fold));
+        }
     }
     Ok(out)
 }
@@ -637,9 +663,15 @@ mod tests {
     }
 
     #[test]
-    fn too_many_cookieless_groups_are_unreadable() {
+    fn too_many_or_too_long_cookieless_readings_are_unreadable() {
         let many: String = (0..40).map(|i| format!("/(S(x{i}))")).collect();
         assert!(readings(&format!("/ucwa{many}/me")).contains(&Err(PathError::Ambiguous)));
+        // Few groups in a long path: the bytes to read, not the count, are over the limit.
+        let long = "x".repeat(MAX_COOKIELESS_BYTES / 4);
+        let few = format!("/ucwa/{long}/(S(a))/(S(b))/simultaneousRingToContact");
+        assert!(readings(&few).contains(&Err(PathError::Ambiguous)));
+        let short = "/ucwa/v1/(S(a))/(S(b))/simultaneousRingToContact";
+        assert!(!readings(short).contains(&Err(PathError::Ambiguous)));
     }
 
     #[test]
