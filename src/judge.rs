@@ -621,13 +621,15 @@ impl<'c> Found<'c> {
         ];
         // A nested JSON key alone is no target (SPEC §4), but beside one it is a second.
         let [_, from_body, from_data] = &raws;
-        if raws.iter().any(Option::is_some)
-            && ((from_body.is_none() && extract::nests(req.content_type, req.body, param))
-                || (from_data.is_none()
-                    && req
-                        .data
-                        .is_some_and(|d| extract::nests(Some("application/json"), d, param))))
-        {
+        let nested = || {
+            let in_body = || extract::nests(req.content_type, req.body, param);
+            let in_data = || {
+                req.data
+                    .is_some_and(|d| extract::nests(Some("application/json"), d, param))
+            };
+            (from_body.is_none() && in_body()) || (from_data.is_none() && in_data())
+        };
+        if raws.iter().any(Option::is_some) && nested() {
             return Err(Rejection::Duplicate);
         }
         for raw in raws.iter().flatten() {
