@@ -189,19 +189,13 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
         Ok(host) => host,
         Err(r) => return refuse(r, Traffic::Passthrough, HeaderValue::from_static("")),
     };
-    let path = head.uri.path();
-    if route::under_ucwa(path) {
-        if METHOD_OVERRIDES
-            .iter()
-            .any(|h| head.headers.contains_key(h))
-        {
-            return refuse(Rejection::MethodOverride, Traffic::Guarded, host);
-        }
-        if PATH_OVERRIDES.iter().any(|h| head.headers.contains_key(h)) {
-            return refuse(Rejection::BadPath, Traffic::Guarded, host);
+    let view = route::view(head.uri.path(), &config.guards);
+    if view.under_ucwa {
+        if let Err(rejection) = ucwa_headers(|h| head.headers.contains_key(h)) {
+            return refuse(rejection, Traffic::Guarded, host);
         }
     }
-    let (kind, limit) = match route::classify(path, &config.guards) {
+    let (kind, limit) = match view.route {
         Route::Passthrough => return Admission::Pass(Passed { head, host }),
         Route::BadPath => return refuse(Rejection::BadPath, Traffic::Guarded, host),
         Route::Batch => (Kind::Batch, config.server.max_batch_bytes),
@@ -387,12 +381,14 @@ impl<'c> Pending<'c> {
         }
         // A `Data:` header is a body to the batch handler; on a request of its own it is judged
         // the same way, since nothing says UCWA would not read it there too.
-        if self.head.headers.get_all(&DATA).iter().count() > 1 {
-            let ruling = self.whole(Rejection::Duplicate);
-            return self.refused(Rejection::Duplicate, &guard.parameter, vec![ruling]);
-        }
         let headers = &self.head.headers;
-        let data = request::single(request::lines(headers, &DATA));
+        let data = match one_data(request::lines(headers, &DATA)) {
+            Ok(data) => data,
+            Err(rejection) => {
+                let ruling = self.whole(rejection);
+                return self.refused(rejection, &guard.parameter, vec![ruling]);
+            }
+        };
         let content_encoding = request::list(request::lines(headers, &header::CONTENT_ENCODING));
         let inbound = Inbound {
             method: &self.head.method,
@@ -478,16 +474,11 @@ impl<'c> Pending<'c> {
         let mut rulings = Vec::new();
         for part in &parts {
             let path = part.path();
-            let has = |name: &http::HeaderName| part.header_values(name.as_str()).next().is_some();
-            if route::under_ucwa(path) {
-                if METHOD_OVERRIDES.iter().any(has) {
-                    return Err(Rejection::MethodOverride);
-                }
-                if PATH_OVERRIDES.iter().any(has) {
-                    return Err(Rejection::BadPath);
-                }
+            let view = route::view(path, &self.config.guards);
+            if view.under_ucwa {
+                ucwa_headers(|name| part.header_values(name.as_str()).next().is_some())?;
             }
-            let guard = match route::classify(path, &self.config.guards) {
+            let guard = match view.route {
                 Route::Passthrough => continue,
                 Route::BadPath => return Err(Rejection::BadPath),
                 Route::Batch => return Err(Rejection::BadBatch),
@@ -501,18 +492,14 @@ impl<'c> Pending<'c> {
             if content_type == Some(request::UNREADABLE) {
                 return Err(Rejection::BadBatch);
             }
-            let mut data = part.header_values("data");
-            let first_data = data.next();
-            if data.next().is_some() {
-                return Err(Rejection::Duplicate);
-            }
+            let data = one_data(values("data"))?;
             let inbound = Inbound {
                 method: &method,
                 query: part.query(),
                 content_type,
                 content_encoding: content_encoding.as_deref(),
                 body: part.body,
-                data: first_data.map(str::as_bytes),
+                data: data.map(str::as_bytes),
                 up_devcap_post_charset: part
                     .header_values(X_UP_DEVCAP_POST_CHARSET.as_str())
                     .collect(),
@@ -545,6 +532,30 @@ impl<'c> Pending<'c> {
         }
         Ok((rulings, None))
     }
+}
+
+/// The headers UCWA must not see, on a request or a batch part whose path could reach it: a
+/// method override ([`METHOD_OVERRIDES`]) or a header that rewrites the path
+/// ([`PATH_OVERRIDES`]). `has` tells whether a header is present.
+fn ucwa_headers(has: impl Fn(&http::HeaderName) -> bool) -> Result<(), Rejection> {
+    if METHOD_OVERRIDES.iter().any(&has) {
+        return Err(Rejection::MethodOverride);
+    }
+    if PATH_OVERRIDES.iter().any(&has) {
+        return Err(Rejection::BadPath);
+    }
+    Ok(())
+}
+
+/// The one `Data:` line of a request or batch part, if any; two are [`Rejection::Duplicate`].
+fn one_data<'a>(
+    mut lines: impl Iterator<Item = Option<&'a str>>,
+) -> Result<Option<&'a str>, Rejection> {
+    let first = lines.next();
+    if lines.next().is_some() {
+        return Err(Rejection::Duplicate);
+    }
+    Ok(first.map(|line| line.unwrap_or(request::UNREADABLE)))
 }
 
 /// One request to a guarded resource, as far as its targets are concerned: a whole request, or

@@ -115,8 +115,14 @@ pub fn has_cookie<'a>(lines: impl Iterator<Item = &'a [u8]>, name: &str) -> bool
         .any(|cookie| {
             let cookie_name = cookie.split(|&b| b == b'=').next().unwrap_or(cookie);
             let is = |n: &str| iis::names_equal(n.trim_matches(char::is_whitespace), name);
-            let latin1: String = cookie_name.iter().map(|&b| char::from(b)).collect();
-            is(&latin1) || std::str::from_utf8(cookie_name).is_ok_and(is)
+            match std::str::from_utf8(cookie_name) {
+                // ASCII reads the same in both code pages.
+                Ok(ascii) if ascii.is_ascii() => is(ascii),
+                utf8 => {
+                    let latin1: String = cookie_name.iter().map(|&b| char::from(b)).collect();
+                    is(&latin1) || utf8.is_ok_and(is)
+                }
+            }
         })
 }
 

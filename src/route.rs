@@ -110,43 +110,63 @@ pub enum Route<'g> {
     BadPath,
 }
 
-/// Classifies a request path (no query, as sent on the request line), under every reading the
-/// pool could make of it ([`path::readings`]): guarded when any reading is.
+/// What the path of a request is to the pool, from one pass over its readings.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PathView<'g> {
+    pub route: Route<'g>,
+    /// IIS could route the path into UCWA under some reading (a path that cannot be read
+    /// counts): the headers UCWA must not see are refused there.
+    pub under_ucwa: bool,
+}
+
+/// Classifies a request path (no query, as sent on the request line); see [`view`].
+pub fn classify<'g>(raw_path: &str, guards: &'g Guards) -> Route<'g> {
+    view(raw_path, guards).route
+}
+
+/// Reads a request path (no query, as sent on the request line) under every reading the pool
+/// could make of it ([`path::readings`]), once: guarded when any reading is.
 ///
 /// A reading that cannot be canonicalised makes the path `BadPath` when it could reach UCWA
 /// ([`path::could_reach_ucwa`]), and is ignored otherwise. Readings that name different guarded
 /// resources, or a resource and a batch, are `BadPath` too: there is no one thing to judge.
-pub fn classify<'g>(raw_path: &str, guards: &'g Guards) -> Route<'g> {
+pub fn view<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
+    let is_ucwa = |p: &str| {
+        path::starts_with_ucwa(p.as_bytes()) && matches!(p.as_bytes().get(5), None | Some(b'/'))
+    };
     if path::is_plain(raw_path) {
-        return route_of(path::trim_trailing_slash(raw_path), guards);
+        let canonical = path::trim_trailing_slash(raw_path);
+        return PathView {
+            route: route_of(canonical, guards),
+            under_ucwa: is_ucwa(canonical),
+        };
     }
+    let readings = path::readings(raw_path);
+    let under_ucwa = readings
+        .iter()
+        .any(|reading| reading.as_deref().map_or(true, is_ucwa));
+    let mut reachable = None;
     let mut route = Route::Passthrough;
-    for reading in path::readings(raw_path) {
+    for reading in &readings {
         let this = match reading {
-            Ok(canonical) => route_of(&canonical, guards),
-            Err(_) if path::could_reach_ucwa(raw_path) => Route::BadPath,
+            Ok(canonical) => route_of(canonical, guards),
+            Err(_) if *reachable.get_or_insert_with(|| path::could_reach_ucwa(raw_path)) => {
+                Route::BadPath
+            }
             Err(_) => Route::Passthrough,
         };
         route = match (route, this) {
-            (Route::BadPath, _) | (_, Route::BadPath) => return Route::BadPath,
+            (Route::BadPath, _) | (_, Route::BadPath) => Route::BadPath,
             (Route::Passthrough, other) | (other, Route::Passthrough) => other,
             (Route::Batch, Route::Batch) => Route::Batch,
             (Route::Guarded(a), Route::Guarded(b)) if std::ptr::eq(a, b) => Route::Guarded(a),
-            _ => return Route::BadPath,
+            _ => Route::BadPath,
         };
+        if route == Route::BadPath {
+            break;
+        }
     }
-    route
-}
-
-/// Whether IIS could route the path into UCWA under any reading (method-override and
-/// cookieless headers are refused there). A path that cannot be read counts.
-pub fn under_ucwa(raw_path: &str) -> bool {
-    let starts = |p: &str| {
-        path::starts_with_ucwa(p.as_bytes()) && matches!(p.as_bytes().get(5), None | Some(b'/'))
-    };
-    path::readings(raw_path)
-        .iter()
-        .any(|reading| reading.as_deref().map_or(true, starts))
+    PathView { route, under_ucwa }
 }
 
 /// Routes a path that is canonical up to ASCII case.

@@ -339,32 +339,34 @@ fn classify(e: hyper_util::client::legacy::Error) -> (FailureKind, BoxError) {
 /// error as a user error caused by it, where the member's faults (a closed connection, a bad
 /// answer) are not user errors or have no cause.
 fn caused_by_request_body(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(error) = next {
-        if error
+    in_chain(e, &|error| {
+        error
             .downcast_ref::<hyper::Error>()
             .is_some_and(|h| h.is_user() && error.source().is_some())
-        {
-            return true;
-        }
-        next = error.source();
-    }
-    false
+    })
 }
 
-/// Whether a rustls error is anywhere in the chain, including inside wrapping `io::Error`s
-/// (whose `source()` skips the error they wrap).
+/// Whether a rustls error is anywhere in the chain.
 fn caused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
-    if e.is::<rustls::Error>() {
+    in_chain(e, &|error| error.is::<rustls::Error>())
+}
+
+/// Whether `found` holds for an error anywhere in the chain, including inside wrapping
+/// `io::Error`s (whose `source()` skips the error they wrap).
+fn in_chain(
+    e: &(dyn std::error::Error + 'static),
+    found: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
+    if found(e) {
         return true;
     }
     if let Some(inner) = e
         .downcast_ref::<std::io::Error>()
         .and_then(|io| io.get_ref())
     {
-        if caused_by_tls(inner) {
+        if in_chain(inner, found) {
             return true;
         }
     }
-    e.source().is_some_and(caused_by_tls)
+    e.source().is_some_and(|source| in_chain(source, found))
 }
