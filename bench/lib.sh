@@ -11,6 +11,9 @@ UPSTREAM_PORT=${UPSTREAM_PORT:-18204}
 NGINX_PORT=${NGINX_PORT:-18205}
 RINGFENCE_PORT=${RINGFENCE_PORT:-18206}
 ADMIN_PORT=${ADMIN_PORT:-18207}
+BARE_PORT=${BARE_PORT:-18208}
+REFERENCE_PORT=${REFERENCE_PORT:-18209}
+REFERENCE_ADMIN_PORT=${REFERENCE_ADMIN_PORT:-18210}
 PIDS=()
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -150,6 +153,49 @@ start_ringfence() {
   RINGFENCE_PID=$!
   PIDS+=("$RINGFENCE_PID")
   wait_port "$RINGFENCE_PORT" "$RINGFENCE_PID"
+}
+
+# The yardstick of SPEC §11: bench/bare-proxy, a hyper 1 proxy with no policy on the same hyper,
+# hyper-util and tokio versions, one thread, pinned like the proxies under test.
+start_bare() {
+  port_free "$BARE_PORT" || die "port $BARE_PORT is taken"
+  local target=$ROOT/target/bare-proxy
+  if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$target/release/bare-proxy" ]; then
+    log "cargo build --release (bench/bare-proxy)"
+    CARGO_TARGET_DIR=$target cargo build --release --quiet --locked \
+      --manifest-path "$BENCH/bare-proxy/Cargo.toml" || die "building bench/bare-proxy failed"
+  fi
+  taskset -c "$SERVER_CPU" "$target/release/bare-proxy" "127.0.0.1:$BARE_PORT" \
+    "127.0.0.1:$UPSTREAM_PORT" 2>"$WORK/bare.log" &
+  BARE_PID=$!
+  PIDS+=("$BARE_PID")
+  wait_port "$BARE_PORT" "$BARE_PID"
+}
+
+# ringfence as built from the commit REFERENCE (say, the commit before a change), on the same
+# generated policy, so a change is measured against what it replaced in the same run. Built in a
+# git worktree under $WORK into target/reference (kept between runs).
+start_reference() {
+  port_free "$REFERENCE_PORT" || die "port $REFERENCE_PORT is taken"
+  port_free "$REFERENCE_ADMIN_PORT" || die "port $REFERENCE_ADMIN_PORT is taken"
+  REFERENCE_REV=$(cd "$ROOT" && git rev-parse --short "$REFERENCE") || die "no commit $REFERENCE"
+  (cd "$ROOT" && git worktree add --detach --force "$WORK/reference-src" "$REFERENCE" >/dev/null 2>&1) ||
+    die "git worktree add $REFERENCE failed"
+  log "cargo build --release (ringfence at $REFERENCE_REV)"
+  (cd "$WORK/reference-src" && CARGO_TARGET_DIR=$ROOT/target/reference cargo build --release --quiet) ||
+    die "building ringfence at $REFERENCE_REV failed"
+  (cd "$ROOT" && git worktree remove --force "$WORK/reference-src")
+  local bin=$ROOT/target/reference/release/ringfence
+  sed -e "s/127.0.0.1:$RINGFENCE_PORT/127.0.0.1:$REFERENCE_PORT/" \
+    -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$REFERENCE_ADMIN_PORT/" \
+    -e "s#$WORK/audit.jsonl#$WORK/reference-audit.jsonl#" \
+    "$WORK/ringfence.toml" >"$WORK/reference.toml"
+  RUST_LOG=${RUST_LOG:-warn} RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1} \
+    taskset -c "$SERVER_CPU" "$bin" run --config "$WORK/reference.toml" \
+    2>"$WORK/reference.log" &
+  REFERENCE_PID=$!
+  PIDS+=("$REFERENCE_PID")
+  wait_port "$REFERENCE_PORT" "$REFERENCE_PID"
 }
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Summarises bench/run.sh's raw wrk lines: the median over rounds per target and workload, and
-the ratios ringfence/nginx. usage: report.py RAW.tsv"""
+the ratios of ringfence to the bare hyper proxy, to the reference build and to nginx. usage: report.py RAW.tsv"""
 import statistics
 import sys
 from collections import defaultdict
@@ -32,13 +32,22 @@ for w in workloads:
         if (w, t) in rows:
             print(f"| {w} | {t} | {med(w, t, 'rps'):,.0f} | {med(w, t, 'p50_us') / 1000:.3f} | "
                   f"{med(w, t, 'p99_us') / 1000:.3f} | {med(w, t, 'p999_us') / 1000:.3f} | {errors(w, t)} |")
-if "ringfence" in targets and "nginx" in targets:
-    print("\n## ringfence / nginx (medians)\n")
+def ratios(over):
+    """ringfence's medians over another target's, per workload."""
+    if "ringfence" not in targets or over not in targets:
+        return
+    print(f"\n## ringfence / {over} (medians)\n")
     print("| workload | throughput | p50 | p99 | p99.9 |")
     print("|---|---:|---:|---:|---:|")
     for w in workloads:
-        r = lambda k: med(w, "ringfence", k) / med(w, "nginx", k)
+        r = lambda k: med(w, "ringfence", k) / med(w, over, k)
         print(f"| {w} | {r('rps'):.2f}x | {r('p50_us'):.2f}x | {r('p99_us'):.2f}x | {r('p999_us'):.2f}x |")
+
+
+# bare: SPEC §11's yardstick (>= 0.95x throughput, p99 <= 1.1x); reference: the same proxy before
+# a change; nginx: the aim.
+for over in ["bare", "reference", "nginx"]:
+    ratios(over)
 print("\n## Every measurement\n")
 print("| round | workload | target | requests/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |")
 print("|---:|---|---|---:|---:|---:|---:|---:|---:|")

@@ -4,12 +4,14 @@
 # Starts one upstream (nginx `return 204;`), nginx as a plain keep-alive proxy_pass, and
 # ringfence with the full generated policy (bench/gen_config.py), then measures with wrk, in
 # interleaved rounds, each target x each workload:
-#   targets:   upstream (direct), nginx (proxy_pass), ringfence
+#   targets:   upstream (direct), nginx (proxy_pass), bare (bench/bare-proxy: hyper 1 with no
+#              policy, the yardstick of SPEC §11), ringfence, and with REFERENCE=<commit> also
+#              reference (ringfence built from that commit, to measure a change against it)
 #   workloads: post (guarded call-forwarding POST, target in query and JSON body), get (pass-through)
 # Pinning (2 cores): wrk on LOADGEN_CPU (0); the proxy under test AND the upstream on SERVER_CPU
 # (1); both proxies get the same single core and one worker (nginx worker_processes 1,
 # ringfence RINGFENCE_WORKER_THREADS=1).
-# Knobs (environment): ROUNDS=3 DURATION=10 WARMUP=2 CONNECTIONS=50 WAIT_QUIET=1 (wait up to
+# Knobs (environment): ROUNDS=3 DURATION=10 WARMUP=2 CONNECTIONS=50 REFERENCE= WAIT_QUIET=1 (wait up to
 # 25 min for a 1-minute load below 0.5) SKIP_BUILD=1 AUDIT=file|off, and those of bench/lib.sh.
 # Writes bench/results/run-<UTC time>.md and prints the same table.
 set -euo pipefail
@@ -21,7 +23,8 @@ WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-50}
 WAIT_QUIET=${WAIT_QUIET:-1}
 AUDIT=${AUDIT:-file}
-TARGETS=${TARGETS:-"upstream nginx ringfence"}
+REFERENCE=${REFERENCE:-}
+TARGETS=${TARGETS:-"upstream nginx bare ringfence${REFERENCE:+ reference}"}
 WORKLOADS=${WORKLOADS:-"post get"}
 
 WORK=$(mktemp -d /tmp/ringfence-bench.XXXXXX)
@@ -33,17 +36,23 @@ build
 
 start_upstream
 start_nginx_proxy
+start_bare
 if [ "$AUDIT" = file ]; then
   start_ringfence --audit "$WORK/audit.jsonl"
 else
   start_ringfence --audit off
+fi
+if [ -n "$REFERENCE" ]; then
+  start_reference
 fi
 
 port_of() {
   case $1 in
     upstream) echo "$UPSTREAM_PORT" ;;
     nginx) echo "$NGINX_PORT" ;;
+    bare) echo "$BARE_PORT" ;;
     ringfence) echo "$RINGFENCE_PORT" ;;
+    reference) echo "$REFERENCE_PORT" ;;
   esac
 }
 
@@ -60,9 +69,11 @@ for t in $TARGETS; do
   [ "$s" = 204 ] || die "$t answered the pass-through GET $s, not 204"
 done
 # A denied target must not be answered by the pool (proof that the policy is on).
-s=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Host: lyncweb.contoso.com' \
-  "http://127.0.0.1:$RINGFENCE_PORT${POST_PATH/14255550100/19005550100}")
-[ "$s" = 403 ] || die "ringfence answered a denied target $s, not 403"
+for port in $RINGFENCE_PORT ${REFERENCE:+$REFERENCE_PORT}; do
+  s=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Host: lyncweb.contoso.com' \
+    "http://127.0.0.1:$port${POST_PATH/14255550100/19005550100}")
+  [ "$s" = 403 ] || die "ringfence on $port answered a denied target $s, not 403"
+done
 
 if [ "$WAIT_QUIET" = 1 ]; then
   wait_quiet 0.5 1500
@@ -93,7 +104,7 @@ RESULTS=$BENCH/results/run-$(date -u +%Y%m%dT%H%M%SZ).md
   echo "# ringfence benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo
   echo "- command: \`bash bench/run.sh\` (ROUNDS=$ROUNDS DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS AUDIT=$AUDIT)"
-  echo "- built from: $BUILT_FROM"
+  echo "- built from: $BUILT_FROM${REFERENCE:+; reference: ringfence at $REFERENCE_REV}"
   echo "- machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r)"
   echo "- $($NGINX -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $("$RINGFENCE" --version)"
   echo "- pinning: wrk on CPU $LOADGEN_CPU; proxy under test on CPU $SERVER_CPU; upstream on CPU $UPSTREAM_CPU; ringfence RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1}, nginx worker_processes 1"
