@@ -56,17 +56,22 @@ pub fn names_equal(candidate: &str, name: &str) -> bool {
 
 /// What is left of a text for a comparison that sees only ASCII letters and signs: each
 /// character [`fold`]ed, compatibility-decomposed (NFKD: `ⓢ`, `𝐬` and `ſ` become `s`, `á` becomes
-/// `a` and a combining mark), then everything but printable ASCII dropped (marks, default-ignorable,
-/// unassigned and private-use code points, controls) and folded again.
+/// `a` and a combining mark), Latin letters without a decomposition transliterated as Windows'
+/// "best fit" code-page conversion maps them (`ø`, `ł`, small capitals, IPA `ɡ`: `any_ascii`),
+/// then everything but printable ASCII dropped (marks, default-ignorable, unassigned and
+/// private-use code points, controls, other scripts) and folded again.
 pub fn skeleton(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    // Canonical reordering, the rest of NFKD, only moves the marks dropped here: each character
-    // is decomposed on its own, and ASCII is its own decomposition.
     let mut keep = |d: char| {
         if matches!(d, ' '..='~') {
             out.push(fold(d));
+        } else if is_latin(d) {
+            let ascii = any_ascii::any_ascii_char(d);
+            out.extend(ascii.chars().filter(|c| matches!(c, ' '..='~')).map(fold));
         }
     };
+    // Canonical reordering, the rest of NFKD, only moves the marks dropped here: each character
+    // is decomposed on its own, and ASCII is its own decomposition.
     for c in text.chars() {
         match fold(c) {
             a if a.is_ascii() => keep(a),
@@ -74,6 +79,15 @@ pub fn skeleton(text: &str) -> String {
         }
     }
     out
+}
+
+/// Latin letters beyond ASCII: Latin-1 Supplement to Latin Extended-B, IPA extensions, phonetic
+/// extensions (small capitals), Latin Extended Additional, -C and -D.
+fn is_latin(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00c0..=0x02af | 0x1d00..=0x1dbf | 0x1e00..=0x1eff | 0x2c60..=0x2c7f | 0xa720..=0xa7ff
+    )
 }
 
 /// Unicode's `Default_Ignorable_Code_Point` property (DerivedCoreProperties.txt, Unicode 15):
@@ -132,6 +146,13 @@ mod tests {
         assert!(!names_equal("tar get", "target"));
         assert!(!names_equal("tar-get", "target"));
         assert!(!names_equal("\u{3c4}arget", "target"));
+        // Latin letters without a decomposition, as best fit maps them (fresh-eyes round 3, H4).
+        assert!(names_equal("targ\u{e9}t", "target"));
+        assert!(names_equal("tar\u{261}et", "target"));
+        assert!(names_equal("\u{1d1b}arget", "target"));
+        assert!(names_equal("\u{167}arget", "target"));
+        assert!(skeleton("simultaneousRingT\u{f8}Contact") == "simultaneousringtocontact");
+        assert!(skeleton("ca\u{142}l") == "call");
     }
 
     #[test]

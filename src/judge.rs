@@ -191,7 +191,7 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
     };
     let view = route::view(head.uri.path(), &config.guards);
     if view.under_ucwa {
-        if let Err(rejection) = ucwa_headers(|h| head.headers.contains_key(h)) {
+        if let Err(rejection) = ucwa_headers(head.headers.keys().map(http::HeaderName::as_str)) {
             return refuse(rejection, Traffic::Guarded, host);
         }
     }
@@ -476,7 +476,7 @@ impl<'c> Pending<'c> {
             let path = part.path();
             let view = route::view(path, &self.config.guards);
             if view.under_ucwa {
-                ucwa_headers(|name| part.header_values(name.as_str()).next().is_some())?;
+                ucwa_headers(part.headers.iter().map(|&(name, _)| name))?;
             }
             let guard = match view.route {
                 Route::Passthrough => continue,
@@ -536,15 +536,27 @@ impl<'c> Pending<'c> {
 
 /// The headers UCWA must not see, on a request or a batch part whose path could reach it: a
 /// method override ([`METHOD_OVERRIDES`]) or a header that rewrites the path
-/// ([`PATH_OVERRIDES`]). `has` tells whether a header is present.
-fn ucwa_headers(has: impl Fn(&http::HeaderName) -> bool) -> Result<(), Rejection> {
-    if METHOD_OVERRIDES.iter().any(&has) {
-        return Err(Rejection::MethodOverride);
+/// ([`PATH_OVERRIDES`]). Names are compared without case, `-` or `_`: IIS hands `X_Original_URL`
+/// to the application as the same `HTTP_X_ORIGINAL_URL` server variable as `X-Original-URL`.
+fn ucwa_headers<'n>(names: impl Iterator<Item = &'n str>) -> Result<(), Rejection> {
+    fn loose(name: &str) -> impl Iterator<Item = u8> + '_ {
+        name.bytes()
+            .filter(|b| !matches!(b, b'-' | b'_'))
+            .map(|b| b.to_ascii_lowercase())
     }
-    if PATH_OVERRIDES.iter().any(&has) {
-        return Err(Rejection::BadPath);
+    let among = |name: &str, set: &[http::HeaderName]| {
+        set.iter().any(|h| loose(name).eq(loose(h.as_str())))
+    };
+    let mut refusal = Ok(());
+    for name in names {
+        if among(name, &METHOD_OVERRIDES) {
+            return Err(Rejection::MethodOverride);
+        }
+        if among(name, &PATH_OVERRIDES) {
+            refusal = Err(Rejection::BadPath);
+        }
     }
-    Ok(())
+    refusal
 }
 
 /// The one `Data:` line of a request or batch part, if any; two are [`Rejection::Duplicate`].

@@ -374,6 +374,8 @@ mod tests {
             ("/ucwa/v1/x/%F0%9D%90%ACimultaneousRingToContact", Guarded("sim")),
             ("/ucwa/v1/applications/1/b%C3%A0tch", Batch),
             ("/ucwa/v1/x%EF%BC%8FsimultaneousRingToContact", Guarded("sim")),
+            ("/ucwa/v1/x/simultaneousRingT%C3%B8Contact", Guarded("sim")),
+            ("/ucwa/v1/x/%EA%9C%B1imultaneousRingToContact", Guarded("sim")),
             // `;` is ordinary to HTTP.sys: `..;` is a segment that a following `..` removes.
             ("/ucwa/v1/..;/../v1/x/simultaneousRingToContact", Guarded("sim")),
             ("/ucwa/;/../v1/x/simultaneousRingToContact", Guarded("sim")),

@@ -487,6 +487,12 @@ fn user_phone_meaning(user: &str, user_phone: bool) -> Result<Phone, TargetError
         if body.contains('+') && is_phone_digits(&body.replace('+', "")) {
             return Err(malformed("a number holds a misplaced +"));
         }
+        // `+1900...x`, `+1900...p1` (a pause), `*1900...`: a number to a stack that reads the
+        // digits and stops, or dials a feature code. No name begins so.
+        let starts_a_number = |rest: &str| rest.starts_with(|c: char| c.is_ascii_digit());
+        if user.strip_prefix(['+', '*']).is_some_and(starts_a_number) {
+            return Err(malformed("a number holds characters that are not digits"));
+        }
         return Ok(Phone::NotPhone);
     }
     if body.len() == user.len() {
@@ -595,6 +601,14 @@ mod tests {
         ("sip:++19005550100@contoso.com", Bad),
         ("sip:1+9005550100@contoso.com", Bad),
         ("sip:+1-900+555@contoso.com", Bad),
+        ("sip:+19005550100x@contoso.com", Bad),
+        ("sip:+19005550100p1@contoso.com", Bad),
+        ("sip:+1900555O100@contoso.com", Bad),
+        ("sip:*19005550100@contoso.com", Bad),
+        (
+            "sip:19005550100x@contoso.com",
+            Normal("sip:19005550100x@contoso.com"),
+        ),
         ("sip:alice@contoso.com;", Bad),
         ("sip:alice@contoso.com?subject=x", Bad),
         ("sip:alice@bob@contoso.com", Bad),

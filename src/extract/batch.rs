@@ -160,7 +160,11 @@ fn delimiter(line: &[u8], boundary: &[u8]) -> Result<Option<Delimiter>, BatchErr
         .strip_prefix(b"--")
         .and_then(|rest| rest.strip_prefix(boundary))
     else {
-        return Ok(None);
+        return if loose_delimiter(line, boundary) {
+            Err(BatchError::Framing)
+        } else {
+            Ok(None)
+        };
     };
     let (close, rest) = match rest.strip_prefix(b"--") {
         Some(rest) => (true, rest),
@@ -181,6 +185,17 @@ fn delimiter(line: &[u8], boundary: &[u8]) -> Result<Option<Delimiter>, BatchErr
         .saturating_sub(padded.len())
         .saturating_add(line_break);
     Ok(Some(Delimiter { close, len }))
+}
+
+/// A line a lax parser could take for a delimiter: `--` and the boundary in another case, or
+/// with white space before the dashes or between them and the boundary.
+fn loose_delimiter(line: &[u8], boundary: &[u8]) -> bool {
+    let Some(rest) = trim_padding(line).strip_prefix(b"--") else {
+        return false;
+    };
+    trim_padding(rest)
+        .get(..boundary.len())
+        .is_some_and(|b| b.eq_ignore_ascii_case(boundary))
 }
 
 fn trim_padding(bytes: &[u8]) -> &[u8] {
@@ -698,7 +713,8 @@ Host: lyncweb.contoso.com
 
     #[test]
     fn delimiter_not_at_line_start_is_body_data() {
-        let data = format!("x--{GUID}\n --{GUID}--\n");
+        // After other text, not after white space, which a lax parser skips (see below).
+        let data = format!("x--{GUID}\nab --{GUID}--\n");
         let sent = crlf(&data);
         let request = format!(
             "POST /ucwa/x HTTP/1.1\nContent-Length: {}\n\n{data}",
@@ -738,6 +754,19 @@ Host: lyncweb.contoso.com
                     "{body}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_line_a_lax_parser_takes_for_a_delimiter_is_framing_error() {
+        for line in [
+            format!("--{}", GUID.to_uppercase()),
+            format!(" --{GUID}"),
+            format!("-- {GUID}"),
+            format!("\t--\t{GUID}--"),
+        ] {
+            let request = format!("POST /ucwa/x HTTP/1.1\n\n{line}\n");
+            assert_eq!(single(&request), Err(BatchError::Framing), "{line}");
         }
     }
 

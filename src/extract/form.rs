@@ -5,19 +5,22 @@ use std::borrow::Cow;
 
 use super::query::{find_pair, Grammar};
 use super::ExtractError;
+use crate::iis;
 
 /// The parameter's value in a form body. A leading UTF-8 BOM is skipped, so a key behind it is
 /// still seen (a stricter reading than .NET's, which keeps it in the key). Every key and value
 /// must be UTF-8 without control characters, as in the query.
 ///
-/// A form that begins like a JSON or XML document (`{`, `[`, `"` or `<` after white space) is
-/// [`ExtractError::BadBody`]: `{"target":"denied","x":"&target=allowed"}` is an allowed form to
-/// `Request.Form` and a denied JSON body to a reader that sniffs the body instead of trusting
-/// Content-Type.
+/// A form that begins like a JSON or XML document (`{`, `[`, `"` or `<` after any Unicode white
+/// space or default-ignorable code point, which .NET's readers skip) is [`ExtractError::BadBody`]:
+/// `{"target":"denied","x":"&target=allowed"}` is an allowed form to `Request.Form` and a denied
+/// JSON body to a reader that sniffs the body instead of trusting Content-Type.
 pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>, ExtractError> {
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if matches!(first, Some(b'{' | b'[' | b'"' | b'<')) {
+    let first = String::from_utf8_lossy(body)
+        .chars()
+        .find(|&c| !c.is_whitespace() && !iis::is_default_ignorable(c));
+    if matches!(first, Some('{' | '[' | '"' | '<')) {
         return Err(ExtractError::BadBody);
     }
     find_pair(body, parameter, Grammar::FORM)
@@ -57,6 +60,11 @@ mod tests {
             (b"<input>&target=x&</input>", Err(BadBody)),
             (b"\xef\xbb\xbf\"a\"&target=x", Err(BadBody)),
             (b"a={&target=x", Ok(Some("x"))),
+            (
+                "\u{a0}\u{3000}\u{2028}{\"target\":1,\"x\":\"&target=y\"}".as_bytes(),
+                Err(BadBody),
+            ),
+            ("\u{200b}<input/>&target=y".as_bytes(), Err(BadBody)),
         ];
         for &(body, want) in cases {
             let have = find(body, "target");

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 use super::{name_matches, ExtractError};
-use crate::iis::escape::{self, Rules};
+use crate::iis::escape::{self, Plus, Rules};
 
 /// The parameter's value in a query string (without the leading '?'). None when absent;
 /// `target` and `target=` give `Some("")`.
@@ -75,6 +75,11 @@ pub(crate) fn find_pair<'a>(
         }
         found = Some(value);
     }
+    if found
+        .is_some_and(|value| grammar.value.plus == Plus::Literal && !plus_where_read_alike(value))
+    {
+        return Err(ExtractError::Malformed);
+    }
     let value = found
         .map(|value| readable(value, grammar.value).ok_or(ExtractError::Malformed))
         .transpose()?;
@@ -82,6 +87,25 @@ pub(crate) fn find_pair<'a>(
         return Err(ExtractError::Malformed);
     }
     Ok(value)
+}
+
+/// Whether every raw `+` of a query value stands where reading it as a space (as ASP.NET's
+/// `UrlDecode` does) and as a plus (as SPEC §4 does) comes to the same judgement: right after a
+/// `tel:`, `sip:` or `sips:` scheme, the leading plus of a global number, which a naive client
+/// sends unencoded. The pool then acts on the judged digits without their plus
+/// (docs/backend-model.md §2); anywhere else (`sip:ceo+@contoso.com`, read `sip:ceo @...`) the two
+/// readings name different targets.
+fn plus_where_read_alike(raw: &[u8]) -> bool {
+    let scheme = ["tel:", "sip:", "sips:"]
+        .iter()
+        .find(|s| {
+            raw.get(..s.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(s.as_bytes()))
+        })
+        .map_or(0, |s| s.len());
+    raw.iter()
+        .enumerate()
+        .all(|(i, &b)| b != b'+' || (scheme > 0 && i == scheme))
 }
 
 /// Text decoded by `rules`, if that succeeds and gives UTF-8 without control characters.
@@ -105,6 +129,17 @@ mod tests {
         let cases: &[(&str, crate::extract::Expected)] = &[
             ("target=tel:%2B1425", Ok(Some("tel:+1425"))),
             ("target=tel:+14255550100", Ok(Some("tel:+14255550100"))),
+            (
+                "target=SIP:+14255550100@contoso.com",
+                Ok(Some("SIP:+14255550100@contoso.com")),
+            ),
+            ("target=sip:ceo+@contoso.com", Err(Malformed)),
+            ("target=tel:+1425+555", Err(Malformed)),
+            ("target=+14255550100", Err(Malformed)),
+            (
+                "target=sip:ceo%2B@contoso.com",
+                Ok(Some("sip:ceo+@contoso.com")),
+            ),
             ("target=sip:a%40contoso.com", Ok(Some("sip:a@contoso.com"))),
             ("TARGET=x", Ok(Some("x"))),
             ("TaRgEt=x", Ok(Some("x"))),

@@ -4,7 +4,8 @@
 //!
 //! Matching errs towards counting (fails closed): the element local name `property` and the
 //! attribute local name `name` are compared case-insensitively, and a `name` attribute in any
-//! namespace counts.
+//! namespace counts. A `propertyList` (UCWA's list-valued property) naming the parameter counts
+//! too, as a value that is not a string.
 
 use std::borrow::Cow;
 
@@ -39,9 +40,10 @@ pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>,
     // Inside a matching property: whether text (with its references) and how many CDATA
     // sections were seen.
     let mut nodes = (false, 0usize);
-    let mut found: Option<Cow<'a, str>> = None;
+    // The matching elements: a `property`'s value, or `None` for a `propertyList`.
+    let mut found: Option<Option<Cow<'a, str>>> = None;
     let mut duplicate = false;
-    let mut record = |value: Cow<'a, str>| {
+    let mut record = |value: Option<Cow<'a, str>>| {
         if found.is_some() {
             duplicate = true;
         } else {
@@ -73,9 +75,13 @@ pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>,
                     roots += 1;
                 }
                 depth += 1;
-                if is_matching_property(&element, &reader, parameter)? {
-                    capture = Some(None);
-                    nodes = (false, 0);
+                match matching(&element, &reader, parameter)? {
+                    Some(Matching::Property) => {
+                        capture = Some(None);
+                        nodes = (false, 0);
+                    }
+                    Some(Matching::List) => record(None),
+                    None => {}
                 }
                 if roots > 1 {
                     return Err(BadBody);
@@ -86,8 +92,10 @@ pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>,
                 if depth == 0 {
                     roots += 1;
                 }
-                if is_matching_property(&element, &reader, parameter)? {
-                    record(Cow::Borrowed(""));
+                match matching(&element, &reader, parameter)? {
+                    Some(Matching::Property) => record(Some(Cow::Borrowed(""))),
+                    Some(Matching::List) => record(None),
+                    None => {}
                 }
                 if roots > 1 {
                     return Err(BadBody);
@@ -100,7 +108,7 @@ pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>,
                     if matches!(nodes, (true, 1..) | (_, 2..)) {
                         return Err(BadBody);
                     }
-                    record(value.unwrap_or(Cow::Borrowed("")));
+                    record(Some(value.unwrap_or(Cow::Borrowed(""))));
                 }
                 continue;
             }
@@ -154,24 +162,40 @@ pub fn find<'a>(body: &'a [u8], parameter: &str) -> Result<Option<Cow<'a, str>>,
     if duplicate {
         return Err(ExtractError::Duplicate);
     }
-    Ok(found)
+    // A list named like the parameter is a target that is not a string, as a JSON array is.
+    found.map_or(Ok(None), |value| {
+        value.map(Some).ok_or(ExtractError::Malformed)
+    })
+}
+
+/// An element naming the parameter.
+enum Matching {
+    /// `<property name="target">`: its text is the value.
+    Property,
+    /// `<propertyList name="target">`, UCWA's list-valued property.
+    List,
 }
 
 /// Attributes allowed on one element. quick-xml's duplicate-attribute check is quadratic in
 /// their number; UCWA elements carry one or two.
 const MAX_ATTRIBUTES: usize = 32;
 
-/// Whether an element is a `property` naming the parameter. Checks every attribute of every
-/// element (syntax, duplicates, entities), so malformed markup is refused wherever it is.
-fn is_matching_property(
+/// Whether an element is a `property` or a `propertyList` naming the parameter. Checks every
+/// attribute of every element (syntax, duplicates, entities), so malformed markup is refused
+/// wherever it is.
+fn matching(
     element: &BytesStart<'_>,
     reader: &Reader<&[u8]>,
     parameter: &str,
-) -> Result<bool, ExtractError> {
-    let is_property = element
-        .local_name()
-        .as_ref()
-        .eq_ignore_ascii_case(b"property");
+) -> Result<Option<Matching>, ExtractError> {
+    let local = element.local_name();
+    let kind = if local.as_ref().eq_ignore_ascii_case(b"property") {
+        Some(Matching::Property)
+    } else if local.as_ref().eq_ignore_ascii_case(b"propertyList") {
+        Some(Matching::List)
+    } else {
+        None
+    };
     let mut matches = false;
     for (index, attribute) in element.attributes().enumerate() {
         if index == MAX_ATTRIBUTES {
@@ -182,7 +206,7 @@ fn is_matching_property(
             .decode_and_unescape_value_with(reader.decoder(), resolve_xml_entity)
             .map_err(|_| ExtractError::BadBody)?;
         let key = attribute.key;
-        if is_property
+        if kind.is_some()
             && key.as_namespace_binding().is_none()
             && key.local_name().as_ref().eq_ignore_ascii_case(b"name")
             && name_matches(value.trim(), parameter)
@@ -190,7 +214,7 @@ fn is_matching_property(
             matches = true;
         }
     }
-    Ok(matches)
+    Ok(kind.filter(|_| matches))
 }
 
 fn is_xml_space(c: char) -> bool {
@@ -234,7 +258,10 @@ mod tests {
             (input(r#"<a><b><property name="target">deep</property></b></a>"#), Ok(Some("deep"))),
             (input(r#"<property name="other">x</property><property name="target">y</property>"#), Ok(Some("y"))),
             (input(r#"<property name="other"><b/>x</property>"#), Ok(None)),
-            (input(r#"<propertyList name="target"><item>x</item></propertyList>"#), Ok(None)),
+            (input(r#"<propertyList name="target"><item>x</item></propertyList>"#), Err(Malformed)),
+            (input(r#"<propertyList name="other"><item>x</item></propertyList>"#), Ok(None)),
+            (input(r#"<property name="target">a</property><propertyList name="Target"><item>b</item></propertyList>"#), Err(Duplicate)),
+            (input(r#"<propertyList name="target"/>"#), Err(Malformed)),
             (input(r#"<target>x</target>"#), Ok(None)),
             (input(r#"<!-- c --><?pi x?>"#), Ok(None)),
             (input(""), Ok(None)),

@@ -180,44 +180,64 @@ pub fn readings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
         dedup(&mut all);
         return all;
     }
-    let mut groups: Vec<&str> = Vec::new();
-    for stage in &stages {
-        for group in cookieless_groups(stage) {
-            if !groups.contains(&group) {
-                groups.push(group);
+    match cookieless_texts(&stages) {
+        Ok(texts) => {
+            for text in &texts {
+                all.extend(
+                    splittings(text)
+                        .into_iter()
+                        .map(|r| r.map(|c| Cow::Owned(c.into_owned()))),
+                );
             }
         }
-    }
-    let mut texts: Vec<String> = Vec::new();
-    for stage in &stages {
-        if let Cow::Owned(removed) = remove_cookieless_text(stage) {
-            texts.push(removed);
-        }
-        let resolved = resolve_dots(stage);
-        for group in &groups {
-            texts.extend(cut_after_separator(stage, group));
-            texts.extend(cut_after_separator(&resolved, group));
-        }
-        if texts.len() > MAX_COOKIELESS_READINGS
-            || texts.iter().map(String::len).sum::<usize>() > MAX_COOKIELESS_BYTES
-        {
-            all.push(Err(PathError::Ambiguous));
-            return all;
-        }
-    }
-    texts.sort_unstable();
-    texts.dedup();
-    for text in &texts {
-        all.extend(
-            splittings(text)
-                .into_iter()
-                .map(|r| r.map(|c| Cow::Owned(c.into_owned()))),
-        );
+        Err(e) => all.push(Err(e)),
     }
     dedup(&mut all);
     all
 }
 
+/// The texts of the cookieless readings of a path's decoding stages, sorted and deduplicated; more
+/// than [`MAX_COOKIELESS_READINGS`] of them, or more than [`MAX_COOKIELESS_BYTES`] of text, is
+/// [`PathError::Ambiguous`], found before the text that goes over is made.
+fn cookieless_texts(stages: &[Cow<'_, str>]) -> Result<Vec<String>, PathError> {
+    let mut groups: Vec<&str> = Vec::new();
+    for stage in stages {
+        for group in cookieless_groups(stage)? {
+            if !groups.contains(&group) {
+                if groups.len() == MAX_COOKIELESS_READINGS {
+                    return Err(PathError::Ambiguous);
+                }
+                groups.push(group);
+            }
+        }
+    }
+    let mut texts: Vec<String> = Vec::new();
+    let mut bytes = 0;
+    let mut keep = |text: String| {
+        bytes += text.len();
+        texts.push(text);
+        if texts.len() > MAX_COOKIELESS_READINGS || bytes > MAX_COOKIELESS_BYTES {
+            return Err(PathError::Ambiguous);
+        }
+        Ok(())
+    };
+    for stage in stages {
+        if let Cow::Owned(removed) = remove_cookieless_text(stage) {
+            keep(removed)?;
+        }
+        let resolved = resolve_dots(stage);
+        for group in &groups {
+            for cut in
+                cut_after_separator(stage, group).chain(cut_after_separator(&resolved, group))
+            {
+                keep(cut)?;
+            }
+        }
+    }
+    texts.sort_unstable();
+    texts.dedup();
+    Ok(texts)
+}
 /// Drops repeated readings, keeping the first of each (the canonical one stays first).
 fn dedup(all: &mut Vec<Result<Cow<'_, str>, PathError>>) {
     let mut seen = std::collections::HashSet::with_capacity(all.len());
@@ -255,36 +275,57 @@ fn decoding_stages(raw: &str) -> Vec<Cow<'_, str>> {
 }
 
 /// Every substring that is a cookieless group by [`is_cookieless_segment`]'s grammar,
-/// wherever it stands.
-fn cookieless_groups(text: &str) -> impl Iterator<Item = &str> {
-    text.match_indices('(').filter_map(move |(at, _)| {
-        let rest = &text[at..];
-        let mut end = 1;
+/// wherever it stands, in order. More than [`MAX_OPENING_PARENTHESES`] `(` in the text is
+/// [`PathError::Ambiguous`]: each may start a group, and no client sends such a path.
+fn cookieless_groups(text: &str) -> Result<Vec<&str>, PathError> {
+    let bytes = text.as_bytes();
+    if !bytes.contains(&b'(') {
+        return Ok(Vec::new());
+    }
+    if bytes.iter().filter(|&&b| b == b'(').count() > MAX_OPENING_PARENTHESES {
+        return Err(PathError::Ambiguous);
+    }
+    // The first `)`, `/` or `\` at or after each index, so that finding the end of a group's
+    // value costs one lookup, not a scan: nested `(S((S(...` would make the scans quadratic.
+    let mut stop = vec![bytes.len(); bytes.len() + 1];
+    for i in (0..bytes.len()).rev() {
+        stop[i] = if matches!(bytes[i], b')' | b'/' | b'\\') {
+            i
+        } else {
+            stop[i + 1]
+        };
+    }
+    let group_at = |at: usize| {
+        let mut end = at + 1;
         loop {
-            let group = rest.as_bytes().get(end..)?;
-            match group {
-                [b')', ..] if end > 1 => return Some(&rest[..=end]),
-                [letter, b'(', value @ ..] if letter.is_ascii_alphabetic() => {
-                    let close = value
-                        .iter()
-                        .position(|&b| b == b')' || b == b'/' || b == b'\\')?;
-                    if value[close] != b')' {
+            match bytes.get(end..)? {
+                [b')', ..] if end > at + 1 => return Some(&text[at..=end]),
+                [letter, b'(', ..] if letter.is_ascii_alphabetic() => {
+                    let close = stop[end + 2];
+                    if bytes.get(close) != Some(&b')') {
                         return None;
                     }
-                    end += 2 + close + 1;
+                    end = close + 1;
                 }
                 _ => return None,
             }
         }
-    })
+    };
+    Ok(text
+        .match_indices('(')
+        .filter_map(|(at, _)| group_at(at))
+        .collect())
 }
 
+/// `(` in one decoding stage of a path before it is too ambiguous to judge: a cookieless
+/// segment holds two per group, and [`MAX_COOKIELESS_READINGS`] groups at most are read.
+const MAX_OPENING_PARENTHESES: usize = 4 * MAX_COOKIELESS_READINGS;
+
 /// `text` with `/` + `group` cut out, once for each place the group follows a separator.
-fn cut_after_separator(text: &str, group: &str) -> Vec<String> {
+fn cut_after_separator<'t>(text: &'t str, group: &'t str) -> impl Iterator<Item = String> + 't {
     text.match_indices(group)
         .filter(|&(at, _)| at > 0 && matches!(text.as_bytes()[at - 1], b'/' | b'\\'))
         .map(|(at, _)| format!("{}{}", &text[..at - 1], &text[at + group.len()..]))
-        .collect()
 }
 
 /// `/`-separated segments with `.` and `..` resolved as HTTP.sys resolves them, nothing else
@@ -675,8 +716,22 @@ mod tests {
     }
 
     #[test]
+    fn hostile_cookieless_paths_are_unreadable_without_being_read_in_full() {
+        // Fresh-eyes round 3 (H1): nested groups made the search quadratic, and one group
+        // repeated 16,000 times made 32,000 readings of a 112 KB path before any limit was met.
+        let nested = format!("/x/{}x{})/", "(S(".repeat(15_000), ")".repeat(15_000));
+        assert_eq!(readings(&nested).last(), Some(&Err(PathError::Ambiguous)));
+        let repeated = format!("/ucwa/{}x", "(S(x))/".repeat(16_000));
+        assert_eq!(readings(&repeated).last(), Some(&Err(PathError::Ambiguous)));
+        let chain: String = (0..100).map(|_| "A(B(x)").collect();
+        assert!(cookieless_groups(&format!("/({chain})/")).is_ok());
+        let opens = format!("/ucwa/{}", "(".repeat(MAX_OPENING_PARENTHESES + 1));
+        assert_eq!(cookieless_groups(&opens), Err(PathError::Ambiguous));
+    }
+
+    #[test]
     fn cookieless_groups_are_found_anywhere() {
-        let groups: Vec<&str> = cookieless_groups("/a(S(x))b/(A(1)B(2))/(C(/))/(D(e)").collect();
+        let groups = cookieless_groups("/a(S(x))b/(A(1)B(2))/(C(/))/(D(e)").unwrap();
         assert_eq!(groups, ["(S(x))", "(A(1)B(2))"]);
     }
 

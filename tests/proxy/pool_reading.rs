@@ -167,6 +167,7 @@ async fn path_override_headers_are_refused_on_ucwa() {
         // request line: a guarded request could hide behind another path.
         ("X-Original-URL naming the resource", |t| post(format!("/ucwa/oauth/v1/applications/192/me?target={}", q(t))).header("X-Original-URL", SIMRING), DENIED, 400, "bad_path", None),
         ("X-Rewrite-URL on the resource", |t| at(SIMRING, t).header("X-Rewrite-URL", "/ucwa/x"), DENIED, 400, "bad_path", None),
+        ("X_Original_URL spelt with underscores", |t| post(format!("/ucwa/oauth/v1/applications/192/me?target={}", q(t))).header("X_Original_URL", SIMRING), DENIED, 400, "bad_path", None),
         ("X-Original-URL in a batch part", |t| batch_of(&[part(&format!("POST /ucwa/oauth/v1/applications/192/me?target={} HTTP/1.1\r\nHost: {HOST}\r\nX-Original-URL: {SIMRING}\r\n\r\n", q(t)))]), DENIED, 400, "bad_path", None),
     ];
     run("path-override headers", rows).await;
@@ -510,4 +511,43 @@ async fn xml_refusals_carry_code_subcode_and_message_as_child_elements() {
             assert!(text.ends_with("<parameters /></reason>"), "{text}");
         }
     }
+}
+
+/// A path full of cookieless groups costs a bounded amount of work (fresh-eyes round 3, H1:
+/// nested groups took seconds of CPU, and one group repeated in a batch part took gigabytes):
+/// past the limits it is unreadable, `bad_path` where it could reach UCWA and forwarded
+/// elsewhere, and a plain request on the same server is still answered.
+#[tokio::test]
+async fn hostile_cookieless_paths_are_answered_at_once() {
+    let h = support::start().await;
+    let addr = h.server.addrs()[0];
+    let nested = format!("/x/{}x{})/", "(S(".repeat(15_000), ")".repeat(15_000));
+    let reply = client::raw_reply(addr, &wire("GET", &nested, HOST, ""))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status,
+        404,
+        "forwarded, the pool's answer: {}",
+        reply.text()
+    );
+    // 63 KB: hyper answers a longer request-target 414 itself.
+    let repeated = format!("/ucwa/{}x", "(S(x))/".repeat(9_000));
+    let reply = client::raw_reply(addr, &wire("GET", &repeated, HOST, ""))
+        .await
+        .unwrap();
+    assert_refused(&reply, 400, "bad_path");
+    let longer = format!("/ucwa/{}x", "(S(x))/".repeat(16_000));
+    let batch = batch_of(&[part(&format!(
+        "GET {longer} HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+    ))]);
+    let reply = client::raw_reply(addr, &batch.to_bytes()).await.unwrap();
+    assert_refused(&reply, 400, "bad_path");
+    let me = client::raw_reply(
+        addr,
+        &wire("GET", "/ucwa/oauth/v1/applications/192/me", HOST, ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(me.status, 200);
 }
