@@ -65,16 +65,23 @@ async fn answer(
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
             }
         }
-        (&Method::POST, "/reload") => match shared.reload() {
-            Ok(()) => {
-                tracing::info!("configuration reloaded");
-                text(StatusCode::OK, "reloaded\n".into())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reload failed; the previous configuration stays");
-                text(StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n"))
-            }
-        },
+        (&Method::POST, "/reload") => {
+            let result = shared.reload().await;
+            let answer = match &result {
+                Ok(restart) => {
+                    let mut body = String::from("reloaded\n");
+                    for key in restart {
+                        body.push_str(&format!(
+                            "warning: {key} changed; it takes effect at the next restart\n"
+                        ));
+                    }
+                    text(StatusCode::OK, body)
+                }
+                Err(e) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")),
+            };
+            crate::signal::log_reload("POST /reload", result);
+            answer
+        }
         (_, "/metrics" | "/live" | "/ready" | "/reload") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".into(),

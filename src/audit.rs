@@ -2,6 +2,7 @@
 //! dedicated thread so a slow disk never stalls a request. Tokens and Authorization never appear.
 
 use std::io::{self, Write};
+use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::time::Duration;
 
@@ -38,25 +39,34 @@ pub struct Record<'a> {
 /// Where decision records go. Cloning shares the writer.
 #[derive(Clone, Debug)]
 pub struct Audit {
-    tx: Option<Sender<String>>,
+    tx: Option<Sender<Entry>>,
+}
+
+/// What the writer thread is sent: a line, or "reopen the file" (logrotate's `postrotate`).
+#[derive(Debug)]
+enum Entry {
+    Line(String),
+    Reopen,
+}
+
+fn open(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
 impl Audit {
     pub fn start(sink: &config::Audit) -> io::Result<Audit> {
-        let out: Box<dyn Write + Send> = match sink {
+        let (out, path): (Box<dyn Write + Send>, _) = match sink {
             config::Audit::Off => return Ok(Audit { tx: None }),
-            config::Audit::Stderr => Box::new(io::stderr()),
-            config::Audit::File(path) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
+            config::Audit::Stderr => (Box::new(io::stderr()), None),
+            config::Audit::File(path) => (Box::new(open(path)?), Some(path.clone())),
         };
-        let (tx, rx) = channel::<String>();
+        let (tx, rx) = channel::<Entry>();
         std::thread::Builder::new()
             .name("ringfence-audit".into())
-            .spawn(move || write_lines(&rx, out))?;
+            .spawn(move || write_lines(&rx, out, path.as_deref()))?;
         Ok(Audit { tx: Some(tx) })
     }
 
@@ -65,9 +75,17 @@ impl Audit {
         match serde_json::to_string(record) {
             Ok(mut line) => {
                 line.push('\n');
-                let _ = tx.send(line);
+                let _ = tx.send(Entry::Line(line));
             }
             Err(e) => tracing::error!(error = %e, "cannot serialise an audit record"),
+        }
+    }
+
+    /// Reopens the audit file by its path (after logrotate moved it away): every line sent
+    /// before this call goes to the old file, every line after to the new one.
+    pub fn reopen(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Entry::Reopen);
         }
     }
 }
@@ -79,17 +97,15 @@ const GATHER: Duration = Duration::from_millis(2);
 
 /// Writes lines as they come: blocks while the trail is quiet; while lines keep coming, gathers
 /// them for [`GATHER`] and writes them together. Every line is written within a few ms.
-fn write_lines(rx: &Receiver<String>, out: Box<dyn Write + Send>) {
+fn write_lines(rx: &Receiver<Entry>, out: Box<dyn Write + Send>, path: Option<&Path>) {
     let mut out = io::BufWriter::with_capacity(64 * 1024, out);
     while let Ok(first) = rx.recv() {
-        let mut line = Some(first);
-        while let Some(l) = line.take() {
-            let _ = out.write_all(l.as_bytes());
+        let mut entry = Some(first);
+        while let Some(e) = entry.take() {
+            take(&mut out, e, path);
             loop {
                 match rx.try_recv() {
-                    Ok(l) => {
-                        let _ = out.write_all(l.as_bytes());
-                    }
+                    Ok(e) => take(&mut out, e, path),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         flush(&mut out);
@@ -99,10 +115,32 @@ fn write_lines(rx: &Receiver<String>, out: Box<dyn Write + Send>) {
             }
             flush(&mut out);
             std::thread::sleep(GATHER);
-            line = rx.try_recv().ok();
+            entry = rx.try_recv().ok();
         }
     }
     flush(&mut out);
+}
+
+fn take(out: &mut io::BufWriter<Box<dyn Write + Send>>, entry: Entry, path: Option<&Path>) {
+    match entry {
+        Entry::Line(l) => {
+            let _ = out.write_all(l.as_bytes());
+        }
+        Entry::Reopen => {
+            let Some(path) = path else { return };
+            flush(out);
+            match open(path) {
+                Ok(file) => {
+                    *out.get_mut() = Box::new(file);
+                    tracing::info!(path = %path.display(), "audit trail reopened");
+                }
+                Err(e) => tracing::error!(
+                    path = %path.display(), error = %e,
+                    "cannot reopen the audit trail; writing on to the file already open"
+                ),
+            }
+        }
+    }
 }
 
 fn flush(out: &mut impl Write) {

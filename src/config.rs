@@ -38,6 +38,10 @@ pub struct Server {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Longest wait for the next bytes of a request body (nginx's `client_body_timeout`).
+    pub body_read_timeout: Duration,
+    /// Longest a guarded request's body may take in all, from its head to its last byte.
+    pub body_deadline: Duration,
     pub max_body_bytes: usize,
     pub max_batch_bytes: usize,
     pub shutdown_grace: Duration,
@@ -178,6 +182,41 @@ impl Config {
         })
         .map_err(|e| invalid(".", e))?;
         validate::validate(raw, unknown, base_dir)
+    }
+
+    /// The keys whose change `next` makes that a reload cannot apply: sockets, connection
+    /// limits and timers fixed when the listeners started, and the audit sink. A reload logs
+    /// each one; it takes effect at the next start.
+    pub fn needs_restart(&self, next: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.server, &next.server);
+        let keys: [(&'static str, bool); 10] = [
+            ("server.listen", a.listen != b.listen),
+            ("server.tls", a.tls.is_some() != b.tls.is_some()),
+            ("server.http2", a.http2 != b.http2),
+            (
+                "server.max_connections",
+                a.max_connections != b.max_connections,
+            ),
+            (
+                "server.header_read_timeout",
+                a.header_read_timeout != b.header_read_timeout,
+            ),
+            ("server.idle_timeout", a.idle_timeout != b.idle_timeout),
+            (
+                "server.body_read_timeout",
+                a.body_read_timeout != b.body_read_timeout,
+            ),
+            (
+                "server.shutdown_grace",
+                a.shutdown_grace != b.shutdown_grace,
+            ),
+            ("admin.listen", self.admin.listen != next.admin.listen),
+            ("audit", self.audit != next.audit),
+        ];
+        keys.iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(key, _)| *key)
+            .collect()
     }
 
     /// A one-screen summary for `check-config`.

@@ -5,19 +5,21 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Version};
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::audit::{self, Record};
 use crate::forwarding::{self, Forwarded, X_REQUEST_ID};
 use crate::judge::{self, Admission, Clearance, Ruling, Traffic};
-use crate::listener::ClientBody;
+use crate::listener::{BodyError, ClientBody};
+use crate::metrics::Metrics;
 use crate::policy::Organisation;
 use crate::reject::{prefers_xml, Rejection};
 use crate::state::{Shared, Snapshot};
@@ -111,14 +113,25 @@ impl Gateway {
                     self.record(ctx, &refused.host, ruling, None);
                 }
                 let response = self.refuse(ctx, refused.rejection, refused.parameter, true);
+                discard_after_answer(ctx.version, body);
                 return (refused.traffic, response);
             }
             Admission::Guarded(pending) => pending,
         };
         let host = pending.host().clone();
-        let (verdict, unread) = match read_body(body, pending.body_limit()).await {
+        let mut body = body;
+        let read = read_body(
+            &mut body,
+            pending.body_limit(),
+            config.server.body_deadline,
+            &self.shared.metrics,
+        );
+        let (verdict, unread) = match read.await {
             Ok(bytes) => (pending.judge(bytes), false),
-            Err(rejection) => (pending.unreadable(rejection), true),
+            Err(rejection) => {
+                discard_after_answer(ctx.version, body);
+                (pending.unreadable(rejection), true)
+            }
         };
         let response = match verdict.outcome {
             Ok(clearance) => {
@@ -199,7 +212,17 @@ impl Gateway {
             }
             Err(e) if e.kind == FailureKind::Client => {
                 tracing::debug!(request_id = ?ctx.request_id, error = %e, "the request body broke");
-                self.refuse(ctx, Rejection::BadBody, "target", true)
+                let rejection = if e.client_stalled() {
+                    self.shared
+                        .metrics
+                        .client_body_timeouts
+                        .with_label_values(&["idle"])
+                        .inc();
+                    Rejection::BodyTimeout
+                } else {
+                    Rejection::BadBody
+                };
+                self.refuse(ctx, rejection, "target", true)
             }
             Err(e) => {
                 tracing::warn!(request_id = ?ctx.request_id, error = %e, "no answer from the pool");
@@ -236,11 +259,78 @@ impl Gateway {
     }
 }
 
-/// Reads a guarded body, at most `max` bytes.
-async fn read_body(body: ClientBody, max: usize) -> Result<Bytes, Rejection> {
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::BodyTooLarge),
-        Err(_) => Err(Rejection::BadBody),
+/// Reads a guarded body: at most `max` bytes, complete within `deadline`, and never waiting
+/// longer than `body_read_timeout` for its next bytes (the body's own timer). A timeout is
+/// counted by kind. The body is borrowed so that what is left of a refused one can be discarded.
+async fn read_body(
+    body: &mut ClientBody,
+    max: usize,
+    deadline: Duration,
+    metrics: &Metrics,
+) -> Result<Bytes, Rejection> {
+    let timed_out = |kind: &str| {
+        metrics
+            .client_body_timeouts
+            .with_label_values(&[kind])
+            .inc();
+        Rejection::BodyTimeout
+    };
+    let deadline = tokio::time::Instant::now() + deadline;
+    // Most bodies are one frame, kept without a copy; more are joined.
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(timed_out("deadline")),
+            Ok(None) => break,
+            Ok(Some(Err(BodyError::Stalled(_)))) => return Err(timed_out("idle")),
+            Ok(Some(Err(BodyError::Read(_)))) => return Err(Rejection::BadBody),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers carry nothing the pool reads as a target
+        };
+        let read = first.as_ref().map_or(0, Bytes::len) + joined.len() + data.len();
+        if read > max {
+            return Err(Rejection::BodyTooLarge);
+        }
+        match &first {
+            None if joined.is_empty() => first = Some(data),
+            _ => {
+                if let Some(f) = first.take() {
+                    joined.extend_from_slice(&f);
+                }
+                joined.extend_from_slice(&data);
+            }
+        }
     }
+    Ok(first.unwrap_or_else(|| joined.freeze()))
+}
+
+/// How much of a refused HTTP/2 request body is read and thrown away after the answer.
+const DISCARD_BYTES: usize = 1 << 20;
+const DISCARD_TIME: Duration = Duration::from_secs(10);
+
+/// After answering an HTTP/2 request whose body was refused unread, reads the rest of it (at most
+/// [`DISCARD_BYTES`] within [`DISCARD_TIME`]) and throws it away, as nginx discards a request
+/// body. Dropped at once, the stream would be reset while the client is still uploading, and
+/// clients such as curl 7.88 report that reset (RST_STREAM NO_ERROR, RFC 9113 §8.1) as a stream
+/// error instead of the answer. HTTP/1.1 closes the connection instead (`Connection: close`).
+fn discard_after_answer(version: Version, mut body: ClientBody) {
+    if version != Version::HTTP_2 || body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut left = DISCARD_BYTES;
+        let _ = tokio::time::timeout(DISCARD_TIME, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                let n = frame.data_ref().map_or(0, Bytes::len);
+                match left.checked_sub(n) {
+                    Some(l) => left = l,
+                    None => return,
+                }
+            }
+        })
+        .await;
+    });
 }

@@ -3,6 +3,9 @@
 //! Idle HTTP/1.1 connections park without their HTTP state ([`park`]).
 
 mod park;
+mod stall;
+
+pub use stall::BodyError;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +35,7 @@ use crate::audit::Audit;
 use crate::config::{Config, Server as ServerConfig};
 use crate::gateway::{Connection, Gateway, ResponseBody};
 use crate::metrics::Metrics;
+use crate::notify;
 use crate::state::Shared;
 use crate::tls::{self, TlsError};
 
@@ -107,6 +111,7 @@ impl Server {
                 permits: Arc::clone(&permits),
                 handshake_timeout: server_config.header_read_timeout,
                 idle_timeout: server_config.idle_timeout,
+                body_read_timeout: server_config.body_read_timeout,
                 label: addr.to_string(),
                 connections: connections.clone(),
             };
@@ -120,6 +125,7 @@ impl Server {
             admin_stop.clone(),
         )));
         tracing::info!(listen = ?addrs, admin = %admin_addr, tls = acceptor.is_some(), "ringfence is serving");
+        notify::ready();
         Ok(Server {
             shared,
             addrs,
@@ -146,19 +152,42 @@ impl Server {
     }
 
     /// Stops accepting, turns `/ready` to 503, lets in-flight requests finish within the grace
-    /// period, then returns. Returns false when the grace period ran out first.
-    pub async fn shutdown(self) -> bool {
+    /// period, then returns what the drain had to cut when the grace period ran out first.
+    pub async fn shutdown(self) -> Drain {
+        notify::stopping();
         self.shared.start_draining();
         self.stop.cancel();
         self.connections.close();
         let drained = tokio::time::timeout(self.grace, self.connections.wait())
             .await
             .is_ok();
+        let drain = if drained {
+            Drain::default()
+        } else {
+            Drain {
+                connections: self.connections.len(),
+                requests: self.shared.metrics.requests_in_flight.get().max(0) as u64,
+            }
+        };
         self.admin_stop.cancel();
         for t in self.tasks {
             t.abort();
         }
-        drained
+        drain
+    }
+}
+
+/// What a drain left unfinished when `shutdown_grace` ran out: those requests were cut.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    pub connections: usize,
+    pub requests: u64,
+}
+
+impl Drain {
+    /// Whether every connection finished within the grace period.
+    pub fn clean(&self) -> bool {
+        self.connections == 0
     }
 }
 
@@ -230,6 +259,7 @@ struct Accept {
     permits: Arc<Semaphore>,
     handshake_timeout: Duration,
     idle_timeout: Duration,
+    body_read_timeout: Duration,
     label: String,
     connections: TaskTracker,
 }
@@ -273,10 +303,13 @@ impl Accept {
             .with_label_values(&[&self.label]);
         let _open = Counted::new(&open);
         let tls = self.acceptor.is_some();
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(
+            self.shared.metrics.requests_in_flight.clone(),
+        ));
         let limits = Limits {
             first_request: self.handshake_timeout,
             idle: self.idle_timeout,
+            body_read: self.body_read_timeout,
         };
         // The service is made once the TLS server name is known: the judge binds it to an
         // organisation (SPEC §5.3).
@@ -289,10 +322,10 @@ impl Accept {
             let gateway = Gateway::new(Arc::clone(&self.shared), connection);
             let seen = Arc::clone(&activity);
             let service = service_fn(move |req: http::Request<Incoming>| {
-                let in_flight = InFlight::begin(Arc::clone(&seen));
+                let in_flight = InFlight::request(Arc::clone(&seen));
                 let answer = gateway
                     .clone()
-                    .handle(req.map(|body| ClientBody::new(body, &seen)));
+                    .handle(req.map(|body| ClientBody::new(body, &seen, limits.body_read)));
                 async move {
                     let response = answer.await?;
                     Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
@@ -444,13 +477,13 @@ pub struct Tracked<B> {
 }
 
 /// The client's request body as the gateway reads it.
-pub type ClientBody = Tracked<Incoming>;
+pub type ClientBody = Tracked<stall::Timed<Incoming>>;
 
 impl ClientBody {
-    fn new(body: Incoming, activity: &Arc<Activity>) -> ClientBody {
+    fn new(body: Incoming, activity: &Arc<Activity>, read_timeout: Duration) -> ClientBody {
         let in_flight = (!body.is_end_stream()).then(|| InFlight::begin(Arc::clone(activity)));
         Tracked {
-            body,
+            body: stall::Timed::new(body, read_timeout),
             in_flight,
             must_finish: true,
         }
@@ -501,6 +534,8 @@ struct Limits {
     first_request: Duration,
     /// No request in flight and none for this long (an idle keep-alive connection).
     idle: Duration,
+    /// No bytes of a request body for this long while it is read (a client that stalls).
+    body_read: Duration,
 }
 
 /// Requests in flight on one connection and when the last one began or ended. Long polls keep a
@@ -520,11 +555,14 @@ struct Activity {
     /// The connection's loop waits for the end of the requests in flight; `idle` wakes it.
     wake_when_idle: AtomicBool,
     idle: tokio::sync::Notify,
+    /// Requests in flight in the whole process (`ringfence_http_requests_in_flight`).
+    requests: IntGauge,
 }
 
 impl Activity {
-    fn new() -> Activity {
+    fn new(requests: IntGauge) -> Activity {
         Activity {
+            requests,
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last: AtomicU64::new(u64::MAX),
@@ -569,22 +607,33 @@ impl Activity {
     }
 }
 
-/// One request in flight on a connection, until dropped: also when its future is dropped
-/// unfinished (an HTTP/2 stream reset), so the idle watchdog still sees the connection go idle.
+/// One request (or its body) in flight on a connection, until dropped: also when its future is
+/// dropped unfinished (an HTTP/2 stream reset), so the idle watchdog still sees the connection go
+/// idle. Only the request's own guard counts in the process-wide gauge.
 #[derive(Debug)]
-struct InFlight(Arc<Activity>);
+struct InFlight(Arc<Activity>, bool);
 
 impl InFlight {
     fn begin(activity: Arc<Activity>) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
         activity.last.store(activity.now(), Ordering::Relaxed);
         activity.park.store(false, Ordering::Relaxed);
-        InFlight(activity)
+        InFlight(activity, false)
+    }
+
+    fn request(activity: Arc<Activity>) -> InFlight {
+        activity.requests.inc();
+        let mut guard = InFlight::begin(activity);
+        guard.1 = true;
+        guard
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if self.1 {
+            self.0.requests.dec();
+        }
         self.0.last.store(self.0.now(), Ordering::Relaxed);
         self.0.ended.fetch_add(1, Ordering::Relaxed);
         let before = self.0.in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use ringfence::config::Config;
 use ringfence::listener::Server;
+use ringfence::logfile::LogFile;
 use ringfence::target::Target;
 
 #[derive(Parser)]
@@ -19,6 +20,9 @@ struct Cli {
     /// Log line format on stderr (filter with RUST_LOG, e.g. RUST_LOG=ringfence=debug).
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
+    /// Write logs to this file instead of stderr; SIGUSR1 reopens it (logrotate).
+    #[arg(long, env = "RINGFENCE_LOG_FILE", global = true)]
+    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -72,11 +76,24 @@ enum Command {
     },
 }
 
+/// `run`'s exit status when the drain had to cut requests at the end of `shutdown_grace`.
+const EXIT_DRAIN_CUT: u8 = 4;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let log = match &cli.log_file {
+        Some(path) => match LogFile::open(path) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                eprintln!("error: cannot open the log file {}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    init_logging(cli.log_format, log.clone());
     match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run { config } => run(config, log),
         Command::Demo { listen, admin } => demo(listen, admin),
         Command::CheckConfig { config } => check_config(config),
         Command::Eval {
@@ -89,17 +106,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, file: Option<LogFile>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(file) => {
+            let builder = builder.with_ansi(false).with_writer(file);
+            match format {
+                LogFormat::Text => builder.init(),
+                LogFormat::Json => builder.json().init(),
+            }
+        }
+        None => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let builder = builder.with_ansi(ansi).with_writer(std::io::stderr);
+            match format {
+                LogFormat::Text => builder.init(),
+                LogFormat::Json => builder.json().init(),
+            }
+        }
     }
 }
 
@@ -136,7 +162,7 @@ fn report(e: &dyn std::error::Error) {
     }
 }
 
-fn run(path: PathBuf) -> ExitCode {
+fn run(path: PathBuf, log: Option<LogFile>) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -163,13 +189,22 @@ fn run(path: PathBuf) -> ExitCode {
             }
         };
         signals
-            .until_shutdown(std::sync::Arc::clone(server.shared()))
+            .until_shutdown(std::sync::Arc::clone(server.shared()), log)
             .await;
         tracing::info!("draining");
-        if !server.shutdown().await {
-            tracing::warn!("shutdown grace period ended with requests still in flight");
+        let drain = server.shutdown().await;
+        if drain.clean() {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        } else {
+            tracing::warn!(
+                cut_requests = drain.requests,
+                cut_connections = drain.connections,
+                exit_status = EXIT_DRAIN_CUT,
+                "stopped: shutdown_grace ran out, and the requests still in flight were cut"
+            );
+            ExitCode::from(EXIT_DRAIN_CUT)
         }
-        ExitCode::SUCCESS
     })
 }
 

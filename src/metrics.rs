@@ -5,8 +5,8 @@ use std::sync::OnceLock;
 
 use http::StatusCode;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric ringfence exports (SPEC §9).
@@ -24,6 +24,12 @@ pub struct Metrics {
     pub tls_handshake_errors: IntCounter,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_success: Gauge,
+    /// Request bodies answered 408: `idle` (no bytes for `body_read_timeout`) or `deadline`
+    /// (a guarded body not complete within `body_deadline`).
+    pub client_body_timeouts: IntCounterVec,
+    /// Client requests in flight (until their answer is handed over in full); what a drain that
+    /// runs out of `shutdown_grace` cuts.
+    pub requests_in_flight: IntGauge,
     passthrough: Route,
     guarded: Route,
 }
@@ -181,6 +187,28 @@ impl Metrics {
                 let g = Gauge::new(
                     "ringfence_config_last_reload_success_timestamp_seconds",
                     "Unix time of the last configuration that was loaded.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            client_body_timeouts: {
+                let c = counter(
+                    "ringfence_client_body_timeouts_total",
+                    "Request bodies that did not arrive in time (answered 408), by kind.",
+                    &["kind"],
+                );
+                for kind in ["idle", "deadline"] {
+                    c.with_label_values(&[kind]);
+                }
+                c
+            },
+            requests_in_flight: {
+                let g = IntGauge::new(
+                    "ringfence_http_requests_in_flight",
+                    "Client requests in flight, until their answer is handed over in full.",
                 )
                 .expect("valid metric");
                 registry

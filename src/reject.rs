@@ -47,6 +47,8 @@ pub enum Rejection {
     EncodedBody,
     #[error("the body is larger than the limit")]
     BodyTooLarge,
+    #[error("the body did not arrive in time")]
+    BodyTimeout,
     #[error("no pool member could be reached")]
     UpstreamUnavailable,
     #[error("the pool member failed")]
@@ -88,6 +90,7 @@ impl Rejection {
             UnsupportedMediaType => "unsupported_media_type",
             EncodedBody => "encoded_body",
             BodyTooLarge => "body_too_large",
+            BodyTimeout => "body_timeout",
             UpstreamUnavailable => "upstream_unavailable",
             UpstreamFailure => "upstream_failure",
             UpstreamTimeout => "upstream_timeout",
@@ -145,6 +148,13 @@ impl Rejection {
                 message: "The request body is too large.",
                 names_parameter: false,
             },
+            BodyTimeout => Ucwa {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "Timeout",
+                subcode: None,
+                message: "The request body did not arrive in time.",
+                names_parameter: false,
+            },
             UpstreamUnavailable => Ucwa {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "ServiceUnavailable",
@@ -178,6 +188,7 @@ impl Rejection {
         matches!(
             self,
             Rejection::BodyTooLarge
+                | Rejection::BodyTimeout
                 | Rejection::BadPath
                 | Rejection::BadHost
                 | Rejection::MethodOverride
@@ -314,7 +325,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     /// Every variant with its status, code, subcode and reason: the contract of SPEC §6.
-    const TABLE: [(Rejection, u16, &str, Option<&str>, &str); 20] = [
+    const TABLE: [(Rejection, u16, &str, Option<&str>, &str); 21] = [
         (
             Rejection::NotAllowed,
             403,
@@ -434,6 +445,7 @@ mod tests {
             None,
             "body_too_large",
         ),
+        (Rejection::BodyTimeout, 408, "Timeout", None, "body_timeout"),
         (
             Rejection::UpstreamUnavailable,
             503,

@@ -22,6 +22,7 @@ pub use body::UpstreamBody;
 
 use crate::config::{Balance, Upstream};
 use crate::judge::Clearance;
+use crate::listener::BodyError;
 use crate::metrics::{Metrics, StatusCounters};
 use crate::tls::{self, TlsError};
 
@@ -101,6 +102,19 @@ pub struct UpstreamError {
     pub member: Box<str>,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl UpstreamError {
+    /// A [`FailureKind::Client`] failure because the client stopped sending its body.
+    pub fn client_stalled(&self) -> bool {
+        self.kind == FailureKind::Client
+            && in_chain(&*self.source, &|error| {
+                matches!(
+                    error.downcast_ref::<BodyError>(),
+                    Some(BodyError::Stalled(_))
+                )
+            })
+    }
 }
 
 /// The pool of one configuration; reused across reloads when `[upstream]` is unchanged.

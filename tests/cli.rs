@@ -246,6 +246,11 @@ struct Running {
 
 impl Running {
     fn start(name: &str, config: &str) -> Running {
+        Running::start_with(name, config, &[])
+    }
+
+    /// Starts `ringfence run` on `config` with more environment variables.
+    fn start_with(name: &str, config: &str, env: &[(&str, &str)]) -> Running {
         let dir = std::env::temp_dir().join(format!("ringfence-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("ringfence.toml");
@@ -259,6 +264,7 @@ impl Running {
                 file.to_str().unwrap(),
             ])
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -357,7 +363,8 @@ fn sighup_reloads_the_file() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    running.line_containing("configuration reloaded (SIGHUP)");
+    let reloaded = running.line_containing("configuration reloaded");
+    assert!(reloaded.contains("SIGHUP"), "{reloaded}");
     assert_eq!(running.stop(), 0);
 }
 
@@ -377,4 +384,168 @@ fn log_lines_about_a_request_are_json_and_carry_its_request_id() {
     let v: serde_json::Value = serde_json::from_str(&failure).unwrap();
     assert_eq!(v["span"]["id"], "trace-me-42", "{failure}");
     assert_eq!(running.stop(), 0);
+}
+
+#[test]
+fn sighup_names_each_changed_setting_that_needs_a_restart() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let member = rt.block_on(ringfence::sim::Member::start("fe1")).unwrap();
+    let running = Running::start("restartkeys", &config(&member.url(), ""));
+    let changed = config(&member.url(), "").replace(
+        "shutdown_grace = \"10s\"",
+        "shutdown_grace = \"10s\"\nmax_connections = 7\nidle_timeout = \"9s\"",
+    );
+    std::fs::write(&running.file, changed).unwrap();
+    signal(&running.child, "-HUP");
+    let first = running.line_containing("takes effect at the next restart");
+    let second = running.line_containing("takes effect at the next restart");
+    let both = format!("{first}\n{second}");
+    assert!(both.contains("server.max_connections"), "{both}");
+    assert!(both.contains("server.idle_timeout"), "{both}");
+    assert_eq!(running.stop(), 0);
+}
+
+#[test]
+fn sigusr1_reopens_the_audit_file_after_logrotate_moved_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let member = rt.block_on(ringfence::sim::Member::start("fe1")).unwrap();
+    let dir = std::env::temp_dir().join(format!("ringfence-usr1-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = dir.join("audit.jsonl");
+    let text = config(&member.url(), "").replace(
+        "sink = \"off\"",
+        &format!("sink = \"file\"\npath = {:?}", audit.to_str().unwrap()),
+    );
+    let running = Running::start("usr1", &text);
+    let denied = format!("{SIMRING}?target=tel:%2B19005550100");
+    assert!(post(running.addr, "x", &denied).starts_with("HTTP/1.1 403"));
+    let lines = |path: &std::path::Path| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.lines().count() >= 1 || Instant::now() > deadline {
+                return text.lines().count();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(lines(&audit), 1);
+    let rotated = dir.join("audit.jsonl.1");
+    std::fs::rename(&audit, &rotated).unwrap();
+    signal(&running.child, "-USR1");
+    running.line_containing("audit trail reopened");
+    assert!(post(running.addr, "x", &denied).starts_with("HTTP/1.1 403"));
+    assert_eq!(lines(&audit), 1, "the new line is in the new file");
+    assert_eq!(lines(&rotated), 1, "the old file kept only its own line");
+    assert_eq!(running.stop(), 0, "SIGUSR1 did not kill the process");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sigusr1_reopens_the_log_file() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("ringfence-usr1-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ringfence.toml");
+    std::fs::write(&file, config(&format!("http://{dead}"), "")).unwrap();
+    let log = dir.join("ringfence.log");
+    let child = Command::new(BIN)
+        .args(["run", "--config", file.to_str().unwrap(), "--log-file"])
+        .arg(&log)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let contains = |path: &std::path::Path, needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .contains(needle)
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+    assert!(
+        contains(&log, "ringfence is serving"),
+        "logs go to the file"
+    );
+    let rotated = dir.join("ringfence.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    signal(&child, "-USR1");
+    assert!(contains(&log, "log file reopened"), "a new file is opened");
+    assert!(!std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("log file reopened"));
+    signal(&child, "-TERM");
+    assert_eq!(wait(child, Duration::from_secs(15)), 0);
+    assert!(
+        contains(&log, "stopped"),
+        "the final line goes to the new file"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn systemd_is_told_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let member = rt.block_on(ringfence::sim::Member::start("fe1")).unwrap();
+    let dir = std::env::temp_dir().join(format!("ringfence-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification in time");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let running = Running::start_with(
+        "notify",
+        &config(&member.url(), ""),
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    );
+    assert!(next().starts_with("READY=1"));
+    signal(&running.child, "-HUP");
+    let reloading = next();
+    assert!(reloading.starts_with("RELOADING=1"), "{reloading}");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    assert!(next().starts_with("READY=1"));
+    signal(&running.child, "-TERM");
+    assert!(next().starts_with("STOPPING=1"));
+    assert_eq!(wait(running.child, Duration::from_secs(15)), 0);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(running.dir);
+}
+
+#[test]
+fn a_drain_that_cuts_requests_exits_4_and_says_how_many() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let member = rt.block_on(ringfence::sim::Member::start("fe1")).unwrap();
+    member.set_fault(ringfence::sim::Fault::Slow(Duration::from_secs(8)));
+    let text =
+        config(&member.url(), "").replace("shutdown_grace = \"10s\"", "shutdown_grace = \"1s\"");
+    let running = Running::start("cut", &text);
+    let addr = running.addr;
+    let _in_flight = std::thread::spawn(move || {
+        http(addr, "GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: lyncweb.contoso.com\r\nConnection: close\r\n\r\n")
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    signal(&running.child, "-TERM");
+    let stopped = running.line_containing("stopped");
+    let v: serde_json::Value = serde_json::from_str(&stopped).unwrap();
+    assert_eq!(v["fields"]["cut_requests"], 1, "{stopped}");
+    assert_eq!(wait(running.child, Duration::from_secs(15)), 4);
+    let _ = std::fs::remove_dir_all(running.dir);
 }

@@ -381,6 +381,8 @@ const METRICS: &[&str] = &[
     "ringfence_config_reloads_total",
     "ringfence_config_last_reload_success_timestamp_seconds",
     "ringfence_build_info",
+    "ringfence_client_body_timeouts_total",
+    "ringfence_http_requests_in_flight",
     "process_cpu_seconds_total",
     "process_open_fds",
     "process_max_fds",
@@ -768,7 +770,11 @@ fn dockerfile_and_systemd_unit_fit_the_binary() {
             .collect()
     };
     assert_eq!(key("User"), ["ringfence"]);
-    assert_eq!(key("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    assert_eq!(key("Type"), ["notify"], "ringfence speaks sd_notify");
+    // A reload or start with a file check-config refuses fails where systemd sees it.
+    let check = "/usr/local/bin/ringfence check-config --config ${RINGFENCE_CONFIG}";
+    assert_eq!(key("ExecStartPre"), [check]);
+    assert_eq!(key("ExecReload"), [check, "/bin/kill -HUP $MAINPID"]);
     assert_eq!(key("KillSignal"), ["SIGTERM"]);
     let stop = humantime::parse_duration(key("TimeoutStopSec")[0]).expect("TimeoutStopSec");
     let default_grace = ringfence::config::Config::from_toml(

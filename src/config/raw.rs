@@ -24,6 +24,8 @@ pub struct RawServer {
     pub max_connections: Option<u64>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub body_deadline: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub max_batch_bytes: Option<u64>,
     pub shutdown_grace: Option<String>,

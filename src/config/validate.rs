@@ -79,6 +79,13 @@ pub(super) fn validate(
             "10s",
         ),
         idle_timeout: duration(&mut p, "server.idle_timeout", &s.idle_timeout, "120s"),
+        body_read_timeout: duration(
+            &mut p,
+            "server.body_read_timeout",
+            &s.body_read_timeout,
+            "10s",
+        ),
+        body_deadline: duration(&mut p, "server.body_deadline", &s.body_deadline, "30s"),
         max_body_bytes: positive(&mut p, "server.max_body_bytes", s.max_body_bytes, 65_536),
         max_batch_bytes: positive(
             &mut p,

@@ -355,7 +355,11 @@ async fn during_the_drain_ready_answers_503_and_in_flight_requests_finish() {
         "the in-flight long poll finished"
     );
     assert!(
-        tokio::time::timeout(TIMEOUT, drain).await.unwrap().unwrap(),
+        tokio::time::timeout(TIMEOUT, drain)
+            .await
+            .unwrap()
+            .unwrap()
+            .clean(),
         "drained in time"
     );
     drop(members);

@@ -54,6 +54,8 @@ pub struct Options {
     pub upstream_tls: bool,
     /// The body of the `[audit]` table.
     pub audit: String,
+    /// More `[server]` keys, one per line.
+    pub server: String,
     pub extra: String,
 }
 
@@ -66,6 +68,7 @@ impl Default for Options {
             tls: false,
             upstream_tls: false,
             audit: "sink = \"off\"".into(),
+            server: String::new(),
             extra: String::new(),
         }
     }
@@ -120,11 +123,11 @@ pub async fn start_with(options: Options) -> Harness {
         _ => String::new(),
     };
     let toml = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n{server_tls}max_body_bytes = 4096\n\n\
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n{server_tls}max_body_bytes = 4096\n{}\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\n\
          [upstream]\nmembers = [{member_list}]\nconnect_timeout = \"1s\"\nresponse_timeout = \"900s\"\n{upstream_tls}\n\
          [audit]\n{}\n\n{}\n{}",
-        options.audit, options.policy, options.extra
+        options.server, options.audit, options.policy, options.extra
     );
     let config =
         Config::from_toml(&toml).unwrap_or_else(|e| panic!("test config is valid: {e}\n{toml}"));

@@ -1,0 +1,98 @@
+//! A request body that must keep coming: a client that stops sending in the middle of a body
+//! holds a connection slot for as long as the server waits, so the wait for the next bytes is
+//! bounded (nginx's `client_body_timeout`). The clock runs only while ringfence is waiting for
+//! the client, never while the body sits unread behind a slow pool.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+/// Why a client's body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Read(#[from] hyper::Error),
+    #[error("the client sent no part of the body for {0:?}")]
+    Stalled(Duration),
+}
+
+/// A body whose reader gives up when the client sends nothing for `limit` while it is waited for.
+#[derive(Debug)]
+pub struct Timed<B> {
+    body: B,
+    limit: Duration,
+    /// Made on the first wait only: most bodies arrive with their head and never need it.
+    timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+    stalled: bool,
+}
+
+impl<B> Timed<B> {
+    pub fn new(body: B, limit: Duration) -> Timed<B> {
+        Timed {
+            body,
+            limit,
+            timer: None,
+            waiting: false,
+            stalled: false,
+        }
+    }
+}
+
+impl<B> Body for Timed<B>
+where
+    B: Body<Error = hyper::Error> + Unpin,
+{
+    type Data = B::Data;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BodyError>>> {
+        let this = self.get_mut();
+        if this.stalled {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                Poll::Ready(frame.map(|f| f.map_err(BodyError::Read)))
+            }
+            Poll::Pending => {
+                let deadline = Instant::now() + this.limit;
+                let timer = match &mut this.timer {
+                    Some(timer) => {
+                        if !this.waiting {
+                            timer.as_mut().reset(deadline);
+                        }
+                        timer
+                    }
+                    None => this
+                        .timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                this.waiting = true;
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.stalled = true;
+                        Poll::Ready(Some(Err(BodyError::Stalled(this.limit))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stalled || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

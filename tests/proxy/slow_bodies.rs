@@ -1,0 +1,333 @@
+//! Slow request bodies (issue #11): a client that stops in the middle of a body is answered 408
+//! `body_timeout` once `body_read_timeout` passes without a byte, or once a guarded body is not
+//! complete within `body_deadline`, over HTTP/1.1 and HTTP/2, and its connection slot is freed.
+//! A body over `max_body_bytes` is a UCWA 413 on HTTP/2 over TLS too, not a stream error.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{self, metrics::sample, Options, SIMRING};
+
+const HOST: &str = "lyncweb.contoso.com";
+
+async fn harness(server: &str, tls: bool) -> support::Harness {
+    support::start_with(Options {
+        server: server.into(),
+        tls,
+        ..Options::default()
+    })
+    .await
+}
+
+/// The head of a guarded POST announcing a 100-byte JSON body.
+fn guarded_head() -> String {
+    format!(
+        "POST {SIMRING} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+}
+
+/// Reads until the server closes the connection, within `limit`.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(limit, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes in time")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_that_stops_is_answered_408_and_frees_its_connection_slot() {
+    let h = harness(
+        "max_connections = 2\nbody_read_timeout = \"500ms\"\nidle_timeout = \"30s\"",
+        false,
+    )
+    .await;
+    let addr = h.server.addrs()[0];
+    let started = Instant::now();
+    // Both slots taken by clients that send 10 bytes of a 100-byte guarded body, then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(guarded_head().as_bytes()).await.unwrap();
+        s.write_all(br#"{"target":"#).await.unwrap();
+        slow.push(s);
+    }
+    for s in &mut slow {
+        let answer = read_until_closed(s, Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains(r#""reason":"body_timeout""#), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    // The slots are free again: a new client is served.
+    let reply = h.client.get("/ucwa/v1/applications/1/me", HOST).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let metrics = h.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "ringfence_client_body_timeouts_total",
+            &[("kind", "idle")]
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert!(h.received_guarded().is_empty(), "nothing reached the pool");
+}
+
+#[tokio::test]
+async fn a_guarded_body_that_trickles_past_the_deadline_is_answered_408() {
+    let h = harness(
+        "body_read_timeout = \"2s\"\nbody_deadline = \"1s\"\nidle_timeout = \"30s\"",
+        false,
+    )
+    .await;
+    let mut s = TcpStream::connect(h.server.addrs()[0]).await.unwrap();
+    s.write_all(guarded_head().as_bytes()).await.unwrap();
+    let started = Instant::now();
+    // One byte every 200 ms never trips the read timeout, but the whole body would take 20 s.
+    let mut answer = String::new();
+    for _ in 0..100 {
+        if s.write_all(b" ").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => {}
+        }
+        if answer.contains("\r\n\r\n") {
+            break;
+        }
+    }
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""reason":"body_timeout""#), "{answer}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "answered after {waited:?}"
+    );
+    let metrics = h.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "ringfence_client_body_timeouts_total",
+            &[("kind", "deadline")]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_pass_through_body_that_stops_is_answered_408() {
+    let h = harness(
+        "body_read_timeout = \"500ms\"\nidle_timeout = \"30s\"",
+        false,
+    )
+    .await;
+    let mut s = TcpStream::connect(h.server.addrs()[0]).await.unwrap();
+    s.write_all(
+        format!(
+            "PUT /ucwa/v1/applications/1/me/note HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"message\":"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""reason":"body_timeout""#), "{answer}");
+}
+
+/// A request body that sends its first bytes, then ends or never goes on.
+struct Drip {
+    first: Option<Bytes>,
+    end: bool,
+}
+
+impl Body for Drip {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.first.take() {
+            Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+            None if self.end => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.end
+    }
+}
+
+/// Sends a guarded POST over a fresh HTTP/2 connection (prior knowledge, or TLS with ALPN h2)
+/// whose body is `first`, then, unless `end` says so, nothing more; returns the status and body.
+async fn h2_post(
+    h: &support::Harness,
+    tls: bool,
+    first: Vec<u8>,
+    end: bool,
+    declared: bool,
+) -> Result<(u16, String), String> {
+    let length = first.len();
+    let body = Drip {
+        first: Some(Bytes::from(first)),
+        end,
+    };
+    let scheme = if tls { "https" } else { "http" };
+    let request = http::Request::post(format!("{scheme}://{HOST}{SIMRING}"))
+        .version(http::Version::HTTP_2)
+        .header("content-type", "application/json");
+    let request = if declared {
+        request.header("content-length", length)
+    } else {
+        request
+    };
+    let request = request.body(body).unwrap();
+    let tcp = TcpStream::connect(h.server.addrs()[0]).await.unwrap();
+    let builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    let response = if tls {
+        let mut config = h.certs().expect("certs").client_config();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let name = rustls_pki_types::ServerName::try_from(HOST.to_string()).unwrap();
+        let stream = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) = builder
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        tokio::time::timeout(support::TIMEOUT, sender.send_request(request)).await
+    } else {
+        let (mut sender, conn) = builder
+            .handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        tokio::time::timeout(support::TIMEOUT, sender.send_request(request)).await
+    };
+    let response = response
+        .map_err(|_| "no answer in time".to_string())?
+        .map_err(|e| format!("stream error: {e}"))?;
+    let status = response.status().as_u16();
+    let body = tokio::time::timeout(support::TIMEOUT, response.into_body().collect())
+        .await
+        .map_err(|_| "no body in time".to_string())?
+        .map_err(|e| format!("body error: {e}"))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[tokio::test]
+async fn an_http2_body_that_stops_is_answered_408() {
+    for tls in [false, true] {
+        let h = harness("body_read_timeout = \"500ms\"", tls).await;
+        let started = Instant::now();
+        let (status, body) = h2_post(&h, tls, br#"{"target":"#.to_vec(), false, false)
+            .await
+            .unwrap_or_else(|e| panic!("tls {tls}: {e}"));
+        assert_eq!(status, 408, "tls {tls}: {body}");
+        assert!(body.contains(r#""reason":"body_timeout""#), "{body}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
+#[tokio::test]
+async fn an_http2_body_over_the_cap_is_a_ucwa_413_over_tls_and_plain() {
+    // The harness caps guarded bodies at 4096 bytes. Bodies within one flow-control window and
+    // far beyond it, with and without a declared length (refused before or while reading).
+    for tls in [false, true] {
+        let h = harness("", tls).await;
+        for pad in [5_000, 300_000] {
+            for declared in [false, true] {
+                let big = format!(
+                    r#"{{"target":"tel:+14255550100","pad":"{}"}}"#,
+                    "x".repeat(pad)
+                );
+                let (status, body) = h2_post(&h, tls, big.into_bytes(), true, declared)
+                    .await
+                    .unwrap_or_else(|e| panic!("tls {tls}, {pad} bytes, declared {declared}: {e}"));
+                assert_eq!(status, 413, "tls {tls}: {body}");
+                assert!(body.contains(r#""reason":"body_too_large""#), "{body}");
+            }
+        }
+    }
+}
+
+/// A client still uploading when its HTTP/2 request is refused can finish: the rest of the body
+/// is read and discarded instead of the stream being reset under it (curl 7.88 reports such a
+/// reset as "Stream error in the HTTP/2 framing layer" and never shows the 413).
+#[tokio::test]
+async fn an_http2_client_can_finish_uploading_after_its_refusal() {
+    const TOTAL: usize = 300_000;
+    let h = harness("", false).await;
+    let tcp = TcpStream::connect(h.server.addrs()[0]).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{HOST}{SIMRING}"))
+        .header("content-type", "application/json")
+        .header("content-length", TOTAL)
+        .body(())
+        .unwrap();
+    let (answer, mut send) = client.send_request(request, false).unwrap();
+    let answer = tokio::time::timeout(support::TIMEOUT, answer)
+        .await
+        .expect("answered before the body was sent")
+        .expect("answered");
+    assert_eq!(answer.status(), 413);
+    let mut sent = 0;
+    while sent < TOTAL {
+        send.reserve_capacity(TOTAL - sent);
+        let granted = tokio::time::timeout(
+            Duration::from_secs(5),
+            std::future::poll_fn(|cx| send.poll_capacity(cx)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no flow-control window after {sent} bytes"));
+        let n = match granted {
+            Some(Ok(n)) => n,
+            other => panic!("the stream was closed under the upload after {sent} bytes: {other:?}"),
+        };
+        let n = n.min(TOTAL - sent);
+        send.send_data(Bytes::from(vec![b' '; n]), sent + n == TOTAL)
+            .unwrap_or_else(|e| panic!("the stream was reset after {sent} bytes: {e}"));
+        sent += n;
+    }
+    let mut body = answer.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(support::TIMEOUT, body.data())
+        .await
+        .unwrap()
+    {
+        text.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(String::from_utf8_lossy(&text).contains("body_too_large"));
+}
