@@ -41,8 +41,21 @@ pub struct Audit {
     tx: Option<Sender<String>>,
 }
 
+/// Why the audit trail could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit.path: cannot open {}: {error}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        error: io::Error,
+    },
+    #[error("audit.sink: cannot start the audit writer thread: {0}")]
+    Writer(io::Error),
+}
+
 impl Audit {
-    pub fn start(sink: &config::Audit) -> io::Result<Audit> {
+    /// Opens the sink (a file is created if absent and appended to) and starts its writer.
+    pub fn start(sink: &config::Audit) -> Result<Audit, AuditError> {
         let out: Box<dyn Write + Send> = match sink {
             config::Audit::Off => return Ok(Audit { tx: None }),
             config::Audit::Stderr => Box::new(io::stderr()),
@@ -50,13 +63,18 @@ impl Audit {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(path)?,
+                    .open(path)
+                    .map_err(|error| AuditError::Open {
+                        path: path.clone(),
+                        error,
+                    })?,
             ),
         };
         let (tx, rx) = channel::<String>();
         std::thread::Builder::new()
             .name("ringfence-audit".into())
-            .spawn(move || write_lines(&rx, out))?;
+            .spawn(move || write_lines(&rx, out))
+            .map_err(AuditError::Writer)?;
         Ok(Audit { tx: Some(tx) })
     }
 

@@ -103,7 +103,7 @@ impl Gateway {
                 let clearance = passed.with_body(UpstreamBody::from_client(body));
                 return (
                     Traffic::Passthrough,
-                    self.forward(ctx, &host, clearance).await,
+                    self.forward(ctx, &host, judge::TARGET, clearance).await,
                 );
             }
             Admission::Refused(refused) => {
@@ -116,13 +116,14 @@ impl Gateway {
             Admission::Guarded(pending) => pending,
         };
         let host = pending.host().clone();
+        let parameter = pending.parameter();
         let (verdict, unread) = match read_body(body, pending.body_limit()).await {
             Ok(bytes) => (pending.judge(bytes), false),
             Err(rejection) => (pending.unreadable(rejection), true),
         };
         let response = match verdict.outcome {
             Ok(clearance) => {
-                let response = self.forward(ctx, &host, clearance).await;
+                let response = self.forward(ctx, &host, parameter, clearance).await;
                 let status = Some(response.status().as_u16());
                 for ruling in &verdict.rulings {
                     self.record(ctx, &host, ruling, status);
@@ -172,11 +173,13 @@ impl Gateway {
         });
     }
 
-    /// Sends a cleared request to the pool and streams the answer back unchanged.
+    /// Sends a cleared request to the pool and streams the answer back unchanged. `parameter`
+    /// is what a refusal here would name: the request's guard's, or `target`.
     async fn forward(
         &self,
         ctx: &Ctx<'_>,
         host: &HeaderValue,
+        parameter: &str,
         mut clearance: Clearance,
     ) -> Response<ResponseBody> {
         let snapshot = ctx.snapshot;
@@ -199,7 +202,7 @@ impl Gateway {
             }
             Err(e) if e.kind == FailureKind::Client => {
                 tracing::debug!(request_id = ?ctx.request_id, error = %e, "the request body broke");
-                self.refuse(ctx, Rejection::BadBody, "target", true)
+                self.refuse(ctx, Rejection::BadBody, parameter, true)
             }
             Err(e) => {
                 tracing::warn!(request_id = ?ctx.request_id, error = %e, "no answer from the pool");
@@ -210,7 +213,7 @@ impl Gateway {
                     }
                     FailureKind::Timeout => Rejection::UpstreamTimeout,
                 };
-                self.refuse(ctx, rejection, "target", false)
+                self.refuse(ctx, rejection, parameter, false)
             }
         }
     }
