@@ -56,17 +56,37 @@ fn open(path: &Path) -> io::Result<std::fs::File> {
         .open(path)
 }
 
+/// Why the audit trail could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit.path: cannot open {}: {error}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        error: io::Error,
+    },
+    #[error("audit.sink: cannot start the audit writer thread: {0}")]
+    Writer(io::Error),
+}
+
 impl Audit {
-    pub fn start(sink: &config::Audit) -> io::Result<Audit> {
+    /// Opens the sink (a file is created if absent and appended to) and starts its writer.
+    pub fn start(sink: &config::Audit) -> Result<Audit, AuditError> {
         let (out, path): (Box<dyn Write + Send>, _) = match sink {
             config::Audit::Off => return Ok(Audit { tx: None }),
             config::Audit::Stderr => (Box::new(io::stderr()), None),
-            config::Audit::File(path) => (Box::new(open(path)?), Some(path.clone())),
+            config::Audit::File(path) => (
+                Box::new(open(path).map_err(|error| AuditError::Open {
+                    path: path.clone(),
+                    error,
+                })?),
+                Some(path.clone()),
+            ),
         };
         let (tx, rx) = channel::<Entry>();
         std::thread::Builder::new()
             .name("ringfence-audit".into())
-            .spawn(move || write_lines(&rx, out, path.as_deref()))?;
+            .spawn(move || write_lines(&rx, out, path.as_deref()))
+            .map_err(AuditError::Writer)?;
         Ok(Audit { tx: Some(tx) })
     }
 

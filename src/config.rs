@@ -1,6 +1,7 @@
 //! Configuration: the TOML file (plus `RINGFENCE__SECTION__KEY` overrides) read strictly,
 //! validated into typed values with every problem reported at once, each with its key path.
 
+mod env;
 mod raw;
 mod validate;
 
@@ -140,20 +141,15 @@ impl ConfigError {
 }
 
 impl Config {
-    /// Loads a file and applies `RINGFENCE__SECTION__KEY` environment overrides.
+    /// Loads a file and applies `RINGFENCE__SECTION__KEY` environment overrides (see
+    /// [`env`]): any key, lists comma-separated, array entries by index
+    /// (`RINGFENCE__ORGANISATIONS__0__ALLOW_NUMBERS`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let env = ::config::Environment::with_prefix("RINGFENCE")
-            .prefix_separator("__")
-            .separator("__")
-            .list_separator(",")
-            .with_list_parse_key("server.listen")
-            .with_list_parse_key("upstream.members")
-            .try_parsing(true);
-        Self::build(&text, Some(env), path.parent())
+        Self::build(&text, Some(env::Overrides::from_env()), path.parent())
     }
 
     /// Parses TOML text without environment overrides (the demo and tests).
@@ -164,15 +160,23 @@ impl Config {
 
     fn build(
         text: &str,
-        env: Option<::config::Environment>,
+        overrides: Option<env::Overrides>,
         base_dir: Option<&Path>,
     ) -> Result<Config, ConfigError> {
-        let mut builder = ::config::Config::builder()
-            .add_source(::config::File::from_str(text, ::config::FileFormat::Toml));
-        if let Some(env) = env {
-            builder = builder.add_source(env);
+        let overrides = overrides.unwrap_or_default();
+        let attributed = |mut problems: Vec<Problem>| {
+            overrides.attribute(&mut problems);
+            problems
+        };
+        let loaded = ::config::Config::builder()
+            .add_source(::config::File::from_str(text, ::config::FileFormat::Toml))
+            .add_source(overrides.clone())
+            .build()
+            .map_err(|e| ConfigError::Invalid(attributed(vec![loading_problem(e)])))?;
+        let gaps = overrides.gaps(&loaded);
+        if !gaps.is_empty() {
+            return Err(ConfigError::Invalid(attributed(gaps)));
         }
-        let loaded = builder.build().map_err(|e| invalid(".", e))?;
         let mut unknown = Vec::new();
         let raw: raw::RawConfig = serde_ignored::deserialize(loaded, |path| {
             unknown.push(Problem {
@@ -180,8 +184,15 @@ impl Config {
                 message: "unknown key".into(),
             })
         })
-        .map_err(|e| invalid(".", e))?;
-        validate::validate(raw, unknown, base_dir)
+        .map_err(|e| ConfigError::Invalid(attributed(vec![loading_problem(e)])))?;
+        match validate::validate(raw, unknown, base_dir) {
+            Ok(mut config) => {
+                config.warnings = attributed(config.warnings);
+                Ok(config)
+            }
+            Err(ConfigError::Invalid(problems)) => Err(ConfigError::Invalid(attributed(problems))),
+            Err(e) => Err(e),
+        }
     }
 
     /// The keys whose change `next` makes that a reload cannot apply: sockets, connection
@@ -249,11 +260,32 @@ impl Config {
     }
 }
 
-fn invalid(path: &str, e: impl fmt::Display) -> ConfigError {
-    ConfigError::Invalid(vec![Problem {
-        path: path.into(),
-        message: e.to_string(),
-    }])
+/// A value of the wrong type, at its key where the `config` crate names it.
+fn loading_problem(e: ::config::ConfigError) -> Problem {
+    use ::config::ConfigError as E;
+    match e {
+        E::Type {
+            key: Some(key),
+            unexpected,
+            expected,
+            ..
+        } => Problem {
+            path: key,
+            message: format!("invalid type: {unexpected}, expected {expected}"),
+        },
+        E::At {
+            error,
+            key: Some(key),
+            ..
+        } => Problem {
+            path: key,
+            message: error.to_string(),
+        },
+        other => Problem {
+            path: ".".into(),
+            message: other.to_string(),
+        },
+    }
 }
 
 /// `organisations[2].allow_numbers` rather than serde_ignored's `organisations.2.allow_numbers`.
@@ -273,5 +305,197 @@ fn key_path(path: &serde_ignored::Path<'_>) -> String {
         P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
             key_path(parent)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[server]
+listen = ["127.0.0.1:8443"]
+[upstream]
+members = ["http://127.0.0.1:1"]
+[[organisations]]
+name = "c"
+allow_numbers = ["+1425"]
+"#;
+
+    fn with_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Config::build(text, Some(env::Overrides::from_vars(vars)), None)
+    }
+
+    fn paths(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.path.as_str()).collect()
+    }
+
+    #[test]
+    fn environment_overrides_set_lists_comma_separated_with_their_plus_kept() {
+        let config = with_env(
+            BASE,
+            &[
+                ("RINGFENCE__POLICY__DENY_NUMBERS", "+1900, +44870"),
+                ("RINGFENCE__SERVER__LISTEN", "127.0.0.1:1,127.0.0.1:2"),
+                ("RINGFENCE__ORGANISATIONS__0__ALLOW_NUMBERS", "+1206"),
+                ("RINGFENCE__ORGANISATIONS__0__HOSTS", "a.example"),
+                ("RINGFENCE__SERVER__MAX_BODY_BYTES", "1024"),
+                ("RINGFENCE__SERVER__HTTP2", "false"),
+                ("OTHER__POLICY__DENY_NUMBERS", "x"),
+            ],
+        )
+        .unwrap();
+        assert!(config
+            .policy
+            .summary()
+            .contains("global deny: 2 number prefixes"));
+        assert_eq!(config.server.listen.len(), 2);
+        assert_eq!(config.server.max_body_bytes, 1024);
+        assert!(!config.server.http2);
+        let org = config.policy.organisation_for("a.example").unwrap();
+        assert_eq!(org.name(), "c");
+        let one = with_env(BASE, &[("RINGFENCE__POLICY__DENY_NUMBERS", "+1900")]).unwrap();
+        assert!(one
+            .policy
+            .summary()
+            .contains("global deny: 1 number prefixes"));
+    }
+
+    #[test]
+    fn a_problem_from_the_environment_names_its_variable() {
+        let e = with_env(
+            BASE,
+            &[
+                ("RINGFENCE__POLICY__DENY_NUMBERS", "1900"),
+                ("RINGFENCE__ORGANISATIONS__0__ALLOW_NUMBERS", "+1,x"),
+                ("RINGFENCE__POLICY__NOPE", "1"),
+            ],
+        )
+        .unwrap_err();
+        let problems = e.problems();
+        let found = paths(&problems);
+        for wanted in [
+            "policy.deny_numbers[0] (from RINGFENCE__POLICY__DENY_NUMBERS)",
+            "organisations[0].allow_numbers[1] (from RINGFENCE__ORGANISATIONS__0__ALLOW_NUMBERS)",
+            "policy.nope (from RINGFENCE__POLICY__NOPE)",
+        ] {
+            assert!(found.contains(&wanted), "{wanted} in {found:?}");
+        }
+        let e = with_env(BASE, &[("RINGFENCE__SERVER__MAX_BODY_BYTES", "lots")]).unwrap_err();
+        assert_eq!(
+            paths(&e.problems()),
+            ["server.max_body_bytes (from RINGFENCE__SERVER__MAX_BODY_BYTES)"]
+        );
+        let e = with_env(BASE, &[("RINGFENCE__ORGANISATIONS__2__NAME", "x")]).unwrap_err();
+        assert_eq!(
+            paths(&e.problems()),
+            ["organisations[2] (from RINGFENCE__ORGANISATIONS__2__NAME)"]
+        );
+    }
+
+    #[test]
+    fn an_override_can_add_the_next_array_entry() {
+        let config = with_env(
+            BASE,
+            &[
+                ("RINGFENCE__ORGANISATIONS__1__NAME", "f"),
+                ("RINGFENCE__ORGANISATIONS__1__HOSTS", "f.example,g.example"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.policy.organisations().len(), 2);
+        assert_eq!(
+            config
+                .policy
+                .organisation_for("g.example")
+                .map(|o| o.name()),
+            Some("f")
+        );
+    }
+
+    fn warnings(text: &str) -> Vec<String> {
+        Config::from_toml(text)
+            .unwrap()
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_listen_address_given_twice_is_bound_once_with_a_warning() {
+        let text = BASE.replace(
+            r#"listen = ["127.0.0.1:8443"]"#,
+            r#"listen = ["127.0.0.1:8443", "[::1]:8443", "127.0.0.1:8443", "127.0.0.1:0", "127.0.0.1:0"]"#,
+        );
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.server.listen.len(), 4, "{:?}", config.server.listen);
+        assert!(warnings(&text).contains(
+            &"server.listen[2]: `127.0.0.1:8443` is listed twice; it is bound once".into()
+        ));
+    }
+
+    #[test]
+    fn addresses_that_cannot_both_be_bound_are_errors() {
+        let text = BASE.replace(
+            r#"listen = ["127.0.0.1:8443"]"#,
+            "listen = [\"0.0.0.0:8443\", \"127.0.0.1:8443\", \"[::]:8443\"]\n[admin]\nlisten = \"127.0.0.1:8443\"",
+        );
+        let problems = Config::from_toml(&text).unwrap_err().problems();
+        assert_eq!(paths(&problems), ["server.listen[1]", "admin.listen"]);
+    }
+
+    #[test]
+    fn an_allow_list_as_broad_as_a_country_code_draws_a_warning() {
+        let text = BASE.replace(r#"["+1425"]"#, r#"["+1", "+44", "+353", "+1425"]"#);
+        let w = warnings(&text);
+        assert!(w.contains(
+            &"organisations[0].allow_numbers[0]: allows every number in +1 (as broad as a whole country code)"
+                .into()
+        ));
+        assert!(w
+            .iter()
+            .any(|w| w.starts_with("organisations[0].allow_numbers[1]:")));
+        assert!(w
+            .iter()
+            .any(|w| w.starts_with("organisations[0].allow_numbers[2]:")));
+        assert!(!w
+            .iter()
+            .any(|w| w.starts_with("organisations[0].allow_numbers[3]:")));
+    }
+
+    #[test]
+    fn an_allow_pattern_that_matches_every_number_draws_a_warning() {
+        let text = BASE.replace(
+            r#"allow_numbers = ["+1425"]"#,
+            r#"allow_number_patterns = ['.*', '^\+', '^\+[0-9]+$', '^\+1425[0-9]{7}$']
+deny_number_patterns = ['.*']"#,
+        );
+        let w = warnings(&text);
+        for i in 0..3 {
+            let at = format!("organisations[0].allow_number_patterns[{i}]:");
+            assert!(w.iter().any(|w| w.starts_with(&at)), "{at} in {w:?}");
+        }
+        assert!(!w.iter().any(|w| w.contains("allow_number_patterns[3]")));
+        assert!(!w.iter().any(|w| w.contains("deny_number_patterns")));
+    }
+
+    #[test]
+    fn a_guard_is_required_unless_it_says_otherwise() {
+        let text = format!(
+            "{BASE}[[guard]]\nresource = \"changeNumber\"\nparameter = \"number\"\n\
+             [[guard]]\nresource = \"makeMeAvailable\"\nparameter = \"phoneNumber\"\nrequired = false\n"
+        );
+        let config = Config::from_toml(&text).unwrap();
+        assert!(config.guards.get("changeNumber").unwrap().required);
+        assert!(!config.guards.get("makeMeAvailable").unwrap().required);
+        assert!(
+            config
+                .guards
+                .get("simultaneousRingToContact")
+                .unwrap()
+                .required
+        );
     }
 }

@@ -105,7 +105,7 @@ impl Gateway {
                 let clearance = passed.with_body(UpstreamBody::from_client(body));
                 return (
                     Traffic::Passthrough,
-                    self.forward(ctx, &host, clearance).await,
+                    self.forward(ctx, &host, judge::TARGET, clearance).await,
                 );
             }
             Admission::Refused(refused) => {
@@ -119,6 +119,7 @@ impl Gateway {
             Admission::Guarded(pending) => pending,
         };
         let host = pending.host().clone();
+        let parameter = pending.parameter();
         let mut body = body;
         let read = read_body(
             &mut body,
@@ -135,7 +136,7 @@ impl Gateway {
         };
         let response = match verdict.outcome {
             Ok(clearance) => {
-                let response = self.forward(ctx, &host, clearance).await;
+                let response = self.forward(ctx, &host, parameter, clearance).await;
                 let status = Some(response.status().as_u16());
                 for ruling in &verdict.rulings {
                     self.record(ctx, &host, ruling, status);
@@ -185,11 +186,13 @@ impl Gateway {
         });
     }
 
-    /// Sends a cleared request to the pool and streams the answer back unchanged.
+    /// Sends a cleared request to the pool and streams the answer back unchanged. `parameter`
+    /// is what a refusal here would name: the request's guard's, or `target`.
     async fn forward(
         &self,
         ctx: &Ctx<'_>,
         host: &HeaderValue,
+        parameter: &str,
         mut clearance: Clearance,
     ) -> Response<ResponseBody> {
         let snapshot = ctx.snapshot;
@@ -222,7 +225,7 @@ impl Gateway {
                 } else {
                     Rejection::BadBody
                 };
-                self.refuse(ctx, rejection, "target", true)
+                self.refuse(ctx, rejection, parameter, true)
             }
             Err(e) => {
                 tracing::warn!(request_id = ?ctx.request_id, error = %e, "no answer from the pool");
@@ -233,7 +236,7 @@ impl Gateway {
                     }
                     FailureKind::Timeout => Rejection::UpstreamTimeout,
                 };
-                self.refuse(ctx, rejection, "target", false)
+                self.refuse(ctx, rejection, parameter, false)
             }
         }
     }

@@ -164,8 +164,8 @@ const DATA: http::HeaderName = http::HeaderName::from_static("data");
 
 /// The resource `batch`, as metric label and audit resource of a batch refused whole.
 const BATCH: &str = "batch";
-/// The parameter a refusal names when no guard is involved.
-const TARGET: &str = "target";
+/// The parameter a refusal names when no guard is involved (SPEC's default guards' own).
+pub const TARGET: &str = "target";
 
 /// Judges a request head: its Host (and on TLS, the server name it came by), the headers UCWA
 /// must not see, and its path. `sni` is the TLS server name, if any.
@@ -176,10 +176,10 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
         .is_some_and(|te| !te.trim().eq_ignore_ascii_case("chunked"));
     // What is judged is what will be forwarded: connection-specific headers go first.
     forwarding::strip_hop_by_hop(&mut head.headers);
-    let refuse = |rejection, traffic, host| {
+    let refuse = |rejection, parameter, traffic, host| {
         Admission::Refused(Refused {
             rejection,
-            parameter: TARGET,
+            parameter,
             traffic,
             host,
             ruling: None,
@@ -187,17 +187,28 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
     };
     let host = match request::host(&head) {
         Ok(host) => host,
-        Err(r) => return refuse(r, Traffic::Passthrough, HeaderValue::from_static("")),
+        Err(r) => {
+            return refuse(
+                r,
+                TARGET,
+                Traffic::Passthrough,
+                HeaderValue::from_static(""),
+            )
+        }
     };
     let view = route::view(head.uri.path(), &config.guards);
     if view.under_ucwa {
         if let Err(rejection) = ucwa_headers(head.headers.keys().map(http::HeaderName::as_str)) {
-            return refuse(rejection, Traffic::Guarded, host);
+            let parameter = match view.route {
+                Route::Guarded(guard) => &*guard.parameter,
+                Route::Passthrough | Route::BadPath | Route::Batch => TARGET,
+            };
+            return refuse(rejection, parameter, Traffic::Guarded, host);
         }
     }
     let (kind, limit) = match view.route {
         Route::Passthrough => return Admission::Pass(Passed { head, host }),
-        Route::BadPath => return refuse(Rejection::BadPath, Traffic::Guarded, host),
+        Route::BadPath => return refuse(Rejection::BadPath, TARGET, Traffic::Guarded, host),
         Route::Batch => (Kind::Batch, config.server.max_batch_bytes),
         Route::Guarded(guard) => (Kind::Resource(guard), config.server.max_body_bytes),
     };
@@ -272,6 +283,11 @@ impl<'c> Pending<'c> {
 
     pub fn host(&self) -> &HeaderValue {
         &self.host
+    }
+
+    /// The parameter a refusal of this request names: its guard's, or `target` for a batch.
+    pub fn parameter(&self) -> &'c str {
+        self.kind.parameter()
     }
 
     /// The refusal when the body could not be read (too large, or broken off).
@@ -403,6 +419,7 @@ impl<'c> Pending<'c> {
             parameter_cookie: request::has_cookie(request::cookies(headers), &guard.parameter),
         };
         let found = Found::judge(self.policy(), self.organisation(), &inbound, guard);
+        let recorded = found.is_decision(&self.head.method, guard);
         let ruling = Ruling {
             method: self.head.method.clone(),
             path: self.head.uri.path().into(),
@@ -412,12 +429,7 @@ impl<'c> Pending<'c> {
             rule: found.rule,
             refusal: found.outcome.err(),
         };
-        // A request without a target (a GET the pool answers 405) is not a decision.
-        let rulings = if ruling.targets.is_empty() && ruling.allowed() {
-            Vec::new()
-        } else {
-            vec![ruling]
-        };
+        let rulings = if recorded { vec![ruling] } else { Vec::new() };
         drop(content_encoding);
         match found.outcome {
             Ok(()) => self.cleared(body, rulings),
@@ -513,7 +525,7 @@ impl<'c> Pending<'c> {
                 ),
             };
             let found = Found::judge(self.policy(), organisation, &inbound, guard);
-            if found.targets.is_empty() && found.outcome.is_ok() {
+            if !found.is_decision(&method, guard) {
                 continue;
             }
             let refusal = found.outcome.err();
@@ -613,6 +625,15 @@ impl<'c> Found<'c> {
         found
     }
 
+    /// Whether this is a decision to record: a target was judged or refused, or a POST to a
+    /// guard whose parameter is optional went without it (an allow with no targets). A request
+    /// without a target otherwise (a GET the pool answers 405) is not a decision.
+    fn is_decision(&self, method: &Method, guard: &Guard) -> bool {
+        !self.targets.is_empty()
+            || self.outcome.is_err()
+            || (*method == Method::POST && !guard.required)
+    }
+
     fn read(
         &mut self,
         policy: &'c Policy,
@@ -669,7 +690,7 @@ impl<'c> Found<'c> {
             }
         }
         let Some(target) = self.targets.first() else {
-            return if *req.method == Method::POST {
+            return if *req.method == Method::POST && guard.required {
                 Err(Rejection::Missing)
             } else {
                 Ok(())

@@ -9,7 +9,8 @@
 //! → response streamed back
 //! ```
 //!
-//! - [`listener`] binds, accepts (bounded), terminates TLS ([`tls`]) and serves HTTP/1.1 and HTTP/2.
+//! - [`listener`] binds, accepts (bounded), terminates TLS ([`tls`]) and serves HTTP/1.1 and HTTP/2;
+//!   [`preflight`] first makes what it needs from the configured files, as `check-config` does.
 //! - [`gateway`] carries each request through the journey, reading one [`state`] snapshot.
 //! - [`judge`] decides every request, and alone makes the [`judge::Clearance`] that
 //!   [`upstream`] forwards; it composes:
@@ -44,6 +45,7 @@ pub mod logfile;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
+pub mod preflight;
 pub mod reject;
 pub mod request;
 pub mod route;

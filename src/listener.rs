@@ -31,13 +31,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin;
-use crate::audit::Audit;
 use crate::config::{Config, Server as ServerConfig};
 use crate::gateway::{Connection, Gateway, ResponseBody};
 use crate::metrics::Metrics;
 use crate::notify;
+use crate::preflight::{self, Prepared, Unprepared};
 use crate::state::Shared;
-use crate::tls::{self, TlsError};
+use crate::tls::TlsError;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,10 +48,11 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("TLS")]
+    /// A file the configuration names (certificate, key, CA, audit file) cannot be used.
+    #[error(transparent)]
+    Unprepared(#[from] Unprepared),
+    #[error("upstream TLS")]
     Tls(#[from] TlsError),
-    #[error("cannot open the audit trail")]
-    Audit(#[source] std::io::Error),
 }
 
 /// A running ringfence: its listeners, admin endpoint and shared state.
@@ -71,15 +72,9 @@ impl Server {
     pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Server, StartError> {
         let server_config = config.server.clone();
         let admin_listen = config.admin.listen;
-        let audit = Audit::start(&config.audit).map_err(StartError::Audit)?;
+        let Prepared { server_tls, audit } = preflight::prepare(&config)?;
         let shared = Shared::new(config, config_path, Metrics::new(), audit)?;
-        let acceptor = match &server_config.tls {
-            Some(t) => Some(TlsAcceptor::from(tls::server_config(
-                t,
-                server_config.http2,
-            )?)),
-            None => None,
-        };
+        let acceptor = server_tls.map(TlsAcceptor::from);
         let mut listeners = Vec::new();
         for addr in &server_config.listen {
             listeners.push(bind(*addr)?);

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ringfence::config::Config;
 use ringfence::listener::Server;
 use ringfence::logfile::LogFile;
+use ringfence::preflight;
 use ringfence::target::Target;
+
+/// Where every subcommand looks for the configuration unless told otherwise.
+const DEFAULT_CONFIG: &str = "/etc/ringfence/ringfence.toml";
 
 #[derive(Parser)]
 #[command(
@@ -37,11 +41,7 @@ enum LogFormat {
 enum Command {
     /// Serve: forward everything to the pool, judging the call-forwarding targets.
     Run {
-        #[arg(
-            long,
-            env = "RINGFENCE_CONFIG",
-            default_value = "/etc/ringfence/ringfence.toml"
-        )]
+        #[arg(long, env = "RINGFENCE_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Start two simulated pool members and the proxy on the embedded demo configuration.
@@ -53,14 +53,15 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: SocketAddr,
     },
-    /// Validate a configuration: every problem with its key path (exit 2), or a summary (exit 0).
+    /// Validate a configuration as `run` would use it (TLS files, audit sink included): every
+    /// problem with its key path (exit 2), or a summary (exit 0).
     CheckConfig {
-        #[arg(long, env = "RINGFENCE_CONFIG")]
+        #[arg(long, env = "RINGFENCE_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Judge targets with a configuration: exit 0 all allowed, 3 any denied, 2 bad configuration.
     Eval {
-        #[arg(long, env = "RINGFENCE_CONFIG")]
+        #[arg(long, env = "RINGFENCE_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Resolve the organisation from this Host.
         #[arg(long, conflicts_with = "org")]
@@ -224,20 +225,25 @@ fn demo(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
     })
 }
 
+/// Loads the file and prepares what `run` would from it ([`preflight::prepare`]), so that
+/// "valid" means `run` can start with it (binding aside).
 fn check_config(path: PathBuf) -> ExitCode {
-    match Config::load(&path) {
-        Ok(config) => {
-            println!("{}: valid\n{}", path.display(), config.summary());
-            for w in &config.warnings {
-                println!("warning: {w}");
-            }
-            ExitCode::SUCCESS
-        }
+    let config = match Config::load(&path) {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("{}: {e}", path.display());
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
+    };
+    if let Err(e) = preflight::prepare(&config) {
+        eprintln!("{}: {e}", path.display());
+        return ExitCode::from(2);
     }
+    println!("{}: valid\n{}", path.display(), config.summary());
+    for w in &config.warnings {
+        println!("warning: {w}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn eval(

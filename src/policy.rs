@@ -307,6 +307,16 @@ fn refuse(refusal: Refusal, rule: Option<Rule<'_>>) -> Decision<'_> {
     }
 }
 
+/// Numbers as unlike as numbers get: an allow pattern that matches them all (`.*`, `^\+`)
+/// matches every number, which is worth a warning.
+const ANY_NUMBERS: [&str; 5] = [
+    "+1",
+    "+12025550100",
+    "+442071234567",
+    "+8613800138000",
+    "+999999999999999",
+];
+
 impl RuleSet {
     pub(crate) fn build(
         p: &mut Problems,
@@ -329,12 +339,23 @@ impl RuleSet {
         let (patterns_key, patterns) = lists.number_patterns;
         let mut valid = true;
         for (i, pat) in patterns.iter().enumerate() {
-            if let Err(e) = regex::Regex::new(pat) {
-                p.error(
-                    key(patterns_key, i),
-                    format!("invalid regex: {}", one_line(&e.to_string())),
-                );
-                valid = false;
+            match regex::Regex::new(pat) {
+                Ok(re)
+                    if lists.kind == Kind::Allow && ANY_NUMBERS.iter().all(|n| re.is_match(n)) =>
+                {
+                    p.warn(
+                        key(patterns_key, i),
+                        format!("`{pat}` matches every number: it allows them all"),
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    p.error(
+                        key(patterns_key, i),
+                        format!("invalid regex: {}", one_line(&e.to_string())),
+                    );
+                    valid = false;
+                }
             }
         }
         let patterns = if valid && !patterns.is_empty() {

@@ -2,6 +2,8 @@
 //! UCWA error code and metric reason, rendered in UCWA's own error format (JSON, or XML when the
 //! client's `Accept` prefers it).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
@@ -63,9 +65,27 @@ pub struct Ucwa {
     pub status: StatusCode,
     pub code: &'static str,
     pub subcode: Option<&'static str>,
-    pub message: &'static str,
+    pub message: Message,
     /// `ParameterValidationFailure` names the parameter (`"parameters":{"target":"invalid"}`).
     pub names_parameter: bool,
+}
+
+/// A refusal's `message`; those about the target name the guard's own parameter (`number` on
+/// `changeNumber`), as the `parameters` object does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    Fixed(&'static str),
+    /// "The ", the parameter's name, then this.
+    AboutParameter(&'static str),
+}
+
+impl Message {
+    pub fn text(self, parameter: &str) -> Cow<'static, str> {
+        match self {
+            Message::Fixed(text) => Cow::Borrowed(text),
+            Message::AboutParameter(rest) => Cow::Owned(format!("The {parameter}{rest}")),
+        }
+    }
 }
 
 impl Rejection {
@@ -103,29 +123,32 @@ impl Rejection {
             status: StatusCode::FORBIDDEN,
             code: "Forbidden",
             subcode: Some("NotAllowed"),
-            message: "The target is not allowed by your organisation's policy.",
+            message: Message::AboutParameter(" is not allowed by your organisation's policy."),
             names_parameter: false,
         };
         const PARAMETER: Ucwa = Ucwa {
             status: StatusCode::BAD_REQUEST,
             code: "BadRequest",
             subcode: Some("ParameterValidationFailure"),
-            message:
-                "The target parameter is missing, repeated, too long or not a valid tel or sip URI.",
+            message: Message::AboutParameter(
+                " parameter is missing, repeated, too long or not a valid tel or sip URI.",
+            ),
             names_parameter: true,
         };
         const DESERIALIZATION: Ucwa = Ucwa {
             status: StatusCode::BAD_REQUEST,
             code: "BadRequest",
             subcode: Some("DeserializationFailure"),
-            message: "The request could not be read.",
+            message: Message::Fixed("The request could not be read."),
             names_parameter: false,
         };
         const MEDIA: Ucwa = Ucwa {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             code: "UnsupportedMediaType",
             subcode: None,
-            message: "The request body's media type or encoding is not supported here.",
+            message: Message::Fixed(
+                "The request body's media type or encoding is not supported here.",
+            ),
             names_parameter: false,
         };
         match self {
@@ -137,43 +160,44 @@ impl Rejection {
                 status: StatusCode::MISDIRECTED_REQUEST,
                 code: "MisdirectedRequest",
                 subcode: None,
-                message:
+                message: Message::Fixed(
                     "This host is not served on this connection; connect to it by its own name.",
+                ),
                 names_parameter: false,
             },
             BodyTooLarge => Ucwa {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 code: "EntityTooLarge",
                 subcode: None,
-                message: "The request body is too large.",
+                message: Message::Fixed("The request body is too large."),
                 names_parameter: false,
             },
             BodyTimeout => Ucwa {
                 status: StatusCode::REQUEST_TIMEOUT,
                 code: "Timeout",
                 subcode: None,
-                message: "The request body did not arrive in time.",
+                message: Message::Fixed("The request body did not arrive in time."),
                 names_parameter: false,
             },
             UpstreamUnavailable => Ucwa {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "ServiceUnavailable",
                 subcode: None,
-                message: "The service is unavailable. Retry later.",
+                message: Message::Fixed("The service is unavailable. Retry later."),
                 names_parameter: false,
             },
             UpstreamFailure => Ucwa {
                 status: StatusCode::BAD_GATEWAY,
                 code: "ServiceFailure",
                 subcode: Some("BadGateway"),
-                message: "The front-end server failed to answer.",
+                message: Message::Fixed("The front-end server failed to answer."),
                 names_parameter: false,
             },
             UpstreamTimeout => Ucwa {
                 status: StatusCode::GATEWAY_TIMEOUT,
                 code: "Timeout",
                 subcode: None,
-                message: "The front-end server did not answer in time.",
+                message: Message::Fixed("The front-end server did not answer in time."),
                 names_parameter: false,
             },
         }
@@ -214,7 +238,7 @@ impl Rejection {
             }
             s.push_str(&format!(
                 r#"<message>{}</message><debugInfo><property name="reason">{reason}</property><property name="requestId">{request_id}</property></debugInfo>"#,
-                xml_escape(u.message),
+                xml_escape(&u.message.text(parameter)),
             ));
             if u.names_parameter {
                 s.push_str(&format!(
@@ -230,7 +254,7 @@ impl Rejection {
             if let Some(sub) = u.subcode {
                 s.push_str(&format!(r#","subcode":"{sub}""#));
             }
-            s.push_str(&format!(r#","message":"{}""#, u.message));
+            s.push_str(&format!(r#","message":"{}""#, u.message.text(parameter)));
             if u.names_parameter {
                 s.push_str(&format!(r#","parameters":{{"{parameter}":"invalid"}}"#));
             }
@@ -584,7 +608,11 @@ mod tests {
             };
             assert_eq!(child("code"), Some(code), "{text}");
             assert_eq!(child("subcode"), subcode, "{text}");
-            assert_eq!(child("message"), Some(r.ucwa().message), "{text}");
+            assert_eq!(
+                child("message"),
+                Some(&*r.ucwa().message.text("target")),
+                "{text}"
+            );
             assert_eq!(
                 x.debug_info,
                 [
@@ -613,6 +641,19 @@ mod tests {
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["parameters"]["number"], "invalid");
+        assert_eq!(
+            v["message"],
+            "The number parameter is missing, repeated, too long or not a valid tel or sip URI."
+        );
+        let response = Rejection::Denied.render("r", "phoneNumber", true);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(
+            text.contains(
+                "<message>The phoneNumber is not allowed by your organisation's policy.</message>"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@ use crate::iis::{fold, path};
 pub struct Guard {
     pub resource: Box<str>,
     pub parameter: Box<str>,
+    /// A POST without the parameter is refused (`missing`); when false it is forwarded, since
+    /// the resource has uses without it (`makeMeAvailable` signs in without a `phoneNumber`).
+    pub required: bool,
 }
 
 /// The guarded resources of one configuration, looked up by last segment in O(1).
@@ -56,6 +59,7 @@ impl Guards {
         .map(|resource| Guard {
             resource: resource.into(),
             parameter: "target".into(),
+            required: true,
         })
         .collect()
     }
@@ -214,6 +218,7 @@ mod tests {
         all.push(Guard {
             resource: "changeNumber".into(),
             parameter: "number".into(),
+            required: true,
         });
         Guards::new(all)
     }
@@ -425,6 +430,7 @@ mod tests {
         let custom = Guards::new([Guard {
             resource: long.clone().into(),
             parameter: "p".into(),
+            required: true,
         }]);
         assert!(custom.get(&long.to_uppercase()).is_some());
         assert!(custom.get("r").is_none());
@@ -436,10 +442,12 @@ mod tests {
             Guard {
                 resource: "thing".into(),
                 parameter: "a".into(),
+                required: true,
             },
             Guard {
                 resource: "THING".into(),
                 parameter: "b".into(),
+                required: true,
             },
         ]);
         assert_eq!(guards.len(), 1);

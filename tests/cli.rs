@@ -14,11 +14,50 @@ fn repo(path: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("binary runs");
+    run_env(args, &[])
+}
+
+/// Runs the binary with these environment variables set, and none of ringfence's own otherwise.
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("RINGFENCE") {
+            command.env_remove(name);
+        }
+    }
+    let out = command
+        .envs(env.iter().copied())
+        .output()
+        .expect("binary runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A fresh directory for one test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringfence-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A self-signed certificate and its key, written as `name.crt` and `name.key`.
+fn key_pair(dir: &std::path::Path, name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cert_path = dir.join(format!("{name}.crt"));
+    let key_path = dir.join(format!("{name}.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (
+        cert_path.to_str().unwrap().to_owned(),
+        key_path.to_str().unwrap().to_owned(),
     )
 }
 
@@ -384,6 +423,188 @@ fn log_lines_about_a_request_are_json_and_carry_its_request_id() {
     let v: serde_json::Value = serde_json::from_str(&failure).unwrap();
     assert_eq!(v["span"]["id"], "trace-me-42", "{failure}");
     assert_eq!(running.stop(), 0);
+}
+
+/// A configuration `run` cannot start with is one `check-config` refuses, with the same key path:
+/// both build the TLS configuration and open the audit sink through the same function.
+#[test]
+fn check_config_refuses_what_run_refuses_naming_the_key() {
+    let dir = scratch("preflight");
+    let (cert, key) = key_pair(&dir, "good");
+    let (_, other_key) = key_pair(&dir, "other");
+    let file = dir.join("ringfence.toml");
+    let nowhere = dir.join("no-such-dir").join("audit.jsonl");
+    let nowhere = nowhere.to_str().unwrap();
+    let write = |tls_cert: &str, tls_key: &str, audit: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:0\"]\ntls = {{ cert = {tls_cert:?}, key = {tls_key:?} }}\n\
+                 [admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmembers = [\"http://127.0.0.1:1\"]\n\
+                 [audit]\n{audit}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let path = file.to_str().unwrap();
+    let cases = [
+        (
+            key.as_str(),
+            "sink = \"off\"".to_owned(),
+            "server.tls.key: does not match the certificate in server.tls.cert".to_owned(),
+            Some(other_key.as_str()),
+        ),
+        (
+            key.as_str(),
+            "sink = \"off\"".to_owned(),
+            format!("server.tls.key: {cert} holds no private key (found a CERTIFICATE)"),
+            Some(cert.as_str()),
+        ),
+        (
+            key.as_str(),
+            format!("sink = \"file\"\npath = {nowhere:?}"),
+            format!("audit.path: cannot open {nowhere}: No such file or directory"),
+            None,
+        ),
+    ];
+    for (good_key, audit, expected, bad_key) in cases {
+        write(&cert, bad_key.unwrap_or(good_key), &audit);
+        let (code, out, err) = run(&["check-config", "--config", path]);
+        assert_eq!(code, 2, "check-config: {out}{err}");
+        assert!(
+            err.contains(&expected),
+            "check-config: `{expected}` in:\n{err}"
+        );
+        let (code, _, err) = run(&["run", "--config", path]);
+        assert_eq!(code, 1, "run: {err}");
+        assert!(err.contains(&expected), "run: `{expected}` in:\n{err}");
+    }
+    // Both at once, both reported.
+    write(
+        &cert,
+        &other_key,
+        &format!("sink = \"file\"\npath = {nowhere:?}"),
+    );
+    let (code, _, err) = run(&["check-config", "--config", path]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("server.tls.key:") && err.contains("audit.path:"),
+        "{err}"
+    );
+    // The matching pair and a writable audit path are valid.
+    let audit = dir.join("audit.jsonl");
+    write(
+        &cert,
+        &key,
+        &format!("sink = \"file\"\npath = {:?}", audit.to_str().unwrap()),
+    );
+    let (code, out, err) = run(&["check-config", "--config", path]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("valid"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn check_config_and_eval_read_runs_default_path_and_ringfence_config() {
+    let (code, _, err) = run(&["check-config"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/etc/ringfence/ringfence.toml"), "{err}");
+    let (code, _, err) = run(&["eval", "tel:+14255550100"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/etc/ringfence/ringfence.toml"), "{err}");
+    let demo = repo("config/demo.toml");
+    let demo = demo.to_str().unwrap();
+    let (code, out, err) = run_env(&["check-config"], &[("RINGFENCE_CONFIG", demo)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = run_env(
+        &["eval", "--org", "contoso", "tel:+14255550100"],
+        &[("RINGFENCE_CONFIG", demo)],
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn environment_overrides_set_lists_and_a_bad_value_names_its_variable() {
+    let demo = repo("config/demo.toml");
+    let demo = demo.to_str().unwrap();
+    let (code, out, err) = run_env(
+        &["check-config", "--config", demo],
+        &[("RINGFENCE__POLICY__DENY_NUMBERS", "+1900,+44870,+44871")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("global deny: 3 number prefixes"), "{out}");
+    // One entry stays a `+` prefix, not the integer 1425.
+    let (code, out, err) = run_env(
+        &[
+            "eval",
+            "--config",
+            demo,
+            "--org",
+            "contoso",
+            "tel:+14255550100",
+        ],
+        &[("RINGFENCE__POLICY__DENY_NUMBERS", "+1425")],
+    );
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("policy.deny_numbers +1425"), "{out}");
+    // An organisation's list, by the organisation's index.
+    let (code, out, err) = run_env(
+        &[
+            "eval",
+            "--config",
+            demo,
+            "--org",
+            "contoso",
+            "tel:+12065550100",
+        ],
+        &[(
+            "RINGFENCE__ORGANISATIONS__0__ALLOW_NUMBERS",
+            "+1425555, +1206",
+        )],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("contoso.allow_numbers +1206"), "{out}");
+    let bad = [("RINGFENCE__POLICY__DENY_NUMBERS", "+1900,1900")];
+    let expected = "policy.deny_numbers[1] (from RINGFENCE__POLICY__DENY_NUMBERS): `1900` is not";
+    let (code, _, err) = run_env(&["check-config", "--config", demo], &bad);
+    assert_eq!(code, 2);
+    assert!(err.contains(expected), "{err}");
+    let (code, _, err) = run_env(&["run", "--config", demo], &bad);
+    assert_eq!(code, 1);
+    assert!(err.contains(expected), "{err}");
+}
+
+#[test]
+fn check_config_warns_of_a_repeated_listener_and_a_country_wide_allow_list() {
+    let dir = scratch("warnings");
+    let file = dir.join("ringfence.toml");
+    let config = |admin: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:18443\", \"127.0.0.1:18443\"]\n[admin]\nlisten = {admin:?}\n\
+             [upstream]\nmembers = [\"http://127.0.0.1:1\"]\n[audit]\nsink = \"off\"\n\
+             [[organisations]]\nname = \"c\"\nallow_numbers = [\"+1\", \"+1425555\"]\nallow_number_patterns = ['.*']\n"
+        )
+    };
+    std::fs::write(&file, config("127.0.0.1:19090")).unwrap();
+    let path = file.to_str().unwrap();
+    let (code, out, err) = run(&["check-config", "--config", path]);
+    assert_eq!(code, 0, "{out}{err}");
+    for warning in [
+        "warning: server.listen[1]: `127.0.0.1:18443` is listed twice",
+        "warning: organisations[0].allow_numbers[0]: allows every number in +1 (as broad as a whole country code)",
+        "warning: organisations[0].allow_number_patterns[0]: `.*` matches every number",
+    ] {
+        assert!(out.contains(warning), "`{warning}` in:\n{out}");
+    }
+    assert!(!out.contains("allow_numbers[1]"), "{out}");
+    std::fs::write(&file, config("0.0.0.0:18443")).unwrap();
+    let (code, _, err) = run(&["check-config", "--config", path]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("admin.listen: must not share an address"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -271,7 +271,8 @@ fn enum_variants(src: &str, name: &str) -> usize {
 // ---- metrics ----
 
 fn metric_names(sources: &[(String, String)]) -> BTreeSet<String> {
-    let literal = Regex::new(r#""(ringfence_[a-z0-9_]*)""#).unwrap();
+    // A metric name ends in a letter or digit (`ringfence__` is the environment prefix).
+    let literal = Regex::new(r#""(ringfence_[a-z0-9_]*[a-z0-9])""#).unwrap();
     sources
         .iter()
         .flat_map(|(_, text)| {

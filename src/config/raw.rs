@@ -106,6 +106,7 @@ pub struct RawOrganisation {
 pub struct RawGuard {
     pub resource: Option<String>,
     pub parameter: Option<String>,
+    pub required: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -24,7 +24,7 @@ impl Problems {
         });
     }
 
-    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.warnings.push(Problem {
             path: path.into(),
             message: message.into(),
@@ -53,11 +53,27 @@ pub(super) fn validate(
             p.error("server.listen", "at least one address is required");
             Vec::new()
         }
-        Some(l) => l
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| socket(&mut p, &format!("server.listen[{i}]"), a))
-            .collect(),
+        Some(l) => {
+            let mut listen: Vec<SocketAddr> = Vec::with_capacity(l.len());
+            for (i, a) in l.iter().enumerate() {
+                let key = format!("server.listen[{i}]");
+                let Some(addr) = socket(&mut p, &key, a) else {
+                    continue;
+                };
+                match listen.iter().find(|&&other| clash(addr, other)) {
+                    // Bound once: a second socket on the same address could not be.
+                    Some(&other) if other == addr => {
+                        p.warn(key, format!("`{addr}` is listed twice; it is bound once"))
+                    }
+                    Some(&other) => p.error(
+                        key,
+                        format!("`{addr}` overlaps `{other}`: both cannot be bound"),
+                    ),
+                    None => listen.push(addr),
+                }
+            }
+            listen
+        }
     };
     let tls = s.tls.as_ref().and_then(|t| {
         let cert = required_file(&mut p, "server.tls.cert", t.cert.as_deref(), &file);
@@ -104,10 +120,10 @@ pub(super) fn validate(
         )
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9090))),
     };
-    if admin.listen.port() != 0 && server.listen.contains(&admin.listen) {
+    if let Some(other) = server.listen.iter().find(|&&l| clash(admin.listen, l)) {
         p.error(
             "admin.listen",
-            "must not share an address with server.listen",
+            format!("must not share an address with server.listen (`{other}`)"),
         );
     }
 
@@ -317,6 +333,7 @@ fn policy(p: &mut Problems, raw: &RawConfig) -> Policy {
             }
             Some(n) => n.to_string(),
         };
+        broad_allow_numbers(p, &at, &o.allow_numbers);
         let allow = RuleSet::build(
             p,
             &at,
@@ -398,9 +415,34 @@ fn guards(p: &mut Problems, raw: &RawConfig) -> Guards {
         list.push(Guard {
             resource: resource.into(),
             parameter: parameter.into(),
+            required: g.required.unwrap_or(true),
         });
     }
     Guards::new(list)
+}
+
+/// Two addresses that cannot both be bound: the same port (not 0, which picks a free one) on
+/// the same address, or on one address and its family's wildcard. An IPv6 wildcard does not
+/// clash with IPv4 addresses: it is bound IPv6-only.
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// An allow-list prefix of a country code's length or shorter (`+1`, `+44`, `+353`) allows a
+/// whole country, which is rarely meant.
+fn broad_allow_numbers(p: &mut Problems, at: &str, numbers: &[String]) {
+    for (i, n) in numbers.iter().enumerate() {
+        let digits = n.strip_prefix('+').unwrap_or("");
+        if (1..=3).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+            p.warn(
+                format!("{at}.allow_numbers[{i}]"),
+                format!("allows every number in {n} (as broad as a whole country code)"),
+            );
+        }
+    }
 }
 
 fn socket(p: &mut Problems, key: &str, s: &str) -> Option<SocketAddr> {
