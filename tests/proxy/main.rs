@@ -16,5 +16,6 @@ mod organisations;
 mod parking;
 mod passthrough;
 mod pool_reading;
+mod probes;
 mod tls;
 mod upstream_pool;
