@@ -54,6 +54,15 @@ struct Ctx<'s> {
     xml: bool,
 }
 
+impl Ctx<'_> {
+    /// The request id as text: log fields take it as a string, never as a `HeaderValue`, whose
+    /// Debug form is quoted.
+    fn id(&self) -> &str {
+        // Always visible ASCII: a client id is kept only when it is, and ours are hex.
+        self.request_id.to_str().unwrap_or("")
+    }
+}
+
 impl Gateway {
     pub fn new(shared: Arc<Shared>, connection: Connection) -> Gateway {
         let client_ip = HeaderValue::from_str(&connection.client.ip().to_string())
@@ -79,8 +88,9 @@ impl Gateway {
             version: parts.version,
             xml: prefers_xml(parts.headers.get(header::ACCEPT)),
         };
-        // Every log line about this request carries its id.
-        let span = tracing::info_span!("request", id = request_id.to_str().unwrap_or(""));
+        // Every log line about this request carries its id, as the plain string the audit trail
+        // and the X-Request-Id header show.
+        let span = tracing::info_span!("request", request_id = ctx.id());
         let (traffic, mut response) = self.serve(&ctx, parts, body).instrument(span).await;
         response.headers_mut().insert(X_REQUEST_ID, request_id);
         self.shared.metrics.answered(
@@ -171,7 +181,7 @@ impl Gateway {
             .inc();
         self.shared.audit.record(&Record {
             ts: audit::now(),
-            request_id: ctx.request_id.to_str().unwrap_or(""),
+            request_id: ctx.id(),
             client: self.client_ip.to_str().unwrap_or(""),
             host: host.to_str().unwrap_or(""),
             method: ruling.method.as_str(),
@@ -214,7 +224,7 @@ impl Gateway {
                 Response::from_parts(parts, Either::Left(body))
             }
             Err(e) if e.kind == FailureKind::Client => {
-                tracing::debug!(request_id = ?ctx.request_id, error = %e, "the request body broke");
+                tracing::debug!(request_id = ctx.id(), error = %e, "the request body broke");
                 let rejection = if e.client_stalled() {
                     self.shared
                         .metrics
@@ -228,7 +238,7 @@ impl Gateway {
                 self.refuse(ctx, rejection, parameter, true)
             }
             Err(e) => {
-                tracing::warn!(request_id = ?ctx.request_id, error = %e, "no answer from the pool");
+                tracing::warn!(request_id = ctx.id(), error = %e, "no answer from the pool");
                 let rejection = match e.kind {
                     FailureKind::Connect => Rejection::UpstreamUnavailable,
                     FailureKind::Tls | FailureKind::Protocol | FailureKind::Client => {
@@ -250,7 +260,7 @@ impl Gateway {
         parameter: &str,
         unread: bool,
     ) -> Response<ResponseBody> {
-        let id = ctx.request_id.to_str().unwrap_or("");
+        let id = ctx.id();
         tracing::debug!(request_id = id, reason = rejection.reason(), "refused");
         let mut response = rejection.render(id, parameter, ctx.xml).map(Either::Right);
         if unread && ctx.version <= Version::HTTP_11 {

@@ -247,6 +247,31 @@ fn http_builders(config: &ServerConfig) -> Http {
     }
 }
 
+/// Connections refused at `max_connections` since the last log line: under a flood one line per
+/// [`Refusals::EVERY`] says how many, instead of one per connection
+/// (`ringfence_connections_refused_total` counts each).
+#[derive(Default)]
+struct Refusals {
+    since_line: u64,
+    last_line: Option<tokio::time::Instant>,
+}
+
+impl Refusals {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// Counts one refusal; returns how many to log when a line is due.
+    fn note(&mut self, now: tokio::time::Instant) -> Option<u64> {
+        self.since_line += 1;
+        let due = self
+            .last_line
+            .is_none_or(|last| now.duration_since(last) >= Self::EVERY);
+        due.then(|| {
+            self.last_line = Some(now);
+            std::mem::take(&mut self.since_line)
+        })
+    }
+}
+
 struct Accept {
     shared: Arc<Shared>,
     acceptor: Option<TlsAcceptor>,
@@ -262,6 +287,12 @@ struct Accept {
 impl Accept {
     async fn run(self, listener: TcpListener, stop: CancellationToken) {
         let this = Arc::new(self);
+        let refused = this
+            .shared
+            .metrics
+            .connections_refused
+            .with_label_values(&[&this.label]);
+        let mut refusals = Refusals::default();
         loop {
             let accepted = tokio::select! {
                 () = stop.cancelled() => return,
@@ -277,7 +308,15 @@ impl Accept {
                 }
             };
             let Ok(permit) = Arc::clone(&this.permits).try_acquire_owned() else {
-                tracing::warn!(client = %peer, "max_connections reached; connection closed");
+                refused.inc();
+                if let Some(count) = refusals.note(tokio::time::Instant::now()) {
+                    tracing::warn!(
+                        listener = %this.label,
+                        refused = count,
+                        last_client = %peer,
+                        "max_connections reached; connections closed at accept"
+                    );
+                }
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -680,5 +719,31 @@ where
             }
             () = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_at_most_once_per_period_with_their_count() {
+        let start = tokio::time::Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut refusals = Refusals::default();
+        assert_eq!(
+            refusals.note(at(0)),
+            Some(1),
+            "the first refusal is logged at once"
+        );
+        assert_eq!(refusals.note(at(1)), None);
+        assert_eq!(refusals.note(at(9)), None);
+        assert_eq!(
+            refusals.note(at(10)),
+            Some(3),
+            "the next line sums what it skipped"
+        );
+        assert_eq!(refusals.note(at(15)), None);
+        assert_eq!(refusals.note(at(30)), Some(2));
     }
 }

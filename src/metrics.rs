@@ -30,6 +30,10 @@ pub struct Metrics {
     /// Client requests in flight (until their answer is handed over in full); what a drain that
     /// runs out of `shutdown_grace` cuts.
     pub requests_in_flight: IntGauge,
+    /// Connections closed at accept because `max_connections` were open, by listener.
+    pub connections_refused: IntCounterVec,
+    /// Failed health probes, by member and kind (`health::ProbeKind`).
+    pub probe_failures: IntCounterVec,
     passthrough: Route,
     guarded: Route,
 }
@@ -216,10 +220,25 @@ impl Metrics {
                     .expect("unique metric");
                 g
             },
+            connections_refused: counter(
+                "ringfence_connections_refused_total",
+                "Client connections closed at accept at max_connections, by listener.",
+                &["listener"],
+            ),
+            probe_failures: counter(
+                "ringfence_upstream_probe_failures_total",
+                "Failed health probes, by member and kind (connect|tls|timeout|protocol|status).",
+                &["member", "kind"],
+            ),
             registry,
             passthrough,
             guarded,
         };
+        // Both results exist from the start, so that a first failed reload is an increase from 0
+        // rather than a new series that rate() and increase() cannot see.
+        for result in ["success", "failure"] {
+            metrics.config_reloads.with_label_values(&[result]);
+        }
         #[cfg(target_os = "linux")]
         metrics
             .registry

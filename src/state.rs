@@ -125,6 +125,7 @@ impl Shared {
         let pool = match next.pool {
             None => Arc::clone(&current.pool),
             Some(pool) => {
+                pool.carry_health(&current.pool);
                 pool.start_probes();
                 // A removed member must not keep reporting its last health.
                 for old in current.pool.members() {
@@ -149,7 +150,10 @@ impl Shared {
         self.draining.store(true, Ordering::Relaxed);
     }
 
-    /// Ready: configuration loaded, not draining, and at least one healthy member.
+    /// Ready: configuration loaded, not draining, and a probe has found at least one member
+    /// healthy. Members not probed yet do not count, so a new process is not ready before its
+    /// first probes; a reload keeps the health of the members both pools share (see
+    /// [`Pool::carry_health`]), so it does not flap the readiness of a working replica.
     pub fn ready(&self) -> bool {
         !self.draining.load(Ordering::Relaxed) && self.snapshot().pool.any_healthy()
     }

@@ -5,7 +5,7 @@ mod balance;
 mod body;
 mod health;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::{Histogram, IntCounter, IntGauge};
 
 pub use body::UpstreamBody;
+pub use health::Health;
+use health::ProbeKind;
 
 use crate::config::{Balance, Upstream};
 use crate::judge::Clearance;
@@ -32,7 +34,8 @@ pub struct Member {
     name: Box<str>,
     scheme: Scheme,
     authority: Authority,
-    healthy: AtomicBool,
+    /// A [`Health`], as its `u8`.
+    health: AtomicU8,
     /// Consecutive failed probes or connection errors, and consecutive good probes.
     failures: AtomicU32,
     successes: AtomicU32,
@@ -41,6 +44,8 @@ pub struct Member {
     duration: Histogram,
     requests: StatusCounters,
     errors: [IntCounter; 4],
+    /// Indexed by [`ProbeKind`].
+    probe_failures: [IntCounter; ProbeKind::ALL.len()],
 }
 
 impl Member {
@@ -52,13 +57,20 @@ impl Member {
         &self.authority
     }
 
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+    pub fn health(&self) -> Health {
+        Health::from_u8(self.health.load(Ordering::Relaxed))
     }
 
-    pub fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Ordering::Relaxed);
-        self.healthy_gauge.set(i64::from(healthy));
+    /// Whether requests may be sent to it: a member not yet probed is tried, so that traffic
+    /// does not wait for the first probe (only `/ready` does).
+    pub fn takes_traffic(&self) -> bool {
+        self.health() != Health::Unhealthy
+    }
+
+    /// The gauge says 1 only for a member a probe found healthy.
+    fn set_health(&self, health: Health) {
+        self.health.store(health as u8, Ordering::Relaxed);
+        self.healthy_gauge.set(i64::from(health == Health::Healthy));
     }
 }
 
@@ -181,10 +193,17 @@ impl Pool {
                         .upstream_errors
                         .with_label_values(&[&*name, k.label()])
                 });
-                let member = Member {
+                let probe_failures = ProbeKind::ALL.map(|k| {
+                    metrics
+                        .probe_failures
+                        .with_label_values(&[&*name, k.label()])
+                });
+                // The gauge's series is made at 0 for a new member and left as it is for one a
+                // reload keeps, until `carry_health` or a probe sets it.
+                Member {
                     scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
                     authority: uri.authority().cloned().expect("validated member URL"),
-                    healthy: AtomicBool::new(true),
+                    health: AtomicU8::new(Health::Unknown as u8),
                     failures: AtomicU32::new(0),
                     successes: AtomicU32::new(0),
                     outstanding: AtomicUsize::new(0),
@@ -192,10 +211,9 @@ impl Pool {
                     duration: metrics.upstream_duration.with_label_values(&[&*name]),
                     requests: StatusCounters::new(&metrics.upstream_requests, &name),
                     errors,
+                    probe_failures,
                     name,
-                };
-                member.set_healthy(true);
-                member
+                }
             })
             .collect();
         Ok(Pool {
@@ -222,8 +240,26 @@ impl Pool {
         health::start(self);
     }
 
+    /// Whether a probe has found some member healthy (members not yet probed do not count).
     pub fn any_healthy(&self) -> bool {
-        self.members.iter().any(Member::is_healthy)
+        self.members.iter().any(|m| m.health() == Health::Healthy)
+    }
+
+    /// Takes over the health of the members `previous` also has, so that a reload that builds a
+    /// new pool neither sends traffic to a member known to be down nor turns `/ready` 503 until
+    /// the new pool's first probes; members new to the pool start [`Health::Unknown`].
+    pub fn carry_health(&self, previous: &Pool) {
+        for member in &self.members {
+            if let Some(old) = previous.members.iter().find(|m| m.name == member.name) {
+                member.set_health(old.health());
+                member
+                    .failures
+                    .store(old.failures.load(Ordering::Relaxed), Ordering::Relaxed);
+                member
+                    .successes
+                    .store(old.successes.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
     }
 
     /// Sends a cleared request to a member, trying the next one when the failure happened before
@@ -286,10 +322,23 @@ impl Pool {
                 Err(elapsed) => (FailureKind::Timeout, Box::new(elapsed) as BoxError),
             };
             member.errors[kind.index()].inc();
-            tracing::warn!(member = member.name(), kind = kind.label(), error = %source, "pool member failed");
+            tracing::warn!(
+                member = member.name(),
+                kind = kind.label(),
+                error = %health::Chain(&*source),
+                "pool member failed"
+            );
             match kind {
                 FailureKind::Connect | FailureKind::Tls => {
-                    health::failed(member, self.config.health.unhealthy_after);
+                    health::failed(
+                        member,
+                        self.config.health.unhealthy_after,
+                        format_args!(
+                            "a request failed: {} failure: {}",
+                            kind.label(),
+                            health::Chain(&*source)
+                        ),
+                    );
                     body = retry_body;
                 }
                 // The connection broke before any answer (typically a keep-alive connection the

@@ -288,6 +288,11 @@ impl Running {
         Running::start_with(name, config, &[])
     }
 
+    /// Starts with `RUST_LOG` set to `filter`.
+    fn start_logging(name: &str, config: &str, filter: &str) -> Running {
+        Running::start_with(name, config, &[("RUST_LOG", filter)])
+    }
+
     /// Starts `ringfence run` on `config` with more environment variables.
     fn start_with(name: &str, config: &str, env: &[(&str, &str)]) -> Running {
         let dir = std::env::temp_dir().join(format!("ringfence-{name}-{}", std::process::id()));
@@ -329,6 +334,22 @@ impl Running {
             .and_then(|s| s.trim_matches(['[', ']']).parse().ok())
             .unwrap_or_else(|| panic!("listen address in {serving}"));
         running
+    }
+
+    /// Every line up to and including the first that contains `needle`.
+    fn lines_through(&self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no log line containing `{needle}` in {seen:#?}"));
+            let done = line.contains(needle);
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
     }
 
     fn line_containing(&self, needle: &str) -> String {
@@ -421,7 +442,7 @@ fn log_lines_about_a_request_are_json_and_carry_its_request_id() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     let failure = running.line_containing("pool member failed");
     let v: serde_json::Value = serde_json::from_str(&failure).unwrap();
-    assert_eq!(v["span"]["id"], "trace-me-42", "{failure}");
+    assert_eq!(v["span"]["request_id"], "trace-me-42", "{failure}");
     assert_eq!(running.stop(), 0);
 }
 
@@ -769,4 +790,110 @@ fn a_drain_that_cuts_requests_exits_4_and_says_how_many() {
     assert_eq!(v["fields"]["cut_requests"], 1, "{stopped}");
     assert_eq!(wait(running.child, Duration::from_secs(15)), 4);
     let _ = std::fs::remove_dir_all(running.dir);
+}
+
+#[test]
+fn json_logs_and_the_audit_trail_carry_the_same_plain_request_id() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let policy = "[policy]\ndefault_organisation = \"c\"\n[[organisations]]\nname = \"c\"\nallow_numbers = [\"+1206\"]\n";
+    let text = config(&format!("http://{dead}"), policy)
+        .replace("[audit]\nsink = \"off\"", "[audit]\nsink = \"stderr\"");
+    let running = Running::start_logging("joinid", &text, "ringfence=debug");
+    let denied = http(
+        running.addr,
+        &format!("POST {SIMRING}?target=tel:%2B14255550100 HTTP/1.1\r\nHost: x\r\nX-Request-Id: join-me-1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
+    let unavailable = http(
+        running.addr,
+        "GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: x\r\nX-Request-Id: join-me-2\r\nConnection: close\r\n\r\n",
+    );
+    assert!(unavailable.starts_with("HTTP/1.1 503"), "{unavailable}");
+    let lines = running.lines_through("no answer from the pool");
+    let json: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for line in &lines {
+        assert!(!line.contains(r#"\"join-me"#), "a quoted id: {line}");
+    }
+    let found = |message: &str, id: &str| {
+        json.iter()
+            .find(|v| v["fields"]["message"] == message && v["fields"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no `{message}` line with request_id {id}: {lines:#?}"))
+    };
+    let refused = found("refused", "join-me-1");
+    assert_eq!(refused["span"]["request_id"], "join-me-1");
+    let audit = json
+        .iter()
+        .find(|v| v["decision"] == "deny")
+        .unwrap_or_else(|| panic!("no audit line: {lines:#?}"));
+    assert_eq!(audit["request_id"], refused["fields"]["request_id"]);
+    let failed = found("no answer from the pool", "join-me-2");
+    assert_eq!(failed["span"]["request_id"], "join-me-2");
+    assert_eq!(running.stop(), 0);
+}
+
+/// A CA of its own (PEM) and a server certificate for 127.0.0.1 it signed, written to `dir`;
+/// returns the paths of (certificate chain, key, CA).
+fn certificates(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} CA"));
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let paths = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}-ca.pem")),
+    );
+    std::fs::write(&paths.0, format!("{}{}", cert.pem(), ca.pem())).unwrap();
+    std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+    std::fs::write(&paths.2, ca.pem()).unwrap();
+    paths
+}
+
+#[test]
+fn a_member_failing_its_probes_is_logged_with_the_tls_reason() {
+    let dir = std::env::temp_dir().join(format!("ringfence-cli-ca-{}", std::process::id()));
+    let (cert, key, _) = certificates(&dir, "member");
+    let (_, _, other_ca) = certificates(&dir, "other");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tls =
+        ringfence::tls::server_config(&ringfence::config::ServerTls { cert, key }, true).unwrap();
+    let member = rt
+        .block_on(ringfence::sim::Member::start_on(
+            "fe1",
+            "127.0.0.1:0".parse().unwrap(),
+            Some(tls),
+        ))
+        .unwrap();
+    let upstream = format!(
+        "[upstream.tls]\nca_file = {other_ca:?}\n[upstream.health]\ninterval = \"100ms\"\nunhealthy_after = 1\n"
+    );
+    let text = config(&member.url(), "").replace("[audit]", &format!("{upstream}[audit]"));
+    let running = Running::start("probetls", &text);
+    let line = running.line_containing("pool member marked unhealthy");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["level"], "WARN", "{line}");
+    assert_eq!(v["fields"]["member"], member.url().as_str(), "{line}");
+    assert_eq!(v["fields"]["from"], "unknown", "{line}");
+    let cause = v["fields"]["cause"].as_str().unwrap_or("");
+    assert!(cause.contains("tls failure"), "{line}");
+    assert!(cause.contains("UnknownIssuer"), "rustls' reason: {line}");
+    assert_eq!(running.stop(), 0);
+    let _ = std::fs::remove_dir_all(dir);
 }

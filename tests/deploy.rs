@@ -377,6 +377,9 @@ const METRICS: &[&str] = &[
     "ringfence_upstream_errors_total",
     "ringfence_upstream_member_healthy",
     "ringfence_connections_open",
+    "ringfence_connections_parked",
+    "ringfence_connections_refused_total",
+    "ringfence_upstream_probe_failures_total",
     "ringfence_tls_handshake_errors_total",
     "ringfence_config_reloads_total",
     "ringfence_config_last_reload_success_timestamp_seconds",
@@ -392,8 +395,21 @@ const METRICS: &[&str] = &[
     "process_threads",
 ];
 
+// ALLOW-LIST, TO BE REMOVED WHEN THE BRANCH THAT ADDS THEM IS MERGED (issue 11): metrics another
+// branch adds to src/metrics.rs in parallel. The dashboard and the alerts use them already; once
+// ringfence exports them, `the_metric_list_matches_what_ringfence_exports` fails until they are
+// moved into METRICS and this list is deleted.
+const PENDING_METRICS: &[&str] = &[
+    "ringfence_tls_certificate_expiry_timestamp_seconds",
+    "ringfence_config_info",
+];
+
 fn known_metrics() -> BTreeSet<String> {
-    let mut known: BTreeSet<String> = METRICS.iter().map(|m| m.to_string()).collect();
+    let mut known: BTreeSet<String> = METRICS
+        .iter()
+        .chain(PENDING_METRICS)
+        .map(|m| m.to_string())
+        .collect();
     for h in HISTOGRAMS {
         for suffix in ["_bucket", "_sum", "_count"] {
             known.insert(format!("{h}{suffix}"));
@@ -416,6 +432,12 @@ fn the_metric_list_matches_what_ringfence_exports() {
         assert!(
             listed.contains(name),
             "{name} is exported but not in SPEC §9's list here"
+        );
+    }
+    for name in PENDING_METRICS {
+        assert!(
+            !exported.contains(name),
+            "{name} is exported now: move it from PENDING_METRICS to METRICS"
         );
     }
     if cfg!(target_os = "linux") {
@@ -634,6 +656,14 @@ fn alerts_are_complete_and_query_known_metrics() {
         "RingfenceReloadFailures",
         "RingfenceUpstreamErrorRate",
         "RingfenceDown",
+        "RingfenceMemberUnhealthy",
+        "RingfenceProbeTlsFailures",
+        "RingfenceConnectionsRefused",
+        "RingfenceIdleConnectionsHoldTheSlots",
+        "RingfenceSlowRequestBodies",
+        "RingfenceCertificateExpiresSoon",
+        "RingfenceCertificateExpiryCritical",
+        "RingfenceConfigurationMismatch",
     ] {
         assert!(alerts.contains(wanted), "no alert {wanted}");
     }
@@ -720,6 +750,12 @@ fn dashboard_queries_known_metrics_through_the_datasource_variable() {
         "ringfence_upstream_errors_total",
         "ringfence_upstream_member_healthy",
         "ringfence_connections_open",
+        "ringfence_connections_parked",
+        "ringfence_connections_refused_total",
+        "ringfence_upstream_probe_failures_total",
+        "ringfence_client_body_timeouts_total",
+        "ringfence_tls_certificate_expiry_timestamp_seconds",
+        "ringfence_config_info",
         "ringfence_tls_handshake_errors_total",
         "ringfence_config_reloads_total",
         "ringfence_config_last_reload_success_timestamp_seconds",

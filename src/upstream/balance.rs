@@ -1,5 +1,6 @@
-//! Choosing a member: round robin or least outstanding requests, over healthy members not yet
-//! tried for this request. Lock-free: one atomic counter and per-member atomics.
+//! Choosing a member: round robin or least outstanding requests, over members not known to be
+//! down (a member not probed yet is tried) and not yet tried for this request. Lock-free: one
+//! atomic counter and per-member atomics.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -24,14 +25,14 @@ impl Tried {
     }
 }
 
-/// The next member to try, or None when every healthy member was tried.
+/// The next member to try, or None when every member that takes traffic was tried.
 pub fn pick(
     balance: Balance,
     members: &[Member],
     next: &AtomicUsize,
     tried: &Tried,
 ) -> Option<usize> {
-    let candidate = |i: &usize| !tried.contains(*i) && members[*i].is_healthy();
+    let candidate = |i: &usize| !tried.contains(*i) && members[*i].takes_traffic();
     let n = members.len();
     match balance {
         Balance::RoundRobin => {

@@ -1,13 +1,131 @@
 //! Member health: active probes (`GET health.path` with the member's Host; any status below 500
-//! is alive, 401 included) and passive marking on connection failures. A member goes down after
-//! `unhealthy_after` failures in a row and comes back after `healthy_after` good probes.
+//! is alive, 401 included) and passive marking on connection failures. A member starts
+//! [`Health::Unknown`]: it is sent traffic but does not make the process ready. Its first good
+//! probe makes it healthy; `unhealthy_after` failures in a row make it unhealthy, and
+//! `healthy_after` good probes bring it back. Every change is logged with its cause, and every
+//! failed probe is counted by [`ProbeKind`].
 
+use std::error::Error;
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use http::{header, Request, Uri};
+use http::{header, Request, StatusCode, Uri};
 
-use super::{Member, Pool, UpstreamBody};
+use super::{classify, BoxError, FailureKind, Member, Pool, UpstreamBody};
+
+/// What the probes know of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Health {
+    /// Not probed yet (a new process, or a member a reload added).
+    Unknown = 0,
+    Healthy = 1,
+    Unhealthy = 2,
+}
+
+impl Health {
+    pub(super) fn from_u8(value: u8) -> Health {
+        match value {
+            1 => Health::Healthy,
+            2 => Health::Unhealthy,
+            _ => Health::Unknown,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// Why a probe failed, as `ringfence_upstream_probe_failures_total{kind}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    Connect,
+    Tls,
+    Timeout,
+    Protocol,
+    /// The member answered 5xx.
+    Status,
+}
+
+impl ProbeKind {
+    pub const ALL: [ProbeKind; 5] = [
+        ProbeKind::Connect,
+        ProbeKind::Tls,
+        ProbeKind::Timeout,
+        ProbeKind::Protocol,
+        ProbeKind::Status,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ProbeKind::Connect => "connect",
+            ProbeKind::Tls => "tls",
+            ProbeKind::Timeout => "timeout",
+            ProbeKind::Protocol => "protocol",
+            ProbeKind::Status => "status",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A failed probe, with the cause an operator needs (the whole error chain: a TLS failure names
+/// rustls' reason, such as `UnknownIssuer`).
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("{} failure: {}", .kind.label(), Chain(.cause.as_ref()))]
+    Request { kind: FailureKind, cause: BoxError },
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("answered {0}")]
+    Status(StatusCode),
+}
+
+impl ProbeError {
+    fn kind(&self) -> ProbeKind {
+        match self {
+            ProbeError::Request { kind, .. } => match kind {
+                FailureKind::Connect => ProbeKind::Connect,
+                FailureKind::Tls => ProbeKind::Tls,
+                FailureKind::Timeout => ProbeKind::Timeout,
+                // A probe has no request body to break: anything else is the member's doing.
+                FailureKind::Protocol | FailureKind::Client => ProbeKind::Protocol,
+            },
+            ProbeError::Timeout(_) => ProbeKind::Timeout,
+            ProbeError::Status(_) => ProbeKind::Status,
+        }
+    }
+}
+
+/// An error and its sources, `: `-separated; a source whose text its wrapper already shows is
+/// not repeated.
+pub(super) struct Chain<'e>(pub &'e (dyn Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut next = self.0.source();
+        while let Some(error) = next {
+            let text = error.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+                shown = text;
+            }
+            next = error.source();
+        }
+        Ok(())
+    }
+}
 
 pub(super) fn start(pool: &Arc<Pool>) {
     for index in 0..pool.members.len() {
@@ -18,6 +136,7 @@ pub(super) fn start(pool: &Arc<Pool>) {
                 Some(p) => p.config.health.interval,
                 None => return,
             };
+            // The first tick is immediate: a new pool is probed at once.
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -55,36 +174,81 @@ async fn probe_once(pool: &Weak<Pool>, index: usize) -> bool {
         header::USER_AGENT,
         header::HeaderValue::from_static("ringfence-health"),
     );
-    let alive = match tokio::time::timeout(health.timeout, pool.client.request(request)).await {
-        Ok(Ok(response)) => response.status().as_u16() < 500,
-        _ => false,
+    let outcome = match tokio::time::timeout(health.timeout, pool.client.request(request)).await {
+        Ok(Ok(response)) if response.status().is_server_error() => {
+            Err(ProbeError::Status(response.status()))
+        }
+        Ok(Ok(response)) => Ok(response.status()),
+        Ok(Err(e)) => {
+            let (kind, cause) = classify(e);
+            Err(ProbeError::Request { kind, cause })
+        }
+        Err(_) => Err(ProbeError::Timeout(health.timeout)),
     };
-    if alive {
-        succeeded(member, health.healthy_after);
-    } else {
-        failed(member, health.unhealthy_after);
+    match outcome {
+        Ok(status) => succeeded(member, health.healthy_after, status),
+        Err(error) => {
+            member.probe_failures[error.kind().index()].inc();
+            tracing::debug!(
+                member = member.name(),
+                kind = error.kind().label(),
+                cause = %error,
+                "health probe failed"
+            );
+            failed(
+                member,
+                health.unhealthy_after,
+                format_args!("health probe: {error}"),
+            );
+        }
     }
     true
 }
 
-fn succeeded(member: &Member, healthy_after: u32) {
+fn succeeded(member: &Member, healthy_after: u32, status: StatusCode) {
     member.failures.store(0, Ordering::Relaxed);
-    if member.is_healthy() {
-        return;
-    }
-    if member.successes.fetch_add(1, Ordering::Relaxed) + 1 >= healthy_after {
-        member.successes.store(0, Ordering::Relaxed);
-        member.set_healthy(true);
-        tracing::info!(member = member.name(), "pool member is healthy again");
+    match member.health() {
+        Health::Healthy => {}
+        Health::Unknown => {
+            member.successes.store(0, Ordering::Relaxed);
+            member.set_health(Health::Healthy);
+            tracing::info!(
+                member = member.name(),
+                from = Health::Unknown.label(),
+                status = status.as_u16(),
+                "pool member is healthy: its first probe was answered"
+            );
+        }
+        Health::Unhealthy => {
+            if member.successes.fetch_add(1, Ordering::Relaxed) + 1 >= healthy_after {
+                member.successes.store(0, Ordering::Relaxed);
+                member.set_health(Health::Healthy);
+                tracing::info!(
+                    member = member.name(),
+                    from = Health::Unhealthy.label(),
+                    status = status.as_u16(),
+                    good_probes = healthy_after,
+                    "pool member is healthy again"
+                );
+            }
+        }
     }
 }
 
-/// Counts a failed probe or a failed connection.
-pub(super) fn failed(member: &Member, unhealthy_after: u32) {
+/// Counts a failed probe or a failed connection; `cause` is logged when the member turns
+/// unhealthy.
+pub(super) fn failed(member: &Member, unhealthy_after: u32, cause: fmt::Arguments<'_>) {
     member.successes.store(0, Ordering::Relaxed);
-    if member.failures.fetch_add(1, Ordering::Relaxed) + 1 >= unhealthy_after && member.is_healthy()
-    {
-        member.set_healthy(false);
-        tracing::warn!(member = member.name(), "pool member marked unhealthy");
+    let failures = member.failures.fetch_add(1, Ordering::Relaxed) + 1;
+    let from = member.health();
+    if failures >= unhealthy_after && from != Health::Unhealthy {
+        member.set_health(Health::Unhealthy);
+        tracing::warn!(
+            member = member.name(),
+            from = from.label(),
+            failures,
+            cause = %cause,
+            "pool member marked unhealthy"
+        );
     }
 }

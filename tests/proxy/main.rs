@@ -16,6 +16,7 @@ mod organisations;
 mod parking;
 mod passthrough;
 mod pool_reading;
+mod probes;
 mod slow_bodies;
 mod tls;
 mod upstream_pool;

@@ -59,10 +59,89 @@ async fn live_and_ready_answer_on_the_admin_listener_only() {
     let h = support::start().await;
     let admin = support::Client::new(h.server.admin_addr(), None, false);
     assert_eq!(admin.get("/live", "admin").await.status, 200);
-    assert_eq!(admin.get("/ready", "admin").await.status, 200);
+    support::wait_ready(h.server.admin_addr(), 200).await;
     let public = h.client.get("/metrics", "lyncweb.contoso.com").await;
     assert_eq!(
         public.status, 404,
         "the public listener forwards /metrics to the pool"
     );
+}
+
+#[tokio::test]
+async fn both_reload_results_are_exported_at_zero_before_any_reload() {
+    let h = support::start().await;
+    let m = h.metrics().await;
+    for result in ["success", "failure"] {
+        assert_eq!(
+            sample(&m, "ringfence_config_reloads_total", &[("result", result)]),
+            Some(0.0),
+            "{result}: {m}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_connection_beyond_max_connections_is_closed_and_counted() {
+    use tokio::io::AsyncReadExt;
+    let member = ringfence::sim::Member::start("fe1").await.unwrap();
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nmax_connections = 2\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstream]\nmembers = [{:?}]\n[audit]\nsink = \"off\"\n",
+        member.url()
+    );
+    let server = ringfence::listener::Server::start(
+        ringfence::config::Config::from_toml(&text).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let addr = server.addrs()[0];
+    let listener = addr.to_string();
+    let admin = support::Client::new(server.admin_addr(), None, false);
+    let scrape = || async { admin.get("/metrics", "admin").await.text() };
+    let m = scrape().await;
+    assert_eq!(
+        sample(
+            &m,
+            "ringfence_connections_refused_total",
+            &[("listener", &listener)]
+        ),
+        Some(0.0),
+        "the series exists from the start: {m}"
+    );
+
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // Both are accepted (and hold their slots) before the third connects.
+    let deadline = tokio::time::Instant::now() + support::TIMEOUT;
+    loop {
+        let m = scrape().await;
+        if sample(&m, "ringfence_connections_open", &[("listener", &listener)]) == Some(2.0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(support::TIMEOUT, third.read(&mut buf))
+        .await
+        .expect("the third connection is closed in time");
+    assert!(
+        matches!(n, Ok(0) | Err(_)),
+        "the third connection is closed"
+    );
+    let m = scrape().await;
+    assert_eq!(
+        sample(
+            &m,
+            "ringfence_connections_refused_total",
+            &[("listener", &listener)]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    drop(held);
 }

@@ -165,7 +165,8 @@ async fn a_broken_file_keeps_the_old_policy_and_counts_a_failure() {
             "ringfence_config_reloads_total",
             &[("result", "success")]
         ),
-        None
+        Some(0.0),
+        "both series exist from the start"
     );
 }
 
@@ -305,7 +306,7 @@ async fn a_member_taken_down_under_load_loses_no_request_and_takes_traffic_when_
 async fn ready_turns_503_when_no_member_is_healthy() {
     let r = running(1, "+1206", "").await;
     let admin = Client::new(r.server.admin_addr(), None, false);
-    assert_eq!(admin.get("/ready", "admin").await.status, 200);
+    support::wait_ready(r.server.admin_addr(), 200).await;
     r.members[0].stop();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while admin.get("/ready", "admin").await.status != 503 {
@@ -369,15 +370,21 @@ async fn during_the_drain_ready_answers_503_and_in_flight_requests_finish() {
 async fn a_reload_that_removes_a_member_drops_its_health_series() {
     let r = running(2, "+1206", "").await;
     let gone = r.members[1].url();
-    let m = r.metrics().await;
-    assert_eq!(
-        sample(
+    // Its first probe makes it healthy.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let m = r.metrics().await;
+        let healthy = sample(
             &m,
             "ringfence_upstream_member_healthy",
-            &[("member", &gone)]
-        ),
-        Some(1.0)
-    );
+            &[("member", &gone)],
+        );
+        if healthy == Some(1.0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     std::fs::write(&r.file, toml(&r.members[..1], "+1206", "")).unwrap();
     assert_eq!(r.reload().await, 200);
     let m = r.metrics().await;

@@ -164,6 +164,24 @@ impl Harness {
     }
 }
 
+/// Waits until the admin listener at `admin` answers `/ready` with `status` (200 once a probe
+/// found a member healthy; 503 before that, while draining or with every member down).
+pub async fn wait_ready(admin: std::net::SocketAddr, status: u16) {
+    let client = Client::new(admin, None, false);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let now = client.get("/ready", "admin").await.status;
+        if now == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/ready stayed {now}, never {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An address on which nothing listens: connections to it are refused.
 pub fn dead_address() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
