@@ -61,14 +61,14 @@ build() {
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-wait_port() {
-  local port=$1 pid=$2
-  for _ in $(seq 300); do
+wait_port() { # port pid; WAIT_PORT_SECONDS (default 30) bounds the wait
+  local port=$1 pid=$2 seconds=${WAIT_PORT_SECONDS:-30}
+  for _ in $(seq $((seconds * 10))); do
     kill -0 "$pid" 2>/dev/null || die "process $pid (port $port) exited; see $WORK"
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
     sleep 0.1
   done
-  die "nothing listens on $port after 30 s"
+  die "nothing listens on $port after $seconds s"
 }
 
 # The upstream: nginx, one worker, answering every request 204 on keep-alive connections.

@@ -18,6 +18,8 @@ DURATION=${DURATION:-20}
 INTERVAL=${INTERVAL:-4}
 CONNECTIONS=${CONNECTIONS:-10}
 REFERENCE=${REFERENCE:-}
+# Compiling 100,000 patterns per list at start takes a while.
+export WAIT_PORT_SECONDS=${WAIT_PORT_SECONDS:-300}
 
 WORK=$(mktemp -d /tmp/ringfence-reload.XXXXXX)
 trap 'cleanup; rm -rf "$WORK"' EXIT
