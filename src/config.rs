@@ -29,6 +29,9 @@ pub struct Config {
     pub audit: Audit,
     /// Accepted but suspicious settings (e.g. no organisations), for check-config and the log.
     pub warnings: Vec<Problem>,
+    /// What the configuration was built from, hashed: the file's bytes and every
+    /// `RINGFENCE__` variable (`ringfence_config_info{hash}`, the reload log).
+    pub hash: Box<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +55,9 @@ pub struct Server {
 pub struct ServerTls {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// How often the two files are checked for a change (cert-manager and ACME clients rotate
+    /// them in place); a changed pair is loaded as a reload would.
+    pub watch_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -149,13 +155,21 @@ impl Config {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        Self::build(&text, Some(env::Overrides::from_env()), path.parent())
+        let mut config = Self::build(&text, Some(env::Overrides::from_env()), path.parent())?;
+        let mut variables: Vec<(String, String)> = std::env::vars()
+            .filter(|(name, _)| name.to_ascii_uppercase().starts_with("RINGFENCE__"))
+            .collect();
+        variables.sort();
+        config.hash = content_hash(&text, &variables);
+        Ok(config)
     }
 
     /// Parses TOML text without environment overrides (the demo and tests).
     /// Relative file paths inside are taken relative to the working directory.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        Self::build(text, None, None)
+        let mut config = Self::build(text, None, None)?;
+        config.hash = content_hash(text, &[]);
+        Ok(config)
     }
 
     fn build(
@@ -261,6 +275,24 @@ impl Config {
 }
 
 /// A value of the wrong type, at its key where the `config` crate names it.
+/// The first 12 hex digits of the SHA-256 of `text` and the overrides: enough to tell
+/// configurations apart, short enough for a label.
+fn content_hash(text: &str, variables: &[(String, String)]) -> Box<str> {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    digest.update(text.as_bytes());
+    for (name, value) in variables {
+        digest.update(format!("\n{name}={value}").as_bytes());
+    }
+    digest
+        .finish()
+        .as_ref()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into()
+}
+
 fn loading_problem(e: ::config::ConfigError) -> Problem {
     use ::config::ConfigError as E;
     match e {

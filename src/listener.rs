@@ -73,8 +73,9 @@ impl Server {
         let server_config = config.server.clone();
         let admin_listen = config.admin.listen;
         let Prepared { server_tls, audit } = preflight::prepare(&config)?;
-        let shared = Shared::new(config, config_path, Metrics::new(), audit)?;
-        let acceptor = server_tls.map(TlsAcceptor::from);
+        let certificate = server_tls.as_ref().map(|t| Arc::clone(&t.certificate));
+        let shared = Shared::new(config, config_path, Metrics::new(), audit, certificate)?;
+        let acceptor = server_tls.map(|t| TlsAcceptor::from(t.config));
         let mut listeners = Vec::new();
         for addr in &server_config.listen {
             listeners.push(bind(*addr)?);
@@ -120,6 +121,7 @@ impl Server {
             admin_stop.clone(),
         )));
         tracing::info!(listen = ?addrs, admin = %admin_addr, tls = acceptor.is_some(), "ringfence is serving");
+        shared.watch_certificate();
         notify::ready();
         Ok(Server {
             shared,

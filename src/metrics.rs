@@ -5,8 +5,8 @@ use std::sync::OnceLock;
 
 use http::StatusCode;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric ringfence exports (SPEC §9).
@@ -30,6 +30,11 @@ pub struct Metrics {
     /// Client requests in flight (until their answer is handed over in full); what a drain that
     /// runs out of `shutdown_grace` cuts.
     pub requests_in_flight: IntGauge,
+    /// When each configured certificate expires: `server` (the listener's), `upstream_client`.
+    pub certificate_expiry: GaugeVec,
+    /// 1 under the running configuration's content hash (`Config::hash`), so that replicas that
+    /// run different configurations can be told apart.
+    pub config_info: IntGaugeVec,
     /// Connections closed at accept because `max_connections` were open, by listener.
     pub connections_refused: IntCounterVec,
     /// Failed health probes, by member and kind (`health::ProbeKind`).
@@ -220,6 +225,25 @@ impl Metrics {
                     .expect("unique metric");
                 g
             },
+            certificate_expiry: {
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "ringfence_tls_certificate_expiry_timestamp_seconds",
+                        "When the configured certificate expires (notAfter), Unix time.",
+                    ),
+                    &["certificate"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            config_info: gauge(
+                "ringfence_config_info",
+                "1 under the content hash of the configuration in use.",
+                &["hash"],
+            ),
             connections_refused: counter(
                 "ringfence_connections_refused_total",
                 "Client connections closed at accept at max_connections, by listener.",

@@ -8,7 +8,6 @@
 //! left to `run`: a running instance already holds them.
 
 use std::fmt;
-use std::sync::Arc;
 
 use crate::audit::{Audit, AuditError};
 use crate::config::Config;
@@ -16,7 +15,7 @@ use crate::tls::{self, TlsError};
 
 /// What [`prepare`] made, for the server to use.
 pub struct Prepared {
-    pub server_tls: Option<Arc<rustls::ServerConfig>>,
+    pub server_tls: Option<tls::ServerTlsSetup>,
     pub audit: Audit,
 }
 
@@ -53,7 +52,7 @@ impl fmt::Display for Unprepared {
 pub fn prepare(config: &Config) -> Result<Prepared, Unprepared> {
     let mut errors = Vec::new();
     let server_tls = match &config.server.tls {
-        Some(t) => tls::server_config(t, config.server.http2)
+        Some(t) => tls::server_setup(t, config.server.http2)
             .map_err(|e| errors.push(e.into()))
             .ok(),
         None => None,

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::audit::Audit;
+use crate::config::ServerTls;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::notify;
-use crate::tls::TlsError;
+use crate::tls::{self, ServerCertificate, TlsError};
 use crate::upstream::Pool;
+use rustls::sign::CertifiedKey;
+use std::time::{Duration, SystemTime};
 
 /// What a request needs from one configuration.
 pub struct Snapshot {
@@ -25,6 +28,8 @@ struct Prepared {
     config: Config,
     /// A new pool when `[upstream]` changed.
     pool: Option<Arc<Pool>>,
+    /// The listener's certificate and key, read again (the files may have new contents).
+    key: Option<CertifiedKey>,
     restart: Vec<&'static str>,
 }
 
@@ -36,7 +41,11 @@ pub struct Shared {
     draining: AtomicBool,
     /// The file `reload` re-reads; None for the embedded demo configuration.
     config_path: Option<PathBuf>,
+    /// Held by a reload (of the file or of the certificate) from its start to its swap.
     reloading: tokio::sync::Mutex<()>,
+    /// The listener's certificate when it serves TLS: a reload, or a change of its files,
+    /// swaps it in place.
+    certificate: Option<Arc<ServerCertificate>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +56,7 @@ pub enum ReloadError {
     Task(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("upstream TLS: {0}")]
+    #[error(transparent)]
     Tls(#[from] TlsError),
 }
 
@@ -57,18 +66,122 @@ impl Shared {
         config_path: Option<PathBuf>,
         metrics: Metrics,
         audit: Audit,
+        certificate: Option<Arc<ServerCertificate>>,
     ) -> Result<Arc<Shared>, TlsError> {
         let pool = Arc::new(Pool::new(&config.upstream, &metrics)?);
         pool.start_probes();
         metrics.config_last_reload_success.set(unix_now());
-        Ok(Arc::new(Shared {
+        metrics
+            .config_info
+            .with_label_values(&[&config.hash])
+            .set(1);
+        let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot { config, pool }),
             metrics,
             audit,
             draining: AtomicBool::new(false),
             config_path,
             reloading: tokio::sync::Mutex::new(()),
-        }))
+            certificate,
+        });
+        shared.show_certificates();
+        Ok(shared)
+    }
+
+    /// Sets `ringfence_tls_certificate_expiry_timestamp_seconds` for the certificates in use.
+    fn show_certificates(&self) {
+        let expiry = &self.metrics.certificate_expiry;
+        if let Some(at) = self.certificate.as_ref().and_then(|c| c.not_after()) {
+            expiry.with_label_values(&["server"]).set(at as f64);
+        }
+        let snapshot = self.snapshot();
+        let client = snapshot
+            .config
+            .upstream
+            .tls
+            .as_ref()
+            .and_then(|t| t.cert.as_deref());
+        match client.and_then(tls::file_not_after) {
+            Some(at) => expiry
+                .with_label_values(&["upstream_client"])
+                .set(at as f64),
+            None => {
+                let _ = expiry.remove_label_values(&["upstream_client"]);
+            }
+        }
+    }
+
+    /// Watches the listener's certificate and key files (the paths of the configuration in
+    /// use, every `server.tls.watch_interval`) and loads them again when they change, as a
+    /// reload would: cert-manager and ACME clients rotate them in place. A pair that cannot be
+    /// used keeps the one in use and counts as a failed reload.
+    pub fn watch_certificate(self: &Arc<Self>) {
+        if self.certificate.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut seen = None;
+            loop {
+                let Some(tls) = weak
+                    .upgrade()
+                    .and_then(|s| s.snapshot().config.server.tls.clone())
+                else {
+                    return;
+                };
+                let now = files(&tls);
+                if seen.is_some() && now != seen {
+                    // Give a writer that replaces the two files one by one time to finish.
+                    tokio::time::sleep(SETTLE).await;
+                    seen = files(&tls);
+                    match weak.upgrade() {
+                        Some(shared) => shared.reload_certificate().await,
+                        None => return,
+                    }
+                } else {
+                    seen = now;
+                }
+                tokio::time::sleep(tls.watch_interval).await;
+            }
+        });
+    }
+
+    /// Loads the listener's certificate and key again from the configured paths.
+    async fn reload_certificate(self: &Arc<Self>) {
+        let _one_at_a_time = self.reloading.lock().await;
+        let Some(tls) = self.snapshot().config.server.tls.clone() else {
+            return;
+        };
+        let result = match tokio::task::spawn_blocking(move || tls::server_key(&tls)).await {
+            Ok(Ok(key)) => {
+                if let Some(certificate) = &self.certificate {
+                    certificate.replace(key);
+                }
+                self.show_certificates();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(ReloadError::Tls(e)),
+            Err(e) => Err(ReloadError::Task(e.to_string())),
+        };
+        self.count_reload(result.is_ok());
+        match result {
+            Ok(()) => tracing::info!("server certificate reloaded: its files changed"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "the server certificate's files changed but cannot be used; the certificate in use stays"
+            ),
+        }
+    }
+
+    fn count_reload(&self, success: bool) {
+        let label = if success { "success" } else { "failure" };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[label])
+            .inc();
+        if success {
+            self.metrics.config_last_reload_success.set(unix_now());
+        }
     }
 
     /// The snapshot a request works with from start to finish.
@@ -89,14 +202,7 @@ impl Shared {
             Err(e) => Err(ReloadError::Task(e.to_string())),
         };
         notify::ready();
-        let label = if result.is_ok() { "success" } else { "failure" };
-        self.metrics
-            .config_reloads
-            .with_label_values(&[label])
-            .inc();
-        if result.is_ok() {
-            self.metrics.config_last_reload_success.set(unix_now());
-        }
+        self.count_reload(result.is_ok());
         result
     }
 
@@ -112,9 +218,16 @@ impl Shared {
             Some(Arc::new(Pool::new(&config.upstream, &self.metrics)?))
         };
         let restart = current.config.needs_restart(&config);
+        // The listener keeps serving TLS or plain as it started; a pair it cannot use fails the
+        // reload and keeps the one in use.
+        let key = match (&self.certificate, &config.server.tls) {
+            (Some(_), Some(tls)) => Some(tls::server_key(tls)?),
+            _ => None,
+        };
         Ok(Prepared {
             config,
             pool,
+            key,
             restart,
         })
     }
@@ -127,6 +240,8 @@ impl Shared {
             Some(pool) => {
                 pool.carry_health(&current.pool);
                 pool.start_probes();
+                // The old pool lives on while its requests finish; its probes end now.
+                current.pool.stop_probes();
                 // A removed member must not keep reporting its last health.
                 for old in current.pool.members() {
                     if !pool.members().iter().any(|m| m.name() == old.name()) {
@@ -139,10 +254,19 @@ impl Shared {
                 pool
             }
         };
+        if let (Some(certificate), Some(key)) = (&self.certificate, next.key) {
+            certificate.replace(key);
+        }
+        if current.config.hash != next.config.hash {
+            let info = &self.metrics.config_info;
+            let _ = info.remove_label_values(&[&current.config.hash]);
+            info.with_label_values(&[&next.config.hash]).set(1);
+        }
         self.snapshot.store(Arc::new(Snapshot {
             config: next.config,
             pool,
         }));
+        self.show_certificates();
         next.restart
     }
 
@@ -157,6 +281,21 @@ impl Shared {
     pub fn ready(&self) -> bool {
         !self.draining.load(Ordering::Relaxed) && self.snapshot().pool.any_healthy()
     }
+}
+
+/// How long a change of the certificate files is left to settle before they are read.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// What identifies the certificate and key files' contents without reading them: their
+/// modification times, sizes and inodes (following symlinks, as Kubernetes secret volumes swap
+/// a `..data` link). None while either cannot be read.
+fn files(tls: &ServerTls) -> Option<[(SystemTime, u64, u64); 2]> {
+    use std::os::unix::fs::MetadataExt;
+    let one = |path: &std::path::Path| {
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.modified().ok()?, m.len(), m.ino()))
+    };
+    Some([one(&tls.cert)?, one(&tls.key)?])
 }
 
 fn unix_now() -> f64 {

@@ -9,7 +9,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::crypto::ring;
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, InconsistentKeys, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::{self, PemObject, SectionKind};
@@ -248,19 +250,79 @@ pub fn server_key(tls: &ServerTls) -> Result<CertifiedKey, TlsError> {
     )
 }
 
+/// The listener's certificate and key, swapped in place when a reload or a change of the files
+/// brings a new pair: handshakes after the swap present the new one, connections already open
+/// keep theirs, and nothing else of the TLS configuration changes.
+#[derive(Debug)]
+pub struct ServerCertificate {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl ServerCertificate {
+    fn new(key: CertifiedKey) -> ServerCertificate {
+        ServerCertificate {
+            current: ArcSwap::from_pointee(key),
+        }
+    }
+
+    /// Presents `key` from the next handshake on.
+    pub fn replace(&self, key: CertifiedKey) {
+        self.current.store(Arc::new(key));
+    }
+
+    /// When the certificate presented now expires (`notAfter`), in seconds since the Unix epoch.
+    pub fn not_after(&self) -> Option<i64> {
+        not_after(self.current.load().cert.first()?)
+    }
+}
+
+impl ResolvesServerCert for ServerCertificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// The listener's TLS: the configuration its acceptor uses, and the certificate inside it.
+pub struct ServerTlsSetup {
+    pub config: Arc<ServerConfig>,
+    pub certificate: Arc<ServerCertificate>,
+}
+
 /// The listener's configuration; ALPN offers h2 only when HTTP/2 is enabled.
-pub fn server_config(tls: &ServerTls, http2: bool) -> Result<Arc<ServerConfig>, TlsError> {
-    let key = server_key(tls)?;
+pub fn server_setup(tls: &ServerTls, http2: bool) -> Result<ServerTlsSetup, TlsError> {
+    let certificate = Arc::new(ServerCertificate::new(server_key(tls)?));
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
+        .with_cert_resolver(Arc::clone(&certificate) as Arc<dyn ResolvesServerCert>);
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
         vec![b"http/1.1".to_vec()]
     };
-    Ok(Arc::new(config))
+    Ok(ServerTlsSetup {
+        config: Arc::new(config),
+        certificate,
+    })
+}
+
+/// [`server_setup`]'s configuration alone (tests and the simulated pool).
+pub fn server_config(tls: &ServerTls, http2: bool) -> Result<Arc<ServerConfig>, TlsError> {
+    server_setup(tls, http2).map(|setup| setup.config)
+}
+
+/// A certificate's `notAfter`, in seconds since the Unix epoch; None when it cannot be parsed
+/// (rustls accepted it, so that does not happen for a configured certificate).
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
+/// The `notAfter` of the first certificate in a PEM file (the upstream client certificate).
+pub fn file_not_after(path: &Path) -> Option<i64> {
+    let first = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
+    not_after(&first)
 }
 
 /// The pool's configuration: the configured CA (no public roots: a pool has its own CA),
@@ -320,7 +382,15 @@ mod tests {
         let d = dir("mismatch");
         let (cert, _) = pair(&d, "a");
         let (_, key) = pair(&d, "b");
-        let e = server_config(&ServerTls { cert, key }, true).unwrap_err();
+        let e = server_config(
+            &ServerTls {
+                cert,
+                key,
+                watch_interval: std::time::Duration::from_secs(10),
+            },
+            true,
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "server.tls.key: does not match the certificate in server.tls.cert"
@@ -350,6 +420,7 @@ mod tests {
             &ServerTls {
                 cert: key.clone(),
                 key: cert.clone(),
+                watch_interval: std::time::Duration::from_secs(10),
             },
             true,
         )
@@ -365,6 +436,7 @@ mod tests {
             &ServerTls {
                 cert: cert.clone(),
                 key: cert.clone(),
+                watch_interval: std::time::Duration::from_secs(10),
             },
             true,
         )
@@ -385,7 +457,15 @@ mod tests {
         };
         let e = client_config(Some(&upstream)).unwrap_err();
         assert!(e.to_string().starts_with("upstream.tls.ca_file: "), "{e}");
-        assert!(server_config(&ServerTls { cert, key }, false).is_ok());
+        assert!(server_config(
+            &ServerTls {
+                cert,
+                key,
+                watch_interval: std::time::Duration::from_secs(10),
+            },
+            false
+        )
+        .is_ok());
         let _ = std::fs::remove_dir_all(d);
     }
 }

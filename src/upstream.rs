@@ -141,6 +141,13 @@ pub struct Pool {
     probes: tokio_util::sync::CancellationToken,
 }
 
+impl Pool {
+    /// Ends the health probes of a pool a reload replaced (its requests in flight go on).
+    pub fn stop_probes(&self) {
+        self.probes.cancel();
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         self.probes.cancel();

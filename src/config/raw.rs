@@ -36,6 +36,7 @@ pub struct RawServer {
 pub struct RawServerTls {
     pub cert: Option<String>,
     pub key: Option<String>,
+    pub watch_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

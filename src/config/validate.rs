@@ -78,9 +78,16 @@ pub(super) fn validate(
     let tls = s.tls.as_ref().and_then(|t| {
         let cert = required_file(&mut p, "server.tls.cert", t.cert.as_deref(), &file);
         let key = required_file(&mut p, "server.tls.key", t.key.as_deref(), &file);
+        let watch_interval = duration(
+            &mut p,
+            "server.tls.watch_interval",
+            &t.watch_interval,
+            "10s",
+        );
         Some(ServerTls {
             cert: cert?,
             key: key?,
+            watch_interval,
         })
     });
     let server = Server {
@@ -162,6 +169,7 @@ pub(super) fn validate(
         guards,
         audit,
         warnings: p.warnings,
+        hash: Box::from(""),
     })
 }
 

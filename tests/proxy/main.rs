@@ -3,6 +3,7 @@
 
 mod support;
 
+mod certificates;
 mod clients;
 mod differential;
 mod extra_guards;

@@ -121,6 +121,7 @@ impl Certs {
         let tls = ringfence::config::ServerTls {
             cert: self.server_cert_path(),
             key: self.server_key_path(),
+            watch_interval: std::time::Duration::from_secs(10),
         };
         ringfence::tls::server_config(&tls, true).unwrap()
     }
