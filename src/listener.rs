@@ -2,6 +2,7 @@
 //! `max_connections`), TLS, hyper's HTTP/1.1 + HTTP/2 connection, and a graceful drain.
 //! Idle HTTP/1.1 connections park without their HTTP state ([`park`]).
 
+mod bind;
 mod park;
 mod stall;
 
@@ -76,11 +77,12 @@ impl Server {
         let certificate = server_tls.as_ref().map(|t| Arc::clone(&t.certificate));
         let shared = Shared::new(config, config_path, Metrics::new(), audit, certificate)?;
         let acceptor = server_tls.map(|t| TlsAcceptor::from(t.config));
-        let mut listeners = Vec::new();
-        for addr in &server_config.listen {
-            listeners.push(bind(*addr)?);
-        }
-        let admin_listener = bind(admin_listen)?;
+        // An IPv6 wildcard may be skipped on a host without IPv6 (see `bind`).
+        let listeners = bind::bind_all(&server_config.listen)?;
+        let admin_listener = bind::bind(admin_listen).map_err(|source| StartError::Bind {
+            addr: admin_listen,
+            source,
+        })?;
         let admin_addr = admin_listener
             .local_addr()
             .map_err(|source| StartError::Bind {
@@ -186,26 +188,6 @@ impl Drain {
     pub fn clean(&self) -> bool {
         self.connections == 0
     }
-}
-
-/// A listening socket; an IPv6 wildcard is IPv6-only so that `0.0.0.0:p` and `[::]:p` can both
-/// be configured, as operators expect.
-fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    let err = |source| StartError::Bind { addr, source };
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )
-    .map_err(err)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true).map_err(err)?;
-    }
-    socket.set_reuse_address(true).map_err(err)?;
-    socket.set_nonblocking(true).map_err(err)?;
-    socket.bind(&addr.into()).map_err(err)?;
-    socket.listen(4096).map_err(err)?;
-    TcpListener::from_std(socket.into()).map_err(err)
 }
 
 /// The HTTP/1.1 and HTTP/2 connection settings (the auto builder serves h2 and TLS clients that

@@ -770,8 +770,9 @@ fn dashboard_queries_known_metrics_through_the_datasource_variable() {
 fn dockerfile_and_systemd_unit_fit_the_binary() {
     let dockerfile = read("deploy/Dockerfile");
     for needle in [
-        "FROM rust:1-bookworm AS builder",
-        "cargo build --release --locked",
+        "FROM rust:1-bookworm@sha256:",
+        " AS builder\n",
+        "cargo build --profile image --locked",
         "config/ringfence.example.toml",
         "EXPOSE 8443 9090",
         r#"ENTRYPOINT ["/usr/local/bin/ringfence"]"#,
@@ -788,9 +789,10 @@ fn dockerfile_and_systemd_unit_fit_the_binary() {
         !user.starts_with("root") && !user.starts_with("0"),
         "USER {user}"
     );
-    // The build context (repository root) keeps what the build copies.
+    // The build context (repository root) keeps what the build copies (.ci/image-context checks
+    // this with Docker's own matching rules: see the_image_context_holds_what_the_build_needs).
     let ignore = read(".dockerignore");
-    for kept in ["Cargo.toml", "Cargo.lock", "src", "config"] {
+    for kept in ["Cargo.toml", "Cargo.lock", "src", "config", "benches"] {
         assert!(
             ignore.lines().any(|l| l.trim() == format!("!{kept}")),
             "{kept}"
@@ -831,5 +833,193 @@ fn dockerfile_and_systemd_unit_fit_the_binary() {
         ("Restart", "on-failure"),
     ] {
         assert_eq!(key(k), [v], "{k}");
+    }
+}
+
+/// The image's binary is built with the `image` profile: release without debuginfo.
+#[test]
+fn the_image_profile_ships_no_debuginfo() {
+    let manifest = read("Cargo.toml");
+    let section = manifest
+        .split("\n[profile.image]\n")
+        .nth(1)
+        .expect("a [profile.image] in Cargo.toml");
+    let section = section.split("\n[").next().unwrap();
+    for line in [
+        "inherits = \"release\"",
+        "debug = false",
+        "strip = \"debuginfo\"",
+    ] {
+        assert!(
+            section.lines().any(|l| l.trim() == line),
+            "[profile.image] lacks {line}"
+        );
+    }
+}
+
+/// A FROM line's image, with `--platform` and `AS name` taken off.
+fn from_images(dockerfile: &str) -> Vec<(String, Option<String>)> {
+    dockerfile
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("FROM "))
+        .map(|rest| {
+            let mut words = rest.split_whitespace().filter(|w| !w.starts_with("--"));
+            let image = words.next().expect("FROM names an image").to_owned();
+            let stage = match (words.next(), words.next()) {
+                (Some(a), Some(name)) if a.eq_ignore_ascii_case("as") => Some(name.to_owned()),
+                _ => None,
+            };
+            (image, stage)
+        })
+        .collect()
+}
+
+fn is_sha256_digest(image: &str) -> bool {
+    image.split_once("@sha256:").is_some_and(|(name, hex)| {
+        !name.is_empty()
+            && hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+#[test]
+fn every_base_image_is_pinned_by_digest() {
+    let dockerfile = read("deploy/Dockerfile");
+    let images = from_images(&dockerfile);
+    assert!(images.len() >= 2, "a builder and a runtime stage");
+    let mut stages = BTreeSet::new();
+    for (image, stage) in &images {
+        // `FROM builder` names an earlier stage, not an image.
+        if !stages.contains(image.as_str()) {
+            assert!(
+                is_sha256_digest(image),
+                "FROM {image}: pin the base image by digest (IMAGE:TAG@sha256:<64 hex>)"
+            );
+        }
+        stages.extend(stage.clone());
+    }
+    // A `# syntax=` directive pulls a frontend image too; it must be pinned as well.
+    for line in dockerfile.lines().take_while(|l| l.starts_with('#')) {
+        if let Some(frontend) = line.strip_prefix("# syntax=") {
+            assert!(is_sha256_digest(frontend), "{line}: pin it by digest");
+        }
+    }
+    assert!(is_sha256_digest(
+        "gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f"
+    ));
+    assert!(!is_sha256_digest("rust:1-bookworm"));
+    assert!(!is_sha256_digest("rust:1-bookworm@sha256:93CE"));
+}
+
+#[test]
+fn the_license_file_is_the_apache_2_0_text_cargo_toml_declares() {
+    let manifest = read("Cargo.toml");
+    let license = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("license = "))
+        .expect("Cargo.toml declares a license");
+    assert_eq!(license, "\"Apache-2.0\"");
+    let text = read("LICENSE");
+    let heading: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(3)
+        .collect();
+    assert_eq!(
+        heading,
+        [
+            "Apache License",
+            "Version 2.0, January 2004",
+            "http://www.apache.org/licenses/"
+        ]
+    );
+    // The whole licence, not a notice pointing at it.
+    for section in [
+        "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION",
+        "1. Definitions.",
+        "2. Grant of Copyright License.",
+        "3. Grant of Patent License.",
+        "4. Redistribution.",
+        "5. Submission of Contributions.",
+        "6. Trademarks.",
+        "7. Disclaimer of Warranty.",
+        "8. Limitation of Liability.",
+        "9. Accepting Warranty or Additional Liability.",
+        "END OF TERMS AND CONDITIONS",
+        "APPENDIX: How to apply the Apache License to your work.",
+    ] {
+        assert!(text.contains(section), "LICENSE lacks {section:?}");
+    }
+    assert!(text.len() > 11_000, "LICENSE is {} bytes", text.len());
+}
+
+/// The .dockerignore this repository had when the image did not build (issue #11): it left out
+/// benches/, which Cargo.toml declares.
+const DOCKERIGNORE_WITHOUT_BENCHES: &str = "*\n!Cargo.toml\n!Cargo.lock\n!src\n!config\n";
+
+/// Runs `.ci/image-context` with python3, or None when python3 is not installed (CI installs it
+/// and sets RINGFENCE_REQUIRE_PYTHON=1, so there it never skips).
+fn image_context(args: &[&str]) -> Option<std::process::Output> {
+    let script = repo().join(".ci/image-context");
+    match std::process::Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .output()
+    {
+        Ok(out) => Some(out),
+        Err(e) => {
+            assert!(
+                std::env::var_os("RINGFENCE_REQUIRE_PYTHON").is_none(),
+                "python3 is required here: {e}"
+            );
+            eprintln!("python3 not installed: skipped");
+            None
+        }
+    }
+}
+
+fn text_of(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The context Docker sends (`.dockerignore` applied with Docker's rules) holds every path
+/// Cargo.toml references, every included file and every source the Dockerfile copies; with the
+/// old .dockerignore it does not. The build itself runs in CI (`.ci/image-context`, no `--check`).
+#[test]
+fn the_image_context_holds_what_the_build_needs() {
+    let Some(out) = image_context(&["--self-test"]) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "the matcher's tests:\n{}",
+        text_of(&out)
+    );
+
+    let out = image_context(&["--check"]).unwrap();
+    assert!(out.status.success(), "{}", text_of(&out));
+
+    let old = std::env::temp_dir().join(format!("ringfence-dockerignore-{}", std::process::id()));
+    std::fs::write(&old, DOCKERIGNORE_WITHOUT_BENCHES).unwrap();
+    let out = image_context(&["--check", "--ignore-file", old.to_str().unwrap()]).unwrap();
+    let _ = std::fs::remove_file(&old);
+    let text = text_of(&out);
+    assert!(
+        !out.status.success(),
+        "the old .dockerignore passed:\n{text}"
+    );
+    for missing in [
+        "benches/decide.rs",
+        "benches/readings.rs",
+        "COPY in the builder stage",
+    ] {
+        assert!(text.contains(missing), "{missing} not reported:\n{text}");
     }
 }
