@@ -689,8 +689,10 @@ impl<'c> Found<'c> {
                 self.targets.push(target);
             }
         }
+        // An optional parameter that is absent is forwarded, but not one named only where it
+        // cannot be judged (a nested JSON key): that is `missing`, as for a required one.
         let Some(target) = self.targets.first() else {
-            return if *req.method == Method::POST && guard.required {
+            return if *req.method == Method::POST && (guard.required || nested()) {
                 Err(Rejection::Missing)
             } else {
                 Ok(())

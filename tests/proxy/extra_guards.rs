@@ -190,6 +190,26 @@ async fn a_sign_in_without_the_optional_parameter_is_forwarded_and_recorded() {
     assert_refused(&bad, 400, "malformed");
     let v: serde_json::Value = serde_json::from_slice(&bad.body).unwrap();
     assert_eq!(v["parameters"]["phoneNumber"], "invalid");
+    // Named only where it cannot be judged (nested, in the body or a Data header): not forwarded.
+    for (headers, body) in [
+        (
+            &JSON[..],
+            &br#"{"signInAs":"Online","x":{"phoneNumber":"tel:+19005550100"}}"#[..],
+        ),
+        (
+            &[
+                ("content-type", "application/json"),
+                ("data", r#"{"x":{"phoneNumber":"tel:+19005550100"}}"#),
+            ][..],
+            SIGN_IN,
+        ),
+    ] {
+        let nested = h
+            .client
+            .request("POST", AVAILABLE, HOST, headers, body)
+            .await;
+        assert_refused(&nested, 400, "missing");
+    }
     assert_eq!(h.received().len(), 1, "nothing refused reached the pool");
     assert_eq!(
         decisions(&h.metrics().await, "makeMeAvailable", "deny", "denied"),
