@@ -262,10 +262,12 @@ impl Shared {
             let _ = info.remove_label_values(&[&current.config.hash]);
             info.with_label_values(&[&next.config.hash]).set(1);
         }
-        self.snapshot.store(Arc::new(Snapshot {
+        let old = self.snapshot.swap(Arc::new(Snapshot {
             config: next.config,
             pool,
         }));
+        drop(current);
+        retire(old);
         self.show_certificates();
         next.restart
     }
@@ -281,6 +283,18 @@ impl Shared {
     pub fn ready(&self) -> bool {
         !self.draining.load(Ordering::Relaxed) && self.snapshot().pool.any_healthy()
     }
+}
+
+/// Drops a replaced snapshot off the runtime: freeing a compiled policy of 100,000 patterns takes
+/// long enough to stall every request on a runtime thread. Requests that started on it (a long
+/// poll can take minutes) keep it alive; it is dropped on a blocking thread once they are done.
+fn retire(old: Arc<Snapshot>) {
+    tokio::spawn(async move {
+        while Arc::strong_count(&old) > 1 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::task::spawn_blocking(move || drop(old));
+    });
 }
 
 /// How long a change of the certificate files is left to settle before they are read.
