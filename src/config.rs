@@ -44,8 +44,10 @@ pub struct Server {
     pub idle_timeout: Duration,
     /// Longest wait for the next bytes of a request body (nginx's `client_body_timeout`).
     pub body_read_timeout: Duration,
-    /// Longest a guarded request's body may take in all, from its head to its last byte.
+    /// Longest a request's body may take in all, from its head to its last byte.
     pub body_deadline: Duration,
+    /// Longest an answer may wait for the client to take it (nginx's `send_timeout`).
+    pub send_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_batch_bytes: usize,
     pub shutdown_grace: Duration,
@@ -214,7 +216,7 @@ impl Config {
     /// each one; it takes effect at the next start.
     pub fn needs_restart(&self, next: &Config) -> Vec<&'static str> {
         let (a, b) = (&self.server, &next.server);
-        let keys: [(&'static str, bool); 10] = [
+        let keys: [(&'static str, bool); 12] = [
             ("server.listen", a.listen != b.listen),
             ("server.tls", a.tls.is_some() != b.tls.is_some()),
             ("server.http2", a.http2 != b.http2),
@@ -231,6 +233,8 @@ impl Config {
                 "server.body_read_timeout",
                 a.body_read_timeout != b.body_read_timeout,
             ),
+            ("server.body_deadline", a.body_deadline != b.body_deadline),
+            ("server.send_timeout", a.send_timeout != b.send_timeout),
             (
                 "server.shutdown_grace",
                 a.shutdown_grace != b.shutdown_grace,
@@ -293,6 +297,20 @@ fn content_hash(text: &str, variables: &[(String, String)]) -> Box<str> {
         .into()
 }
 
+/// The config crate writes `guard[0]required` for `guard[0].required`.
+fn dotted(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 2);
+    let mut after_index = false;
+    for c in key.chars() {
+        if after_index && c != '.' && c != '[' {
+            out.push('.');
+        }
+        after_index = c == ']';
+        out.push(c);
+    }
+    out
+}
+
 fn loading_problem(e: ::config::ConfigError) -> Problem {
     use ::config::ConfigError as E;
     match e {
@@ -302,7 +320,7 @@ fn loading_problem(e: ::config::ConfigError) -> Problem {
             expected,
             ..
         } => Problem {
-            path: key,
+            path: dotted(&key),
             message: format!("invalid type: {unexpected}, expected {expected}"),
         },
         E::At {
@@ -310,7 +328,7 @@ fn loading_problem(e: ::config::ConfigError) -> Problem {
             key: Some(key),
             ..
         } => Problem {
-            path: key,
+            path: dotted(&key),
             message: error.to_string(),
         },
         other => Problem {
@@ -424,6 +442,17 @@ allow_numbers = ["+1425"]
             paths(&e.problems()),
             ["organisations[2] (from RINGFENCE__ORGANISATIONS__2__NAME)"]
         );
+        // Fresh-eyes round 4 (F6): a type error inside an array entry, and a whole section
+        // unknown, name their variables too.
+        let with_guard =
+            format!("{BASE}\n[[guard]]\nresource = \"changeNumber\"\nparameter = \"number\"\n");
+        let e = with_env(&with_guard, &[("RINGFENCE__GUARD__0__REQUIRED", "maybe")]).unwrap_err();
+        assert_eq!(
+            paths(&e.problems()),
+            ["guard[0].required (from RINGFENCE__GUARD__0__REQUIRED)"]
+        );
+        let e = with_env(BASE, &[("RINGFENCE__BOGUS__X", "1")]).unwrap_err();
+        assert_eq!(paths(&e.problems()), ["bogus (from RINGFENCE__BOGUS__X)"]);
     }
 
     #[test]

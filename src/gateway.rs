@@ -44,7 +44,15 @@ pub struct Gateway {
     connection: Connection,
     /// The client's IP address, formatted once per connection (X-Forwarded-For, audit).
     client_ip: HeaderValue,
+    /// Guarded bodies this connection may be reading at once ([`BODY_READS_PER_CONNECTION`]).
+    reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many guarded bodies one connection's requests are read at once. An HTTP/2 client could
+/// otherwise have every stream's body (up to `max_batch_bytes` each) held in memory together:
+/// 256 MiB per connection (fresh-eyes round 4, F3). The others wait, unread, and HTTP/2 flow
+/// control (one connection window) bounds what they can send meanwhile.
+const BODY_READS_PER_CONNECTION: usize = 4;
 
 /// One request's facts that every stage reads.
 struct Ctx<'s> {
@@ -71,6 +79,7 @@ impl Gateway {
             shared,
             connection,
             client_ip,
+            reads: Arc::new(tokio::sync::Semaphore::new(BODY_READS_PER_CONNECTION)),
         }
     }
 
@@ -131,12 +140,8 @@ impl Gateway {
         let host = pending.host().clone();
         let parameter = pending.parameter();
         let mut body = body;
-        let read = read_body(
-            &mut body,
-            pending.body_limit(),
-            config.server.body_deadline,
-            &self.shared.metrics,
-        );
+        let reading = self.reads.acquire().await;
+        let read = read_body(&mut body, pending.body_limit(), &self.shared.metrics);
         let (verdict, unread) = match read.await {
             Ok(bytes) => (pending.judge(bytes), false),
             Err(rejection) => {
@@ -144,6 +149,7 @@ impl Gateway {
                 (pending.unreadable(rejection), true)
             }
         };
+        drop(reading);
         let response = match verdict.outcome {
             Ok(clearance) => {
                 let response = self.forward(ctx, &host, parameter, clearance).await;
@@ -225,15 +231,9 @@ impl Gateway {
             }
             Err(e) if e.kind == FailureKind::Client => {
                 tracing::debug!(request_id = ctx.id(), error = %e, "the request body broke");
-                let rejection = if e.client_stalled() {
-                    self.shared
-                        .metrics
-                        .client_body_timeouts
-                        .with_label_values(&["idle"])
-                        .inc();
-                    Rejection::BodyTimeout
-                } else {
-                    Rejection::BadBody
+                let rejection = match e.client_timeout() {
+                    Some(timeout) => timed_out(timeout, &self.shared.metrics),
+                    None => Rejection::BadBody,
                 };
                 self.refuse(ctx, rejection, parameter, true)
             }
@@ -272,33 +272,22 @@ impl Gateway {
     }
 }
 
-/// Reads a guarded body: at most `max` bytes, complete within `deadline`, and never waiting
-/// longer than `body_read_timeout` for its next bytes (the body's own timer). A timeout is
-/// counted by kind. The body is borrowed so that what is left of a refused one can be discarded.
+/// Reads a guarded body, at most `max` bytes. The body's own clocks (`body_read_timeout`
+/// between reads, `body_deadline` in all) end a slow one; a timeout is counted by kind. The body
+/// is borrowed so that what is left of a refused one can be discarded.
 async fn read_body(
     body: &mut ClientBody,
     max: usize,
-    deadline: Duration,
     metrics: &Metrics,
 ) -> Result<Bytes, Rejection> {
-    let timed_out = |kind: &str| {
-        metrics
-            .client_body_timeouts
-            .with_label_values(&[kind])
-            .inc();
-        Rejection::BodyTimeout
-    };
-    let deadline = tokio::time::Instant::now() + deadline;
     // Most bodies are one frame, kept without a copy; more are joined.
     let mut first: Option<Bytes> = None;
     let mut joined = BytesMut::new();
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => return Err(timed_out("deadline")),
-            Ok(None) => break,
-            Ok(Some(Err(BodyError::Stalled(_)))) => return Err(timed_out("idle")),
-            Ok(Some(Err(BodyError::Read(_)))) => return Err(Rejection::BadBody),
-            Ok(Some(Ok(frame))) => frame,
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(BodyError::Read(_)) => return Err(Rejection::BadBody),
+            Err(timeout) => return Err(timed_out(&timeout, metrics)),
         };
         let Ok(data) = frame.into_data() else {
             continue; // trailers carry nothing the pool reads as a target
@@ -318,6 +307,19 @@ async fn read_body(
         }
     }
     Ok(first.unwrap_or_else(|| joined.freeze()))
+}
+
+/// Counts a body that did not arrive in time (`ringfence_client_body_timeouts_total{kind}`).
+fn timed_out(error: &BodyError, metrics: &Metrics) -> Rejection {
+    let kind = match error {
+        BodyError::Late(_) => "deadline",
+        BodyError::Stalled(_) | BodyError::Read(_) => "idle",
+    };
+    metrics
+        .client_body_timeouts
+        .with_label_values(&[kind])
+        .inc();
+    Rejection::BodyTimeout
 }
 
 /// How much of a refused HTTP/2 request body is read and thrown away after the answer.

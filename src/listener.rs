@@ -110,6 +110,8 @@ impl Server {
                 handshake_timeout: server_config.header_read_timeout,
                 idle_timeout: server_config.idle_timeout,
                 body_read_timeout: server_config.body_read_timeout,
+                body_deadline: server_config.body_deadline,
+                send_timeout: server_config.send_timeout,
                 label: addr.to_string(),
                 connections: connections.clone(),
             };
@@ -211,7 +213,7 @@ fn http_builders(config: &ServerConfig) -> Http {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(128)
         .keep_alive_interval(Some(config.idle_timeout / 2))
         .keep_alive_timeout(Duration::from_secs(20));
     let auto = if config.http2 {
@@ -264,6 +266,8 @@ struct Accept {
     handshake_timeout: Duration,
     idle_timeout: Duration,
     body_read_timeout: Duration,
+    body_deadline: Duration,
+    send_timeout: Duration,
     label: String,
     connections: TaskTracker,
 }
@@ -328,6 +332,8 @@ impl Accept {
             first_request: self.handshake_timeout,
             idle: self.idle_timeout,
             body_read: self.body_read_timeout,
+            body_deadline: self.body_deadline,
+            send: self.send_timeout,
         };
         // The service is made once the TLS server name is known: the judge binds it to an
         // organisation (SPEC §5.3).
@@ -343,14 +349,12 @@ impl Accept {
                 let in_flight = InFlight::request(Arc::clone(&seen));
                 let answer = gateway
                     .clone()
-                    .handle(req.map(|body| ClientBody::new(body, &seen, limits.body_read)));
+                    .handle(req.map(|body| ClientBody::new(body, &seen, limits)));
                 async move {
                     let response = answer.await?;
-                    Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
-                        body,
-                        in_flight: Some(in_flight),
-                        must_finish: false,
-                    }))
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| Tracked::answer(body, in_flight)),
+                    )
                 }
             });
             Serving {
@@ -492,18 +496,50 @@ pub struct Tracked<B> {
     body: B,
     in_flight: Option<InFlight>,
     must_finish: bool,
+    /// An answer's body that gave hyper something (or nothing yet) and waits for it to come
+    /// back: hyper polls again only once the client took what it had. Counted in
+    /// [`Activity::awaiting`]; a connection whose answers wait longer than `send_timeout` is
+    /// closed.
+    awaits_client: bool,
 }
 
 /// The client's request body as the gateway reads it.
 pub type ClientBody = Tracked<stall::Timed<Incoming>>;
 
 impl ClientBody {
-    fn new(body: Incoming, activity: &Arc<Activity>, read_timeout: Duration) -> ClientBody {
+    fn new(body: Incoming, activity: &Arc<Activity>, limits: Limits) -> ClientBody {
         let in_flight = (!body.is_end_stream()).then(|| InFlight::begin(Arc::clone(activity)));
         Tracked {
-            body: stall::Timed::new(body, read_timeout),
+            body: stall::Timed::new(body, limits.body_read, limits.body_deadline),
             in_flight,
             must_finish: true,
+            awaits_client: false,
+        }
+    }
+}
+
+impl<B> Tracked<B> {
+    /// An answer handed to hyper: it waits for the client to take it until its body is polled.
+    fn answer(body: B, in_flight: InFlight) -> Tracked<B> {
+        in_flight.0.awaiting.fetch_add(1, Ordering::Relaxed);
+        in_flight
+            .0
+            .progress
+            .store(in_flight.0.now(), Ordering::Relaxed);
+        Tracked {
+            body,
+            in_flight: Some(in_flight),
+            must_finish: false,
+            awaits_client: true,
+        }
+    }
+
+    /// The answer no longer waits for the client (its body is being polled, or is done).
+    fn taken(&mut self) {
+        if std::mem::take(&mut self.awaits_client) {
+            if let Some(in_flight) = &self.in_flight {
+                in_flight.0.awaiting.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -517,9 +553,26 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.get_mut();
+        let answer = !this.must_finish;
+        if answer {
+            this.taken();
+            if let Some(in_flight) = &this.in_flight {
+                in_flight
+                    .0
+                    .progress
+                    .store(in_flight.0.now(), Ordering::Relaxed);
+            }
+        }
         let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            this.in_flight = None;
+        match &frame {
+            Poll::Ready(None) => this.in_flight = None,
+            Poll::Ready(Some(Ok(_))) if answer => {
+                if let Some(in_flight) = &this.in_flight {
+                    in_flight.0.awaiting.fetch_add(1, Ordering::Relaxed);
+                    this.awaits_client = true;
+                }
+            }
+            _ => {}
         }
         frame
     }
@@ -535,6 +588,7 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 
 impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
+        self.taken();
         if let Some(in_flight) = self.in_flight.take() {
             if self.must_finish {
                 in_flight.0.never_park.store(true, Ordering::Relaxed);
@@ -554,6 +608,11 @@ struct Limits {
     idle: Duration,
     /// No bytes of a request body for this long while it is read (a client that stalls).
     body_read: Duration,
+    /// A request body not complete this long after its head (a client that trickles).
+    body_deadline: Duration,
+    /// An answer the client does not take for this long (it reads nothing, or gives an HTTP/2
+    /// stream no flow-control window): the connection is closed (nginx's `send_timeout`).
+    send: Duration,
 }
 
 /// Requests in flight on one connection and when the last one began or ended. Long polls keep a
@@ -575,12 +634,18 @@ struct Activity {
     idle: tokio::sync::Notify,
     /// Requests in flight in the whole process (`ringfence_http_requests_in_flight`).
     requests: IntGauge,
+    /// Answers handed to hyper that wait for the client to take them ([`Tracked::answer`]).
+    awaiting: AtomicUsize,
+    /// Milliseconds after `opened` when an answer's body was last polled.
+    progress: AtomicU64,
 }
 
 impl Activity {
     fn new(requests: IntGauge) -> Activity {
         Activity {
             requests,
+            awaiting: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last: AtomicU64::new(u64::MAX),
@@ -599,7 +664,8 @@ impl Activity {
     /// How long until the connection counts as abandoned; zero when it already does.
     fn remaining(&self, limits: Limits) -> Duration {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return limits.idle;
+            // Not abandoned while busy; looked at again in time to see an answer left untaken.
+            return limits.idle.min(limits.send / 2);
         }
         let (since, limit) = match self.last.load(Ordering::Relaxed) {
             u64::MAX => (0, limits.first_request),
@@ -607,6 +673,17 @@ impl Activity {
         };
         let idle = Duration::from_millis(self.now().saturating_sub(since));
         limit.saturating_sub(idle)
+    }
+
+    /// Whether an answer has waited longer than `send_timeout` for the client to take it, with
+    /// no answer making progress meanwhile: the client reads nothing (or an HTTP/2 client gives
+    /// no window), and the connection only holds a slot.
+    fn send_stalled(&self, limits: Limits) -> bool {
+        self.awaiting.load(Ordering::Relaxed) > 0
+            && Duration::from_millis(
+                self.now()
+                    .saturating_sub(self.progress.load(Ordering::Relaxed)),
+            ) > limits.send
     }
 
     /// How long until a served connection has been quiet for [`park::PARK_AFTER`]; None while a
@@ -689,17 +766,31 @@ where
     } = serving;
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
+    let mut closing = false;
     loop {
-        let wait = activity.remaining(limits);
-        if wait.is_zero() {
-            conn.as_mut().graceful_shutdown();
-            return conn.await;
+        if activity.send_stalled(limits) {
+            // Dropping the connection closes the socket: a graceful close would wait for the
+            // very answers the client does not take.
+            tracing::debug!("answers left untaken for send_timeout; connection closed");
+            return Ok(());
         }
+        let wait = activity.remaining(limits);
+        if wait.is_zero() && !closing {
+            conn.as_mut().graceful_shutdown();
+            closing = true;
+        }
+        // Never asleep longer than half the send timeout: a request may begin meanwhile, and
+        // its answer be left untaken.
+        let wait = if wait.is_zero() {
+            limits.send / 2
+        } else {
+            wait.min(limits.send / 2)
+        };
         tokio::select! {
             r = conn.as_mut() => return r,
-            () = stop.cancelled() => {
+            () = stop.cancelled(), if !closing => {
                 conn.as_mut().graceful_shutdown();
-                return conn.await;
+                closing = true;
             }
             () = tokio::time::sleep(wait) => {}
         }

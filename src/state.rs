@@ -121,6 +121,8 @@ impl Shared {
         }
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
+            // What the files looked like at the last look (None before the first). Files that
+            // went missing are a state too: their return is a change (fresh-eyes round 4, F4).
             let mut seen = None;
             loop {
                 let Some(tls) = weak
@@ -130,16 +132,17 @@ impl Shared {
                     return;
                 };
                 let now = files(&tls);
-                if seen.is_some() && now != seen {
-                    // Give a writer that replaces the two files one by one time to finish.
-                    tokio::time::sleep(SETTLE).await;
-                    seen = files(&tls);
-                    match weak.upgrade() {
-                        Some(shared) => shared.reload_certificate().await,
-                        None => return,
+                match &seen {
+                    Some(before) if *before != now => {
+                        // Give a writer that replaces the two files one by one time to finish.
+                        tokio::time::sleep(SETTLE).await;
+                        seen = Some(files(&tls));
+                        match weak.upgrade() {
+                            Some(shared) => shared.reload_certificate().await,
+                            None => return,
+                        }
                     }
-                } else {
-                    seen = now;
+                    _ => seen = Some(now),
                 }
                 tokio::time::sleep(tls.watch_interval).await;
             }

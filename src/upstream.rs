@@ -117,15 +117,12 @@ pub struct UpstreamError {
 }
 
 impl UpstreamError {
-    /// A [`FailureKind::Client`] failure because the client stopped sending its body.
-    pub fn client_stalled(&self) -> bool {
-        self.kind == FailureKind::Client
-            && in_chain(&*self.source, &|error| {
-                matches!(
-                    error.downcast_ref::<BodyError>(),
-                    Some(BodyError::Stalled(_))
-                )
-            })
+    /// Why a [`FailureKind::Client`] failure happened when the client's body was too slow.
+    pub fn client_timeout(&self) -> Option<&BodyError> {
+        if self.kind != FailureKind::Client {
+            return None;
+        }
+        find::<BodyError>(&*self.source).filter(|e| !matches!(e, BodyError::Read(_)))
     }
 }
 
@@ -419,6 +416,20 @@ fn caused_by_request_body(e: &(dyn std::error::Error + 'static)) -> bool {
 /// Whether a rustls error is anywhere in the chain.
 fn caused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
     in_chain(e, &|error| error.is::<rustls::Error>())
+}
+
+/// The first error of type `T` in the chain, including inside wrapping `io::Error`s.
+fn find<'e, T: std::error::Error + 'static>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
+    if let Some(found) = e.downcast_ref::<T>() {
+        return Some(found);
+    }
+    let wrapped = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| find::<T>(inner));
+    wrapped.or_else(|| e.source().and_then(find::<T>))
 }
 
 /// Whether `found` holds for an error anywhere in the chain, including inside wrapping

@@ -81,7 +81,8 @@ impl Overrides {
         for problem in problems {
             let from = self.0.iter().find(|o| {
                 within(&problem.path, &o.key)
-                    || (problem.path.ends_with(']') && within(&o.key, &problem.path))
+                    || ((problem.path.ends_with(']') || problem.message == "unknown key")
+                        && within(&o.key, &problem.path))
             });
             if let Some(o) = from {
                 problem.path = format!("{} (from {})", problem.path, o.var);

@@ -26,6 +26,7 @@ pub struct RawServer {
     pub idle_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub body_deadline: Option<String>,
+    pub send_timeout: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub max_batch_bytes: Option<u64>,
     pub shutdown_grace: Option<String>,

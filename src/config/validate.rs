@@ -109,6 +109,7 @@ pub(super) fn validate(
             "10s",
         ),
         body_deadline: duration(&mut p, "server.body_deadline", &s.body_deadline, "30s"),
+        send_timeout: duration(&mut p, "server.send_timeout", &s.send_timeout, "60s"),
         max_body_bytes: positive(&mut p, "server.max_body_bytes", s.max_body_bytes, 65_536),
         max_batch_bytes: positive(
             &mut p,

@@ -246,11 +246,28 @@ where
         let parkable = Parkable::new(io, Arc::clone(&activity));
         // Boxed so that a parked connection's task does not keep room for hyper's state.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(parkable), service));
+        let mut closing = false;
         let result = loop {
+            if activity.send_stalled(limits) {
+                // Dropped, not closed gracefully: that would wait for the untaken answer.
+                tracing::debug!("an answer left untaken for send_timeout; connection closed");
+                return Ok(());
+            }
             let abandon = activity.remaining(limits);
-            if abandon.is_zero() {
+            if abandon.is_zero() && !closing {
                 Pin::new(&mut *conn).graceful_shutdown();
-                break (&mut *conn).await;
+                closing = true;
+            }
+            if closing {
+                let check = if abandon.is_zero() {
+                    limits.send / 2
+                } else {
+                    abandon
+                };
+                tokio::select! {
+                    r = &mut *conn => break r,
+                    () = tokio::time::sleep(check) => continue,
+                }
             }
             // Asleep until the connection may park, or, while a request is in flight (or before
             // the first), until one ends: busy connections are not woken on a timer.
@@ -269,10 +286,11 @@ where
                 r = &mut *conn => break r,
                 () = stop.cancelled() => {
                     Pin::new(&mut *conn).graceful_shutdown();
-                    break (&mut *conn).await;
+                    closing = true;
                 }
                 () = activity.idle.notified(), if until_idle => {}
-                () = tokio::time::sleep(wait.min(abandon)) => {}
+                // At most half the send timeout: an answer left untaken is seen in time.
+                () = tokio::time::sleep(wait.min(abandon).min(limits.send / 2)) => {}
             }
         };
         let parts = (*conn).into_parts();

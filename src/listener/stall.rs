@@ -1,7 +1,8 @@
 //! A request body that must keep coming: a client that stops sending in the middle of a body
 //! holds a connection slot for as long as the server waits, so the wait for the next bytes is
-//! bounded (nginx's `client_body_timeout`). The clock runs only while ringfence is waiting for
-//! the client, never while the body sits unread behind a slow pool.
+//! bounded (nginx's `client_body_timeout`), and so is the whole body (`body_deadline`), since a
+//! byte at a time would reset the first. The first clock runs only while ringfence is waiting
+//! for the client, never while the body sits unread behind a slow pool.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +19,8 @@ pub enum BodyError {
     Read(#[from] hyper::Error),
     #[error("the client sent no part of the body for {0:?}")]
     Stalled(Duration),
+    #[error("the client did not send the whole body within {0:?}")]
+    Late(Duration),
 }
 
 /// A body whose reader gives up when the client sends nothing for `limit` while it is waited for.
@@ -25,6 +28,9 @@ pub enum BodyError {
 pub struct Timed<B> {
     body: B,
     limit: Duration,
+    /// When the whole body must have arrived, and how long after its head that is.
+    deadline: Instant,
+    total: Duration,
     /// Made on the first wait only: most bodies arrive with their head and never need it.
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
@@ -32,10 +38,12 @@ pub struct Timed<B> {
 }
 
 impl<B> Timed<B> {
-    pub fn new(body: B, limit: Duration) -> Timed<B> {
+    pub fn new(body: B, limit: Duration, total: Duration) -> Timed<B> {
         Timed {
             body,
             limit,
+            deadline: Instant::now() + total,
+            total,
             timer: None,
             waiting: false,
             stalled: false,
@@ -64,7 +72,7 @@ where
                 Poll::Ready(frame.map(|f| f.map_err(BodyError::Read)))
             }
             Poll::Pending => {
-                let deadline = Instant::now() + this.limit;
+                let deadline = (Instant::now() + this.limit).min(this.deadline);
                 let timer = match &mut this.timer {
                     Some(timer) => {
                         if !this.waiting {
@@ -80,7 +88,12 @@ where
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.stalled = true;
-                        Poll::Ready(Some(Err(BodyError::Stalled(this.limit))))
+                        let error = if Instant::now() >= this.deadline {
+                            BodyError::Late(this.total)
+                        } else {
+                            BodyError::Stalled(this.limit)
+                        };
+                        Poll::Ready(Some(Err(error)))
                     }
                     Poll::Pending => Poll::Pending,
                 }

@@ -223,6 +223,21 @@ async fn changed_files_are_loaded_without_a_reload_and_a_bad_pair_is_a_failed_on
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(presented(&r.server).await, second.der);
+
+    // Both files deleted, then a good pair written back (fresh-eyes round 4, F4): loaded.
+    let third = pair(2033);
+    std::fs::remove_file(r.dir.join("tls.crt")).unwrap();
+    std::fs::remove_file(r.dir.join("tls.key")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    write(&r.dir, &third.cert_pem, &third.key_pem);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while presented(&r.server).await != third.der {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a pair written back after a deletion was never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

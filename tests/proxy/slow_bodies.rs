@@ -94,13 +94,27 @@ async fn a_body_that_stops_is_answered_408_and_frees_its_connection_slot() {
 
 #[tokio::test]
 async fn a_guarded_body_that_trickles_past_the_deadline_is_answered_408() {
+    trickles_past_the_deadline(&guarded_head()).await;
+}
+
+/// The deadline holds for pass-through bodies too: a byte every 200 ms would otherwise hold a
+/// slot for as long as the client likes (fresh-eyes round 4, F2).
+#[tokio::test]
+async fn a_pass_through_body_that_trickles_past_the_deadline_is_answered_408() {
+    trickles_past_the_deadline(&format!(
+        "PUT /ucwa/v1/applications/1/me/note HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    ))
+    .await;
+}
+
+async fn trickles_past_the_deadline(head: &str) {
     let h = harness(
         "body_read_timeout = \"2s\"\nbody_deadline = \"1s\"\nidle_timeout = \"30s\"",
         false,
     )
     .await;
     let mut s = TcpStream::connect(h.server.addrs()[0]).await.unwrap();
-    s.write_all(guarded_head().as_bytes()).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
     let started = Instant::now();
     // One byte every 200 ms never trips the read timeout, but the whole body would take 20 s.
     let mut answer = String::new();
@@ -330,4 +344,162 @@ async fn an_http2_client_can_finish_uploading_after_its_refusal() {
         text.extend_from_slice(&chunk.unwrap());
     }
     assert!(String::from_utf8_lossy(&text).contains("body_too_large"));
+}
+
+/// An HTTP/2 client that gives its streams no flow-control window cannot be sent its answer:
+/// the connection is closed once the answer has waited `send_timeout`, and its slot freed
+/// (fresh-eyes round 4, F1: it was held for ever, past every timeout).
+#[tokio::test]
+async fn an_http2_client_that_takes_no_answer_is_closed_after_send_timeout() {
+    let h = harness(
+        "max_connections = 1\nsend_timeout = \"1s\"\nidle_timeout = \"60s\"",
+        false,
+    )
+    .await;
+    let tcp = TcpStream::connect(h.server.addrs()[0]).await.unwrap();
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{HOST}{SIMRING}?target=tel:%2B19005550100"))
+        .body(())
+        .unwrap();
+    let (answer, _) = client.send_request(request, true).unwrap();
+    let answer = tokio::time::timeout(support::TIMEOUT, answer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status(), 403, "the head needs no window");
+    let started = Instant::now();
+    // The body is never given a window; the server must give up on it and close.
+    let _ = tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the server closed the connection");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // The only slot is free again.
+    let reply = h.client.get("/ucwa/v1/applications/1/me", HOST).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    drop(client);
+}
+
+/// An HTTP/1.1 client that stops reading a large pass-through answer is closed once the answer
+/// has waited `send_timeout` (fresh-eyes round 4, F1).
+#[tokio::test]
+async fn an_http1_client_that_stops_reading_is_closed_after_send_timeout() {
+    // A member answering every request with 64 MiB.
+    let member = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let member_addr = member.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = member.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = s.read(&mut head).await;
+                let size = 64 << 20;
+                let _ = s
+                    .write_all(
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n").as_bytes(),
+                    )
+                    .await;
+                let chunk = vec![b'x'; 1 << 16];
+                for _ in 0..(size / chunk.len()) {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nmax_connections = 1\nsend_timeout = \"1s\"\nidle_timeout = \"60s\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmembers = [\"http://{member_addr}\"]\n[audit]\nsink = \"off\"\n"
+    );
+    let config = ringfence::config::Config::from_toml(&text).unwrap();
+    let server = ringfence::listener::Server::start(config, None)
+        .await
+        .unwrap();
+    let addr = server.addrs()[0];
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET /ucwa/v1/big HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // Read nothing for a while: the socket buffers fill and the answer stops.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection was never closed");
+    assert!(total < 64 << 20, "the whole answer went out: {total} bytes");
+    // The only slot is free again.
+    let mut again = TcpStream::connect(addr).await.unwrap();
+    again
+        .write_all(
+            format!("GET /ucwa/v1/small HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), again.read_exact(&mut head))
+        .await
+        .expect("served in time")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+}
+
+/// One HTTP/2 connection has at most four guarded bodies read at once; its other streams wait,
+/// unread (fresh-eyes round 4, F3: 256 streams of nearly 1 MiB each were held in memory
+/// together). Six stalled streams are therefore answered 408 in two waves.
+#[tokio::test]
+async fn an_http2_connection_has_at_most_four_guarded_bodies_read_at_once() {
+    let h = harness("body_read_timeout = \"1s\"\nidle_timeout = \"60s\"", false).await;
+    let tcp = TcpStream::connect(h.server.addrs()[0]).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..6 {
+        let request = http::Request::post(format!("http://{HOST}{SIMRING}"))
+            .header("content-type", "application/json")
+            .header("content-length", "100")
+            .body(())
+            .unwrap();
+        let (answer, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(Bytes::from_static(br#"{"target":"#), false)
+            .unwrap();
+        streams.push(send);
+        answers.push(tokio::spawn(async move {
+            let answer = tokio::time::timeout(support::TIMEOUT, answer).await;
+            (
+                answer.map(|a| a.map(|a| a.status().as_u16())),
+                started.elapsed(),
+            )
+        }));
+        client = client.ready().await.unwrap();
+    }
+    let mut times = Vec::new();
+    for answer in answers {
+        let (status, at) = answer.await.unwrap();
+        assert_eq!(status.unwrap().unwrap(), 408);
+        times.push(at);
+    }
+    times.sort();
+    assert!(times[3] < Duration::from_millis(1800), "{times:?}");
+    assert!(
+        times[4] >= Duration::from_millis(1800),
+        "the fifth body was read before one of the first four ended: {times:?}"
+    );
+    drop(streams);
 }
