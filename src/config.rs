@@ -62,6 +62,20 @@ pub struct ServerTls {
     pub watch_interval: Duration,
 }
 
+impl ServerTls {
+    /// `server.tls.watch_interval` when the file does not set it.
+    pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(10);
+
+    /// A certificate and key watched at the default interval.
+    pub fn new(cert: PathBuf, key: PathBuf) -> ServerTls {
+        ServerTls {
+            cert,
+            key,
+            watch_interval: Self::DEFAULT_WATCH_INTERVAL,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub listen: SocketAddr,

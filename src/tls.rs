@@ -382,15 +382,7 @@ mod tests {
         let d = dir("mismatch");
         let (cert, _) = pair(&d, "a");
         let (_, key) = pair(&d, "b");
-        let e = server_config(
-            &ServerTls {
-                cert,
-                key,
-                watch_interval: std::time::Duration::from_secs(10),
-            },
-            true,
-        )
-        .unwrap_err();
+        let e = server_config(&ServerTls::new(cert, key), true).unwrap_err();
         assert_eq!(
             e.to_string(),
             "server.tls.key: does not match the certificate in server.tls.cert"
@@ -416,15 +408,7 @@ mod tests {
     fn a_file_holding_the_wrong_pem_says_what_it_found() {
         let d = dir("swapped");
         let (cert, key) = pair(&d, "a");
-        let e = server_config(
-            &ServerTls {
-                cert: key.clone(),
-                key: cert.clone(),
-                watch_interval: std::time::Duration::from_secs(10),
-            },
-            true,
-        )
-        .unwrap_err();
+        let e = server_config(&ServerTls::new(key.clone(), cert.clone()), true).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
@@ -432,15 +416,7 @@ mod tests {
                 key.display()
             )
         );
-        let e = server_config(
-            &ServerTls {
-                cert: cert.clone(),
-                key: cert.clone(),
-                watch_interval: std::time::Duration::from_secs(10),
-            },
-            true,
-        )
-        .unwrap_err();
+        let e = server_config(&ServerTls::new(cert.clone(), cert.clone()), true).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
@@ -457,15 +433,7 @@ mod tests {
         };
         let e = client_config(Some(&upstream)).unwrap_err();
         assert!(e.to_string().starts_with("upstream.tls.ca_file: "), "{e}");
-        assert!(server_config(
-            &ServerTls {
-                cert,
-                key,
-                watch_interval: std::time::Duration::from_secs(10),
-            },
-            false
-        )
-        .is_ok());
+        assert!(server_config(&ServerTls::new(cert, key), false).is_ok());
         let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -418,36 +418,33 @@ fn caused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
     in_chain(e, &|error| error.is::<rustls::Error>())
 }
 
-/// The first error of type `T` in the chain, including inside wrapping `io::Error`s.
+/// The first error of type `T` in the chain (see [`first_in_chain`]).
 fn find<'e, T: std::error::Error + 'static>(
     e: &'e (dyn std::error::Error + 'static),
 ) -> Option<&'e T> {
-    if let Some(found) = e.downcast_ref::<T>() {
-        return Some(found);
-    }
-    let wrapped = e
-        .downcast_ref::<std::io::Error>()
-        .and_then(|io| io.get_ref())
-        .and_then(|inner| find::<T>(inner));
-    wrapped.or_else(|| e.source().and_then(find::<T>))
+    first_in_chain(e, &|error| error.is::<T>()).and_then(|error| error.downcast_ref::<T>())
 }
 
-/// Whether `found` holds for an error anywhere in the chain, including inside wrapping
-/// `io::Error`s (whose `source()` skips the error they wrap).
+/// Whether `found` holds for an error anywhere in the chain (see [`first_in_chain`]).
 fn in_chain(
     e: &(dyn std::error::Error + 'static),
     found: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool,
 ) -> bool {
+    first_in_chain(e, found).is_some()
+}
+
+/// The first error in the chain for which `found` holds, looking inside wrapping `io::Error`s
+/// too (whose `source()` skips the error they wrap).
+fn first_in_chain<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+    found: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> Option<&'e (dyn std::error::Error + 'static)> {
     if found(e) {
-        return true;
+        return Some(e);
     }
-    if let Some(inner) = e
+    let wrapped = e
         .downcast_ref::<std::io::Error>()
         .and_then(|io| io.get_ref())
-    {
-        if in_chain(inner, found) {
-            return true;
-        }
-    }
-    e.source().is_some_and(|source| in_chain(source, found))
+        .and_then(|inner| first_in_chain(inner, found));
+    wrapped.or_else(|| e.source().and_then(|source| first_in_chain(source, found)))
 }

@@ -872,15 +872,8 @@ fn a_member_failing_its_probes_is_logged_with_the_tls_reason() {
     let (cert, key, _) = certificates(&dir, "member");
     let (_, _, other_ca) = certificates(&dir, "other");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let tls = ringfence::tls::server_config(
-        &ringfence::config::ServerTls {
-            cert,
-            key,
-            watch_interval: std::time::Duration::from_secs(10),
-        },
-        true,
-    )
-    .unwrap();
+    let tls =
+        ringfence::tls::server_config(&ringfence::config::ServerTls::new(cert, key), true).unwrap();
     let member = rt
         .block_on(ringfence::sim::Member::start_on(
             "fe1",

@@ -78,12 +78,10 @@ pub(super) fn validate(
     let tls = s.tls.as_ref().and_then(|t| {
         let cert = required_file(&mut p, "server.tls.cert", t.cert.as_deref(), &file);
         let key = required_file(&mut p, "server.tls.key", t.key.as_deref(), &file);
-        let watch_interval = duration(
-            &mut p,
-            "server.tls.watch_interval",
-            &t.watch_interval,
-            "10s",
-        );
+        let watch_interval = match &t.watch_interval {
+            None => ServerTls::DEFAULT_WATCH_INTERVAL,
+            set => duration(&mut p, "server.tls.watch_interval", set, ""),
+        };
         Some(ServerTls {
             cert: cert?,
             key: key?,

@@ -118,11 +118,8 @@ impl Certs {
 
     /// A rustls server configuration with the server certificate (for TLS pool members).
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        let tls = ringfence::config::ServerTls {
-            cert: self.server_cert_path(),
-            key: self.server_key_path(),
-            watch_interval: std::time::Duration::from_secs(10),
-        };
+        let tls =
+            ringfence::config::ServerTls::new(self.server_cert_path(), self.server_key_path());
         ringfence::tls::server_config(&tls, true).unwrap()
     }
 
