@@ -30,6 +30,8 @@ struct Prepared {
     pool: Option<Arc<Pool>>,
     /// The listener's certificate and key, read again (the files may have new contents).
     key: Option<CertifiedKey>,
+    /// The upstream client certificate's expiry, read with the rest.
+    client_not_after: Option<i64>,
     restart: Vec<&'static str>,
 }
 
@@ -84,24 +86,25 @@ impl Shared {
             reloading: tokio::sync::Mutex::new(()),
             certificate,
         });
-        shared.show_certificates();
+        shared.show_server_certificate();
+        shared.show_client_certificate(client_not_after(&shared.snapshot().config));
         Ok(shared)
     }
 
-    /// Sets `ringfence_tls_certificate_expiry_timestamp_seconds` for the certificates in use.
-    fn show_certificates(&self) {
-        let expiry = &self.metrics.certificate_expiry;
+    /// Sets `ringfence_tls_certificate_expiry_timestamp_seconds{certificate="server"}` for the
+    /// certificate presented now.
+    fn show_server_certificate(&self) {
         if let Some(at) = self.certificate.as_ref().and_then(|c| c.not_after()) {
+            let expiry = &self.metrics.certificate_expiry;
             expiry.with_label_values(&["server"]).set(at as f64);
         }
-        let snapshot = self.snapshot();
-        let client = snapshot
-            .config
-            .upstream
-            .tls
-            .as_ref()
-            .and_then(|t| t.cert.as_deref());
-        match client.and_then(tls::file_not_after) {
+    }
+
+    /// Sets the upstream client certificate's expiry, read from its file by the caller (off
+    /// the runtime for a reload).
+    fn show_client_certificate(&self, not_after: Option<i64>) {
+        let expiry = &self.metrics.certificate_expiry;
+        match not_after {
             Some(at) => expiry
                 .with_label_values(&["upstream_client"])
                 .set(at as f64),
@@ -160,7 +163,7 @@ impl Shared {
                 if let Some(certificate) = &self.certificate {
                     certificate.replace(key);
                 }
-                self.show_certificates();
+                self.show_server_certificate();
                 Ok(())
             }
             Ok(Err(e)) => Err(ReloadError::Tls(e)),
@@ -228,6 +231,7 @@ impl Shared {
             _ => None,
         };
         Ok(Prepared {
+            client_not_after: client_not_after(&config),
             config,
             pool,
             key,
@@ -271,7 +275,8 @@ impl Shared {
         }));
         drop(current);
         retire(old);
-        self.show_certificates();
+        self.show_server_certificate();
+        self.show_client_certificate(next.client_not_after);
         next.restart
     }
 
@@ -298,6 +303,12 @@ fn retire(old: Arc<Snapshot>) {
         }
         tokio::task::spawn_blocking(move || drop(old));
     });
+}
+
+/// The `notAfter` of the upstream client certificate a configuration names (file I/O).
+fn client_not_after(config: &Config) -> Option<i64> {
+    let tls = config.upstream.tls.as_ref()?;
+    tls::file_not_after(tls.cert.as_deref()?)
 }
 
 /// How long a change of the certificate files is left to settle before they are read.
