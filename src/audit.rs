@@ -1,171 +1,353 @@
-//! The audit trail: one JSON line per policy decision, written off the request path by a
-//! dedicated thread so a slow disk never stalls a request. Tokens and Authorization never appear.
+//! The audit trail (SPEC §9): a `decision` line for every judged guarded request, written before
+//! any byte of it goes upstream, an `outcome` line after, and a `config` line per reload; and the
+//! optional access log, a line per request. Lines are JSON, schema version [`VERSION`]
+//! (docs/audit.md), delivered by [`writer`]: a bounded queue and one writer thread per trail.
+//! Never the Authorization header, cookies or tokens.
 
-use std::io::{self, Write};
-use std::path::Path;
-use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
-use std::time::Duration;
+pub mod writer;
 
 use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Serialize, Serializer};
+use tokio::sync::oneshot;
 
-use crate::config;
+use crate::config::{self, OnFull};
 use crate::policy::Rule;
 use crate::target::Target;
+pub use writer::{Counters, Severity};
+use writer::{Line, Queue, Stream};
 
-/// One decision as written to the trail (SPEC §9). Borrowed and formatted straight into the
-/// line: the request path allocates nothing but the line itself.
+/// The schema version every line carries as `v`; raised when a field changes meaning.
+pub const VERSION: u8 = 1;
+
+/// A path is cut at this many bytes in the trail; a raw target at [`RAW_TARGET_CHARS`].
+const PATH_BYTES: usize = 512;
+const RAW_TARGET_CHARS: usize = 128;
+
+/// One judged guarded request, or one guarded part of a batch (SPEC §9). Borrowed from the
+/// request and formatted straight into the line.
 #[derive(Debug, Serialize)]
-pub struct Record<'a> {
+pub struct Decision<'a> {
+    pub v: u8,
+    pub kind: &'static str,
     #[serde(serialize_with = "as_str")]
     pub ts: humantime::Rfc3339Timestamp,
-    pub request_id: &'a str,
+    /// ringfence's own id for the request, on every line about it.
+    pub id: &'a str,
+    /// The client's `X-Request-Id`, when it was valid.
+    pub client_request_id: Option<&'a str>,
     pub client: &'a str,
+    pub sni: Option<&'a str>,
     pub host: &'a str,
     pub method: &'a str,
+    #[serde(serialize_with = "path")]
     pub path: &'a str,
     pub resource: &'a str,
-    pub organisation: &'a str,
+    pub organisation: Option<&'a str>,
+    pub application: Option<&'a str>,
+    pub user: Option<&'a str>,
+    pub token_fingerprint: Option<&'a str>,
     #[serde(serialize_with = "each_as_str")]
     pub targets: &'a [Target],
+    #[serde(serialize_with = "raw_target")]
+    pub raw_target: Option<&'a str>,
+    /// `allow`, `deny`, or `not_sent` (a guarded part of a batch refused by another part).
     pub decision: &'static str,
     pub reason: &'static str,
     #[serde(serialize_with = "option_as_str")]
     pub rule: Option<Rule<'a>>,
-    pub upstream_status: Option<u16>,
+    pub batch: Option<BatchPart<'a>>,
 }
 
-/// Where decision records go. Cloning shares the writer.
-#[derive(Clone, Debug)]
+/// Where a batch part's line belongs: the batch request's id, the part's place (1-based) among
+/// the batch's parts, and how many parts the batch has (both `null` for a batch refused before
+/// its parts could be read).
+#[derive(Debug, Serialize)]
+pub struct BatchPart<'a> {
+    pub id: &'a str,
+    pub part: Option<usize>,
+    pub parts: Option<usize>,
+}
+
+/// What became of a forwarded guarded request.
+#[derive(Debug, Serialize)]
+pub struct Outcome<'a> {
+    pub v: u8,
+    pub kind: &'static str,
+    #[serde(serialize_with = "as_str")]
+    pub ts: humantime::Rfc3339Timestamp,
+    pub id: &'a str,
+    /// The answer's status; `null` when the client went before it.
+    pub status: Option<u16>,
+    pub source: Source,
+    pub duration_ms: u64,
+}
+
+/// Who wrote an outcome's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A pool member answered (its own errors included).
+    Pool,
+    /// ringfence answered itself after the decision: no member reachable, a member failed or
+    /// was too slow (502/503/504), the body broke off, or the trail could not be written.
+    Ringfence,
+    /// The client went away before an answer.
+    ClientGone,
+}
+
+/// A configuration reload that took effect: content hashes and counts before and after.
+#[derive(Debug, Serialize)]
+pub struct ConfigChange<'a> {
+    pub v: u8,
+    pub kind: &'static str,
+    #[serde(serialize_with = "as_str")]
+    pub ts: humantime::Rfc3339Timestamp,
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    pub old: config::Counts,
+    pub new: config::Counts,
+}
+
+/// One request of any kind, for the access log (SPEC §9 "Access log").
+#[derive(Debug, Serialize)]
+pub struct Access<'a> {
+    pub v: u8,
+    pub kind: &'static str,
+    #[serde(serialize_with = "as_str")]
+    pub ts: humantime::Rfc3339Timestamp,
+    pub id: &'a str,
+    pub client: &'a str,
+    pub host: &'a str,
+    pub method: &'a str,
+    #[serde(serialize_with = "path")]
+    pub path: &'a str,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: u64,
+    pub member: Option<&'a str>,
+    pub route: &'static str,
+}
+
+/// The audit trail: cloning shares the queue and its writer.
+#[derive(Clone)]
 pub struct Audit {
-    tx: Option<Sender<Entry>>,
+    queue: Option<Arc<Queue>>,
+    on_full: OnFull,
+    write_timeout: Duration,
+    counters: Counters,
 }
 
-/// What the writer thread is sent: a line, or "reopen the file" (logrotate's `postrotate`).
-#[derive(Debug)]
-enum Entry {
-    Line(String),
-    Reopen,
-}
-
-fn open(path: &Path) -> io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-}
-
-/// Why the audit trail could not be started.
+/// Why a trail could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("audit.path: cannot open {}: {error}", path.display())]
+    #[error("{section}.path: cannot open {}: {error}", path.display())]
     Open {
+        section: &'static str,
         path: std::path::PathBuf,
         error: io::Error,
     },
-    #[error("audit.sink: cannot start the audit writer thread: {0}")]
-    Writer(io::Error),
+    #[error("{section}.sink: cannot start the writer thread: {0}", section = .1)]
+    Writer(io::Error, &'static str),
+}
+
+/// The decision lines could not be queued, or not written in time, and `on_full = "refuse"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
+/// Decision lines queued; [`Pending::written`] waits until the sink took them.
+pub struct Pending {
+    written: Option<oneshot::Receiver<()>>,
+    on_full: OnFull,
+    timeout: Duration,
+}
+
+impl Pending {
+    /// Resolves once the lines are written. With `on_full = "refuse"`, a sink that does not
+    /// take them within `write_timeout` is [`Unavailable`]; with `"drop"`, the request goes on.
+    pub async fn written(self) -> Result<(), Unavailable> {
+        let Some(written) = self.written else {
+            return Ok(());
+        };
+        match tokio::time::timeout(self.timeout, written).await {
+            Ok(Ok(())) => Ok(()),
+            _ if self.on_full == OnFull::Drop => Ok(()),
+            _ => Err(Unavailable),
+        }
+    }
+}
+
+/// Opens a sink as its section configures it; `None` for `off`.
+fn open_sink(
+    section: &'static str,
+    sink: &config::Sink,
+) -> Result<Option<Box<dyn writer::Sink>>, AuditError> {
+    Ok(Some(match sink {
+        config::Sink::Off => return Ok(None),
+        config::Sink::Stdout => Box::new(Stream::stdout()),
+        config::Sink::Stderr => Box::new(Stream::stderr()),
+        config::Sink::File(path) => {
+            Box::new(Stream::file(path).map_err(|error| AuditError::Open {
+                section,
+                path: path.clone(),
+                error,
+            })?)
+        }
+        config::Sink::Syslog { .. } => {
+            return Err(AuditError::Writer(
+                io::Error::other("syslog is not built yet"),
+                section,
+            ))
+        }
+    }))
+}
+
+fn start_queue(
+    section: &'static str,
+    sink: &config::Sink,
+    capacity: usize,
+    counters: &Counters,
+) -> Result<Option<Arc<Queue>>, AuditError> {
+    let Some(sink) = open_sink(section, sink)? else {
+        return Ok(None);
+    };
+    Queue::start(section, sink, capacity, counters.clone())
+        .map(Some)
+        .map_err(|e| AuditError::Writer(e, section))
 }
 
 impl Audit {
     /// Opens the sink (a file is created if absent and appended to) and starts its writer.
-    pub fn start(sink: &config::Audit) -> Result<Audit, AuditError> {
-        let (out, path): (Box<dyn Write + Send>, _) = match sink {
-            config::Audit::Off => return Ok(Audit { tx: None }),
-            config::Audit::Stderr => (Box::new(io::stderr()), None),
-            config::Audit::File(path) => (
-                Box::new(open(path).map_err(|error| AuditError::Open {
-                    path: path.clone(),
-                    error,
-                })?),
-                Some(path.clone()),
-            ),
-        };
-        let (tx, rx) = channel::<Entry>();
-        std::thread::Builder::new()
-            .name("ringfence-audit".into())
-            .spawn(move || write_lines(&rx, out, path.as_deref()))
-            .map_err(AuditError::Writer)?;
-        Ok(Audit { tx: Some(tx) })
+    pub fn start(config: &config::Audit) -> Result<Audit, AuditError> {
+        let counters = Counters::new(
+            "ringfence_audit_lines_total",
+            "Audit lines by result: written to the sink, dropped (queue full), failed (the sink never took them).",
+            "ringfence_audit_queue_lines",
+            "Audit lines waiting for the sink.",
+        );
+        Ok(Audit {
+            queue: start_queue("audit", &config.sink, config.queue_lines, &counters)?,
+            on_full: config.on_full,
+            write_timeout: config.write_timeout,
+            counters,
+        })
     }
 
-    pub fn record(&self, record: &Record<'_>) {
-        let Some(tx) = &self.tx else { return };
-        match serde_json::to_string(record) {
-            Ok(mut line) => {
-                line.push('\n');
-                let _ = tx.send(Entry::Line(line));
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Queues a request's decision lines, all or none. `Err` when they cannot be queued and
+    /// `on_full = "refuse"`: the request must then be refused, and nothing of it was recorded.
+    /// With `wait`, [`Pending::written`] waits for the sink (a request about to be forwarded).
+    pub fn decided(&self, lines: Vec<Line>, wait: bool) -> Result<Pending, Unavailable> {
+        let written = match &self.queue {
+            None => None,
+            Some(queue) => match queue.push(lines.into_iter(), wait) {
+                Ok(written) => written,
+                Err(writer::Full) if self.on_full == OnFull::Drop => None,
+                Err(writer::Full) => return Err(Unavailable),
+            },
+        };
+        Ok(Pending {
+            written,
+            on_full: self.on_full,
+            timeout: self.write_timeout,
+        })
+    }
+
+    /// Queues a line nobody waits for (an outcome, a reload); a full queue drops it, counted.
+    pub fn note<T: Serialize>(&self, record: &T, kind: &'static str) {
+        if let Some(queue) = &self.queue {
+            if let Some(line) = line(record, kind, Severity::Info) {
+                let _ = queue.push(std::iter::once(line), false);
             }
-            Err(e) => tracing::error!(error = %e, "cannot serialise an audit record"),
         }
     }
 
-    /// Reopens the audit file by its path (after logrotate moved it away): every line sent
+    /// Whether lines go anywhere (`sink != "off"`): if not, nothing needs serialising.
+    pub fn enabled(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Reopens the audit file by its path (after logrotate moved it away): every line queued
     /// before this call goes to the old file, every line after to the new one.
     pub fn reopen(&self) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Entry::Reopen);
+        if let Some(q) = &self.queue {
+            q.reopen();
+        }
+    }
+
+    /// Waits up to `within` for the queue to be written out (shutdown); returns the lines
+    /// still waiting when it gave up.
+    pub fn flush(&self, within: Duration) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.flush(within))
+    }
+}
+
+/// One serialised line for a trail.
+pub fn line<T: Serialize>(record: &T, kind: &'static str, severity: Severity) -> Option<Line> {
+    match serde_json::to_string(record) {
+        Ok(mut text) => {
+            text.push('\n');
+            Some(Line::new(text, kind, severity))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialise a trail line");
+            None
         }
     }
 }
 
-/// How long the writer waits for more lines once one arrived, so that a busy proxy pays one
-/// write for many lines and its request path never wakes the writer: a sender only wakes a
-/// receiver that blocks, and under load the writer is asleep here instead.
-const GATHER: Duration = Duration::from_millis(2);
+/// The access log: like the audit trail, but it never holds a request up (a full queue drops).
+#[derive(Clone)]
+pub struct AccessLog {
+    queue: Option<Arc<Queue>>,
+    counters: Counters,
+}
 
-/// Writes lines as they come: blocks while the trail is quiet; while lines keep coming, gathers
-/// them for [`GATHER`] and writes them together. Every line is written within a few ms.
-fn write_lines(rx: &Receiver<Entry>, out: Box<dyn Write + Send>, path: Option<&Path>) {
-    let mut out = io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(first) = rx.recv() {
-        let mut entry = Some(first);
-        while let Some(e) = entry.take() {
-            take(&mut out, e, path);
-            loop {
-                match rx.try_recv() {
-                    Ok(e) => take(&mut out, e, path),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        flush(&mut out);
-                        return;
-                    }
-                }
+impl AccessLog {
+    pub fn start(config: &config::AccessLog) -> Result<AccessLog, AuditError> {
+        let counters = Counters::new(
+            "ringfence_access_log_lines_total",
+            "Access log lines by result: written, dropped (queue full), failed.",
+            "ringfence_access_log_queue_lines",
+            "Access log lines waiting for the sink.",
+        );
+        Ok(AccessLog {
+            queue: start_queue("access_log", &config.sink, config.queue_lines, &counters)?,
+            counters,
+        })
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    pub fn record(&self, access: &Access<'_>) {
+        if let Some(queue) = &self.queue {
+            if let Some(line) = line(access, "access", Severity::Info) {
+                let _ = queue.push(std::iter::once(line), false);
             }
-            flush(&mut out);
-            std::thread::sleep(GATHER);
-            entry = rx.try_recv().ok();
         }
     }
-    flush(&mut out);
-}
 
-fn take(out: &mut io::BufWriter<Box<dyn Write + Send>>, entry: Entry, path: Option<&Path>) {
-    match entry {
-        Entry::Line(l) => {
-            let _ = out.write_all(l.as_bytes());
-        }
-        Entry::Reopen => {
-            let Some(path) = path else { return };
-            flush(out);
-            match open(path) {
-                Ok(file) => {
-                    *out.get_mut() = Box::new(file);
-                    tracing::info!(path = %path.display(), "audit trail reopened");
-                }
-                Err(e) => tracing::error!(
-                    path = %path.display(), error = %e,
-                    "cannot reopen the audit trail; writing on to the file already open"
-                ),
-            }
+    pub fn reopen(&self) {
+        if let Some(q) = &self.queue {
+            q.reopen();
         }
     }
-}
 
-fn flush(out: &mut impl Write) {
-    if out.flush().is_err() {
-        tracing::error!("cannot write the audit trail");
+    pub fn flush(&self, within: Duration) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.flush(within))
     }
 }
 
@@ -198,5 +380,74 @@ fn option_as_str<T: fmt::Display, S: Serializer>(
     match value {
         Some(v) => s.serialize_some(&AsStr(v)),
         None => s.serialize_none(),
+    }
+}
+
+fn path<S: Serializer>(value: &&str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&escaped(value, Cut::Bytes(PATH_BYTES)))
+}
+
+fn raw_target<S: Serializer>(value: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_some(&*escaped(v, Cut::Chars(RAW_TARGET_CHARS))),
+        None => s.serialize_none(),
+    }
+}
+
+enum Cut {
+    Bytes(usize),
+    Chars(usize),
+}
+
+/// Client text as the trail shows it: control characters (C0, DEL, C1) and the Unicode line and
+/// paragraph separators as visible `\u{..}` escapes, so that the decoded value holds none, and
+/// cut at the limit (on a character boundary). Most values need neither and are not copied.
+fn escaped(value: &str, cut: Cut) -> std::borrow::Cow<'_, str> {
+    let special = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    let cut_at = match cut {
+        Cut::Bytes(max) if value.len() > max => Some(
+            (0..=max)
+                .rev()
+                .find(|&i| value.is_char_boundary(i))
+                .unwrap_or(0),
+        ),
+        Cut::Chars(max) => value.char_indices().nth(max).map(|(i, _)| i),
+        Cut::Bytes(_) => None,
+    };
+    let value = &value[..cut_at.unwrap_or(value.len())];
+    if !value.contains(special) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        if special(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_text_is_escaped_and_cut() {
+        assert_eq!(escaped("/ucwa/v1", Cut::Bytes(512)), "/ucwa/v1");
+        assert_eq!(
+            escaped("a\nb\u{7f}c\u{85}", Cut::Bytes(512)),
+            "a\\u{a}b\\u{7f}c\\u{85}"
+        );
+        assert_eq!(escaped("x\u{2028}", Cut::Bytes(512)), "x\\u{2028}");
+        let long = "é".repeat(300);
+        let cut = escaped(&long, Cut::Bytes(512));
+        assert_eq!(cut.len(), 512);
+        let longer = format!("a{long}");
+        let cut = escaped(&longer, Cut::Bytes(512));
+        assert_eq!(cut.len(), 511, "cut on a character boundary");
+        assert_eq!(escaped(&long, Cut::Chars(128)).chars().count(), 128);
+        assert_eq!(escaped("short", Cut::Chars(128)), "short");
     }
 }

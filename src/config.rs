@@ -27,6 +27,7 @@ pub struct Config {
     pub policy: Policy,
     pub guards: Guards,
     pub audit: Audit,
+    pub access_log: AccessLog,
     /// Accepted but suspicious settings (e.g. no organisations), for check-config and the log.
     pub warnings: Vec<Problem>,
     /// What the configuration was built from, hashed: the file's bytes and every
@@ -115,11 +116,53 @@ pub struct Health {
     pub healthy_after: u32,
 }
 
+/// `[audit]`: where the decision lines go, and what happens when they cannot go there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Audit {
+pub struct Audit {
+    pub sink: Sink,
+    /// Lines waiting for the sink at most; more is [`OnFull`].
+    pub queue_lines: usize,
+    pub on_full: OnFull,
+    /// How long an allowed guarded request waits for its decision line to be written before it
+    /// is refused (`refuse`) or forwarded anyway (`drop`).
+    pub write_timeout: Duration,
+}
+
+/// `[access_log]`: one line per request, guarded or not; never holds a request up (a full
+/// queue drops, and counts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    pub sink: Sink,
+    pub queue_lines: usize,
+}
+
+/// A configuration's size, as the `config` audit line records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub organisations: usize,
+    pub allow_entries: usize,
+    pub deny_entries: usize,
+    pub members: usize,
+    pub guards: usize,
+}
+
+/// Where a trail's lines are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
     Off,
+    Stdout,
     Stderr,
     File(PathBuf),
+    Syslog { address: String, facility: String },
+}
+
+/// What a full queue (or a sink that cannot take lines) means for a guarded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Refused 503 `audit_unavailable`: nothing is forwarded without its decision line.
+    Refuse,
+    /// Forwarded; the line is lost and counted (`result="dropped"`).
+    Drop,
 }
 
 /// One thing wrong (or suspicious) in a configuration, at a key path such as
@@ -230,7 +273,7 @@ impl Config {
     /// each one; it takes effect at the next start.
     pub fn needs_restart(&self, next: &Config) -> Vec<&'static str> {
         let (a, b) = (&self.server, &next.server);
-        let keys: [(&'static str, bool); 12] = [
+        let keys: [(&'static str, bool); 13] = [
             ("server.listen", a.listen != b.listen),
             ("server.tls", a.tls.is_some() != b.tls.is_some()),
             ("server.http2", a.http2 != b.http2),
@@ -255,11 +298,24 @@ impl Config {
             ),
             ("admin.listen", self.admin.listen != next.admin.listen),
             ("audit", self.audit != next.audit),
+            ("access_log", self.access_log != next.access_log),
         ];
         keys.iter()
             .filter(|(_, changed)| *changed)
             .map(|(key, _)| *key)
             .collect()
+    }
+
+    /// What the configuration holds, in numbers: the `config` audit line's before and after.
+    pub fn counts(&self) -> Counts {
+        let (organisations, allow_entries, deny_entries) = self.policy.sizes();
+        Counts {
+            organisations,
+            allow_entries,
+            deny_entries,
+            members: self.upstream.members.len(),
+            guards: self.guards.len(),
+        }
     }
 
     /// A one-screen summary for `check-config`.

@@ -109,17 +109,39 @@ fn join_cookie_crumbs(headers: &mut HeaderMap) {
     }
 }
 
-/// A client's X-Request-Id when it is safe to echo, else a fresh one.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
+/// A request's ids: ringfence's own (`id` in the audit trail, always made here) and the client's
+/// X-Request-Id when it is safe to echo.
+#[derive(Debug, Clone)]
+pub struct RequestIds {
+    pub ours: HeaderValue,
+    pub client: Option<HeaderValue>,
+}
+
+impl RequestIds {
+    /// The X-Request-Id sent to the pool and echoed to the client (SPEC §7): the client's when
+    /// it gave a valid one, else ours.
+    pub fn header(&self) -> &HeaderValue {
+        self.client.as_ref().unwrap_or(&self.ours)
+    }
+}
+
+/// A fresh id for the request, and the client's X-Request-Id when it is safe to echo.
+pub fn request_ids(headers: &HeaderMap) -> RequestIds {
+    let client = headers.get(&X_REQUEST_ID).filter(|v| {
         let b = v.as_bytes();
-        if (1..=128).contains(&b.len())
+        (1..=128).contains(&b.len())
             && b.iter()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
-        {
-            return v.clone();
-        }
+    });
+    RequestIds {
+        ours: fresh_id(),
+        client: client.cloned(),
     }
+}
+
+/// 24 hex digits: 16 from a seeded mix of a counter, 8 of the counter itself, so ids are unique
+/// within a process and unlike across processes.
+fn fresh_id() -> HeaderValue {
     static SEED: LazyLock<u64> = LazyLock::new(|| {
         use std::hash::{BuildHasher, Hasher};
         std::collections::hash_map::RandomState::new()

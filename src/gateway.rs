@@ -15,8 +15,10 @@ use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::audit::{self, Record};
-use crate::forwarding::{self, Forwarded, X_REQUEST_ID};
+use crate::access::{self, Logged};
+use crate::audit::writer::Line;
+use crate::audit::{self, Audit, Severity, Source, Unavailable};
+use crate::forwarding::{self, Forwarded, RequestIds, X_REQUEST_ID};
 use crate::judge::{self, Admission, Clearance, Ruling, Traffic};
 use crate::listener::{BodyError, ClientBody};
 use crate::metrics::Metrics;
@@ -25,8 +27,10 @@ use crate::reject::{prefers_xml, Rejection};
 use crate::state::{Shared, Snapshot};
 use crate::upstream::{FailureKind, UpstreamBody};
 
-/// The body of every answer: the member's own, streamed, or one ringfence wrote.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+/// The body of every answer: the member's own, streamed, or one ringfence wrote; with the
+/// request's access line, when the access log is on.
+pub type ResponseBody = Logged<Answer>;
+type Answer = Either<Incoming, Full<Bytes>>;
 
 /// What the gateway knows about the connection a request came on.
 #[derive(Debug, Clone)]
@@ -57,17 +61,24 @@ const BODY_READS_PER_CONNECTION: usize = 4;
 /// One request's facts that every stage reads.
 struct Ctx<'s> {
     snapshot: &'s Snapshot,
-    request_id: HeaderValue,
+    ids: RequestIds,
     version: Version,
     xml: bool,
+    started: Instant,
+    /// The pool member that answered, for the access log.
+    member: std::sync::OnceLock<&'s str>,
 }
 
 impl Ctx<'_> {
-    /// The request id as text: log fields take it as a string, never as a `HeaderValue`, whose
-    /// Debug form is quoted.
+    /// ringfence's id for the request as text: the audit trail's `id`, and the logs'.
     fn id(&self) -> &str {
-        // Always visible ASCII: a client id is kept only when it is, and ours are hex.
-        self.request_id.to_str().unwrap_or("")
+        // Always visible ASCII: ours are hex.
+        self.ids.ours.to_str().unwrap_or("")
+    }
+
+    /// The X-Request-Id the client and the pool see (the client's, if it gave a valid one).
+    fn request_id(&self) -> &str {
+        self.ids.header().to_str().unwrap_or("")
     }
 }
 
@@ -89,25 +100,47 @@ impl Gateway {
     ) -> Result<Response<ResponseBody>, Infallible> {
         let started = Instant::now();
         let snapshot = self.shared.snapshot();
-        let (parts, body) = request.into_parts();
-        let request_id = forwarding::request_id(&parts.headers);
+        let (parts, mut body) = request.into_parts();
+        let ids = forwarding::request_ids(&parts.headers);
+        let mut access = self.shared.access.enabled().then(|| {
+            let entry = access::Entry::new(
+                &self.shared.access,
+                started,
+                &ids.ours,
+                &self.client_ip,
+                &parts,
+            );
+            body.count_into(entry.bytes_in());
+            Box::new(entry)
+        });
         let ctx = Ctx {
             snapshot: &snapshot,
-            request_id: request_id.clone(),
+            ids,
             version: parts.version,
             xml: prefers_xml(parts.headers.get(header::ACCEPT)),
+            started,
+            member: std::sync::OnceLock::new(),
         };
-        // Every log line about this request carries its id, as the plain string the audit trail
-        // and the X-Request-Id header show.
-        let span = tracing::info_span!("request", request_id = ctx.id());
+        // Every log line about this request carries ringfence's id (the audit trail's), and the
+        // X-Request-Id the client and the pool see.
+        let span = tracing::info_span!("request", id = ctx.id(), request_id = ctx.request_id());
         let (traffic, mut response) = self.serve(&ctx, parts, body).instrument(span).await;
-        response.headers_mut().insert(X_REQUEST_ID, request_id);
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID, ctx.ids.header().clone());
         self.shared.metrics.answered(
             traffic.label(),
             response.status(),
             started.elapsed().as_secs_f64(),
         );
-        Ok(response)
+        if let Some(entry) = &mut access {
+            entry.answered(
+                response.status().as_u16(),
+                traffic.label(),
+                ctx.member.get().copied(),
+            );
+        }
+        Ok(response.map(|body| Logged::new(body, access)))
     }
 
     async fn serve(
@@ -115,7 +148,7 @@ impl Gateway {
         ctx: &Ctx<'_>,
         parts: http::request::Parts,
         body: ClientBody,
-    ) -> (Traffic, Response<ResponseBody>) {
+    ) -> (Traffic, Response<Answer>) {
         let config = &ctx.snapshot.config;
         let sni = self.connection.sni.as_deref();
         let pending = match judge::admit(parts, config, sni) {
@@ -128,10 +161,13 @@ impl Gateway {
                 );
             }
             Admission::Refused(refused) => {
-                if let Some(ruling) = &refused.ruling {
-                    self.record(ctx, &refused.host, ruling, None);
-                }
-                let response = self.refuse(ctx, refused.rejection, refused.parameter, true);
+                let rulings = refused.ruling.as_slice();
+                let lines = self.decisions(ctx, &refused.host, rulings, true);
+                let rejection = match self.shared.audit.decided(lines, false) {
+                    Ok(_) => refused.rejection,
+                    Err(Unavailable) => Rejection::AuditUnavailable,
+                };
+                let response = self.refuse(ctx, rejection, refused.parameter, true);
                 discard_after_answer(ctx.version, body);
                 return (refused.traffic, response);
             }
@@ -150,56 +186,114 @@ impl Gateway {
             }
         };
         drop(reading);
+        // The decision lines are queued before anything else happens, and an allowed request
+        // waits until the sink has them: no byte goes upstream that the trail does not show.
+        let refused = verdict.outcome.is_err();
+        let lines = self.decisions(ctx, &host, &verdict.rulings, refused);
+        let pending = match self.shared.audit.decided(lines, !refused) {
+            Ok(pending) => pending,
+            Err(Unavailable) => {
+                let response = self.refuse(ctx, Rejection::AuditUnavailable, parameter, unread);
+                return (Traffic::Guarded, response);
+            }
+        };
         let response = match verdict.outcome {
             Ok(clearance) => {
+                let outcome =
+                    (!verdict.rulings.is_empty()).then(|| Outcome::new(&self.shared.audit, ctx));
+                if pending.written().await.is_err() {
+                    tracing::error!("the decision could not be written to the audit trail in time");
+                    let response = self.refuse(ctx, Rejection::AuditUnavailable, parameter, false);
+                    if let Some(o) = outcome {
+                        o.record(&response);
+                    }
+                    return (Traffic::Guarded, response);
+                }
                 let response = self.forward(ctx, &host, parameter, clearance).await;
-                let status = Some(response.status().as_u16());
-                for ruling in &verdict.rulings {
-                    self.record(ctx, &host, ruling, status);
+                if let Some(o) = outcome {
+                    o.record(&response);
                 }
                 response
             }
-            Err(refused) => {
-                for ruling in &verdict.rulings {
-                    self.record(ctx, &host, ruling, None);
-                }
-                self.refuse(ctx, refused.rejection, refused.parameter, unread)
-            }
+            Err(refused) => self.refuse(ctx, refused.rejection, refused.parameter, unread),
         };
         (Traffic::Guarded, response)
     }
 
-    /// Counts the decision and writes its audit line.
-    fn record(
+    /// Counts each decision and makes its audit line. In a refused batch, the part that refused
+    /// it (or the batch, refused as a whole) is the one `deny`; every other judged part is
+    /// `not_sent`, never `allow`, and is not counted as a decision.
+    fn decisions(
         &self,
         ctx: &Ctx<'_>,
         host: &HeaderValue,
-        ruling: &Ruling<'_>,
-        upstream_status: Option<u16>,
-    ) {
-        let organisation = ruling.organisation.map_or("none", Organisation::name);
-        let decision = if ruling.allowed() { "allow" } else { "deny" };
-        let reason = ruling.reason();
-        self.shared
-            .metrics
-            .decisions
-            .with_label_values(&[organisation, ruling.resource, decision, reason])
-            .inc();
-        self.shared.audit.record(&Record {
-            ts: audit::now(),
-            request_id: ctx.id(),
-            client: self.client_ip.to_str().unwrap_or(""),
-            host: host.to_str().unwrap_or(""),
-            method: ruling.method.as_str(),
-            path: &ruling.path,
-            resource: ruling.resource,
-            organisation,
-            targets: &ruling.targets,
-            decision,
-            reason,
-            rule: ruling.rule,
-            upstream_status,
-        });
+        rulings: &[Ruling<'_>],
+        refused: bool,
+    ) -> Vec<Line> {
+        let audit = self.shared.audit.enabled();
+        let mut lines = Vec::with_capacity(if audit { rulings.len() } else { 0 });
+        for ruling in rulings {
+            let organisation = ruling.organisation.map(Organisation::name);
+            let reason = ruling.reason();
+            let decision = match (ruling.allowed(), refused) {
+                (true, false) => "allow",
+                (true, true) => "not_sent",
+                (false, _) => "deny",
+            };
+            if decision != "not_sent" {
+                self.shared
+                    .metrics
+                    .decisions
+                    .with_label_values(&[
+                        organisation.unwrap_or("none"),
+                        ruling.resource,
+                        decision,
+                        reason,
+                    ])
+                    .inc();
+            }
+            if !audit {
+                continue;
+            }
+            let record = audit::Decision {
+                v: audit::VERSION,
+                kind: "decision",
+                ts: audit::now(),
+                id: ctx.id(),
+                client_request_id: ctx.ids.client.as_ref().and_then(|v| v.to_str().ok()),
+                client: self.client_ip.to_str().unwrap_or(""),
+                sni: self.connection.sni.as_deref(),
+                host: host.to_str().unwrap_or(""),
+                method: ruling.method.as_str(),
+                path: &ruling.path,
+                resource: ruling.resource,
+                organisation,
+                application: None,
+                user: None,
+                token_fingerprint: None,
+                targets: &ruling.targets,
+                raw_target: ruling.raw_target.as_deref(),
+                decision,
+                reason: if decision == "not_sent" {
+                    "batch_refused"
+                } else {
+                    reason
+                },
+                rule: ruling.rule,
+                batch: ruling.batch.map(|b| audit::BatchPart {
+                    id: ctx.id(),
+                    part: b.part,
+                    parts: b.parts,
+                }),
+            };
+            let severity = if decision == "allow" {
+                Severity::Info
+            } else {
+                Severity::Notice
+            };
+            lines.extend(audit::line(&record, "decision", severity));
+        }
+        lines
     }
 
     /// Sends a cleared request to the pool and streams the answer back unchanged. `parameter`
@@ -210,7 +304,7 @@ impl Gateway {
         host: &HeaderValue,
         parameter: &str,
         mut clearance: Clearance,
-    ) -> Response<ResponseBody> {
+    ) -> Response<Answer> {
         let snapshot = ctx.snapshot;
         forwarding::set_headers(
             clearance.headers_mut(),
@@ -218,19 +312,20 @@ impl Gateway {
                 client_ip: &self.client_ip,
                 tls: self.connection.tls,
                 host,
-                request_id: &ctx.request_id,
+                request_id: ctx.ids.header(),
                 preserve_host: snapshot.config.upstream.preserve_host,
                 multiplexed: ctx.version >= Version::HTTP_2,
             },
         );
         match snapshot.pool.send(clearance).await {
             Ok(answer) => {
+                let _ = ctx.member.set(answer.member.name());
                 let (mut parts, body) = answer.response.into_parts();
                 forwarding::strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, Either::Left(body))
             }
             Err(e) if e.kind == FailureKind::Client => {
-                tracing::debug!(request_id = ctx.id(), error = %e, "the request body broke");
+                tracing::debug!(error = %e, "the request body broke");
                 let rejection = match e.client_timeout() {
                     Some(timeout) => timed_out(timeout, &self.shared.metrics),
                     None => Rejection::BadBody,
@@ -238,7 +333,7 @@ impl Gateway {
                 self.refuse(ctx, rejection, parameter, true)
             }
             Err(e) => {
-                tracing::warn!(request_id = ctx.id(), error = %e, "no answer from the pool");
+                tracing::warn!(error = %e, "no answer from the pool");
                 let rejection = match e.kind {
                     FailureKind::Connect => Rejection::UpstreamUnavailable,
                     FailureKind::Tls | FailureKind::Protocol | FailureKind::Client => {
@@ -259,16 +354,73 @@ impl Gateway {
         rejection: Rejection,
         parameter: &str,
         unread: bool,
-    ) -> Response<ResponseBody> {
-        let id = ctx.id();
-        tracing::debug!(request_id = id, reason = rejection.reason(), "refused");
-        let mut response = rejection.render(id, parameter, ctx.xml).map(Either::Right);
+    ) -> Response<Answer> {
+        tracing::debug!(reason = rejection.reason(), "refused");
+        let mut response = rejection
+            .render(ctx.request_id(), parameter, ctx.xml)
+            .map(Either::Right);
         if unread && ctx.version <= Version::HTTP_11 {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+/// The `outcome` line a forwarded guarded request owes the trail: written with the answer's
+/// status, or, if the exchange is dropped first (the client went), as `client_gone`.
+struct Outcome<'a> {
+    audit: &'a Audit,
+    id: &'a str,
+    started: Instant,
+    done: bool,
+}
+
+impl<'a> Outcome<'a> {
+    fn new(audit: &'a Audit, ctx: &'a Ctx<'_>) -> Outcome<'a> {
+        Outcome {
+            audit,
+            id: ctx.id(),
+            started: ctx.started,
+            done: false,
+        }
+    }
+
+    /// The pool's answer streams its own body; any other is one ringfence wrote.
+    fn record(mut self, response: &Response<Answer>) {
+        let source = match response.body() {
+            Either::Left(_) => Source::Pool,
+            Either::Right(_) => Source::Ringfence,
+        };
+        self.write(Some(response.status().as_u16()), source);
+    }
+
+    fn write(&mut self, status: Option<u16>, source: Source) {
+        self.done = true;
+        if !self.audit.enabled() {
+            return;
+        }
+        self.audit.note(
+            &audit::Outcome {
+                v: audit::VERSION,
+                kind: "outcome",
+                ts: audit::now(),
+                id: self.id,
+                status,
+                source,
+                duration_ms: access::millis(self.started),
+            },
+            "outcome",
+        );
+    }
+}
+
+impl Drop for Outcome<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.write(None, Source::ClientGone);
+        }
     }
 }
 

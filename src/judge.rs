@@ -140,6 +140,18 @@ pub struct Ruling<'c> {
     pub rule: Option<Rule<'c>>,
     /// `None` when allowed.
     pub refusal: Option<Rejection>,
+    /// The target as received, when it was refused because it could not be parsed.
+    pub raw_target: Option<Box<str>>,
+    /// Where in a batch: `Some` for a batch part, or for a batch refused as a whole.
+    pub batch: Option<Part>,
+}
+
+/// A ruling's place in its batch: the part (1-based) among `parts`; both unknown for a batch
+/// refused before its parts were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub part: Option<usize>,
+    pub parts: Option<usize>,
 }
 
 impl Ruling<'_> {
@@ -355,6 +367,11 @@ impl<'c> Pending<'c> {
             targets: Vec::new(),
             rule: None,
             refusal: Some(refusal),
+            raw_target: None,
+            batch: matches!(self.kind, Kind::Batch).then_some(Part {
+                part: None,
+                parts: None,
+            }),
         }
     }
 
@@ -428,6 +445,8 @@ impl<'c> Pending<'c> {
             targets: found.targets,
             rule: found.rule,
             refusal: found.outcome.err(),
+            raw_target: found.raw_target,
+            batch: None,
         };
         let rulings = if recorded { vec![ruling] } else { Vec::new() };
         drop(content_encoding);
@@ -484,7 +503,7 @@ impl<'c> Pending<'c> {
         }
         let organisation = self.organisation();
         let mut rulings = Vec::new();
-        for part in &parts {
+        for (index, part) in parts.iter().enumerate() {
             let path = part.path();
             let view = route::view(path, &self.config.guards);
             if view.under_ucwa {
@@ -537,6 +556,11 @@ impl<'c> Pending<'c> {
                 targets: found.targets,
                 rule: found.rule,
                 refusal,
+                raw_target: found.raw_target,
+                batch: Some(Part {
+                    part: Some(index + 1),
+                    parts: Some(parts.len()),
+                }),
             });
             if let Some(rejection) = refusal {
                 return Ok((rulings, Some((rejection, &guard.parameter))));
@@ -603,6 +627,8 @@ struct Found<'c> {
     targets: Vec<Target>,
     rule: Option<Rule<'c>>,
     outcome: Result<(), Rejection>,
+    /// The target as received, when it could not be parsed (`too_long`, `malformed`).
+    raw_target: Option<Box<str>>,
 }
 
 impl<'c> Found<'c> {
@@ -618,6 +644,7 @@ impl<'c> Found<'c> {
             targets: Vec::new(),
             rule: None,
             outcome: Ok(()),
+            raw_target: None,
         };
         if let Err(rejection) = found.read(policy, req, guard) {
             found.outcome = Err(rejection);
@@ -677,9 +704,12 @@ impl<'c> Found<'c> {
             return Err(Rejection::Duplicate);
         }
         for raw in raws.iter().flatten() {
-            let target = Target::parse(raw, policy.max_target_length()).map_err(|e| match e {
-                TargetError::TooLong { .. } => Rejection::TooLong,
-                TargetError::Malformed(_) => Rejection::Malformed,
+            let target = Target::parse(raw, policy.max_target_length()).map_err(|e| {
+                self.raw_target = Some(raw.as_ref().into());
+                match e {
+                    TargetError::TooLong { .. } => Rejection::TooLong,
+                    TargetError::Malformed(_) => Rejection::Malformed,
+                }
             })?;
             if self.targets.first().is_some_and(|first| *first != target) {
                 self.targets.push(target);

@@ -31,6 +31,7 @@
 //! does no I/O.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod config;

@@ -73,9 +73,19 @@ impl Server {
     pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Server, StartError> {
         let server_config = config.server.clone();
         let admin_listen = config.admin.listen;
-        let Prepared { server_tls, audit } = preflight::prepare(&config)?;
+        let Prepared {
+            server_tls,
+            audit,
+            access,
+        } = preflight::prepare(&config)?;
         let certificate = server_tls.as_ref().map(|t| Arc::clone(&t.certificate));
-        let shared = Shared::new(config, config_path, Metrics::new(), audit, certificate)?;
+        let shared = Shared::new(
+            config,
+            config_path,
+            Metrics::new(),
+            (audit, access),
+            certificate,
+        )?;
         let acceptor = server_tls.map(|t| TlsAcceptor::from(t.config));
         // An IPv6 wildcard may be skipped on a host without IPv6 (see `bind`).
         let listeners = bind::bind_all(&server_config.listen)?;
@@ -174,7 +184,32 @@ impl Server {
         for t in self.tasks {
             t.abort();
         }
+        flush_trails(&self.shared).await;
         drain
+    }
+}
+
+/// How long shutdown waits for the trails' queues to be written out.
+const TRAIL_FLUSH: Duration = Duration::from_secs(5);
+
+/// Writes out what the audit trail and the access log still hold (SPEC §9: shutdown flushes the
+/// queue before exit); says how many lines could not be.
+async fn flush_trails(shared: &Arc<Shared>) {
+    let shared = Arc::clone(shared);
+    let left = tokio::task::spawn_blocking(move || {
+        (
+            shared.audit.flush(TRAIL_FLUSH),
+            shared.access.flush(TRAIL_FLUSH),
+        )
+    })
+    .await
+    .unwrap_or_default();
+    if left != (0, 0) {
+        tracing::error!(
+            audit_lines = left.0,
+            access_lines = left.1,
+            "the sink did not take every line before exit; these are lost"
+        );
     }
 }
 
@@ -515,6 +550,13 @@ impl ClientBody {
             must_finish: true,
             awaits_client: false,
         }
+    }
+}
+
+impl ClientBody {
+    /// Adds the length of every data frame read from now on to `counter` (the access log).
+    pub fn count_into(&mut self, counter: Arc<std::sync::atomic::AtomicU64>) {
+        self.body.count_into(counter);
     }
 }
 

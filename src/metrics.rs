@@ -94,6 +94,12 @@ const BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
+    /// Registers a trail's counters (`crate::audit::Counters`), made where the trail starts.
+    pub fn register_trail(&self, counters: &crate::audit::Counters) {
+        let _ = self.registry.register(Box::new(counters.lines.clone()));
+        let _ = self.registry.register(Box::new(counters.queued.clone()));
+    }
+
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {

@@ -277,6 +277,18 @@ impl Policy {
     }
 
     /// Rule counts for `check-config`.
+    /// How many organisations, and allow and deny entries in all (global deny included).
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let allow = self.organisations.iter().map(|o| o.allow.len()).sum();
+        let deny = self.global_deny.len()
+            + self
+                .organisations
+                .iter()
+                .map(|o| o.deny.len())
+                .sum::<usize>();
+        (self.organisations.len(), allow, deny)
+    }
+
     pub fn summary(&self) -> String {
         let mut s = format!(
             "max target length: {}\nglobal deny: {}\norganisations: {}{}\n",
@@ -426,6 +438,14 @@ impl RuleSet {
             uri_entries: uri_list.iter().map(|u| u.as_str().into()).collect(),
             fold_uris,
         }
+    }
+
+    /// How many entries the set's lists hold in all.
+    fn len(&self) -> usize {
+        self.numbers.entries.len()
+            + self.patterns.as_ref().map_or(0, |p| p.texts.len())
+            + self.domains.entries.len()
+            + self.uri_entries.len()
     }
 
     fn counts(&self) -> String {

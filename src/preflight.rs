@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::audit::{Audit, AuditError};
+use crate::audit::{AccessLog, Audit, AuditError};
 use crate::config::Config;
 use crate::tls::{self, TlsError};
 
@@ -17,6 +17,7 @@ use crate::tls::{self, TlsError};
 pub struct Prepared {
     pub server_tls: Option<tls::ServerTlsSetup>,
     pub audit: Audit,
+    pub access: AccessLog,
 }
 
 /// One file the configuration names that cannot be used.
@@ -64,8 +65,15 @@ pub fn prepare(config: &Config) -> Result<Prepared, Unprepared> {
     let audit = Audit::start(&config.audit)
         .map_err(|e| errors.push(e.into()))
         .ok();
-    match audit {
-        Some(audit) if errors.is_empty() => Ok(Prepared { server_tls, audit }),
+    let access = AccessLog::start(&config.access_log)
+        .map_err(|e| errors.push(e.into()))
+        .ok();
+    match (audit, access) {
+        (Some(audit), Some(access)) if errors.is_empty() => Ok(Prepared {
+            server_tls,
+            audit,
+            access,
+        }),
         _ => Err(Unprepared(errors)),
     }
 }

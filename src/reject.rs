@@ -57,6 +57,8 @@ pub enum Rejection {
     UpstreamFailure,
     #[error("the pool member did not answer in time")]
     UpstreamTimeout,
+    #[error("the decision could not be written to the audit trail")]
+    AuditUnavailable,
 }
 
 /// The parts of a UCWA error body.
@@ -114,6 +116,7 @@ impl Rejection {
             UpstreamUnavailable => "upstream_unavailable",
             UpstreamFailure => "upstream_failure",
             UpstreamTimeout => "upstream_timeout",
+            AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -179,7 +182,7 @@ impl Rejection {
                 message: Message::Fixed("The request body did not arrive in time."),
                 names_parameter: false,
             },
-            UpstreamUnavailable => Ucwa {
+            UpstreamUnavailable | AuditUnavailable => Ucwa {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "ServiceUnavailable",
                 subcode: None,
@@ -349,7 +352,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     /// Every variant with its status, code, subcode and reason: the contract of SPEC §6.
-    const TABLE: [(Rejection, u16, &str, Option<&str>, &str); 21] = [
+    const TABLE: [(Rejection, u16, &str, Option<&str>, &str); 22] = [
         (
             Rejection::NotAllowed,
             403,
@@ -476,6 +479,13 @@ mod tests {
             "ServiceUnavailable",
             None,
             "upstream_unavailable",
+        ),
+        (
+            Rejection::AuditUnavailable,
+            503,
+            "ServiceUnavailable",
+            None,
+            "audit_unavailable",
         ),
         (
             Rejection::UpstreamFailure,

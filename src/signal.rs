@@ -37,6 +37,7 @@ impl Signals {
                 _ = self.hup.recv() => log_reload("SIGHUP", shared.reload().await),
                 _ = self.usr1.recv() => {
                     shared.audit.reopen();
+                    shared.access.reopen();
                     if let Some(log) = &log {
                         match log.reopen() {
                             Ok(()) => tracing::info!(path = %log.path().display(), "log file reopened (SIGUSR1)"),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::audit::Audit;
+use crate::audit::{self, AccessLog, Audit};
 use crate::config::ServerTls;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
@@ -40,6 +40,7 @@ pub struct Shared {
     snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     pub audit: Audit,
+    pub access: AccessLog,
     draining: AtomicBool,
     /// The file `reload` re-reads; None for the embedded demo configuration.
     config_path: Option<PathBuf>,
@@ -67,9 +68,11 @@ impl Shared {
         config: Config,
         config_path: Option<PathBuf>,
         metrics: Metrics,
-        audit: Audit,
+        (audit, access): (Audit, AccessLog),
         certificate: Option<Arc<ServerCertificate>>,
     ) -> Result<Arc<Shared>, TlsError> {
+        metrics.register_trail(audit.counters());
+        metrics.register_trail(access.counters());
         let pool = Arc::new(Pool::new(&config.upstream, &metrics)?);
         pool.start_probes();
         metrics.config_last_reload_success.set(unix_now());
@@ -81,6 +84,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(Snapshot { config, pool }),
             metrics,
             audit,
+            access,
             draining: AtomicBool::new(false),
             config_path,
             reloading: tokio::sync::Mutex::new(()),
@@ -263,6 +267,20 @@ impl Shared {
         };
         if let (Some(certificate), Some(key)) = (&self.certificate, next.key) {
             certificate.replace(key);
+        }
+        if self.audit.enabled() {
+            self.audit.note(
+                &audit::ConfigChange {
+                    v: audit::VERSION,
+                    kind: "config",
+                    ts: audit::now(),
+                    old_hash: &current.config.hash,
+                    new_hash: &next.config.hash,
+                    old: current.config.counts(),
+                    new: next.config.counts(),
+                },
+                "config",
+            );
         }
         if current.config.hash != next.config.hash {
             let info = &self.metrics.config_info;

@@ -793,7 +793,7 @@ fn a_drain_that_cuts_requests_exits_4_and_says_how_many() {
 }
 
 #[test]
-fn json_logs_and_the_audit_trail_carry_the_same_plain_request_id() {
+fn json_logs_and_the_audit_trail_carry_the_same_plain_ids() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -822,18 +822,23 @@ fn json_logs_and_the_audit_trail_carry_the_same_plain_request_id() {
     }
     let found = |message: &str, id: &str| {
         json.iter()
-            .find(|v| v["fields"]["message"] == message && v["fields"]["request_id"] == id)
+            .find(|v| v["fields"]["message"] == message && v["span"]["request_id"] == id)
             .unwrap_or_else(|| panic!("no `{message}` line with request_id {id}: {lines:#?}"))
     };
+    // The span carries the client's X-Request-Id and ringfence's own id, which is the trail's.
     let refused = found("refused", "join-me-1");
-    assert_eq!(refused["span"]["request_id"], "join-me-1");
+    let ours = refused["span"]["id"]
+        .as_str()
+        .expect("ringfence's id in the span");
+    assert_eq!(ours.len(), 24, "{refused}");
     let audit = json
         .iter()
         .find(|v| v["decision"] == "deny")
         .unwrap_or_else(|| panic!("no audit line: {lines:#?}"));
-    assert_eq!(audit["request_id"], refused["fields"]["request_id"]);
+    assert_eq!(audit["id"], ours);
+    assert_eq!(audit["client_request_id"], "join-me-1");
     let failed = found("no answer from the pool", "join-me-2");
-    assert_eq!(failed["span"]["request_id"], "join-me-2");
+    assert_ne!(failed["span"]["id"], ours);
     assert_eq!(running.stop(), 0);
 }
 

@@ -13,6 +13,7 @@ pub struct RawConfig {
     pub organisations: Vec<RawOrganisation>,
     pub guard: Vec<RawGuard>,
     pub audit: RawAudit,
+    pub access_log: RawAccessLog,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,4 +117,19 @@ pub struct RawGuard {
 pub struct RawAudit {
     pub sink: Option<String>,
     pub path: Option<String>,
+    pub address: Option<String>,
+    pub facility: Option<String>,
+    pub queue_lines: Option<u64>,
+    pub on_full: Option<String>,
+    pub write_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawAccessLog {
+    pub sink: Option<String>,
+    pub path: Option<String>,
+    pub address: Option<String>,
+    pub facility: Option<String>,
+    pub queue_lines: Option<u64>,
 }

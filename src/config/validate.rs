@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{RawConfig, RawHealth, RawUpstreamTls};
-use super::{Admin, Audit, Balance, Config, ConfigError, Health, Problem, Server, ServerTls};
+use super::{
+    AccessLog, Admin, Audit, Balance, Config, ConfigError, Health, OnFull, Problem, Server,
+    ServerTls, Sink,
+};
 use super::{Upstream, UpstreamTls};
 use crate::policy::{Kind, Lists, Organisation, Policy, RuleSet};
 use crate::route::{Guard, Guards};
@@ -136,25 +139,49 @@ pub(super) fn validate(
     let upstream = upstream(&mut p, &raw, &file);
     let policy = policy(&mut p, &raw);
     let guards = guards(&mut p, &raw);
-    let audit = match (raw.audit.sink.as_deref(), raw.audit.path.as_deref()) {
-        (None | Some("stderr"), None) => Audit::Stderr,
-        (Some("off"), None) => Audit::Off,
-        (Some("file"), Some(path)) => Audit::File(file(path)),
-        (Some("file"), None) => {
-            p.error("audit.path", "required when audit.sink = \"file\"");
-            Audit::Off
-        }
-        (None | Some("stderr" | "off"), Some(_)) => {
-            p.error("audit.path", "only allowed with audit.sink = \"file\"");
-            Audit::Off
-        }
-        (Some(other), _) => {
-            p.error(
-                "audit.sink",
-                format!("`{other}` is not one of stderr, file, off"),
-            );
-            Audit::Off
-        }
+    let audit = Audit {
+        sink: sink(
+            &mut p,
+            "audit",
+            &raw.audit.sink,
+            &raw.audit.path,
+            &raw.audit.address,
+            &raw.audit.facility,
+            "stderr",
+            &file,
+        ),
+        queue_lines: positive(&mut p, "audit.queue_lines", raw.audit.queue_lines, 65_536),
+        on_full: match raw.audit.on_full.as_deref() {
+            None | Some("refuse") => OnFull::Refuse,
+            Some("drop") => OnFull::Drop,
+            Some(other) => {
+                p.error(
+                    "audit.on_full",
+                    format!("`{other}` is not one of refuse, drop"),
+                );
+                OnFull::Refuse
+            }
+        },
+        write_timeout: duration(
+            &mut p,
+            "audit.write_timeout",
+            &raw.audit.write_timeout,
+            "2s",
+        ),
+    };
+    let a = &raw.access_log;
+    let access_log = AccessLog {
+        sink: sink(
+            &mut p,
+            "access_log",
+            &a.sink,
+            &a.path,
+            &a.address,
+            &a.facility,
+            "off",
+            &file,
+        ),
+        queue_lines: positive(&mut p, "access_log.queue_lines", a.queue_lines, 65_536),
     };
 
     if !p.errors.is_empty() {
@@ -167,9 +194,63 @@ pub(super) fn validate(
         policy,
         guards,
         audit,
+        access_log,
         warnings: p.warnings,
         hash: Box::from(""),
     })
+}
+
+/// A trail's `sink` and the keys that go with it (`path` for a file; `address`, `facility` for
+/// syslog), each allowed only with its sink.
+#[allow(clippy::too_many_arguments)]
+fn sink(
+    p: &mut Problems,
+    section: &str,
+    sink: &Option<String>,
+    path: &Option<String>,
+    address: &Option<String>,
+    facility: &Option<String>,
+    default: &str,
+    file: &dyn Fn(&str) -> PathBuf,
+) -> Sink {
+    let kind = sink.as_deref().unwrap_or(default);
+    let only = |p: &mut Problems, key: &str, set: bool, with: &str| {
+        if set && kind != with {
+            p.error(
+                format!("{section}.{key}"),
+                format!("only allowed with {section}.sink = \"{with}\""),
+            );
+        }
+    };
+    only(p, "path", path.is_some(), "file");
+    only(p, "address", address.is_some(), "syslog");
+    only(p, "facility", facility.is_some(), "syslog");
+    match kind {
+        "off" => Sink::Off,
+        "stdout" => Sink::Stdout,
+        "stderr" => Sink::Stderr,
+        "file" => match path {
+            Some(path) => Sink::File(file(path)),
+            None => {
+                p.error(
+                    format!("{section}.path"),
+                    format!("required when {section}.sink = \"file\""),
+                );
+                Sink::Off
+            }
+        },
+        "syslog" => Sink::Syslog {
+            address: address.clone().unwrap_or_else(|| "unix:///dev/log".into()),
+            facility: facility.clone().unwrap_or_else(|| "local0".into()),
+        },
+        other => {
+            p.error(
+                format!("{section}.sink"),
+                format!("`{other}` is not one of stderr, stdout, file, syslog, off"),
+            );
+            Sink::Off
+        }
+    }
 }
 
 fn upstream(p: &mut Problems, raw: &RawConfig, file: &dyn Fn(&str) -> PathBuf) -> Upstream {

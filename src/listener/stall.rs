@@ -6,6 +6,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -35,6 +37,8 @@ pub struct Timed<B> {
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
     stalled: bool,
+    /// Where the bytes read are added up, when the access log wants them.
+    counted: Option<Arc<AtomicU64>>,
 }
 
 impl<B> Timed<B> {
@@ -47,13 +51,20 @@ impl<B> Timed<B> {
             timer: None,
             waiting: false,
             stalled: false,
+            counted: None,
         }
+    }
+
+    /// Adds the length of every data frame read from now on to `counter`.
+    pub fn count_into(&mut self, counter: Arc<AtomicU64>) {
+        self.counted = Some(counter);
     }
 }
 
 impl<B> Body for Timed<B>
 where
     B: Body<Error = hyper::Error> + Unpin,
+    B::Data: bytes::Buf,
 {
     type Data = B::Data;
     type Error = BodyError;
@@ -69,6 +80,10 @@ where
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.waiting = false;
+                if let (Some(counter), Some(Ok(f))) = (&this.counted, &frame) {
+                    let n = f.data_ref().map_or(0, bytes::Buf::remaining);
+                    counter.fetch_add(n as u64, Ordering::Relaxed);
+                }
                 Poll::Ready(frame.map(|f| f.map_err(BodyError::Read)))
             }
             Poll::Pending => {

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod audit;
 mod certificates;
 mod clients;
 mod differential;

@@ -1,0 +1,431 @@
+//! A trail's delivery: a bounded queue of lines and the one thread that writes them to the sink,
+//! as many lines per write as have arrived (group commit). A sender may wait until its line is
+//! written; a line the sink cannot take yet is kept and retried, never skipped, so a sink that
+//! comes back receives every line in order, and a line that is lost is counted.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use tokio::sync::oneshot;
+
+/// The metrics of one trail: lines by result, and lines waiting.
+#[derive(Clone)]
+pub struct Counters {
+    pub lines: IntCounterVec,
+    pub queued: IntGauge,
+    written: IntCounter,
+    dropped: IntCounter,
+    failed: IntCounter,
+}
+
+impl Counters {
+    /// `lines` names the `{result}` counter, `queued` the gauge (registered by `Metrics`).
+    pub fn new(lines: &str, lines_help: &str, queued: &str, queued_help: &str) -> Counters {
+        let vec =
+            IntCounterVec::new(Opts::new(lines, lines_help), &["result"]).expect("valid metric");
+        let queued = IntGauge::new(queued, queued_help).expect("valid metric");
+        Counters {
+            written: vec.with_label_values(&["written"]),
+            dropped: vec.with_label_values(&["dropped"]),
+            failed: vec.with_label_values(&["failed"]),
+            lines: vec,
+            queued,
+        }
+    }
+}
+
+/// How a syslog reader should rank a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Notice,
+}
+
+/// One line for the sink (its text ends in `\n`), and who waits for it.
+pub struct Line {
+    pub text: String,
+    /// The syslog MSGID: the line's kind (`decision`, `outcome`, `config`, `access`).
+    pub kind: &'static str,
+    pub severity: Severity,
+    written: Option<oneshot::Sender<()>>,
+}
+
+impl Line {
+    pub fn new(text: String, kind: &'static str, severity: Severity) -> Line {
+        Line {
+            text,
+            kind,
+            severity,
+            written: None,
+        }
+    }
+}
+
+enum Entry {
+    Line(Line),
+    /// Reopen the file by its path (logrotate): lines before it go to the old file.
+    Reopen,
+    /// Answered once every line before it is written (or could not be within the caller's wait).
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// The queue was full, or the writer is gone: the lines were not queued (and were counted).
+#[derive(Debug, Clone, Copy)]
+pub struct Full;
+
+/// The sending side, shared by every request.
+pub struct Queue {
+    tx: Sender<Entry>,
+    queued: AtomicUsize,
+    capacity: usize,
+    counters: Counters,
+}
+
+/// Where lines are written. `write` takes the waiting lines in order and says how many it wrote.
+pub trait Sink: Send {
+    fn write(&mut self, lines: &[Line]) -> Result<(), Partial>;
+    /// Reopens a file by its path; other sinks have nothing to reopen.
+    fn reopen(&mut self) {}
+}
+
+/// `sent` lines were written before `error`; `lost` when the next line can never be (it is
+/// dropped and counted `failed` instead of retried).
+pub struct Partial {
+    pub sent: usize,
+    pub error: io::Error,
+    pub lost: bool,
+}
+
+impl Queue {
+    /// Starts the writer thread `name` on `sink`.
+    pub fn start(
+        name: &str,
+        sink: Box<dyn Sink>,
+        capacity: usize,
+        counters: Counters,
+    ) -> io::Result<Arc<Queue>> {
+        let (tx, rx) = mpsc::channel();
+        let queue = Arc::new(Queue {
+            tx,
+            queued: AtomicUsize::new(0),
+            capacity,
+            counters,
+        });
+        let shared = Arc::clone(&queue);
+        let label = name.to_owned();
+        std::thread::Builder::new()
+            .name(format!("ringfence-{name}"))
+            .spawn(move || Writer::new(&shared, sink, label).run(&rx))?;
+        Ok(queue)
+    }
+
+    /// Queues `lines` all together or not at all. With `wait`, the returned receiver is
+    /// answered once the last of them is written (lines are written in order).
+    pub fn push(
+        &self,
+        lines: impl ExactSizeIterator<Item = Line>,
+        wait: bool,
+    ) -> Result<Option<oneshot::Receiver<()>>, Full> {
+        let n = lines.len();
+        if n == 0 {
+            return Ok(None);
+        }
+        let before = self.queued.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.capacity {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            self.counters.dropped.inc_by(n as u64);
+            return Err(Full);
+        }
+        self.counters.queued.add(n as i64);
+        let (ack, written) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let mut ack = ack;
+        for (i, mut line) in lines.enumerate() {
+            if i + 1 == n {
+                line.written = ack.take();
+            }
+            if self.tx.send(Entry::Line(line)).is_err() {
+                // The writer is gone (it panicked): nothing is written any more.
+                let unsent = (n - i) as u64;
+                self.counters.failed.inc_by(unsent);
+                self.counters.queued.sub(unsent as i64);
+                self.queued.fetch_sub(n - i, Ordering::AcqRel);
+                return Err(Full);
+            }
+        }
+        Ok(written)
+    }
+
+    pub fn reopen(&self) {
+        let _ = self.tx.send(Entry::Reopen);
+    }
+
+    /// Waits up to `within` for every line queued so far to be written; returns how many were
+    /// still waiting when it gave up (0 when all were written).
+    pub fn flush(&self, within: Duration) -> usize {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.tx.send(Entry::Flush(tx)).is_ok() && rx.recv_timeout(within).is_ok() {
+            return 0;
+        }
+        self.queued.load(Ordering::Acquire)
+    }
+}
+
+/// The writer thread's state.
+struct Writer<'q> {
+    queue: &'q Queue,
+    sink: Box<dyn Sink>,
+    pending: VecDeque<Line>,
+    flushes: Vec<mpsc::SyncSender<()>>,
+    /// How long to wait before retrying a sink that failed; zero while it works.
+    backoff: Duration,
+    name: String,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Lines written at most per write, so that waiting senders hear back steadily.
+const MAX_BATCH: usize = 4096;
+
+impl<'q> Writer<'q> {
+    fn new(queue: &'q Queue, sink: Box<dyn Sink>, name: String) -> Writer<'q> {
+        Writer {
+            queue,
+            sink,
+            pending: VecDeque::new(),
+            flushes: Vec::new(),
+            backoff: Duration::ZERO,
+            name,
+        }
+    }
+
+    fn run(mut self, rx: &Receiver<Entry>) {
+        loop {
+            // Block for work only when nothing waits; while the sink fails, wake to retry.
+            let first = if self.pending.is_empty() {
+                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else if self.backoff.is_zero() {
+                rx.try_recv().map_err(|e| match e {
+                    mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                rx.recv_timeout(self.backoff)
+            };
+            match first {
+                Ok(entry) => self.take(entry),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.write_pending();
+                    return;
+                }
+            }
+            while self.pending.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(entry) => self.take(entry),
+                    Err(_) => break,
+                }
+            }
+            self.write_pending();
+        }
+    }
+
+    fn take(&mut self, entry: Entry) {
+        match entry {
+            Entry::Line(line) => self.pending.push_back(line),
+            Entry::Reopen => {
+                self.write_pending();
+                self.sink.reopen();
+            }
+            Entry::Flush(done) => self.flushes.push(done),
+        }
+    }
+
+    /// Writes what waits, in order, as far as the sink takes it.
+    fn write_pending(&mut self) {
+        while !self.pending.is_empty() {
+            let slice = self.pending.make_contiguous();
+            let upto = slice.len().min(MAX_BATCH);
+            match self.sink.write(&slice[..upto]) {
+                Ok(()) => self.done(upto, true),
+                Err(partial) => {
+                    self.done(partial.sent, true);
+                    if partial.lost {
+                        tracing::error!(
+                            trail = %self.name, error = %partial.error,
+                            "a line the sink can never take was dropped (counted as failed)"
+                        );
+                        self.done(1, false);
+                        continue;
+                    }
+                    if self.backoff.is_zero() {
+                        tracing::error!(
+                            trail = %self.name, error = %partial.error, waiting = self.pending.len(),
+                            "cannot write the trail; its lines wait in the queue and are retried"
+                        );
+                    }
+                    self.backoff = (self.backoff * 2)
+                        .max(Duration::from_millis(25))
+                        .min(MAX_BACKOFF);
+                    return;
+                }
+            }
+        }
+        if !self.backoff.is_zero() {
+            tracing::info!(trail = %self.name, "the trail's sink takes lines again");
+            self.backoff = Duration::ZERO;
+        }
+        for done in self.flushes.drain(..) {
+            let _ = done.try_send(());
+        }
+    }
+
+    /// The first `n` waiting lines are written (`ok`) or lost.
+    fn done(&mut self, n: usize, ok: bool) {
+        for line in self.pending.drain(..n) {
+            if let (true, Some(ack)) = (ok, line.written) {
+                let _ = ack.send(());
+            }
+        }
+        if n == 0 {
+            return;
+        }
+        let counters = &self.queue.counters;
+        if ok {
+            &counters.written
+        } else {
+            &counters.failed
+        }
+        .inc_by(n as u64);
+        counters.queued.sub(n as i64);
+        self.queue.queued.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// A byte stream: a file (reopened by its path), stdout or stderr. A write cut short resumes
+/// where it stopped, so a line is never doubled nor torn.
+pub struct Stream {
+    out: Box<dyn Write + Send>,
+    path: Option<PathBuf>,
+    /// Bytes of the first waiting line already written.
+    partial: usize,
+}
+
+impl Stream {
+    pub fn file(path: &Path) -> io::Result<Stream> {
+        Ok(Stream {
+            out: Box::new(open(path)?),
+            path: Some(path.to_owned()),
+            partial: 0,
+        })
+    }
+
+    pub fn stdout() -> Stream {
+        Stream {
+            out: Box::new(io::stdout()),
+            path: None,
+            partial: 0,
+        }
+    }
+
+    pub fn stderr() -> Stream {
+        Stream {
+            out: Box::new(io::stderr()),
+            path: None,
+            partial: 0,
+        }
+    }
+}
+
+pub fn open(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+impl Sink for Stream {
+    fn write(&mut self, lines: &[Line]) -> Result<(), Partial> {
+        let mut slices: Vec<IoSlice<'_>> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let skip = if i == 0 { self.partial } else { 0 };
+                IoSlice::new(&l.text.as_bytes()[skip..])
+            })
+            .collect();
+        let mut written = 0usize;
+        let mut bufs = &mut slices[..];
+        // Line ends, as byte offsets into this write.
+        let ends: Vec<usize> = bufs
+            .iter()
+            .scan(0, |end, s| {
+                *end += s.len();
+                Some(*end)
+            })
+            .collect();
+        while !bufs.is_empty() {
+            match self.out.write_vectored(bufs) {
+                Ok(0) => {
+                    return Err(self.cut(&ends, written, io::ErrorKind::WriteZero.into()));
+                }
+                Ok(n) => {
+                    written += n;
+                    IoSlice::advance_slices(&mut bufs, n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.cut(&ends, written, e)),
+            }
+        }
+        self.partial = 0;
+        if let Err(error) = self.out.flush() {
+            return Err(Partial {
+                sent: lines.len(),
+                error,
+                lost: false,
+            });
+        }
+        Ok(())
+    }
+
+    fn reopen(&mut self) {
+        let Some(path) = &self.path else { return };
+        let _ = self.out.flush();
+        match open(path) {
+            Ok(file) => {
+                self.out = Box::new(file);
+                // A line cut short in the old file is written whole to the new one.
+                self.partial = 0;
+                tracing::info!(path = %path.display(), "audit trail reopened");
+            }
+            Err(e) => tracing::error!(
+                path = %path.display(), error = %e,
+                "cannot reopen the trail; writing on to the file already open"
+            ),
+        }
+    }
+}
+
+impl Stream {
+    /// Where a failed write stopped: the whole lines written, and the bytes of the next.
+    fn cut(&mut self, ends: &[usize], written: usize, error: io::Error) -> Partial {
+        let sent = ends.partition_point(|&end| end <= written);
+        let start = if sent == 0 { 0 } else { ends[sent - 1] };
+        let carried = if sent == 0 { self.partial } else { 0 };
+        self.partial = carried + (written - start);
+        Partial {
+            sent,
+            error,
+            lost: false,
+        }
+    }
+}

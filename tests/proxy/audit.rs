@@ -1,0 +1,647 @@
+//! The audit trail (SPEC §9, issue 12): every line parses against the schema docs/audit.md
+//! documents; a decision is in the trail before the pool sees the request, an outcome after; a
+//! refused batch has no `allow`; refusals keep what they could not parse; a full queue refuses
+//! guarded requests (or drops, counted) and leaves pass-through traffic alone; the access log.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::hostile::{batch_of, part, ring_line, BATCH};
+use crate::support::{self, assert_refused, metrics::sample, Options, SIMRING, TIMEOUT};
+
+const HOST: &str = "lyncweb.contoso.com";
+const ALLOWED: &str = "tel:%2B14255550100";
+const DENIED: &str = "tel:%2B19005550100";
+
+/// A temporary directory of the test's own, removed on drop.
+pub(crate) struct Dir(pub PathBuf);
+
+impl Dir {
+    pub(crate) fn new(name: &str) -> Dir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("ringfence-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The lines of a trail file, parsed (a line that is not JSON fails the test).
+pub(crate) fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Waits (bounded) until the trail holds lines for which `done` holds, and returns them.
+pub(crate) async fn lines_until(path: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let got = lines(path);
+            if done(&got) {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("trail lines in time: {:#?}", lines(path)))
+}
+
+/// The schema as docs/audit.md documents it: for each kind, each field and its type.
+fn documented_schema() -> BTreeMap<String, BTreeMap<String, String>> {
+    let doc = include_str!("../../docs/audit.md");
+    let mut schema: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut kind = None;
+    for line in doc.lines() {
+        if let Some(k) = line.strip_prefix("### ") {
+            kind = Some(k.trim().to_owned());
+            continue;
+        }
+        if line.starts_with("## ") {
+            kind = None;
+        }
+        let (Some(kind), Some(row)) = (&kind, line.strip_prefix("| `")) else {
+            continue;
+        };
+        let mut cells = row.split(" | ");
+        let field = cells.next().unwrap().trim_end_matches('`');
+        let ty = cells.next().unwrap().trim();
+        schema
+            .entry(kind.clone())
+            .or_default()
+            .insert(field.to_owned(), ty.to_owned());
+    }
+    assert_eq!(
+        schema.keys().collect::<Vec<_>>(),
+        ["access", "config", "decision", "outcome"],
+        "docs/audit.md documents each kind of line"
+    );
+    schema
+}
+
+/// Asserts that `line` has exactly the fields docs/audit.md lists for its kind, each of the
+/// documented type, and `v` = 1.
+pub(crate) fn assert_schema(line: &Value) {
+    let schema = documented_schema();
+    let kind = line["kind"]
+        .as_str()
+        .unwrap_or_else(|| panic!("kind: {line}"));
+    let fields = schema
+        .get(kind)
+        .unwrap_or_else(|| panic!("kind {kind}: {line}"));
+    let object = line.as_object().unwrap();
+    let got: Vec<&String> = object.keys().collect();
+    let want: Vec<&String> = fields.keys().collect();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    assert_eq!(
+        got_sorted, want,
+        "the documented fields of a {kind} line: {line}"
+    );
+    assert_eq!(line["v"], 1, "{line}");
+    for (field, ty) in fields {
+        let value = &object[field];
+        let ok = match ty.as_str() {
+            "string" => value.is_string(),
+            "string?" => value.is_string() || value.is_null(),
+            "integer" => value.is_u64(),
+            "integer?" => value.is_u64() || value.is_null(),
+            "object" => value.is_object(),
+            "object?" => value.is_object() || value.is_null(),
+            "array of string" => value
+                .as_array()
+                .is_some_and(|a| a.iter().all(Value::is_string)),
+            other => panic!("docs/audit.md: unknown type {other} of {kind}.{field}"),
+        };
+        assert!(ok, "{kind}.{field} is {ty}, got {value}: {line}");
+    }
+    if let Some(ts) = line["ts"].as_str() {
+        humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("ts {ts}: {e}"));
+    }
+}
+
+fn file_audit(path: &Path, more: &str) -> String {
+    format!("sink = \"file\"\npath = {path:?}\n{more}")
+}
+
+/// Sends a batch built by the hostile tests' helpers.
+async fn send(h: &support::Harness, batch: &crate::hostile::Req) -> support::Reply {
+    let content_type = batch
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str())
+        .unwrap();
+    h.client
+        .request(
+            "POST",
+            BATCH,
+            HOST,
+            &[("content-type", content_type)],
+            &batch.body,
+        )
+        .await
+}
+
+async fn ring(h: &support::Harness, query: &str, headers: &[(&str, &str)]) -> support::Reply {
+    h.client
+        .request("POST", &format!("{SIMRING}?{query}"), HOST, headers, b"")
+        .await
+}
+
+/// SPEC §9: every field of each kind of line, as documented; never the caller's credentials;
+/// the id is ringfence's, the client's kept apart.
+#[tokio::test]
+async fn every_line_has_the_documented_schema_and_no_credentials() {
+    let dir = Dir::new("audit-schema");
+    let path = dir.0.join("audit.jsonl");
+    let h = support::start_with(Options {
+        audit: file_audit(&path, ""),
+        ..Options::default()
+    })
+    .await;
+    const SECRET: &str = "cwt=AAEBHAEFAAAAAAAFFQAAAOJl4DmyRg-SECRET";
+    let authorization = format!("Bearer {SECRET}");
+    let credentials = [
+        ("authorization", authorization.as_str()),
+        ("cookie", "cwt=SECRET-COOKIE"),
+    ];
+    let with_id = |id: &'static str| {
+        let mut headers = credentials.to_vec();
+        headers.push(("x-request-id", id));
+        headers
+    };
+    let allowed = ring(
+        &h,
+        &format!("target={ALLOWED}"),
+        &with_id("audit-allowed-1"),
+    )
+    .await;
+    assert_eq!(allowed.status, 204, "{}", allowed.text());
+    assert_eq!(allowed.header("x-request-id"), Some("audit-allowed-1"));
+    let denied = ring(&h, &format!("target={DENIED}"), &with_id("audit-denied-1")).await;
+    assert_refused(&denied, 403, "denied");
+    let mut json = credentials.to_vec();
+    json.push(("content-type", "application/json"));
+    let malformed = h
+        .client
+        .request(
+            "POST",
+            SIMRING,
+            HOST,
+            &json,
+            br#"{"target":"tel:+1-425-CALL-\u007fNOW"}"#,
+        )
+        .await;
+    assert_refused(&malformed, 400, "malformed");
+    let long = format!("tel:%2B1{}", "4".repeat(200));
+    let too_long = ring(&h, &format!("target={long}"), &credentials).await;
+    assert_refused(&too_long, 400, "too_long");
+    // A refused batch: an allowed part, then a denied one.
+    let batch = batch_of(&[
+        part(&ring_line("tel:+14255550100")),
+        part(&ring_line("tel:+19005550100")),
+    ]);
+    let refused_batch = send(&h, &batch).await;
+    assert_refused(&refused_batch, 403, "denied");
+
+    let all = lines_until(&path, |l| l.len() >= 7).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    for secret in [SECRET, "Bearer", "SECRET-COOKIE"] {
+        assert!(!text.contains(secret), "{secret} in the trail: {text}");
+    }
+    for line in &all {
+        assert_schema(line);
+        if line["kind"] == "decision" {
+            assert_eq!(line["client"], "127.0.0.1");
+            assert_eq!(line["host"], HOST);
+            assert_eq!(line["organisation"], "contoso");
+            assert_eq!(line["method"], "POST");
+            assert_eq!(line["id"].as_str().unwrap().len(), 24, "{line}");
+        }
+    }
+    let by_client_id = |id: &str| {
+        all.iter()
+            .filter(|l| l["client_request_id"] == id)
+            .collect::<Vec<_>>()
+    };
+    let allow = by_client_id("audit-allowed-1");
+    assert_eq!(allow.len(), 1, "{all:#?}");
+    let allow = allow[0];
+    assert_eq!(allow["decision"], "allow");
+    assert_eq!(allow["reason"], "allowed");
+    assert_eq!(allow["targets"], serde_json::json!(["tel:+14255550100"]));
+    assert_eq!(allow["path"], SIMRING);
+    assert_eq!(allow["resource"], "simultaneousRingToContact");
+    assert!(allow["rule"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("contoso.allow_numbers ")));
+    assert_ne!(allow["id"], "audit-allowed-1", "the id is ringfence's own");
+    let outcome: Vec<&Value> = all
+        .iter()
+        .filter(|l| l["kind"] == "outcome" && l["id"] == allow["id"])
+        .collect();
+    assert_eq!(outcome.len(), 1, "{all:#?}");
+    assert_eq!(outcome[0]["status"], 204);
+    assert_eq!(outcome[0]["source"], "pool");
+
+    let deny = by_client_id("audit-denied-1")[0];
+    assert_eq!(deny["decision"], "deny");
+    assert_eq!(deny["reason"], "denied");
+    assert_eq!(deny["rule"], "policy.deny_numbers +1900");
+    assert!(
+        !all.iter()
+            .any(|l| l["kind"] == "outcome" && l["id"] == deny["id"]),
+        "a refused request has no outcome line: {all:#?}"
+    );
+    let reason = |r: &str| {
+        all.iter()
+            .find(|l| l["reason"] == r)
+            .unwrap_or_else(|| panic!("no {r} line: {all:#?}"))
+    };
+    // What could not be parsed is kept, escaped, cut.
+    assert_eq!(
+        reason("malformed")["raw_target"],
+        "tel:+1-425-CALL-\\u{7f}NOW"
+    );
+    let raw = reason("too_long")["raw_target"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(raw.chars().count(), 128);
+    assert!(raw.starts_with("tel:+1444"), "{raw}");
+
+    // The refused batch: the denied part is the one deny, the allowed part not_sent.
+    let parts: Vec<&Value> = all.iter().filter(|l| l["batch"].is_object()).collect();
+    assert_eq!(parts.len(), 2, "{all:#?}");
+    assert!(parts.iter().all(|l| l["decision"] != "allow"), "{parts:#?}");
+    assert_eq!(parts[0]["decision"], "not_sent");
+    assert_eq!(parts[0]["reason"], "batch_refused");
+    assert_eq!(parts[0]["batch"]["part"], 1);
+    assert_eq!(parts[1]["decision"], "deny");
+    assert_eq!(parts[1]["reason"], "denied");
+    assert_eq!(parts[1]["batch"]["part"], 2);
+    for p in &parts {
+        assert_eq!(p["batch"]["parts"], 2);
+        assert_eq!(p["batch"]["id"], p["id"]);
+        assert_eq!(p["path"], SIMRING);
+    }
+    // The decision counter counts the batch's deny once, its not_sent part never.
+    let m = h.metrics().await;
+    let allows = sample(
+        &m,
+        "ringfence_policy_decisions_total",
+        &[("decision", "allow")],
+    );
+    assert_eq!(
+        allows,
+        Some(1.0),
+        "only the forwarded request was allowed\n{m}"
+    );
+    assert_eq!(
+        sample(&m, "ringfence_audit_lines_total", &[("result", "written")]),
+        Some(all.len() as f64)
+    );
+}
+
+/// An allowed batch: a line per guarded part, each `allow`, and one outcome for the batch.
+#[tokio::test]
+async fn an_allowed_batch_records_each_part_and_one_outcome() {
+    let dir = Dir::new("audit-batch");
+    let path = dir.0.join("audit.jsonl");
+    let h = support::start_with(Options {
+        audit: file_audit(&path, ""),
+        ..Options::default()
+    })
+    .await;
+    let batch = batch_of(&[
+        part(&crate::hostile::get_me()),
+        part(&ring_line("tel:+14255550100")),
+        part(&ring_line("sip:helpdesk@fabrikam.com")),
+    ]);
+    let reply = send(&h, &batch).await;
+    assert!(reply.status < 300, "{} {}", reply.status, reply.text());
+    let all = lines_until(&path, |l| l.iter().any(|l| l["kind"] == "outcome")).await;
+    let decisions: Vec<&Value> = all.iter().filter(|l| l["kind"] == "decision").collect();
+    assert_eq!(decisions.len(), 2, "{all:#?}");
+    for (d, (part, target)) in decisions
+        .iter()
+        .zip([(2, "tel:+14255550100"), (3, "sip:helpdesk@fabrikam.com")])
+    {
+        assert_schema(d);
+        assert_eq!(d["decision"], "allow");
+        assert_eq!(d["batch"]["part"], part);
+        assert_eq!(d["batch"]["parts"], 3);
+        assert_eq!(d["targets"], serde_json::json!([target]));
+    }
+    let outcome = all.iter().find(|l| l["kind"] == "outcome").unwrap();
+    assert_schema(outcome);
+    assert_eq!(outcome["id"], decisions[0]["id"]);
+    assert_eq!(outcome["source"], "pool");
+    assert_eq!(outcome["status"], reply.status);
+}
+
+/// The decision is in the trail before the pool receives the request; the outcome only after
+/// the pool answered (a slow member holds the answer).
+#[tokio::test]
+async fn the_decision_is_written_before_the_pool_sees_the_request() {
+    let dir = Dir::new("audit-order");
+    let path = dir.0.join("audit.jsonl");
+    let h = support::start_with(Options {
+        members: 1,
+        audit: file_audit(&path, ""),
+        ..Options::default()
+    })
+    .await;
+    h.members[0].set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(1500)));
+    let client = support::Client::new(h.server.addrs()[0], None, false);
+    let request = tokio::spawn(async move {
+        client
+            .request(
+                "POST",
+                &format!("{SIMRING}?target={ALLOWED}"),
+                HOST,
+                &[("x-request-id", "ordered-1")],
+                b"",
+            )
+            .await
+    });
+    // The moment the pool has it, the decision must already be in the file.
+    tokio::time::timeout(TIMEOUT, async {
+        while h.members[0].received().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the pool receives the request");
+    let at_receipt = lines(&path);
+    assert_eq!(at_receipt.len(), 1, "{at_receipt:#?}");
+    assert_eq!(at_receipt[0]["kind"], "decision");
+    assert_eq!(at_receipt[0]["client_request_id"], "ordered-1");
+    let reply = request.await.unwrap();
+    assert_eq!(reply.status, 204);
+    let all = lines_until(&path, |l| l.len() >= 2).await;
+    assert_eq!(all[1]["kind"], "outcome");
+    assert_eq!(all[1]["status"], 204);
+    assert!(all[1]["duration_ms"].as_u64().unwrap() >= 1400, "{all:#?}");
+}
+
+/// The pool unreachable after the decision: the outcome is ringfence's own 503, not the pool's.
+#[tokio::test]
+async fn an_answer_ringfence_wrote_itself_is_not_recorded_as_the_pools() {
+    let dir = Dir::new("audit-own");
+    let path = dir.0.join("audit.jsonl");
+    let h = support::start_with(Options {
+        members: 1,
+        audit: file_audit(&path, ""),
+        ..Options::default()
+    })
+    .await;
+    h.members[0].stop();
+    let reply = ring(&h, &format!("target={ALLOWED}"), &[]).await;
+    assert_refused(&reply, 503, "upstream_unavailable");
+    let all = lines_until(&path, |l| l.len() >= 2).await;
+    assert_eq!(all[0]["decision"], "allow");
+    assert_eq!(all[1]["kind"], "outcome");
+    assert_eq!(all[1]["status"], 503);
+    assert_eq!(all[1]["source"], "ringfence");
+}
+
+/// A sink that takes nothing (a FIFO nobody reads): the queue fills; guarded requests are
+/// refused 503 `audit_unavailable` and pass-through traffic goes on; the lines waiting are shown;
+/// once the sink takes lines again, every queued line arrives.
+#[tokio::test]
+async fn a_stalled_sink_refuses_guarded_requests_and_spares_the_rest() {
+    let dir = Dir::new("audit-stall");
+    let (fifo, reader) = stalled_fifo(&dir);
+    let h = support::start_with(Options {
+        audit: file_audit(&fifo, "queue_lines = 50\nwrite_timeout = \"300ms\""),
+        ..Options::default()
+    })
+    .await;
+    // Fill the pipe (64 KiB) and the queue with denied requests' lines (they wait for nothing).
+    let mut refused_for_audit = 0;
+    for i in 0..2000 {
+        let reply = ring(&h, &format!("target={DENIED}"), &[]).await;
+        match reply.status {
+            403 => {}
+            503 => {
+                assert_refused(&reply, 503, "audit_unavailable");
+                refused_for_audit += 1;
+                break;
+            }
+            other => panic!("request {i}: {other} {}", reply.text()),
+        }
+    }
+    assert_eq!(refused_for_audit, 1, "the queue filled");
+    let allowed = ring(&h, &format!("target={ALLOWED}"), &[]).await;
+    assert_refused(&allowed, 503, "audit_unavailable");
+    let before = h.members.iter().map(|m| m.received().len()).sum::<usize>();
+    assert_eq!(before, 0, "nothing was forwarded without its decision line");
+    let get = h
+        .client
+        .get("/ucwa/oauth/v1/applications/192/me", HOST)
+        .await;
+    assert_eq!(get.status, 200, "pass-through traffic is untouched");
+    let m = h.metrics().await;
+    assert_eq!(
+        sample(&m, "ringfence_audit_queue_lines", &[]),
+        Some(50.0),
+        "{m}"
+    );
+    assert!(sample(&m, "ringfence_audit_lines_total", &[("result", "dropped")]).unwrap() >= 2.0);
+
+    // The sink takes lines again: everything queued arrives, and guarded requests go through.
+    let drained = drain_fifo(reader);
+    let allowed = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let reply = ring(&h, &format!("target={ALLOWED}"), &[]).await;
+            if reply.status == 204 {
+                return reply;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("guarded requests go through once the sink takes lines");
+    assert_eq!(allowed.status, 204);
+    let m = h.metrics().await;
+    let written = sample(&m, "ringfence_audit_lines_total", &[("result", "written")]).unwrap();
+    drop(h);
+    let text = drained.join().unwrap();
+    let got = text.lines().count() as f64;
+    assert!(
+        got >= written,
+        "every written line arrived: {got} < {written}"
+    );
+    for line in text.lines() {
+        assert_schema(&serde_json::from_str(line).unwrap());
+    }
+}
+
+/// `on_full = "drop"`: the same stalled sink, but requests go on and the lost lines are counted.
+#[tokio::test]
+async fn on_full_drop_forwards_and_counts_the_lost_lines() {
+    let dir = Dir::new("audit-drop");
+    let (fifo, reader) = stalled_fifo(&dir);
+    let h = support::start_with(Options {
+        audit: file_audit(
+            &fifo,
+            "queue_lines = 20\non_full = \"drop\"\nwrite_timeout = \"100ms\"",
+        ),
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..1500 {
+        let reply = ring(&h, &format!("target={DENIED}"), &[]).await;
+        assert_refused(&reply, 403, "denied");
+    }
+    let reply = ring(&h, &format!("target={ALLOWED}"), &[]).await;
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    let m = h.metrics().await;
+    assert!(
+        sample(&m, "ringfence_audit_lines_total", &[("result", "dropped")]).unwrap() >= 1.0,
+        "{m}"
+    );
+    drop(h);
+    drop(drain_fifo(reader));
+}
+
+/// A FIFO as the audit file, with its read end open (so opening it for writing does not block)
+/// and never read: the sink stalls once the pipe's buffer is full.
+fn stalled_fifo(dir: &Dir) -> (PathBuf, std::fs::File) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fifo = dir.0.join("audit.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    const O_NONBLOCK: i32 = 0o4000;
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    (fifo, reader)
+}
+
+/// Reads the FIFO to its end (the writer closes it when the server stops) on a thread.
+fn drain_fifo(reader: std::fs::File) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut reader = reader;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        String::from_utf8(out).unwrap()
+    })
+}
+
+/// A reload that takes effect writes a `config` line with both hashes and the counts.
+#[tokio::test]
+async fn a_reload_is_audited() {
+    let dir = Dir::new("audit-reload");
+    let path = dir.0.join("audit.jsonl");
+    let file = dir.0.join("ringfence.toml");
+    let member = ringfence::sim::Member::start("fe1").await.unwrap();
+    let toml = |allow: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [upstream]\nmembers = [{:?}]\n[audit]\n{}\n[policy]\ndefault_organisation = \"c\"\n\
+             [[organisations]]\nname = \"c\"\nallow_numbers = [{allow}]\n",
+            member.url(),
+            file_audit(&path, "")
+        )
+    };
+    std::fs::write(&file, toml("\"+1425\"")).unwrap();
+    let config = ringfence::config::Config::load(&file).unwrap();
+    let server = ringfence::listener::Server::start(config, Some(file.clone()))
+        .await
+        .unwrap();
+    std::fs::write(&file, toml("\"+1425\", \"+1206\"")).unwrap();
+    server.shared().reload().await.expect("reload");
+    let all = lines_until(&path, |l| !l.is_empty()).await;
+    let line = &all[0];
+    assert_schema(line);
+    assert_eq!(line["kind"], "config");
+    assert_ne!(line["old_hash"], line["new_hash"]);
+    assert_eq!(line["old"]["allow_entries"], 1);
+    assert_eq!(line["new"]["allow_entries"], 2);
+    assert_eq!(line["new"]["members"], 1);
+    server.shutdown().await;
+}
+
+/// The access log: a line per request, guarded or not, with what went each way.
+#[tokio::test]
+async fn the_access_log_has_a_line_per_request() {
+    let dir = Dir::new("access");
+    let path = dir.0.join("access.jsonl");
+    let h = support::start_with(Options {
+        extra: format!("[access_log]\nsink = \"file\"\npath = {path:?}\n"),
+        ..Options::default()
+    })
+    .await;
+    let get = h
+        .client
+        .get("/ucwa/oauth/v1/applications/192/me", HOST)
+        .await;
+    assert_eq!(get.status, 200);
+    let body = br#"{"target":"tel:+14255550100"}"#;
+    let post = h
+        .client
+        .request(
+            "POST",
+            SIMRING,
+            HOST,
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await;
+    assert_eq!(post.status, 204, "{}", post.text());
+    let denied = ring(&h, &format!("target={DENIED}"), &[]).await;
+    assert_eq!(denied.status, 403);
+    let all = lines_until(&path, |l| l.len() >= 3).await;
+    for l in &all {
+        assert_schema(l);
+        assert_eq!(l["client"], "127.0.0.1");
+        assert_eq!(l["host"], HOST);
+    }
+    assert_eq!(all[0]["route"], "passthrough");
+    assert_eq!(all[0]["method"], "GET");
+    assert_eq!(all[0]["status"], 200);
+    assert_eq!(all[0]["bytes_out"], get.body.len());
+    assert!(all[0]["member"].is_string());
+    assert_eq!(all[1]["route"], "guarded");
+    assert_eq!(all[1]["status"], 204);
+    assert_eq!(all[1]["bytes_in"], body.len());
+    assert_eq!(all[2]["status"], 403);
+    assert!(all[2]["member"].is_null(), "ringfence answered itself");
+    assert_eq!(all[2]["bytes_out"], denied.body.len());
+    assert_eq!(all[2]["path"], SIMRING, "the path without its query");
+}
