@@ -23,7 +23,8 @@
 //! - [`iis`] holds the pool's own text rules (escapes, paths, media types, hosts), each once.
 //! - [`reject`] renders every refusal in UCWA's error format; [`forwarding`] sets what a proxy
 //!   adds on the way to the pool.
-//! - [`audit`] and [`metrics`] record every decision; [`admin`] serves metrics, health and reload.
+//! - [`audit`] and [`metrics`] record every decision ([`syslog`] carries the trail to a
+//!   collector); [`admin`] serves metrics, health and reload.
 //! - [`config`] reads and validates the file; [`sim`] is the simulated front-end pool, with its
 //!   own model of how the pool reads a request.
 //!
@@ -53,6 +54,7 @@ pub mod route;
 pub mod signal;
 pub mod sim;
 pub mod state;
+pub mod syslog;
 pub mod target;
 pub mod tls;
 pub mod upstream;

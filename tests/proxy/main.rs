@@ -20,5 +20,6 @@ mod passthrough;
 mod pool_reading;
 mod probes;
 mod slow_bodies;
+mod syslog;
 mod tls;
 mod upstream_pool;

@@ -5,6 +5,7 @@ pub mod certs;
 pub mod client;
 pub mod metrics;
 pub mod oracle;
+pub mod rsyslog;
 
 use std::time::Duration;
 
