@@ -4,6 +4,7 @@
 //! (docs/audit.md), delivered by [`writer`]: a bounded queue and one writer thread per trail.
 //! Never the Authorization header, cookies or tokens.
 
+pub mod syslog;
 pub mod writer;
 
 use std::fmt;
@@ -17,7 +18,8 @@ use tokio::sync::oneshot;
 use crate::config::{self, OnFull};
 use crate::policy::Rule;
 use crate::target::Target;
-pub use writer::{Counters, Severity};
+pub use syslog::Severity;
+pub use writer::Counters;
 use writer::{Line, Queue, Stream};
 
 /// The schema version every line carries as `v`; raised when a field changes meaning.
@@ -197,12 +199,9 @@ fn open_sink(
                 error,
             })?)
         }
-        config::Sink::Syslog { .. } => {
-            return Err(AuditError::Writer(
-                io::Error::other("syslog is not built yet"),
-                section,
-            ))
-        }
+        config::Sink::Syslog { address, facility } => Box::new(writer::ToSyslog(
+            syslog::Syslog::new(address.clone(), *facility, "ringfence"),
+        )),
     }))
 }
 

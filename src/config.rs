@@ -153,7 +153,10 @@ pub enum Sink {
     Stdout,
     Stderr,
     File(PathBuf),
-    Syslog { address: String, facility: String },
+    Syslog {
+        address: crate::audit::syslog::Address,
+        facility: crate::audit::syslog::Facility,
+    },
 }
 
 /// What a full queue (or a sink that cannot take lines) means for a guarded request.

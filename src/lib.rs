@@ -54,7 +54,6 @@ pub mod route;
 pub mod signal;
 pub mod sim;
 pub mod state;
-pub mod syslog;
 pub mod target;
 pub mod tls;
 pub mod upstream;

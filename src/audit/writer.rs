@@ -14,6 +14,8 @@ use std::time::Duration;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 use tokio::sync::oneshot;
 
+use super::syslog::{self, Severity};
+
 /// The metrics of one trail: lines by result, and lines waiting.
 #[derive(Clone)]
 pub struct Counters {
@@ -40,19 +42,14 @@ impl Counters {
     }
 }
 
-/// How a syslog reader should rank a line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    Info,
-    Notice,
-}
-
 /// One line for the sink (its text ends in `\n`), and who waits for it.
 pub struct Line {
     pub text: String,
     /// The syslog MSGID: the line's kind (`decision`, `outcome`, `config`, `access`).
     pub kind: &'static str,
     pub severity: Severity,
+    /// When the line was made: its syslog TIMESTAMP.
+    made: std::time::SystemTime,
     written: Option<oneshot::Sender<()>>,
 }
 
@@ -62,6 +59,7 @@ impl Line {
             text,
             kind,
             severity,
+            made: std::time::SystemTime::now(),
             written: None,
         }
     }
@@ -427,5 +425,27 @@ impl Stream {
             error,
             lost: false,
         }
+    }
+}
+
+/// The syslog sink: one RFC 5424 message per line, its MSGID the line's kind.
+pub struct ToSyslog(pub syslog::Syslog);
+
+impl Sink for ToSyslog {
+    fn write(&mut self, lines: &[Line]) -> Result<(), Partial> {
+        let messages: Vec<syslog::Message<'_>> = lines
+            .iter()
+            .map(|l| syslog::Message {
+                severity: l.severity,
+                msgid: l.kind,
+                ts: l.made,
+                text: l.text.strip_suffix('\n').unwrap_or(&l.text),
+            })
+            .collect();
+        self.0.send(&messages).map_err(|p| Partial {
+            sent: p.sent,
+            lost: p.error.line_at_fault(),
+            error: io::Error::other(p.error),
+        })
     }
 }

@@ -239,10 +239,23 @@ fn sink(
                 Sink::Off
             }
         },
-        "syslog" => Sink::Syslog {
-            address: address.clone().unwrap_or_else(|| "unix:///dev/log".into()),
-            facility: facility.clone().unwrap_or_else(|| "local0".into()),
-        },
+        "syslog" => {
+            use crate::audit::syslog::{Address, Facility};
+            let address = address
+                .as_deref()
+                .unwrap_or("unix:///dev/log")
+                .parse::<Address>()
+                .map_err(|e| p.error(format!("{section}.address"), e));
+            let facility = facility
+                .as_deref()
+                .unwrap_or("local0")
+                .parse::<Facility>()
+                .map_err(|e| p.error(format!("{section}.facility"), e));
+            match (address, facility) {
+                (Ok(address), Ok(facility)) => Sink::Syslog { address, facility },
+                _ => Sink::Off,
+            }
+        }
         other => {
             p.error(
                 format!("{section}.sink"),

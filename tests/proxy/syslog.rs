@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use ringfence::syslog::{Address, Facility, Message, Partial, SendError, Severity, Syslog};
+use ringfence::audit::syslog::{Address, Facility, Message, Partial, SendError, Severity, Syslog};
 
 use crate::support::rsyslog::{Received, Rsyslog};
 
