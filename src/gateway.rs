@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::audit::{self, Record};
 use crate::forwarding::{self, Forwarded, X_REQUEST_ID};
+use crate::identity::{Learning, Lesson};
 use crate::judge::{self, Admission, Clearance, Ruling, Traffic};
 use crate::listener::{BodyError, ClientBody};
 use crate::metrics::Metrics;
@@ -25,8 +26,9 @@ use crate::reject::{prefers_xml, Rejection};
 use crate::state::{Shared, Snapshot};
 use crate::upstream::{FailureKind, UpstreamBody};
 
-/// The body of every answer: the member's own, streamed, or one ringfence wrote.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+/// The body of every answer: the member's own, streamed (and read on the way when it can say
+/// who an application's user is), or one ringfence wrote.
+pub type ResponseBody = Either<Learning<Incoming>, Full<Bytes>>;
 
 /// What the gateway knows about the connection a request came on.
 #[derive(Debug, Clone)]
@@ -223,10 +225,13 @@ impl Gateway {
                 multiplexed: ctx.version >= Version::HTTP_2,
             },
         );
+        let lesson = Lesson::of(clearance.method(), clearance.target());
         match snapshot.pool.send(clearance).await {
             Ok(answer) => {
                 let (mut parts, body) = answer.response.into_parts();
                 forwarding::strip_hop_by_hop(&mut parts.headers);
+                let (status, headers) = (parts.status, &parts.headers);
+                let body = Learning::new(body, lesson, status, headers, &snapshot.identities);
                 Response::from_parts(parts, Either::Left(body))
             }
             Err(e) if e.kind == FailureKind::Client => {

@@ -13,6 +13,7 @@ pub struct RawConfig {
     pub organisations: Vec<RawOrganisation>,
     pub guard: Vec<RawGuard>,
     pub audit: RawAudit,
+    pub identity: RawIdentity,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,4 +117,11 @@ pub struct RawGuard {
 pub struct RawAudit {
     pub sink: Option<String>,
     pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawIdentity {
+    pub max_applications: Option<u64>,
+    pub idle_expiry: Option<String>,
 }

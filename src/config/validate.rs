@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{RawConfig, RawHealth, RawUpstreamTls};
-use super::{Admin, Audit, Balance, Config, ConfigError, Health, Problem, Server, ServerTls};
+use super::ServerTls;
+use super::{Admin, Audit, Balance, Config, ConfigError, Health, Identity, Problem, Server};
 use super::{Upstream, UpstreamTls};
 use crate::policy::{Kind, Lists, Organisation, Policy, RuleSet};
 use crate::route::{Guard, Guards};
@@ -157,6 +158,8 @@ pub(super) fn validate(
         }
     };
 
+    let identity = identity(&mut p, &raw);
+
     if !p.errors.is_empty() {
         return Err(ConfigError::Invalid(p.errors));
     }
@@ -167,9 +170,31 @@ pub(super) fn validate(
         policy,
         guards,
         audit,
+        identity,
         warnings: p.warnings,
         hash: Box::from(""),
     })
+}
+
+fn identity(p: &mut Problems, raw: &RawConfig) -> Identity {
+    let i = &raw.identity;
+    let default = Identity::default();
+    let max_applications = match i.max_applications {
+        Some(0) => {
+            p.error("identity.max_applications", "must be greater than zero");
+            default.max_applications
+        }
+        Some(n) => n,
+        None => default.max_applications,
+    };
+    let idle_expiry = match &i.idle_expiry {
+        None => default.idle_expiry,
+        set => duration(p, "identity.idle_expiry", set, ""),
+    };
+    Identity {
+        max_applications,
+        idle_expiry,
+    }
 }
 
 fn upstream(p: &mut Problems, raw: &RawConfig, file: &dyn Fn(&str) -> PathBuf) -> Upstream {
