@@ -28,6 +28,7 @@ pub struct Config {
     pub guards: Guards,
     pub audit: Audit,
     pub access_log: AccessLog,
+    pub identity: Identity,
     /// Accepted but suspicious settings (e.g. no organisations), for check-config and the log.
     pub warnings: Vec<Problem>,
     /// What the configuration was built from, hashed: the file's bytes and every
@@ -166,6 +167,25 @@ pub enum OnFull {
     Refuse,
     /// Forwarded; the line is lost and counted (`result="dropped"`).
     Drop,
+}
+
+/// The bounds of the learnt application → user map ([`crate::identity::Identities`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// Applications remembered at most; the least recently used is forgotten first.
+    pub max_applications: u64,
+    /// An application not seen for this long is forgotten (UCWA itself drops an idle
+    /// application after about 15 minutes).
+    pub idle_expiry: Duration,
+}
+
+impl Default for Identity {
+    fn default() -> Identity {
+        Identity {
+            max_applications: 100_000,
+            idle_expiry: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// One thing wrong (or suspicious) in a configuration, at a key path such as
@@ -613,6 +633,24 @@ deny_number_patterns = ['.*']"#,
         }
         assert!(!w.iter().any(|w| w.contains("allow_number_patterns[3]")));
         assert!(!w.iter().any(|w| w.contains("deny_number_patterns")));
+    }
+
+    #[test]
+    fn the_identity_map_bounds_default_and_are_checked() {
+        let config = Config::from_toml(BASE).unwrap();
+        assert_eq!(config.identity, Identity::default());
+        assert_eq!(config.identity.max_applications, 100_000);
+        assert_eq!(config.identity.idle_expiry, Duration::from_secs(1800));
+        let set = format!("{BASE}[identity]\nmax_applications = 5\nidle_expiry = \"15m\"\n");
+        let config = Config::from_toml(&set).unwrap();
+        assert_eq!(config.identity.max_applications, 5);
+        assert_eq!(config.identity.idle_expiry, Duration::from_secs(900));
+        let bad = format!("{BASE}[identity]\nmax_applications = 0\nidle_expiry = \"soon\"\n");
+        let problems = Config::from_toml(&bad).unwrap_err().problems();
+        assert_eq!(
+            paths(&problems),
+            ["identity.max_applications", "identity.idle_expiry"]
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::access::{self, Logged};
 use crate::audit::writer::Line;
 use crate::audit::{self, Audit, Severity, Source, Unavailable};
 use crate::forwarding::{self, Forwarded, RequestIds, X_REQUEST_ID};
+use crate::identity::{self, Learning, Lesson};
 use crate::judge::{self, Admission, Clearance, Ruling, Traffic};
 use crate::listener::{BodyError, ClientBody};
 use crate::metrics::Metrics;
@@ -27,10 +28,11 @@ use crate::reject::{prefers_xml, Rejection};
 use crate::state::{Shared, Snapshot};
 use crate::upstream::{FailureKind, UpstreamBody};
 
-/// The body of every answer: the member's own, streamed, or one ringfence wrote; with the
-/// request's access line, when the access log is on.
+/// The body of every answer: the member's own, streamed (and read on the way when it can say
+/// who an application's user is), or one ringfence wrote; with the request's access line, when
+/// the access log is on.
 pub type ResponseBody = Logged<Answer>;
-type Answer = Either<Incoming, Full<Bytes>>;
+type Answer = Either<Learning<Incoming>, Full<Bytes>>;
 
 /// What the gateway knows about the connection a request came on.
 #[derive(Debug, Clone)]
@@ -65,6 +67,8 @@ struct Ctx<'s> {
     version: Version,
     xml: bool,
     started: Instant,
+    /// The request's `Authorization`, kept for its fingerprint in the audit trail.
+    authorization: Option<HeaderValue>,
     /// The pool member that answered, for the access log.
     member: std::sync::OnceLock<&'s str>,
 }
@@ -119,6 +123,7 @@ impl Gateway {
             version: parts.version,
             xml: prefers_xml(parts.headers.get(header::ACCEPT)),
             started,
+            authorization: parts.headers.get(header::AUTHORIZATION).cloned(),
             member: std::sync::OnceLock::new(),
         };
         // Every log line about this request carries ringfence's id (the audit trail's), and the
@@ -232,6 +237,9 @@ impl Gateway {
     ) -> Vec<Line> {
         let audit = self.shared.audit.enabled();
         let mut lines = Vec::with_capacity(if audit { rulings.len() } else { 0 });
+        let token = audit
+            .then(|| ctx.authorization.as_ref().map(identity::token_fingerprint))
+            .flatten();
         for ruling in rulings {
             let organisation = ruling.organisation.map(Organisation::name);
             let reason = ruling.reason();
@@ -255,6 +263,8 @@ impl Gateway {
             if !audit {
                 continue;
             }
+            let application = identity::application(&ruling.path);
+            let user = application.and_then(|a| ctx.snapshot.identities.user(a));
             let record = audit::Decision {
                 v: audit::VERSION,
                 kind: "decision",
@@ -268,9 +278,9 @@ impl Gateway {
                 path: &ruling.path,
                 resource: ruling.resource,
                 organisation,
-                application: None,
-                user: None,
-                token_fingerprint: None,
+                application,
+                user: user.as_deref(),
+                token_fingerprint: token.as_ref().map(identity::TokenFingerprint::as_str),
                 targets: &ruling.targets,
                 raw_target: ruling.raw_target.as_deref(),
                 decision,
@@ -317,11 +327,14 @@ impl Gateway {
                 multiplexed: ctx.version >= Version::HTTP_2,
             },
         );
+        let lesson = Lesson::of(clearance.method(), clearance.target());
         match snapshot.pool.send(clearance).await {
             Ok(answer) => {
                 let _ = ctx.member.set(answer.member.name());
                 let (mut parts, body) = answer.response.into_parts();
                 forwarding::strip_hop_by_hop(&mut parts.headers);
+                let (status, headers) = (parts.status, &parts.headers);
+                let body = Learning::new(body, lesson, status, headers, &snapshot.identities);
                 Response::from_parts(parts, Either::Left(body))
             }
             Err(e) if e.kind == FailureKind::Client => {

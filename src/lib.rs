@@ -40,6 +40,7 @@ pub mod demo;
 pub mod extract;
 pub mod forwarding;
 pub mod gateway;
+pub mod identity;
 pub mod iis;
 pub mod judge;
 pub mod listener;

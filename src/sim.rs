@@ -307,6 +307,8 @@ async fn answer(
         json(StatusCode::OK, r#"{"_links":{"self":{"href":"/ucwa/v1/applications/192/events?ack=2"},"next":{"href":"/ucwa/v1/applications/192/events?ack=3"}},"sender":[]}"#.into())
     } else if reading.named.iter().any(|n| n == model::BATCH) && parts.method == Method::POST {
         batch_answer(&reading)
+    } else if let Some(r) = application_answer(&parts.method, path, &parts.headers) {
+        r
     } else {
         single(&parts.method, path, !reading.named.is_empty(), fault)
     };
@@ -369,6 +371,100 @@ fn single(method: &Method, path: &str, guarded: bool, fault: Fault) -> Response<
         None,
         "The resource was not found.",
     )
+}
+
+/// Application ids handed out by every member of this process, so that two members never
+/// hand out the same one.
+static APPLICATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The answers that say who a user is, as a front end gives them: `POST .../applications` creates
+/// an application (201, with `me` embedded) and `GET .../applications/{id}/me` is `me`; in XML
+/// when `Accept` asks for XML only. The user is `sip:<name>@contoso.com` for
+/// `Authorization: Bearer <name>` (a plain name), else jane.
+fn application_answer(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Option<Response<Full<Bytes>>> {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    let at = segments
+        .iter()
+        .position(|s| s.eq_ignore_ascii_case("applications"))?;
+    if !segments.get(1)?.eq_ignore_ascii_case("ucwa") {
+        return None;
+    }
+    let base = segments[..=at].join("/");
+    let (id, me) = match (method, &segments[at + 1..]) {
+        (&Method::POST, []) => {
+            let n = APPLICATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ((101_507_115_166 + n).to_string(), false)
+        }
+        (&Method::GET, [id, me]) if me.eq_ignore_ascii_case("me") => ((*id).to_owned(), true),
+        _ => return None,
+    };
+    let name = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|n| {
+            (1..=64).contains(&n.len())
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+        .unwrap_or("jane");
+    let xml = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            let a = a.to_ascii_lowercase();
+            a.contains("xml") && !a.contains("json")
+        });
+    let app = format!("{base}/{id}");
+    let me_json = format!(
+        r#"{{"name":"{name}","uri":"sip:{name}@contoso.com","_links":{{"self":{{"href":"{app}/me"}},"callForwardingSettings":{{"href":"{app}/me/callForwardingSettings"}},"makeMeAvailable":{{"href":"{app}/me/makeMeAvailable"}}}},"rel":"me"}}"#
+    );
+    let me_xml = format!(
+        r#"<resource rel="me" href="{app}/me"><link rel="callForwardingSettings" href="{app}/me/callForwardingSettings"/><link rel="makeMeAvailable" href="{app}/me/makeMeAvailable"/><property name="name">{name}</property><property name="uri">sip:{name}@contoso.com</property></resource>"#
+    );
+    const NS: &str = r#"xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa""#;
+    const DECL: &str = r#"<?xml version="1.0" encoding="utf-8"?>"#;
+    let (status, body) = match (me, xml) {
+        (true, false) => (StatusCode::OK, me_json),
+        (true, true) => (
+            StatusCode::OK,
+            format!(
+                "{DECL}{}",
+                me_xml.replacen("<resource ", &format!("<resource {NS} "), 1)
+            ),
+        ),
+        (false, false) => (
+            StatusCode::CREATED,
+            format!(
+                r#"{{"culture":"en-US","userAgent":"sim/1.0","type":"Browser","_links":{{"self":{{"href":"{app}"}},"policies":{{"href":"{app}/policies"}},"batch":{{"href":"{app}/batch"}},"events":{{"href":"{app}/events?ack=1"}}}},"_embedded":{{"me":{me_json},"people":{{"_links":{{"self":{{"href":"{app}/people"}}}},"rel":"people"}}}},"rel":"application"}}"#
+            ),
+        ),
+        (false, true) => (
+            StatusCode::CREATED,
+            format!(
+                r#"{DECL}<resource rel="application" href="{app}" {NS}><link rel="policies" href="{app}/policies"/><link rel="batch" href="{app}/batch"/><link rel="events" href="{app}/events?ack=1"/><property name="culture">en-US</property><property name="userAgent">sim/1.0</property><property name="type">Browser</property><embedded>{me_xml}<resource rel="people" href="{app}/people"/></embedded></resource>"#
+            ),
+        ),
+    };
+    let mut r = if xml {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(
+                "application/vnd.microsoft.com.ucwa+xml; charset=utf-8",
+            ),
+        );
+        r
+    } else {
+        json(status, body)
+    };
+    *r.status_mut() = status;
+    Some(r)
 }
 
 /// Answers each embedded request in order, in one multipart/batching response.

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use crate::audit::{self, AccessLog, Audit};
 use crate::config::ServerTls;
 use crate::config::{Config, ConfigError};
+use crate::identity::Identities;
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::tls::{self, ServerCertificate, TlsError};
@@ -21,6 +22,9 @@ use std::time::{Duration, SystemTime};
 pub struct Snapshot {
     pub config: Config,
     pub pool: Arc<Pool>,
+    /// Who is behind each application: learnt state, carried across reloads (rebuilt with what
+    /// it knows when `[identity]` changes).
+    pub identities: Arc<Identities>,
 }
 
 /// A configuration read and checked by a reload, not yet in place.
@@ -81,7 +85,11 @@ impl Shared {
             .with_label_values(&[&config.hash])
             .set(1);
         let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(Snapshot { config, pool }),
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                identities: Arc::new(Identities::new(config.identity)),
+                config,
+                pool,
+            }),
             metrics,
             audit,
             access,
@@ -287,9 +295,11 @@ impl Shared {
             let _ = info.remove_label_values(&[&current.config.hash]);
             info.with_label_values(&[&next.config.hash]).set(1);
         }
+        let identities = current.identities.for_settings(next.config.identity);
         let old = self.snapshot.swap(Arc::new(Snapshot {
             config: next.config,
             pool,
+            identities,
         }));
         drop(current);
         retire(old);

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub guard: Vec<RawGuard>,
     pub audit: RawAudit,
     pub access_log: RawAccessLog,
+    pub identity: RawIdentity,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,4 +133,11 @@ pub struct RawAccessLog {
     pub address: Option<String>,
     pub facility: Option<String>,
     pub queue_lines: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawIdentity {
+    pub max_applications: Option<u64>,
+    pub idle_expiry: Option<String>,
 }

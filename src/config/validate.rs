@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawHealth, RawUpstreamTls};
 use super::{
-    AccessLog, Admin, Audit, Balance, Config, ConfigError, Health, OnFull, Problem, Server,
-    ServerTls, Sink,
+    AccessLog, Admin, Audit, Balance, Config, ConfigError, Health, Identity, OnFull, Problem,
+    Server, ServerTls, Sink,
 };
 use super::{Upstream, UpstreamTls};
 use crate::policy::{Kind, Lists, Organisation, Policy, RuleSet};
@@ -184,6 +184,8 @@ pub(super) fn validate(
         queue_lines: positive(&mut p, "access_log.queue_lines", a.queue_lines, 65_536),
     };
 
+    let identity = identity(&mut p, &raw);
+
     if !p.errors.is_empty() {
         return Err(ConfigError::Invalid(p.errors));
     }
@@ -195,6 +197,7 @@ pub(super) fn validate(
         guards,
         audit,
         access_log,
+        identity,
         warnings: p.warnings,
         hash: Box::from(""),
     })
@@ -263,6 +266,27 @@ fn sink(
             );
             Sink::Off
         }
+    }
+}
+
+fn identity(p: &mut Problems, raw: &RawConfig) -> Identity {
+    let i = &raw.identity;
+    let default = Identity::default();
+    let max_applications = match i.max_applications {
+        Some(0) => {
+            p.error("identity.max_applications", "must be greater than zero");
+            default.max_applications
+        }
+        Some(n) => n,
+        None => default.max_applications,
+    };
+    let idle_expiry = match &i.idle_expiry {
+        None => default.idle_expiry,
+        set => duration(p, "identity.idle_expiry", set, ""),
+    };
+    Identity {
+        max_applications,
+        idle_expiry,
     }
 }
 

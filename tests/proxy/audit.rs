@@ -645,3 +645,56 @@ async fn the_access_log_has_a_line_per_request() {
     assert_eq!(all[2]["bytes_out"], denied.body.len());
     assert_eq!(all[2]["path"], SIMRING, "the path without its query");
 }
+
+/// Who (SPEC §12): the application from the path, the user the pool named for it when it was
+/// created, and the token's fingerprint; never the token.
+#[tokio::test]
+async fn a_decision_names_the_application_its_user_and_the_token_fingerprint() {
+    let dir = Dir::new("audit-who");
+    let path = dir.0.join("audit.jsonl");
+    let h = support::start_with(Options {
+        audit: file_audit(&path, ""),
+        ..Options::default()
+    })
+    .await;
+    let application = crate::identity::create(&h, "alice", "application/json").await;
+    let user = crate::identity::user_of(&h, &application, Some("sip:alice@contoso.com")).await;
+    assert_eq!(user.as_deref(), Some("sip:alice@contoso.com"));
+    let ring_path = SIMRING.replace("/192/", &format!("/{application}/"));
+    let reply = h
+        .client
+        .request(
+            "POST",
+            &format!("{ring_path}?target={ALLOWED}"),
+            HOST,
+            &[("authorization", "Bearer alice")],
+            b"",
+        )
+        .await;
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    // An application nobody saw created: its user is not known, the rest still is.
+    let unknown = ring(
+        &h,
+        &format!("target={DENIED}"),
+        &[("authorization", "Bearer alice")],
+    )
+    .await;
+    assert_eq!(unknown.status, 403);
+    let all = lines_until(&path, |l| {
+        l.iter().filter(|l| l["kind"] == "decision").count() >= 2
+    })
+    .await;
+    let decisions: Vec<&Value> = all.iter().filter(|l| l["kind"] == "decision").collect();
+    let digest = ring::digest::digest(&ring::digest::SHA256, b"Bearer alice");
+    let fingerprint: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(decisions[0]["application"], application.as_str());
+    assert_eq!(decisions[0]["user"], "sip:alice@contoso.com");
+    assert_eq!(decisions[0]["token_fingerprint"], fingerprint.as_str());
+    assert_eq!(decisions[1]["application"], "192");
+    assert!(decisions[1]["user"].is_null(), "{}", decisions[1]);
+    assert_eq!(decisions[1]["token_fingerprint"], fingerprint.as_str());
+    assert!(!std::fs::read_to_string(&path).unwrap().contains("Bearer"));
+}

@@ -11,6 +11,7 @@ mod extra_guards;
 mod guard_body;
 mod guard_query;
 mod hostile;
+mod identity;
 mod limits;
 mod metrics;
 mod operations;
