@@ -902,3 +902,84 @@ fn a_member_failing_its_probes_is_logged_with_the_tls_reason() {
     assert_eq!(running.stop(), 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Issue 12: `kill -9` in the middle of a load of guarded requests loses no decision. Every
+/// request the (separate, recording) pool received has its `decision` line in the trail, and
+/// every line in the file parses.
+#[test]
+fn sigkill_under_load_loses_no_decision_the_pool_acted_on() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let member = rt.block_on(ringfence::sim::Member::start("fe1")).unwrap();
+    // A slow pool keeps requests in flight when the kill comes.
+    member.set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(5)));
+    let dir = scratch("sigkill-audit");
+    let audit = dir.join("audit.jsonl");
+    let policy = "[policy]\ndefault_organisation = \"c\"\n[[organisations]]\nname = \"c\"\nallow_numbers = [\"+1425\"]\n";
+    let text = config(&member.url(), policy).replace(
+        "[audit]\nsink = \"off\"",
+        &format!(
+            "[audit]\nsink = \"file\"\npath = {:?}",
+            audit.to_str().unwrap()
+        ),
+    );
+    let running = Running::start("sigkill", &text);
+    let addr = running.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 5000 {
+                    let target = if sent % 4 == 3 { "%2B1900" } else { "%2B1425" };
+                    let request = format!(
+                        "POST {SIMRING}?target=tel:{target}5550100 HTTP/1.1\r\nHost: x\r\n\
+                         X-Request-Id: w{w}-{sent}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+                        break;
+                    };
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    if s.write_all(request.as_bytes()).is_err() {
+                        break;
+                    }
+                    let mut answer = String::new();
+                    let _ = s.read_to_string(&mut answer);
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&running.child, "-KILL");
+    let _ = wait(running.child, Duration::from_secs(10));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    let mut decided = std::collections::HashSet::new();
+    for line in trail.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: a torn line {line:?}"));
+        if v["kind"] == "decision" {
+            decided.insert(v["client_request_id"].as_str().unwrap().to_owned());
+        }
+    }
+    let received = member.received();
+    assert!(
+        received.len() > 100,
+        "a real load: {} received of {sent}",
+        received.len()
+    );
+    for r in &received {
+        let id = r.headers["x-request-id"].to_str().unwrap();
+        assert!(
+            decided.contains(id),
+            "the pool received {id}, which has no decision line ({} lines)",
+            decided.len()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&running.dir);
+}

@@ -279,3 +279,150 @@ fn a_collector_restarted_between_batches_costs_no_lines_on_the_local_socket() {
     let mut s = unix(&r.datagram.clone());
     restart_between_batches_costs_nothing(&mut r, &mut s, "imuxsock");
 }
+
+/// Issue 12, end to end: the proxy's audit trail to a real rsyslogd over TCP. Every line
+/// arrives, as its own message with its kind as MSGID; with the collector stopped, allowed
+/// requests are refused `audit_unavailable` (nothing is forwarded unrecorded) and the lines wait;
+/// started again, every line arrives exactly once and none is counted lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxys_trail_reaches_rsyslog_and_survives_its_restart() {
+    use crate::support::{self, metrics::sample, Options, SIMRING};
+    let Some(r) = Rsyslog::start_new("proxy audit to rsyslog") else {
+        return;
+    };
+    let h = support::start_with(Options {
+        audit: format!(
+            "sink = \"syslog\"\naddress = \"tcp://127.0.0.1:{}\"\nfacility = \"local4\"\n\
+             write_timeout = \"300ms\"",
+            r.port
+        ),
+        ..Options::default()
+    })
+    .await;
+    let host = "lyncweb.contoso.com";
+    let ring = |target: &'static str, id: String| {
+        let h = &h;
+        async move {
+            h.client
+                .request(
+                    "POST",
+                    &format!("{SIMRING}?target={target}"),
+                    host,
+                    &[("x-request-id", id.as_str())],
+                    b"",
+                )
+                .await
+        }
+    };
+    const ALLOWED: &str = "tel:%2B14255550100";
+    const DENIED: &str = "tel:%2B19005550100";
+    for i in 0..100 {
+        let (target, status) = if i % 2 == 0 {
+            (ALLOWED, 204)
+        } else {
+            (DENIED, 403)
+        };
+        assert_eq!(ring(target, format!("before-{i}")).await.status, status);
+    }
+    // 50 allowed (decision + outcome) and 50 denied (decision).
+    let r = tokio::task::spawn_blocking(move || {
+        r.wait_for(|got| got.len() >= 150);
+        r
+    })
+    .await
+    .unwrap();
+
+    let mut r = tokio::task::spawn_blocking(move || {
+        let mut r = r;
+        r.stop();
+        r
+    })
+    .await
+    .unwrap();
+    let refused = ring(ALLOWED, "during-allowed".into()).await;
+    support::assert_refused(&refused, 503, "audit_unavailable");
+    for i in 0..20 {
+        assert_eq!(ring(DENIED, format!("during-{i}")).await.status, 403);
+    }
+    let m = h.metrics().await;
+    assert!(
+        sample(&m, "ringfence_audit_queue_lines", &[]).unwrap() >= 20.0,
+        "the lines wait: {m}"
+    );
+    let forwarded = h.members.iter().map(|m| m.received().len()).sum::<usize>();
+    assert_eq!(forwarded, 50, "nothing was forwarded unrecorded");
+
+    r = tokio::task::spawn_blocking(move || {
+        r.start();
+        r
+    })
+    .await
+    .unwrap();
+    // Once the collector is back, guarded requests go through again.
+    let after = tokio::time::timeout(support::TIMEOUT, async {
+        loop {
+            let reply = ring(ALLOWED, "after".into()).await;
+            if reply.status == 204 {
+                return reply;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the trail recovers");
+    assert_eq!(after.status, 204);
+    let got = tokio::task::spawn_blocking(move || {
+        r.wait_for(|got| {
+            got.iter().any(|m| {
+                m.msgid == "outcome" && m.msg.contains("\"status\":204") && {
+                    // the last `after` request's outcome
+                    got.iter()
+                        .filter(|m| m.msg.contains("\"client_request_id\":\"after\""))
+                        .count()
+                        > 0
+                }
+            }) && got.len() >= 150 + 22
+        })
+    })
+    .await
+    .unwrap();
+    let m = h.metrics().await;
+    let written = sample(&m, "ringfence_audit_lines_total", &[("result", "written")]).unwrap();
+    assert_eq!(
+        sample(&m, "ringfence_audit_lines_total", &[("result", "dropped")]).unwrap_or(0.0)
+            + sample(&m, "ringfence_audit_lines_total", &[("result", "failed")]).unwrap_or(0.0),
+        0.0,
+        "{m}"
+    );
+    // Every message is one JSON line whose kind is its MSGID; no decision arrived twice.
+    let mut seen = BTreeMap::new();
+    for message in &got {
+        let v: serde_json::Value =
+            serde_json::from_str(&message.msg).unwrap_or_else(|e| panic!("{e}: {}", message.msg));
+        assert_eq!(v["kind"], message.msgid.as_str());
+        assert_eq!(message.app, "ringfence");
+        assert_eq!(message.facility, "local4");
+        if v["kind"] == "decision" {
+            let expected = if v["decision"] == "allow" {
+                "info"
+            } else {
+                "notice"
+            };
+            assert_eq!(message.severity, expected, "{}", message.msg);
+            let id = v["client_request_id"].as_str().unwrap().to_owned();
+            *seen.entry(id).or_insert(0) += 1;
+        }
+    }
+    for i in 0..100 {
+        assert_eq!(seen.get(&format!("before-{i}")), Some(&1), "before-{i}");
+    }
+    for i in 0..20 {
+        assert_eq!(seen.get(&format!("during-{i}")), Some(&1), "during-{i}");
+    }
+    assert_eq!(
+        seen.get("during-allowed"),
+        Some(&1),
+        "the refused request's line arrived too"
+    );
+    assert!(got.len() as f64 <= written, "{} > {written}", got.len());
+}
