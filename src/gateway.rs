@@ -3,7 +3,7 @@
 //! back. Every decision is the judge's; the gateway only reads, records and carries.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,9 @@ struct Ctx<'s> {
     request_id: HeaderValue,
     version: Version,
     xml: bool,
+    /// Who the client is: the connection's address, or behind a trusted proxy the one its
+    /// `X-Forwarded-For` names ([`crate::client`]).
+    client: IpAddr,
 }
 
 impl Ctx<'_> {
@@ -96,10 +99,14 @@ impl Gateway {
             request_id: request_id.clone(),
             version: parts.version,
             xml: prefers_xml(parts.headers.get(header::ACCEPT)),
+            client: snapshot.config.server.trusted_proxies.client(
+                self.connection.client.ip(),
+                parts.headers.get_all(forwarding::X_FORWARDED_FOR),
+            ),
         };
         // Every log line about this request carries its id, as the plain string the audit trail
-        // and the X-Request-Id header show.
-        let span = tracing::info_span!("request", request_id = ctx.id());
+        // and the X-Request-Id header show, and who the client is.
+        let span = tracing::info_span!("request", request_id = ctx.id(), client = %ctx.client);
         let (traffic, mut response) = self.serve(&ctx, parts, body).instrument(span).await;
         response.headers_mut().insert(X_REQUEST_ID, request_id);
         self.shared.metrics.answered(

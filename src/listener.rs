@@ -4,8 +4,10 @@
 
 mod bind;
 mod park;
+mod proxy_protocol;
 mod stall;
 
+pub use proxy_protocol::HeaderError as ProxyHeaderError;
 pub use stall::BodyError;
 
 use std::net::SocketAddr;
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -96,12 +98,19 @@ impl Server {
         let permits = Arc::new(Semaphore::new(server_config.max_connections));
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
-        for listener in listeners {
+        for (configured, listener) in listeners {
             let addr = listener.local_addr().map_err(|source| StartError::Bind {
                 addr: admin_listen,
                 source,
             })?;
             addrs.push(addr);
+            let label = addr.to_string();
+            let proxy_header = server_config.expects_proxy_header(configured).then(|| {
+                shared
+                    .metrics
+                    .proxy_protocol_errors
+                    .with_label_values(&[&label])
+            });
             let accept = Accept {
                 shared: Arc::clone(&shared),
                 acceptor: acceptor.clone(),
@@ -112,7 +121,8 @@ impl Server {
                 body_read_timeout: server_config.body_read_timeout,
                 body_deadline: server_config.body_deadline,
                 send_timeout: server_config.send_timeout,
-                label: addr.to_string(),
+                label,
+                proxy_header,
                 connections: connections.clone(),
             };
             tasks.push(tokio::spawn(accept.run(listener, stop.clone())));
@@ -269,6 +279,9 @@ struct Accept {
     body_deadline: Duration,
     send_timeout: Duration,
     label: String,
+    /// On a `server.proxy_protocol` listener: where a connection without a valid header in time
+    /// is counted (`ringfence_proxy_protocol_errors_total{listener}`).
+    proxy_header: Option<IntCounter>,
     connections: TaskTracker,
 }
 
@@ -317,13 +330,29 @@ impl Accept {
         }
     }
 
-    async fn connection(&self, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
+    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
         let open = self
             .shared
             .metrics
             .connections_open
             .with_label_values(&[&self.label]);
         let _open = Counted::new(&open);
+        // Behind an L4 load balancer the header names the client; everything below sees it as
+        // the peer (X-Forwarded-For included).
+        let peer = match &self.proxy_header {
+            None => peer,
+            Some(errors) => match Box::pin(self.proxy_header(&mut stream, &stop)).await {
+                Ok(Some(source)) => source,
+                Ok(None) => peer,
+                Err(e) => {
+                    if let Some(e) = e {
+                        errors.inc();
+                        tracing::debug!(peer = %peer, error = %e, "no PROXY protocol header; closed");
+                    }
+                    return;
+                }
+            },
+        };
         let tls = self.acceptor.is_some();
         let activity = Arc::new(Activity::new(
             self.shared.metrics.requests_in_flight.clone(),
@@ -408,6 +437,21 @@ impl Accept {
         };
         if let Err(e) = result {
             tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+        }
+    }
+
+    /// The PROXY protocol header within the header timeout: its source address, None when it
+    /// names none (the peer is the client). Err(None) when the server stops meanwhile.
+    async fn proxy_header(
+        &self,
+        stream: &mut TcpStream,
+        stop: &CancellationToken,
+    ) -> Result<Option<SocketAddr>, Option<ProxyHeaderError>> {
+        tokio::select! {
+            read = tokio::time::timeout(self.handshake_timeout, proxy_protocol::read(stream)) => {
+                read.unwrap_or(Err(ProxyHeaderError::TimedOut)).map_err(Some)
+            }
+            () = stop.cancelled() => Err(None),
         }
     }
 
