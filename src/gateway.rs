@@ -42,7 +42,8 @@ pub struct Connection {
 pub struct Gateway {
     shared: Arc<Shared>,
     connection: Connection,
-    /// The client's IP address, formatted once per connection (X-Forwarded-For, audit).
+    /// The connection's client address (the peer, or the PROXY header's source), formatted once
+    /// per connection for X-Forwarded-For.
     client_ip: HeaderValue,
     /// Guarded bodies this connection may be reading at once ([`BODY_READS_PER_CONNECTION`]).
     reads: Arc<tokio::sync::Semaphore>,
@@ -195,7 +196,7 @@ impl Gateway {
         self.shared.audit.record(&Record {
             ts: audit::now(),
             request_id: ctx.id(),
-            client: self.client_ip.to_str().unwrap_or(""),
+            client: &ctx.client.to_string(),
             host: host.to_str().unwrap_or(""),
             method: ruling.method.as_str(),
             path: &ruling.path,

@@ -4,6 +4,7 @@
 mod support;
 
 mod certificates;
+mod client_address;
 mod clients;
 mod differential;
 mod extra_guards;
