@@ -281,7 +281,15 @@ impl Config {
 
     /// A one-screen summary for `check-config`.
     pub fn summary(&self) -> String {
-        let listen: Vec<String> = self.server.listen.iter().map(|a| a.to_string()).collect();
+        let listen: Vec<String> = self
+            .server
+            .listen
+            .iter()
+            .map(|&a| match self.server.expects_proxy_header(a) {
+                true => format!("{a} with PROXY protocol"),
+                false => a.to_string(),
+            })
+            .collect();
         let members: Vec<String> = self
             .upstream
             .members
@@ -552,6 +560,11 @@ allow_numbers = ["+1425"]
             "proxy_protocol = [\"127.0.0.1:8444\"]\n[upstream]",
         );
         assert_eq!(expecting(&one, &[]), [false, true]);
+        let summary = with_env(&one, &[]).unwrap().summary();
+        assert!(
+            summary.starts_with("listeners: 127.0.0.1:8443, 127.0.0.1:8444 with PROXY protocol ("),
+            "{summary}"
+        );
         let env = |value| [("RINGFENCE__SERVER__PROXY_PROTOCOL", value)];
         assert_eq!(expecting(&two, &env("true")), [true, true]);
         assert_eq!(expecting(&all, &env("false")), [false, false]);

@@ -7,7 +7,6 @@ mod park;
 mod proxy_protocol;
 mod stall;
 
-pub use proxy_protocol::HeaderError as ProxyHeaderError;
 pub use stall::BodyError;
 
 use std::net::SocketAddr;
@@ -342,13 +341,11 @@ impl Accept {
         let peer = match &self.proxy_header {
             None => peer,
             Some(errors) => match Box::pin(self.proxy_header(&mut stream, &stop)).await {
-                Ok(Some(source)) => source,
-                Ok(None) => peer,
-                Err(e) => {
-                    if let Some(e) = e {
-                        errors.inc();
-                        tracing::debug!(peer = %peer, error = %e, "no PROXY protocol header; closed");
-                    }
+                None => return,
+                Some(Ok(source)) => source.unwrap_or(peer),
+                Some(Err(e)) => {
+                    errors.inc();
+                    tracing::debug!(client = %peer, error = %e, "no PROXY protocol header; closed");
                     return;
                 }
             },
@@ -440,18 +437,17 @@ impl Accept {
         }
     }
 
-    /// The PROXY protocol header within the header timeout: its source address, None when it
-    /// names none (the peer is the client). Err(None) when the server stops meanwhile.
+    /// The PROXY protocol header within the header timeout: the source address it names, if
+    /// any; None when the server stops meanwhile.
     async fn proxy_header(
         &self,
         stream: &mut TcpStream,
         stop: &CancellationToken,
-    ) -> Result<Option<SocketAddr>, Option<ProxyHeaderError>> {
+    ) -> Option<Result<Option<SocketAddr>, proxy_protocol::HeaderError>> {
+        let read = tokio::time::timeout(self.handshake_timeout, proxy_protocol::read(stream));
         tokio::select! {
-            read = tokio::time::timeout(self.handshake_timeout, proxy_protocol::read(stream)) => {
-                read.unwrap_or(Err(ProxyHeaderError::TimedOut)).map_err(Some)
-            }
-            () = stop.cancelled() => Err(None),
+            read = read => Some(read.unwrap_or(Err(proxy_protocol::HeaderError::TimedOut))),
+            () = stop.cancelled() => None,
         }
     }
 
