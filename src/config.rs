@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::client::TrustedProxies;
 use crate::policy::Policy;
 use crate::route::Guards;
 
@@ -53,6 +54,18 @@ pub struct Server {
     pub max_body_bytes: usize,
     pub max_batch_bytes: usize,
     pub shutdown_grace: Duration,
+    /// The listen addresses whose connections open with a PROXY protocol header (a subset of
+    /// `listen`); a connection there without one is closed.
+    pub proxy_protocol: Vec<SocketAddr>,
+    /// Peers whose `X-Forwarded-For` names the client ([`crate::client`]).
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl Server {
+    /// Whether connections on the listener configured as `listen` open with a PROXY header.
+    pub fn expects_proxy_header(&self, listen: SocketAddr) -> bool {
+        self.proxy_protocol.contains(&listen)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,8 +309,12 @@ impl Config {
     /// each one; it takes effect at the next start.
     pub fn needs_restart(&self, next: &Config) -> Vec<&'static str> {
         let (a, b) = (&self.server, &next.server);
-        let keys: [(&'static str, bool); 13] = [
+        let keys: [(&'static str, bool); 14] = [
             ("server.listen", a.listen != b.listen),
+            (
+                "server.proxy_protocol",
+                a.proxy_protocol != b.proxy_protocol,
+            ),
             ("server.tls", a.tls.is_some() != b.tls.is_some()),
             ("server.http2", a.http2 != b.http2),
             (
@@ -343,7 +360,15 @@ impl Config {
 
     /// A one-screen summary for `check-config`.
     pub fn summary(&self) -> String {
-        let listen: Vec<String> = self.server.listen.iter().map(|a| a.to_string()).collect();
+        let listen: Vec<String> = self
+            .server
+            .listen
+            .iter()
+            .map(|&a| match self.server.expects_proxy_header(a) {
+                true => format!("{a} with PROXY protocol"),
+                false => a.to_string(),
+            })
+            .collect();
         let members: Vec<String> = self
             .upstream
             .members
@@ -588,6 +613,97 @@ allow_numbers = ["+1425"]
         assert!(warnings(&text).contains(
             &"server.listen[2]: `127.0.0.1:8443` is listed twice; it is bound once".into()
         ));
+    }
+
+    #[test]
+    fn proxy_protocol_is_for_every_listener_or_those_named() {
+        let two = BASE.replace(
+            r#"listen = ["127.0.0.1:8443"]"#,
+            r#"listen = ["127.0.0.1:8443", "127.0.0.1:8444"]"#,
+        );
+        let a: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:8444".parse().unwrap();
+        let expecting = |text: &str, vars: &[(&str, &str)]| {
+            let config = with_env(text, vars).unwrap();
+            [a, b].map(|l| config.server.expects_proxy_header(l))
+        };
+        assert_eq!(expecting(&two, &[]), [false, false], "off by default");
+        let all = two.replace(
+            "[upstream]",
+            "proxy_protocol = true
+[upstream]",
+        );
+        assert_eq!(expecting(&all, &[]), [true, true]);
+        let one = two.replace(
+            "[upstream]",
+            "proxy_protocol = [\"127.0.0.1:8444\"]\n[upstream]",
+        );
+        assert_eq!(expecting(&one, &[]), [false, true]);
+        let summary = with_env(&one, &[]).unwrap().summary();
+        assert!(
+            summary.starts_with("listeners: 127.0.0.1:8443, 127.0.0.1:8444 with PROXY protocol ("),
+            "{summary}"
+        );
+        let env = |value| [("RINGFENCE__SERVER__PROXY_PROTOCOL", value)];
+        assert_eq!(expecting(&two, &env("true")), [true, true]);
+        assert_eq!(expecting(&all, &env("false")), [false, false]);
+        assert_eq!(expecting(&two, &env("127.0.0.1:8443")), [true, false]);
+        assert_eq!(
+            expecting(&two, &env("127.0.0.1:8443, 127.0.0.1:8444")),
+            [true, true]
+        );
+
+        let stray = two.replace(
+            "[upstream]",
+            "proxy_protocol = [\"127.0.0.1:9\", \"yes\"]\n[upstream]",
+        );
+        let problems = Config::from_toml(&stray).unwrap_err().problems();
+        assert_eq!(
+            paths(&problems),
+            ["server.proxy_protocol[0]", "server.proxy_protocol[1]"]
+        );
+        assert!(problems[0].message.contains("not one of server.listen"));
+        let problems = with_env(&two, &env("yes")).unwrap_err().problems();
+        assert_eq!(
+            paths(&problems),
+            ["server.proxy_protocol[0] (from RINGFENCE__SERVER__PROXY_PROTOCOL)"]
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidr_blocks_each_checked_with_its_path() {
+        let text = BASE.replace(
+            "[upstream]",
+            "trusted_proxies = [\"10.0.0.0/8\", \"::1\", \"10.1.2.3/8\", \"lb\", \"::/129\"]\n[upstream]",
+        );
+        let problems = Config::from_toml(&text).unwrap_err().problems();
+        assert_eq!(
+            paths(&problems),
+            [
+                "server.trusted_proxies[2]",
+                "server.trusted_proxies[3]",
+                "server.trusted_proxies[4]"
+            ]
+        );
+        assert!(
+            problems[0].message.contains("did you mean `10.0.0.0/8`"),
+            "{}",
+            problems[0]
+        );
+        let config = with_env(
+            BASE,
+            &[("RINGFENCE__SERVER__TRUSTED_PROXIES", "10.0.0.0/8, ::1")],
+        )
+        .unwrap();
+        let trusted = &config.server.trusted_proxies;
+        assert!(trusted.contains("10.9.8.7".parse().unwrap()));
+        assert!(trusted.contains("::1".parse().unwrap()));
+        assert!(!trusted.contains("192.0.2.1".parse().unwrap()));
+        assert!(Config::from_toml(BASE)
+            .unwrap()
+            .server
+            .trusted_proxies
+            .is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
@@ -71,12 +71,23 @@ pub fn set_headers(headers: &mut HeaderMap, f: &Forwarded<'_>) {
     if f.multiplexed {
         join_cookie_crumbs(headers);
     }
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => {
-            let client = f.client_ip.to_str().unwrap_or("");
-            HeaderValue::from_str(&format!("{prior}, {client}")).ok()
+    // Every line, in order, as one list (RFC 9110 §5.3): the pool, and `trusted_proxies` of a
+    // next ringfence, read the whole chain, not its first line.
+    let mut chain = String::new();
+    for prior in headers.get_all(&X_FORWARDED_FOR) {
+        match prior.to_str().map(str::trim) {
+            Ok(prior) if !prior.is_empty() => {
+                chain.push_str(prior);
+                chain.push_str(", ");
+            }
+            _ => {}
         }
-        None => Some(f.client_ip.clone()),
+    }
+    let forwarded_for = if chain.is_empty() {
+        Some(f.client_ip.clone())
+    } else {
+        chain.push_str(f.client_ip.to_str().unwrap_or(""));
+        HeaderValue::from_str(&chain).ok()
     };
     if let Some(v) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, v);
@@ -218,5 +229,34 @@ mod tests {
         };
         assert_eq!(crumbs(true), ["a=1; b=2; c=3"]);
         assert_eq!(crumbs(false), ["a=1", "b=2", "c=3"]);
+    }
+
+    #[test]
+    fn x_forwarded_for_appends_the_client_to_every_line_joined() {
+        let forwarded_for = |lines: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                headers.append(X_FORWARDED_FOR, HeaderValue::from_static(line));
+            }
+            let unset = HeaderValue::from_static("");
+            set_headers(
+                &mut headers,
+                &Forwarded {
+                    client_ip: &HeaderValue::from_static("192.0.2.9"),
+                    tls: false,
+                    host: &unset,
+                    request_id: &unset,
+                    preserve_host: false,
+                    multiplexed: false,
+                },
+            );
+            let lines: Vec<_> = headers.get_all(X_FORWARDED_FOR).iter().cloned().collect();
+            lines
+        };
+        assert_eq!(forwarded_for(&[]), ["192.0.2.9"]);
+        assert_eq!(
+            forwarded_for(&["10.0.0.1, 10.0.0.2", " ", "10.0.0.3"]),
+            ["10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.9"]
+        );
     }
 }

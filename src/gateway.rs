@@ -3,7 +3,7 @@
 //! back. Every decision is the judge's; the gateway only reads, records and carries.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,8 @@ pub struct Connection {
 pub struct Gateway {
     shared: Arc<Shared>,
     connection: Connection,
-    /// The client's IP address, formatted once per connection (X-Forwarded-For, audit).
+    /// The connection's client address (the peer, or the PROXY header's source), formatted once
+    /// per connection for X-Forwarded-For.
     client_ip: HeaderValue,
     /// Guarded bodies this connection may be reading at once ([`BODY_READS_PER_CONNECTION`]).
     reads: Arc<tokio::sync::Semaphore>,
@@ -71,6 +72,9 @@ struct Ctx<'s> {
     authorization: Option<HeaderValue>,
     /// The pool member that answered, for the access log.
     member: std::sync::OnceLock<&'s str>,
+    /// Who the client is: the connection's address, or behind a trusted proxy the one its
+    /// `X-Forwarded-For` names ([`crate::client`]).
+    client: IpAddr,
 }
 
 impl Ctx<'_> {
@@ -106,14 +110,12 @@ impl Gateway {
         let snapshot = self.shared.snapshot();
         let (parts, mut body) = request.into_parts();
         let ids = forwarding::request_ids(&parts.headers);
+        let client = snapshot.config.server.trusted_proxies.client(
+            self.connection.client.ip(),
+            parts.headers.get_all(forwarding::X_FORWARDED_FOR),
+        );
         let mut access = self.shared.access.enabled().then(|| {
-            let entry = access::Entry::new(
-                &self.shared.access,
-                started,
-                &ids.ours,
-                &self.client_ip,
-                &parts,
-            );
+            let entry = access::Entry::new(&self.shared.access, started, &ids.ours, client, &parts);
             body.count_into(entry.bytes_in());
             Box::new(entry)
         });
@@ -125,10 +127,16 @@ impl Gateway {
             started,
             authorization: parts.headers.get(header::AUTHORIZATION).cloned(),
             member: std::sync::OnceLock::new(),
+            client,
         };
-        // Every log line about this request carries ringfence's id (the audit trail's), and the
-        // X-Request-Id the client and the pool see.
-        let span = tracing::info_span!("request", id = ctx.id(), request_id = ctx.request_id());
+        // Every log line about this request carries ringfence's id (the audit trail's), the
+        // X-Request-Id the client and the pool see, and who the client is.
+        let span = tracing::info_span!(
+            "request",
+            id = ctx.id(),
+            request_id = ctx.request_id(),
+            client = %ctx.client
+        );
         let (traffic, mut response) = self.serve(&ctx, parts, body).instrument(span).await;
         response
             .headers_mut()
@@ -240,6 +248,11 @@ impl Gateway {
         let token = audit
             .then(|| ctx.authorization.as_ref().map(identity::token_fingerprint))
             .flatten();
+        let client = if audit {
+            ctx.client.to_string()
+        } else {
+            String::new()
+        };
         for ruling in rulings {
             let organisation = ruling.organisation.map(Organisation::name);
             let reason = ruling.reason();
@@ -271,7 +284,7 @@ impl Gateway {
                 ts: audit::now(),
                 id: ctx.id(),
                 client_request_id: ctx.ids.client.as_ref().and_then(|v| v.to_str().ok()),
-                client: self.client_ip.to_str().unwrap_or(""),
+                client: &client,
                 sni: self.connection.sni.as_deref(),
                 host: host.to_str().unwrap_or(""),
                 method: ruling.method.as_str(),

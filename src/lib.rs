@@ -11,7 +11,9 @@
 //!
 //! - [`listener`] binds, accepts (bounded), terminates TLS ([`tls`]) and serves HTTP/1.1 and HTTP/2;
 //!   [`preflight`] first makes what it needs from the configured files, as `check-config` does.
-//! - [`gateway`] carries each request through the journey, reading one [`state`] snapshot.
+//!   A listener named in `server.proxy_protocol` first reads the load balancer's PROXY header.
+//! - [`gateway`] carries each request through the journey, reading one [`state`] snapshot;
+//!   [`client`] tells who the client is behind trusted proxies.
 //! - [`judge`] decides every request, and alone makes the [`judge::Clearance`] that
 //!   [`upstream`] forwards; it composes:
 //!   - [`request`]: the Host and the headers that change how the pool reads a request;
@@ -35,6 +37,7 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod extract;

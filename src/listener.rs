@@ -4,6 +4,7 @@
 
 mod bind;
 mod park;
+mod proxy_protocol;
 mod stall;
 
 pub use stall::BodyError;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -106,12 +107,19 @@ impl Server {
         let permits = Arc::new(Semaphore::new(server_config.max_connections));
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
-        for listener in listeners {
+        for (configured, listener) in listeners {
             let addr = listener.local_addr().map_err(|source| StartError::Bind {
                 addr: admin_listen,
                 source,
             })?;
             addrs.push(addr);
+            let label = addr.to_string();
+            let proxy_header = server_config.expects_proxy_header(configured).then(|| {
+                shared
+                    .metrics
+                    .proxy_protocol_errors
+                    .with_label_values(&[&label])
+            });
             let accept = Accept {
                 shared: Arc::clone(&shared),
                 acceptor: acceptor.clone(),
@@ -122,7 +130,8 @@ impl Server {
                 body_read_timeout: server_config.body_read_timeout,
                 body_deadline: server_config.body_deadline,
                 send_timeout: server_config.send_timeout,
-                label: addr.to_string(),
+                label,
+                proxy_header,
                 connections: connections.clone(),
             };
             tasks.push(tokio::spawn(accept.run(listener, stop.clone())));
@@ -304,6 +313,9 @@ struct Accept {
     body_deadline: Duration,
     send_timeout: Duration,
     label: String,
+    /// On a `server.proxy_protocol` listener: where a connection without a valid header in time
+    /// is counted (`ringfence_proxy_protocol_errors_total{listener}`).
+    proxy_header: Option<IntCounter>,
     connections: TaskTracker,
 }
 
@@ -352,13 +364,27 @@ impl Accept {
         }
     }
 
-    async fn connection(&self, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
+    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
         let open = self
             .shared
             .metrics
             .connections_open
             .with_label_values(&[&self.label]);
         let _open = Counted::new(&open);
+        // Behind an L4 load balancer the header names the client; everything below sees it as
+        // the peer (X-Forwarded-For included).
+        let peer = match &self.proxy_header {
+            None => peer,
+            Some(errors) => match Box::pin(self.proxy_header(&mut stream, &stop)).await {
+                None => return,
+                Some(Ok(source)) => source.unwrap_or(peer),
+                Some(Err(e)) => {
+                    errors.inc();
+                    tracing::debug!(client = %peer, error = %e, "no PROXY protocol header; closed");
+                    return;
+                }
+            },
+        };
         let tls = self.acceptor.is_some();
         let activity = Arc::new(Activity::new(
             self.shared.metrics.requests_in_flight.clone(),
@@ -443,6 +469,20 @@ impl Accept {
         };
         if let Err(e) = result {
             tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+        }
+    }
+
+    /// The PROXY protocol header within the header timeout: the source address it names, if
+    /// any; None when the server stops meanwhile.
+    async fn proxy_header(
+        &self,
+        stream: &mut TcpStream,
+        stop: &CancellationToken,
+    ) -> Option<Result<Option<SocketAddr>, proxy_protocol::HeaderError>> {
+        let read = tokio::time::timeout(self.handshake_timeout, proxy_protocol::read(stream));
+        tokio::select! {
+            read = read => Some(read.unwrap_or(Err(proxy_protocol::HeaderError::TimedOut))),
+            () = stop.cancelled() => None,
         }
     }
 

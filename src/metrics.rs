@@ -37,6 +37,9 @@ pub struct Metrics {
     pub config_info: IntGaugeVec,
     /// Connections closed at accept because `max_connections` were open, by listener.
     pub connections_refused: IntCounterVec,
+    /// Connections closed on a `server.proxy_protocol` listener for want of a valid PROXY
+    /// header in time, by listener.
+    pub proxy_protocol_errors: IntCounterVec,
     /// Failed health probes, by member and kind (`health::ProbeKind`).
     pub probe_failures: IntCounterVec,
     passthrough: Route,
@@ -253,6 +256,11 @@ impl Metrics {
             connections_refused: counter(
                 "ringfence_connections_refused_total",
                 "Client connections closed at accept at max_connections, by listener.",
+                &["listener"],
+            ),
+            proxy_protocol_errors: counter(
+                "ringfence_proxy_protocol_errors_total",
+                "Connections closed without a valid PROXY protocol header in time, by listener.",
                 &["listener"],
             ),
             probe_failures: counter(

@@ -403,10 +403,20 @@ const METRICS: &[&str] = &[
 // moved into METRICS and this list is deleted.
 const PENDING_METRICS: &[&str] = &[];
 
+/// Registered by the audit trail and the access log as they start (`Shared::new`), not by
+/// `Metrics::new`.
+const TRAIL_METRICS: &[&str] = &[
+    "ringfence_audit_lines_total",
+    "ringfence_audit_queue_lines",
+    "ringfence_access_log_lines_total",
+    "ringfence_access_log_queue_lines",
+];
+
 fn known_metrics() -> BTreeSet<String> {
     let mut known: BTreeSet<String> = METRICS
         .iter()
         .chain(PENDING_METRICS)
+        .chain(TRAIL_METRICS)
         .map(|m| m.to_string())
         .collect();
     for h in HISTOGRAMS {

@@ -16,6 +16,7 @@ use super::Problem;
 /// configuration, which shows every key.
 pub(super) const LIST_KEYS: &[&str] = &[
     "server.listen",
+    "server.trusted_proxies",
     "upstream.members",
     "policy.deny_numbers",
     "policy.deny_number_patterns",

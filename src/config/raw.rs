@@ -32,6 +32,19 @@ pub struct RawServer {
     pub max_body_bytes: Option<u64>,
     pub max_batch_bytes: Option<u64>,
     pub shutdown_grace: Option<String>,
+    pub proxy_protocol: Option<RawProxyProtocol>,
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+/// `server.proxy_protocol`: `true`/`false` for every listener, or the listen addresses that
+/// expect the header. An environment override arrives as text: `"true"`, `"false"`, or
+/// comma-separated addresses.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawProxyProtocol {
+    All(bool),
+    Listeners(Vec<String>),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawHealth, RawUpstreamTls};
+use super::raw::{RawConfig, RawHealth, RawProxyProtocol, RawUpstreamTls};
 use super::{
     AccessLog, Admin, Audit, Balance, Config, ConfigError, Health, Identity, OnFull, Problem,
     Server, ServerTls, Sink,
 };
 use super::{Upstream, UpstreamTls};
+use crate::client::{Cidr, TrustedProxies};
 use crate::policy::{Kind, Lists, Organisation, Policy, RuleSet};
 use crate::route::{Guard, Guards};
 
@@ -91,6 +92,7 @@ pub(super) fn validate(
             watch_interval,
         })
     });
+    let proxy_protocol = proxy_protocol(&mut p, s.proxy_protocol.as_ref(), &listen);
     let server = Server {
         listen,
         tls,
@@ -119,6 +121,8 @@ pub(super) fn validate(
             1_048_576,
         ),
         shutdown_grace: duration(&mut p, "server.shutdown_grace", &s.shutdown_grace, "30s"),
+        proxy_protocol,
+        trusted_proxies: trusted_proxies(&mut p, s.trusted_proxies.as_deref().unwrap_or(&[])),
     };
 
     let admin = Admin {
@@ -568,6 +572,53 @@ fn broad_allow_numbers(p: &mut Problems, at: &str, numbers: &[String]) {
             );
         }
     }
+}
+
+/// The listeners that expect a PROXY protocol header: all, none, or those named, each of which
+/// must be one of `server.listen`.
+fn proxy_protocol(
+    p: &mut Problems,
+    raw: Option<&RawProxyProtocol>,
+    listen: &[SocketAddr],
+) -> Vec<SocketAddr> {
+    const KEY: &str = "server.proxy_protocol";
+    let named: Vec<&str> = match raw {
+        None | Some(RawProxyProtocol::All(false)) => return Vec::new(),
+        Some(RawProxyProtocol::All(true)) => return listen.to_vec(),
+        Some(RawProxyProtocol::Text(t)) => match t.trim() {
+            "false" => return Vec::new(),
+            "true" => return listen.to_vec(),
+            t => t.split(',').map(str::trim).collect(),
+        },
+        Some(RawProxyProtocol::Listeners(l)) => l.iter().map(String::as_str).collect(),
+    };
+    let mut expecting = Vec::with_capacity(named.len());
+    for (i, a) in named.into_iter().enumerate() {
+        let key = format!("{KEY}[{i}]");
+        let Some(addr) = socket(p, &key, a) else {
+            continue;
+        };
+        if !listen.contains(&addr) {
+            p.error(key, format!("`{addr}` is not one of server.listen"));
+        } else if !expecting.contains(&addr) {
+            expecting.push(addr);
+        }
+    }
+    expecting
+}
+
+fn trusted_proxies(p: &mut Problems, blocks: &[String]) -> TrustedProxies {
+    let mut parsed = Vec::with_capacity(blocks.len());
+    for (i, b) in blocks.iter().enumerate() {
+        match b.trim().parse::<Cidr>() {
+            Ok(cidr) => parsed.push(cidr),
+            Err(e) => p.error(
+                format!("server.trusted_proxies[{i}]"),
+                format!("`{b}`: {e}"),
+            ),
+        }
+    }
+    TrustedProxies::new(parsed)
 }
 
 fn socket(p: &mut Problems, key: &str, s: &str) -> Option<SocketAddr> {

@@ -21,9 +21,10 @@ const EAFNOSUPPORT: i32 = 47;
 
 /// Binds every client-facing address, in order. An IPv6 wildcard that fails only because the host
 /// has no IPv6 ([`no_ipv6`]) is skipped with a warning when at least one other address bound;
-/// with nothing else bound it stays a start-up error, like any other bind failure.
-pub(super) fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
-    bind_each(addrs, bind)
+/// with nothing else bound it stays a start-up error, like any other bind failure. Each listener
+/// comes with the address it was configured as (port 0 included), which its settings name.
+pub(super) fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, TcpListener)>, StartError> {
+    bind_each(addrs, |addr| bind(addr).map(|listener| (addr, listener)))
 }
 
 /// [`bind_all`] with the socket opening passed in, so the decision is testable without a host

@@ -5,6 +5,7 @@ mod support;
 
 mod audit;
 mod certificates;
+mod client_address;
 mod clients;
 mod differential;
 mod extra_guards;

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod haproxy;
 pub mod metrics;
 pub mod oracle;
 pub mod rsyslog;

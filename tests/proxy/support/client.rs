@@ -276,9 +276,41 @@ pub async fn raw_reply(addr: SocketAddr, request: &[u8]) -> Result<Reply, String
         .ok_or_else(|| format!("no HTTP answer: {:?}", String::from_utf8_lossy(&bytes)))
 }
 
+/// [`raw_reply`] on a connection made from the local address `from` (another loopback address,
+/// so that the server sees a client other than 127.0.0.1).
+pub async fn raw_reply_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    request: &[u8],
+) -> Result<Reply, String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind(SocketAddr::new(from, 0))
+        .map_err(|e| e.to_string())?;
+    let stream = tokio::time::timeout(TIMEOUT, socket.connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let bytes = exchange(stream, request).await;
+    parse_reply(&bytes)
+        .ok_or_else(|| format!("no HTTP answer: {:?}", String::from_utf8_lossy(&bytes)))
+}
+
 /// [`raw_reply`] over TLS (ALPN `http/1.1`), naming `server_name` in SNI.
 pub async fn tls_raw_reply(
     addr: SocketAddr,
+    certs: &Certs,
+    server_name: &str,
+    request: &[u8],
+) -> Result<Reply, String> {
+    tls_raw_reply_after(addr, b"", certs, server_name, request).await
+}
+
+/// [`tls_raw_reply`] with `preamble` written in the clear before the handshake (a PROXY
+/// protocol header).
+pub async fn tls_raw_reply_after(
+    addr: SocketAddr,
+    preamble: &[u8],
     certs: &Certs,
     server_name: &str,
     request: &[u8],
@@ -292,6 +324,8 @@ pub async fn tls_raw_reply(
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
+    let mut tcp = tcp;
+    tcp.write_all(preamble).await.map_err(|e| e.to_string())?;
     let stream = tokio::time::timeout(TIMEOUT, connector.connect(name, tcp))
         .await
         .map_err(|_| "handshake timed out".to_string())?
