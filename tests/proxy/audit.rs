@@ -543,6 +543,11 @@ fn stalled_fifo(dir: &Dir) -> (PathBuf, std::fs::File) {
 
 /// Reads the FIFO to its end (the writer closes it when the server stops) on a thread.
 fn drain_fifo(reader: std::fs::File) -> std::thread::JoinHandle<String> {
+    drain_fifo_until(reader, usize::MAX)
+}
+
+/// Reads the FIFO until it ends or holds `lines` lines.
+fn drain_fifo_until(reader: std::fs::File, lines: usize) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         use std::io::Read;
         let mut reader = reader;
@@ -552,7 +557,12 @@ fn drain_fifo(reader: std::fs::File) -> std::thread::JoinHandle<String> {
         while std::time::Instant::now() < deadline {
             match reader.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    if out.iter().filter(|&&b| b == b'\n').count() >= lines {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -697,4 +707,40 @@ async fn a_decision_names_the_application_its_user_and_the_token_fingerprint() {
     assert!(decisions[1]["user"].is_null(), "{}", decisions[1]);
     assert_eq!(decisions[1]["token_fingerprint"], fingerprint.as_str());
     assert!(!std::fs::read_to_string(&path).unwrap().contains("Bearer"));
+}
+
+/// SPEC §9: shutdown writes out the queue. Lines wait behind a stalled sink; the sink is
+/// drained slowly while the server shuts down; once `shutdown` returns, none is left waiting and
+/// every line reached the file.
+#[tokio::test]
+async fn shutdown_writes_the_queue_out() {
+    let dir = Dir::new("audit-flush");
+    let (fifo, reader) = stalled_fifo(&dir);
+    let h = support::start_with(Options {
+        audit: file_audit(&fifo, "queue_lines = 100000"),
+        ..Options::default()
+    })
+    .await;
+    const N: usize = 600;
+    for _ in 0..N {
+        let reply = ring(&h, &format!("target={DENIED}"), &[]).await;
+        assert_eq!(reply.status, 403);
+    }
+    let waiting = sample(&h.metrics().await, "ringfence_audit_queue_lines", &[]).unwrap();
+    assert!(
+        waiting > 100.0,
+        "lines wait behind the full pipe: {waiting}"
+    );
+    let shared = std::sync::Arc::clone(h.server.shared());
+    let drained = drain_fifo_until(reader, N);
+    h.server.shutdown().await;
+    assert_eq!(
+        shared.audit.counters().queued.get(),
+        0,
+        "shutdown returned with lines still queued"
+    );
+    drop(shared);
+    drop(h.members);
+    let text = drained.join().unwrap();
+    assert_eq!(text.lines().count(), N);
 }
