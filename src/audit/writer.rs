@@ -223,7 +223,11 @@ impl<'q> Writer<'q> {
                 Ok(entry) => self.take(entry),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
+                    // Every sender is gone (the process is ending): one last try, and what the
+                    // sink still refuses is counted lost.
                     self.write_pending();
+                    let left = self.pending.len();
+                    self.done(left, false);
                     return;
                 }
             }
