@@ -25,8 +25,12 @@ use writer::{Line, Queue, Stream};
 /// The schema version every line carries as `v`; raised when a field changes meaning.
 pub const VERSION: u8 = 1;
 
-/// A path is cut at this many bytes in the trail; a raw target at [`RAW_TARGET_CHARS`].
+/// Client text is cut in the trail: a path at this many bytes, a host or server name at
+/// [`NAME_BYTES`] (a DNS name and a port fit), a method at [`METHOD_BYTES`], a raw target at
+/// [`RAW_TARGET_CHARS`]. No line grows with what a client sends.
 const PATH_BYTES: usize = 512;
+const NAME_BYTES: usize = 260;
+const METHOD_BYTES: usize = 32;
 const RAW_TARGET_CHARS: usize = 128;
 
 /// One judged guarded request, or one guarded part of a batch (SPEC §9). Borrowed from the
@@ -42,8 +46,11 @@ pub struct Decision<'a> {
     /// The client's `X-Request-Id`, when it was valid.
     pub client_request_id: Option<&'a str>,
     pub client: &'a str,
+    #[serde(serialize_with = "option_name")]
     pub sni: Option<&'a str>,
+    #[serde(serialize_with = "name")]
     pub host: &'a str,
+    #[serde(serialize_with = "method")]
     pub method: &'a str,
     #[serde(serialize_with = "path")]
     pub path: &'a str,
@@ -123,7 +130,9 @@ pub struct Access<'a> {
     pub ts: humantime::Rfc3339Timestamp,
     pub id: &'a str,
     pub client: &'a str,
+    #[serde(serialize_with = "name")]
     pub host: &'a str,
+    #[serde(serialize_with = "method")]
     pub method: &'a str,
     #[serde(serialize_with = "path")]
     pub path: &'a str,
@@ -384,6 +393,21 @@ fn option_as_str<T: fmt::Display, S: Serializer>(
 
 fn path<S: Serializer>(value: &&str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&escaped(value, Cut::Bytes(PATH_BYTES)))
+}
+
+fn name<S: Serializer>(value: &&str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&escaped(value, Cut::Bytes(NAME_BYTES)))
+}
+
+fn option_name<S: Serializer>(value: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_some(&*escaped(v, Cut::Bytes(NAME_BYTES))),
+        None => s.serialize_none(),
+    }
+}
+
+fn method<S: Serializer>(value: &&str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&escaped(value, Cut::Bytes(METHOD_BYTES)))
 }
 
 fn raw_target<S: Serializer>(value: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {

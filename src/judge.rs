@@ -174,6 +174,10 @@ pub struct Verdict<'c> {
 /// The Batch.js sample's header for an embedded request's body.
 const DATA: http::HeaderName = http::HeaderName::from_static("data");
 
+/// Guarded parts one batch may hold; more refuse it whole (`bad_batch`). Each is an audit line:
+/// without a bound, a 1 MiB batch of tiny parts made a thousand (fresh-eyes round 6).
+pub const MAX_GUARDED_PARTS: usize = 100;
+
 /// The resource `batch`, as metric label and audit resource of a batch refused whole.
 const BATCH: &str = "batch";
 /// The parameter a refusal names when no guard is involved (SPEC's default guards' own).
@@ -546,6 +550,9 @@ impl<'c> Pending<'c> {
             let found = Found::judge(self.policy(), organisation, &inbound, guard);
             if !found.is_decision(&method, guard) {
                 continue;
+            }
+            if rulings.len() == MAX_GUARDED_PARTS {
+                return Err(Rejection::BadBatch);
             }
             let refusal = found.outcome.err();
             rulings.push(Ruling {

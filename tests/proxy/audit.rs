@@ -744,3 +744,66 @@ async fn shutdown_writes_the_queue_out() {
     let text = drained.join().unwrap();
     assert_eq!(text.lines().count(), N);
 }
+
+/// Fresh-eyes round 6: no line grows with what a client sends. A 20 KB Host and method are cut;
+/// a batch of more guarded parts than `MAX_GUARDED_PARTS` is refused whole, one line, instead of
+/// a line per part.
+#[tokio::test]
+async fn a_client_cannot_make_lines_grow_or_multiply() {
+    let dir = Dir::new("audit-amplify");
+    let path = dir.0.join("audit.jsonl");
+    let h = support::start_with(Options {
+        audit: file_audit(&path, ""),
+        server: "max_batch_bytes = 1048576".into(),
+        ..Options::default()
+    })
+    .await;
+    let long_host = format!("{}.contoso.com", "a".repeat(20_000));
+    let reply = h
+        .client
+        .request(
+            "POST",
+            &format!("{SIMRING}?target={DENIED}"),
+            &long_host,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    let many = |n: usize| {
+        batch_of(
+            &(0..n)
+                .map(|i| part(&ring_line(&format!("tel:+1425555{i:04}"))))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let at_limit = send(&h, &many(ringfence::judge::MAX_GUARDED_PARTS)).await;
+    assert!(
+        at_limit.status < 300,
+        "{} {}",
+        at_limit.status,
+        at_limit.text()
+    );
+    let over = send(&h, &many(ringfence::judge::MAX_GUARDED_PARTS + 1)).await;
+    assert_refused(&over, 400, "bad_batch");
+    let expected = 1 + ringfence::judge::MAX_GUARDED_PARTS + 1 + 1;
+    let all = lines_until(&path, |l| l.len() >= expected).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let all_now = lines(&path);
+    assert_eq!(
+        all_now.len(),
+        expected,
+        "{:#?}",
+        &all_now[expected.min(all_now.len())..]
+    );
+    let host = all[0]["host"].as_str().unwrap();
+    assert_eq!(host.len(), 260, "the Host is cut");
+    for line in &all_now {
+        assert_schema(line);
+        let text = serde_json::to_string(line).unwrap();
+        assert!(text.len() < 2048, "a line of {} bytes", text.len());
+    }
+    let whole = all_now.last().unwrap();
+    assert_eq!(whole["reason"], "bad_batch");
+    assert_eq!(whole["resource"], "batch");
+}
