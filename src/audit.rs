@@ -173,11 +173,18 @@ pub struct Unavailable;
 /// Decision lines queued; [`Pending::written`] waits until the sink took them.
 pub struct Pending {
     written: Option<oneshot::Receiver<()>>,
+    /// The place held for the request's outcome line.
+    outcome: Option<writer::Reservation>,
     on_full: OnFull,
     timeout: Duration,
 }
 
 impl Pending {
+    /// The place held in the queue for the outcome line (when the request is to be forwarded).
+    pub fn take_outcome_place(&mut self) -> Option<writer::Reservation> {
+        self.outcome.take()
+    }
+
     /// Resolves once the lines are written. With `on_full = "refuse"`, a sink that does not
     /// take them within `write_timeout` is [`Unavailable`]; with `"drop"`, the request goes on.
     pub async fn written(self) -> Result<(), Unavailable> {
@@ -251,29 +258,43 @@ impl Audit {
 
     /// Queues a request's decision lines, all or none. `Err` when they cannot be queued and
     /// `on_full = "refuse"`: the request must then be refused, and nothing of it was recorded.
-    /// With `wait`, [`Pending::written`] waits for the sink (a request about to be forwarded).
-    pub fn decided(&self, lines: Vec<Line>, wait: bool) -> Result<Pending, Unavailable> {
-        let written = match &self.queue {
-            None => None,
-            Some(queue) => match queue.push(lines.into_iter(), wait) {
-                Ok(written) => written,
-                Err(writer::Full) if self.on_full == OnFull::Drop => None,
+    /// With `forwarding`, [`Pending::written`] waits for the sink (a request about to be
+    /// forwarded), and a place is held for its outcome line, so that a queue filled meanwhile
+    /// cannot lose it.
+    pub fn decided(&self, lines: Vec<Line>, forwarding: bool) -> Result<Pending, Unavailable> {
+        let pushed = match &self.queue {
+            None => writer::Pushed::default(),
+            Some(queue) => match queue.push(lines.into_iter(), forwarding, forwarding) {
+                Ok(pushed) => pushed,
+                Err(writer::Full) if self.on_full == OnFull::Drop => writer::Pushed::default(),
                 Err(writer::Full) => return Err(Unavailable),
             },
         };
         Ok(Pending {
-            written,
+            written: pushed.written,
+            outcome: pushed.reservation,
             on_full: self.on_full,
             timeout: self.write_timeout,
         })
     }
 
-    /// Queues a line nobody waits for (an outcome, a reload); a full queue drops it, counted.
+    /// Queues a line nobody waits for (a reload, an outcome without a held place); a full
+    /// queue drops it, counted.
     pub fn note<T: Serialize>(&self, record: &T, kind: &'static str) {
         if let Some(queue) = &self.queue {
             if let Some(line) = line(record, kind, Severity::Info) {
-                let _ = queue.push(std::iter::once(line), false);
+                let _ = queue.push(std::iter::once(line), false, false);
             }
+        }
+    }
+
+    /// Queues an outcome line in the place held for it when its request was decided.
+    pub fn outcome(&self, record: &Outcome<'_>, place: Option<writer::Reservation>) {
+        let (Some(queue), Some(place)) = (&self.queue, place) else {
+            return self.note(record, "outcome");
+        };
+        if let Some(line) = line(record, "outcome", Severity::Info) {
+            queue.push_reserved(line, place);
         }
     }
 
@@ -343,7 +364,7 @@ impl AccessLog {
     pub fn record(&self, access: &Access<'_>) {
         if let Some(queue) = &self.queue {
             if let Some(line) = line(access, "access", Severity::Info) {
-                let _ = queue.push(std::iter::once(line), false);
+                let _ = queue.push(std::iter::once(line), false, false);
             }
         }
     }

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::access::{self, Logged};
-use crate::audit::writer::Line;
+use crate::audit::writer::{Line, Reservation};
 use crate::audit::{self, Audit, Severity, Source, Unavailable};
 use crate::forwarding::{self, Forwarded, RequestIds, X_REQUEST_ID};
 use crate::identity::{self, Learning, Lesson};
@@ -203,7 +203,7 @@ impl Gateway {
         // waits until the sink has them: no byte goes upstream that the trail does not show.
         let refused = verdict.outcome.is_err();
         let lines = self.decisions(ctx, &host, &verdict.rulings, refused);
-        let pending = match self.shared.audit.decided(lines, !refused) {
+        let mut pending = match self.shared.audit.decided(lines, !refused) {
             Ok(pending) => pending,
             Err(Unavailable) => {
                 let response = self.refuse(ctx, Rejection::AuditUnavailable, parameter, unread);
@@ -212,8 +212,9 @@ impl Gateway {
         };
         let response = match verdict.outcome {
             Ok(clearance) => {
-                let outcome =
-                    (!verdict.rulings.is_empty()).then(|| Outcome::new(&self.shared.audit, ctx));
+                let place = pending.take_outcome_place();
+                let outcome = (!verdict.rulings.is_empty())
+                    .then(|| Outcome::new(&self.shared.audit, ctx, place));
                 if pending.written().await.is_err() {
                     tracing::error!("the decision could not be written to the audit trail in time");
                     let response = self.refuse(ctx, Rejection::AuditUnavailable, parameter, false);
@@ -276,8 +277,10 @@ impl Gateway {
             if !audit {
                 continue;
             }
-            let application = identity::application(&ruling.path);
-            let user = application.and_then(|a| ctx.snapshot.identities.user(a));
+            let application = identity::application_read(&ruling.path);
+            let user = application
+                .as_deref()
+                .and_then(|a| ctx.snapshot.identities.user(a));
             let record = audit::Decision {
                 v: audit::VERSION,
                 kind: "decision",
@@ -291,7 +294,7 @@ impl Gateway {
                 path: &ruling.path,
                 resource: ruling.resource,
                 organisation,
-                application,
+                application: application.as_deref(),
                 user: user.as_deref(),
                 token_fingerprint: token.as_ref().map(identity::TokenFingerprint::as_str),
                 targets: &ruling.targets,
@@ -400,15 +403,18 @@ struct Outcome<'a> {
     audit: &'a Audit,
     id: &'a str,
     started: Instant,
+    /// The place in the audit queue held for this line.
+    place: Option<Reservation>,
     done: bool,
 }
 
 impl<'a> Outcome<'a> {
-    fn new(audit: &'a Audit, ctx: &'a Ctx<'_>) -> Outcome<'a> {
+    fn new(audit: &'a Audit, ctx: &'a Ctx<'_>, place: Option<Reservation>) -> Outcome<'a> {
         Outcome {
             audit,
             id: ctx.id(),
             started: ctx.started,
+            place,
             done: false,
         }
     }
@@ -427,7 +433,7 @@ impl<'a> Outcome<'a> {
         if !self.audit.enabled() {
             return;
         }
-        self.audit.note(
+        self.audit.outcome(
             &audit::Outcome {
                 v: audit::VERSION,
                 kind: "outcome",
@@ -437,7 +443,7 @@ impl<'a> Outcome<'a> {
                 source,
                 duration_ms: access::millis(self.started),
             },
-            "outcome",
+            self.place.take(),
         );
     }
 }

@@ -51,6 +51,30 @@ pub fn application(path: &str) -> Option<&str> {
     split(path).map(|(id, _)| id)
 }
 
+/// The application a request's path names, for the audit trail: a plain path's own
+/// ([`application`]), or, for a path the pool reads through escapes, dot segments or cookieless
+/// segments, the one every reading of it ([`path::readings`]) agrees on; `None` if any reading
+/// fails or names another. Learning never uses this: it takes plain paths only.
+pub fn application_read(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if let Some(id) = application(raw) {
+        return Some(std::borrow::Cow::Borrowed(id));
+    }
+    if path::is_plain(raw) {
+        return None;
+    }
+    let mut agreed: Option<String> = None;
+    for reading in path::readings(raw) {
+        let reading = reading.ok()?;
+        let id = application(&reading)?;
+        match &agreed {
+            None => agreed = Some(id.to_owned()),
+            Some(first) if first == id => {}
+            Some(_) => return None,
+        }
+    }
+    agreed.map(std::borrow::Cow::Owned)
+}
+
 /// The application id of a plain UCWA path, and what follows it (`""`, `/me`, ...).
 fn split(path: &str) -> Option<(&str, &str)> {
     if !path::is_plain(path) || !under_ucwa(path) {
@@ -567,6 +591,29 @@ mod tests {
     use super::*;
 
     const APP: &str = "/ucwa/oauth/v1/applications";
+
+    /// Fresh-eyes round 6, F4: the trail names the application of a path the pool reads through
+    /// escapes, dot segments or cookieless segments, when every reading agrees.
+    #[test]
+    fn the_trail_reads_the_application_through_the_pools_readings() {
+        let ring = "/me/callForwardingSettings/simultaneousRingSettings/simultaneousRingToContact";
+        for (path, expected) in [
+            (format!("{APP}/1001{ring}"), Some("1001")),
+            (format!("{APP}/./1001{ring}"), Some("1001")),
+            (format!("{APP}/x/../1001{ring}"), Some("1001")),
+            (format!("{APP}/%31001{ring}"), Some("1001")),
+            (format!("{APP}/(S(abc))/1001{ring}"), Some("1001")),
+            (
+                format!("/ucwa/oauth/v1/%61pplications/1001{ring}"),
+                Some("1001"),
+            ),
+            (format!("{APP}/1001/../1002{ring}"), Some("1002")),
+            (format!("{APP}/1%00{ring}"), None),
+            (format!("/other/applications/1001{ring}"), None),
+        ] {
+            assert_eq!(application_read(&path).as_deref(), expected, "{path}");
+        }
+    }
 
     fn identities(max: u64) -> Arc<Identities> {
         Arc::new(Identities::new(Settings {

@@ -77,6 +77,24 @@ enum Entry {
 #[derive(Debug, Clone, Copy)]
 pub struct Full;
 
+/// What [`Queue::push`] queued: who waits for the lines, and a place held for one more.
+#[derive(Default)]
+pub struct Pushed {
+    pub written: Option<oneshot::Receiver<()>>,
+    pub reservation: Option<Reservation>,
+}
+
+/// A place in the queue held for a line to come; released if the line never comes.
+pub struct Reservation(Option<Arc<Queue>>);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(queue) = self.0.take() {
+            queue.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// The sending side, shared by every request.
 pub struct Queue {
     tx: Sender<Entry>,
@@ -123,31 +141,56 @@ impl Queue {
         Ok(queue)
     }
 
-    /// Queues `lines` all together or not at all. With `wait`, the returned receiver is
-    /// answered once the last of them is written (lines are written in order).
+    /// Queues `lines` all together or not at all, and with `spare` one more place is held for a
+    /// line to come ([`Reservation`]: a forwarded request's outcome, which a full queue must not
+    /// lose). With `wait`, the returned receiver is answered once the last of the lines is
+    /// written (lines are written in order).
     pub fn push(
+        self: &Arc<Self>,
+        lines: impl ExactSizeIterator<Item = Line>,
+        wait: bool,
+        spare: bool,
+    ) -> Result<Pushed, Full> {
+        let n = lines.len();
+        let places = n + usize::from(spare);
+        if places == 0 {
+            return Ok(Pushed::default());
+        }
+        let before = self.queued.fetch_add(places, Ordering::AcqRel);
+        if before + places > self.capacity {
+            self.queued.fetch_sub(places, Ordering::AcqRel);
+            self.counters.dropped.inc_by(n as u64);
+            return Err(Full);
+        }
+        let reservation = spare.then(|| Reservation(Some(Arc::clone(self))));
+        let written = self.send(lines, wait)?;
+        Ok(Pushed {
+            written,
+            reservation,
+        })
+    }
+
+    /// Queues a line in the place `reservation` held.
+    pub fn push_reserved(&self, line: Line, mut reservation: Reservation) {
+        // The place is the line's now: it is released when the line is written.
+        reservation.0 = None;
+        let _ = self.send(std::iter::once(line), false);
+    }
+
+    /// Sends lines whose places are taken.
+    fn send(
         &self,
         lines: impl ExactSizeIterator<Item = Line>,
         wait: bool,
     ) -> Result<Option<oneshot::Receiver<()>>, Full> {
         let n = lines.len();
-        if n == 0 {
-            return Ok(None);
-        }
-        let before = self.queued.fetch_add(n, Ordering::AcqRel);
-        if before + n > self.capacity {
-            self.queued.fetch_sub(n, Ordering::AcqRel);
-            self.counters.dropped.inc_by(n as u64);
-            return Err(Full);
-        }
         self.counters.queued.add(n as i64);
-        let (ack, written) = if wait {
+        let (mut ack, written) = if wait && n > 0 {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         } else {
             (None, None)
         };
-        let mut ack = ack;
         for (i, mut line) in lines.enumerate() {
             if i + 1 == n {
                 line.written = ack.take();

@@ -807,3 +807,122 @@ async fn a_client_cannot_make_lines_grow_or_multiply() {
     assert_eq!(whole["reason"], "bad_batch");
     assert_eq!(whole["resource"], "batch");
 }
+
+/// Fresh-eyes round 6, F2: a forwarded request's `outcome` keeps the place held for it when it
+/// was decided, however full the queue gets while it is in flight; the lines that did not fit
+/// are other requests' (refused `audit_unavailable`, counted `dropped`).
+#[tokio::test]
+async fn an_outcome_is_never_lost_to_a_full_queue() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = Dir::new("audit-outcome-place");
+    let (fifo, reader) = stalled_fifo(&dir);
+    let h = support::start_with(Options {
+        members: 1,
+        audit: file_audit(&fifo, "queue_lines = 8\nwrite_timeout = \"5s\""),
+        ..Options::default()
+    })
+    .await;
+    // A reader the test can pause: while paused, the pipe fills and the writer stalls.
+    let reading = Arc::new(AtomicBool::new(true));
+    let done = Arc::new(AtomicBool::new(false));
+    let text = {
+        let (reading, done) = (Arc::clone(&reading), Arc::clone(&done));
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut reader = reader;
+            let mut out = Vec::new();
+            let mut buf = [0u8; 65536];
+            while !done.load(Ordering::Relaxed) {
+                if !reading.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                match reader.read(&mut buf) {
+                    Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+                    _ => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            String::from_utf8(out).unwrap()
+        })
+    };
+    h.members[0].set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(4000)));
+    let addr = h.server.addrs()[0];
+    let in_flight: Vec<_> = (0..3)
+        .map(|i| {
+            tokio::spawn(async move {
+                support::Client::new(addr, None, false)
+                    .request(
+                        "POST",
+                        &format!("{SIMRING}?target={ALLOWED}"),
+                        HOST,
+                        &[("x-request-id", format!("held-{i}").as_str())],
+                        b"",
+                    )
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::timeout(TIMEOUT, async {
+        while h.members[0].received().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the three requests reach the pool");
+    // Stall the sink and fill the queue with other requests' lines.
+    reading.store(false, Ordering::Relaxed);
+    let mut refused = 0;
+    let filling = std::time::Instant::now();
+    while refused < 20 {
+        let reply = ring(&h, &format!("target={DENIED}"), &[]).await;
+        if reply.status == 503 {
+            refused += 1;
+        }
+        assert!(
+            filling.elapsed() < Duration::from_secs(3),
+            "the queue fills in time"
+        );
+    }
+    for request in in_flight {
+        assert_eq!(request.await.unwrap().status, 204);
+    }
+    let m = h.metrics().await;
+    let dropped = sample(&m, "ringfence_audit_lines_total", &[("result", "dropped")]).unwrap();
+    assert_eq!(
+        dropped,
+        f64::from(refused),
+        "only the refused requests' lines: {m}"
+    );
+    reading.store(true, Ordering::Relaxed);
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let m = h.metrics().await;
+            if sample(&m, "ringfence_audit_queue_lines", &[]) == Some(0.0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the queue drains");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    done.store(true, Ordering::Relaxed);
+    let text = text.join().unwrap();
+    let all: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for i in 0..3 {
+        let id = format!("held-{i}");
+        let decision = all
+            .iter()
+            .find(|l| l["client_request_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id}'s decision"));
+        let outcome = all
+            .iter()
+            .find(|l| l["kind"] == "outcome" && l["id"] == decision["id"])
+            .unwrap_or_else(|| panic!("{id}'s outcome was lost"));
+        assert_eq!(outcome["status"], 204);
+    }
+}
