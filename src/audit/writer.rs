@@ -84,13 +84,15 @@ pub struct Pushed {
     pub reservation: Option<Reservation>,
 }
 
-/// A place in the queue held for a line to come; released if the line never comes.
+/// A place held for a line to come (a forwarded request's outcome), outside the queue's own
+/// bound: requests in flight hold them, and must not take the room decision lines need
+/// (fresh-eyes round 7, N1). Released if the line never comes.
 pub struct Reservation(Option<Arc<Queue>>);
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(queue) = self.0.take() {
-            queue.queued.fetch_sub(1, Ordering::AcqRel);
+            queue.held.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -99,6 +101,8 @@ impl Drop for Reservation {
 pub struct Queue {
     tx: Sender<Entry>,
     queued: AtomicUsize,
+    /// Places held for lines to come ([`Reservation`]), at most `capacity` besides the queue.
+    held: AtomicUsize,
     capacity: usize,
     counters: Counters,
 }
@@ -130,6 +134,7 @@ impl Queue {
         let queue = Arc::new(Queue {
             tx,
             queued: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
             capacity,
             counters,
         });
@@ -141,10 +146,10 @@ impl Queue {
         Ok(queue)
     }
 
-    /// Queues `lines` all together or not at all, and with `spare` one more place is held for a
-    /// line to come ([`Reservation`]: a forwarded request's outcome, which a full queue must not
-    /// lose). With `wait`, the returned receiver is answered once the last of the lines is
-    /// written (lines are written in order).
+    /// Queues `lines` all together or not at all. With `spare`, a place is also held for a line
+    /// to come ([`Reservation`]: a forwarded request's outcome, which a queue filled meanwhile
+    /// must not lose), when one of the `capacity` such places is free. With `wait`, the returned
+    /// receiver is answered once the last of the lines is written (lines are written in order).
     pub fn push(
         self: &Arc<Self>,
         lines: impl ExactSizeIterator<Item = Line>,
@@ -152,10 +157,6 @@ impl Queue {
         spare: bool,
     ) -> Result<Pushed, Full> {
         let n = lines.len();
-        let places = n + usize::from(spare);
-        if places == 0 {
-            return Ok(Pushed::default());
-        }
         // A request of many lines (a batch's parts) may fill only half the queue: a flood of
         // them cannot take the room single requests need (fresh-eyes round 6, F1).
         let limit = if n > 1 {
@@ -163,13 +164,15 @@ impl Queue {
         } else {
             self.capacity
         };
-        let before = self.queued.fetch_add(places, Ordering::AcqRel);
-        if before + places > limit {
-            self.queued.fetch_sub(places, Ordering::AcqRel);
-            self.counters.dropped.inc_by(n as u64);
-            return Err(Full);
+        if n > 0 {
+            let before = self.queued.fetch_add(n, Ordering::AcqRel);
+            if before + n > limit {
+                self.queued.fetch_sub(n, Ordering::AcqRel);
+                self.counters.dropped.inc_by(n as u64);
+                return Err(Full);
+            }
         }
-        let reservation = spare.then(|| Reservation(Some(Arc::clone(self))));
+        let reservation = spare.then(|| self.hold()).flatten();
         let written = self.send(lines, wait)?;
         Ok(Pushed {
             written,
@@ -177,10 +180,20 @@ impl Queue {
         })
     }
 
-    /// Queues a line in the place `reservation` held.
+    /// Holds one of the `capacity` places for lines to come, if one is free.
+    fn hold(self: &Arc<Self>) -> Option<Reservation> {
+        if self.held.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.held.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Reservation(Some(Arc::clone(self))))
+    }
+
+    /// Queues a line in the place `reservation` held, whatever the queue holds.
     pub fn push_reserved(&self, line: Line, mut reservation: Reservation) {
-        // The place is the line's now: it is released when the line is written.
         reservation.0 = None;
+        self.held.fetch_sub(1, Ordering::AcqRel);
+        self.queued.fetch_add(1, Ordering::AcqRel);
         let _ = self.send(std::iter::once(line), false);
     }
 
@@ -551,23 +564,28 @@ mod tests {
     }
 
     #[test]
-    fn a_held_place_counts_until_its_line_comes_or_it_is_let_go() {
-        let q = queue(3);
-        let held = q.push(lines(1), false, true).unwrap().reservation.unwrap();
-        let kept = q.push(lines(0), false, true).unwrap().reservation.unwrap();
-        assert_eq!(q.queued.load(Ordering::Acquire), 3);
+    fn held_places_take_no_room_from_the_queue_and_their_lines_always_fit() {
+        let q = queue(2);
+        let first = q.push(lines(1), false, true).unwrap().reservation.unwrap();
+        let second = q.push(lines(0), false, true).unwrap().reservation.unwrap();
         assert!(
-            q.push(lines(1), false, false).is_err(),
-            "the held places count"
+            q.push(lines(0), false, true).unwrap().reservation.is_none(),
+            "at most `capacity` held places"
         );
-        drop(kept);
-        assert_eq!(q.queued.load(Ordering::Acquire), 2);
-        q.push_reserved(lines(1).next().unwrap(), held);
+        assert!(
+            q.push(lines(1), false, false).is_ok(),
+            "held places take no room"
+        );
+        assert!(q.push(lines(1), false, false).is_err(), "the queue is full");
+        drop(second);
+        assert_eq!(q.held.load(Ordering::Acquire), 1);
+        q.push_reserved(lines(1).next().unwrap(), first);
+        assert_eq!(q.held.load(Ordering::Acquire), 0);
         assert_eq!(
-            q.queued.load(Ordering::Acquire),
-            2,
-            "the line took its held place"
+            q.counters.queued.get(),
+            3,
+            "the held line went in over a full queue"
         );
-        assert_eq!(q.counters.queued.get(), 2, "two lines wait");
+        assert_eq!(q.counters.dropped.get(), 1);
     }
 }

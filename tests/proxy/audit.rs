@@ -926,3 +926,57 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
         assert_eq!(outcome["status"], 204);
     }
 }
+
+/// Fresh-eyes round 7, N1: the places held for outcome lines of requests in flight take no room
+/// from the queue: with more forwarded requests held open by a slow pool than the queue has
+/// places, another client's allowed request is still decided, forwarded and recorded.
+#[tokio::test]
+async fn requests_in_flight_do_not_fill_the_queue() {
+    let dir = Dir::new("audit-in-flight");
+    let path = dir.0.join("audit.jsonl");
+    let h = support::start_with(Options {
+        members: 1,
+        audit: file_audit(&path, "queue_lines = 4"),
+        ..Options::default()
+    })
+    .await;
+    h.members[0].set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(1500)));
+    let addr = h.server.addrs()[0];
+    let send = |id: String| async move {
+        support::Client::new(addr, None, false)
+            .request(
+                "POST",
+                &format!("{SIMRING}?target={ALLOWED}"),
+                HOST,
+                &[("x-request-id", id.as_str())],
+                b"",
+            )
+            .await
+    };
+    // One at a time, so that each decision line is written before the next is queued.
+    let mut held = Vec::new();
+    for i in 0..6 {
+        held.push(tokio::spawn(send(format!("held-{i}"))));
+        tokio::time::timeout(TIMEOUT, async {
+            while h.members[0].received().len() <= i {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .expect("the request reaches the pool");
+    }
+    let other = send("other".into()).await;
+    assert_eq!(other.status, 204, "{}", other.text());
+    for request in held {
+        assert_eq!(request.await.unwrap().status, 204);
+    }
+    let all = lines_until(&path, |l| {
+        l.iter().filter(|l| l["kind"] == "outcome").count() >= 7
+    })
+    .await;
+    assert_eq!(
+        all.len(),
+        14,
+        "seven decisions and seven outcomes: {all:#?}"
+    );
+}
