@@ -273,7 +273,11 @@ impl<'q> Writer<'q> {
         loop {
             // Block for work only when nothing waits; while the sink fails, wake to retry.
             let first = if self.pending.is_empty() {
-                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                let first = rx.recv().map_err(|_| RecvTimeoutError::Disconnected);
+                // Woken by a line: let the thread that sent it go on first (on a shared core it
+                // is about to send more), so that one write takes many lines.
+                std::thread::yield_now();
+                first
             } else if self.backoff.is_zero() {
                 rx.try_recv().map_err(|e| match e {
                     mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
