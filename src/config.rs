@@ -499,6 +499,28 @@ allow_numbers = ["+1425"]
         problems.iter().map(|p| p.path.as_str()).collect()
     }
 
+    /// A request's tried set is a 128-bit mask: more members would alias (issue 13).
+    #[test]
+    fn a_pool_has_at_most_128_members() {
+        let members = |n: usize| {
+            let list: Vec<String> = (0..n)
+                .map(|i| format!("\"http://10.0.{}.{}:80\"", i / 256, i % 256))
+                .collect();
+            BASE.replace(
+                "members = [\"http://127.0.0.1:1\"]",
+                &format!("members = [{}]", list.join(", ")),
+            )
+        };
+        assert!(Config::from_toml(&members(128)).is_ok());
+        match Config::from_toml(&members(129)) {
+            Err(ConfigError::Invalid(problems)) => {
+                assert_eq!(paths(&problems), ["upstream.members"], "{problems:?}");
+                assert!(problems[0].message.contains("at most 128"), "{problems:?}");
+            }
+            other => panic!("129 members accepted: {other:?}"),
+        }
+    }
+
     #[test]
     fn environment_overrides_set_lists_comma_separated_with_their_plus_kept() {
         let config = with_env(

@@ -109,7 +109,7 @@ impl Server {
         let mut tasks = Vec::new();
         for (configured, listener) in listeners {
             let addr = listener.local_addr().map_err(|source| StartError::Bind {
-                addr: admin_listen,
+                addr: configured,
                 source,
             })?;
             addrs.push(addr);

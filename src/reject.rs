@@ -206,24 +206,6 @@ impl Rejection {
         }
     }
 
-    pub fn status(self) -> StatusCode {
-        self.ucwa().status
-    }
-
-    /// Whether the refusal was decided before the body was read, so an HTTP/1 connection must close.
-    pub fn leaves_body_unread(self) -> bool {
-        matches!(
-            self,
-            Rejection::BodyTooLarge
-                | Rejection::BodyTimeout
-                | Rejection::BadPath
-                | Rejection::BadHost
-                | Rejection::MethodOverride
-                | Rejection::Misdirected
-                | Rejection::EncodedBody
-        )
-    }
-
     /// The UCWA error body. `parameter` names the guarded parameter; `request_id` is already
     /// validated (`[A-Za-z0-9._-]`), and a parameter name is a configured token, so neither needs
     /// escaping, and client input is never echoed. The XML form puts code, subcode and message in

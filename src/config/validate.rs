@@ -294,6 +294,9 @@ fn identity(p: &mut Problems, raw: &RawConfig) -> Identity {
     }
 }
 
+/// Members one pool may have: a request's tried set is a 128-bit mask (`upstream::balance`).
+pub const MAX_MEMBERS: usize = 128;
+
 fn upstream(p: &mut Problems, raw: &RawConfig, file: &dyn Fn(&str) -> PathBuf) -> Upstream {
     let u = &raw.upstream;
     let members = match &u.members {
@@ -303,6 +306,13 @@ fn upstream(p: &mut Problems, raw: &RawConfig, file: &dyn Fn(&str) -> PathBuf) -
         }
         Some(m) if m.is_empty() => {
             p.error("upstream.members", "at least one member is required");
+            Vec::new()
+        }
+        Some(m) if m.len() > MAX_MEMBERS => {
+            p.error(
+                "upstream.members",
+                format!("at most {MAX_MEMBERS} members (found {})", m.len()),
+            );
             Vec::new()
         }
         Some(m) => m

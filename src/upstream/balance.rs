@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::Member;
 use crate::config::Balance;
 
-/// Members already tried for one request (pools are small; up to 128 members).
+/// Members already tried for one request: one bit each, so a pool has at most 128 members
+/// (`config::validate::MAX_MEMBERS`, checked at load).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tried(u128);
 
 impl Tried {
     pub fn insert(&mut self, index: usize) {
+        debug_assert!(index < 128, "a pool has at most 128 members");
         self.0 |= 1u128 << (index % 128);
     }
 

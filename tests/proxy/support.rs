@@ -214,10 +214,7 @@ impl Harness {
     pub fn received_guarded(&self) -> Vec<ringfence::sim::Received> {
         self.received()
             .into_iter()
-            .filter(|r| {
-                r.path_and_query.to_ascii_lowercase().contains("torcontact")
-                    || r.path_and_query.contains("ToContact")
-            })
+            .filter(|r| r.path_and_query.to_ascii_lowercase().contains("tocontact"))
             .collect()
     }
 
