@@ -14,6 +14,7 @@ use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::audit::{self, Access, AccessLog};
+use crate::route::Traffic;
 
 /// One request's access line, being filled in.
 pub struct Entry {
@@ -27,7 +28,7 @@ pub struct Entry {
     bytes_in: Arc<AtomicU64>,
     status: u16,
     member: Option<Box<str>>,
-    route: &'static str,
+    traffic: Traffic,
 }
 
 impl Entry {
@@ -49,7 +50,7 @@ impl Entry {
             bytes_in: Arc::default(),
             status: 0,
             member: None,
-            route: "passthrough",
+            traffic: Traffic::Passthrough,
         }
     }
 
@@ -58,9 +59,9 @@ impl Entry {
         Arc::clone(&self.bytes_in)
     }
 
-    pub fn answered(&mut self, status: u16, route: &'static str, member: Option<&str>) {
+    pub fn answered(&mut self, status: u16, traffic: Traffic, member: Option<&str>) {
         self.status = status;
-        self.route = route;
+        self.traffic = traffic;
         self.member = member.map(Box::from);
     }
 
@@ -82,7 +83,7 @@ impl Entry {
             bytes_out,
             duration_ms: millis(self.started),
             member: self.member.as_deref(),
-            route: self.route,
+            route: self.traffic.label(),
         });
     }
 }

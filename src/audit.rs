@@ -63,12 +63,33 @@ pub struct Decision<'a> {
     pub targets: &'a [Target],
     #[serde(serialize_with = "raw_target")]
     pub raw_target: Option<&'a str>,
-    /// `allow`, `deny`, or `not_sent` (a guarded part of a batch refused by another part).
-    pub decision: &'static str,
+    pub decision: Decided,
     pub reason: &'static str,
     #[serde(serialize_with = "option_as_str")]
     pub rule: Option<Rule<'a>>,
     pub batch: Option<BatchPart<'a>>,
+}
+
+/// What was decided for a request or a batch part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decided {
+    Allow,
+    Deny,
+    /// A judged part of a batch that another part got refused: never sent, never `allow`.
+    NotSent,
+}
+
+impl Decided {
+    /// The `decision` label of `ringfence_policy_decisions_total`; `None` for a part that was
+    /// not sent, which is no decision of its own.
+    pub fn metric_label(self) -> Option<&'static str> {
+        match self {
+            Decided::Allow => Some("allow"),
+            Decided::Deny => Some("deny"),
+            Decided::NotSent => None,
+        }
+    }
 }
 
 /// Where a batch part's line belongs: the batch request's id, the part's place (1-based) among

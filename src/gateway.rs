@@ -17,14 +17,15 @@ use tracing::Instrument;
 
 use crate::access::{self, Logged};
 use crate::audit::writer::{Line, Reservation};
-use crate::audit::{self, Audit, Severity, Source, Unavailable};
+use crate::audit::{self, Audit, Decided, Severity, Source, Unavailable};
 use crate::forwarding::{self, Forwarded, RequestIds, X_REQUEST_ID};
 use crate::identity::{self, Learning, Lesson};
-use crate::judge::{self, Admission, Clearance, Ruling, Traffic};
+use crate::judge::{self, Admission, Clearance, Ruling};
 use crate::listener::{BodyError, ClientBody};
 use crate::metrics::Metrics;
 use crate::policy::Organisation;
 use crate::reject::{prefers_xml, Rejection};
+use crate::route::Traffic;
 use crate::state::{Shared, Snapshot};
 use crate::upstream::{FailureKind, UpstreamBody};
 
@@ -141,15 +142,13 @@ impl Gateway {
         response
             .headers_mut()
             .insert(X_REQUEST_ID, ctx.ids.header().clone());
-        self.shared.metrics.answered(
-            traffic.label(),
-            response.status(),
-            started.elapsed().as_secs_f64(),
-        );
+        self.shared
+            .metrics
+            .answered(traffic, response.status(), started.elapsed().as_secs_f64());
         if let Some(entry) = &mut access {
             entry.answered(
                 response.status().as_u16(),
-                traffic.label(),
+                traffic,
                 ctx.member.get().copied(),
             );
         }
@@ -258,18 +257,18 @@ impl Gateway {
             let organisation = ruling.organisation.map(Organisation::name);
             let reason = ruling.reason();
             let decision = match (ruling.allowed(), refused) {
-                (true, false) => "allow",
-                (true, true) => "not_sent",
-                (false, _) => "deny",
+                (true, false) => Decided::Allow,
+                (true, true) => Decided::NotSent,
+                (false, _) => Decided::Deny,
             };
-            if decision != "not_sent" {
+            if let Some(label) = decision.metric_label() {
                 self.shared
                     .metrics
                     .decisions
                     .with_label_values(&[
                         organisation.unwrap_or("none"),
                         ruling.resource,
-                        decision,
+                        label,
                         reason,
                     ])
                     .inc();
@@ -300,7 +299,7 @@ impl Gateway {
                 targets: &ruling.targets,
                 raw_target: ruling.raw_target.as_deref(),
                 decision,
-                reason: if decision == "not_sent" {
+                reason: if decision == Decided::NotSent {
                     "batch_refused"
                 } else {
                     reason
@@ -312,7 +311,7 @@ impl Gateway {
                     parts: b.parts,
                 }),
             };
-            let severity = if decision == "allow" {
+            let severity = if decision == Decided::Allow {
                 Severity::Info
             } else {
                 Severity::Notice

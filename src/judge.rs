@@ -24,7 +24,7 @@ use crate::iis::media::{self, EncodingError};
 use crate::policy::{Organisation, Policy, Refusal, Rule};
 use crate::reject::Rejection;
 use crate::request::{self, METHOD_OVERRIDES, PATH_OVERRIDES, X_UP_DEVCAP_POST_CHARSET};
-use crate::route::{self, Guard, Route};
+use crate::route::{self, Guard, Route, Traffic};
 use crate::target::{Target, TargetError};
 use crate::upstream::UpstreamBody;
 
@@ -67,22 +67,6 @@ impl Clearance {
             self.head.headers,
             self.body,
         )
-    }
-}
-
-/// Which traffic a request is, for `ringfence_http_requests_total{route}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Traffic {
-    Guarded,
-    Passthrough,
-}
-
-impl Traffic {
-    pub fn label(self) -> &'static str {
-        match self {
-            Traffic::Guarded => "guarded",
-            Traffic::Passthrough => "passthrough",
-        }
     }
 }
 

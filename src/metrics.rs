@@ -4,6 +4,8 @@
 use std::sync::OnceLock;
 
 use http::StatusCode;
+
+use crate::route::Traffic;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -287,25 +289,16 @@ impl Metrics {
         metrics
     }
 
-    /// Counts a client request answered on `route` and observes its duration.
-    pub fn answered(&self, route: &str, status: StatusCode, seconds: f64) {
-        let cached = match route {
-            "passthrough" => &self.passthrough,
-            "guarded" => &self.guarded,
-            other => {
-                self.http_requests
-                    .with_label_values(&[other, status.as_str()])
-                    .inc();
-                self.http_duration
-                    .with_label_values(&[other])
-                    .observe(seconds);
-                return;
-            }
+    /// Counts a client request answered as `traffic` and observes its duration.
+    pub fn answered(&self, traffic: Traffic, status: StatusCode, seconds: f64) {
+        let cached = match traffic {
+            Traffic::Passthrough => &self.passthrough,
+            Traffic::Guarded => &self.guarded,
         };
         cached.requests.inc(status);
         cached
             .duration
-            .get_or_init(|| self.http_duration.with_label_values(&[route]))
+            .get_or_init(|| self.http_duration.with_label_values(&[traffic.label()]))
             .observe(seconds);
     }
 

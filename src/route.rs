@@ -474,3 +474,19 @@ mod tests {
         }
     }
 }
+
+/// Which traffic a request is, for `ringfence_http_requests_total{route}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    Guarded,
+    Passthrough,
+}
+
+impl Traffic {
+    pub fn label(self) -> &'static str {
+        match self {
+            Traffic::Guarded => "guarded",
+            Traffic::Passthrough => "passthrough",
+        }
+    }
+}
