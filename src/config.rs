@@ -267,6 +267,19 @@ impl Config {
         Ok(config)
     }
 
+    /// `text` with settings given as `RINGFENCE__SECTION__KEY` overrides, validated exactly as a
+    /// file and its environment are (the demo's members and addresses).
+    pub fn from_toml_with(text: &str, overrides: &[(&str, String)]) -> Result<Config, ConfigError> {
+        let vars = overrides.iter().map(|(k, v)| ((*k).to_owned(), v.clone()));
+        let mut config = Self::build(text, Some(env::Overrides::from_vars(vars)), None)?;
+        let pairs: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        config.hash = content_hash(text, &pairs);
+        Ok(config)
+    }
+
     fn build(
         text: &str,
         overrides: Option<env::Overrides>,

@@ -28,21 +28,20 @@ pub async fn start(
     listen: Option<SocketAddr>,
     admin: Option<SocketAddr>,
 ) -> Result<Demo, DemoError> {
-    let mut config = Config::from_toml(DEMO_TOML)?;
     let mut members = Vec::new();
     for name in ["fe1", "fe2"] {
         members.push(sim::Member::start(name).await.map_err(DemoError::Sim)?);
     }
-    config.upstream.members = members
-        .iter()
-        .map(|m| m.url().parse().expect("sim URL is valid"))
-        .collect();
+    // The members and addresses go in as overrides, so they are validated like any setting.
+    let urls: Vec<String> = members.iter().map(sim::Member::url).collect();
+    let mut settings = vec![("RINGFENCE__UPSTREAM__MEMBERS", urls.join(","))];
     if let Some(l) = listen {
-        config.server.listen = vec![l];
+        settings.push(("RINGFENCE__SERVER__LISTEN", l.to_string()));
     }
     if let Some(a) = admin {
-        config.admin.listen = a;
+        settings.push(("RINGFENCE__ADMIN__LISTEN", a.to_string()));
     }
+    let config = Config::from_toml_with(DEMO_TOML, &settings)?;
     let server = Server::start(config, None).await?;
     Ok(Demo { server, members })
 }
