@@ -415,16 +415,31 @@ async fn an_ipv4_and_an_ipv6_wildcard_listener_can_share_a_port() {
         eprintln!("no IPv6 on this machine: skipped");
         return;
     }
-    let port = support::dead_address().port();
     let member = sim::Member::start("fe1").await.unwrap();
-    let text = format!(
-        "[server]\nlisten = [\"0.0.0.0:{port}\", \"[::]:{port}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [upstream]\nmembers = [{:?}]\n[audit]\nsink = \"off\"\n",
-        member.url()
-    );
-    let server = Server::start(Config::from_toml(&text).unwrap(), None)
-        .await
-        .expect("both bind");
+    // Two listeners share one port, so it cannot be 0: a free port is picked, and picked again
+    // if another process took it before ringfence bound it (bounded).
+    let mut started = None;
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = format!(
+            "[server]\nlisten = [\"0.0.0.0:{port}\", \"[::]:{port}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [upstream]\nmembers = [{:?}]\n[audit]\nsink = \"off\"\n",
+            member.url()
+        );
+        match Server::start(Config::from_toml(&text).unwrap(), None).await {
+            Ok(server) => {
+                started = Some((server, port));
+                break;
+            }
+            Err(ringfence::listener::StartError::Bind { .. }) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let (server, port) = started.expect("both bind");
     for addr in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
         let client = Client::new(addr.parse().unwrap(), None, false);
         assert_eq!(

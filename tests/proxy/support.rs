@@ -185,9 +185,18 @@ pub async fn wait_ready(admin: std::net::SocketAddr, status: u16) {
 }
 
 /// An address on which nothing listens: connections to it are refused.
+/// An address that refuses connections for as long as the test process runs: a socket bound to
+/// it and never listening, kept open, so no other test can be given the port meanwhile (a port
+/// released after `bind` could be).
 pub fn dead_address() -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    use socket2::{Domain, Socket, Type};
+    static HELD: std::sync::Mutex<Vec<Socket>> = std::sync::Mutex::new(Vec::new());
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    HELD.lock().unwrap().push(socket);
+    addr
 }
 
 impl Harness {
