@@ -258,7 +258,7 @@ fn start_queue(
 
 impl Audit {
     /// Opens the sink (a file is created if absent and appended to) and starts its writer.
-    pub fn start(config: &config::Audit) -> Result<Audit, AuditError> {
+    pub fn start(config: &config::AuditSettings) -> Result<Audit, AuditError> {
         let counters = Counters::new(
             "ringfence_audit_lines_total",
             "Audit lines by result: written to the sink, dropped (queue full), failed (the sink never took them).",
@@ -361,7 +361,7 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn start(config: &config::AccessLog) -> Result<AccessLog, AuditError> {
+    pub fn start(config: &config::AccessLogSettings) -> Result<AccessLog, AuditError> {
         let counters = Counters::new(
             "ringfence_access_log_lines_total",
             "Access log lines by result: written, dropped (queue full), failed.",

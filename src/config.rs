@@ -22,13 +22,13 @@ pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
 /// A validated configuration. Holding one means every value was checked and every rule compiled.
 #[derive(Debug)]
 pub struct Config {
-    pub server: Server,
+    pub server: ServerSettings,
     pub admin: Admin,
     pub upstream: Upstream,
     pub policy: Policy,
     pub guards: Guards,
-    pub audit: Audit,
-    pub access_log: AccessLog,
+    pub audit: AuditSettings,
+    pub access_log: AccessLogSettings,
     pub identity: Identity,
     /// Accepted but suspicious settings (e.g. no organisations), for check-config and the log.
     pub warnings: Vec<Problem>,
@@ -38,7 +38,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone)]
-pub struct Server {
+pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     pub tls: Option<ServerTls>,
     pub http2: bool,
@@ -61,7 +61,7 @@ pub struct Server {
     pub trusted_proxies: TrustedProxies,
 }
 
-impl Server {
+impl ServerSettings {
     /// Whether connections on the listener configured as `listen` open with a PROXY header.
     pub fn expects_proxy_header(&self, listen: SocketAddr) -> bool {
         self.proxy_protocol.contains(&listen)
@@ -132,7 +132,7 @@ pub struct Health {
 
 /// `[audit]`: where the decision lines go, and what happens when they cannot go there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Audit {
+pub struct AuditSettings {
     pub sink: Sink,
     /// Lines waiting for the sink at most; more is [`OnFull`].
     pub queue_lines: usize,
@@ -145,7 +145,7 @@ pub struct Audit {
 /// `[access_log]`: one line per request, guarded or not; never holds a request up (a full
 /// queue drops, and counts).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessLog {
+pub struct AccessLogSettings {
     pub sink: Sink,
     pub queue_lines: usize,
 }

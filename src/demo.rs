@@ -10,7 +10,7 @@ use crate::sim;
 /// The running demo: keep it alive as long as it should serve.
 pub struct Demo {
     pub server: Server,
-    pub members: Vec<sim::Member>,
+    pub members: Vec<sim::FrontEnd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +30,10 @@ pub async fn start(
 ) -> Result<Demo, DemoError> {
     let mut members = Vec::new();
     for name in ["fe1", "fe2"] {
-        members.push(sim::Member::start(name).await.map_err(DemoError::Sim)?);
+        members.push(sim::FrontEnd::start(name).await.map_err(DemoError::Sim)?);
     }
     // The members and addresses go in as overrides, so they are validated like any setting.
-    let urls: Vec<String> = members.iter().map(sim::Member::url).collect();
+    let urls: Vec<String> = members.iter().map(sim::FrontEnd::url).collect();
     let mut settings = vec![("RINGFENCE__UPSTREAM__MEMBERS", urls.join(","))];
     if let Some(l) = listen {
         settings.push(("RINGFENCE__SERVER__LISTEN", l.to_string()));

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::extract::{self, batch, ExtractError};
 use crate::forwarding;
 use crate::iis::media::{self, EncodingError};
-use crate::policy::{Organisation, Policy, Refusal, Rule};
+use crate::policy::{DenyReason, Organisation, Policy, Rule};
 use crate::reject::Rejection;
 use crate::request::{self, METHOD_OVERRIDES, PATH_OVERRIDES, X_UP_DEVCAP_POST_CHARSET};
 use crate::route::{self, Guard, Route, Traffic};
@@ -723,10 +723,10 @@ impl<'c> Found<'c> {
         self.rule = decision.rule;
         match decision.refusal {
             None => Ok(()),
-            Some(Refusal::NotAllowed) => Err(Rejection::NotAllowed),
-            Some(Refusal::Denied) => Err(Rejection::Denied),
-            Some(Refusal::NoOrganisation) => Err(Rejection::NoOrganisation),
-            Some(Refusal::Malformed) => Err(Rejection::Malformed),
+            Some(DenyReason::NotAllowed) => Err(Rejection::NotAllowed),
+            Some(DenyReason::Denied) => Err(Rejection::Denied),
+            Some(DenyReason::NoOrganisation) => Err(Rejection::NoOrganisation),
+            Some(DenyReason::Malformed) => Err(Rejection::Malformed),
         }
     }
 }

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin;
-use crate::config::{Config, Server as ServerConfig};
+use crate::config::{Config, ServerSettings};
 use crate::gateway::{Connection, Gateway, ResponseBody};
 use crate::metrics::Metrics;
 use crate::notify;
@@ -247,7 +247,7 @@ struct Http {
 /// hyper's read buffer cap, for both HTTP/1.1 servers (the auto builder's and the parkable one).
 const MAX_HTTP1_BUF: usize = 64 * 1024;
 
-fn http_builders(config: &ServerConfig) -> Http {
+fn http_builders(config: &ServerSettings) -> Http {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

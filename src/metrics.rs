@@ -44,13 +44,13 @@ pub struct Metrics {
     pub proxy_protocol_errors: IntCounterVec,
     /// Failed health probes, by member and kind (`health::ProbeKind`).
     pub probe_failures: IntCounterVec,
-    passthrough: Route,
-    guarded: Route,
+    passthrough: RouteMetrics,
+    guarded: RouteMetrics,
 }
 
 /// The request metrics of one route, resolved on first use: the request path does no label
 /// lookup, and no series appears before its first request.
-struct Route {
+struct RouteMetrics {
     requests: StatusCounters,
     duration: OnceLock<Histogram>,
 }
@@ -140,7 +140,7 @@ impl Metrics {
             "Client requests answered, by route and status code.",
             &["route", "code"],
         );
-        let route = |label: &str| Route {
+        let route = |label: &str| RouteMetrics {
             requests: StatusCounters::new(&http_requests, label),
             duration: OnceLock::new(),
         };

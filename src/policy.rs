@@ -111,7 +111,7 @@ impl fmt::Display for Rule<'_> {
 
 /// Why a target was refused; each maps to one metric reason and one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum DenyReason {
     /// No allow rule matched (default deny).
     NotAllowed,
     /// A deny rule matched.
@@ -125,7 +125,7 @@ pub enum Refusal {
 /// The outcome of judging one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision<'p> {
-    pub refusal: Option<Refusal>,
+    pub refusal: Option<DenyReason>,
     pub rule: Option<Rule<'p>>,
 }
 
@@ -138,10 +138,10 @@ impl Decision<'_> {
     pub fn reason(&self) -> &'static str {
         match self.refusal {
             None => "allowed",
-            Some(Refusal::NotAllowed) => "not_allowed",
-            Some(Refusal::Denied) => "denied",
-            Some(Refusal::NoOrganisation) => "no_organisation",
-            Some(Refusal::Malformed) => "malformed",
+            Some(DenyReason::NotAllowed) => "not_allowed",
+            Some(DenyReason::Denied) => "denied",
+            Some(DenyReason::NoOrganisation) => "no_organisation",
+            Some(DenyReason::Malformed) => "malformed",
         }
     }
 }
@@ -251,13 +251,13 @@ impl Policy {
     /// Global deny, then organisation deny, then organisation allow, then default deny.
     pub fn decide<'p>(&'p self, org: Option<&'p Organisation>, target: &Target) -> Decision<'p> {
         if let Some(rule) = self.global_deny.denies(target) {
-            return refuse(Refusal::Denied, Some(rule));
+            return refuse(DenyReason::Denied, Some(rule));
         }
         let Some(org) = org else {
-            return refuse(Refusal::NoOrganisation, None);
+            return refuse(DenyReason::NoOrganisation, None);
         };
         if let Some(rule) = org.deny.denies(target) {
-            return refuse(Refusal::Denied, Some(rule));
+            return refuse(DenyReason::Denied, Some(rule));
         }
         if let Some(rule) = org.allow.allows(target) {
             return Decision {
@@ -268,9 +268,9 @@ impl Policy {
         let local = matches!(target, Target::Contact(c) if c.phone() == Phone::Local);
         refuse(
             if local {
-                Refusal::Malformed
+                DenyReason::Malformed
             } else {
-                Refusal::NotAllowed
+                DenyReason::NotAllowed
             },
             None,
         )
@@ -312,7 +312,7 @@ impl Policy {
     }
 }
 
-fn refuse(refusal: Refusal, rule: Option<Rule<'_>>) -> Decision<'_> {
+fn refuse(refusal: DenyReason, rule: Option<Rule<'_>>) -> Decision<'_> {
     Decision {
         refusal: Some(refusal),
         rule,

@@ -66,8 +66,9 @@ struct State {
     resources: Mutex<Resources>,
 }
 
-/// A running simulated member. Dropping it (or `stop`) closes its socket.
-pub struct Member {
+/// A running simulated front-end server (one pool member). Dropping it (or `stop`) closes its
+/// socket.
+pub struct FrontEnd {
     name: String,
     addr: SocketAddr,
     tls: bool,
@@ -75,9 +76,9 @@ pub struct Member {
     stop: CancellationToken,
 }
 
-impl Member {
+impl FrontEnd {
     /// Starts a plain-HTTP member on `127.0.0.1:0`.
-    pub async fn start(name: &str) -> std::io::Result<Member> {
+    pub async fn start(name: &str) -> std::io::Result<FrontEnd> {
         Self::start_on(name, "127.0.0.1:0".parse().expect("literal address"), None).await
     }
 
@@ -86,7 +87,7 @@ impl Member {
         name: &str,
         addr: SocketAddr,
         tls: Option<Arc<rustls::ServerConfig>>,
-    ) -> std::io::Result<Member> {
+    ) -> std::io::Result<FrontEnd> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
@@ -95,7 +96,7 @@ impl Member {
             ..State::default()
         });
         let stop = CancellationToken::new();
-        let member = Member {
+        let member = FrontEnd {
             name: name.to_owned(),
             addr,
             tls: tls.is_some(),
@@ -157,7 +158,7 @@ impl Member {
     }
 }
 
-impl Drop for Member {
+impl Drop for FrontEnd {
     fn drop(&mut self) {
         self.stop.cancel();
     }

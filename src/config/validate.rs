@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawHealth, RawProxyProtocol, RawUpstreamTls};
 use super::{
-    AccessLog, Admin, Audit, Balance, Config, ConfigError, Health, Identity, OnFull, Problem,
-    Server, ServerTls, Sink,
+    AccessLogSettings, Admin, AuditSettings, Balance, Config, ConfigError, Health, Identity,
+    OnFull, Problem, ServerSettings, ServerTls, Sink,
 };
 use super::{Upstream, UpstreamTls};
 use crate::client::{Cidr, TrustedProxies};
@@ -93,7 +93,7 @@ pub(super) fn validate(
         })
     });
     let proxy_protocol = proxy_protocol(&mut p, s.proxy_protocol.as_ref(), &listen);
-    let server = Server {
+    let server = ServerSettings {
         listen,
         tls,
         http2: s.http2.unwrap_or(true),
@@ -143,7 +143,7 @@ pub(super) fn validate(
     let upstream = upstream(&mut p, &raw, &file);
     let policy = policy(&mut p, &raw);
     let guards = guards(&mut p, &raw);
-    let audit = Audit {
+    let audit = AuditSettings {
         sink: sink(
             &mut p,
             "audit",
@@ -174,7 +174,7 @@ pub(super) fn validate(
         ),
     };
     let a = &raw.access_log;
-    let access_log = AccessLog {
+    let access_log = AccessLogSettings {
         sink: sink(
             &mut p,
             "access_log",

@@ -579,7 +579,7 @@ async fn a_reload_is_audited() {
     let dir = Dir::new("audit-reload");
     let path = dir.0.join("audit.jsonl");
     let file = dir.0.join("ringfence.toml");
-    let member = ringfence::sim::Member::start("fe1").await.unwrap();
+    let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
     let toml = |allow: &str| {
         format!(
             "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\

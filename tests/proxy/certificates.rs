@@ -119,7 +119,7 @@ struct Running {
     server: Server,
     dir: PathBuf,
     file: PathBuf,
-    _member: sim::Member,
+    _member: sim::FrontEnd,
 }
 
 impl Running {
@@ -128,7 +128,7 @@ impl Running {
             std::env::temp_dir().join(format!("ringfence-certs-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         write(&dir, &first.cert_pem, &first.key_pem);
-        let member = sim::Member::start("fe1").await.unwrap();
+        let member = sim::FrontEnd::start("fe1").await.unwrap();
         let file = dir.join("ringfence.toml");
         let text = format!(
             "[server]\nlisten = [\"127.0.0.1:0\"]\ntls = {{ cert = \"tls.crt\", key = \"tls.key\", watch_interval = \"{watch}\" }}\n\

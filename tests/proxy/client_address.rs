@@ -239,7 +239,7 @@ async fn a_slow_header_times_out_and_is_counted() {
 
 #[tokio::test]
 async fn only_the_listeners_named_expect_the_header() {
-    let member = ringfence::sim::Member::start_on("fe1", "127.0.0.1:0".parse().unwrap(), None)
+    let member = ringfence::sim::FrontEnd::start_on("fe1", "127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();
     let toml = format!(

@@ -30,7 +30,7 @@ async fn ring_allowed(s: &Server) -> support::Reply {
 
 #[tokio::test]
 async fn connections_beyond_max_connections_are_closed_and_the_others_keep_working() {
-    let member = sim::Member::start("fe1").await.unwrap();
+    let member = sim::FrontEnd::start("fe1").await.unwrap();
     let s = server(&format!("{:?}", member.url()), "max_connections = 2", "").await;
     let addr = s.addrs()[0];
     let mut held = Vec::new();
@@ -63,7 +63,7 @@ async fn connections_beyond_max_connections_are_closed_and_the_others_keep_worki
 #[tokio::test]
 async fn failed_tls_handshakes_are_counted() {
     let certs = Certs::generate();
-    let member = sim::Member::start("fe1").await.unwrap();
+    let member = sim::FrontEnd::start("fe1").await.unwrap();
     let tls = format!(
         "tls = {{ cert = {:?}, key = {:?} }}",
         certs.server_cert_path(),
@@ -93,7 +93,7 @@ async fn failed_tls_handshakes_are_counted() {
 #[tokio::test]
 async fn a_pool_that_wants_mutual_tls_gets_the_configured_client_certificate() {
     let certs = Certs::generate();
-    let member = sim::Member::start_on(
+    let member = sim::FrontEnd::start_on(
         "fe1",
         "127.0.0.1:0".parse().unwrap(),
         Some(certs.server_config_requiring_client_certs()),
@@ -122,7 +122,7 @@ async fn a_pool_that_wants_mutual_tls_gets_the_configured_client_certificate() {
 async fn an_unknown_pool_ca_is_a_tls_failure_not_a_forward() {
     let certs = Certs::generate();
     let other = Certs::generate();
-    let member = sim::Member::start_on(
+    let member = sim::FrontEnd::start_on(
         "fe1",
         "127.0.0.1:0".parse().unwrap(),
         Some(certs.server_config()),

@@ -83,7 +83,7 @@ async fn both_reload_results_are_exported_at_zero_before_any_reload() {
 #[tokio::test]
 async fn a_connection_beyond_max_connections_is_closed_and_counted() {
     use tokio::io::AsyncReadExt;
-    let member = ringfence::sim::Member::start("fe1").await.unwrap();
+    let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nmax_connections = 2\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [upstream]\nmembers = [{:?}]\n[audit]\nsink = \"off\"\n",

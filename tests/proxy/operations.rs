@@ -18,10 +18,10 @@ struct Running {
     server: Server,
     client: Client,
     file: PathBuf,
-    members: Vec<sim::Member>,
+    members: Vec<sim::FrontEnd>,
 }
 
-fn toml(members: &[sim::Member], allow: &str, extra: &str) -> String {
+fn toml(members: &[sim::FrontEnd], allow: &str, extra: &str) -> String {
     let list = members
         .iter()
         .map(|m| format!("{:?}", m.url()))
@@ -39,7 +39,7 @@ fn toml(members: &[sim::Member], allow: &str, extra: &str) -> String {
 async fn running(members: usize, allow: &str, extra: &str) -> Running {
     let mut list = Vec::new();
     for i in 0..members {
-        list.push(sim::Member::start(&format!("fe{}", i + 1)).await.unwrap());
+        list.push(sim::FrontEnd::start(&format!("fe{}", i + 1)).await.unwrap());
     }
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -215,7 +215,7 @@ async fn a_long_poll_outlives_the_idle_and_header_timeouts() {
 async fn the_pool_timing_out_is_a_ucwa_504() {
     let r = running(1, "+1206", "").await;
     drop(r);
-    let member = sim::Member::start("slow").await.unwrap();
+    let member = sim::FrontEnd::start("slow").await.unwrap();
     member.set_fault(sim::Fault::Slow(Duration::from_secs(3)));
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmembers = [{:?}]\nresponse_timeout = \"500ms\"\n[audit]\nsink = \"off\"\n",
@@ -286,7 +286,7 @@ async fn a_member_taken_down_under_load_loses_no_request_and_takes_traffic_when_
 
     // The member comes back on the same address: probes notice and it takes traffic again.
     let before = r.members[1].received().len();
-    r.members[0] = sim::Member::start_on("fe1", addr, None).await.unwrap();
+    r.members[0] = sim::FrontEnd::start_on("fe1", addr, None).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while r.members[0].received().is_empty() {
         assert!(
@@ -415,7 +415,7 @@ async fn an_ipv4_and_an_ipv6_wildcard_listener_can_share_a_port() {
         eprintln!("no IPv6 on this machine: skipped");
         return;
     }
-    let member = sim::Member::start("fe1").await.unwrap();
+    let member = sim::FrontEnd::start("fe1").await.unwrap();
     // Two listeners share one port, so it cannot be 0: a free port is picked, and picked again
     // if another process took it before ringfence bound it (bounded).
     let mut started = None;

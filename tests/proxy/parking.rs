@@ -142,7 +142,7 @@ async fn an_idle_tls_connection_parks_and_serves_its_next_request() {
 
 #[tokio::test]
 async fn a_parked_connection_is_closed_at_the_idle_timeout() {
-    let member = ringfence::sim::Member::start("fe1").await.unwrap();
+    let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
     let server = server_before(&member.url(), "idle_timeout = \"1s\"").await;
     let tcp = tokio::net::TcpStream::connect(server.addrs()[0])
         .await

@@ -111,7 +111,7 @@ async fn ready_is_503_from_the_start_when_the_only_member_refuses_connections() 
 
 #[tokio::test]
 async fn ready_turns_200_after_the_first_good_probe_and_requests_do_not_wait_for_it() {
-    let member = sim::Member::start("fe1").await.unwrap();
+    let member = sim::FrontEnd::start("fe1").await.unwrap();
     member.set_event_wait(Duration::from_secs(3));
     let url = member.url();
     let (server, _file) = from_file(&toml(
@@ -141,8 +141,8 @@ async fn ready_turns_200_after_the_first_good_probe_and_requests_do_not_wait_for
 
 #[tokio::test]
 async fn a_reload_that_builds_a_new_pool_keeps_the_health_of_the_members_it_keeps() {
-    let kept = sim::Member::start("fe1").await.unwrap();
-    let added = sim::Member::start("fe2").await.unwrap();
+    let kept = sim::FrontEnd::start("fe1").await.unwrap();
+    let added = sim::FrontEnd::start("fe2").await.unwrap();
     // Every probe takes 2 s, so a new pool's first probes have not finished when /ready is asked.
     kept.set_event_wait(Duration::from_secs(2));
     added.set_event_wait(Duration::from_secs(2));
@@ -173,7 +173,7 @@ async fn a_reload_that_builds_a_new_pool_keeps_the_health_of_the_members_it_keep
 async fn a_member_whose_certificate_another_ca_signed_fails_its_probes_as_tls() {
     let certs = Certs::generate();
     let other = Certs::generate();
-    let member = sim::Member::start_on(
+    let member = sim::FrontEnd::start_on(
         "fe1",
         "127.0.0.1:0".parse().unwrap(),
         Some(certs.server_config()),
@@ -216,7 +216,7 @@ async fn a_member_whose_certificate_another_ca_signed_fails_its_probes_as_tls() 
 
 #[tokio::test]
 async fn a_member_answering_5xx_fails_its_probes_as_status() {
-    let member = sim::Member::start("fe1").await.unwrap();
+    let member = sim::FrontEnd::start("fe1").await.unwrap();
     let url = member.url();
     // The simulator answers 5xx only to guarded POSTs; a probe is a GET, so a raw member that
     // answers everything 503 stands beside it.

@@ -78,7 +78,7 @@ impl Default for Options {
 
 pub struct Harness {
     pub server: Server,
-    pub members: Vec<sim::Member>,
+    pub members: Vec<sim::FrontEnd>,
     pub client: Client,
     /// Held so the certificate files live as long as the server.
     _certs: Option<certs::Certs>,
@@ -98,7 +98,7 @@ pub async fn start_with(options: Options) -> Harness {
             None
         };
         let member =
-            sim::Member::start_on(&format!("fe{}", i + 1), "127.0.0.1:0".parse().unwrap(), tls)
+            sim::FrontEnd::start_on(&format!("fe{}", i + 1), "127.0.0.1:0".parse().unwrap(), tls)
                 .await
                 .expect("sim member starts");
         members.push(member);

@@ -104,8 +104,8 @@ async fn members_can_be_reached_over_tls_with_the_configured_ca() {
 
 #[tokio::test]
 async fn least_requests_sends_new_requests_away_from_a_busy_member() {
-    let slow = ringfence::sim::Member::start("slow").await.unwrap();
-    let fast = ringfence::sim::Member::start("fast").await.unwrap();
+    let slow = ringfence::sim::FrontEnd::start("slow").await.unwrap();
+    let fast = ringfence::sim::FrontEnd::start("fast").await.unwrap();
     slow.set_event_wait(std::time::Duration::from_millis(1500));
     fast.set_event_wait(std::time::Duration::from_millis(1500));
     let text = format!(
