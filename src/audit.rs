@@ -442,10 +442,7 @@ fn name<S: Serializer>(value: &&str, s: S) -> Result<S::Ok, S::Error> {
 }
 
 fn option_name<S: Serializer>(value: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(v) => s.serialize_some(&*escaped(v, Cut::Bytes(NAME_BYTES))),
-        None => s.serialize_none(),
-    }
+    option_escaped(value, Cut::Bytes(NAME_BYTES), s)
 }
 
 fn method<S: Serializer>(value: &&str, s: S) -> Result<S::Ok, S::Error> {
@@ -453,8 +450,12 @@ fn method<S: Serializer>(value: &&str, s: S) -> Result<S::Ok, S::Error> {
 }
 
 fn raw_target<S: Serializer>(value: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
+    option_escaped(value, Cut::Chars(RAW_TARGET_CHARS), s)
+}
+
+fn option_escaped<S: Serializer>(value: &Option<&str>, cut: Cut, s: S) -> Result<S::Ok, S::Error> {
     match value {
-        Some(v) => s.serialize_some(&*escaped(v, Cut::Chars(RAW_TARGET_CHARS))),
+        Some(v) => s.serialize_some(&*escaped(v, cut)),
         None => s.serialize_none(),
     }
 }

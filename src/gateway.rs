@@ -126,7 +126,13 @@ impl Gateway {
             version: parts.version,
             xml: prefers_xml(parts.headers.get(header::ACCEPT)),
             started,
-            authorization: parts.headers.get(header::AUTHORIZATION).cloned(),
+            // Only the audit trail reads it (its fingerprint), and only on a guarded request.
+            authorization: self
+                .shared
+                .audit
+                .enabled()
+                .then(|| parts.headers.get(header::AUTHORIZATION).cloned())
+                .flatten(),
             member: std::sync::OnceLock::new(),
             client,
         };
@@ -245,9 +251,7 @@ impl Gateway {
     ) -> Vec<Line> {
         let audit = self.shared.audit.enabled();
         let mut lines = Vec::with_capacity(if audit { rulings.len() } else { 0 });
-        let token = audit
-            .then(|| ctx.authorization.as_ref().map(identity::token_fingerprint))
-            .flatten();
+        let token = ctx.authorization.as_ref().map(identity::token_fingerprint);
         let client = if audit {
             ctx.client.to_string()
         } else {

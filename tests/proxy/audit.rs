@@ -139,6 +139,31 @@ fn file_audit(path: &Path, more: &str) -> String {
     format!("sink = \"file\"\npath = {path:?}\n{more}")
 }
 
+/// An allowed guarded POST with this X-Request-Id, on a connection of its own (so that several
+/// can be held by a slow pool at once).
+async fn allowed_as(addr: std::net::SocketAddr, id: String) -> support::Reply {
+    support::Client::new(addr, None, false)
+        .request(
+            "POST",
+            &format!("{SIMRING}?target={ALLOWED}"),
+            HOST,
+            &[("x-request-id", id.as_str())],
+            b"",
+        )
+        .await
+}
+
+/// Waits (bounded) until `member` has received at least `n` requests.
+async fn until_received(member: &ringfence::sim::FrontEnd, n: usize) {
+    tokio::time::timeout(TIMEOUT, async {
+        while member.received().len() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the pool receives {n} requests"));
+}
+
 /// Sends a batch built by the hostile tests' helpers.
 async fn send(h: &support::Harness, batch: &crate::hostile::Req) -> support::Reply {
     let content_type = batch
@@ -369,26 +394,9 @@ async fn the_decision_is_written_before_the_pool_sees_the_request() {
     })
     .await;
     h.members[0].set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(1500)));
-    let client = support::Client::new(h.server.addrs()[0], None, false);
-    let request = tokio::spawn(async move {
-        client
-            .request(
-                "POST",
-                &format!("{SIMRING}?target={ALLOWED}"),
-                HOST,
-                &[("x-request-id", "ordered-1")],
-                b"",
-            )
-            .await
-    });
+    let request = tokio::spawn(allowed_as(h.server.addrs()[0], "ordered-1".into()));
     // The moment the pool has it, the decision must already be in the file.
-    tokio::time::timeout(TIMEOUT, async {
-        while h.members[0].received().is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("the pool receives the request");
+    until_received(&h.members[0], 1).await;
     let at_receipt = lines(&path);
     assert_eq!(at_receipt.len(), 1, "{at_receipt:#?}");
     assert_eq!(at_receipt[0]["kind"], "decision");
@@ -849,27 +857,9 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
     h.members[0].set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(4000)));
     let addr = h.server.addrs()[0];
     let in_flight: Vec<_> = (0..3)
-        .map(|i| {
-            tokio::spawn(async move {
-                support::Client::new(addr, None, false)
-                    .request(
-                        "POST",
-                        &format!("{SIMRING}?target={ALLOWED}"),
-                        HOST,
-                        &[("x-request-id", format!("held-{i}").as_str())],
-                        b"",
-                    )
-                    .await
-            })
-        })
+        .map(|i| tokio::spawn(allowed_as(addr, format!("held-{i}"))))
         .collect();
-    tokio::time::timeout(TIMEOUT, async {
-        while h.members[0].received().len() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the three requests reach the pool");
+    until_received(&h.members[0], 3).await;
     // Stall the sink and fill the queue with other requests' lines.
     reading.store(false, Ordering::Relaxed);
     let mut refused = 0;
@@ -942,30 +932,13 @@ async fn requests_in_flight_do_not_fill_the_queue() {
     .await;
     h.members[0].set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(1500)));
     let addr = h.server.addrs()[0];
-    let send = |id: String| async move {
-        support::Client::new(addr, None, false)
-            .request(
-                "POST",
-                &format!("{SIMRING}?target={ALLOWED}"),
-                HOST,
-                &[("x-request-id", id.as_str())],
-                b"",
-            )
-            .await
-    };
     // One at a time, so that each decision line is written before the next is queued.
     let mut held = Vec::new();
     for i in 0..6 {
-        held.push(tokio::spawn(send(format!("held-{i}"))));
-        tokio::time::timeout(TIMEOUT, async {
-            while h.members[0].received().len() <= i {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-        .await
-        .expect("the request reaches the pool");
+        held.push(tokio::spawn(allowed_as(addr, format!("held-{i}"))));
+        until_received(&h.members[0], i + 1).await;
     }
-    let other = send("other".into()).await;
+    let other = allowed_as(addr, "other".into()).await;
     assert_eq!(other.status, 204, "{}", other.text());
     for request in held {
         assert_eq!(request.await.unwrap().status, 204);
