@@ -281,11 +281,17 @@ impl Audit {
     /// `on_full = "refuse"`: the request must then be refused, and nothing of it was recorded.
     /// With `forwarding`, [`Pending::written`] waits for the sink (a request about to be
     /// forwarded), and a place is held for its outcome line, so that a queue filled meanwhile
-    /// cannot lose it.
+    /// cannot lose it; with `on_full = "refuse"`, no place left (as many guarded requests in
+    /// flight as `queue_lines`) is [`Unavailable`] too.
     pub fn decided(&self, lines: Vec<Line>, forwarding: bool) -> Result<Pending, Unavailable> {
+        let spare = match (forwarding, self.on_full) {
+            (false, _) => writer::Spare::No,
+            (true, OnFull::Drop) => writer::Spare::IfFree,
+            (true, OnFull::Refuse) => writer::Spare::Required,
+        };
         let pushed = match &self.queue {
             None => writer::Pushed::default(),
-            Some(queue) => match queue.push(lines.into_iter(), forwarding, forwarding) {
+            Some(queue) => match queue.push(lines.into_iter(), forwarding, spare) {
                 Ok(pushed) => pushed,
                 Err(writer::Full) if self.on_full == OnFull::Drop => writer::Pushed::default(),
                 Err(writer::Full) => return Err(Unavailable),
@@ -304,7 +310,7 @@ impl Audit {
     pub fn note<T: Serialize>(&self, record: &T, kind: &'static str) {
         if let Some(queue) = &self.queue {
             if let Some(line) = line(record, kind, Severity::Info) {
-                let _ = queue.push(std::iter::once(line), false, false);
+                let _ = queue.push(std::iter::once(line), false, writer::Spare::No);
             }
         }
     }
@@ -385,7 +391,7 @@ impl AccessLog {
     pub fn record(&self, access: &Access<'_>) {
         if let Some(queue) = &self.queue {
             if let Some(line) = line(access, "access", Severity::Info) {
-                let _ = queue.push(std::iter::once(line), false, false);
+                let _ = queue.push(std::iter::once(line), false, writer::Spare::No);
             }
         }
     }

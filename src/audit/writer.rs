@@ -77,6 +77,17 @@ enum Entry {
 #[derive(Debug, Clone, Copy)]
 pub struct Full;
 
+/// Whether [`Queue::push`] also holds a place for a line to come ([`Reservation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spare {
+    No,
+    /// When one is free; the lines are queued either way (`on_full = "drop"`).
+    IfFree,
+    /// Or nothing is queued: a request whose outcome could not be recorded is not forwarded
+    /// (`on_full = "refuse"`; fresh-eyes round 8, N2).
+    Required,
+}
+
 /// What [`Queue::push`] queued: who waits for the lines, and a place held for one more.
 #[derive(Default)]
 pub struct Pushed {
@@ -148,15 +159,27 @@ impl Queue {
 
     /// Queues `lines` all together or not at all. With `spare`, a place is also held for a line
     /// to come ([`Reservation`]: a forwarded request's outcome, which a queue filled meanwhile
-    /// must not lose), when one of the `capacity` such places is free. With `wait`, the returned
-    /// receiver is answered once the last of the lines is written (lines are written in order).
+    /// must not lose) out of `capacity` such places. With `wait`, the returned receiver is
+    /// answered once the last of the lines is written (lines are written in order).
     pub fn push(
         self: &Arc<Self>,
         lines: impl ExactSizeIterator<Item = Line>,
         wait: bool,
-        spare: bool,
+        spare: Spare,
     ) -> Result<Pushed, Full> {
         let n = lines.len();
+        // The place first: with `Required`, lines are queued only once the outcome has its own.
+        let reservation = match spare {
+            Spare::No => None,
+            Spare::IfFree => self.hold(),
+            Spare::Required => match self.hold() {
+                Some(place) => Some(place),
+                None => {
+                    self.counters.dropped.inc_by(n as u64);
+                    return Err(Full);
+                }
+            },
+        };
         // A request of many lines (a batch's parts) may fill only half the queue: a flood of
         // them cannot take the room single requests need (fresh-eyes round 6, F1).
         let limit = if n > 1 {
@@ -172,7 +195,6 @@ impl Queue {
                 return Err(Full);
             }
         }
-        let reservation = spare.then(|| self.hold()).flatten();
         let written = self.send(lines, wait)?;
         Ok(Pushed {
             written,
@@ -553,15 +575,15 @@ mod tests {
     #[test]
     fn lines_are_queued_all_or_none_and_many_only_into_half_the_queue() {
         let q = queue(10);
-        assert!(q.push(lines(5), false, false).is_ok(), "5 of 10: half");
+        assert!(q.push(lines(5), false, Spare::No).is_ok(), "5 of 10: half");
         assert!(
-            q.push(lines(2), false, false).is_err(),
+            q.push(lines(2), false, Spare::No).is_err(),
             "7 of 10 for a request of many"
         );
         for _ in 0..5 {
-            assert!(q.push(lines(1), false, false).is_ok());
+            assert!(q.push(lines(1), false, Spare::No).is_ok());
         }
-        assert!(q.push(lines(1), false, false).is_err(), "full");
+        assert!(q.push(lines(1), false, Spare::No).is_err(), "full");
         assert_eq!(q.queued.load(Ordering::Acquire), 10);
         assert_eq!(q.counters.dropped.get(), 3);
         assert_eq!(q.counters.queued.get(), 10);
@@ -570,17 +592,36 @@ mod tests {
     #[test]
     fn held_places_take_no_room_from_the_queue_and_their_lines_always_fit() {
         let q = queue(2);
-        let first = q.push(lines(1), false, true).unwrap().reservation.unwrap();
-        let second = q.push(lines(0), false, true).unwrap().reservation.unwrap();
+        let first = q
+            .push(lines(1), false, Spare::IfFree)
+            .unwrap()
+            .reservation
+            .unwrap();
+        let second = q
+            .push(lines(0), false, Spare::Required)
+            .unwrap()
+            .reservation
+            .unwrap();
         assert!(
-            q.push(lines(0), false, true).unwrap().reservation.is_none(),
+            q.push(lines(0), false, Spare::IfFree)
+                .unwrap()
+                .reservation
+                .is_none(),
             "at most `capacity` held places"
         );
         assert!(
-            q.push(lines(1), false, false).is_ok(),
+            q.push(lines(1), false, Spare::Required).is_err(),
+            "no place for the outcome: the decision is not queued either"
+        );
+        assert_eq!(q.queued.load(Ordering::Acquire), 1, "nothing was queued");
+        assert!(
+            q.push(lines(1), false, Spare::No).is_ok(),
             "held places take no room"
         );
-        assert!(q.push(lines(1), false, false).is_err(), "the queue is full");
+        assert!(
+            q.push(lines(1), false, Spare::No).is_err(),
+            "the queue is full"
+        );
         drop(second);
         assert_eq!(q.held.load(Ordering::Acquire), 1);
         q.push_reserved(lines(1).next().unwrap(), first);
@@ -590,6 +631,6 @@ mod tests {
             3,
             "the held line went in over a full queue"
         );
-        assert_eq!(q.counters.dropped.get(), 1);
+        assert_eq!(q.counters.dropped.get(), 2);
     }
 }

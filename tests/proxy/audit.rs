@@ -918,8 +918,10 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
 }
 
 /// Fresh-eyes round 7, N1: the places held for outcome lines of requests in flight take no room
-/// from the queue: with more forwarded requests held open by a slow pool than the queue has
-/// places, another client's allowed request is still decided, forwarded and recorded.
+/// from the queue: with as many forwarded requests held open by a slow pool as the queue has
+/// lines, another client's decision is still queued. Round 8, N2: with no place left for its
+/// outcome, that request is refused (503 `audit_unavailable`) rather than forwarded unrecorded;
+/// once one held request ends, the next is forwarded and every outcome is in the trail.
 #[tokio::test]
 async fn requests_in_flight_do_not_fill_the_queue() {
     let dir = Dir::new("audit-in-flight");
@@ -934,22 +936,29 @@ async fn requests_in_flight_do_not_fill_the_queue() {
     let addr = h.server.addrs()[0];
     // One at a time, so that each decision line is written before the next is queued.
     let mut held = Vec::new();
-    for i in 0..6 {
+    for i in 0..4 {
         held.push(tokio::spawn(allowed_as(addr, format!("held-{i}"))));
         until_received(&h.members[0], i + 1).await;
     }
-    let other = allowed_as(addr, "other".into()).await;
-    assert_eq!(other.status, 204, "{}", other.text());
+    let refused = allowed_as(addr, "refused".into()).await;
+    support::assert_refused(&refused, 503, "audit_unavailable");
+    assert_eq!(
+        h.members[0].received().len(),
+        4,
+        "the refused one was not forwarded"
+    );
     for request in held {
         assert_eq!(request.await.unwrap().status, 204);
     }
+    let other = allowed_as(addr, "other".into()).await;
+    assert_eq!(other.status, 204, "{}", other.text());
     let all = lines_until(&path, |l| {
-        l.iter().filter(|l| l["kind"] == "outcome").count() >= 7
+        l.iter().filter(|l| l["kind"] == "outcome").count() >= 5
     })
     .await;
-    assert_eq!(
-        all.len(),
-        14,
-        "seven decisions and seven outcomes: {all:#?}"
+    assert!(
+        !all.iter().any(|l| l["client_request_id"] == "refused"),
+        "a refused decision that could not be queued whole is not in the trail: {all:#?}"
     );
+    assert_eq!(all.len(), 10, "five decisions and five outcomes: {all:#?}");
 }
