@@ -5,7 +5,9 @@ mod env;
 mod raw;
 mod validate;
 
-pub(crate) use validate::Problems;
+// Each section a module reads is that module's own; the file composes them.
+pub use crate::audit::{AccessLogSettings, AuditSettings, Counts, OnFull, Sink};
+pub use crate::identity::Settings as Identity;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -128,77 +130,6 @@ pub struct Health {
     pub timeout: Duration,
     pub unhealthy_after: u32,
     pub healthy_after: u32,
-}
-
-/// `[audit]`: where the decision lines go, and what happens when they cannot go there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditSettings {
-    pub sink: Sink,
-    /// Lines waiting for the sink at most; more is [`OnFull`].
-    pub queue_lines: usize,
-    pub on_full: OnFull,
-    /// How long an allowed guarded request waits for its decision line to be written before it
-    /// is refused (`refuse`) or forwarded anyway (`drop`).
-    pub write_timeout: Duration,
-}
-
-/// `[access_log]`: one line per request, guarded or not; never holds a request up (a full
-/// queue drops, and counts).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessLogSettings {
-    pub sink: Sink,
-    pub queue_lines: usize,
-}
-
-/// A configuration's size, as the `config` audit line records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Counts {
-    pub organisations: usize,
-    pub allow_entries: usize,
-    pub deny_entries: usize,
-    pub members: usize,
-    pub guards: usize,
-}
-
-/// Where a trail's lines are written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sink {
-    Off,
-    Stdout,
-    Stderr,
-    File(PathBuf),
-    Syslog {
-        address: crate::audit::syslog::Address,
-        facility: crate::audit::syslog::Facility,
-    },
-}
-
-/// What a full queue (or a sink that cannot take lines) means for a guarded request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFull {
-    /// Refused 503 `audit_unavailable`: nothing is forwarded without its decision line.
-    Refuse,
-    /// Forwarded; the line is lost and counted (`result="dropped"`).
-    Drop,
-}
-
-/// The bounds of the learnt application → user map ([`crate::identity::Identities`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
-    /// Applications remembered at most; the least recently used is forgotten first.
-    pub max_applications: u64,
-    /// An application not seen for this long is forgotten (UCWA itself drops an idle
-    /// application after about 15 minutes).
-    pub idle_expiry: Duration,
-}
-
-impl Default for Identity {
-    fn default() -> Identity {
-        Identity {
-            max_applications: 100_000,
-            idle_expiry: Duration::from_secs(30 * 60),
-        }
-    }
 }
 
 /// One thing wrong (or suspicious) in a configuration, at a key path such as

@@ -11,6 +11,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -22,9 +23,27 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use serde::Deserialize;
 
-use crate::config::Identity as Settings;
 use crate::iis::media::MediaType;
 use crate::iis::path;
+
+/// `[identity]`: the bounds of the learnt application → user map ([`Identities`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Applications remembered at most; the least recently used is forgotten first.
+    pub max_applications: u64,
+    /// An application not seen for this long is forgotten (UCWA itself drops an idle
+    /// application after about 15 minutes).
+    pub idle_expiry: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            max_applications: 100_000,
+            idle_expiry: Duration::from_secs(30 * 60),
+        }
+    }
+}
 
 /// Longest application id taken from a path. Real ids are short: `101507115166` in the
 /// UCWA 2.0 documentation, `BugSBxO22nYVkBrURmbIgLbv95e0=` in MS-OCSMP §4.1.2.

@@ -8,7 +8,6 @@ use std::fmt;
 use regex_automata::meta;
 use regex_automata::Input;
 
-use crate::config::Problems;
 use crate::iis::host;
 use crate::target::{Contact, Number, Phone, SipHost, Target};
 
@@ -146,9 +145,16 @@ impl Decision<'_> {
     }
 }
 
+/// Where building a policy reports a list entry it refuses or doubts, at the entry's key path
+/// (`organisations[2].allow_numbers[0]`); the configuration collects them with its own problems.
+pub(crate) trait Report {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>);
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>);
+}
+
 impl Policy {
     pub(crate) fn build(
-        p: &mut Problems,
+        p: &mut impl Report,
         max_target_length: usize,
         global_deny: RuleSet,
         organisations: Vec<Organisation>,
@@ -331,7 +337,7 @@ const ANY_NUMBERS: [&str; 5] = [
 
 impl RuleSet {
     pub(crate) fn build(
-        p: &mut Problems,
+        p: &mut impl Report,
         scope_key: &str,
         scope_name: &str,
         lists: Lists<'_>,

@@ -11,7 +11,7 @@ use super::{
 };
 use super::{Upstream, UpstreamTls};
 use crate::client::{Cidr, TrustedProxies};
-use crate::policy::{Kind, Lists, Organisation, Policy, RuleSet};
+use crate::policy::{Kind, Lists, Organisation, Policy, Report, RuleSet};
 use crate::route::{Guard, Guards};
 
 /// Collects problems; a configuration with any error is refused whole.
@@ -20,15 +20,15 @@ pub(crate) struct Problems {
     warnings: Vec<Problem>,
 }
 
-impl Problems {
-    pub(crate) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+impl Report for Problems {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(Problem {
             path: path.into(),
             message: message.into(),
         });
     }
 
-    pub(crate) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.warnings.push(Problem {
             path: path.into(),
             message: message.into(),
