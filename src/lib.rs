@@ -37,6 +37,7 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod body;
 pub mod client;
 pub mod config;
 pub mod demo;
@@ -55,6 +56,7 @@ pub mod preflight;
 pub mod reject;
 pub mod request;
 pub mod route;
+pub mod server;
 pub mod signal;
 pub mod sim;
 pub mod state;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ringfence::config::Config;
-use ringfence::listener::Server;
 use ringfence::logfile::LogFile;
 use ringfence::preflight;
+use ringfence::server::Server;
 use ringfence::target::Target;
 
 /// Where every subcommand looks for the configuration unless told otherwise.
