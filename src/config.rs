@@ -21,22 +21,24 @@ use crate::route::Guards;
 /// The embedded demo configuration: used by `ringfence demo` only, never under a real file.
 pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
 
-/// A validated configuration. Holding one means every value was checked and every rule compiled.
+/// A validated configuration. Holding one means every value was checked and every rule compiled:
+/// outside the crate one comes only from [`Config::load`], [`Config::from_toml`] or
+/// [`Config::from_toml_with`], and is read through its accessors.
 #[derive(Debug)]
 pub struct Config {
-    pub server: ServerSettings,
-    pub admin: Admin,
-    pub upstream: Upstream,
-    pub policy: Policy,
-    pub guards: Guards,
-    pub audit: AuditSettings,
-    pub access_log: AccessLogSettings,
-    pub identity: Identity,
+    pub(crate) server: ServerSettings,
+    pub(crate) admin: Admin,
+    pub(crate) upstream: Upstream,
+    pub(crate) policy: Policy,
+    pub(crate) guards: Guards,
+    pub(crate) audit: AuditSettings,
+    pub(crate) access_log: AccessLogSettings,
+    pub(crate) identity: Identity,
     /// Accepted but suspicious settings (e.g. no organisations), for check-config and the log.
-    pub warnings: Vec<Problem>,
+    pub(crate) warnings: Vec<Problem>,
     /// What the configuration was built from, hashed: the file's bytes and every
     /// `RINGFENCE__` variable (`ringfence_config_info{hash}`, the reload log).
-    pub hash: Box<str>,
+    pub(crate) hash: Box<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -173,6 +175,48 @@ impl ConfigError {
 }
 
 impl Config {
+    // Read-only views: a `Config` is never changed once checked.
+
+    pub fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+
+    pub fn admin(&self) -> &Admin {
+        &self.admin
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn guards(&self) -> &Guards {
+        &self.guards
+    }
+
+    pub fn audit(&self) -> &AuditSettings {
+        &self.audit
+    }
+
+    pub fn access_log(&self) -> &AccessLogSettings {
+        &self.access_log
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
+    }
+
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
     /// Loads a file and applies `RINGFENCE__SECTION__KEY` environment overrides (see
     /// [`env`]): any key, lists comma-separated, array entries by index
     /// (`RINGFENCE__ORGANISATIONS__0__ALLOW_NUMBERS`).
