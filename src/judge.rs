@@ -8,6 +8,10 @@
 //! is the only thing `upstream` sends, or with the [`Rejection`] to answer; and with the
 //! [`Ruling`]s the audit trail and the decision counter record. It does no I/O: the gateway reads
 //! the body between [`admit`] and [`Pending::judge`].
+//!
+//! At over 700 lines its size is earned: admission and judgement are one sequence that must be
+//! read in order, since the argument that nothing is forwarded unjudged is that every path through
+//! it ends in a [`Clearance`] or a [`Rejection`].
 
 use std::borrow::Cow;
 
