@@ -3,7 +3,8 @@
 //! before anyone has to untangle it.
 //!
 //! An edge is any `crate::X` (also inside `use crate::{X, Y::z}`) in a module's files, outside
-//! comments and before its first `#[cfg(test)]`: unit tests may reach anywhere.
+//! comments and before its first `#[cfg(test)]`: unit tests may reach anywhere, so a module's
+//! `tests.rs` (its `#[cfg(test)] mod tests;`) is not read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -124,7 +125,9 @@ fn sources(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) {
         let path = entry.unwrap().path();
         if path.is_dir() {
             sources(&path, root, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
+        } else if path.extension().is_some_and(|e| e == "rs")
+            && path.file_stem().is_some_and(|s| s != "tests")
+        {
             if let Some(module) = top_module(path.strip_prefix(root).unwrap()) {
                 out.push((module, std::fs::read_to_string(&path).unwrap()));
             }
