@@ -117,7 +117,7 @@ fn decide(c: &mut Criterion) {
     for (name, raw) in CASES {
         let mut group = c.benchmark_group(format!("decide/{name}"));
         for (n, config) in &configs {
-            let policy = &config.policy;
+            let policy = config.policy();
             let target = Target::parse(raw, policy.max_target_length()).expect("a valid target");
             let expected_allowed = name != "tel_not_allowed";
             let org = policy.organisation_for(HOST);

@@ -9,13 +9,13 @@ pub mod writer;
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 use tokio::sync::oneshot;
 
-use crate::config::{self, OnFull};
 use crate::policy::Rule;
 use crate::target::Target;
 pub use syslog::Severity;
@@ -32,6 +32,58 @@ const PATH_BYTES: usize = 512;
 const NAME_BYTES: usize = 260;
 const METHOD_BYTES: usize = 32;
 const RAW_TARGET_CHARS: usize = 128;
+
+/// `[audit]`: where the decision lines go, and what happens when they cannot go there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub sink: Sink,
+    /// Lines waiting for the sink at most; more is [`OnFull`].
+    pub queue_lines: usize,
+    pub on_full: OnFull,
+    /// How long an allowed guarded request waits for its decision line to be written before it
+    /// is refused (`refuse`) or forwarded anyway (`drop`).
+    pub write_timeout: Duration,
+}
+
+/// `[access_log]`: one line per request, guarded or not; never holds a request up (a full
+/// queue drops, and counts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    pub sink: Sink,
+    pub queue_lines: usize,
+}
+
+/// A configuration's size, as the `config` audit line records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub organisations: usize,
+    pub allow_entries: usize,
+    pub deny_entries: usize,
+    pub members: usize,
+    pub guards: usize,
+}
+
+/// Where a trail's lines are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    Off,
+    Stdout,
+    Stderr,
+    File(PathBuf),
+    Syslog {
+        address: syslog::Address,
+        facility: syslog::Facility,
+    },
+}
+
+/// What a full queue (or a sink that cannot take lines) means for a guarded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Refused 503 `audit_unavailable`: nothing is forwarded without its decision line.
+    Refuse,
+    /// Forwarded; the line is lost and counted (`result="dropped"`).
+    Drop,
+}
 
 /// One judged guarded request, or one guarded part of a batch (SPEC §9). Borrowed from the
 /// request and formatted straight into the line.
@@ -138,8 +190,8 @@ pub struct ConfigChange<'a> {
     pub ts: humantime::Rfc3339Timestamp,
     pub old_hash: &'a str,
     pub new_hash: &'a str,
-    pub old: config::Counts,
-    pub new: config::Counts,
+    pub old: Counts,
+    pub new: Counts,
 }
 
 /// One request of any kind, for the access log (SPEC §9 "Access log").
@@ -223,28 +275,28 @@ impl Pending {
 /// Opens a sink as its section configures it; `None` for `off`.
 fn open_sink(
     section: &'static str,
-    sink: &config::Sink,
+    sink: &Sink,
 ) -> Result<Option<Box<dyn writer::Sink>>, AuditError> {
     Ok(Some(match sink {
-        config::Sink::Off => return Ok(None),
-        config::Sink::Stdout => Box::new(Stream::stdout()),
-        config::Sink::Stderr => Box::new(Stream::stderr()),
-        config::Sink::File(path) => {
-            Box::new(Stream::file(path).map_err(|error| AuditError::Open {
-                section,
-                path: path.clone(),
-                error,
-            })?)
-        }
-        config::Sink::Syslog { address, facility } => Box::new(writer::ToSyslog(
-            syslog::Syslog::new(address.clone(), *facility, "ringfence"),
-        )),
+        Sink::Off => return Ok(None),
+        Sink::Stdout => Box::new(Stream::stdout()),
+        Sink::Stderr => Box::new(Stream::stderr()),
+        Sink::File(path) => Box::new(Stream::file(path).map_err(|error| AuditError::Open {
+            section,
+            path: path.clone(),
+            error,
+        })?),
+        Sink::Syslog { address, facility } => Box::new(writer::ToSyslog(syslog::Syslog::new(
+            address.clone(),
+            *facility,
+            "ringfence",
+        ))),
     }))
 }
 
 fn start_queue(
     section: &'static str,
-    sink: &config::Sink,
+    sink: &Sink,
     capacity: usize,
     counters: &Counters,
 ) -> Result<Option<Arc<Queue>>, AuditError> {
@@ -258,7 +310,7 @@ fn start_queue(
 
 impl Audit {
     /// Opens the sink (a file is created if absent and appended to) and starts its writer.
-    pub fn start(config: &config::AuditSettings) -> Result<Audit, AuditError> {
+    pub fn start(config: &AuditSettings) -> Result<Audit, AuditError> {
         let counters = Counters::new(
             "ringfence_audit_lines_total",
             "Audit lines by result: written to the sink, dropped (queue full), failed (the sink never took them).",
@@ -367,7 +419,7 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn start(config: &config::AccessLogSettings) -> Result<AccessLog, AuditError> {
+    pub fn start(config: &AccessLogSettings) -> Result<AccessLog, AuditError> {
         let counters = Counters::new(
             "ringfence_access_log_lines_total",
             "Access log lines by result: written, dropped (queue full), failed.",

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use crate::config::{Config, DEMO_TOML};
-use crate::listener::{Server, StartError};
+use crate::server::{Server, StartError};
 use crate::sim;
 
 /// The running demo: keep it alive as long as it should serve.

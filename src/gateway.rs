@@ -11,29 +11,22 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Version};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Either, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either};
 use tracing::Instrument;
 
 use crate::access::{self, Logged};
 use crate::audit::writer::{Line, Reservation};
 use crate::audit::{self, Audit, Decided, Severity, Source, Unavailable};
+use crate::body::{Answer, BodyError, ClientBody, ResponseBody, UpstreamBody};
 use crate::forwarding::{self, Forwarded, RequestIds, X_REQUEST_ID};
 use crate::identity::{self, Learning, Lesson};
 use crate::judge::{self, Admission, Clearance, Ruling};
-use crate::listener::{BodyError, ClientBody};
 use crate::metrics::Metrics;
 use crate::policy::Organisation;
 use crate::reject::{prefers_xml, Rejection};
 use crate::route::Traffic;
 use crate::state::{Shared, Snapshot};
-use crate::upstream::{FailureKind, UpstreamBody};
-
-/// The body of every answer: the member's own, streamed (and read on the way when it can say
-/// who an application's user is), or one ringfence wrote; with the request's access line, when
-/// the access log is on.
-pub type ResponseBody = Logged<Answer>;
-type Answer = Either<Learning<Incoming>, Full<Bytes>>;
+use crate::upstream::FailureKind;
 
 /// What the gateway knows about the connection a request came on.
 #[derive(Debug, Clone)]

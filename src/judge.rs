@@ -5,9 +5,13 @@
 //! [`iis::media`]), and, for a guarded resource, every `target` in the query, the body and a
 //! batch part's `Data:` header ([`extract`]), parsed once ([`Target`]) and decided
 //! ([`Policy::decide`]). It answers with a [`Clearance`], which owns the request it cleared and
-//! is the only thing [`crate::upstream`] sends, or with the [`Rejection`] to answer; and with the
+//! is the only thing `upstream` sends, or with the [`Rejection`] to answer; and with the
 //! [`Ruling`]s the audit trail and the decision counter record. It does no I/O: the gateway reads
 //! the body between [`admit`] and [`Pending::judge`].
+//!
+//! At over 700 lines its size is earned: admission and judgement are one sequence that must be
+//! read in order, since the argument that nothing is forwarded unjudged is that every path through
+//! it ends in a [`Clearance`] or a [`Rejection`].
 
 use std::borrow::Cow;
 
@@ -17,6 +21,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::Method;
 
+use crate::body::UpstreamBody;
 use crate::config::Config;
 use crate::extract::{self, batch, ExtractError};
 use crate::forwarding;
@@ -26,10 +31,9 @@ use crate::reject::Rejection;
 use crate::request::{self, METHOD_OVERRIDES, PATH_OVERRIDES, X_UP_DEVCAP_POST_CHARSET};
 use crate::route::{self, Guard, Route, Traffic};
 use crate::target::{Target, TargetError};
-use crate::upstream::UpstreamBody;
 
 /// A request the judge let through, owning what was judged: its method, target and headers,
-/// and the exact body bytes of a guarded request. [`crate::upstream`] sends nothing else, so an
+/// and the exact body bytes of a guarded request. `upstream` sends nothing else, so an
 /// unjudged request cannot reach the pool and a judged one reaches it as it was judged.
 #[derive(Debug)]
 #[must_use]

@@ -9,9 +9,11 @@
 //! → response streamed back
 //! ```
 //!
-//! - [`listener`] binds, accepts (bounded), terminates TLS ([`tls`]) and serves HTTP/1.1 and HTTP/2;
-//!   [`preflight`] first makes what it needs from the configured files, as `check-config` does.
-//!   A listener named in `server.proxy_protocol` first reads the load balancer's PROXY header.
+//! - [`server`] starts a running ringfence, binding the listeners and the [`admin`] endpoint,
+//!   and drains it; [`preflight`] first makes what it needs from the configured files, as
+//!   `check-config` does.
+//! - [`listener`] accepts (bounded), terminates TLS ([`tls`]) and serves HTTP/1.1 and HTTP/2;
+//!   a listener named in `server.proxy_protocol` first reads the load balancer's PROXY header.
 //! - [`gateway`] carries each request through the journey, reading one [`state`] snapshot;
 //!   [`client`] tells who the client is behind trusted proxies.
 //! - [`judge`] decides every request, and alone makes the [`judge::Clearance`] that
@@ -25,18 +27,25 @@
 //! - [`iis`] holds the pool's own text rules (escapes, paths, media types, hosts), each once.
 //! - [`reject`] renders every refusal in UCWA's error format; [`forwarding`] sets what a proxy
 //!   adds on the way to the pool.
-//! - [`audit`] and [`metrics`] record every decision ([`syslog`] carries the trail to a
-//!   collector); [`admin`] serves metrics, health and reload.
-//! - [`config`] reads and validates the file; [`sim`] is the simulated front-end pool, with its
-//!   own model of how the pool reads a request.
+//! - [`body`] holds the bodies the stages hand on: the client's (bounded in time), the one sent
+//!   to a member, and the answer's.
+//! - [`audit`] and [`metrics`] record every decision ([`audit::syslog`] carries the trail to a
+//!   collector) and [`access`] writes the access log; [`admin`] serves metrics, health and
+//!   reload; [`signal`] reloads and reopens files on signals; [`notify`] tells systemd;
+//!   [`logfile`] is `--log-file`.
+//! - [`identity`] learns who an application's user is from the pool's own answers.
+//! - [`config`] reads and validates the file, composing the sections [`audit`], [`identity`]
+//!   and [`policy`] own; [`demo`] runs the embedded demo; [`sim`] is the simulated front-end
+//!   pool, with its own model of how the pool reads a request.
 //!
 //! The pure core (`judge`, `request`, `route`, `iis`, `extract`, `target`, `policy`, `reject`)
-//! does no I/O.
+//! does no I/O. Modules depend on one another one way only (`tests/modules.rs`).
 #![forbid(unsafe_code)]
 
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod body;
 pub mod client;
 pub mod config;
 pub mod demo;
@@ -55,6 +64,7 @@ pub mod preflight;
 pub mod reject;
 pub mod request;
 pub mod route;
+pub mod server;
 pub mod signal;
 pub mod sim;
 pub mod state;

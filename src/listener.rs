@@ -1,23 +1,15 @@
-//! The client-facing listeners and the admin endpoint: bind, accept (bounded by
-//! `max_connections`), TLS, hyper's HTTP/1.1 + HTTP/2 connection, and a graceful drain.
-//! Idle HTTP/1.1 connections park without their HTTP state ([`park`]).
+//! The client-facing listeners: accept (bounded by `max_connections`), TLS, hyper's HTTP/1.1 +
+//! HTTP/2 connection, and each connection's own end on shutdown or when abandoned. Idle HTTP/1.1
+//! connections park without their HTTP state ([`park`]). Binding, the admin endpoint and the
+//! drain are `server`'s.
 
-mod bind;
 mod park;
 mod proxy_protocol;
-mod stall;
-
-pub use stall::BodyError;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use prometheus::{IntCounter, IntGauge};
@@ -32,207 +24,72 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin;
-use crate::config::{Config, ServerSettings};
-use crate::gateway::{Connection, Gateway, ResponseBody};
-use crate::metrics::Metrics;
-use crate::notify;
-use crate::preflight::{self, Prepared, Unprepared};
+use crate::body::{Activity, ClientBody, InFlight, Limits, ResponseBody, Tracked};
+use crate::config::ServerSettings;
+use crate::gateway::{Connection, Gateway};
 use crate::state::Shared;
-use crate::tls::TlsError;
 
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file the configuration names (certificate, key, CA, audit file) cannot be used.
-    #[error(transparent)]
-    Unprepared(#[from] Unprepared),
-    #[error("upstream TLS")]
-    Tls(#[from] TlsError),
-}
-
-/// A running ringfence: its listeners, admin endpoint and shared state.
-pub struct Server {
+/// What every client-facing listener of one server shares: its state, TLS, HTTP settings,
+/// the `max_connections` permits and the tracker the drain waits on.
+pub(crate) struct Listeners {
     shared: Arc<Shared>,
-    addrs: Vec<SocketAddr>,
-    admin_addr: SocketAddr,
-    stop: CancellationToken,
-    admin_stop: CancellationToken,
+    acceptor: Option<TlsAcceptor>,
+    http: Arc<Http>,
+    permits: Arc<Semaphore>,
+    settings: ServerSettings,
     connections: TaskTracker,
-    tasks: Vec<JoinHandle<()>>,
-    grace: Duration,
 }
 
-impl Server {
-    /// Binds every listener and starts serving. `config_path` is what a reload re-reads.
-    pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Server, StartError> {
-        let server_config = config.server.clone();
-        let admin_listen = config.admin.listen;
-        let Prepared {
-            server_tls,
-            audit,
-            access,
-        } = preflight::prepare(&config)?;
-        let certificate = server_tls.as_ref().map(|t| Arc::clone(&t.certificate));
-        let shared = Shared::new(
-            config,
-            config_path,
-            Metrics::new(),
-            (audit, access),
-            certificate,
-        )?;
-        let acceptor = server_tls.map(|t| TlsAcceptor::from(t.config));
-        // An IPv6 wildcard may be skipped on a host without IPv6 (see `bind`).
-        let listeners = bind::bind_all(&server_config.listen)?;
-        let admin_listener = bind::bind(admin_listen).map_err(|source| StartError::Bind {
-            addr: admin_listen,
-            source,
-        })?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: admin_listen,
-                source,
-            })?;
-
-        let stop = CancellationToken::new();
-        let connections = TaskTracker::new();
-        let http = Arc::new(http_builders(&server_config));
-        let permits = Arc::new(Semaphore::new(server_config.max_connections));
-        let mut addrs = Vec::new();
-        let mut tasks = Vec::new();
-        for (configured, listener) in listeners {
-            let addr = listener.local_addr().map_err(|source| StartError::Bind {
-                addr: configured,
-                source,
-            })?;
-            addrs.push(addr);
-            let label = addr.to_string();
-            let proxy_header = server_config.expects_proxy_header(configured).then(|| {
-                shared
-                    .metrics
-                    .proxy_protocol_errors
-                    .with_label_values(&[&label])
-            });
-            let accept = Accept {
-                shared: Arc::clone(&shared),
-                acceptor: acceptor.clone(),
-                http: Arc::clone(&http),
-                permits: Arc::clone(&permits),
-                handshake_timeout: server_config.header_read_timeout,
-                idle_timeout: server_config.idle_timeout,
-                body_read_timeout: server_config.body_read_timeout,
-                body_deadline: server_config.body_deadline,
-                send_timeout: server_config.send_timeout,
-                label,
-                proxy_header,
-                connections: connections.clone(),
-            };
-            tasks.push(tokio::spawn(accept.run(listener, stop.clone())));
-        }
-        // The admin listener outlives the drain, so /ready answers 503 and metrics stay scrapable.
-        let admin_stop = CancellationToken::new();
-        tasks.push(tokio::spawn(admin::serve(
-            admin_listener,
-            Arc::clone(&shared),
-            admin_stop.clone(),
-        )));
-        tracing::info!(listen = ?addrs, admin = %admin_addr, tls = acceptor.is_some(), "ringfence is serving");
-        shared.watch_certificate();
-        notify::ready();
-        Ok(Server {
-            shared,
-            addrs,
-            admin_addr,
-            stop,
+impl Listeners {
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        acceptor: Option<TlsAcceptor>,
+        settings: &ServerSettings,
+        connections: TaskTracker,
+    ) -> Listeners {
+        Listeners {
+            shared: Arc::clone(shared),
+            acceptor,
+            http: Arc::new(http_builders(settings)),
+            permits: Arc::new(Semaphore::new(settings.max_connections)),
+            settings: settings.clone(),
             connections,
-            tasks,
-            admin_stop,
-            grace: server_config.shutdown_grace,
-        })
-    }
-
-    /// The bound client-facing addresses (useful with port 0).
-    pub fn addrs(&self) -> &[SocketAddr] {
-        &self.addrs
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
-    }
-
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    /// Stops accepting, turns `/ready` to 503, lets in-flight requests finish within the grace
-    /// period, then returns what the drain had to cut when the grace period ran out first.
-    pub async fn shutdown(self) -> Drain {
-        notify::stopping();
-        self.shared.start_draining();
-        self.stop.cancel();
-        self.connections.close();
-        let drained = tokio::time::timeout(self.grace, self.connections.wait())
-            .await
-            .is_ok();
-        let drain = if drained {
-            Drain::default()
-        } else {
-            Drain {
-                connections: self.connections.len(),
-                requests: self.shared.metrics.requests_in_flight.get().max(0) as u64,
-            }
-        };
-        self.admin_stop.cancel();
-        for t in self.tasks {
-            t.abort();
         }
-        flush_trails(&self.shared).await;
-        drain
     }
-}
 
-/// How long shutdown waits for the trails' queues to be written out.
-const TRAIL_FLUSH: Duration = Duration::from_secs(5);
-
-/// Writes out what the audit trail and the access log still hold (SPEC §9: shutdown flushes the
-/// queue before exit); says how many lines could not be.
-async fn flush_trails(shared: &Arc<Shared>) {
-    let shared = Arc::clone(shared);
-    let left = tokio::task::spawn_blocking(move || {
-        (
-            shared.audit.flush(TRAIL_FLUSH),
-            shared.access.flush(TRAIL_FLUSH),
-        )
-    })
-    .await
-    .unwrap_or_default();
-    if left != (0, 0) {
-        tracing::error!(
-            audit_lines = left.0,
-            access_lines = left.1,
-            "the sink did not take every line before exit; these are lost"
-        );
-    }
-}
-
-/// What a drain left unfinished when `shutdown_grace` ran out: those requests were cut.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Drain {
-    pub connections: usize,
-    pub requests: u64,
-}
-
-impl Drain {
-    /// Whether every connection finished within the grace period.
-    pub fn clean(&self) -> bool {
-        self.connections == 0
+    /// Accepts on `listener` (bound for the `configured` address) until `stop`; returns the
+    /// address it listens on and its task.
+    pub(crate) fn spawn(
+        &self,
+        configured: SocketAddr,
+        listener: TcpListener,
+        stop: CancellationToken,
+    ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+        let server_config = &self.settings;
+        let shared = &self.shared;
+        let addr = listener.local_addr()?;
+        let label = addr.to_string();
+        let proxy_header = server_config.expects_proxy_header(configured).then(|| {
+            shared
+                .metrics
+                .proxy_protocol_errors
+                .with_label_values(&[&label])
+        });
+        let accept = Accept {
+            shared: Arc::clone(shared),
+            acceptor: self.acceptor.clone(),
+            http: Arc::clone(&self.http),
+            permits: Arc::clone(&self.permits),
+            handshake_timeout: server_config.header_read_timeout,
+            idle_timeout: server_config.idle_timeout,
+            body_read_timeout: server_config.body_read_timeout,
+            body_deadline: server_config.body_deadline,
+            send_timeout: server_config.send_timeout,
+            label,
+            proxy_header,
+            connections: self.connections.clone(),
+        };
+        Ok((addr, tokio::spawn(accept.run(listener, stop))))
     }
 }
 
@@ -558,270 +415,7 @@ struct Serving<S> {
     limits: Limits,
 }
 
-/// A body that keeps its connection counted as busy until its last frame was handed on, so an
-/// idle connection is never parked in the middle of one.
-///
-/// As a response body, it is released when dropped too (hyper drops the body of a HEAD or 204
-/// answer unread). As the client's request body ([`ClientBody`]), it must be read to its end:
-/// hyper may still be reading it after the answer went out (a member that answered an upload
-/// early), and a body dropped unfinished keeps its connection from ever parking, since hyper
-/// drains or closes it and no byte of it may be read as a new request.
-#[derive(Debug)]
-pub struct Tracked<B> {
-    body: B,
-    in_flight: Option<InFlight>,
-    must_finish: bool,
-    /// An answer's body that gave hyper something (or nothing yet) and waits for it to come
-    /// back: hyper polls again only once the client took what it had. Counted in
-    /// [`Activity::awaiting`]; a connection whose answers wait longer than `send_timeout` is
-    /// closed.
-    awaits_client: bool,
-}
-
-/// The client's request body as the gateway reads it.
-pub type ClientBody = Tracked<stall::Timed<Incoming>>;
-
-impl ClientBody {
-    fn new(body: Incoming, activity: &Arc<Activity>, limits: Limits) -> ClientBody {
-        let in_flight = (!body.is_end_stream()).then(|| InFlight::begin(Arc::clone(activity)));
-        Tracked {
-            body: stall::Timed::new(body, limits.body_read, limits.body_deadline),
-            in_flight,
-            must_finish: true,
-            awaits_client: false,
-        }
-    }
-}
-
-impl ClientBody {
-    /// Adds the length of every data frame read from now on to `counter` (the access log).
-    pub fn count_into(&mut self, counter: Arc<std::sync::atomic::AtomicU64>) {
-        self.body.count_into(counter);
-    }
-}
-
-impl<B> Tracked<B> {
-    /// An answer handed to hyper: it waits for the client to take it until its body is polled.
-    fn answer(body: B, in_flight: InFlight) -> Tracked<B> {
-        in_flight.0.awaiting.fetch_add(1, Ordering::Relaxed);
-        in_flight
-            .0
-            .progress
-            .store(in_flight.0.now(), Ordering::Relaxed);
-        Tracked {
-            body,
-            in_flight: Some(in_flight),
-            must_finish: false,
-            awaits_client: true,
-        }
-    }
-
-    /// The answer no longer waits for the client (its body is being polled, or is done).
-    fn taken(&mut self) {
-        if std::mem::take(&mut self.awaits_client) {
-            if let Some(in_flight) = &self.in_flight {
-                in_flight.0.awaiting.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-impl<B: Body + Unpin> Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let this = self.get_mut();
-        let answer = !this.must_finish;
-        if answer {
-            this.taken();
-            if let Some(in_flight) = &this.in_flight {
-                in_flight
-                    .0
-                    .progress
-                    .store(in_flight.0.now(), Ordering::Relaxed);
-            }
-        }
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
-        match &frame {
-            Poll::Ready(None) => this.in_flight = None,
-            Poll::Ready(Some(Ok(_))) if answer => {
-                if let Some(in_flight) = &this.in_flight {
-                    in_flight.0.awaiting.fetch_add(1, Ordering::Relaxed);
-                    this.awaits_client = true;
-                }
-            }
-            _ => {}
-        }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl<B> Drop for Tracked<B> {
-    fn drop(&mut self) {
-        self.taken();
-        if let Some(in_flight) = self.in_flight.take() {
-            if self.must_finish {
-                in_flight.0.never_park.store(true, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// When a connection counts as abandoned.
-#[derive(Clone, Copy)]
-struct Limits {
-    /// No request began this long after accept (a client that connects and says nothing).
-    first_request: Duration,
-    /// No request in flight and none for this long (an idle keep-alive connection).
-    idle: Duration,
-    /// No bytes of a request body for this long while it is read (a client that stalls).
-    body_read: Duration,
-    /// A request body not complete this long after its head (a client that trickles).
-    body_deadline: Duration,
-    /// An answer the client does not take for this long (it reads nothing, or gives an HTTP/2
-    /// stream no flow-control window): the connection is closed (nginx's `send_timeout`).
-    send: Duration,
-}
-
-/// Requests in flight on one connection and when the last one began or ended. Long polls keep a
-/// request in flight, so they are never cut off as idle.
-#[derive(Debug)]
-struct Activity {
-    opened: Instant,
-    in_flight: AtomicUsize,
-    /// Milliseconds after `opened`; `u64::MAX` until the first request.
-    last: AtomicU64,
-    /// Requests whose answer was handed over in full (or dropped).
-    ended: AtomicU64,
-    /// The connection should park at its next quiet read ([`park`]).
-    park: AtomicBool,
-    /// A request body was dropped unread: the connection must not park.
-    never_park: AtomicBool,
-    /// The connection's loop waits for the end of the requests in flight; `idle` wakes it.
-    wake_when_idle: AtomicBool,
-    idle: tokio::sync::Notify,
-    /// Requests in flight in the whole process (`ringfence_http_requests_in_flight`).
-    requests: IntGauge,
-    /// Answers handed to hyper that wait for the client to take them ([`Tracked::answer`]).
-    awaiting: AtomicUsize,
-    /// Milliseconds after `opened` when an answer's body was last polled.
-    progress: AtomicU64,
-}
-
-impl Activity {
-    fn new(requests: IntGauge) -> Activity {
-        Activity {
-            requests,
-            awaiting: AtomicUsize::new(0),
-            progress: AtomicU64::new(0),
-            opened: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            last: AtomicU64::new(u64::MAX),
-            ended: AtomicU64::new(0),
-            park: AtomicBool::new(false),
-            never_park: AtomicBool::new(false),
-            wake_when_idle: AtomicBool::new(false),
-            idle: tokio::sync::Notify::new(),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        self.opened.elapsed().as_millis() as u64
-    }
-
-    /// How long until the connection counts as abandoned; zero when it already does.
-    fn remaining(&self, limits: Limits) -> Duration {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            // Not abandoned while busy; looked at again in time to see an answer left untaken.
-            return limits.idle.min(limits.send / 2);
-        }
-        let (since, limit) = match self.last.load(Ordering::Relaxed) {
-            u64::MAX => (0, limits.first_request),
-            last => (last, limits.idle),
-        };
-        let idle = Duration::from_millis(self.now().saturating_sub(since));
-        limit.saturating_sub(idle)
-    }
-
-    /// Whether an answer has waited longer than `send_timeout` for the client to take it, with
-    /// no answer making progress meanwhile: the client reads nothing (or an HTTP/2 client gives
-    /// no window), and the connection only holds a slot.
-    fn send_stalled(&self, limits: Limits) -> bool {
-        self.awaiting.load(Ordering::Relaxed) > 0
-            && Duration::from_millis(
-                self.now()
-                    .saturating_sub(self.progress.load(Ordering::Relaxed)),
-            ) > limits.send
-    }
-
-    /// How long until a served connection has been quiet for [`park::PARK_AFTER`]; None while a
-    /// request is in flight, before the first one, and once it must never park.
-    fn park_in(&self) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 || self.never_park.load(Ordering::Relaxed) {
-            return None;
-        }
-        match self.last.load(Ordering::Relaxed) {
-            u64::MAX => None,
-            last => {
-                let quiet = Duration::from_millis(self.now().saturating_sub(last));
-                Some(park::PARK_AFTER.saturating_sub(quiet))
-            }
-        }
-    }
-}
-
-/// One request (or its body) in flight on a connection, until dropped: also when its future is
-/// dropped unfinished (an HTTP/2 stream reset), so the idle watchdog still sees the connection go
-/// idle. Only the request's own guard counts in the process-wide gauge.
-#[derive(Debug)]
-struct InFlight(Arc<Activity>, bool);
-
-impl InFlight {
-    fn begin(activity: Arc<Activity>) -> InFlight {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.last.store(activity.now(), Ordering::Relaxed);
-        activity.park.store(false, Ordering::Relaxed);
-        InFlight(activity, false)
-    }
-
-    fn request(activity: Arc<Activity>) -> InFlight {
-        activity.requests.inc();
-        let mut guard = InFlight::begin(activity);
-        guard.1 = true;
-        guard
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if self.1 {
-            self.0.requests.dec();
-        }
-        self.0.last.store(self.0.now(), Ordering::Relaxed);
-        self.0.ended.fetch_add(1, Ordering::Relaxed);
-        let before = self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if before == 1
-            && self.0.wake_when_idle.load(Ordering::Relaxed)
-            && self.0.wake_when_idle.swap(false, Ordering::Relaxed)
-        {
-            self.0.idle.notify_one();
-        }
-    }
-}
 
 /// Serves one connection; on shutdown, or once abandoned, it finishes the request in flight and
 /// closes.

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ringfence::config::Config;
-use ringfence::listener::Server;
 use ringfence::logfile::LogFile;
 use ringfence::preflight;
+use ringfence::server::Server;
 use ringfence::target::Target;
 
 /// Where every subcommand looks for the configuration unless told otherwise.
@@ -171,7 +171,7 @@ fn run(path: PathBuf, log: Option<LogFile>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    for w in &config.warnings {
+    for w in config.warnings() {
         tracing::warn!("{w}");
     }
     runtime().block_on(async {
@@ -240,7 +240,7 @@ fn check_config(path: PathBuf) -> ExitCode {
         return ExitCode::from(2);
     }
     println!("{}: valid\n{}", path.display(), config.summary());
-    for w in &config.warnings {
+    for w in config.warnings() {
         println!("warning: {w}");
     }
     ExitCode::SUCCESS
@@ -260,7 +260,7 @@ fn eval(
             return ExitCode::from(2);
         }
     };
-    let policy = &config.policy;
+    let policy = config.policy();
     let organisation = match (&org, &host) {
         (Some(name), _) => match policy.organisation_named(name) {
             Some(o) => Some(o),

@@ -1,5 +1,5 @@
 //! What `run` needs from the files a configuration names, made by the one function both
-//! [`Server::start`](crate::listener::Server::start) and `check-config` call, so that
+//! `Server::start` and `check-config` call, so that
 //! check-config cannot call valid a file that run would refuse.
 //!
 //! It builds the listener's TLS configuration (reading the certificate and key and checking

@@ -2,7 +2,6 @@
 //! upstream TLS, balancing, and a retry on another member only when nothing was sent.
 
 mod balance;
-mod body;
 mod health;
 
 use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -18,13 +17,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::{Histogram, IntCounter, IntGauge};
 
-pub use body::UpstreamBody;
+pub use crate::body::UpstreamBody;
 pub use health::Health;
 use health::ProbeKind;
 
+use crate::body::BodyError;
 use crate::config::{Balance, Upstream};
 use crate::judge::Clearance;
-use crate::listener::BodyError;
 use crate::metrics::{Metrics, StatusCounters};
 use crate::tls::{self, TlsError};
 

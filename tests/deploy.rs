@@ -154,12 +154,16 @@ fn configmap_holds_a_configuration_ringfence_accepts() {
     let docs = manifests();
     let config = config(&docs);
     assert!(
-        !config.admin.listen.ip().is_loopback(),
+        !config.admin().listen.ip().is_loopback(),
         "the kubelet and Prometheus reach the admin listener on the pod IP"
     );
-    assert!(config.server.listen.iter().all(|a| a.ip().is_unspecified()));
+    assert!(config
+        .server()
+        .listen
+        .iter()
+        .all(|a| a.ip().is_unspecified()));
     assert!(
-        config.server.tls.is_none(),
+        config.server().tls.is_none(),
         "TLS files do not exist here; keep the example plain HTTP"
     );
 }
@@ -195,11 +199,11 @@ fn deployment_probes_drains_and_runs_unprivileged() {
         .collect();
     assert_eq!(
         ports.get("admin"),
-        Some(&u64::from(config.admin.listen.port()))
+        Some(&u64::from(config.admin().listen.port()))
     );
     assert_eq!(
         ports.get("proxy"),
-        Some(&u64::from(config.server.listen[0].port()))
+        Some(&u64::from(config.server().listen[0].port()))
     );
     let admin_port = |probe: &Value| -> u64 {
         match &probe["httpGet"]["port"] {
@@ -211,7 +215,7 @@ fn deployment_probes_drains_and_runs_unprivileged() {
         assert_eq!(c[probe]["httpGet"]["path"], path, "{probe}");
         assert_eq!(
             admin_port(&c[probe]),
-            u64::from(config.admin.listen.port()),
+            u64::from(config.admin().listen.port()),
             "{probe} must hit the admin listener"
         );
     }
@@ -226,9 +230,9 @@ fn deployment_probes_drains_and_runs_unprivileged() {
         "terminationGracePeriodSeconds",
     );
     assert!(
-        Duration::from_secs(grace) > Duration::from_secs(delay) + config.server.shutdown_grace,
+        Duration::from_secs(grace) > Duration::from_secs(delay) + config.server().shutdown_grace,
         "terminationGracePeriodSeconds {grace} must exceed preStop {delay}s + shutdown_grace {:?}",
-        config.server.shutdown_grace
+        config.server().shutdown_grace
     );
 
     // Unprivileged.
@@ -828,7 +832,7 @@ fn dockerfile_and_systemd_unit_fit_the_binary() {
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nmembers = [\"http://127.0.0.1:1\"]\n",
     )
     .expect("a minimal configuration")
-    .server
+    .server()
     .shutdown_grace;
     assert!(
         stop > default_grace,

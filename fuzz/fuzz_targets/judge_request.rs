@@ -102,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
         },
         &Resources::default(),
     );
-    if let Err(e) = oracle::judge(&config.policy, HOST, &reading) {
+    if let Err(e) = oracle::judge(config.policy(), HOST, &reading) {
         panic!("cleared {method} {target:?} {lines:?} body {:?}: {e}", String::from_utf8_lossy(body));
     }
 });

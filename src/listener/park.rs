@@ -28,8 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Activity, BoxError, Counted, Limits, Serving};
 
-/// How long a keep-alive connection is quiet before it parks.
-pub const PARK_AFTER: Duration = Duration::from_millis(250);
+pub use crate::body::PARK_AFTER;
 
 /// How long closing a parked connection (TLS close_notify, FIN) may take.
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);

@@ -599,7 +599,7 @@ async fn a_reload_is_audited() {
     };
     std::fs::write(&file, toml("\"+1425\"")).unwrap();
     let config = ringfence::config::Config::load(&file).unwrap();
-    let server = ringfence::listener::Server::start(config, Some(file.clone()))
+    let server = ringfence::server::Server::start(config, Some(file.clone()))
         .await
         .unwrap();
     std::fs::write(&file, toml("\"+1425\", \"+1206\"")).unwrap();

@@ -249,7 +249,7 @@ async fn only_the_listeners_named_expect_the_header() {
         support::POLICY
     );
     let config = ringfence::config::Config::from_toml(&toml).unwrap();
-    let server = ringfence::listener::Server::start(config, None)
+    let server = ringfence::server::Server::start(config, None)
         .await
         .unwrap();
     let (plain, expecting) = (server.addrs()[0], server.addrs()[1]);

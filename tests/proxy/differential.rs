@@ -572,7 +572,7 @@ fn whatever_ringfence_forwards_the_pool_acts_on_nothing_denied_in_process() {
             },
             &Resources::default(),
         );
-        ringfence::sim::oracle::judge(&config.policy, HOST, &reading)
+        ringfence::sim::oracle::judge(config.policy(), HOST, &reading)
             .map_err(|e| TestCaseError::fail(format!("{request:?}: {e}")))
     });
     if let Err(e) = result {

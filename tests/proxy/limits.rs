@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ringfence::config::Config;
-use ringfence::listener::Server;
+use ringfence::server::Server;
 use ringfence::sim;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

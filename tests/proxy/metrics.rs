@@ -89,7 +89,7 @@ async fn a_connection_beyond_max_connections_is_closed_and_counted() {
          [upstream]\nmembers = [{:?}]\n[audit]\nsink = \"off\"\n",
         member.url()
     );
-    let server = ringfence::listener::Server::start(
+    let server = ringfence::server::Server::start(
         ringfence::config::Config::from_toml(&text).unwrap(),
         None,
     )

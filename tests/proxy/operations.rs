@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringfence::config::Config;
-use ringfence::listener::Server;
+use ringfence::server::Server;
 use ringfence::sim;
 
 use crate::support::{self, assert_refused, metrics::sample, Client, SIMRING, TIMEOUT};
@@ -435,7 +435,7 @@ async fn an_ipv4_and_an_ipv6_wildcard_listener_can_share_a_port() {
                 started = Some((server, port));
                 break;
             }
-            Err(ringfence::listener::StartError::Bind { .. }) => continue,
+            Err(ringfence::server::StartError::Bind { .. }) => continue,
             Err(e) => panic!("{e}"),
         }
     }

@@ -42,14 +42,14 @@ fn http1_tls(certs: &Certs) -> rustls::ClientConfig {
 }
 
 /// A server with its own `[server]` settings (the harness's table is fixed) in front of `member`.
-async fn server_before(member: &str, server: &str) -> ringfence::listener::Server {
+async fn server_before(member: &str, server: &str) -> ringfence::server::Server {
     let toml = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n{server}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [upstream]\nmembers = [{member:?}]\n[audit]\nsink = \"off\"\n{}",
         support::POLICY
     );
     let config = ringfence::config::Config::from_toml(&toml).unwrap();
-    ringfence::listener::Server::start(config, None)
+    ringfence::server::Server::start(config, None)
         .await
         .unwrap()
 }

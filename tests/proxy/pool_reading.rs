@@ -44,7 +44,7 @@ fn assert_the_pool_would_act_on_a_denied_target(rows: &[Row]) {
     let harmless: Vec<&str> = rows
         .iter()
         .filter(|(_, shape, hostile, ..)| {
-            ringfence::sim::oracle::judge(&config.policy, HOST, &pool_reading(&shape(hostile)))
+            ringfence::sim::oracle::judge(config.policy(), HOST, &pool_reading(&shape(hostile)))
                 .is_ok()
         })
         .map(|(name, ..)| *name)

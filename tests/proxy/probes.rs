@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ringfence::config::Config;
-use ringfence::listener::Server;
+use ringfence::server::Server;
 use ringfence::sim;
 
 use crate::support::{self, certs::Certs, metrics::sample, Client, TIMEOUT};

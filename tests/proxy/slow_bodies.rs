@@ -417,7 +417,7 @@ async fn an_http1_client_that_stops_reading_is_closed_after_send_timeout() {
          [admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmembers = [\"http://{member_addr}\"]\n[audit]\nsink = \"off\"\n"
     );
     let config = ringfence::config::Config::from_toml(&text).unwrap();
-    let server = ringfence::listener::Server::start(config, None)
+    let server = ringfence::server::Server::start(config, None)
         .await
         .unwrap();
     let addr = server.addrs()[0];

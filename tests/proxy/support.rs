@@ -11,7 +11,7 @@ pub mod rsyslog;
 use std::time::Duration;
 
 use ringfence::config::Config;
-use ringfence::listener::Server;
+use ringfence::server::Server;
 use ringfence::sim;
 
 pub use client::{Client, Reply};

@@ -114,7 +114,7 @@ async fn least_requests_sends_new_requests_away_from_a_busy_member() {
         slow.url(),
         fast.url()
     );
-    let server = ringfence::listener::Server::start(
+    let server = ringfence::server::Server::start(
         ringfence::config::Config::from_toml(&text).unwrap(),
         None,
     )

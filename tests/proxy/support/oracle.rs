@@ -10,6 +10,6 @@ pub fn check(config: &Config, received: &Received) -> Result<(), String> {
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    ringfence::sim::oracle::judge(&config.policy, host, &received.reading)
+    ringfence::sim::oracle::judge(config.policy(), host, &received.reading)
         .map_err(|e| format!("{} {}: {e}", received.method, received.path_and_query))
 }

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::listener::{BodyError, ClientBody};
+use super::{BodyError, ClientBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 

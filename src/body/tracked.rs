@@ -1,0 +1,281 @@
+//! The bodies that keep their connection's [`Activity`] up to date: a request counts as in flight
+//! until its body and its answer's are through, which the listener's idle watchdog and parking
+//! read. One module, since the bodies write the very fields the connection reads.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use prometheus::IntGauge;
+
+use super::stall;
+
+/// How long a keep-alive connection is quiet before it parks.
+pub const PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// A body that keeps its connection counted as busy until its last frame was handed on, so an
+/// idle connection is never parked in the middle of one.
+///
+/// As a response body, it is released when dropped too (hyper drops the body of a HEAD or 204
+/// answer unread). As the client's request body ([`ClientBody`]), it must be read to its end:
+/// hyper may still be reading it after the answer went out (a member that answered an upload
+/// early), and a body dropped unfinished keeps its connection from ever parking, since hyper
+/// drains or closes it and no byte of it may be read as a new request.
+#[derive(Debug)]
+pub struct Tracked<B> {
+    body: B,
+    in_flight: Option<InFlight>,
+    must_finish: bool,
+    /// An answer's body that gave hyper something (or nothing yet) and waits for it to come
+    /// back: hyper polls again only once the client took what it had. Counted in
+    /// [`Activity::awaiting`]; a connection whose answers wait longer than `send_timeout` is
+    /// closed.
+    awaits_client: bool,
+}
+
+/// The client's request body as the gateway reads it.
+pub type ClientBody = Tracked<stall::Timed<Incoming>>;
+
+impl ClientBody {
+    pub(crate) fn new(body: Incoming, activity: &Arc<Activity>, limits: Limits) -> ClientBody {
+        let in_flight = (!body.is_end_stream()).then(|| InFlight::begin(Arc::clone(activity)));
+        Tracked {
+            body: stall::Timed::new(body, limits.body_read, limits.body_deadline),
+            in_flight,
+            must_finish: true,
+            awaits_client: false,
+        }
+    }
+}
+
+impl ClientBody {
+    /// Adds the length of every data frame read from now on to `counter` (the access log).
+    pub fn count_into(&mut self, counter: Arc<std::sync::atomic::AtomicU64>) {
+        self.body.count_into(counter);
+    }
+}
+
+impl<B> Tracked<B> {
+    /// An answer handed to hyper: it waits for the client to take it until its body is polled.
+    pub(crate) fn answer(body: B, in_flight: InFlight) -> Tracked<B> {
+        in_flight.0.awaiting.fetch_add(1, Ordering::Relaxed);
+        in_flight
+            .0
+            .progress
+            .store(in_flight.0.now(), Ordering::Relaxed);
+        Tracked {
+            body,
+            in_flight: Some(in_flight),
+            must_finish: false,
+            awaits_client: true,
+        }
+    }
+
+    /// The answer no longer waits for the client (its body is being polled, or is done).
+    fn taken(&mut self) {
+        if std::mem::take(&mut self.awaits_client) {
+            if let Some(in_flight) = &self.in_flight {
+                in_flight.0.awaiting.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        let answer = !this.must_finish;
+        if answer {
+            this.taken();
+            if let Some(in_flight) = &this.in_flight {
+                in_flight
+                    .0
+                    .progress
+                    .store(in_flight.0.now(), Ordering::Relaxed);
+            }
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => this.in_flight = None,
+            Poll::Ready(Some(Ok(_))) if answer => {
+                if let Some(in_flight) = &this.in_flight {
+                    in_flight.0.awaiting.fetch_add(1, Ordering::Relaxed);
+                    this.awaits_client = true;
+                }
+            }
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        self.taken();
+        if let Some(in_flight) = self.in_flight.take() {
+            if self.must_finish {
+                in_flight.0.never_park.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// When a connection counts as abandoned.
+#[derive(Clone, Copy)]
+pub(crate) struct Limits {
+    /// No request began this long after accept (a client that connects and says nothing).
+    pub(crate) first_request: Duration,
+    /// No request in flight and none for this long (an idle keep-alive connection).
+    pub(crate) idle: Duration,
+    /// No bytes of a request body for this long while it is read (a client that stalls).
+    pub(crate) body_read: Duration,
+    /// A request body not complete this long after its head (a client that trickles).
+    pub(crate) body_deadline: Duration,
+    /// An answer the client does not take for this long (it reads nothing, or gives an HTTP/2
+    /// stream no flow-control window): the connection is closed (nginx's `send_timeout`).
+    pub(crate) send: Duration,
+}
+
+/// Requests in flight on one connection and when the last one began or ended. Long polls keep a
+/// request in flight, so they are never cut off as idle.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    opened: Instant,
+    pub(crate) in_flight: AtomicUsize,
+    /// Milliseconds after `opened`; `u64::MAX` until the first request.
+    last: AtomicU64,
+    /// Requests whose answer was handed over in full (or dropped).
+    pub(crate) ended: AtomicU64,
+    /// The connection should park at its next quiet read (`listener::park`).
+    pub(crate) park: AtomicBool,
+    /// A request body was dropped unread: the connection must not park.
+    pub(crate) never_park: AtomicBool,
+    /// The connection's loop waits for the end of the requests in flight; `idle` wakes it.
+    pub(crate) wake_when_idle: AtomicBool,
+    pub(crate) idle: tokio::sync::Notify,
+    /// Requests in flight in the whole process (`ringfence_http_requests_in_flight`).
+    requests: IntGauge,
+    /// Answers handed to hyper that wait for the client to take them ([`Tracked::answer`]).
+    awaiting: AtomicUsize,
+    /// Milliseconds after `opened` when an answer's body was last polled.
+    progress: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new(requests: IntGauge) -> Activity {
+        Activity {
+            requests,
+            awaiting: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(u64::MAX),
+            ended: AtomicU64::new(0),
+            park: AtomicBool::new(false),
+            never_park: AtomicBool::new(false),
+            wake_when_idle: AtomicBool::new(false),
+            idle: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    /// How long until the connection counts as abandoned; zero when it already does.
+    pub(crate) fn remaining(&self, limits: Limits) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            // Not abandoned while busy; looked at again in time to see an answer left untaken.
+            return limits.idle.min(limits.send / 2);
+        }
+        let (since, limit) = match self.last.load(Ordering::Relaxed) {
+            u64::MAX => (0, limits.first_request),
+            last => (last, limits.idle),
+        };
+        let idle = Duration::from_millis(self.now().saturating_sub(since));
+        limit.saturating_sub(idle)
+    }
+
+    /// Whether an answer has waited longer than `send_timeout` for the client to take it, with
+    /// no answer making progress meanwhile: the client reads nothing (or an HTTP/2 client gives
+    /// no window), and the connection only holds a slot.
+    pub(crate) fn send_stalled(&self, limits: Limits) -> bool {
+        self.awaiting.load(Ordering::Relaxed) > 0
+            && Duration::from_millis(
+                self.now()
+                    .saturating_sub(self.progress.load(Ordering::Relaxed)),
+            ) > limits.send
+    }
+
+    /// How long until a served connection has been quiet for [`PARK_AFTER`]; None while a
+    /// request is in flight, before the first one, and once it must never park.
+    pub(crate) fn park_in(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 || self.never_park.load(Ordering::Relaxed) {
+            return None;
+        }
+        match self.last.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            last => {
+                let quiet = Duration::from_millis(self.now().saturating_sub(last));
+                Some(PARK_AFTER.saturating_sub(quiet))
+            }
+        }
+    }
+}
+
+/// One request (or its body) in flight on a connection, until dropped: also when its future is
+/// dropped unfinished (an HTTP/2 stream reset), so the idle watchdog still sees the connection go
+/// idle. Only the request's own guard counts in the process-wide gauge.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Activity>, bool);
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.last.store(activity.now(), Ordering::Relaxed);
+        activity.park.store(false, Ordering::Relaxed);
+        InFlight(activity, false)
+    }
+
+    pub(crate) fn request(activity: Arc<Activity>) -> InFlight {
+        activity.requests.inc();
+        let mut guard = InFlight::begin(activity);
+        guard.1 = true;
+        guard
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.requests.dec();
+        }
+        self.0.last.store(self.0.now(), Ordering::Relaxed);
+        self.0.ended.fetch_add(1, Ordering::Relaxed);
+        let before = self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if before == 1
+            && self.0.wake_when_idle.load(Ordering::Relaxed)
+            && self.0.wake_when_idle.swap(false, Ordering::Relaxed)
+        {
+            self.0.idle.notify_one();
+        }
+    }
+}
