@@ -16,6 +16,7 @@ use serde::{Serialize, Serializer};
 use tokio::sync::oneshot;
 
 use crate::config::{self, OnFull};
+use crate::judge::Ruling;
 use crate::policy::Rule;
 use crate::target::Target;
 pub use syslog::Severity;
@@ -80,7 +81,22 @@ pub enum Decided {
     NotSent,
 }
 
+/// The reason the trail gives a [`Decided::NotSent`] part.
+pub const BATCH_REFUSED: &str = "batch_refused";
+
 impl Decided {
+    /// How the trail states a ruling of a request that was `refused` as a whole or not: the
+    /// decision and its reason. In a refused batch a part allowed on its own was not sent
+    /// (`batch_refused`), never `allow`. The gateway's lines and `eval --request` say it through
+    /// this one function, so they cannot tell a request differently.
+    pub fn of(ruling: &Ruling<'_>, refused: bool) -> (Decided, &'static str) {
+        match (ruling.allowed(), refused) {
+            (true, false) => (Decided::Allow, ruling.reason()),
+            (true, true) => (Decided::NotSent, BATCH_REFUSED),
+            (false, _) => (Decided::Deny, ruling.reason()),
+        }
+    }
+
     /// The `decision` label of `ringfence_policy_decisions_total`; `None` for a part that was
     /// not sent, which is no decision of its own.
     pub fn metric_label(self) -> Option<&'static str> {

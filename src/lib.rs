@@ -27,6 +27,8 @@
 //!   adds on the way to the pool.
 //! - [`audit`] and [`metrics`] record every decision ([`syslog`] carries the trail to a
 //!   collector); [`admin`] serves metrics, health and reload.
+//! - [`offline`] judges a request file as the gateway would (`eval --request`), in the trail's
+//!   words.
 //! - [`config`] reads and validates the file; [`sim`] is the simulated front-end pool, with its
 //!   own model of how the pool reads a request.
 //!
@@ -50,6 +52,7 @@ pub mod listener;
 pub mod logfile;
 pub mod metrics;
 pub mod notify;
+pub mod offline;
 pub mod policy;
 pub mod preflight;
 pub mod reject;
