@@ -132,6 +132,9 @@ pub enum Decided {
     NotSent,
 }
 
+/// The reason the trail gives a [`Decided::NotSent`] part.
+pub const BATCH_REFUSED: &str = "batch_refused";
+
 impl Decided {
     /// The `decision` label of `ringfence_policy_decisions_total`; `None` for a part that was
     /// not sent, which is no decision of its own.

@@ -252,12 +252,7 @@ impl Gateway {
         };
         for ruling in rulings {
             let organisation = ruling.organisation.map(Organisation::name);
-            let reason = ruling.reason();
-            let decision = match (ruling.allowed(), refused) {
-                (true, false) => Decided::Allow,
-                (true, true) => Decided::NotSent,
-                (false, _) => Decided::Deny,
-            };
+            let (decision, reason) = ruling.decided(refused);
             if let Some(label) = decision.metric_label() {
                 self.shared
                     .metrics
@@ -296,11 +291,7 @@ impl Gateway {
                 targets: &ruling.targets,
                 raw_target: ruling.raw_target.as_deref(),
                 decision,
-                reason: if decision == Decided::NotSent {
-                    "batch_refused"
-                } else {
-                    reason
-                },
+                reason,
                 rule: ruling.rule,
                 batch: ruling.batch.map(|b| audit::BatchPart {
                     id: ctx.id(),

@@ -21,6 +21,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::Method;
 
+use crate::audit::{self, Decided};
 use crate::body::UpstreamBody;
 use crate::config::Config;
 use crate::extract::{self, batch, ExtractError};
@@ -150,6 +151,18 @@ impl Ruling<'_> {
 
     pub fn allowed(&self) -> bool {
         self.refusal.is_none()
+    }
+
+    /// How the trail states this ruling of a request that was `refused` as a whole or not: the
+    /// decision and its reason. In a refused batch a part allowed on its own was not sent
+    /// (`batch_refused`), never `allow`. The gateway's lines and `eval --request` say it through
+    /// this one function, so they cannot tell a request differently.
+    pub fn decided(&self, refused: bool) -> (Decided, &'static str) {
+        match (self.allowed(), refused) {
+            (true, false) => (Decided::Allow, self.reason()),
+            (true, true) => (Decided::NotSent, audit::BATCH_REFUSED),
+            (false, _) => (Decided::Deny, self.reason()),
+        }
     }
 }
 

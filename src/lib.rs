@@ -33,6 +33,8 @@
 //!   collector) and [`access`] writes the access log; [`admin`] serves metrics, health and
 //!   reload; [`signal`] reloads and reopens files on signals; [`notify`] tells systemd;
 //!   [`logfile`] is `--log-file`.
+//! - [`offline`] judges a request file as the gateway would (`eval --request`), in the trail's
+//!   words.
 //! - [`identity`] learns who an application's user is from the pool's own answers.
 //! - [`config`] reads and validates the file, composing the sections [`audit`], [`identity`]
 //!   and [`policy`] own; [`demo`] runs the embedded demo; [`sim`] is the simulated front-end
@@ -59,6 +61,7 @@ pub mod listener;
 pub mod logfile;
 pub mod metrics;
 pub mod notify;
+pub mod offline;
 pub mod policy;
 pub mod preflight;
 pub mod reject;

@@ -1,12 +1,14 @@
 //! The `ringfence` command line: run, demo, check-config, eval.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ringfence::config::Config;
 use ringfence::logfile::LogFile;
+use ringfence::offline;
 use ringfence::preflight;
 use ringfence::server::Server;
 use ringfence::target::Target;
@@ -59,20 +61,40 @@ enum Command {
         #[arg(long, env = "RINGFENCE_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Judge targets with a configuration: exit 0 all allowed, 3 any denied, 2 bad configuration.
+    /// Judge targets, or a whole request (--request), with a configuration: exit 0 all allowed
+    /// (the request forwarded), 3 any denied (refused), 2 bad configuration or request file.
     Eval {
         #[arg(long, env = "RINGFENCE_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Resolve the organisation from this Host.
-        #[arg(long, conflicts_with = "org")]
+        #[arg(long, conflicts_with_all = ["org", "request"])]
         host: Option<String>,
         /// Use this organisation by name.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "request")]
         org: Option<String>,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
-        #[arg(required = true)]
+        /// Judge this raw HTTP/1.x request as the gateway would (`-`: standard input).
+        ///
+        /// The file holds the request line (origin-form or absolute-form target), the headers,
+        /// a blank line and the body. Line ends may be CRLF or LF only (files written by hand).
+        /// The body is the rest of the file less one final line end; with Content-Length it
+        /// must be exactly that long (one line end may follow), with `Transfer-Encoding:
+        /// chunked` it is de-chunked. The Host (or the absolute-form authority) chooses the
+        /// organisation. Prints each decision in the audit trail's words, then what the client
+        /// would get.
+        #[arg(long, value_name = "FILE", conflicts_with = "targets")]
+        request: Option<PathBuf>,
+        /// With --request: the TLS server name (SNI) the request came by.
+        #[arg(
+            long,
+            value_name = "NAME",
+            requires = "request",
+            conflicts_with = "targets"
+        )]
+        sni: Option<String>,
+        #[arg(required_unless_present = "request")]
         targets: Vec<String>,
     },
 }
@@ -99,10 +121,18 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(config),
         Command::Eval {
             config,
+            json,
+            request: Some(file),
+            sni,
+            ..
+        } => eval_request(config, &file, sni.as_deref(), json),
+        Command::Eval {
+            config,
             host,
             org,
             json,
             targets,
+            ..
         } => eval(config, host, org, json, &targets),
     }
 }
@@ -244,6 +274,41 @@ fn check_config(path: PathBuf) -> ExitCode {
         println!("warning: {w}");
     }
     ExitCode::SUCCESS
+}
+
+/// `eval --request`: judges a request file ([`offline`]); exit 0 forwarded, 3 refused, 2 bad
+/// configuration or request file.
+fn eval_request(path: PathBuf, file: &Path, sni: Option<&str>, json: bool) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let (parts, body) = match offline::read(file) {
+        Ok(request) => request,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let judgement = offline::judge(parts, body, &config, sni);
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        judgement.write_json(&mut out)
+    } else {
+        judgement.write_text(&mut out)
+    };
+    if let Err(e) = written.and_then(|()| out.flush()) {
+        eprintln!("error: cannot write the judgement: {e}");
+        return ExitCode::from(1);
+    }
+    if judgement.refused() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn eval(

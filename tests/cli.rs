@@ -208,6 +208,213 @@ fn eval_exits_0_when_all_allowed_3_when_any_denied_2_on_bad_config() {
     assert_eq!(code, 2);
 }
 
+/// `eval --request` on a file of tests/fixtures/requests/ with the demo configuration, plus
+/// `extra` arguments; the request on standard input when `stdin` is given.
+fn eval_request(file: &str, extra: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
+    let demo = repo("config/demo.toml");
+    let path = repo(&format!("tests/fixtures/requests/{file}"));
+    let mut args = vec!["eval", "--config", demo.to_str().unwrap(), "--request"];
+    args.push(if stdin.is_some() {
+        "-"
+    } else {
+        path.to_str().unwrap()
+    });
+    args.extend_from_slice(extra);
+    let Some(input) = stdin else {
+        return run(&args);
+    };
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The fields docs/audit.md gives a `decision` line.
+fn documented_decision_fields() -> Vec<String> {
+    let doc = std::fs::read_to_string(repo("docs/audit.md")).unwrap();
+    let table = doc.split("### decision").nth(1).unwrap();
+    let table = table.split("\n### ").next().unwrap();
+    let fields: Vec<String> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .map(|l| l.split('`').next().unwrap().to_owned())
+        .collect();
+    assert!(fields.len() > 10, "{fields:?}");
+    fields
+}
+
+#[test]
+fn eval_request_judges_a_guarded_post_as_the_gateway_would() {
+    let (code, out, err) = eval_request("allowed.http", &[], None);
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with(
+            "allow\tallowed\ttel:+14255550100\tcontoso.allow_numbers +1425555\t(organisation contoso, resource simultaneousRingToContact, POST /ucwa/"
+        ),
+        "{out}"
+    );
+    assert_eq!(lines[1], "forward to the pool");
+
+    // Denied, with the body's target normalised and the Host's organisation.
+    let (code, out, err) = eval_request("denied.http", &[], None);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains(
+            "deny\tdenied\ttel:+19005550100\tpolicy.deny_numbers +1900\t(organisation fabrikam,"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("refuse: 403 denied, parameter target (UCWA Forbidden/NotAllowed"),
+        "{out}"
+    );
+    // The same request on standard input.
+    let file = std::fs::read(repo("tests/fixtures/requests/denied.http")).unwrap();
+    let (code, from_stdin, _) = eval_request("denied.http", &[], Some(&file));
+    assert_eq!((code, &from_stdin), (3, &out));
+
+    // The TLS server name of another organisation than the Host.
+    let (code, out, _) = eval_request("allowed.http", &["--sni", "lync.fabrikam.com"], None);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("deny\tmisdirected\t"), "{out}");
+    assert!(out.contains("refuse: 421 misdirected"), "{out}");
+}
+
+#[test]
+fn eval_request_reads_a_batch_an_unguarded_get_lf_only_and_chunked_files() {
+    let (code, out, err) = eval_request("batch.http", &[], None);
+    assert_eq!(code, 3, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("not_sent\tbatch_refused\ttel:+14255550100\t"),
+        "{out}"
+    );
+    assert!(lines[0].ends_with(", batch part 2 of 3)"), "{out}");
+    assert!(
+        lines[1].starts_with("deny\tdenied\ttel:+19005550100\tpolicy.deny_numbers +1900\t"),
+        "{out}"
+    );
+    assert!(lines[1].ends_with(", batch part 3 of 3)"), "{out}");
+    assert!(lines[2].starts_with("refuse: 403 denied"), "{out}");
+
+    let (code, out, _) = eval_request("unguarded.http", &[], None);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        "not guarded: forward to the pool unjudged (host lyncweb.contoso.com)\n"
+    );
+
+    let lf_only = std::fs::read(repo("tests/fixtures/requests/lf-only.http")).unwrap();
+    assert!(
+        !lf_only.contains(&b'\r'),
+        "the fixture has LF line ends only"
+    );
+    let (code, out, err) = eval_request("lf-only.http", &[], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("allow\tallowed\tsip:helpdesk@fabrikam.com\t"),
+        "{out}"
+    );
+
+    let (code, out, err) = eval_request("chunked.http", &[], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("allow\tallowed\ttel:+14255550100\t"),
+        "{out}"
+    );
+}
+
+#[test]
+fn eval_request_exits_2_on_a_bad_request_file_or_configuration() {
+    let (code, out, err) = eval_request("bad-content-length.http", &[], None);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        err.contains("Content-Length is 100 but the body has 30 bytes"),
+        "{err}"
+    );
+    let (code, _, err) = eval_request("no-such-file.http", &[], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read it"), "{err}");
+    let (code, _, _) = eval_request("allowed.http", &[], Some(b"not a request\n\n"));
+    assert_eq!(code, 2);
+    let allowed = repo("tests/fixtures/requests/allowed.http");
+    let (code, _, _) = run(&[
+        "eval",
+        "--config",
+        "/nonexistent.toml",
+        "--request",
+        allowed.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    // Targets and a request together are a usage error.
+    let (code, _, _) = eval_request("allowed.http", &["tel:+1"], None);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn eval_request_json_speaks_the_audit_trails_field_names() {
+    let documented = documented_decision_fields();
+    let (code, out, err) = eval_request("batch.http", &["--json"], None);
+    assert_eq!(code, 3, "{out}{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for line in &lines[..2] {
+        assert_eq!(line["kind"], "decision");
+        for field in line.as_object().unwrap().keys() {
+            assert!(
+                documented.contains(field),
+                "`{field}` is no field of the trail's decision line: {line}"
+            );
+        }
+        for field in line["batch"].as_object().unwrap().keys() {
+            assert!(["part", "parts"].contains(&field.as_str()), "{line}");
+        }
+        assert_eq!(line["organisation"], "contoso");
+        assert_eq!(line["host"], "lyncweb.contoso.com");
+        assert_eq!(line["application"], "192");
+    }
+    assert_eq!(lines[0]["decision"], "not_sent");
+    assert_eq!(lines[0]["reason"], "batch_refused");
+    assert_eq!(lines[0]["targets"], serde_json::json!(["tel:+14255550100"]));
+    assert_eq!(
+        lines[0]["batch"],
+        serde_json::json!({"part": 2, "parts": 3})
+    );
+    assert_eq!(lines[1]["decision"], "deny");
+    assert_eq!(lines[1]["reason"], "denied");
+    assert_eq!(lines[1]["rule"], "policy.deny_numbers +1900");
+    assert_eq!(
+        lines[2],
+        serde_json::json!({
+            "kind": "answer", "route": "guarded", "forward": false, "judged": true,
+            "status": 403, "reason": "denied", "code": "Forbidden", "subcode": "NotAllowed",
+            "parameter": "target",
+        })
+    );
+    let (code, out, _) = eval_request("unguarded.http", &["--json"], None);
+    assert_eq!(code, 0);
+    let answer: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(answer["route"], "passthrough");
+    assert_eq!(answer["forward"], true);
+    assert_eq!(answer["judged"], false);
+}
+
 #[test]
 fn run_exits_1_with_the_cause_when_the_config_cannot_be_used() {
     let (code, _, err) = run(&["run", "--config", "/nonexistent/ringfence.toml"]);
