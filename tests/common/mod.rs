@@ -60,3 +60,17 @@ pub fn eventually<O: Outcome>(
 pub fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().expect("a temporary directory")
 }
+
+/// An address that refuses connections for as long as the test process runs: a socket bound to
+/// it and never listening, kept open, so no other test can be given the port meanwhile (a port
+/// released after `bind` could be).
+pub fn dead_address() -> std::net::SocketAddr {
+    use socket2::{Domain, Socket, Type};
+    static HELD: std::sync::Mutex<Vec<Socket>> = std::sync::Mutex::new(Vec::new());
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    HELD.lock().unwrap().push(socket);
+    addr
+}
