@@ -1,8 +1,6 @@
 //! Targets in JSON and XML bodies, alone or beside a query target.
 
-use crate::support::{self, assert_refused, SIMRING};
-
-const HOST: &str = "lyncweb.contoso.com";
+use crate::support::{self, assert_refused, HOST, SIMRING};
 
 #[tokio::test]
 async fn allowed_json_body_reaches_the_pool_byte_for_byte() {

@@ -5,9 +5,7 @@ use crate::support::{self, assert_refused, SIMRING};
 #[tokio::test]
 async fn allowed_number_reaches_the_pool_byte_for_byte() {
     let h = support::start().await;
-    let reply = h
-        .ring("lyncweb.contoso.com", "target=tel:%2B14255550100")
-        .await;
+    let reply = h.ring(support::HOST, "target=tel:%2B14255550100").await;
     assert_eq!(reply.status, 204, "{}", reply.text());
     let got = h.received_guarded();
     assert_eq!(got.len(), 1);
@@ -17,15 +15,13 @@ async fn allowed_number_reaches_the_pool_byte_for_byte() {
         format!("{SIMRING}?target=tel:%2B14255550100")
     );
     assert!(got[0].body.is_empty());
-    assert_eq!(got[0].headers["host"], "lyncweb.contoso.com");
+    assert_eq!(got[0].headers["host"], support::HOST);
 }
 
 #[tokio::test]
 async fn globally_denied_number_never_reaches_the_pool() {
     let h = support::start().await;
-    let reply = h
-        .ring("lyncweb.contoso.com", "target=tel:%2B19005550100")
-        .await;
+    let reply = h.ring(support::HOST, "target=tel:%2B19005550100").await;
     assert_refused(&reply, 403, "denied");
     let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(v["code"], "Forbidden");
@@ -37,7 +33,7 @@ async fn globally_denied_number_never_reaches_the_pool() {
 async fn global_deny_pattern_wins_over_everything() {
     let h = support::start().await;
     assert_refused(
-        &h.ring("lyncweb.contoso.com", "target=tel:%2B8812345").await,
+        &h.ring(support::HOST, "target=tel:%2B8812345").await,
         403,
         "denied",
     );
@@ -49,8 +45,7 @@ async fn organisation_deny_beats_its_own_allow_prefix() {
     let h = support::start().await;
     // +1425555 is allowed, but +14255559 is denied for contoso.
     assert_refused(
-        &h.ring("lyncweb.contoso.com", "target=tel:%2B14255559999")
-            .await,
+        &h.ring(support::HOST, "target=tel:%2B14255559999").await,
         403,
         "denied",
     );
@@ -61,8 +56,7 @@ async fn organisation_deny_beats_its_own_allow_prefix() {
 async fn number_outside_the_allow_list_is_not_allowed() {
     let h = support::start().await;
     assert_refused(
-        &h.ring("lyncweb.contoso.com", "target=tel:%2B33123456789")
-            .await,
+        &h.ring(support::HOST, "target=tel:%2B33123456789").await,
         403,
         "not_allowed",
     );
@@ -73,14 +67,13 @@ async fn number_outside_the_allow_list_is_not_allowed() {
 async fn number_matching_an_allow_pattern_is_allowed() {
     let h = support::start().await;
     assert_eq!(
-        h.ring("lyncweb.contoso.com", "target=tel:%2B12065550123")
+        h.ring(support::HOST, "target=tel:%2B12065550123")
             .await
             .status,
         204
     );
     assert_refused(
-        &h.ring("lyncweb.contoso.com", "target=tel:%2B120655501234")
-            .await,
+        &h.ring(support::HOST, "target=tel:%2B120655501234").await,
         403,
         "not_allowed",
     );
@@ -91,14 +84,13 @@ async fn number_matching_an_allow_pattern_is_allowed() {
 async fn visual_separators_are_removed_before_judging() {
     let h = support::start().await;
     assert_eq!(
-        h.ring("lyncweb.contoso.com", "target=tel:%2B1-425-555-0100")
+        h.ring(support::HOST, "target=tel:%2B1-425-555-0100")
             .await
             .status,
         204
     );
     assert_refused(
-        &h.ring("lyncweb.contoso.com", "target=tel:%2B1-900-555-0100")
-            .await,
+        &h.ring(support::HOST, "target=tel:%2B1-900-555-0100").await,
         403,
         "denied",
     );
@@ -114,9 +106,7 @@ async fn contacts_are_judged_by_domain_wildcard_and_exact_uri() {
         "sips:helpdesk@fabrikam.com",
         "SIP:Jane@CONTOSO.COM",
     ] {
-        let reply = h
-            .ring("lyncweb.contoso.com", &format!("target={allowed}"))
-            .await;
+        let reply = h.ring(support::HOST, &format!("target={allowed}")).await;
         assert_eq!(reply.status, 204, "{allowed}: {}", reply.text());
     }
     for (denied, reason) in [
@@ -125,9 +115,7 @@ async fn contacts_are_judged_by_domain_wildcard_and_exact_uri() {
         ("sip:ceo@contoso.com", "denied"),
         ("sip:jane@10.0.0.1", "not_allowed"),
     ] {
-        let reply = h
-            .ring("lyncweb.contoso.com", &format!("target={denied}"))
-            .await;
+        let reply = h.ring(support::HOST, &format!("target={denied}")).await;
         assert_refused(&reply, 403, reason);
     }
     assert_eq!(h.received_guarded().len(), 5);
@@ -138,16 +126,13 @@ async fn sip_uri_with_a_phone_number_is_judged_as_that_number() {
     let h = support::start().await;
     let reply = h
         .ring(
-            "lyncweb.contoso.com",
+            support::HOST,
             "target=sip:%2B19005550100@contoso.com;user=phone",
         )
         .await;
     assert_refused(&reply, 403, "denied");
     let reply = h
-        .ring(
-            "lyncweb.contoso.com",
-            "target=sip:%2B19005550100@contoso.com",
-        )
+        .ring(support::HOST, "target=sip:%2B19005550100@contoso.com")
         .await;
     assert_refused(&reply, 403, "denied");
     assert!(h.received().is_empty());
@@ -160,15 +145,11 @@ async fn eighty_characters_pass_and_eighty_one_are_refused() {
     let t80 = format!("sip:{user80}@contoso.com");
     assert_eq!(t80.chars().count(), 80);
     assert_eq!(
-        h.ring("lyncweb.contoso.com", &format!("target={t80}"))
-            .await
-            .status,
+        h.ring(support::HOST, &format!("target={t80}")).await.status,
         204
     );
     let t81 = format!("sip:a{user80}@contoso.com");
-    let reply = h
-        .ring("lyncweb.contoso.com", &format!("target={t81}"))
-        .await;
+    let reply = h.ring(support::HOST, &format!("target={t81}")).await;
     assert_refused(&reply, 400, "too_long");
     let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(v["subcode"], "ParameterValidationFailure");
@@ -181,7 +162,7 @@ async fn a_post_without_target_is_refused_as_missing() {
     let h = support::start().await;
     let reply = h
         .client
-        .request("POST", SIMRING, "lyncweb.contoso.com", &[], b"")
+        .request("POST", SIMRING, support::HOST, &[], b"")
         .await;
     assert_refused(&reply, 400, "missing");
     assert!(h.received().is_empty());
@@ -200,7 +181,7 @@ async fn malformed_targets_are_refused() {
         "target=sip:jane:pw@contoso.com",
         "target=sip:jane@contoso.com:5060",
     ] {
-        assert_refused(&h.ring("lyncweb.contoso.com", bad).await, 400, "malformed");
+        assert_refused(&h.ring(support::HOST, bad).await, 400, "malformed");
     }
     assert!(h.received().is_empty());
 }
@@ -209,20 +190,18 @@ async fn malformed_targets_are_refused() {
 async fn query_keys_are_matched_case_insensitively_and_once() {
     let h = support::start().await;
     assert_refused(
-        &h.ring("lyncweb.contoso.com", "TARGET=tel:%2B19005550100")
-            .await,
+        &h.ring(support::HOST, "TARGET=tel:%2B19005550100").await,
         403,
         "denied",
     );
     assert_refused(
-        &h.ring("lyncweb.contoso.com", "%74arget=tel:%2B19005550100")
-            .await,
+        &h.ring(support::HOST, "%74arget=tel:%2B19005550100").await,
         403,
         "denied",
     );
     assert_refused(
         &h.ring(
-            "lyncweb.contoso.com",
+            support::HOST,
             "target=tel:%2B14255550100&Target=tel:%2B19005550100",
         )
         .await,
@@ -244,7 +223,7 @@ async fn guarded_paths_are_recognised_in_any_case_and_encoding() {
     ] {
         let reply = h
             .client
-            .request("POST", &format!("{path}?target=tel:%2B19005550100"), "lyncweb.contoso.com", &[], b"")
+            .request("POST", &format!("{path}?target=tel:%2B19005550100"), support::HOST, &[], b"")
             .await;
         assert_refused(&reply, 403, "denied");
     }
@@ -254,7 +233,7 @@ async fn guarded_paths_are_recognised_in_any_case_and_encoding() {
 #[tokio::test]
 async fn a_get_without_target_on_a_guarded_path_goes_to_the_pool() {
     let h = support::start().await;
-    let reply = h.client.get(SIMRING, "lyncweb.contoso.com").await;
+    let reply = h.client.get(SIMRING, support::HOST).await;
     assert_eq!(reply.status, 405, "the pool answers the method itself");
     assert_eq!(h.received().len(), 1);
 }
@@ -267,7 +246,7 @@ async fn a_put_carrying_a_denied_target_is_judged_like_a_post() {
         .request(
             "PUT",
             &format!("{SIMRING}?target=tel:%2B19005550100"),
-            "lyncweb.contoso.com",
+            support::HOST,
             &[],
             b"",
         )
@@ -284,7 +263,7 @@ async fn refusals_answer_in_xml_when_accept_prefers_it() {
         .request(
             "POST",
             &format!("{SIMRING}?target=tel:%2B19005550100"),
-            "lyncweb.contoso.com",
+            support::HOST,
             &[("accept", "application/vnd.microsoft.com.ucwa+xml")],
             b"",
         )
@@ -317,7 +296,7 @@ async fn method_override_headers_on_ucwa_are_refused() {
         .request(
             "GET",
             "/ucwa/v1/applications/1/me",
-            "lyncweb.contoso.com",
+            support::HOST,
             &[("x-http-method-override", "POST")],
             b"",
         )

@@ -9,9 +9,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+pub(crate) use crate::support::HOST;
 use crate::support::{self, assert_refused, client, Harness, Options, Reply, SIMRING, TIMEOUT};
-
-pub(crate) const HOST: &str = "lyncweb.contoso.com";
 /// Globally denied (`deny_numbers = ["+1900", ...]`).
 pub(crate) const DENIED: &str = "tel:+19005550100";
 /// Allowed for contoso.

@@ -5,12 +5,9 @@ use crate::support::{self, metrics::sample};
 #[tokio::test]
 async fn decisions_are_counted_per_organisation_resource_and_reason() {
     let h = support::start().await;
-    h.ring("lyncweb.contoso.com", "target=tel:%2B14255550100")
-        .await;
-    h.ring("lyncweb.contoso.com", "target=tel:%2B14255550101")
-        .await;
-    h.ring("lyncweb.contoso.com", "target=tel:%2B19005550100")
-        .await;
+    h.ring(support::HOST, "target=tel:%2B14255550100").await;
+    h.ring(support::HOST, "target=tel:%2B14255550101").await;
+    h.ring(support::HOST, "target=tel:%2B19005550100").await;
     h.ring("lync.fabrikam.com", "target=tel:%2B14255550100")
         .await;
     h.ring("lync.fabrikam.com", "target=x").await;
