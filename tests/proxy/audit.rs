@@ -538,6 +538,7 @@ fn drain_fifo_until(reader: std::fs::File, lines: usize) -> std::thread::JoinHan
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // The reader's pace on an empty pipe; not a wait for anything.
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => panic!("{e}"),

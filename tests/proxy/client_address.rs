@@ -132,6 +132,7 @@ async fn a_header_sent_in_pieces_is_read_whole() {
     // A pause, so the server certainly sees the header cut (no synchronisation depends on it).
     tokio::time::sleep(Duration::from_millis(100)).await;
     stream.write_all(&header[7..14]).await.unwrap();
+    // The second cut, the same kind of pause.
     tokio::time::sleep(Duration::from_millis(100)).await;
     stream
         .write_all(&cat(&header[14..], &get("")))
