@@ -5,7 +5,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::{dead_address, eventually, scratch, HOST, TIMEOUT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringfence");
 
@@ -37,13 +40,6 @@ fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
-/// A fresh directory for one test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringfence-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A self-signed certificate and its key, written as `name.crt` and `name.key`.
 fn key_pair(dir: &std::path::Path, name: &str) -> (String, String) {
     let key = rcgen::KeyPair::generate().unwrap();
@@ -69,19 +65,34 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success());
 }
 
-/// Waits for the child to exit, killing it if it does not within `limit`.
-fn wait(mut child: Child, limit: Duration) -> i32 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
+/// Waits for the child to exit, for at most `limit`; the exit code.
+fn wait(child: &mut Child, limit: Duration) -> i32 {
+    let status = eventually("the process to exit", limit, || child.try_wait().unwrap());
+    status.code().unwrap_or(-1)
+}
+
+/// A child process, killed on drop: a failing test leaves no `ringfence` behind.
+struct Process(Child);
+
+impl std::ops::Deref for Process {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("process did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -130,9 +141,8 @@ fn check_config_accepts_the_shipped_example_and_demo_files() {
 
 #[test]
 fn check_config_reports_every_problem_with_its_key_path() {
-    let dir = std::env::temp_dir().join(format!("ringfence-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bad.toml");
+    let dir = scratch();
+    let file = dir.path().join("bad.toml");
     std::fs::write(
         &file,
         r#"
@@ -162,7 +172,6 @@ name = "x"
     ] {
         assert!(err.contains(path), "missing `{path}` in:\n{err}");
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -424,13 +433,15 @@ fn run_exits_1_with_the_cause_when_the_config_cannot_be_used() {
 
 #[test]
 fn demo_serves_the_requests_it_prints_and_stops_on_ctrl_c() {
-    let mut child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Process(
+        Command::new(BIN)
+            .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let banner = lines_until(child.stdout.take().unwrap(), "Ctrl-C")
         .recv_timeout(Duration::from_secs(30))
         .expect("demo prints its banner");
@@ -478,16 +489,17 @@ fn demo_serves_the_requests_it_prints_and_stops_on_ctrl_c() {
         "{metrics}"
     );
     signal(&child, "-INT");
-    assert_eq!(wait(child, Duration::from_secs(15)), 0);
+    assert_eq!(wait(&mut child, Duration::from_secs(15)), 0);
 }
 
 /// `ringfence run` on a configuration file, with JSON logs read line by line.
 struct Running {
-    child: Child,
+    child: Process,
     lines: mpsc::Receiver<String>,
     addr: SocketAddr,
-    dir: PathBuf,
     file: PathBuf,
+    /// Holds the configuration file's directory.
+    _dir: tempfile::TempDir,
 }
 
 impl Running {
@@ -502,9 +514,11 @@ impl Running {
 
     /// Starts `ringfence run` on `config` with more environment variables.
     fn start_with(name: &str, config: &str, env: &[(&str, &str)]) -> Running {
-        let dir = std::env::temp_dir().join(format!("ringfence-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("ringfence.toml");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ringfence-{name}-"))
+            .tempdir()
+            .unwrap();
+        let file = dir.path().join("ringfence.toml");
         std::fs::write(&file, config).unwrap();
         let mut child = Command::new(BIN)
             .args([
@@ -528,11 +542,11 @@ impl Running {
             }
         });
         let mut running = Running {
-            child,
+            child: Process(child),
             lines,
             addr: "127.0.0.1:0".parse().unwrap(),
-            dir,
             file,
+            _dir: dir,
         };
         let serving = running.line_containing("ringfence is serving");
         let v: serde_json::Value = serde_json::from_str(&serving).expect("a JSON log line");
@@ -572,11 +586,9 @@ impl Running {
     }
 
     /// SIGTERM, then the exit code.
-    fn stop(self) -> i32 {
+    fn stop(mut self) -> i32 {
         signal(&self.child, "-TERM");
-        let code = wait(self.child, Duration::from_secs(15));
-        let _ = std::fs::remove_dir_all(self.dir);
-        code
+        wait(&mut self.child, Duration::from_secs(15))
     }
 }
 
@@ -599,7 +611,9 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     let in_flight = std::thread::spawn(move || {
         http(addr, "GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: lyncweb.contoso.com\r\nConnection: close\r\n\r\n")
     });
-    std::thread::sleep(Duration::from_millis(400));
+    eventually("the request to reach the member", TIMEOUT, || {
+        !member.received().is_empty()
+    });
     signal(&running.child, "-TERM");
     let answer = in_flight.join().unwrap();
     assert!(
@@ -622,14 +636,9 @@ fn sighup_reloads_the_file() {
     assert!(post(running.addr, "x", &path).starts_with("HTTP/1.1 403"));
     std::fs::write(&running.file, policy("+1425")).unwrap();
     signal(&running.child, "-HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !post(running.addr, "x", &path).starts_with("HTTP/1.1 204") {
-        assert!(
-            Instant::now() < deadline,
-            "SIGHUP never switched the policy"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually("SIGHUP to switch the policy", TIMEOUT, || {
+        post(running.addr, "x", &path).starts_with("HTTP/1.1 204")
+    });
     let reloaded = running.line_containing("configuration reloaded");
     assert!(reloaded.contains("SIGHUP"), "{reloaded}");
     assert_eq!(running.stop(), 0);
@@ -637,10 +646,7 @@ fn sighup_reloads_the_file() {
 
 #[test]
 fn log_lines_about_a_request_are_json_and_carry_its_request_id() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_address();
     let running = Running::start("logid", &config(&format!("http://{dead}"), ""));
     let answer = http(
         running.addr,
@@ -657,11 +663,11 @@ fn log_lines_about_a_request_are_json_and_carry_its_request_id() {
 /// both build the TLS configuration and open the audit sink through the same function.
 #[test]
 fn check_config_refuses_what_run_refuses_naming_the_key() {
-    let dir = scratch("preflight");
-    let (cert, key) = key_pair(&dir, "good");
-    let (_, other_key) = key_pair(&dir, "other");
-    let file = dir.join("ringfence.toml");
-    let nowhere = dir.join("no-such-dir").join("audit.jsonl");
+    let dir = scratch();
+    let (cert, key) = key_pair(dir.path(), "good");
+    let (_, other_key) = key_pair(dir.path(), "other");
+    let file = dir.path().join("ringfence.toml");
+    let nowhere = dir.path().join("no-such-dir").join("audit.jsonl");
     let nowhere = nowhere.to_str().unwrap();
     let write = |tls_cert: &str, tls_key: &str, audit: &str| {
         std::fs::write(
@@ -720,7 +726,7 @@ fn check_config_refuses_what_run_refuses_naming_the_key() {
         "{err}"
     );
     // The matching pair and a writable audit path are valid.
-    let audit = dir.join("audit.jsonl");
+    let audit = dir.path().join("audit.jsonl");
     write(
         &cert,
         &key,
@@ -729,7 +735,6 @@ fn check_config_refuses_what_run_refuses_naming_the_key() {
     let (code, out, err) = run(&["check-config", "--config", path]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("valid"), "{out}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -804,8 +809,8 @@ fn environment_overrides_set_lists_and_a_bad_value_names_its_variable() {
 
 #[test]
 fn check_config_warns_of_a_repeated_listener_and_a_country_wide_allow_list() {
-    let dir = scratch("warnings");
-    let file = dir.join("ringfence.toml");
+    let dir = scratch();
+    let file = dir.path().join("ringfence.toml");
     let config = |admin: &str| {
         format!(
             "[server]\nlisten = [\"127.0.0.1:18443\", \"127.0.0.1:18443\"]\n[admin]\nlisten = {admin:?}\n\
@@ -832,7 +837,6 @@ fn check_config_warns_of_a_repeated_listener_and_a_country_wide_allow_list() {
         err.contains("admin.listen: must not share an address"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -858,9 +862,8 @@ fn sighup_names_each_changed_setting_that_needs_a_restart() {
 fn sigusr1_reopens_the_audit_file_after_logrotate_moved_it() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let member = rt.block_on(ringfence::sim::FrontEnd::start("fe1")).unwrap();
-    let dir = std::env::temp_dir().join(format!("ringfence-usr1-audit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let audit = dir.join("audit.jsonl");
+    let dir = scratch();
+    let audit = dir.path().join("audit.jsonl");
     let text = config(&member.url(), "").replace(
         "sink = \"off\"",
         &format!("sink = \"file\"\npath = {:?}", audit.to_str().unwrap()),
@@ -869,17 +872,17 @@ fn sigusr1_reopens_the_audit_file_after_logrotate_moved_it() {
     let denied = format!("{SIMRING}?target=tel:%2B19005550100");
     assert!(post(running.addr, "x", &denied).starts_with("HTTP/1.1 403"));
     let lines = |path: &std::path::Path| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if text.lines().count() >= 1 || Instant::now() > deadline {
-                return text.lines().count();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("a line in {}", path.display());
+        eventually(&what, TIMEOUT, || {
+            let count = std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .count();
+            (count >= 1).then_some(count)
+        })
     };
     assert_eq!(lines(&audit), 1);
-    let rotated = dir.join("audit.jsonl.1");
+    let rotated = dir.path().join("audit.jsonl.1");
     std::fs::rename(&audit, &rotated).unwrap();
     signal(&running.child, "-USR1");
     running.line_containing("audit trail reopened");
@@ -887,46 +890,39 @@ fn sigusr1_reopens_the_audit_file_after_logrotate_moved_it() {
     assert_eq!(lines(&audit), 1, "the new line is in the new file");
     assert_eq!(lines(&rotated), 1, "the old file kept only its own line");
     assert_eq!(running.stop(), 0, "SIGUSR1 did not kill the process");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn sigusr1_reopens_the_log_file() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("ringfence-usr1-log-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("ringfence.toml");
+    let dead = dead_address();
+    let dir = scratch();
+    let file = dir.path().join("ringfence.toml");
     std::fs::write(&file, config(&format!("http://{dead}"), "")).unwrap();
-    let log = dir.join("ringfence.log");
-    let child = Command::new(BIN)
-        .args(["run", "--config", file.to_str().unwrap(), "--log-file"])
-        .arg(&log)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let log = dir.path().join("ringfence.log");
+    let mut child = Process(
+        Command::new(BIN)
+            .args(["run", "--config", file.to_str().unwrap(), "--log-file"])
+            .arg(&log)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let contains = |path: &std::path::Path, needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if std::fs::read_to_string(path)
+        let what = format!("`{needle}` in {}", path.display());
+        eventually(&what, TIMEOUT, || {
+            std::fs::read_to_string(path)
                 .unwrap_or_default()
                 .contains(needle)
-            {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        });
+        true
     };
     assert!(
         contains(&log, "ringfence is serving"),
         "logs go to the file"
     );
-    let rotated = dir.join("ringfence.log.1");
+    let rotated = dir.path().join("ringfence.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     signal(&child, "-USR1");
     assert!(contains(&log, "log file reopened"), "a new file is opened");
@@ -934,12 +930,11 @@ fn sigusr1_reopens_the_log_file() {
         .unwrap()
         .contains("log file reopened"));
     signal(&child, "-TERM");
-    assert_eq!(wait(child, Duration::from_secs(15)), 0);
+    assert_eq!(wait(&mut child, Duration::from_secs(15)), 0);
     assert!(
         contains(&log, "stopped"),
         "the final line goes to the new file"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -947,10 +942,8 @@ fn systemd_is_told_ready_reloading_and_stopping() {
     use std::os::unix::net::UnixDatagram;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let member = rt.block_on(ringfence::sim::FrontEnd::start("fe1")).unwrap();
-    let dir = std::env::temp_dir().join(format!("ringfence-notify-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let socket_path = dir.join("notify.sock");
-    let _ = std::fs::remove_file(&socket_path);
+    let dir = scratch();
+    let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(15)))
@@ -960,7 +953,7 @@ fn systemd_is_told_ready_reloading_and_stopping() {
         let n = socket.recv(&mut buf).expect("a notification in time");
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
-    let running = Running::start_with(
+    let mut running = Running::start_with(
         "notify",
         &config(&member.url(), ""),
         &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
@@ -973,9 +966,7 @@ fn systemd_is_told_ready_reloading_and_stopping() {
     assert!(next().starts_with("READY=1"));
     signal(&running.child, "-TERM");
     assert!(next().starts_with("STOPPING=1"));
-    assert_eq!(wait(running.child, Duration::from_secs(15)), 0);
-    let _ = std::fs::remove_dir_all(dir);
-    let _ = std::fs::remove_dir_all(running.dir);
+    assert_eq!(wait(&mut running.child, Duration::from_secs(15)), 0);
 }
 
 #[test]
@@ -985,26 +976,24 @@ fn a_drain_that_cuts_requests_exits_4_and_says_how_many() {
     member.set_fault(ringfence::sim::Fault::Slow(Duration::from_secs(8)));
     let text =
         config(&member.url(), "").replace("shutdown_grace = \"10s\"", "shutdown_grace = \"1s\"");
-    let running = Running::start("cut", &text);
+    let mut running = Running::start("cut", &text);
     let addr = running.addr;
     let _in_flight = std::thread::spawn(move || {
-        http(addr, "GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: lyncweb.contoso.com\r\nConnection: close\r\n\r\n")
+        http(addr, &format!("GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"))
     });
-    std::thread::sleep(Duration::from_millis(400));
+    eventually("the request to reach the member", TIMEOUT, || {
+        !member.received().is_empty()
+    });
     signal(&running.child, "-TERM");
     let stopped = running.line_containing("stopped");
     let v: serde_json::Value = serde_json::from_str(&stopped).unwrap();
     assert_eq!(v["fields"]["cut_requests"], 1, "{stopped}");
-    assert_eq!(wait(running.child, Duration::from_secs(15)), 4);
-    let _ = std::fs::remove_dir_all(running.dir);
+    assert_eq!(wait(&mut running.child, Duration::from_secs(15)), 4);
 }
 
 #[test]
 fn json_logs_and_the_audit_trail_carry_the_same_plain_ids() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_address();
     let policy = "[policy]\ndefault_organisation = \"c\"\n[[organisations]]\nname = \"c\"\nallow_numbers = [\"+1206\"]\n";
     let text = config(&format!("http://{dead}"), policy)
         .replace("[audit]\nsink = \"off\"", "[audit]\nsink = \"stderr\"");
@@ -1082,9 +1071,9 @@ fn certificates(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf, PathBuf
 
 #[test]
 fn a_member_failing_its_probes_is_logged_with_the_tls_reason() {
-    let dir = std::env::temp_dir().join(format!("ringfence-cli-ca-{}", std::process::id()));
-    let (cert, key, _) = certificates(&dir, "member");
-    let (_, _, other_ca) = certificates(&dir, "other");
+    let dir = scratch();
+    let (cert, key, _) = certificates(dir.path(), "member");
+    let (_, _, other_ca) = certificates(dir.path(), "other");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let tls =
         ringfence::tls::server_config(&ringfence::config::ServerTls::new(cert, key), true).unwrap();
@@ -1109,7 +1098,6 @@ fn a_member_failing_its_probes_is_logged_with_the_tls_reason() {
     assert!(cause.contains("tls failure"), "{line}");
     assert!(cause.contains("UnknownIssuer"), "rustls' reason: {line}");
     assert_eq!(running.stop(), 0);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Issue 12: `kill -9` in the middle of a load of guarded requests loses no decision. Every
@@ -1121,8 +1109,8 @@ fn sigkill_under_load_loses_no_decision_the_pool_acted_on() {
     let member = rt.block_on(ringfence::sim::FrontEnd::start("fe1")).unwrap();
     // A slow pool keeps requests in flight when the kill comes.
     member.set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(5)));
-    let dir = scratch("sigkill-audit");
-    let audit = dir.join("audit.jsonl");
+    let dir = scratch();
+    let audit = dir.path().join("audit.jsonl");
     let policy = "[policy]\ndefault_organisation = \"c\"\n[[organisations]]\nname = \"c\"\nallow_numbers = [\"+1425\"]\n";
     let text = config(&member.url(), policy).replace(
         "[audit]\nsink = \"off\"",
@@ -1131,7 +1119,7 @@ fn sigkill_under_load_loses_no_decision_the_pool_acted_on() {
             audit.to_str().unwrap()
         ),
     );
-    let running = Running::start("sigkill", &text);
+    let mut running = Running::start("sigkill", &text);
     let addr = running.addr;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..8)
@@ -1160,9 +1148,11 @@ fn sigkill_under_load_loses_no_decision_the_pool_acted_on() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    eventually("a real load to reach the pool", TIMEOUT, || {
+        member.received().len() > 150
+    });
     signal(&running.child, "-KILL");
-    let _ = wait(running.child, Duration::from_secs(10));
+    let _ = wait(&mut running.child, Duration::from_secs(10));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
 
@@ -1189,6 +1179,4 @@ fn sigkill_under_load_loses_no_decision_the_pool_acted_on() {
             decided.len()
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&running.dir);
 }

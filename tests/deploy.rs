@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+mod common;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -1020,10 +1022,10 @@ fn the_image_context_holds_what_the_build_needs() {
     let out = image_context(&["--check"]).unwrap();
     assert!(out.status.success(), "{}", text_of(&out));
 
-    let old = std::env::temp_dir().join(format!("ringfence-dockerignore-{}", std::process::id()));
+    let dir = common::scratch();
+    let old = dir.path().join(".dockerignore");
     std::fs::write(&old, DOCKERIGNORE_WITHOUT_BENCHES).unwrap();
     let out = image_context(&["--check", "--ignore-file", old.to_str().unwrap()]).unwrap();
-    let _ = std::fs::remove_file(&old);
     let text = text_of(&out);
     assert!(
         !out.status.success(),

@@ -10,33 +10,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::hostile::{batch_of, part, ring_line, BATCH};
-use crate::support::{self, assert_refused, metrics::sample, Options, SIMRING, TIMEOUT};
+use crate::support::{self, assert_refused, metrics::sample, Options, HOST, SIMRING, TIMEOUT};
 
-const HOST: &str = "lyncweb.contoso.com";
 const ALLOWED: &str = "tel:%2B14255550100";
 const DENIED: &str = "tel:%2B19005550100";
-
-/// A temporary directory of the test's own, removed on drop.
-pub(crate) struct Dir(pub PathBuf);
-
-impl Dir {
-    pub(crate) fn new(name: &str) -> Dir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("ringfence-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The lines of a trail file, parsed (a line that is not JSON fails the test).
 pub(crate) fn lines(path: &Path) -> Vec<Value> {
@@ -49,17 +26,12 @@ pub(crate) fn lines(path: &Path) -> Vec<Value> {
 
 /// Waits (bounded) until the trail holds lines for which `done` holds, and returns them.
 pub(crate) async fn lines_until(path: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    tokio::time::timeout(TIMEOUT, async {
-        loop {
-            let got = lines(path);
-            if done(&got) {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let what = format!("the trail {} to hold the lines awaited", path.display());
+    support::eventually(&what, async || {
+        let got = lines(path);
+        done(&got).then_some(got)
     })
     .await
-    .unwrap_or_else(|_| panic!("trail lines in time: {:#?}", lines(path)))
 }
 
 /// The schema as docs/audit.md documents it: for each kind, each field and its type.
@@ -155,13 +127,10 @@ async fn allowed_as(addr: std::net::SocketAddr, id: String) -> support::Reply {
 
 /// Waits (bounded) until `member` has received at least `n` requests.
 async fn until_received(member: &ringfence::sim::FrontEnd, n: usize) {
-    tokio::time::timeout(TIMEOUT, async {
-        while member.received().len() < n {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    support::eventually(&format!("the pool to receive {n} requests"), async || {
+        member.received().len() >= n
     })
-    .await
-    .unwrap_or_else(|_| panic!("the pool receives {n} requests"));
+    .await;
 }
 
 /// Sends a batch built by the hostile tests' helpers.
@@ -193,8 +162,8 @@ async fn ring(h: &support::Harness, query: &str, headers: &[(&str, &str)]) -> su
 /// the id is ringfence's, the client's kept apart.
 #[tokio::test]
 async fn every_line_has_the_documented_schema_and_no_credentials() {
-    let dir = Dir::new("audit-schema");
-    let path = dir.0.join("audit.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
     let h = support::start_with(Options {
         audit: file_audit(&path, ""),
         ..Options::default()
@@ -347,8 +316,8 @@ async fn every_line_has_the_documented_schema_and_no_credentials() {
 /// An allowed batch: a line per guarded part, each `allow`, and one outcome for the batch.
 #[tokio::test]
 async fn an_allowed_batch_records_each_part_and_one_outcome() {
-    let dir = Dir::new("audit-batch");
-    let path = dir.0.join("audit.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
     let h = support::start_with(Options {
         audit: file_audit(&path, ""),
         ..Options::default()
@@ -385,8 +354,8 @@ async fn an_allowed_batch_records_each_part_and_one_outcome() {
 /// the pool answered (a slow member holds the answer).
 #[tokio::test]
 async fn the_decision_is_written_before_the_pool_sees_the_request() {
-    let dir = Dir::new("audit-order");
-    let path = dir.0.join("audit.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
     let h = support::start_with(Options {
         members: 1,
         audit: file_audit(&path, ""),
@@ -412,8 +381,8 @@ async fn the_decision_is_written_before_the_pool_sees_the_request() {
 /// The pool unreachable after the decision: the outcome is ringfence's own 503, not the pool's.
 #[tokio::test]
 async fn an_answer_ringfence_wrote_itself_is_not_recorded_as_the_pools() {
-    let dir = Dir::new("audit-own");
-    let path = dir.0.join("audit.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
     let h = support::start_with(Options {
         members: 1,
         audit: file_audit(&path, ""),
@@ -435,7 +404,7 @@ async fn an_answer_ringfence_wrote_itself_is_not_recorded_as_the_pools() {
 /// once the sink takes lines again, every queued line arrives.
 #[tokio::test]
 async fn a_stalled_sink_refuses_guarded_requests_and_spares_the_rest() {
-    let dir = Dir::new("audit-stall");
+    let dir = tempfile::tempdir().unwrap();
     let (fifo, reader) = stalled_fifo(&dir);
     let h = support::start_with(Options {
         audit: file_audit(&fifo, "queue_lines = 50\nwrite_timeout = \"300ms\""),
@@ -476,17 +445,14 @@ async fn a_stalled_sink_refuses_guarded_requests_and_spares_the_rest() {
 
     // The sink takes lines again: everything queued arrives, and guarded requests go through.
     let drained = drain_fifo(reader);
-    let allowed = tokio::time::timeout(TIMEOUT, async {
-        loop {
+    let allowed = support::eventually(
+        "guarded requests to go through once the sink takes lines",
+        async || {
             let reply = ring(&h, &format!("target={ALLOWED}"), &[]).await;
-            if reply.status == 204 {
-                return reply;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("guarded requests go through once the sink takes lines");
+            (reply.status == 204).then_some(reply)
+        },
+    )
+    .await;
     assert_eq!(allowed.status, 204);
     let m = h.metrics().await;
     let written = sample(&m, "ringfence_audit_lines_total", &[("result", "written")]).unwrap();
@@ -505,7 +471,7 @@ async fn a_stalled_sink_refuses_guarded_requests_and_spares_the_rest() {
 /// `on_full = "drop"`: the same stalled sink, but requests go on and the lost lines are counted.
 #[tokio::test]
 async fn on_full_drop_forwards_and_counts_the_lost_lines() {
-    let dir = Dir::new("audit-drop");
+    let dir = tempfile::tempdir().unwrap();
     let (fifo, reader) = stalled_fifo(&dir);
     let h = support::start_with(Options {
         audit: file_audit(
@@ -532,9 +498,9 @@ async fn on_full_drop_forwards_and_counts_the_lost_lines() {
 
 /// A FIFO as the audit file, with its read end open (so opening it for writing does not block)
 /// and never read: the sink stalls once the pipe's buffer is full.
-fn stalled_fifo(dir: &Dir) -> (PathBuf, std::fs::File) {
+fn stalled_fifo(dir: &tempfile::TempDir) -> (PathBuf, std::fs::File) {
     use std::os::unix::fs::OpenOptionsExt;
-    let fifo = dir.0.join("audit.fifo");
+    let fifo = dir.path().join("audit.fifo");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -572,6 +538,7 @@ fn drain_fifo_until(reader: std::fs::File, lines: usize) -> std::thread::JoinHan
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // The reader's pace on an empty pipe; not a wait for anything.
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => panic!("{e}"),
@@ -584,25 +551,21 @@ fn drain_fifo_until(reader: std::fs::File, lines: usize) -> std::thread::JoinHan
 /// A reload that takes effect writes a `config` line with both hashes and the counts.
 #[tokio::test]
 async fn a_reload_is_audited() {
-    let dir = Dir::new("audit-reload");
-    let path = dir.0.join("audit.jsonl");
-    let file = dir.0.join("ringfence.toml");
-    let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
+    let members = [ringfence::sim::FrontEnd::start("fe1").await.unwrap()];
+    let file = support::ConfigFile::new("");
+    let path = file.dir().join("audit.jsonl");
     let toml = |allow: &str| {
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [upstream]\nmembers = [{:?}]\n[audit]\n{}\n[policy]\ndefault_organisation = \"c\"\n\
-             [[organisations]]\nname = \"c\"\nallow_numbers = [{allow}]\n",
-            member.url(),
-            file_audit(&path, "")
-        )
+        support::Toml::of(&members)
+            .audit(&file_audit(&path, ""))
+            .rest(&format!(
+                "[policy]\ndefault_organisation = \"c\"\n\
+                 [[organisations]]\nname = \"c\"\nallow_numbers = [{allow}]\n"
+            ))
+            .build()
     };
-    std::fs::write(&file, toml("\"+1425\"")).unwrap();
-    let config = ringfence::config::Config::load(&file).unwrap();
-    let server = ringfence::server::Server::start(config, Some(file.clone()))
-        .await
-        .unwrap();
-    std::fs::write(&file, toml("\"+1425\", \"+1206\"")).unwrap();
+    file.write(&toml("\"+1425\""));
+    let server = file.serve().await;
+    file.write(&toml("\"+1425\", \"+1206\""));
     server.shared().reload().await.expect("reload");
     let all = lines_until(&path, |l| !l.is_empty()).await;
     let line = &all[0];
@@ -618,8 +581,8 @@ async fn a_reload_is_audited() {
 /// The access log: a line per request, guarded or not, with what went each way.
 #[tokio::test]
 async fn the_access_log_has_a_line_per_request() {
-    let dir = Dir::new("access");
-    let path = dir.0.join("access.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.jsonl");
     let h = support::start_with(Options {
         extra: format!("[access_log]\nsink = \"file\"\npath = {path:?}\n"),
         ..Options::default()
@@ -668,8 +631,8 @@ async fn the_access_log_has_a_line_per_request() {
 /// created, and the token's fingerprint; never the token.
 #[tokio::test]
 async fn a_decision_names_the_application_its_user_and_the_token_fingerprint() {
-    let dir = Dir::new("audit-who");
-    let path = dir.0.join("audit.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
     let h = support::start_with(Options {
         audit: file_audit(&path, ""),
         ..Options::default()
@@ -722,7 +685,7 @@ async fn a_decision_names_the_application_its_user_and_the_token_fingerprint() {
 /// every line reached the file.
 #[tokio::test]
 async fn shutdown_writes_the_queue_out() {
-    let dir = Dir::new("audit-flush");
+    let dir = tempfile::tempdir().unwrap();
     let (fifo, reader) = stalled_fifo(&dir);
     let h = support::start_with(Options {
         audit: file_audit(&fifo, "queue_lines = 100000"),
@@ -758,8 +721,8 @@ async fn shutdown_writes_the_queue_out() {
 /// a line per part.
 #[tokio::test]
 async fn a_client_cannot_make_lines_grow_or_multiply() {
-    let dir = Dir::new("audit-amplify");
-    let path = dir.0.join("audit.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
     let h = support::start_with(Options {
         audit: file_audit(&path, ""),
         server: "max_batch_bytes = 1048576".into(),
@@ -796,6 +759,7 @@ async fn a_client_cannot_make_lines_grow_or_multiply() {
     assert_refused(&over, 400, "bad_batch");
     let expected = 1 + ringfence::judge::MAX_GUARDED_PARTS + 1 + 1;
     let all = lines_until(&path, |l| l.len() >= expected).await;
+    // Not a wait for anything: a pause in which no further line may appear.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let all_now = lines(&path);
     assert_eq!(
@@ -823,7 +787,7 @@ async fn a_client_cannot_make_lines_grow_or_multiply() {
 async fn an_outcome_is_never_lost_to_a_full_queue() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let dir = Dir::new("audit-outcome-place");
+    let dir = tempfile::tempdir().unwrap();
     let (fifo, reader) = stalled_fifo(&dir);
     let h = support::start_with(Options {
         members: 1,
@@ -834,25 +798,32 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
     // A reader the test can pause: while paused, the pipe fills and the writer stalls.
     let reading = Arc::new(AtomicBool::new(true));
     let done = Arc::new(AtomicBool::new(false));
-    let text = {
-        let (reading, done) = (Arc::clone(&reading), Arc::clone(&done));
+    let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let (reading, done, out) = (Arc::clone(&reading), Arc::clone(&done), Arc::clone(&out));
         std::thread::spawn(move || {
             use std::io::Read;
             let mut reader = reader;
-            let mut out = Vec::new();
             let mut buf = [0u8; 65536];
             while !done.load(Ordering::Relaxed) {
+                // The reader's pace while paused or with nothing to read; not a wait for anything.
                 if !reading.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
                 match reader.read(&mut buf) {
-                    Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+                    Ok(n) if n > 0 => out.lock().unwrap().extend_from_slice(&buf[..n]),
                     _ => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
-            String::from_utf8(out).unwrap()
         })
+    };
+    let read = || -> Vec<Value> {
+        String::from_utf8(out.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     };
     h.members[0].set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(4000)));
     let addr = h.server.addrs()[0];
@@ -863,16 +834,15 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
     // Stall the sink and fill the queue with other requests' lines.
     reading.store(false, Ordering::Relaxed);
     let mut refused = 0;
-    let filling = std::time::Instant::now();
-    while refused < 20 {
+    for sent in 0.. {
+        if refused == 20 {
+            break;
+        }
+        assert!(sent < 2000, "the queue never filled");
         let reply = ring(&h, &format!("target={DENIED}"), &[]).await;
         if reply.status == 503 {
             refused += 1;
         }
-        assert!(
-            filling.elapsed() < Duration::from_secs(3),
-            "the queue fills in time"
-        );
     }
     for request in in_flight {
         assert_eq!(request.await.unwrap().status, 204);
@@ -885,24 +855,31 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
         "only the refused requests' lines: {m}"
     );
     reading.store(true, Ordering::Relaxed);
-    tokio::time::timeout(TIMEOUT, async {
-        loop {
-            let m = h.metrics().await;
-            if sample(&m, "ringfence_audit_queue_lines", &[]) == Some(0.0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    support::eventually("the queue to drain", async || {
+        let m = h.metrics().await;
+        sample(&m, "ringfence_audit_queue_lines", &[]) == Some(0.0)
     })
-    .await
-    .expect("the queue drains");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    .await;
+    // Lost outcomes would never arrive: the wait's panic says so.
+    let has_outcome = |all: &[Value], id: &str| {
+        all.iter()
+            .filter(|l| l["client_request_id"] == id)
+            .any(|d| {
+                all.iter()
+                    .any(|l| l["kind"] == "outcome" && l["id"] == d["id"])
+            })
+    };
+    support::eventually(
+        "the reader to read the held requests' outcomes",
+        async || {
+            let all = read();
+            (0..3).all(|i| has_outcome(&all, &format!("held-{i}")))
+        },
+    )
+    .await;
     done.store(true, Ordering::Relaxed);
-    let text = text.join().unwrap();
-    let all: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    reader.join().unwrap();
+    let all = read();
     for i in 0..3 {
         let id = format!("held-{i}");
         let decision = all
@@ -924,8 +901,8 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
 /// once one held request ends, the next is forwarded and every outcome is in the trail.
 #[tokio::test]
 async fn requests_in_flight_do_not_fill_the_queue() {
-    let dir = Dir::new("audit-in-flight");
-    let path = dir.0.join("audit.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
     let h = support::start_with(Options {
         members: 1,
         audit: file_audit(&path, "queue_lines = 4"),

@@ -3,18 +3,17 @@
 //! the one in use and counts as a failed reload. Its expiry and the configuration's hash are
 //! exported.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringfence::config::Config;
 use ringfence::server::Server;
 use ringfence::sim;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::support::{metrics::sample, Client};
+use crate::support::{self, eventually, metrics::sample, ConfigFile, Toml, HOST};
 
 /// A self-signed certificate for the test host that expires at the start of `year`.
 struct Pair {
@@ -107,7 +106,7 @@ async fn presented(server: &Server) -> Vec<u8> {
     let tcp = tokio::net::TcpStream::connect(server.addrs()[0])
         .await
         .unwrap();
-    let name = ServerName::try_from("lyncweb.contoso.com").unwrap();
+    let name = ServerName::try_from(HOST).unwrap();
     let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
         .await
         .unwrap()
@@ -117,44 +116,34 @@ async fn presented(server: &Server) -> Vec<u8> {
 
 struct Running {
     server: Server,
-    dir: PathBuf,
-    file: PathBuf,
+    file: ConfigFile,
     _member: sim::FrontEnd,
 }
 
 impl Running {
-    async fn start(name: &str, watch: &str, first: &Pair) -> Running {
-        let dir =
-            std::env::temp_dir().join(format!("ringfence-certs-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        write(&dir, &first.cert_pem, &first.key_pem);
+    async fn start(watch: &str, first: &Pair) -> Running {
         let member = sim::FrontEnd::start("fe1").await.unwrap();
-        let file = dir.join("ringfence.toml");
-        let text = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\ntls = {{ cert = \"tls.crt\", key = \"tls.key\", watch_interval = \"{watch}\" }}\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmembers = [{:?}]\n[audit]\nsink = \"off\"\n",
-            member.url()
-        );
-        std::fs::write(&file, &text).unwrap();
-        let config = Config::load(&file).unwrap();
-        let server = Server::start(config, Some(file.clone())).await.unwrap();
+        let text = Toml::new(&[member.url()])
+            .server(&format!(
+                "tls = {{ cert = \"tls.crt\", key = \"tls.key\", watch_interval = \"{watch}\" }}"
+            ))
+            .build();
+        let file = ConfigFile::new(&text);
+        write(file.dir(), &first.cert_pem, &first.key_pem);
+        let server = file.serve().await;
         Running {
             server,
-            dir,
             file,
             _member: member,
         }
     }
 
-    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let admin = Client::new(self.server.admin_addr(), None, false);
-        sample(&admin.get("/metrics", "x").await.text(), name, labels)
+    fn dir(&self) -> &Path {
+        self.file.dir()
     }
-}
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        sample(&support::scrape(&self.server).await, name, labels)
     }
 }
 
@@ -164,7 +153,7 @@ const RELOADS: &str = "ringfence_config_reloads_total";
 #[tokio::test]
 async fn a_reload_presents_the_new_certificate_and_a_bad_pair_keeps_the_old_one() {
     let (first, second) = (pair(2031), pair(2032));
-    let r = Running::start("reload", "1h", &first).await;
+    let r = Running::start("1h", &first).await;
     assert_eq!(presented(&r.server).await, first.der);
     // 2031-01-01T00:00:00Z
     assert_eq!(
@@ -172,7 +161,7 @@ async fn a_reload_presents_the_new_certificate_and_a_bad_pair_keeps_the_old_one(
         Some(1_924_992_000.0)
     );
 
-    write(&r.dir, &second.cert_pem, &second.key_pem);
+    write(r.dir(), &second.cert_pem, &second.key_pem);
     r.server
         .shared()
         .reload()
@@ -186,7 +175,7 @@ async fn a_reload_presents_the_new_certificate_and_a_bad_pair_keeps_the_old_one(
     );
 
     // A key that is not the certificate's: the reload fails and nothing changes.
-    write(&r.dir, &first.cert_pem, &second.key_pem);
+    write(r.dir(), &first.cert_pem, &second.key_pem);
     let e = r.server.shared().reload().await.unwrap_err();
     assert!(e.to_string().contains("server.tls.key"), "{e}");
     assert_eq!(presented(&r.server).await, second.der);
@@ -197,55 +186,51 @@ async fn a_reload_presents_the_new_certificate_and_a_bad_pair_keeps_the_old_one(
 #[tokio::test]
 async fn changed_files_are_loaded_without_a_reload_and_a_bad_pair_is_a_failed_one() {
     let (first, second) = (pair(2031), pair(2032));
-    let r = Running::start("watch", "100ms", &first).await;
+    let r = Running::start("100ms", &first).await;
+    // The handshake above ran the watcher's first look at the files: this test's runtime has
+    // one thread, and the watcher was queued when the server started, before the handshake's
+    // tasks. So the files written next are a change it sees.
     assert_eq!(presented(&r.server).await, first.der);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    write(&r.dir, &second.cert_pem, &second.key_pem);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while presented(&r.server).await != second.der {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the changed files were never loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    write(r.dir(), &second.cert_pem, &second.key_pem);
+    eventually("the changed files to be loaded", async || {
+        presented(&r.server).await == second.der
+    })
+    .await;
     assert_eq!(r.metric(RELOADS, &[("result", "success")]).await, Some(1.0));
 
     // The certificate alone replaced, its key never: counted as a failed reload, the pair in
     // use stays.
-    std::fs::write(r.dir.join("tls.crt"), &first.cert_pem).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while r.metric(RELOADS, &[("result", "failure")]).await != Some(1.0) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the bad pair was never counted"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    std::fs::write(r.dir().join("tls.crt"), &first.cert_pem).unwrap();
+    eventually(
+        "the bad pair to be counted as a failed reload",
+        async || r.metric(RELOADS, &[("result", "failure")]).await == Some(1.0),
+    )
+    .await;
     assert_eq!(presented(&r.server).await, second.der);
 
-    // Both files deleted, then a good pair written back (fresh-eyes round 4, F4): loaded.
+    // Both files deleted, then a good pair written back (fresh-eyes round 4, F4): loaded. The
+    // deletion is seen first (a failed reload: the pair cannot be read).
     let third = pair(2033);
-    std::fs::remove_file(r.dir.join("tls.crt")).unwrap();
-    std::fs::remove_file(r.dir.join("tls.key")).unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    write(&r.dir, &third.cert_pem, &third.key_pem);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while presented(&r.server).await != third.der {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a pair written back after a deletion was never loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    std::fs::remove_file(r.dir().join("tls.crt")).unwrap();
+    std::fs::remove_file(r.dir().join("tls.key")).unwrap();
+    eventually(
+        "the deletion to be counted as a failed reload",
+        async || r.metric(RELOADS, &[("result", "failure")]).await == Some(2.0),
+    )
+    .await;
+    write(r.dir(), &third.cert_pem, &third.key_pem);
+    eventually(
+        "a pair written back after a deletion to be loaded",
+        async || presented(&r.server).await == third.der,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn the_configuration_hash_is_exported_and_follows_a_reload() {
-    let r = Running::start("hash", "1h", &pair(2031)).await;
-    let text = std::fs::read_to_string(&r.file).unwrap();
-    let admin = Client::new(r.server.admin_addr(), None, false);
-    let scrape = admin.get("/metrics", "x").await.text();
+    let r = Running::start("1h", &pair(2031)).await;
+    let text = std::fs::read_to_string(&r.file.path).unwrap();
+    let scrape = support::scrape(&r.server).await;
     let before: Vec<&str> = scrape
         .lines()
         .filter(|l| l.starts_with("ringfence_config_info{"))
@@ -253,9 +238,10 @@ async fn the_configuration_hash_is_exported_and_follows_a_reload() {
     assert_eq!(before.len(), 1, "{scrape}");
     let label = before[0].split('"').nth(1).unwrap().to_owned();
     assert_eq!(label.len(), 12, "{label}");
-    std::fs::write(&r.file, format!("{text}\n# a comment changes the hash\n")).unwrap();
+    r.file
+        .write(&format!("{text}\n# a comment changes the hash\n"));
     r.server.shared().reload().await.unwrap();
-    let scrape = admin.get("/metrics", "x").await.text();
+    let scrape = support::scrape(&r.server).await;
     let after: Vec<&str> = scrape
         .lines()
         .filter(|l| l.starts_with("ringfence_config_info{"))

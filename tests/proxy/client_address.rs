@@ -14,9 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::client::{raw_bytes, raw_reply, raw_reply_from, tls_raw_reply_after};
 use crate::support::haproxy::{self, Haproxy};
 use crate::support::metrics::sample;
-use crate::support::{self, Harness, Options, SIMRING, TIMEOUT};
-
-const HOST: &str = "lyncweb.contoso.com";
+use crate::support::{self, Harness, Options, HOST, SIMRING, TIMEOUT};
 const ME: &str = "/ucwa/oauth/v1/applications/192/me?x=1";
 const ALLOWED: &str = "target=tel:%2B1-425-555-0100";
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -134,6 +132,7 @@ async fn a_header_sent_in_pieces_is_read_whole() {
     // A pause, so the server certainly sees the header cut (no synchronisation depends on it).
     tokio::time::sleep(Duration::from_millis(100)).await;
     stream.write_all(&header[7..14]).await.unwrap();
+    // The second cut, the same kind of pause.
     tokio::time::sleep(Duration::from_millis(100)).await;
     stream
         .write_all(&cat(&header[14..], &get("")))
@@ -233,6 +232,7 @@ async fn a_slow_header_times_out_and_is_counted() {
         .await
         .expect("closed in time");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // A lower bound: the timing is the behaviour (closed by the timeout, not at once).
     assert!(started.elapsed() >= Duration::from_millis(250));
     assert_eq!(errors(&h, addr).await, Some(1.0));
 }
@@ -242,16 +242,14 @@ async fn only_the_listeners_named_expect_the_header() {
     let member = ringfence::sim::FrontEnd::start_on("fe1", "127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();
-    let toml = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\", \"127.0.0.2:0\"]\nproxy_protocol = [\"127.0.0.2:0\"]\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmembers = [{:?}]\n[audit]\nsink = \"off\"\n{}",
-        member.url(),
-        support::POLICY
-    );
-    let config = ringfence::config::Config::from_toml(&toml).unwrap();
-    let server = ringfence::server::Server::start(config, None)
-        .await
-        .unwrap();
+    let toml = support::Toml::new(&[member.url()])
+        .rest(support::POLICY)
+        .build()
+        .replace(
+            "listen = [\"127.0.0.1:0\"]\n",
+            "listen = [\"127.0.0.1:0\", \"127.0.0.2:0\"]\nproxy_protocol = [\"127.0.0.2:0\"]\n",
+        );
+    let server = support::serve_toml(&toml).await;
     let (plain, expecting) = (server.addrs()[0], server.addrs()[1]);
     assert_eq!(expecting.ip().to_string(), "127.0.0.2");
     let reply = raw_reply(plain, &get("")).await.unwrap();
@@ -267,10 +265,7 @@ async fn only_the_listeners_named_expect_the_header() {
         .map(|r| r.headers["x-forwarded-for"].to_str().unwrap().to_string())
         .collect();
     assert_eq!(forwarded, ["127.0.0.1", "192.0.2.11"]);
-    let metrics = support::client::Client::new(server.admin_addr(), None, false)
-        .get("/metrics", "admin")
-        .await;
-    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    let text = support::scrape(&server).await;
     let name = "ringfence_proxy_protocol_errors_total";
     assert_eq!(
         sample(&text, name, &[("listener", &expecting.to_string())]),
@@ -303,45 +298,33 @@ async fn through_haproxy_the_pool_is_told_the_real_client() {
 }
 
 /// A harness writing its audit trail to a file of its own.
-async fn audited(server: &str) -> (Harness, PathBuf) {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("ringfence-client-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("audit.jsonl");
+async fn audited(server: &str) -> (Harness, tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
     let h = support::start_with(Options {
         audit: format!("sink = \"file\"\npath = {path:?}"),
         server: server.into(),
         ..Options::default()
     })
     .await;
-    (h, path)
+    (h, dir, path)
 }
 
 /// The audit `client` of the request with this id, waiting (bounded) for its line.
 async fn audited_client(path: &PathBuf, id: &str) -> String {
-    tokio::time::timeout(TIMEOUT, async {
-        loop {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            let line = text
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                .find(|l| l["kind"] == "decision" && l["client_request_id"] == id);
-            if let Some(line) = line {
-                return line["client"].as_str().unwrap().to_string();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    support::eventually(&format!("the audit line for {id}"), async || {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l["kind"] == "decision" && l["client_request_id"] == id)
+            .map(|line| line["client"].as_str().unwrap().to_string())
     })
     .await
-    .unwrap_or_else(|_| panic!("no audit line for {id}"))
 }
 
 #[tokio::test]
 async fn behind_trusted_proxies_the_rightmost_untrusted_forwarded_address_is_the_client() {
-    let (h, path) = audited("trusted_proxies = [\"127.0.0.0/8\", \"10.0.0.0/8\"]").await;
+    let (h, _dir, path) = audited("trusted_proxies = [\"127.0.0.0/8\", \"10.0.0.0/8\"]").await;
     let cases: [(&str, &[&str], &str); 4] = [
         // The leftmost entries are the client's own to invent: never believed.
         (
@@ -372,7 +355,7 @@ async fn behind_trusted_proxies_the_rightmost_untrusted_forwarded_address_is_the
 
 #[tokio::test]
 async fn from_an_untrusted_peer_x_forwarded_for_is_not_believed() {
-    let (h, path) = audited("trusted_proxies = [\"10.0.0.0/8\"]").await;
+    let (h, _dir, path) = audited("trusted_proxies = [\"10.0.0.0/8\"]").await;
     let reply = h
         .client
         .request(
@@ -392,7 +375,8 @@ async fn from_an_untrusted_peer_x_forwarded_for_is_not_believed() {
 
 #[tokio::test]
 async fn a_proxy_header_from_a_trusted_balancer_hands_on_to_x_forwarded_for() {
-    let (h, path) = audited("proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\"]").await;
+    let (h, _dir, path) =
+        audited("proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\"]").await;
     let addr = h.server.addrs()[0];
     let counts = h.received_counts();
     let reply = raw_reply(addr, &cat(&v2([10, 1, 1, 1], 4711), &ring("balanced")))

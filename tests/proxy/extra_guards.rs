@@ -1,9 +1,7 @@
 //! `[[guard]]` entries guard more resources, each with its own parameter, required or not. The
 //! guards are the example configuration's own, so what it ships is what is tested.
 
-use crate::support::{self, assert_refused, metrics, Options};
-
-const HOST: &str = "lyncweb.contoso.com";
+use crate::support::{self, assert_refused, metrics, Options, HOST};
 const CHANGE: &str = "/ucwa/oauth/v1/applications/192/me/phones/changeNumber";
 const AVAILABLE: &str = "/ucwa/oauth/v1/applications/192/me/makeMeAvailable";
 const BATCH: &str = "/ucwa/oauth/v1/applications/192/batch";

@@ -9,9 +9,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+pub(crate) use crate::support::HOST;
 use crate::support::{self, assert_refused, client, Harness, Options, Reply, SIMRING, TIMEOUT};
-
-pub(crate) const HOST: &str = "lyncweb.contoso.com";
 /// Globally denied (`deny_numbers = ["+1900", ...]`).
 pub(crate) const DENIED: &str = "tel:+19005550100";
 /// Allowed for contoso.
@@ -670,6 +669,7 @@ async fn every_spelling_of_a_query_target_is_judged() {
         ("value that is not UTF-8", |t| ring_query(&format!("target={}%ff", q(t))), DENIED, 400, "malformed", None),
         ("NUL after the target", |t| ring_query(&format!("target={}%00", q(t))), DENIED, 400, "malformed", None),
         ("second ? inside the value", |t| ring_query(&format!("target={}?target={}", q(ALLOWED), q(t))), DENIED, 400, "malformed", None),
+        ("no target at all", |_| post(SIMRING), DENIED, 400, "missing", None),
     ];
     run("query", rows).await;
 }
@@ -708,6 +708,7 @@ async fn every_body_spelling_of_a_target_is_judged() {
         ("JSON array body", |t| json_post(format!("[{}]", json_target(t))), DENIED, 400, "bad_body", None),
         ("second JSON document", |t| json_post(format!("{}{}", json_target(ALLOWED), json_target(t))), DENIED, 400, "bad_body", None),
         ("JSON comment", |t| json_post(format!("{{\"target\":{} /* {t} */}}", js(ALLOWED))), DENIED, 400, "bad_body", None),
+        ("JSON that does not parse", |t| json_post(format!("{{not json {}", js(t))), DENIED, 400, "bad_body", None),
         ("JSON with charset=utf-16", |t| post(SIMRING).body("application/json; charset=utf-16", json_target(t)), DENIED, 415, "unsupported_media_type", None),
         ("UTF-16 JSON without a charset", |t| post(SIMRING).body("application/json", std::iter::once(0xfeff).chain(json_target(t).encode_utf16()).flat_map(u16::to_le_bytes).collect::<Vec<u8>>()), DENIED, 400, "bad_body", None),
         ("query and JSON body disagree", |t| post(format!("{SIMRING}?target={}", q(ALLOWED))).body("application/json", json_target(t)), DENIED, 400, "conflict", Some(ALLOWED)),
@@ -924,6 +925,11 @@ async fn every_spelling_of_a_denied_target_is_refused() {
         ("global deny pattern", ring, "tel:+8812345678", 403, "denied", None),
         ("organisation deny inside an allowed prefix", ring, "tel:+14255559999", 403, "denied", Some("tel:+14255550199")),
         ("number outside the allow-list", ring, "tel:+33123456789", 403, "not_allowed", Some("tel:+12065550123")),
+        ("allow pattern with a digit too many", ring, "tel:+120655501234", 403, "not_allowed", Some("tel:+12065550123")),
+        ("another user in an exact allowed URI's domain", ring, "sip:someone@fabrikam.com", 403, "not_allowed", Some("sip:helpdesk@fabrikam.com")),
+        ("sips: in an exact allowed URI's domain", ring, "sips:someone@fabrikam.com", 403, "not_allowed", Some("sips:helpdesk@fabrikam.com")),
+        ("upper-case scheme and host on a denied URI", ring, "SIP:ceo@CONTOSO.COM", 403, "denied", Some("SIP:Jane@CONTOSO.COM")),
+        ("digits without a scheme or plus", ring, "14255550100", 400, "malformed", None),
     ];
     run("targets", rows).await;
 }

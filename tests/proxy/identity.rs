@@ -1,11 +1,7 @@
 //! Who (SPEC §12): ringfence learns an application's user from the pool's own answers, in JSON
 //! and XML, and from nothing a client sends.
 
-use std::time::Duration;
-
-use crate::support::{self, Harness, TIMEOUT};
-
-const HOST: &str = "lyncweb.contoso.com";
+use crate::support::{self, Harness, HOST};
 const APPLICATIONS: &str = "/ucwa/oauth/v1/applications";
 const XML: &str = "application/vnd.microsoft.com.ucwa+xml";
 
@@ -16,20 +12,20 @@ pub(crate) async fn user_of(
     application: &str,
     expected: Option<&str>,
 ) -> Option<String> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let user = h
-            .server
+    let user = || {
+        h.server
             .shared()
             .snapshot()
             .identities
             .user(application)
-            .map(|u| u.to_string());
-        if user.as_deref() == expected || tokio::time::Instant::now() >= deadline {
-            return user;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            .map(|u| u.to_string())
+    };
+    support::eventually(
+        &format!("the user of application {application} to be {expected:?}"),
+        async || user().as_deref() == expected,
+    )
+    .await;
+    user()
 }
 
 /// The application id an answer's self href names.

@@ -2,23 +2,24 @@
 
 use std::time::Duration;
 
-use ringfence::config::Config;
 use ringfence::server::Server;
 use ringfence::sim;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{self, assert_refused, certs::Certs, metrics::sample, Client, SIMRING};
+use crate::support::{
+    self, assert_refused, certs::Certs, eventually, metrics::sample, Client, Toml, HOST, SIMRING,
+};
 
-const HOST: &str = "lyncweb.contoso.com";
-
-async fn server(members: &str, server_extra: &str, upstream_extra: &str) -> Server {
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n{server_extra}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [upstream]\nmembers = [{members}]\n{upstream_extra}\n[audit]\nsink = \"off\"\n\
-         [policy]\ndefault_organisation = \"contoso\"\n[[organisations]]\nname = \"contoso\"\nallow_numbers = [\"+1425\"]\n"
-    );
-    let config = Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    Server::start(config, None).await.unwrap()
+async fn server(member: &sim::FrontEnd, server_extra: &str, upstream_extra: &str) -> Server {
+    let text = Toml::new(&[member.url()])
+        .server(server_extra)
+        .upstream(upstream_extra)
+        .rest(
+            "[policy]\ndefault_organisation = \"contoso\"\n\
+             [[organisations]]\nname = \"contoso\"\nallow_numbers = [\"+1425\"]\n",
+        )
+        .build();
+    support::serve_toml(&text).await
 }
 
 /// POSTs an allowed number through `s`.
@@ -31,13 +32,18 @@ async fn ring_allowed(s: &Server) -> support::Reply {
 #[tokio::test]
 async fn connections_beyond_max_connections_are_closed_and_the_others_keep_working() {
     let member = sim::FrontEnd::start("fe1").await.unwrap();
-    let s = server(&format!("{:?}", member.url()), "max_connections = 2", "").await;
+    let s = server(&member, "max_connections = 2", "").await;
     let addr = s.addrs()[0];
     let mut held = Vec::new();
     for _ in 0..2 {
         held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let listener = addr.to_string();
+    eventually("both connections to hold their slots", async || {
+        let m = support::scrape(&s).await;
+        sample(&m, "ringfence_connections_open", &[("listener", &listener)]) == Some(2.0)
+    })
+    .await;
     let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut buf = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
@@ -69,7 +75,7 @@ async fn failed_tls_handshakes_are_counted() {
         certs.server_cert_path(),
         certs.server_key_path()
     );
-    let s = server(&format!("{:?}", member.url()), &tls, "").await;
+    let s = server(&member, &tls, "").await;
     let mut stream = tokio::net::TcpStream::connect(s.addrs()[0]).await.unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -77,16 +83,11 @@ async fn failed_tls_handshakes_are_counted() {
         .unwrap();
     let mut sink = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut sink)).await;
-    let admin = Client::new(s.admin_addr(), None, false);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let m = admin.get("/metrics", "admin").await.text();
-        if sample(&m, "ringfence_tls_handshake_errors_total", &[]) == Some(1.0) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{m}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the failed handshake to be counted", async || {
+        let m = support::scrape(&s).await;
+        sample(&m, "ringfence_tls_handshake_errors_total", &[]) == Some(1.0)
+    })
+    .await;
     assert!(member.received().is_empty());
 }
 
@@ -100,19 +101,18 @@ async fn a_pool_that_wants_mutual_tls_gets_the_configured_client_certificate() {
     )
     .await
     .unwrap();
-    let members = format!("{:?}", member.url());
     let with_cert = format!(
         "tls = {{ ca_file = {:?}, cert = {:?}, key = {:?} }}",
         certs.ca_path(),
         certs.client_cert_path(),
         certs.client_key_path()
     );
-    let s = server(&members, "", &with_cert).await;
+    let s = server(&member, "", &with_cert).await;
     let ok = ring_allowed(&s).await;
     assert_eq!(ok.status, 204, "{}", ok.text());
 
     let without = format!("tls = {{ ca_file = {:?} }}", certs.ca_path());
-    let s = server(&members, "", &without).await;
+    let s = server(&member, "", &without).await;
     let refused = ring_allowed(&s).await;
     assert!(matches!(refused.status, 502 | 503), "{}", refused.text());
     assert_eq!(member.received().len(), 1);
@@ -130,7 +130,7 @@ async fn an_unknown_pool_ca_is_a_tls_failure_not_a_forward() {
     .await
     .unwrap();
     let s = server(
-        &format!("{:?}", member.url()),
+        &member,
         "",
         &format!("tls = {{ ca_file = {:?} }}", other.ca_path()),
     )
@@ -138,8 +138,7 @@ async fn an_unknown_pool_ca_is_a_tls_failure_not_a_forward() {
     let reply = ring_allowed(&s).await;
     assert_refused(&reply, 502, "upstream_failure");
     assert!(member.received().is_empty());
-    let admin = Client::new(s.admin_addr(), None, false);
-    let m = admin.get("/metrics", "admin").await.text();
+    let m = support::scrape(&s).await;
     assert!(
         sample(&m, "ringfence_upstream_errors_total", &[("kind", "tls")]).unwrap_or(0.0) >= 1.0,
         "{m}"

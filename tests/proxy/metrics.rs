@@ -5,12 +5,9 @@ use crate::support::{self, metrics::sample};
 #[tokio::test]
 async fn decisions_are_counted_per_organisation_resource_and_reason() {
     let h = support::start().await;
-    h.ring("lyncweb.contoso.com", "target=tel:%2B14255550100")
-        .await;
-    h.ring("lyncweb.contoso.com", "target=tel:%2B14255550101")
-        .await;
-    h.ring("lyncweb.contoso.com", "target=tel:%2B19005550100")
-        .await;
+    h.ring(support::HOST, "target=tel:%2B14255550100").await;
+    h.ring(support::HOST, "target=tel:%2B14255550101").await;
+    h.ring(support::HOST, "target=tel:%2B19005550100").await;
     h.ring("lync.fabrikam.com", "target=tel:%2B14255550100")
         .await;
     h.ring("lync.fabrikam.com", "target=x").await;
@@ -57,10 +54,10 @@ async fn decisions_are_counted_per_organisation_resource_and_reason() {
 #[tokio::test]
 async fn live_and_ready_answer_on_the_admin_listener_only() {
     let h = support::start().await;
-    let admin = support::Client::new(h.server.admin_addr(), None, false);
+    let admin = support::admin(&h.server);
     assert_eq!(admin.get("/live", "admin").await.status, 200);
     support::wait_ready(h.server.admin_addr(), 200).await;
-    let public = h.client.get("/metrics", "lyncweb.contoso.com").await;
+    let public = h.client.get("/metrics", support::HOST).await;
     assert_eq!(
         public.status, 404,
         "the public listener forwards /metrics to the pool"
@@ -83,22 +80,14 @@ async fn both_reload_results_are_exported_at_zero_before_any_reload() {
 #[tokio::test]
 async fn a_connection_beyond_max_connections_is_closed_and_counted() {
     use tokio::io::AsyncReadExt;
-    let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nmax_connections = 2\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [upstream]\nmembers = [{:?}]\n[audit]\nsink = \"off\"\n",
-        member.url()
-    );
-    let server = ringfence::server::Server::start(
-        ringfence::config::Config::from_toml(&text).unwrap(),
-        None,
-    )
-    .await
-    .unwrap();
+    let members = [ringfence::sim::FrontEnd::start("fe1").await.unwrap()];
+    let text = support::Toml::of(&members)
+        .server("max_connections = 2")
+        .build();
+    let server = support::serve_toml(&text).await;
     let addr = server.addrs()[0];
     let listener = addr.to_string();
-    let admin = support::Client::new(server.admin_addr(), None, false);
-    let scrape = || async { admin.get("/metrics", "admin").await.text() };
+    let scrape = || support::scrape(&server);
     let m = scrape().await;
     assert_eq!(
         sample(
@@ -115,15 +104,11 @@ async fn a_connection_beyond_max_connections_is_closed_and_counted() {
         held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
     }
     // Both are accepted (and hold their slots) before the third connects.
-    let deadline = tokio::time::Instant::now() + support::TIMEOUT;
-    loop {
+    support::eventually("both connections to hold their slots", async || {
         let m = scrape().await;
-        if sample(&m, "ringfence_connections_open", &[("listener", &listener)]) == Some(2.0) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{m}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        sample(&m, "ringfence_connections_open", &[("listener", &listener)]) == Some(2.0)
+    })
+    .await;
     let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut buf = [0u8; 64];
     let n = tokio::time::timeout(support::TIMEOUT, third.read(&mut buf))

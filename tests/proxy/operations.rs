@@ -1,39 +1,37 @@
 //! Running in production: reload under load, slow clients, long polls, members going away and
 //! coming back.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringfence::config::Config;
 use ringfence::server::Server;
 use ringfence::sim;
 
-use crate::support::{self, assert_refused, metrics::sample, Client, SIMRING, TIMEOUT};
-
-const HOST: &str = "lyncweb.contoso.com";
+use crate::support::{
+    self, assert_refused, eventually, metrics::sample, Client, ConfigFile, Toml, HOST, SIMRING,
+    TIMEOUT,
+};
 
 /// A server started from a file (so it can be reloaded), in front of `members`.
 struct Running {
     server: Server,
     client: Client,
-    file: PathBuf,
+    file: ConfigFile,
     members: Vec<sim::FrontEnd>,
 }
 
 fn toml(members: &[sim::FrontEnd], allow: &str, extra: &str) -> String {
-    let list = members
-        .iter()
-        .map(|m| format!("{:?}", m.url()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n{extra}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [upstream]\nmembers = [{list}]\nconnect_timeout = \"1s\"\n\
-         health = {{ interval = \"100ms\", timeout = \"500ms\", unhealthy_after = 1, healthy_after = 1 }}\n\
-         [audit]\nsink = \"off\"\n[policy]\ndefault_organisation = \"contoso\"\n\
-         [[organisations]]\nname = \"contoso\"\nhosts = [\"{HOST}\"]\nallow_numbers = [\"{allow}\"]\n"
-    )
+    Toml::of(members)
+        .server(extra)
+        .upstream(
+            "connect_timeout = \"1s\"\n\
+             health = { interval = \"100ms\", timeout = \"500ms\", unhealthy_after = 1, healthy_after = 1 }",
+        )
+        .rest(&format!(
+            "[policy]\ndefault_organisation = \"contoso\"\n\
+             [[organisations]]\nname = \"contoso\"\nhosts = [\"{HOST}\"]\nallow_numbers = [\"{allow}\"]\n"
+        ))
+        .build()
 }
 
 async fn running(members: usize, allow: &str, extra: &str) -> Running {
@@ -41,17 +39,8 @@ async fn running(members: usize, allow: &str, extra: &str) -> Running {
     for i in 0..members {
         list.push(sim::FrontEnd::start(&format!("fe{}", i + 1)).await.unwrap());
     }
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ringfence-ops-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("ringfence.toml");
-    std::fs::write(&file, toml(&list, allow, extra)).unwrap();
-    let config = Config::load(&file).unwrap();
-    let server = Server::start(config, Some(file.clone())).await.unwrap();
+    let file = ConfigFile::new(&toml(&list, allow, extra));
+    let server = file.serve().await;
     let client = Client::new(server.addrs()[0], None, false);
     Running {
         server,
@@ -63,16 +52,11 @@ async fn running(members: usize, allow: &str, extra: &str) -> Running {
 
 impl Running {
     async fn reload(&self) -> u16 {
-        let admin = Client::new(self.server.admin_addr(), None, false);
-        admin
-            .request("POST", "/reload", "admin", &[], b"")
-            .await
-            .status
+        support::reload(&self.server).await
     }
 
     async fn metrics(&self) -> String {
-        let admin = Client::new(self.server.admin_addr(), None, false);
-        admin.get("/metrics", "admin").await.text()
+        support::scrape(&self.server).await
     }
 }
 
@@ -91,25 +75,36 @@ async fn reload_under_load_switches_policy_and_loses_no_request() {
         "not_allowed",
     );
 
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicUsize::new(0));
     let mut load = Vec::new();
     for _ in 0..4 {
-        let (r, stop) = (Arc::clone(&r), Arc::clone(&stop));
+        let (r, stop, total) = (Arc::clone(&r), Arc::clone(&stop), Arc::clone(&total));
         load.push(tokio::spawn(async move {
             let mut answered = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && answered < 2000 {
+            while !stop.load(Relaxed) && answered < 2000 {
                 let reply = r.client.get("/ucwa/v1/applications/1/me", HOST).await;
                 assert_eq!(reply.status, 200, "{}", reply.text());
                 answered += 1;
+                total.fetch_add(1, Relaxed);
             }
             answered
         }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    std::fs::write(&r.file, toml(&r.members, "+1425", "")).unwrap();
+    // The reload lands while requests are being answered, and more are answered after it.
+    eventually("the load to be answered", async || {
+        total.load(Relaxed) >= 20
+    })
+    .await;
+    r.file.write(&toml(&r.members, "+1425", ""));
     assert_eq!(r.reload().await, 200);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let at_reload = total.load(Relaxed);
+    eventually("more load answered after the reload", async || {
+        total.load(Relaxed) >= at_reload + 20
+    })
+    .await;
+    stop.store(true, Relaxed);
     for task in load {
         let answered = tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap();
         assert!(answered > 0);
@@ -137,7 +132,8 @@ async fn reload_under_load_switches_policy_and_loses_no_request() {
 #[tokio::test]
 async fn a_broken_file_keeps_the_old_policy_and_counts_a_failure() {
     let r = running(1, "+1206", "").await;
-    std::fs::write(&r.file, "[server]\nlisten = [\"nonsense\"]\nunknown = 1\n").unwrap();
+    r.file
+        .write("[server]\nlisten = [\"nonsense\"]\nunknown = 1\n");
     assert_eq!(r.reload().await, 422);
     let ok = r
         .client
@@ -213,17 +209,12 @@ async fn a_long_poll_outlives_the_idle_and_header_timeouts() {
 
 #[tokio::test]
 async fn the_pool_timing_out_is_a_ucwa_504() {
-    let r = running(1, "+1206", "").await;
-    drop(r);
-    let member = sim::FrontEnd::start("slow").await.unwrap();
-    member.set_fault(sim::Fault::Slow(Duration::from_secs(3)));
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmembers = [{:?}]\nresponse_timeout = \"500ms\"\n[audit]\nsink = \"off\"\n",
-        member.url()
-    );
-    let server = Server::start(Config::from_toml(&text).unwrap(), None)
-        .await
-        .unwrap();
+    let members = [sim::FrontEnd::start("slow").await.unwrap()];
+    members[0].set_fault(sim::Fault::Slow(Duration::from_secs(3)));
+    let text = Toml::of(&members)
+        .upstream("response_timeout = \"500ms\"")
+        .build();
+    let server = support::serve_toml(&text).await;
     let client = Client::new(server.addrs()[0], None, false);
     assert_refused(
         &client.get("/ucwa/v1/applications/1/me", HOST).await,
@@ -237,9 +228,10 @@ async fn a_member_taken_down_under_load_loses_no_request_and_takes_traffic_when_
     let mut r = running(2, "+1206", "").await;
     let addr = r.members[0].addr();
     let client = Arc::new(Client::new(r.server.addrs()[0], None, false));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut load = Vec::new();
     for _ in 0..4 {
-        let client = Arc::clone(&client);
+        let (client, answered) = (Arc::clone(&client), Arc::clone(&answered));
         load.push(tokio::spawn(async move {
             let mut statuses = Vec::new();
             for i in 0..60 {
@@ -257,12 +249,18 @@ async fn a_member_taken_down_under_load_loses_no_request_and_takes_traffic_when_
                         .await
                 };
                 statuses.push(reply.status);
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Pacing: the load spans the member's going away; not a wait for anything.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             statuses
         }));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    eventually("the load to be answered by both members", async || {
+        answered.load(std::sync::atomic::Ordering::Relaxed) >= 20
+            && r.members.iter().all(|m| !m.received().is_empty())
+    })
+    .await;
     r.members[0].stop();
     for task in load {
         let statuses = tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap();
@@ -284,38 +282,42 @@ async fn a_member_taken_down_under_load_loses_no_request_and_takes_traffic_when_
     );
     assert_eq!(healthy, Some(0.0), "{m}");
 
-    // The member comes back on the same address: probes notice and it takes traffic again.
+    // The member comes back, on a fresh port (its old one was released and may have been
+    // taken since): a reload names it, probes find it healthy and it takes traffic again.
     let before = r.members[1].received().len();
-    r.members[0] = sim::FrontEnd::start_on("fe1", addr, None).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while r.members[0].received().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "member never took traffic again"
-        );
-        assert_eq!(
-            client.get("/ucwa/v1/applications/1/me", HOST).await.status,
-            200
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(r.members[1].received().len() > before);
+    r.members[0] = sim::FrontEnd::start("fe1").await.unwrap();
+    r.file.write(&toml(&r.members, "+1206", ""));
+    assert_eq!(r.reload().await, 200);
+    let back = r.members[0].url();
+    eventually("the member back to be found healthy", async || {
+        let m = r.metrics().await;
+        sample(
+            &m,
+            "ringfence_upstream_member_healthy",
+            &[("member", &back)],
+        ) == Some(1.0)
+    })
+    .await;
+    eventually(
+        "the member back to take traffic beside the other",
+        async || {
+            assert_eq!(
+                client.get("/ucwa/v1/applications/1/me", HOST).await.status,
+                200
+            );
+            !r.members[0].received().is_empty() && r.members[1].received().len() > before
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn ready_turns_503_when_no_member_is_healthy() {
     let r = running(1, "+1206", "").await;
-    let admin = Client::new(r.server.admin_addr(), None, false);
+    let admin = support::admin(&r.server);
     support::wait_ready(r.server.admin_addr(), 200).await;
     r.members[0].stop();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while admin.get("/ready", "admin").await.status != 503 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/ready never turned 503"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_ready(r.server.admin_addr(), 503).await;
     assert_refused(
         &r.client.get("/ucwa/v1/applications/1/me", HOST).await,
         503,
@@ -334,21 +336,18 @@ async fn during_the_drain_ready_answers_503_and_in_flight_requests_finish() {
         members,
         ..
     } = r;
-    let admin = Client::new(server.admin_addr(), None, false);
+    let admin_addr = server.admin_addr();
+    let admin = support::admin(&server);
     let client = Arc::new(client);
     let c = Arc::clone(&client);
     let poll =
         tokio::spawn(async move { c.get("/ucwa/v1/applications/192/events?ack=1", HOST).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the long poll to reach the member", async || {
+        !members[0].received().is_empty()
+    })
+    .await;
     let drain = tokio::spawn(server.shutdown());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while admin.get("/ready", "admin").await.status != 503 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/ready never turned 503"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait_ready(admin_addr, 503).await;
     assert_eq!(admin.get("/live", "admin").await.status, 200);
     assert_eq!(
         poll.await.unwrap().status,
@@ -371,21 +370,16 @@ async fn a_reload_that_removes_a_member_drops_its_health_series() {
     let r = running(2, "+1206", "").await;
     let gone = r.members[1].url();
     // Its first probe makes it healthy.
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
+    eventually("the member to be found healthy", async || {
         let m = r.metrics().await;
-        let healthy = sample(
+        sample(
             &m,
             "ringfence_upstream_member_healthy",
             &[("member", &gone)],
-        );
-        if healthy == Some(1.0) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{m}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    std::fs::write(&r.file, toml(&r.members[..1], "+1206", "")).unwrap();
+        ) == Some(1.0)
+    })
+    .await;
+    r.file.write(&toml(&r.members[..1], "+1206", ""));
     assert_eq!(r.reload().await, 200);
     let m = r.metrics().await;
     assert_eq!(
@@ -425,12 +419,12 @@ async fn an_ipv4_and_an_ipv6_wildcard_listener_can_share_a_port() {
             .local_addr()
             .unwrap()
             .port();
-        let text = format!(
-            "[server]\nlisten = [\"0.0.0.0:{port}\", \"[::]:{port}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [upstream]\nmembers = [{:?}]\n[audit]\nsink = \"off\"\n",
-            member.url()
+        let text = Toml::of(std::slice::from_ref(&member)).build().replace(
+            "listen = [\"127.0.0.1:0\"]",
+            &format!("listen = [\"0.0.0.0:{port}\", \"[::]:{port}\"]"),
         );
-        match Server::start(Config::from_toml(&text).unwrap(), None).await {
+        let config = ringfence::config::Config::from_toml(&text).unwrap();
+        match support::try_serve(config, None).await {
             Ok(server) => {
                 started = Some((server, port));
                 break;

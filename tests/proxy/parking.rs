@@ -13,10 +13,9 @@ use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 
 use crate::support::certs::Certs;
-use crate::support::{self, metrics::sample, Harness, Options, TIMEOUT};
+use crate::support::{self, metrics::sample, Harness, Options, HOST, TIMEOUT};
 
 const ME: &str = "/ucwa/oauth/v1/applications/192/me";
-const HOST: &str = "lyncweb.contoso.com";
 
 /// One HTTP/1.1 client connection (ALPN http/1.1 over TLS) and the task driving it, which ends
 /// when the server closes the connection.
@@ -48,10 +47,7 @@ async fn server_before(member: &str, server: &str) -> ringfence::server::Server 
          [upstream]\nmembers = [{member:?}]\n[audit]\nsink = \"off\"\n{}",
         support::POLICY
     );
-    let config = ringfence::config::Config::from_toml(&toml).unwrap();
-    ringfence::server::Server::start(config, None)
-        .await
-        .unwrap()
+    support::serve_toml(&toml).await
 }
 
 async fn drive<I>(io: I) -> (SendRequest<Empty<Bytes>>, JoinHandle<()>)
@@ -264,7 +260,7 @@ async fn a_body_still_arriving_after_the_answer_is_not_parsed_as_a_new_request()
             String::from_utf8_lossy(&buf[..n])
         );
     }
-    let admin = support::Client::new(server.admin_addr(), None, false);
+    let admin = support::admin(&server);
     let metrics = admin.get("/metrics", "admin").await.text();
     assert_eq!(
         sample(&metrics, "ringfence_http_requests_total", &[]),

@@ -1,79 +1,51 @@
 //! Health probes and readiness: `/ready` waits for a probe to find a member healthy, requests do
 //! not, a reload keeps what the probes know, and failed probes are counted by kind.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use ringfence::config::Config;
 use ringfence::server::Server;
 use ringfence::sim;
 
-use crate::support::{self, certs::Certs, metrics::sample, Client, TIMEOUT};
-
-const HOST: &str = "lyncweb.contoso.com";
+use crate::support::{
+    self, certs::Certs, eventually, metrics::sample, Client, ConfigFile, Toml, HOST,
+};
 
 /// A health path the simulated member answers only after its `event_wait`: a slow first probe.
 const SLOW_HEALTH: &str = "/ucwa/v1/applications/192/events";
 
 fn toml(members: &[String], health: &str, tls: &str) -> String {
-    let list = members
-        .iter()
-        .map(|m| format!("{m:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [upstream]\nmembers = [{list}]\nconnect_timeout = \"1s\"\n{tls}\n\
-         health = {{ {health} }}\n\
-         [audit]\nsink = \"off\"\n[policy]\ndefault_organisation = \"contoso\"\n\
-         [[organisations]]\nname = \"contoso\"\nhosts = [\"{HOST}\"]\nallow_numbers = [\"+1425\"]\n"
-    )
+    Toml::new(members)
+        .upstream(&format!(
+            "connect_timeout = \"1s\"\n{tls}\nhealth = {{ {health} }}"
+        ))
+        .rest(&format!(
+            "[policy]\ndefault_organisation = \"contoso\"\n\
+             [[organisations]]\nname = \"contoso\"\nhosts = [\"{HOST}\"]\nallow_numbers = [\"+1425\"]\n"
+        ))
+        .build()
 }
 
 /// A server started from a file, so that it can be reloaded.
-async fn from_file(text: &str) -> (Server, PathBuf) {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ringfence-probes-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("ringfence.toml");
-    std::fs::write(&file, text).unwrap();
-    let config = Config::load(&file).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let server = tokio::time::timeout(TIMEOUT, Server::start(config, Some(file.clone())))
-        .await
-        .expect("starts in time")
-        .expect("starts");
-    (server, file)
+async fn from_file(text: &str) -> (Server, ConfigFile) {
+    let file = ConfigFile::new(text);
+    (file.serve().await, file)
 }
 
 async fn metrics(server: &Server) -> String {
-    Client::new(server.admin_addr(), None, false)
-        .get("/metrics", "admin")
-        .await
-        .text()
+    support::scrape(server).await
 }
 
 async fn ready(server: &Server) -> u16 {
-    Client::new(server.admin_addr(), None, false)
-        .get("/ready", "admin")
-        .await
-        .status
+    support::admin(server).get("/ready", "admin").await.status
 }
 
 /// Polls the metrics until `check` holds for them.
 async fn metrics_until(server: &Server, check: impl Fn(&str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
+    eventually("the metrics to show it", async || {
         let m = metrics(server).await;
-        if check(&m) {
-            return m;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{m}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        check(&m).then_some(m)
+    })
+    .await
 }
 
 fn healthy_gauge(m: &str, member: &str) -> Option<f64> {
@@ -150,10 +122,8 @@ async fn a_reload_that_builds_a_new_pool_keeps_the_health_of_the_members_it_keep
     let (server, file) = from_file(&toml(&[kept.url()], &health, "")).await;
     support::wait_ready(server.admin_addr(), 200).await;
 
-    std::fs::write(&file, toml(&[kept.url(), added.url()], &health, "")).unwrap();
-    let admin = Client::new(server.admin_addr(), None, false);
-    let reload = admin.request("POST", "/reload", "admin", &[], b"").await;
-    assert_eq!(reload.status, 200, "{}", reload.text());
+    file.write(&toml(&[kept.url(), added.url()], &health, ""));
+    assert_eq!(support::reload(&server).await, 200);
     assert_eq!(
         ready(&server).await,
         200,

@@ -15,9 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{self, metrics::sample, Options, SIMRING};
-
-const HOST: &str = "lyncweb.contoso.com";
+use crate::support::{self, metrics::sample, Options, HOST, SIMRING};
 
 async fn harness(server: &str, tls: bool) -> support::Harness {
     support::start_with(Options {
@@ -416,10 +414,7 @@ async fn an_http1_client_that_stops_reading_is_closed_after_send_timeout() {
         "[server]\nlisten = [\"127.0.0.1:0\"]\nmax_connections = 1\nsend_timeout = \"1s\"\nidle_timeout = \"60s\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmembers = [\"http://{member_addr}\"]\n[audit]\nsink = \"off\"\n"
     );
-    let config = ringfence::config::Config::from_toml(&text).unwrap();
-    let server = ringfence::server::Server::start(config, None)
-        .await
-        .unwrap();
+    let server = support::serve_toml(&text).await;
     let addr = server.addrs()[0];
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(format!("GET /ucwa/v1/big HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())

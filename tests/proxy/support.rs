@@ -1,6 +1,9 @@
 //! The test harness: the real server on 127.0.0.1 port 0, optional real TLS with certificates
 //! made by rcgen for this run, in front of simulated pool members on real sockets.
 
+#[path = "../common/mod.rs"]
+pub mod common;
+
 pub mod certs;
 pub mod client;
 pub mod haproxy;
@@ -8,16 +11,15 @@ pub mod metrics;
 pub mod oracle;
 pub mod rsyslog;
 
-use std::time::Duration;
+use std::path::PathBuf;
 
 use ringfence::config::Config;
-use ringfence::server::Server;
+use ringfence::server::{Server, StartError};
 use ringfence::sim;
 
 pub use client::{Client, Reply};
 
-/// Every await in a test is bounded by this.
-pub const TIMEOUT: Duration = Duration::from_secs(20);
+pub use common::{dead_address, Outcome, HOST, TIMEOUT};
 
 /// The resource every guarded test posts to.
 pub const SIMRING: &str =
@@ -107,42 +109,172 @@ pub async fn start_with(options: Options) -> Harness {
     if options.dead_member_first {
         urls.insert(0, format!("http://{}", dead_address()));
     }
-    let member_list = urls
-        .iter()
-        .map(|u| format!("{u:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let server_tls = match (&certs, options.tls) {
-        (Some(c), true) => format!(
+    let mut server_keys = String::from("max_body_bytes = 4096\n");
+    if let (Some(c), true) = (&certs, options.tls) {
+        server_keys += &format!(
             "tls = {{ cert = {:?}, key = {:?} }}\n",
             c.server_cert_path(),
             c.server_key_path()
-        ),
-        _ => String::new(),
-    };
-    let upstream_tls = match (&certs, options.upstream_tls) {
-        (Some(c), true) => format!("tls = {{ ca_file = {:?} }}\n", c.ca_path()),
-        _ => String::new(),
-    };
-    let toml = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n{server_tls}max_body_bytes = 4096\n{}\n\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n\n\
-         [upstream]\nmembers = [{member_list}]\nconnect_timeout = \"1s\"\nresponse_timeout = \"900s\"\n{upstream_tls}\n\
-         [audit]\n{}\n\n{}\n{}",
-        options.server, options.audit, options.policy, options.extra
-    );
-    let config =
-        Config::from_toml(&toml).unwrap_or_else(|e| panic!("test config is valid: {e}\n{toml}"));
-    let server = tokio::time::timeout(TIMEOUT, Server::start(config, None))
-        .await
-        .expect("server starts in time")
-        .expect("server starts");
+        );
+    }
+    server_keys += &options.server;
+    let mut upstream_keys = String::from("connect_timeout = \"1s\"\nresponse_timeout = \"900s\"\n");
+    if let (Some(c), true) = (&certs, options.upstream_tls) {
+        upstream_keys += &format!("tls = {{ ca_file = {:?} }}\n", c.ca_path());
+    }
+    let toml = Toml::new(&urls)
+        .server(&server_keys)
+        .upstream(&upstream_keys)
+        .audit(&options.audit)
+        .rest(&format!("{}\n{}", options.policy, options.extra))
+        .build();
+    let server = serve_toml(&toml).await;
     let client = Client::new(server.addrs()[0], certs.as_ref(), options.tls);
     Harness {
         server,
         members,
         client,
         _certs: certs,
+    }
+}
+
+/// The one configuration skeleton every test builds on: listeners on port 0, the members, audit
+/// off unless set; each table's extra keys and the tables after `[audit]` as given.
+#[derive(Default)]
+pub struct Toml {
+    members: Vec<String>,
+    server: String,
+    upstream: String,
+    audit: Option<String>,
+    rest: String,
+}
+
+impl Toml {
+    /// A configuration in front of members at these URLs.
+    pub fn new(members: &[String]) -> Toml {
+        Toml {
+            members: members.to_vec(),
+            ..Toml::default()
+        }
+    }
+
+    /// A configuration in front of these simulated members.
+    pub fn of(members: &[sim::FrontEnd]) -> Toml {
+        Toml::new(&members.iter().map(|m| m.url()).collect::<Vec<_>>())
+    }
+
+    /// More `[server]` keys, one per line.
+    pub fn server(mut self, keys: &str) -> Toml {
+        self.server = keys.into();
+        self
+    }
+
+    /// More `[upstream]` keys, one per line.
+    pub fn upstream(mut self, keys: &str) -> Toml {
+        self.upstream = keys.into();
+        self
+    }
+
+    /// The body of the `[audit]` table (`sink = "off"` otherwise).
+    pub fn audit(mut self, body: &str) -> Toml {
+        self.audit = Some(body.into());
+        self
+    }
+
+    /// Whatever follows: `[policy]`, `[[organisations]]`, other tables.
+    pub fn rest(mut self, tables: &str) -> Toml {
+        self.rest = tables.into();
+        self
+    }
+
+    pub fn build(&self) -> String {
+        let members = self
+            .members
+            .iter()
+            .map(|u| format!("{u:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n{}\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\n\
+             [upstream]\nmembers = [{members}]\n{}\n\
+             [audit]\n{}\n\n{}\n",
+            self.server,
+            self.upstream,
+            self.audit.as_deref().unwrap_or("sink = \"off\""),
+            self.rest
+        )
+    }
+}
+
+/// Starts a server; the one place tests call `Server::start`.
+pub async fn try_serve(config: Config, file: Option<PathBuf>) -> Result<Server, StartError> {
+    tokio::time::timeout(TIMEOUT, Server::start(config, file))
+        .await
+        .expect("server starts in time")
+}
+
+pub async fn serve(config: Config, file: Option<PathBuf>) -> Server {
+    try_serve(config, file).await.expect("server starts")
+}
+
+/// A server on this configuration text, not reloadable.
+pub async fn serve_toml(text: &str) -> Server {
+    let config =
+        Config::from_toml(text).unwrap_or_else(|e| panic!("test config is valid: {e}\n{text}"));
+    serve(config, None).await
+}
+
+/// A configuration file in a directory of its own, removed when dropped.
+pub struct ConfigFile {
+    dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(text: &str) -> ConfigFile {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("ringfence.toml");
+        let file = ConfigFile { dir, path };
+        file.write(text);
+        file
+    }
+
+    /// The file's directory, for the files it names.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Replaces the file's text (for a reload).
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).expect("config file written");
+    }
+
+    /// A server started from this file, so that it can be reloaded.
+    pub async fn serve(&self) -> Server {
+        let config = Config::load(&self.path).unwrap_or_else(|e| {
+            panic!(
+                "test config is valid: {e}\n{}",
+                std::fs::read_to_string(&self.path).unwrap_or_default()
+            )
+        });
+        serve(config, Some(self.path.clone())).await
+    }
+}
+
+/// Runs `check` until it answers `true` or `Some`, for at most [`TIMEOUT`]; panics naming `what`
+/// was awaited. Tests wait for what they can observe with this, never for a fixed time.
+pub async fn eventually<O: Outcome>(what: &str, mut check: impl AsyncFnMut() -> O) -> O::Value {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check().await.done() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after {TIMEOUT:?} waiting for {what}"
+        );
+        tokio::time::sleep(common::POLL).await;
     }
 }
 
@@ -170,33 +302,10 @@ impl Harness {
 /// found a member healthy; 503 before that, while draining or with every member down).
 pub async fn wait_ready(admin: std::net::SocketAddr, status: u16) {
     let client = Client::new(admin, None, false);
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let now = client.get("/ready", "admin").await.status;
-        if now == status {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/ready stayed {now}, never {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// An address on which nothing listens: connections to it are refused.
-/// An address that refuses connections for as long as the test process runs: a socket bound to
-/// it and never listening, kept open, so no other test can be given the port meanwhile (a port
-/// released after `bind` could be).
-pub fn dead_address() -> std::net::SocketAddr {
-    use socket2::{Domain, Socket, Type};
-    static HELD: std::sync::Mutex<Vec<Socket>> = std::sync::Mutex::new(Vec::new());
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
-    socket.bind(&any.into()).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    HELD.lock().unwrap().push(socket);
-    addr
+    eventually(&format!("/ready to answer {status}"), async || {
+        client.get("/ready", "admin").await.status == status
+    })
+    .await;
 }
 
 impl Harness {
@@ -228,10 +337,7 @@ impl Harness {
     }
 
     pub async fn metrics(&self) -> String {
-        let admin = Client::new(self.server.admin_addr(), None, false);
-        let reply = admin.get("/metrics", "admin").await;
-        assert_eq!(reply.status, 200);
-        String::from_utf8(reply.body.to_vec()).unwrap()
+        scrape(&self.server).await
     }
 
     /// POSTs to the simultaneous-ring resource with `query` (already encoded) and no body.
@@ -240,6 +346,26 @@ impl Harness {
             .request("POST", &format!("{SIMRING}?{query}"), host, &[], b"")
             .await
     }
+}
+
+/// A client of `server`'s admin listener.
+pub fn admin(server: &Server) -> Client {
+    Client::new(server.admin_addr(), None, false)
+}
+
+/// `server`'s metrics, scraped.
+pub async fn scrape(server: &Server) -> String {
+    let reply = admin(server).get("/metrics", "admin").await;
+    assert_eq!(reply.status, 200);
+    reply.text()
+}
+
+/// `POST /reload` on `server`'s admin listener; the status.
+pub async fn reload(server: &Server) -> u16 {
+    admin(server)
+        .request("POST", "/reload", "admin", &[], b"")
+        .await
+        .status
 }
 
 /// Asserts a UCWA error body from ringfence with this status and reason.

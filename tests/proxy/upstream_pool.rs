@@ -2,9 +2,7 @@
 
 use ringfence::sim::Fault;
 
-use crate::support::{self, assert_refused, Options};
-
-const HOST: &str = "lyncweb.contoso.com";
+use crate::support::{self, assert_refused, eventually, Options, Toml, HOST};
 const ALLOWED: &str = "target=tel:%2B14255550100";
 
 #[tokio::test]
@@ -84,7 +82,11 @@ async fn when_every_member_is_down_the_answer_is_a_ucwa_503() {
     })
     .await;
     h.members[0].stop();
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let addr = h.members[0].addr();
+    eventually("the stopped member to refuse connections", async || {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
     let reply = h.ring(HOST, ALLOWED).await;
     assert_refused(&reply, 503, "upstream_unavailable");
 }
@@ -104,38 +106,27 @@ async fn members_can_be_reached_over_tls_with_the_configured_ca() {
 
 #[tokio::test]
 async fn least_requests_sends_new_requests_away_from_a_busy_member() {
-    let slow = ringfence::sim::FrontEnd::start("slow").await.unwrap();
-    let fast = ringfence::sim::FrontEnd::start("fast").await.unwrap();
-    slow.set_event_wait(std::time::Duration::from_millis(1500));
-    fast.set_event_wait(std::time::Duration::from_millis(1500));
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [upstream]\nmembers = [{:?}, {:?}]\nbalance = \"least_requests\"\n[audit]\nsink = \"off\"\n",
-        slow.url(),
-        fast.url()
-    );
-    let server = ringfence::server::Server::start(
-        ringfence::config::Config::from_toml(&text).unwrap(),
-        None,
-    )
-    .await
-    .unwrap();
+    let members = [
+        ringfence::sim::FrontEnd::start("slow").await.unwrap(),
+        ringfence::sim::FrontEnd::start("fast").await.unwrap(),
+    ];
+    for m in &members {
+        m.set_event_wait(std::time::Duration::from_millis(1500));
+    }
+    let text = Toml::of(&members)
+        .upstream("balance = \"least_requests\"")
+        .build();
+    let server = support::serve_toml(&text).await;
     let client = std::sync::Arc::new(support::Client::new(server.addrs()[0], None, false));
-    // Two long polls occupy both members; then every short request goes to whichever is free.
+    // A long poll occupies one member; then every short request goes to the other.
     let c = std::sync::Arc::clone(&client);
     let poll =
         tokio::spawn(async move { c.get("/ucwa/v1/applications/1/events?ack=1", HOST).await });
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let busy = if slow.received().len() == 1 {
-        &slow
-    } else {
-        &fast
-    };
-    let idle = if slow.received().len() == 1 {
-        &fast
-    } else {
-        &slow
-    };
+    let busy = eventually("a member to receive the long poll", async || {
+        members.iter().position(|m| m.received().len() == 1)
+    })
+    .await;
+    let (busy, idle) = (&members[busy], &members[1 - busy]);
     for _ in 0..6 {
         assert_eq!(
             client.get("/ucwa/v1/applications/1/me", HOST).await.status,

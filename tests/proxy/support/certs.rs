@@ -2,19 +2,17 @@
 //! made by rcgen for this test run.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
 pub struct Certs {
-    dir: PathBuf,
+    /// Where the PEM files are, removed when the certificates are dropped.
+    dir: tempfile::TempDir,
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
 }
-
-static N: AtomicUsize = AtomicUsize::new(0);
 
 impl Certs {
     pub fn generate() -> Certs {
@@ -43,12 +41,7 @@ impl Certs {
             .unwrap()
             .signed_by(&client_key, &issuer)
             .unwrap();
-        let dir = std::env::temp_dir().join(format!(
-            "ringfence-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = super::common::scratch();
         let certs = Certs {
             dir,
             ca_pem: ca.pem(),
@@ -68,24 +61,24 @@ impl Certs {
     }
 
     pub fn ca_path(&self) -> PathBuf {
-        self.dir.join("ca.pem")
+        self.dir.path().join("ca.pem")
     }
 
     pub fn server_cert_path(&self) -> PathBuf {
-        self.dir.join("server.pem")
+        self.dir.path().join("server.pem")
     }
 
     pub fn server_key_path(&self) -> PathBuf {
-        self.dir.join("server.key")
+        self.dir.path().join("server.key")
     }
 
     /// The client certificate ringfence presents to a pool that wants mutual TLS.
     pub fn client_cert_path(&self) -> PathBuf {
-        self.dir.join("client.pem")
+        self.dir.path().join("client.pem")
     }
 
     pub fn client_key_path(&self) -> PathBuf {
-        self.dir.join("client.key")
+        self.dir.path().join("client.key")
     }
 
     /// A pool member's configuration that refuses clients without a certificate from the CA.

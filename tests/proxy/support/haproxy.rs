@@ -3,10 +3,7 @@
 //! unless RINGFENCE_REQUIRE_HAPROXY is set (CI sets it after installing Debian's package).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-
-use super::TIMEOUT;
 
 /// Which header HAProxy sends to the server.
 #[derive(Debug, Clone, Copy)]
@@ -20,7 +17,8 @@ pub enum Send {
 /// `haproxy -db` as the current user, configured in a directory of its own; killed on drop.
 pub struct Haproxy {
     child: Child,
-    dir: PathBuf,
+    /// Held: the configuration lives as long as HAProxy.
+    _dir: tempfile::TempDir,
     pub addr: SocketAddr,
 }
 
@@ -40,13 +38,7 @@ impl Haproxy {
             eprintln!("haproxy not installed: skipped");
             return None;
         };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("ringfence-haproxy-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = super::common::scratch();
         // A port the kernel just handed out and took back: free unless another test takes it
         // between now and HAProxy's bind.
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
@@ -63,7 +55,7 @@ impl Haproxy {
              frontend in\n    bind {addr}\n    default_backend ringfence\n\
              backend ringfence\n    server s {server} {send}\n"
         );
-        let path = dir.join("haproxy.cfg");
+        let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, config).unwrap();
         let child = Command::new(binary)
             .arg("-f")
@@ -74,28 +66,25 @@ impl Haproxy {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("haproxy starts");
-        let mut haproxy = Haproxy { child, dir, addr };
+        let mut haproxy = Haproxy {
+            child,
+            _dir: dir,
+            addr,
+        };
         haproxy.wait_listening().await;
         Some(haproxy)
     }
 
     /// Waits, bounded, until HAProxy accepts on its port; fails at once if it exited.
     async fn wait_listening(&mut self) {
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        loop {
+        let what = format!("haproxy to listen on {}", self.addr);
+        super::eventually(&what, async || {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("haproxy exited: {status}");
             }
-            if std::net::TcpStream::connect(self.addr).is_ok() {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "haproxy never listened on {}",
-                self.addr
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+            std::net::TcpStream::connect(self.addr).is_ok()
+        })
+        .await;
     }
 }
 
@@ -103,6 +92,5 @@ impl Drop for Haproxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -8,8 +8,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::common::eventually;
 
 /// How long rsyslogd may take to start, stop, or write what it received.
 const WAIT: Duration = Duration::from_secs(15);
@@ -30,6 +31,8 @@ pub struct Received {
 
 pub struct Rsyslog {
     dir: PathBuf,
+    /// Holds `dir`, removed on drop.
+    _scratch: tempfile::TempDir,
     conf: PathBuf,
     out: PathBuf,
     log: PathBuf,
@@ -63,14 +66,8 @@ impl Rsyslog {
             eprintln!("skip: rsyslogd not installed; {test} not run");
             return None;
         };
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ringfence-rsyslog-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = super::common::scratch();
+        let dir = scratch.path().to_path_buf();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -83,6 +80,7 @@ impl Rsyslog {
             datagram: dir.join("dgram.sock"),
             stream: dir.join("stream.sock"),
             dir,
+            _scratch: scratch,
             binary,
             port,
             child: None,
@@ -149,24 +147,20 @@ action(type="omfile" file="{out}" template="fields")
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                panic!("rsyslogd exited at start ({status}): {}", self.log_text());
+        let (datagram, stream, port) = (self.datagram.clone(), self.stream.clone(), self.port);
+        let child = self.child.as_mut().unwrap();
+        let exited = eventually("rsyslogd to listen", WAIT, || {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(Some(status));
             }
-            let listening = self.datagram.exists()
-                && self.stream.exists()
-                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
-            if listening {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rsyslogd did not start: {}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            let listening = datagram.exists()
+                && stream.exists()
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            listening.then_some(None)
+        });
+        if let Some(status) = exited {
+            self.child = None;
+            panic!("rsyslogd exited at start ({status}): {}", self.log_text());
         }
     }
 
@@ -178,14 +172,15 @@ action(type="omfile" file="{out}" template="fields")
             .status()
             .unwrap();
         assert!(status.success());
-        let deadline = Instant::now() + WAIT;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("rsyslogd did not stop on SIGTERM: {}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            eventually("rsyslogd to stop on SIGTERM", WAIT, || {
+                child.try_wait().unwrap().is_some()
+            })
+        }));
+        if stopped.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rsyslogd did not stop on SIGTERM: {}", self.log_text());
         }
     }
 
@@ -202,20 +197,20 @@ action(type="omfile" file="{out}" template="fields")
 
     /// Waits until the messages received satisfy `done`, then returns them.
     pub fn wait_for(&self, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let got = self.received();
-            if done(&got) {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rsyslog did not write the awaited message ({} written): {}",
-                got.len(),
+        let mut written = 0;
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            eventually("rsyslog to write the awaited message", WAIT, || {
+                let got = self.received();
+                written = got.len();
+                done(&got).then_some(got)
+            })
+        }));
+        got.unwrap_or_else(|_| {
+            panic!(
+                "rsyslog did not write the awaited message ({written} written): {}",
                 self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            )
+        })
     }
 
     fn log_text(&self) -> String {
@@ -229,6 +224,5 @@ impl Drop for Rsyslog {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
