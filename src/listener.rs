@@ -649,6 +649,11 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         let frame = Pin::new(&mut this.body).poll_frame(cx);
         match &frame {
             Poll::Ready(None) => this.in_flight = None,
+            // Read to its end: hyper's client asks for nothing past the last frame of a body
+            // whose length it knows, and drops it.
+            Poll::Ready(Some(Ok(_))) if this.must_finish && this.body.is_end_stream() => {
+                this.in_flight = None;
+            }
             Poll::Ready(Some(Ok(_))) if answer => {
                 if let Some(in_flight) = &this.in_flight {
                     in_flight.0.awaiting.fetch_add(1, Ordering::Release);
