@@ -124,3 +124,91 @@ where
         self.body.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use tokio::sync::mpsc;
+
+    /// A client's body whose bytes come when the test sends them.
+    struct Fed(mpsc::UnboundedReceiver<&'static str>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = hyper::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|bytes| bytes.map(|b| Ok(Frame::data(Bytes::from_static(b.as_bytes())))))
+        }
+    }
+
+    fn fed(limit: u64, total: u64) -> (mpsc::UnboundedSender<&'static str>, Timed<Fed>) {
+        let (send, receive) = mpsc::unbounded_channel();
+        let body = Timed::new(
+            Fed(receive),
+            Duration::from_secs(limit),
+            Duration::from_secs(total),
+        );
+        (send, body)
+    }
+
+    async fn next(body: &mut Timed<Fed>) -> Result<Bytes, BodyError> {
+        let frame = body.frame().await.expect("a frame")?;
+        Ok(frame.into_data().expect("data"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_fails_once_nothing_came_for_the_read_limit() {
+        let (send, mut body) = fed(5, 30);
+        let start = Instant::now();
+        send.send("{").unwrap();
+        assert_eq!(next(&mut body).await.unwrap(), "{");
+        let error = next(&mut body).await.unwrap_err();
+        assert!(matches!(error, BodyError::Stalled(_)), "{error:?}");
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert!(body.is_end_stream());
+        assert!(body.frame().await.is_none(), "ended after the error");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_trickles_fails_at_its_deadline() {
+        let (send, mut body) = fed(5, 30);
+        let start = Instant::now();
+        tokio::spawn(async move {
+            // A byte every 4 s never trips the 5 s read limit.
+            while send.send(" ").is_ok() {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+            }
+        });
+        let error = loop {
+            if let Err(e) = next(&mut body).await {
+                break e;
+            }
+        };
+        assert!(matches!(error, BodyError::Late(_)), "{error:?}");
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+
+    /// The read limit runs only while the body is waited for: a body left unread (behind a slow
+    /// pool) is not the client's stall.
+    #[tokio::test(start_paused = true)]
+    async fn the_read_limit_runs_only_while_the_body_is_waited_for() {
+        let (send, mut body) = fed(5, 60);
+        let start = Instant::now();
+        send.send("{").unwrap();
+        assert_eq!(next(&mut body).await.unwrap(), "{");
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        send.send("}").unwrap();
+        assert_eq!(next(&mut body).await.unwrap(), "}");
+        let error = next(&mut body).await.unwrap_err();
+        assert!(matches!(error, BodyError::Stalled(_)), "{error:?}");
+        assert_eq!(start.elapsed(), Duration::from_secs(25));
+    }
+}

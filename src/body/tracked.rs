@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -62,11 +62,12 @@ impl ClientBody {
 impl<B> Tracked<B> {
     /// An answer handed to hyper: it waits for the client to take it until its body is polled.
     pub(crate) fn answer(body: B, in_flight: InFlight) -> Tracked<B> {
-        in_flight.0.awaiting.fetch_add(1, Ordering::Relaxed);
+        // The time first: an answer seen waiting is seen with it (park.rs, "Orderings").
         in_flight
             .0
             .progress
             .store(in_flight.0.now(), Ordering::Relaxed);
+        in_flight.0.awaiting.fetch_add(1, Ordering::Release);
         Tracked {
             body,
             in_flight: Some(in_flight),
@@ -107,9 +108,14 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         let frame = Pin::new(&mut this.body).poll_frame(cx);
         match &frame {
             Poll::Ready(None) => this.in_flight = None,
+            // Read to its end: hyper's client asks for nothing past the last frame of a body
+            // whose length it knows, and drops it.
+            Poll::Ready(Some(Ok(_))) if this.must_finish && this.body.is_end_stream() => {
+                this.in_flight = None;
+            }
             Poll::Ready(Some(Ok(_))) if answer => {
                 if let Some(in_flight) = &this.in_flight {
-                    in_flight.0.awaiting.fetch_add(1, Ordering::Relaxed);
+                    in_flight.0.awaiting.fetch_add(1, Ordering::Release);
                     this.awaits_client = true;
                 }
             }
@@ -132,6 +138,7 @@ impl<B> Drop for Tracked<B> {
         self.taken();
         if let Some(in_flight) = self.in_flight.take() {
             if self.must_finish {
+                // Before the guard's end, which publishes it (park.rs, "Orderings").
                 in_flight.0.never_park.store(true, Ordering::Relaxed);
             }
         }
@@ -156,9 +163,12 @@ pub(crate) struct Limits {
 
 /// Requests in flight on one connection and when the last one began or ended. Long polls keep a
 /// request in flight, so they are never cut off as idle.
+///
+/// Its clock is tokio's, so tests can pause it. Which task touches which field, and why the
+/// orderings suffice: listener/park.rs, "Orderings".
 #[derive(Debug)]
 pub(crate) struct Activity {
-    opened: Instant,
+    opened: tokio::time::Instant,
     pub(crate) in_flight: AtomicUsize,
     /// Milliseconds after `opened`; `u64::MAX` until the first request.
     last: AtomicU64,
@@ -185,7 +195,7 @@ impl Activity {
             requests,
             awaiting: AtomicUsize::new(0),
             progress: AtomicU64::new(0),
-            opened: Instant::now(),
+            opened: tokio::time::Instant::now(),
             in_flight: AtomicUsize::new(0),
             last: AtomicU64::new(u64::MAX),
             ended: AtomicU64::new(0),
@@ -201,8 +211,14 @@ impl Activity {
     }
 
     /// How long until the connection counts as abandoned; zero when it already does.
+    /// Whether a request or request body is in flight. Read before any field its end writes:
+    /// a guard seen ended is seen with all it wrote (park.rs, "Orderings").
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) > 0
+    }
+
     pub(crate) fn remaining(&self, limits: Limits) -> Duration {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.busy() {
             // Not abandoned while busy; looked at again in time to see an answer left untaken.
             return limits.idle.min(limits.send / 2);
         }
@@ -218,17 +234,26 @@ impl Activity {
     /// no answer making progress meanwhile: the client reads nothing (or an HTTP/2 client gives
     /// no window), and the connection only holds a slot.
     pub(crate) fn send_stalled(&self, limits: Limits) -> bool {
-        self.awaiting.load(Ordering::Relaxed) > 0
+        self.awaiting.load(Ordering::Acquire) > 0
             && Duration::from_millis(
                 self.now()
                     .saturating_sub(self.progress.load(Ordering::Relaxed)),
             ) > limits.send
     }
 
+    /// Asks the end of the requests in flight to notify `idle`. False when [`Activity::park_in`]
+    /// no longer says None: the last one ended before the ask, and will not notify.
+    pub(crate) fn wait_for_idle(&self) -> bool {
+        // The flag, then `in_flight`; a guard's end does the reverse. All SeqCst, one of the two
+        // sees the other (listener/park.rs, "Orderings").
+        self.wake_when_idle.store(true, Ordering::SeqCst);
+        self.park_in().is_none()
+    }
+
     /// How long until a served connection has been quiet for [`PARK_AFTER`]; None while a
     /// request is in flight, before the first one, and once it must never park.
     pub(crate) fn park_in(&self) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 || self.never_park.load(Ordering::Relaxed) {
+        if self.busy() || self.never_park.load(Ordering::Relaxed) {
             return None;
         }
         match self.last.load(Ordering::Relaxed) {
@@ -249,7 +274,7 @@ pub(crate) struct InFlight(Arc<Activity>, bool);
 
 impl InFlight {
     fn begin(activity: Arc<Activity>) -> InFlight {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.in_flight.fetch_add(1, Ordering::SeqCst);
         activity.last.store(activity.now(), Ordering::Relaxed);
         activity.park.store(false, Ordering::Relaxed);
         InFlight(activity, false)
@@ -270,12 +295,181 @@ impl Drop for InFlight {
         }
         self.0.last.store(self.0.now(), Ordering::Relaxed);
         self.0.ended.fetch_add(1, Ordering::Relaxed);
-        let before = self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // Last: it publishes the writes above, and pairs with the loop's wait for the end
+        // (park.rs, "Orderings").
+        let before = self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
         if before == 1
-            && self.0.wake_when_idle.load(Ordering::Relaxed)
-            && self.0.wake_when_idle.swap(false, Ordering::Relaxed)
+            && self.0.wake_when_idle.load(Ordering::SeqCst)
+            && self.0.wake_when_idle.swap(false, Ordering::SeqCst)
         {
             self.0.idle.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::Waker;
+
+    const LIMITS: Limits = Limits {
+        first_request: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+        body_read: Duration::from_secs(5),
+        body_deadline: Duration::from_secs(30),
+        send: Duration::from_secs(20),
+    };
+
+    fn activity() -> Arc<Activity> {
+        Arc::new(Activity::new(
+            IntGauge::new("requests", "requests").unwrap(),
+        ))
+    }
+
+    async fn advance(ms: u64) {
+        tokio::time::advance(Duration::from_millis(ms)).await;
+    }
+
+    /// An answer's body that has nothing yet.
+    struct Waiting;
+
+    impl Body for Waiting {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<bytes::Bytes>, std::convert::Infallible>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_abandoned_at_the_first_request_limit_then_at_the_idle_limit() {
+        let a = activity();
+        assert_eq!(a.remaining(LIMITS), Duration::from_secs(10));
+        advance(4_000).await;
+        assert_eq!(a.remaining(LIMITS), Duration::from_secs(6));
+        let request = InFlight::request(Arc::clone(&a));
+        advance(100_000).await;
+        assert_eq!(
+            a.remaining(LIMITS),
+            Duration::from_secs(10),
+            "never abandoned while busy; looked at again within half the send timeout"
+        );
+        drop(request);
+        assert_eq!(a.remaining(LIMITS), Duration::from_secs(60));
+        advance(59_999).await;
+        assert_eq!(a.remaining(LIMITS), Duration::from_millis(1));
+        advance(1).await;
+        assert_eq!(a.remaining(LIMITS), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_may_park_after_its_requests_and_park_after_of_quiet() {
+        let a = activity();
+        assert_eq!(a.park_in(), None, "not before the first request");
+        let request = InFlight::request(Arc::clone(&a));
+        a.park.store(true, Ordering::Relaxed);
+        let body = InFlight::begin(Arc::clone(&a));
+        assert!(!a.park.load(Ordering::Relaxed), "a start clears it");
+        advance(1_000).await;
+        drop(request);
+        assert_eq!(a.park_in(), None, "not while a body is read");
+        advance(100).await;
+        drop(body);
+        assert_eq!(a.ended.load(Ordering::Relaxed), 2);
+        assert_eq!(a.park_in(), Some(PARK_AFTER));
+        advance(PARK_AFTER.as_millis() as u64 - 1).await;
+        assert_eq!(a.park_in(), Some(Duration::from_millis(1)));
+        advance(1).await;
+        assert_eq!(a.park_in(), Some(Duration::ZERO));
+        a.never_park.store(true, Ordering::Relaxed);
+        assert_eq!(a.park_in(), None, "never once a body was dropped unread");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_left_untaken_for_the_send_timeout_stalls_its_connection() {
+        let a = activity();
+        advance(60_000).await;
+        let mut answer = Tracked::answer(Waiting, InFlight::request(Arc::clone(&a)));
+        assert!(
+            !a.send_stalled(LIMITS),
+            "a fresh answer is timed from now, not from the connection's start"
+        );
+        advance(20_000).await;
+        assert!(!a.send_stalled(LIMITS));
+        advance(1).await;
+        assert!(a.send_stalled(LIMITS));
+        // hyper polls it: taken, and waiting for nothing from the client.
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut answer).poll_frame(&mut cx).is_pending());
+        assert!(!a.send_stalled(LIMITS));
+        advance(60_000).await;
+        assert!(
+            !a.send_stalled(LIMITS),
+            "a pool's slow answer is not the client's"
+        );
+        drop(answer);
+        assert_eq!(a.awaiting.load(Ordering::Relaxed), 0);
+        assert_eq!(a.in_flight.load(Ordering::Relaxed), 0);
+    }
+
+    /// The loop asks to be woken at the end of the last request while, on another thread, that
+    /// request ends: either the end notifies, or the loop sees it ended (park.rs, "Orderings").
+    #[test]
+    fn the_end_of_the_last_request_on_another_thread_is_never_missed() {
+        for _ in 0..2_000 {
+            let a = activity();
+            let request = InFlight::request(Arc::clone(&a));
+            let start = Arc::new(std::sync::Barrier::new(2));
+            let ender = {
+                let start = Arc::clone(&start);
+                std::thread::spawn(move || {
+                    start.wait();
+                    drop(request);
+                })
+            };
+            start.wait();
+            let waits = a.wait_for_idle();
+            ender.join().unwrap();
+            if waits {
+                let notified = std::pin::pin!(a.idle.notified());
+                let mut cx = Context::from_waker(Waker::noop());
+                assert!(
+                    notified.poll(&mut cx).is_ready(),
+                    "the loop waits, and the end did not notify"
+                );
+            } else {
+                assert!(!a.busy());
+            }
+        }
+    }
+
+    /// A request body dropped unread on another thread: once the connection's task sees its
+    /// guard gone, it sees `never_park` too (park.rs, "Orderings").
+    #[test]
+    fn a_body_dropped_unread_on_another_thread_is_seen_with_its_end() {
+        for _ in 0..500 {
+            let a = activity();
+            let body = Tracked {
+                body: Waiting,
+                in_flight: Some(InFlight::begin(Arc::clone(&a))),
+                must_finish: true,
+                awaits_client: false,
+            };
+            let ender = std::thread::spawn(move || drop(body));
+            let mut spins = 0u64;
+            while a.busy() {
+                spins += 1;
+                assert!(spins < 1 << 32, "the body's end never showed");
+                std::hint::spin_loop();
+            }
+            assert!(a.never_park.load(Ordering::Relaxed));
+            assert_eq!(a.park_in(), None);
+            ender.join().unwrap();
         }
     }
 }

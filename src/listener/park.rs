@@ -11,6 +11,60 @@
 //! then closes the connection as idle (writing nothing) and [`Parkable`] keeps the socket open.
 //! Any other ending (the client closed, an error, a partially read request) ends the connection
 //! for real.
+//!
+//! # Orderings
+//!
+//! hyper's HTTP/1 connection, [`Parkable`] and the loop of [`serve_http1`] run on the
+//! connection's task. The request guards ([`super::InFlight`] in [`super::Tracked`]) end where
+//! their body is finished or dropped: an answer's body on the connection's task (hyper writes it
+//! there), but a request body on whichever task reads it (the pool client's connection task for
+//! a streamed body, the HTTP/2 discarding task), on another worker under the multi-threaded
+//! runtime. HTTP/2 ([`super::serve`]) also starts requests on its streams' tasks.
+//!
+//! | field of [`super::Activity`] | written by                                  | read by          |
+//! |------------------------------|---------------------------------------------|------------------|
+//! | `park`                       | connection task (loop sets, a start clears)  | connection task  |
+//! | `in_flight`                  | +1 connection task (HTTP/1), -1 any task     | connection task  |
+//! | `ended`, `last`              | a guard's end, any task (`last` at start too) | connection task  |
+//! | `never_park`                 | a request body dropped unread, any task      | connection task  |
+//! | `wake_when_idle`             | loop sets, the last guard's end clears       | both             |
+//! | `awaiting`, `progress`       | answers' bodies (HTTP/2: the streams' tasks) | connection task  |
+//!
+//! A wrong [`Parkable::may_park`] cuts a client's connection under its next request or, after a
+//! request body hyper drained because its reader dropped it, lets a fresh hyper read the body's
+//! rest as a request. hyper fails a connection whose stream ends inside a message, and the loop
+//! takes the socket up again only with hyper's read buffer empty; what the atomics must tell
+//! truly is:
+//!
+//! - No guard is alive: `in_flight == 0`. Changed by read-modify-writes only, it is never wrong;
+//!   and an HTTP/1 connection starts its guards on its own task, so a 0 it reads stays 0 until it
+//!   starts one.
+//! - No request body was dropped unread: `never_park`, set on another task just before that
+//!   guard's decrement. With both Relaxed, the connection task could see the decrement without
+//!   the flag, the very case the flag is for. So a guard's end decrements last, as a release, and
+//!   the connection task loads `in_flight` first, as an acquire ([`super::Activity::busy`]): a
+//!   guard seen ended is seen with everything its end wrote (`never_park`, `ended`, `last`).
+//! - A request ended since bytes were last handed to hyper: `ended > read_at`. `ended` only grows
+//!   and one task's reads of it never go back, so Relaxed suffices. An end on another task
+//!   concurrent with a read (a body's tail and half the next head in one read, the body's guard
+//!   ending after) counts as before it under any ordering; hyper then holds the half head, and
+//!   the connection is closed, not parked.
+//! - `park`, `dirty`, `read_at` and `parked` are the connection task's alone (tokio hands a task
+//!   moved between workers over with a happens-before).
+//!
+//! Two more need an ordering, for timing rather than safety:
+//!
+//! - `wake_when_idle`: the loop sets it, then looks at `in_flight` again
+//!   ([`super::Activity::wait_for_idle`]); the last guard's end
+//!   decrements and then looks at the flag. All four SeqCst, one sees the other (the guard
+//!   notifies, or the loop sees the end and does not wait); otherwise the loop could sleep past
+//!   the end until its next timer (up to half of `send_timeout`) before parking.
+//! - `awaiting` and `progress`: an answer stores its time, then counts itself waiting (release);
+//!   [`super::Activity::send_stalled`] loads the count (acquire), then the time. An answer seen
+//!   waiting is seen with its hand-over time, never an older one that would close the connection
+//!   of an answer handed over just now (HTTP/2, whose answers start on the streams' tasks).
+//!
+//! On the current-thread runtime all of this runs on one thread and no ordering matters.
 
 use std::io;
 use std::pin::Pin;
@@ -97,10 +151,11 @@ impl<T> Parkable<T> {
     /// no request bytes, such as a TLS record without data).
     fn may_park(&self) -> bool {
         let a = &self.activity;
+        // `busy` first: it makes what the ended guards wrote visible ("Orderings").
         a.park.load(Ordering::Relaxed)
-            && !a.never_park.load(Ordering::Relaxed)
             && !self.dirty
-            && a.in_flight.load(Ordering::Relaxed) == 0
+            && !a.busy()
+            && !a.never_park.load(Ordering::Relaxed)
             && self
                 .read_at
                 .is_none_or(|read_at| a.ended.load(Ordering::Relaxed) > read_at)
@@ -276,10 +331,9 @@ where
                     (PARK_AFTER, false)
                 }
                 Some(p) => (p, false),
-                None => {
-                    activity.wake_when_idle.store(true, Ordering::Relaxed);
-                    (abandon, true)
-                }
+                None if activity.wait_for_idle() => (abandon, true),
+                // The last request ended meanwhile: looked at again.
+                None => continue,
             };
             tokio::select! {
                 r = &mut *conn => break r,

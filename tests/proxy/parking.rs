@@ -1,21 +1,45 @@
 //! Idle HTTP/1.1 connections park without their HTTP state and are taken up again when the
-//! client speaks: one client connection, over plain TCP and TLS, across parks.
+//! client speaks: one client connection, over plain TCP and TLS, across parks; and many at once
+//! on a multi-threaded runtime, whose requests end on other workers than their connections.
+//!
+//! Each test runs on both runtime flavours (`both_flavours!`): the current-thread one on paused
+//! time (tokio moves the clock on whenever every task waits, so the park delay and the timeouts
+//! cost no real time; loopback sockets deliver within the writing call, so no wait is on the
+//! kernel), the multi-threaded one on real time (tokio cannot pause it).
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::support::certs::Certs;
 use crate::support::{self, metrics::sample, Harness, Options, HOST, TIMEOUT};
 
 const ME: &str = "/ucwa/oauth/v1/applications/192/me";
+
+/// A test on the current-thread runtime, on paused time, and on a multi-threaded one with four
+/// workers, on real time: `name::current_thread` and `name::multi_thread`.
+macro_rules! both_flavours {
+    ($(#[$doc:meta])* async fn $name:ident() $body:block) => {
+        $(#[$doc])*
+        mod $name {
+            use super::*;
+
+            #[tokio::test(start_paused = true)]
+            async fn current_thread() $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn multi_thread() $body
+        }
+    };
+}
 
 /// One HTTP/1.1 client connection (ALPN http/1.1 over TLS) and the task driving it, which ends
 /// when the server closes the connection.
@@ -50,9 +74,12 @@ async fn server_before(member: &str, server: &str) -> ringfence::server::Server 
     support::serve_toml(&toml).await
 }
 
-async fn drive<I>(io: I) -> (SendRequest<Empty<Bytes>>, JoinHandle<()>)
+async fn drive<I, B>(io: I) -> (SendRequest<B>, JoinHandle<()>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
     let task = tokio::spawn(async move {
@@ -126,18 +153,25 @@ async fn parks_and_serves_again(tls: bool) {
     wait_parked(&h, 0.0).await;
 }
 
-#[tokio::test]
-async fn an_idle_connection_parks_and_serves_its_next_request() {
-    parks_and_serves_again(false).await;
+both_flavours! {
+    async fn an_idle_connection_parks_and_serves_its_next_request() {
+        parks_and_serves_again(false).await;
+    }
 }
 
-#[tokio::test]
-async fn an_idle_tls_connection_parks_and_serves_its_next_request() {
-    parks_and_serves_again(true).await;
+both_flavours! {
+    async fn an_idle_tls_connection_parks_and_serves_its_next_request() {
+        parks_and_serves_again(true).await;
+    }
 }
 
-#[tokio::test]
-async fn a_parked_connection_is_closed_at_the_idle_timeout() {
+both_flavours! {
+    async fn a_parked_connection_is_closed_at_the_idle_timeout() {
+        parked_closed_at_the_idle_timeout().await;
+    }
+}
+
+async fn parked_closed_at_the_idle_timeout() {
     let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
     let server = server_before(&member.url(), "idle_timeout = \"1s\"").await;
     let tcp = tokio::net::TcpStream::connect(server.addrs()[0])
@@ -155,10 +189,16 @@ async fn a_parked_connection_is_closed_at_the_idle_timeout() {
     );
 }
 
-/// A TLS client's first request sent in the same write as its handshake's Finished: the session
-/// holds it before the socket is ever waited on, so it must be served, not waited for.
-#[tokio::test]
-async fn a_request_sent_with_the_tls_finished_is_served() {
+both_flavours! {
+    /// A TLS client's first request sent in the same write as its handshake's Finished: the
+    /// session holds it before the socket is ever waited on, so it must be served, not waited
+    /// for. (The client is blocking, on the blocking pool, which holds paused time still.)
+    async fn a_request_sent_with_the_tls_finished_is_served() {
+        request_sent_with_the_tls_finished().await;
+    }
+}
+
+async fn request_sent_with_the_tls_finished() {
     let h = support::start_with(Options {
         tls: true,
         ..Options::default()
@@ -220,10 +260,16 @@ async fn early_answering_member() -> SocketAddr {
     addr
 }
 
-/// The member answered while the client was still sending its body, and the client paused for
-/// longer than the park delay: the rest of the body is still body, never a request of its own.
-#[tokio::test]
-async fn a_body_still_arriving_after_the_answer_is_not_parsed_as_a_new_request() {
+both_flavours! {
+    /// The member answered while the client was still sending its body, and the client paused
+    /// for longer than the park delay: the rest of the body is still body, never a request of
+    /// its own.
+    async fn a_body_still_arriving_after_the_answer_is_not_parsed_as_a_new_request() {
+        body_still_arriving_after_the_answer().await;
+    }
+}
+
+async fn body_still_arriving_after_the_answer() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let member = early_answering_member().await;
     let server = server_before(&format!("http://{member}"), "").await;
@@ -267,4 +313,111 @@ async fn a_body_still_arriving_after_the_answer_is_not_parsed_as_a_new_request()
         Some(1.0),
         "{metrics}"
     );
+}
+
+/// One client connection's rounds: a pause around the park delay (under it, at it, over it),
+/// then a GET, or a pass-through PUT whose body the pool client's task reads, on any worker.
+async fn keep_alive_rounds(
+    addr: SocketAddr,
+    connection: usize,
+    rounds: usize,
+) -> (SendRequest<Full<Bytes>>, JoinHandle<()>) {
+    const PAUSES_MS: [u64; 7] = [0, 120, 240, 250, 260, 400, 600];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, task) = drive::<_, Full<Bytes>>(TokioIo::new(tcp)).await;
+    for round in 0..rounds {
+        let pause = PAUSES_MS[(connection * 3 + round) % PAUSES_MS.len()];
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let put = (connection + round) % 2 == 1;
+        let request = if put {
+            http::Request::put(format!("{ME}/note"))
+                .header("host", HOST)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(format!(
+                    r#"{{"message":"connection {connection}, round {round}"}}"#
+                ))))
+        } else {
+            http::Request::get(ME)
+                .header("host", HOST)
+                .body(Full::new(Bytes::new()))
+        }
+        .unwrap();
+        let response = tokio::time::timeout(TIMEOUT, send.send_request(request))
+            .await
+            .unwrap_or_else(|_| panic!("connection {connection}, round {round}: no answer"))
+            .unwrap_or_else(|e| panic!("connection {connection}, round {round}: cut: {e}"));
+        let status = response.status().as_u16();
+        let body = tokio::time::timeout(TIMEOUT, response.into_body().collect())
+            .await
+            .expect("the answer's body in time")
+            .unwrap_or_else(|e| panic!("connection {connection}, round {round}: body cut: {e}"))
+            .to_bytes();
+        let wanted = if put { 404 } else { 200 };
+        assert_eq!(
+            status,
+            wanted,
+            "connection {connection}, round {round}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    assert!(
+        !task.is_finished(),
+        "connection {connection}: the server kept it open"
+    );
+    (send, task)
+}
+
+both_flavours! {
+    /// A pass-through body of known length is sent on by hyper's client without a read past its
+    /// last frame: it counts as read to its end, and its connection parks again.
+    async fn a_connection_parks_again_after_a_pass_through_body() {
+        let h = support::start().await;
+        let (send, task) = keep_alive_rounds(h.server.addrs()[0], 1, 1).await;
+        wait_parked(&h, 1.0).await;
+        drop(send);
+        let _ = tokio::time::timeout(TIMEOUT, task).await;
+        wait_parked(&h, 0.0).await;
+    }
+}
+
+/// Many keep-alive connections on four workers, each pausing under, at and over the park delay
+/// between requests whose bodies end on other workers than their connections: every request is
+/// answered on its own connection, connections park and are taken up again, and at the end every
+/// one of them is parked ("Orderings" in src/listener/park.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_connections_park_and_wake_across_workers_without_losing_a_request() {
+    const CONNECTIONS: usize = 24;
+    const ROUNDS: usize = 8;
+    let h = support::start().await;
+    let addr = h.server.addrs()[0];
+    let before: usize = h.received_counts().iter().sum();
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|c| tokio::spawn(keep_alive_rounds(addr, c, ROUNDS)))
+        .collect();
+    let mut most_parked = 0.0f64;
+    while !clients.iter().all(JoinHandle::is_finished) {
+        most_parked = most_parked.max(parked(&h).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut connections = Vec::new();
+    for client in clients {
+        connections.push(client.await.expect("no client failed"));
+    }
+    let received: usize = h.received_counts().iter().sum::<usize>() - before;
+    assert_eq!(
+        received,
+        CONNECTIONS * ROUNDS,
+        "every request reached the pool once"
+    );
+    assert!(
+        most_parked >= 1.0,
+        "connections parked between their requests (at most {most_parked} at once)"
+    );
+    // Quiet now: every connection parks; closed by their clients, none is left.
+    wait_parked(&h, CONNECTIONS as f64).await;
+    for (send, task) in connections {
+        drop(send);
+        let _ = tokio::time::timeout(TIMEOUT, task).await;
+    }
+    wait_parked(&h, 0.0).await;
 }

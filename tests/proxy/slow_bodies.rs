@@ -2,11 +2,15 @@
 //! `body_timeout` once `body_read_timeout` passes without a byte, or once a guarded body is not
 //! complete within `body_deadline`, over HTTP/1.1 and HTTP/2, and its connection slot is freed.
 //! A body over `max_body_bytes` is a UCWA 413 on HTTP/2 over TLS too, not a stream error.
+//!
+//! The timeout tests run on paused time: tokio moves the clock on whenever every task waits, and
+//! the client, the server and the pool all run in the test's runtime on loopback sockets, whose
+//! bytes arrive within the writing call, so no wait is on the kernel.
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -14,6 +18,7 @@ use hyper::body::{Body, Frame};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::support::{self, metrics::sample, Options, HOST, SIMRING};
 
@@ -43,7 +48,7 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_body_that_stops_is_answered_408_and_frees_its_connection_slot() {
     let h = harness(
         "max_connections = 2\nbody_read_timeout = \"500ms\"\nidle_timeout = \"30s\"",
@@ -90,14 +95,14 @@ async fn a_body_that_stops_is_answered_408_and_frees_its_connection_slot() {
     assert!(h.received_guarded().is_empty(), "nothing reached the pool");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_guarded_body_that_trickles_past_the_deadline_is_answered_408() {
     trickles_past_the_deadline(&guarded_head()).await;
 }
 
 /// The deadline holds for pass-through bodies too: a byte every 200 ms would otherwise hold a
 /// slot for as long as the client likes (fresh-eyes round 4, F2).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_pass_through_body_that_trickles_past_the_deadline_is_answered_408() {
     trickles_past_the_deadline(&format!(
         "PUT /ucwa/v1/applications/1/me/note HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
@@ -149,7 +154,7 @@ async fn trickles_past_the_deadline(head: &str) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_pass_through_body_that_stops_is_answered_408() {
     let h = harness(
         "body_read_timeout = \"500ms\"\nidle_timeout = \"30s\"",
@@ -257,7 +262,7 @@ async fn h2_post(
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_http2_body_that_stops_is_answered_408() {
     for tls in [false, true] {
         let h = harness("body_read_timeout = \"500ms\"", tls).await;
@@ -347,7 +352,7 @@ async fn an_http2_client_can_finish_uploading_after_its_refusal() {
 /// An HTTP/2 client that gives its streams no flow-control window cannot be sent its answer:
 /// the connection is closed once the answer has waited `send_timeout`, and its slot freed
 /// (fresh-eyes round 4, F1: it was held for ever, past every timeout).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_http2_client_that_takes_no_answer_is_closed_after_send_timeout() {
     let h = harness(
         "max_connections = 1\nsend_timeout = \"1s\"\nidle_timeout = \"60s\"",
@@ -385,7 +390,7 @@ async fn an_http2_client_that_takes_no_answer_is_closed_after_send_timeout() {
 
 /// An HTTP/1.1 client that stops reading a large pass-through answer is closed once the answer
 /// has waited `send_timeout` (fresh-eyes round 4, F1).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_http1_client_that_stops_reading_is_closed_after_send_timeout() {
     // A member answering every request with 64 MiB.
     let member = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -455,7 +460,7 @@ async fn an_http1_client_that_stops_reading_is_closed_after_send_timeout() {
 /// One HTTP/2 connection has at most four guarded bodies read at once; its other streams wait,
 /// unread (fresh-eyes round 4, F3: 256 streams of nearly 1 MiB each were held in memory
 /// together). Six stalled streams are therefore answered 408 in two waves.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_http2_connection_has_at_most_four_guarded_bodies_read_at_once() {
     let h = harness("body_read_timeout = \"1s\"\nidle_timeout = \"60s\"", false).await;
     let tcp = TcpStream::connect(h.server.addrs()[0]).await.unwrap();
