@@ -24,6 +24,8 @@
 //!   - [`target`]: each parsed once into a [`target::Target`] (tel: per RFC 3966, sip: per
 //!     RFC 3261);
 //!   - [`policy`]: the organisation, and the decision.
+//! - [`ratelimit`] holds the per-user and per-organisation token buckets every judged guarded
+//!   request takes from.
 //! - [`iis`] holds the pool's own text rules (escapes, paths, media types, hosts), each once.
 //! - [`reject`] renders every refusal in UCWA's error format; [`forwarding`] sets what a proxy
 //!   adds on the way to the pool.
@@ -64,6 +66,7 @@ pub mod notify;
 pub mod offline;
 pub mod policy;
 pub mod preflight;
+pub mod ratelimit;
 pub mod reject;
 pub mod request;
 pub mod route;

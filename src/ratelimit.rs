@@ -1,0 +1,790 @@
+//! Rate limits on call-forwarding changes (SPEC §12): a token bucket per user and one per
+//! organisation, taken from by every judged guarded request, allowed by the policy or not.
+//!
+//! Each bucket is GCRA (the generic cell rate algorithm): one `AtomicU64` holding the bucket's
+//! theoretical arrival time (TAT), in nanoseconds since the limiter's epoch, advanced by a CAS
+//! loop. No lock, no allocation on the way; a user's bucket is found in a bounded LRU map
+//! (moka), allocated only the first time the user is seen. State is per process: N replicas
+//! allow up to N times each limit (docs/rate-limits.md).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+use tokio::time::Instant;
+
+/// Users tracked when `max_users` is not set.
+pub const DEFAULT_MAX_USERS: u64 = 100_000;
+
+/// The time unit of a [`Rate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Per {
+    Second,
+    Minute,
+    Hour,
+}
+
+impl Per {
+    pub fn window(self) -> Duration {
+        Duration::from_secs(match self {
+            Per::Second => 1,
+            Per::Minute => 60,
+            Per::Hour => 3_600,
+        })
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Per::Second => "s",
+            Per::Minute => "min",
+            Per::Hour => "h",
+        }
+    }
+}
+
+/// A limit as an operator writes it: `10/min` allows 10 at once from a full bucket, and one
+/// more every 6 s after that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    count: NonZeroU32,
+    per: Per,
+}
+
+/// Why a rate does not read; the messages name what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    #[error(
+        "`{0}` is not a rate: write COUNT/UNIT, e.g. \"10/min\" (units: s, sec, min, h, hour)"
+    )]
+    Shape(String),
+    #[error("`{0}` is not a count: write a whole number from 1 to 4294967295 before the `/`")]
+    Count(String),
+    #[error("a rate of 0 allows nothing: write at least 1 (to have no limit, leave the key out)")]
+    Zero,
+    #[error("`{0}` is not a time unit: write s, sec, min, h or hour")]
+    Unit(String),
+    #[error("`{0}` is more than one per nanosecond, which this limiter cannot measure")]
+    TooFast(String),
+}
+
+impl Rate {
+    pub fn new(count: NonZeroU32, per: Per) -> Rate {
+        Rate { count, per }
+    }
+
+    /// How many a full bucket allows at once.
+    pub fn count(self) -> u32 {
+        self.count.get()
+    }
+
+    pub fn per(self) -> Per {
+        self.per
+    }
+
+    pub fn window(self) -> Duration {
+        self.per.window()
+    }
+}
+
+impl FromStr for Rate {
+    type Err = RateError;
+
+    fn from_str(s: &str) -> Result<Rate, RateError> {
+        let (count, unit) = s
+            .split_once('/')
+            .ok_or_else(|| RateError::Shape(s.to_owned()))?;
+        let (count, unit) = (count.trim(), unit.trim());
+        if count.is_empty() || unit.is_empty() {
+            return Err(RateError::Shape(s.to_owned()));
+        }
+        if !count.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RateError::Count(count.to_owned()));
+        }
+        // Only digits: the one failure left is overflow.
+        let count: u32 = count
+            .parse()
+            .map_err(|_| RateError::Count(count.to_owned()))?;
+        let count = NonZeroU32::new(count).ok_or(RateError::Zero)?;
+        let per = match unit.to_ascii_lowercase().as_str() {
+            "s" | "sec" => Per::Second,
+            "min" => Per::Minute,
+            "h" | "hour" => Per::Hour,
+            _ => return Err(RateError::Unit(unit.to_owned())),
+        };
+        let rate = Rate { count, per };
+        if Gcra::of(rate).interval == 0 {
+            return Err(RateError::TooFast(s.to_owned()));
+        }
+        Ok(rate)
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.count, self.per.unit())
+    }
+}
+
+/// A rate in the units the buckets count in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gcra {
+    /// Nanoseconds one token takes to come back: window / count, rounded down.
+    interval: u64,
+    /// How far ahead of now the TAT may run: count × interval (≤ the window, so a full bucket
+    /// allows exactly `count` whatever the rounding).
+    burst: u64,
+    count: u32,
+    window: Duration,
+}
+
+impl Gcra {
+    fn of(rate: Rate) -> Gcra {
+        let window = rate.window();
+        let interval = (window.as_nanos() / u128::from(rate.count())) as u64;
+        Gcra {
+            interval,
+            burst: interval * u64::from(rate.count()),
+            count: rate.count(),
+            window,
+        }
+    }
+}
+
+/// One token bucket: its theoretical arrival time, in nanoseconds since the limiter's epoch.
+/// 0 (or any time already past) is a full bucket.
+#[derive(Debug, Default)]
+struct Bucket(AtomicU64);
+
+impl Bucket {
+    /// Takes `n` tokens at `now`, or says how long until `n` will be there. A bucket never holds
+    /// more than `count` tokens, so `n > count` can never pass: it is refused with the full
+    /// window as its wait (the caller's request is too big for the limit, not early).
+    fn take(&self, g: Gcra, n: u32, now: u64) -> Result<(), Duration> {
+        if n == 0 {
+            return Ok(());
+        }
+        if n > g.count {
+            return Err(g.window);
+        }
+        // ≤ burst ≤ one hour in nanoseconds: no overflow.
+        let cost = u64::from(n) * g.interval;
+        // Relaxed: the TAT is the only datum; no other memory is published through it.
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
+                let next = tat.max(now) + cost;
+                (next - now <= g.burst).then_some(next)
+            })
+            .map(drop)
+            .map_err(|tat| Duration::from_nanos(tat.max(now) + cost - now - g.burst))
+    }
+
+    /// Gives back `n` tokens taken by [`Bucket::take`]. Other takes in between only moved the
+    /// TAT further, so subtracting the same cost restores exactly what this one took.
+    fn give_back(&self, g: Gcra, n: u32) {
+        let cost = u64::from(n) * g.interval;
+        // fetch_sub could wrap below 0 if the bucket refilled meanwhile; saturate instead.
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
+                Some(tat.saturating_sub(cost))
+            });
+    }
+}
+
+/// `[policy.rate_limit]`: no rate, no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    pub per_user: Option<Rate>,
+    pub per_organisation: Option<Rate>,
+    /// Users tracked at most; the least recently seen is forgotten first.
+    pub max_users: u64,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            per_user: None,
+            per_organisation: None,
+            max_users: DEFAULT_MAX_USERS,
+        }
+    }
+}
+
+/// `[organisations.rate_limit]`: a rate set here replaces the `[policy.rate_limit]` one for
+/// this organisation; `None` keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitOverrides {
+    pub per_user: Option<Rate>,
+    pub per_organisation: Option<Rate>,
+}
+
+/// An organisation as the limiter knows it: its position in the iterator given to
+/// [`Limiter::new`]. Build that iterator in `Policy::organisations()` order and an
+/// organisation's position there is its index here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OrgIndex(pub usize);
+
+/// Which bucket refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    User,
+    Organisation,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Organisation => "organisation",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request over a limit: 429 `rate_limited`, with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("over the {scope} rate limit; enough tokens in {retry_after:?}")]
+pub struct Limited {
+    pub scope: Scope,
+    /// When the tokens this request needs will be there (the full window when it needs more
+    /// than the bucket holds).
+    pub retry_after: Duration,
+}
+
+impl Limited {
+    /// `Retry-After` in whole seconds: rounded up, at least 1, so a client that waits that long
+    /// finds its tokens.
+    pub fn retry_after_secs(&self) -> u64 {
+        let d = self.retry_after;
+        (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+    }
+}
+
+/// One organisation's rates and its own bucket.
+#[derive(Debug)]
+struct Org {
+    name: Box<str>,
+    per_user: Option<Gcra>,
+    bucket: Option<(Gcra, Bucket)>,
+}
+
+/// Every bucket of one configuration. Built once per configuration; one [`Limiter::check`] per
+/// judged guarded request.
+pub struct Limiter {
+    epoch: Instant,
+    settings: RateLimitSettings,
+    /// `None` when no organisation and no default limits users: nothing to track.
+    users: Option<Cache<String, Arc<Bucket>>>,
+    /// The per-user rate of requests in no organisation.
+    per_user: Option<Gcra>,
+    orgs: Vec<Org>,
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("settings", &self.settings)
+            .field("orgs", &self.orgs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Limiter {
+    /// The limiter of a configuration: `organisations` in `Policy::organisations()` order
+    /// (their positions are the [`OrgIndex`]es `check` takes), each with its overrides.
+    pub fn new<'a>(
+        settings: &RateLimitSettings,
+        organisations: impl IntoIterator<Item = (&'a str, RateLimitOverrides)>,
+    ) -> Limiter {
+        Limiter::build(Instant::now(), settings, organisations)
+    }
+
+    fn build<'a>(
+        epoch: Instant,
+        settings: &RateLimitSettings,
+        organisations: impl IntoIterator<Item = (&'a str, RateLimitOverrides)>,
+    ) -> Limiter {
+        let orgs: Vec<Org> = organisations
+            .into_iter()
+            .map(|(name, o)| Org {
+                name: name.into(),
+                per_user: o.per_user.or(settings.per_user).map(Gcra::of),
+                bucket: o
+                    .per_organisation
+                    .or(settings.per_organisation)
+                    .map(|r| (Gcra::of(r), Bucket::default())),
+            })
+            .collect();
+        let per_user = settings.per_user.map(Gcra::of);
+        // A bucket idle for its window is full again: forgetting it then loses nothing. Users
+        // of different organisations share the map, so idle for the longest window.
+        let idle = orgs
+            .iter()
+            .filter_map(|o| o.per_user)
+            .chain(per_user)
+            .map(|g| g.window)
+            .max();
+        let users = idle.map(|idle| {
+            Cache::builder()
+                .max_capacity(settings.max_users)
+                .time_to_idle(idle)
+                // Not TinyLFU: when full, it may decline to keep a newcomer, who would then get
+                // a fresh bucket on every request, unlimited. LRU always tracks the newcomer.
+                .eviction_policy(EvictionPolicy::lru())
+                .build()
+        });
+        Limiter {
+            epoch,
+            settings: *settings,
+            users,
+            per_user,
+            orgs,
+        }
+    }
+
+    /// The limiter of a reloaded configuration, keeping what this one counted: the same user
+    /// buckets (shared when the map's bounds are unchanged, copied otherwise) and each
+    /// organisation's bucket by name, so a reload grants no one a fresh bucket.
+    pub fn reconfigured<'a>(
+        &self,
+        settings: &RateLimitSettings,
+        organisations: impl IntoIterator<Item = (&'a str, RateLimitOverrides)>,
+    ) -> Limiter {
+        let mut next = Limiter::build(self.epoch, settings, organisations);
+        let old: HashMap<&str, &Bucket> = self
+            .orgs
+            .iter()
+            .filter_map(|o| Some((&*o.name, &o.bucket.as_ref()?.1)))
+            .collect();
+        for org in &mut next.orgs {
+            if let (Some((_, bucket)), Some(old)) = (&org.bucket, old.get(&*org.name)) {
+                bucket
+                    .0
+                    .store(old.0.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        if let (Some(old), Some(new)) = (&self.users, &mut next.users) {
+            let same = settings.max_users == self.settings.max_users
+                && old.policy().time_to_idle() == new.policy().time_to_idle();
+            if same {
+                *new = old.clone();
+            } else {
+                for (key, bucket) in old.iter() {
+                    new.insert(String::clone(&key), bucket);
+                }
+            }
+        }
+        next
+    }
+
+    /// The organisation `name`'s index, for building a table once per configuration; never
+    /// per request.
+    pub fn organisation(&self, name: &str) -> Option<OrgIndex> {
+        self.orgs
+            .iter()
+            .position(|o| &*o.name == name)
+            .map(OrgIndex)
+    }
+
+    /// Takes `cost` tokens (1 per request, 1 per guarded part of a batch) from the user's bucket
+    /// and the organisation's. `user` is the user's SIP URI when known, else `app:<application
+    /// id>`; `None` (no application in the path) takes from the organisation's alone.
+    ///
+    /// The user's bucket is tried first, so one user over their limit spends none of their
+    /// organisation's tokens. When the organisation's bucket then refuses, the user's tokens are
+    /// given back: a refused request costs nothing. In between, another request of the same user
+    /// may see those tokens gone and be refused; never the reverse, so the limit holds.
+    pub fn check(
+        &self,
+        user: Option<&str>,
+        organisation: Option<OrgIndex>,
+        cost: u32,
+    ) -> Result<(), Limited> {
+        let now = Instant::now().saturating_duration_since(self.epoch);
+        self.check_at(user, organisation, cost, now.as_nanos() as u64)
+    }
+
+    fn check_at(
+        &self,
+        user: Option<&str>,
+        organisation: Option<OrgIndex>,
+        cost: u32,
+        now: u64,
+    ) -> Result<(), Limited> {
+        // An index from another configuration: limit by the defaults rather than panic.
+        let org = organisation.and_then(|OrgIndex(i)| {
+            let org = self.orgs.get(i);
+            debug_assert!(org.is_some(), "OrgIndex({i}) of another configuration");
+            org
+        });
+        let per_user = org.map_or(self.per_user, |o| o.per_user);
+        let user_bucket = match (user, per_user, &self.users) {
+            (Some(key), Some(g), Some(users)) => {
+                let bucket = users.get_with_by_ref(key, Arc::default);
+                bucket.take(g, cost, now).map_err(|retry_after| Limited {
+                    scope: Scope::User,
+                    retry_after,
+                })?;
+                Some((bucket, g))
+            }
+            _ => None,
+        };
+        if let Some((g, bucket)) = org.and_then(|o| o.bucket.as_ref()) {
+            if let Err(retry_after) = bucket.take(*g, cost, now) {
+                if let Some((bucket, g)) = user_bucket {
+                    bucket.give_back(g, cost);
+                }
+                return Err(Limited {
+                    scope: Scope::Organisation,
+                    retry_after,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn settings(&self) -> &RateLimitSettings {
+        &self.settings
+    }
+
+    /// Users tracked now, after pending evictions are applied: for tests and diagnostics,
+    /// never per request.
+    pub fn users(&self) -> u64 {
+        self.users.as_ref().map_or(0, |u| {
+            u.run_pending_tasks();
+            u.entry_count()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn rate(s: &str) -> Rate {
+        s.parse().unwrap()
+    }
+
+    fn settings(per_user: Option<&str>, per_org: Option<&str>) -> RateLimitSettings {
+        RateLimitSettings {
+            per_user: per_user.map(rate),
+            per_organisation: per_org.map(rate),
+            max_users: DEFAULT_MAX_USERS,
+        }
+    }
+
+    fn one_org(s: &RateLimitSettings) -> Limiter {
+        Limiter::new(s, [("contoso", RateLimitOverrides::default())])
+    }
+
+    const ORG: Option<OrgIndex> = Some(OrgIndex(0));
+
+    #[test]
+    fn rates_parse_and_display() {
+        let ok = [
+            ("10/min", 10, Per::Minute, "10/min"),
+            ("1/s", 1, Per::Second, "1/s"),
+            ("5/sec", 5, Per::Second, "5/s"),
+            ("600/h", 600, Per::Hour, "600/h"),
+            ("7/hour", 7, Per::Hour, "7/h"),
+            (" 10 / MIN ", 10, Per::Minute, "10/min"),
+            ("4294967295/h", u32::MAX, Per::Hour, "4294967295/h"),
+            ("1000000000/s", 1_000_000_000, Per::Second, "1000000000/s"),
+        ];
+        for (text, count, per, shown) in ok {
+            let r = rate(text);
+            assert_eq!((r.count(), r.per()), (count, per), "{text}");
+            assert_eq!(r.to_string(), shown, "{text}");
+            assert_eq!(rate(shown), r, "{text} round trip");
+        }
+        let bad = [
+            ("", RateError::Shape(String::new())),
+            ("10", RateError::Shape("10".into())),
+            ("10/", RateError::Shape("10/".into())),
+            ("/min", RateError::Shape("/min".into())),
+            ("0/min", RateError::Zero),
+            ("-1/min", RateError::Count("-1".into())),
+            ("+1/min", RateError::Count("+1".into())),
+            ("1.5/min", RateError::Count("1.5".into())),
+            ("ten/min", RateError::Count("ten".into())),
+            ("4294967296/min", RateError::Count("4294967296".into())),
+            (
+                "99999999999999999999/s",
+                RateError::Count("99999999999999999999".into()),
+            ),
+            ("10/day", RateError::Unit("day".into())),
+            ("10/m", RateError::Unit("m".into())),
+            ("10/min/s", RateError::Unit("min/s".into())),
+            ("1000000001/s", RateError::TooFast("1000000001/s".into())),
+        ];
+        for (text, err) in bad {
+            assert_eq!(text.parse::<Rate>(), Err(err), "{text:?}");
+        }
+        // The message says what to write.
+        let msg = "0/min".parse::<Rate>().unwrap_err().to_string();
+        assert!(msg.contains("leave the key out"), "{msg}");
+        let msg = "10/day".parse::<Rate>().unwrap_err().to_string();
+        assert!(msg.contains("s, sec, min, h or hour"), "{msg}");
+    }
+
+    #[test]
+    fn a_full_bucket_allows_exactly_count_then_refills_one_per_interval() {
+        let g = Gcra::of(rate("10/min"));
+        let b = Bucket::default();
+        let t0 = 1_000 * SEC;
+        for i in 0..10 {
+            assert_eq!(b.take(g, 1, t0), Ok(()), "token {i}");
+        }
+        // The 11th: one token comes back 6 s later.
+        assert_eq!(b.take(g, 1, t0), Err(Duration::from_secs(6)));
+        assert_eq!(b.take(g, 1, t0 + 2 * SEC), Err(Duration::from_secs(4)));
+        assert_eq!(b.take(g, 1, t0 + 6 * SEC - 1), Err(Duration::from_nanos(1)));
+        assert_eq!(b.take(g, 1, t0 + 6 * SEC), Ok(()));
+        assert!(b.take(g, 1, t0 + 6 * SEC).is_err());
+        // A minute idle: full again, and no more than full.
+        let t1 = t0 + 6 * SEC + 3600 * SEC;
+        for _ in 0..10 {
+            assert_eq!(b.take(g, 1, t1), Ok(()));
+        }
+        assert!(b.take(g, 1, t1).is_err());
+    }
+
+    #[test]
+    fn refused_takes_cost_nothing() {
+        let g = Gcra::of(rate("2/s"));
+        let b = Bucket::default();
+        b.take(g, 2, 0).unwrap();
+        for _ in 0..100 {
+            assert!(b.take(g, 1, 0).is_err());
+        }
+        assert_eq!(b.take(g, 1, SEC / 2), Ok(()));
+    }
+
+    #[test]
+    fn a_cost_takes_that_many_tokens_and_waits_for_all_of_them() {
+        let g = Gcra::of(rate("10/min"));
+        let b = Bucket::default();
+        assert_eq!(b.take(g, 4, 0), Ok(()));
+        assert_eq!(b.take(g, 4, 0), Ok(()));
+        // 2 left; 4 more needs 2 back: 12 s.
+        assert_eq!(b.take(g, 4, 0), Err(Duration::from_secs(12)));
+        assert_eq!(b.take(g, 2, 0), Ok(()));
+        assert_eq!(b.take(g, 0, 0), Ok(()), "a cost of 0 takes nothing");
+        // More than the bucket holds: never, so the full window.
+        let fresh = Bucket::default();
+        assert_eq!(fresh.take(g, 11, 0), Err(Duration::from_secs(60)));
+        assert_eq!(fresh.take(g, u32::MAX, 0), Err(Duration::from_secs(60)));
+        assert_eq!(fresh.take(g, 10, 0), Ok(()), "a refusal took nothing");
+    }
+
+    #[test]
+    fn uneven_windows_still_allow_exactly_count() {
+        let g = Gcra::of(rate("7/min"));
+        let b = Bucket::default();
+        for _ in 0..7 {
+            b.take(g, 1, 5).unwrap();
+        }
+        let wait = b.take(g, 1, 5).unwrap_err();
+        assert_eq!(wait, Duration::from_nanos(60 * SEC / 7));
+    }
+
+    #[test]
+    fn many_threads_on_one_key_get_exactly_count() {
+        let limiter = one_org(&settings(Some("1000/h"), None));
+        let oks = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..1_000 {
+                        if limiter
+                            .check_at(Some("sip:alice@contoso.com"), ORG, 1, 42)
+                            .is_ok()
+                        {
+                            oks.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(oks.into_inner(), 1_000);
+        assert_eq!(limiter.users(), 1);
+    }
+
+    #[test]
+    fn on_the_real_clock_a_burst_gets_count() {
+        // One token comes back every 6 s: the burst's few microseconds cannot see one.
+        let limiter = one_org(&settings(Some("10/min"), None));
+        let oks = (0..50)
+            .filter(|_| limiter.check(Some("app:1"), ORG, 1).is_ok())
+            .count();
+        assert_eq!(oks, 10);
+        let limited = limiter.check(Some("app:1"), ORG, 1).unwrap_err();
+        assert_eq!(limited.scope, Scope::User);
+        // Up to 6 s, less what the burst took (a loaded machine may pause it a while).
+        assert!(limited.retry_after <= Duration::from_secs(6));
+        assert!(limited.retry_after > Duration::from_secs(2));
+        assert!((3..=6).contains(&limited.retry_after_secs()));
+        // Another user has their own bucket.
+        assert_eq!(limiter.check(Some("app:2"), ORG, 1), Ok(()));
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let l = |ms| Limited {
+            scope: Scope::User,
+            retry_after: Duration::from_millis(ms),
+        };
+        assert_eq!(l(0).retry_after_secs(), 1);
+        assert_eq!(l(1).retry_after_secs(), 1);
+        assert_eq!(l(1000).retry_after_secs(), 1);
+        assert_eq!(l(1001).retry_after_secs(), 2);
+        assert_eq!(l(60_000).retry_after_secs(), 60);
+    }
+
+    #[test]
+    fn an_organisation_refusal_gives_the_users_tokens_back() {
+        let limiter = one_org(&settings(Some("3/min"), Some("4/min")));
+        for user in ["app:a", "app:a", "app:b", "app:b"] {
+            limiter.check_at(Some(user), ORG, 1, 0).unwrap();
+        }
+        // The organisation is out; app:c's try costs app:c nothing.
+        for _ in 0..5 {
+            let e = limiter.check_at(Some("app:c"), ORG, 1, 0).unwrap_err();
+            assert_eq!(e.scope, Scope::Organisation);
+            assert_eq!(e.retry_after, Duration::from_secs(15));
+        }
+        // 45 s on, the organisation has 3 back, and app:c its full 3.
+        for _ in 0..3 {
+            limiter.check_at(Some("app:c"), ORG, 1, 45 * SEC).unwrap();
+        }
+        let e = limiter
+            .check_at(Some("app:c"), ORG, 1, 45 * SEC)
+            .unwrap_err();
+        assert_eq!(e.scope, Scope::User);
+    }
+
+    #[test]
+    fn a_user_refusal_spends_none_of_the_organisations_tokens() {
+        let limiter = one_org(&settings(Some("1/min"), Some("3/min")));
+        limiter.check_at(Some("app:a"), ORG, 1, 0).unwrap();
+        for _ in 0..10 {
+            let e = limiter.check_at(Some("app:a"), ORG, 1, 0).unwrap_err();
+            assert_eq!(e.scope, Scope::User);
+        }
+        limiter.check_at(Some("app:b"), ORG, 1, 0).unwrap();
+        limiter.check_at(None, ORG, 1, 0).unwrap();
+        let e = limiter.check_at(None, ORG, 1, 0).unwrap_err();
+        assert_eq!(e.scope, Scope::Organisation);
+    }
+
+    #[test]
+    fn organisations_override_the_defaults() {
+        let s = settings(Some("1/min"), Some("100/min"));
+        let limiter = Limiter::new(
+            &s,
+            [
+                ("contoso", RateLimitOverrides::default()),
+                (
+                    "fabrikam",
+                    RateLimitOverrides {
+                        per_user: Some(rate("3/min")),
+                        per_organisation: Some(rate("2/min")),
+                    },
+                ),
+            ],
+        );
+        let fabrikam = limiter.organisation("fabrikam");
+        assert_eq!(fabrikam, Some(OrgIndex(1)));
+        assert_eq!(limiter.organisation("nobody"), None);
+        // contoso: 1 per user.
+        limiter.check_at(Some("u1"), ORG, 1, 0).unwrap();
+        assert!(limiter.check_at(Some("u1"), ORG, 1, 0).is_err());
+        // fabrikam: 3 per user, but 2 for the whole organisation.
+        limiter.check_at(Some("u2"), fabrikam, 2, 0).unwrap();
+        let e = limiter.check_at(Some("u2"), fabrikam, 1, 0).unwrap_err();
+        assert_eq!(e.scope, Scope::Organisation);
+        // No organisation: the default per-user rate, no organisation bucket.
+        limiter.check_at(Some("u3"), None, 1, 0).unwrap();
+        assert_eq!(
+            limiter.check_at(Some("u3"), None, 1, 0).unwrap_err().scope,
+            Scope::User
+        );
+    }
+
+    #[test]
+    fn no_rates_no_limits_and_no_map() {
+        let limiter = one_org(&RateLimitSettings::default());
+        for _ in 0..1_000 {
+            limiter.check_at(Some("app:1"), ORG, 100, 0).unwrap();
+        }
+        assert_eq!(limiter.users(), 0);
+    }
+
+    #[test]
+    fn the_user_map_stays_within_max_users() {
+        let s = RateLimitSettings {
+            max_users: 1_000,
+            ..settings(Some("10/min"), None)
+        };
+        let limiter = one_org(&s);
+        let mut key = String::new();
+        for i in 0..200_000u32 {
+            use std::fmt::Write as _;
+            key.clear();
+            let _ = write!(key, "app:{i}");
+            limiter.check_at(Some(&key), ORG, 1, 0).unwrap();
+        }
+        let n = limiter.users();
+        assert!(n <= 1_000, "{n} users tracked");
+        assert!(n > 0);
+    }
+
+    #[test]
+    fn a_reload_keeps_what_was_counted() {
+        let s = settings(Some("2/min"), Some("3/min"));
+        let old = one_org(&s);
+        old.check_at(Some("app:1"), ORG, 2, 0).unwrap();
+        old.check_at(None, ORG, 1, 0).unwrap();
+        // Same bounds: the map is shared.
+        let next = old.reconfigured(&s, [("contoso", RateLimitOverrides::default())]);
+        assert_eq!(
+            next.check_at(Some("app:1"), ORG, 1, 0).unwrap_err().scope,
+            Scope::User
+        );
+        assert_eq!(
+            next.check_at(None, ORG, 1, 0).unwrap_err().scope,
+            Scope::Organisation
+        );
+        // Other bounds: copied. Organisations follow their name, not their position.
+        let bigger = RateLimitSettings { max_users: 10, ..s };
+        let moved = old.reconfigured(
+            &bigger,
+            [
+                ("fabrikam", RateLimitOverrides::default()),
+                ("contoso", RateLimitOverrides::default()),
+            ],
+        );
+        let contoso = moved.organisation("contoso");
+        assert!(moved.check_at(Some("app:1"), contoso, 1, 0).is_err());
+        assert_eq!(
+            moved.check_at(None, contoso, 1, 0).unwrap_err().scope,
+            Scope::Organisation
+        );
+        moved
+            .check_at(None, moved.organisation("fabrikam"), 3, 0)
+            .unwrap();
+    }
+}
