@@ -378,14 +378,19 @@ mod tests {
         judge(parts, body, config, sni)
     }
 
+    /// Read when the test runs: the release build's context (`.dockerignore`) has no tests/.
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/requests/{name}.http",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
     #[test]
     fn every_printed_field_is_a_field_of_the_trails_decision_line() {
         let config = demo();
-        let batch = judged(
-            &config,
-            include_bytes!("../tests/fixtures/requests/batch.http"),
-            Some("lyncweb.contoso.com"),
-        );
+        let batch = judged(&config, &fixture("batch"), Some("lyncweb.contoso.com"));
         assert_eq!(batch.rulings.len(), 2);
         for ruling in &batch.rulings {
             let line = batch.trail_line(ruling, true);
@@ -419,11 +424,7 @@ mod tests {
         let small =
             crate::config::DEMO_TOML.replace("[server]\n", "[server]\nmax_body_bytes = 8\n");
         let config = Config::from_toml(&small).expect("valid");
-        let request = judged(
-            &config,
-            include_bytes!("../tests/fixtures/requests/lf-only.http"),
-            None,
-        );
+        let request = judged(&config, &fixture("lf-only"), None);
         assert_eq!(request.traffic, Traffic::Guarded);
         assert!(matches!(
             request.answer,
