@@ -110,7 +110,7 @@ fn decide(c: &mut Criterion) {
          allow_sip_domains = [\"contoso.com\"]\n",
     )
     .expect("a valid policy");
-    let policy = &config.policy;
+    let policy = config.policy();
     let target = Target::parse("tel:+14255550100", policy.max_target_length()).unwrap();
     assert!(policy
         .decide(policy.organisation_for(HOST), &target)
