@@ -130,6 +130,8 @@ pub enum Decided {
     Deny,
     /// A judged part of a batch that another part got refused: never sent, never `allow`.
     NotSent,
+    /// Refused by the target rules of an organisation in shadow mode, and forwarded.
+    ShadowDeny,
 }
 
 /// The reason the trail gives a [`Decided::NotSent`] part.
@@ -143,6 +145,7 @@ impl Decided {
             Decided::Allow => Some("allow"),
             Decided::Deny => Some("deny"),
             Decided::NotSent => None,
+            Decided::ShadowDeny => Some("shadow_deny"),
         }
     }
 }

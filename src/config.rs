@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::client::TrustedProxies;
 use crate::policy::Policy;
+use crate::ratelimit::{Limiter, RateLimitOverrides, RateLimitSettings};
 use crate::route::Guards;
 
 /// The embedded demo configuration: used by `ringfence demo` only, never under a real file.
@@ -34,6 +35,10 @@ pub struct Config {
     pub(crate) audit: AuditSettings,
     pub(crate) access_log: AccessLogSettings,
     pub(crate) identity: Identity,
+    /// `[policy.rate_limit]`, and each organisation's overrides in `policy.organisations()`
+    /// order.
+    pub(crate) rate_limit: RateLimitSettings,
+    pub(crate) organisation_rate_limits: Vec<RateLimitOverrides>,
     /// Accepted but suspicious settings (e.g. no organisations), for check-config and the log.
     pub(crate) warnings: Vec<Problem>,
     /// What the configuration was built from, hashed: the file's bytes and every
@@ -191,6 +196,25 @@ impl Config {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    pub fn rate_limit(&self) -> &RateLimitSettings {
+        &self.rate_limit
+    }
+
+    /// The rate limiter of this configuration; `previous`'s buckets are kept across a reload,
+    /// so a reload grants no one a fresh bucket.
+    pub fn limiter(&self, previous: Option<&Limiter>) -> Limiter {
+        let organisations = self
+            .policy
+            .organisations()
+            .iter()
+            .zip(&self.organisation_rate_limits)
+            .map(|(o, overrides)| (o.name(), *overrides));
+        match previous {
+            Some(previous) => previous.reconfigured(&self.rate_limit, organisations),
+            None => Limiter::new(&self.rate_limit, organisations),
+        }
     }
 
     pub fn guards(&self) -> &Guards {

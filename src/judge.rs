@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::extract::{self, batch, ExtractError};
 use crate::forwarding;
 use crate::iis::media::{self, EncodingError};
-use crate::policy::{DenyReason, Organisation, Policy, Rule};
+use crate::policy::{DenyReason, Mode, Organisation, Policy, Rule};
 use crate::reject::Rejection;
 use crate::request::{self, METHOD_OVERRIDES, PATH_OVERRIDES, X_UP_DEVCAP_POST_CHARSET};
 use crate::route::{self, Guard, Route, Traffic};
@@ -129,6 +129,8 @@ pub struct Ruling<'c> {
     pub rule: Option<Rule<'c>>,
     /// `None` when allowed.
     pub refusal: Option<Rejection>,
+    /// The refusal is only recorded: a target rule's, in an organisation in shadow mode.
+    pub shadow: bool,
     /// The target as received, when it was refused because it could not be parsed.
     pub raw_target: Option<Box<str>>,
     /// Where in a batch: `Some` for a batch part, or for a batch refused as a whole.
@@ -158,11 +160,18 @@ impl Ruling<'_> {
     /// (`batch_refused`), never `allow`. The gateway's lines and `eval --request` say it through
     /// this one function, so they cannot tell a request differently.
     pub fn decided(&self, refused: bool) -> (Decided, &'static str) {
-        match (self.allowed(), refused) {
-            (true, false) => (Decided::Allow, self.reason()),
-            (true, true) => (Decided::NotSent, audit::BATCH_REFUSED),
-            (false, _) => (Decided::Deny, self.reason()),
+        match (self.allowed(), self.shadow, refused) {
+            (true, _, false) => (Decided::Allow, self.reason()),
+            (true, _, true) | (false, true, true) => (Decided::NotSent, audit::BATCH_REFUSED),
+            (false, true, false) => (Decided::ShadowDeny, self.reason()),
+            (false, false, _) => (Decided::Deny, self.reason()),
         }
+    }
+
+    /// Whether this ruling's refusal is only recorded, given the mode its organisation is in.
+    fn shadowed(&self, policy: &Policy) -> bool {
+        self.refusal.is_some_and(Rejection::by_target_rules)
+            && policy.mode_for(self.organisation) == Mode::Shadow
     }
 }
 
@@ -372,6 +381,7 @@ impl<'c> Pending<'c> {
             targets: Vec::new(),
             rule: None,
             refusal: Some(refusal),
+            shadow: false,
             raw_target: None,
             batch: matches!(self.kind, Kind::Batch).then_some(Part {
                 part: None,
@@ -442,7 +452,7 @@ impl<'c> Pending<'c> {
         };
         let found = Found::judge(self.policy(), self.organisation(), &inbound, guard);
         let recorded = found.is_decision(&self.head.method, guard);
-        let ruling = Ruling {
+        let mut ruling = Ruling {
             method: self.head.method.clone(),
             path: self.head.uri.path().into(),
             resource: &guard.resource,
@@ -450,13 +460,18 @@ impl<'c> Pending<'c> {
             targets: found.targets,
             rule: found.rule,
             refusal: found.outcome.err(),
+            shadow: false,
             raw_target: found.raw_target,
             batch: None,
         };
+        // In shadow mode a target rule's refusal is recorded, and the request forwarded.
+        ruling.shadow = recorded && ruling.shadowed(self.policy());
+        let shadow = ruling.shadow;
         let rulings = if recorded { vec![ruling] } else { Vec::new() };
         drop(content_encoding);
         match found.outcome {
             Ok(()) => self.cleared(body, rulings),
+            Err(_) if shadow => self.cleared(body, rulings),
             Err(rejection) => self.refused(rejection, &guard.parameter, rulings),
         }
     }
@@ -479,7 +494,8 @@ impl<'c> Pending<'c> {
         }
     }
 
-    /// The rulings of a batch's guarded parts, stopping at the first refused part, whose
+    /// The rulings of a batch's guarded parts, stopping at the first part refused (and not only
+    /// recorded, in shadow mode), whose
     /// rejection and parameter come with them; `Err` when the batch as a whole is refused.
     #[allow(clippy::type_complexity)]
     fn batch_parts(
@@ -556,7 +572,7 @@ impl<'c> Pending<'c> {
                 return Err(Rejection::BadBatch);
             }
             let refusal = found.outcome.err();
-            rulings.push(Ruling {
+            let mut ruling = Ruling {
                 method,
                 path: path.into(),
                 resource: &guard.resource,
@@ -564,14 +580,21 @@ impl<'c> Pending<'c> {
                 targets: found.targets,
                 rule: found.rule,
                 refusal,
+                shadow: false,
                 raw_target: found.raw_target,
                 batch: Some(Part {
                     part: Some(index + 1),
                     parts: Some(parts.len()),
                 }),
-            });
-            if let Some(rejection) = refusal {
-                return Ok((rulings, Some((rejection, &guard.parameter))));
+            };
+            ruling.shadow = ruling.shadowed(self.policy());
+            let enforced = !ruling.shadow;
+            rulings.push(ruling);
+            match refusal {
+                Some(rejection) if enforced => {
+                    return Ok((rulings, Some((rejection, &guard.parameter))));
+                }
+                _ => {}
             }
         }
         Ok((rulings, None))

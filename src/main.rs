@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ringfence::audit::Decided;
 use ringfence::config::Config;
 use ringfence::logfile::LogFile;
 use ringfence::offline;
+use ringfence::policy::Mode;
 use ringfence::preflight;
 use ringfence::server::Server;
 use ringfence::target::Target;
@@ -338,36 +340,43 @@ fn eval(
         (None, None) => policy.organisation_for(""),
     };
     let org_name = organisation.map_or("none", |o| o.name());
+    let mode = policy.mode_for(organisation);
     let mut any_denied = false;
     for raw in targets {
-        let (normal, decision, reason, rule) = match Target::parse(raw, policy.max_target_length())
-        {
+        let (normal, refusal, rule) = match Target::parse(raw, policy.max_target_length()) {
             Ok(target) => {
                 let d = policy.decide(organisation, &target);
-                let verdict = if d.allowed() { "allow" } else { "deny" };
+                let refusal = (!d.allowed()).then(|| d.reason());
                 (
                     Some(target.to_string()),
-                    verdict,
-                    d.reason(),
+                    refusal,
                     d.rule.map(|r| r.to_string()),
                 )
             }
-            Err(ringfence::target::TargetError::TooLong { .. }) => (None, "deny", "too_long", None),
-            Err(ringfence::target::TargetError::Malformed(_)) => (None, "deny", "malformed", None),
+            Err(ringfence::target::TargetError::TooLong { .. }) => (None, Some("too_long"), None),
+            Err(ringfence::target::TargetError::Malformed(_)) => (None, Some("malformed"), None),
         };
-        any_denied |= decision == "deny";
+        // The trail's words: in shadow mode a target rule's refusal is recorded and forwarded.
+        let (decision, reason) = match (refusal, mode) {
+            (None, _) => (Decided::Allow, "allowed"),
+            (Some(reason), Mode::Shadow) => (Decided::ShadowDeny, reason),
+            (Some(reason), Mode::Enforce) => (Decided::Deny, reason),
+        };
+        any_denied |= decision == Decided::Deny;
+        let decision = decision.metric_label().unwrap_or("not_sent");
         if json {
             println!(
                 "{}",
                 serde_json::json!({
                     "target": raw, "normalised": normal, "organisation": org_name,
-                    "decision": decision, "reason": reason, "rule": rule,
+                    "mode": mode.label(), "decision": decision, "reason": reason, "rule": rule,
                 })
             );
         } else {
             println!(
-                "{raw}\t{decision}\t{reason}\t{}\t(organisation {org_name})",
-                rule.as_deref().unwrap_or("-")
+                "{raw}\t{decision}\t{reason}\t{}\t(organisation {org_name}, {})",
+                rule.as_deref().unwrap_or("-"),
+                mode.label()
             );
         }
     }

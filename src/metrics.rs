@@ -44,6 +44,12 @@ pub struct Metrics {
     pub proxy_protocol_errors: IntCounterVec,
     /// Failed health probes, by member and kind (`health::ProbeKind`).
     pub probe_failures: IntCounterVec,
+    /// 1 under each organisation's mode (`enforce` or `shadow`), and `none`'s: the mode of
+    /// requests in no organisation.
+    pub organisation_mode: IntGaugeVec,
+    /// Judged guarded requests refused 429, by the bucket that refused them (`user`,
+    /// `organisation`).
+    pub rate_limited: IntCounterVec,
     passthrough: RouteMetrics,
     guarded: RouteMetrics,
 }
@@ -270,6 +276,16 @@ impl Metrics {
                 "Failed health probes, by member and kind (connect|tls|timeout|protocol|status).",
                 &["member", "kind"],
             ),
+            organisation_mode: gauge(
+                "ringfence_organisation_mode",
+                "1 under each organisation's policy mode (enforce|shadow); none: no organisation.",
+                &["organisation", "mode"],
+            ),
+            rate_limited: counter(
+                "ringfence_rate_limited_total",
+                "Guarded requests refused 429 rate_limited, by the bucket that refused them (user|organisation).",
+                &["scope"],
+            ),
             registry,
             passthrough,
             guarded,
@@ -290,6 +306,19 @@ impl Metrics {
     }
 
     /// Counts a client request answered as `traffic` and observes its duration.
+    /// Sets `ringfence_organisation_mode` to the policy in use, dropping the replaced one's.
+    pub fn show_modes(&self, policy: &crate::policy::Policy) {
+        self.organisation_mode.reset();
+        for o in policy.organisations() {
+            self.organisation_mode
+                .with_label_values(&[o.name(), o.mode().label()])
+                .set(1);
+        }
+        self.organisation_mode
+            .with_label_values(&["none", policy.mode_for(None).label()])
+            .set(1);
+    }
+
     pub fn answered(&self, traffic: Traffic, status: StatusCode, seconds: f64) {
         let cached = match traffic {
             Traffic::Passthrough => &self.passthrough,

@@ -21,27 +21,81 @@ pub struct Policy {
     /// `*.contoso.com` is stored as `contoso.com`.
     wildcard_hosts: HashMap<Box<str>, usize>,
     default_organisation: Option<usize>,
+    /// The mode of requests that resolve to no organisation, and of organisations without one.
+    mode: Mode,
 }
 
-/// One tenant: its name (a metric label) and its own allow and deny lists.
+/// Whether the target rules' refusals are enforced, or only recorded (SPEC §12): an
+/// organisation is brought in front of a live pool in shadow, and moved to enforce once its
+/// `shadow_deny` lines show the lists are right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Shadow,
+}
+
+impl Mode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Mode, ()> {
+        match s {
+            "enforce" => Ok(Mode::Enforce),
+            "shadow" => Ok(Mode::Shadow),
+            _ => Err(()),
+        }
+    }
+}
+
+/// One tenant: its name (a metric label), its own allow and deny lists, and its mode.
 #[derive(Debug)]
 pub struct Organisation {
     name: Box<str>,
     allow: RuleSet,
     deny: RuleSet,
+    /// Its own; `None` takes the policy's.
+    own_mode: Option<Mode>,
+    mode: Mode,
+    /// Its place in [`Policy::organisations`], which per-organisation state is indexed by.
+    index: usize,
 }
 
 impl Organisation {
-    pub(crate) fn new(name: String, allow: RuleSet, deny: RuleSet) -> Organisation {
+    pub(crate) fn new(
+        name: String,
+        allow: RuleSet,
+        deny: RuleSet,
+        own_mode: Option<Mode>,
+    ) -> Organisation {
         Organisation {
             name: name.into(),
             allow,
             deny,
+            own_mode,
+            mode: Mode::Enforce,
+            index: 0,
         }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
     }
 }
 
@@ -157,10 +211,15 @@ impl Policy {
         p: &mut impl Report,
         max_target_length: usize,
         global_deny: RuleSet,
-        organisations: Vec<Organisation>,
+        mut organisations: Vec<Organisation>,
         hosts: &[Vec<String>],
         default_organisation: Option<&str>,
+        mode: Mode,
     ) -> Policy {
+        for (index, o) in organisations.iter_mut().enumerate() {
+            o.index = index;
+            o.mode = o.own_mode.unwrap_or(mode);
+        }
         let mut exact_hosts = HashMap::new();
         let mut wildcard_hosts = HashMap::new();
         for (i, list) in hosts.iter().enumerate() {
@@ -217,7 +276,13 @@ impl Policy {
             exact_hosts,
             wildcard_hosts,
             default_organisation,
+            mode,
         }
+    }
+
+    /// The mode a request of `organisation` (or of none) is judged in.
+    pub fn mode_for(&self, organisation: Option<&Organisation>) -> Mode {
+        organisation.map_or(self.mode, Organisation::mode)
     }
 
     pub fn max_target_length(&self) -> usize {
@@ -297,8 +362,9 @@ impl Policy {
 
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "max target length: {}\nglobal deny: {}\norganisations: {}{}\n",
+            "max target length: {}\nmode: {}\nglobal deny: {}\norganisations: {}{}\n",
             self.max_target_length,
+            self.mode.label(),
             self.global_deny.counts(),
             self.organisations.len(),
             match self.default_organisation {
@@ -308,8 +374,9 @@ impl Policy {
         );
         for o in &self.organisations {
             s.push_str(&format!(
-                "  {}: allow {}; deny {}\n",
+                "  {} ({}): allow {}; deny {}\n",
                 o.name,
+                o.mode.label(),
                 o.allow.counts(),
                 o.deny.counts()
             ));

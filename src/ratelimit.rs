@@ -454,6 +454,11 @@ impl Limiter {
         Ok(())
     }
 
+    /// Whether any rate is set: when none is, the gateway skips the check.
+    pub fn enabled(&self) -> bool {
+        self.users.is_some() || self.orgs.iter().any(|o| o.bucket.is_some())
+    }
+
     pub fn settings(&self) -> &RateLimitSettings {
         &self.settings
     }

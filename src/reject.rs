@@ -59,6 +59,8 @@ pub enum Rejection {
     UpstreamTimeout,
     #[error("the decision could not be written to the audit trail")]
     AuditUnavailable,
+    #[error("over the rate limit on call-forwarding changes")]
+    RateLimited,
 }
 
 /// The parts of a UCWA error body.
@@ -117,7 +119,26 @@ impl Rejection {
             UpstreamFailure => "upstream_failure",
             UpstreamTimeout => "upstream_timeout",
             AuditUnavailable => "audit_unavailable",
+            RateLimited => "rate_limited",
         }
+    }
+
+    /// A refusal by the target rules, which an organisation in shadow mode only records
+    /// (SPEC §12). Refusals that protect the reading of the request itself (path, host,
+    /// framing, media type, encoding, size, batch syntax, method override) are never shadowed.
+    pub fn by_target_rules(self) -> bool {
+        use Rejection::*;
+        matches!(
+            self,
+            NotAllowed
+                | Denied
+                | NoOrganisation
+                | TooLong
+                | Malformed
+                | Missing
+                | Conflict
+                | Duplicate
+        )
     }
 
     pub fn ucwa(self) -> Ucwa {
@@ -194,6 +215,15 @@ impl Rejection {
                 code: "ServiceFailure",
                 subcode: Some("BadGateway"),
                 message: Message::Fixed("The front-end server failed to answer."),
+                names_parameter: false,
+            },
+            RateLimited => Ucwa {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "TooManyRequests",
+                subcode: None,
+                message: Message::Fixed(
+                    "Too many call-forwarding changes. Retry after the time Retry-After gives.",
+                ),
                 names_parameter: false,
             },
             UpstreamTimeout => Ucwa {
@@ -482,6 +512,13 @@ mod tests {
             "Timeout",
             None,
             "upstream_timeout",
+        ),
+        (
+            Rejection::RateLimited,
+            429,
+            "TooManyRequests",
+            None,
+            "rate_limited",
         ),
     ];
 

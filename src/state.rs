@@ -13,6 +13,7 @@ use crate::config::{Config, ConfigError};
 use crate::identity::Identities;
 use crate::metrics::Metrics;
 use crate::notify;
+use crate::ratelimit::Limiter;
 use crate::tls::{self, ServerCertificate, TlsError};
 use crate::upstream::Pool;
 use rustls::sign::CertifiedKey;
@@ -25,6 +26,8 @@ pub struct Snapshot {
     /// Who is behind each application: learnt state, carried across reloads (rebuilt with what
     /// it knows when `[identity]` changes).
     pub identities: Arc<Identities>,
+    /// The rate limits' buckets, carried across reloads.
+    pub limiter: Limiter,
 }
 
 /// A configuration read and checked by a reload, not yet in place.
@@ -84,9 +87,11 @@ impl Shared {
             .config_info
             .with_label_values(&[&config.hash])
             .set(1);
+        metrics.show_modes(&config.policy);
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot {
                 identities: Arc::new(Identities::new(config.identity)),
+                limiter: config.limiter(None),
                 config,
                 pool,
             }),
@@ -296,10 +301,13 @@ impl Shared {
             info.with_label_values(&[&next.config.hash]).set(1);
         }
         let identities = current.identities.for_settings(next.config.identity);
+        self.metrics.show_modes(&next.config.policy);
+        let limiter = next.config.limiter(Some(&current.limiter));
         let old = self.snapshot.swap(Arc::new(Snapshot {
             config: next.config,
             pool,
             identities,
+            limiter,
         }));
         drop(current);
         retire(old);

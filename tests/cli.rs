@@ -217,6 +217,91 @@ fn eval_exits_0_when_all_allowed_3_when_any_denied_2_on_bad_config() {
     assert_eq!(code, 2);
 }
 
+/// Each organisation's mode is shown by check-config and eval, and eval says `shadow_deny` (and
+/// exits 0: the request would be forwarded) where an organisation in shadow would refuse; a bad
+/// mode or rate names its key.
+#[test]
+fn check_config_and_eval_show_each_organisations_mode() {
+    let dir = scratch();
+    let file = dir.path().join("shadow.toml");
+    let text = |extra: &str| {
+        format!(
+            r#"
+[server]
+listen = ["127.0.0.1:8443"]
+[upstream]
+members = ["http://127.0.0.1:1"]
+[audit]
+sink = "off"
+[policy]
+deny_numbers = ["+1900"]
+[policy.rate_limit]
+per_user = "10/min"
+[[organisations]]
+name = "contoso"
+hosts = ["lyncweb.contoso.com"]
+allow_numbers = ["+1425"]
+[[organisations]]
+name = "fabrikam"
+hosts = ["lync.fabrikam.com"]
+mode = "shadow"
+allow_numbers = ["+44"]
+{extra}"#
+        )
+    };
+    std::fs::write(&file, text("")).unwrap();
+    let path = file.to_str().unwrap();
+    let (code, out, err) = run(&["check-config", "--config", path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mode: enforce"), "{out}");
+    assert!(out.contains("contoso (enforce)"), "{out}");
+    assert!(out.contains("fabrikam (shadow)"), "{out}");
+    let (code, out, _) = run(&[
+        "eval",
+        "--json",
+        "--config",
+        path,
+        "--org",
+        "fabrikam",
+        "tel:+19005550100",
+    ]);
+    assert_eq!(code, 0, "forwarded in shadow: {out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["mode"], "shadow");
+    assert_eq!(v["decision"], "shadow_deny");
+    assert_eq!(v["reason"], "denied");
+    let (code, out, _) = run(&[
+        "eval",
+        "--json",
+        "--config",
+        path,
+        "--org",
+        "contoso",
+        "tel:+19005550100",
+    ]);
+    assert_eq!(code, 3, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["mode"].as_str(), v["decision"].as_str()),
+        (Some("enforce"), Some("deny"))
+    );
+
+    std::fs::write(
+        &file,
+        text("rate_limit = { per_user = \"ten/min\" }\n")
+            .replace("mode = \"shadow\"", "mode = \"dry-run\""),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", "--config", path]);
+    assert_eq!(code, 2, "{err}");
+    for key in [
+        "organisations[1].mode: `dry-run` is not `enforce` or `shadow`",
+        "organisations[1].rate_limit.per_user: `ten/min`",
+    ] {
+        assert!(err.contains(key), "missing `{key}` in:\n{err}");
+    }
+}
+
 /// `eval --request` on a file of tests/fixtures/requests/ with the demo configuration, plus
 /// `extra` arguments; the request on standard input when `stdin` is given.
 fn eval_request(file: &str, extra: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {

@@ -393,6 +393,8 @@ const METRICS: &[&str] = &[
     "ringfence_client_body_timeouts_total",
     "ringfence_tls_certificate_expiry_timestamp_seconds",
     "ringfence_config_info",
+    "ringfence_organisation_mode",
+    "ringfence_rate_limited_total",
     "ringfence_http_requests_in_flight",
     "process_cpu_seconds_total",
     "process_open_fds",

@@ -101,12 +101,34 @@ pub struct RawPolicy {
     pub deny_number_patterns: Vec<String>,
     pub deny_sip_domains: Vec<String>,
     pub deny_sip_uris: Vec<String>,
+    pub mode: Option<String>,
+    pub rate_limit: RawRateLimit,
+}
+
+/// `[policy.rate_limit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawRateLimit {
+    pub per_user: Option<String>,
+    pub per_organisation: Option<String>,
+    pub max_users: Option<u64>,
+}
+
+/// `[organisations.rate_limit]`: the rates only; users of every organisation share one map,
+/// bounded by `policy.rate_limit.max_users`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawOrganisationRateLimit {
+    pub per_user: Option<String>,
+    pub per_organisation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RawOrganisation {
     pub name: Option<String>,
+    pub mode: Option<String>,
+    pub rate_limit: RawOrganisationRateLimit,
     pub hosts: Vec<String>,
     pub allow_numbers: Vec<String>,
     pub allow_number_patterns: Vec<String>,

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::raw::RawRateLimit;
 use super::raw::{RawConfig, RawHealth, RawProxyProtocol, RawUpstreamTls};
 use super::{
     AccessLogSettings, Admin, AuditSettings, Balance, Config, ConfigError, Health, Identity,
@@ -15,7 +16,8 @@ use super::{
 };
 use super::{Upstream, UpstreamTls};
 use crate::client::{Cidr, TrustedProxies};
-use crate::policy::{Kind, Lists, Organisation, Policy, Report, RuleSet};
+use crate::policy::{Kind, Lists, Mode, Organisation, Policy, Report, RuleSet};
+use crate::ratelimit::{Rate, RateLimitOverrides, RateLimitSettings, DEFAULT_MAX_USERS};
 use crate::route::{Guard, Guards};
 
 /// Collects problems; a configuration with any error is refused whole.
@@ -146,6 +148,7 @@ pub(super) fn validate(
 
     let upstream = upstream(&mut p, &raw, &file);
     let policy = policy(&mut p, &raw);
+    let (rate_limit, organisation_rate_limits) = rate_limits(&mut p, &raw);
     let guards = guards(&mut p, &raw);
     let audit = AuditSettings {
         sink: sink(
@@ -202,6 +205,8 @@ pub(super) fn validate(
         admin,
         upstream,
         policy,
+        rate_limit,
+        organisation_rate_limits,
         guards,
         audit,
         access_log,
@@ -501,7 +506,8 @@ fn policy(p: &mut Problems, raw: &RawConfig) -> Policy {
                 sip_uris: ("deny_sip_uris", &o.deny_sip_uris),
             },
         );
-        organisations.push(Organisation::new(name, allow, deny));
+        let own_mode = mode(p, &format!("{at}.mode"), o.mode.as_deref());
+        organisations.push(Organisation::new(name, allow, deny, own_mode));
     }
     if raw.organisations.is_empty() {
         p.warn(
@@ -510,6 +516,7 @@ fn policy(p: &mut Problems, raw: &RawConfig) -> Policy {
         );
     }
     let hosts: Vec<Vec<String>> = raw.organisations.iter().map(|o| o.hosts.clone()).collect();
+    let policy_mode = mode(p, "policy.mode", raw.policy.mode.as_deref()).unwrap_or_default();
     Policy::build(
         p,
         max_len,
@@ -517,6 +524,7 @@ fn policy(p: &mut Problems, raw: &RawConfig) -> Policy {
         organisations,
         &hosts,
         raw.policy.default_organisation.as_deref(),
+        policy_mode,
     )
 }
 
@@ -733,4 +741,65 @@ fn resolve(base: Option<&Path>, s: &str) -> PathBuf {
         Some(b) if Path::new(s).is_relative() => b.join(s),
         _ => PathBuf::from(s),
     }
+}
+
+/// `mode`: `enforce` or `shadow`; `None` when unset (or wrong, with the error noted).
+fn mode(p: &mut Problems, key: &str, value: Option<&str>) -> Option<Mode> {
+    let value = value?;
+    match value.parse() {
+        Ok(mode) => Some(mode),
+        Err(()) => {
+            p.error(key, format!("`{value}` is not `enforce` or `shadow`"));
+            None
+        }
+    }
+}
+
+/// `[policy.rate_limit]` and each organisation's overrides, in the organisations' order.
+fn rate_limits(p: &mut Problems, raw: &RawConfig) -> (RateLimitSettings, Vec<RateLimitOverrides>) {
+    let rate = |p: &mut Problems, key: String, value: &Option<String>| -> Option<Rate> {
+        let value = value.as_deref()?;
+        match value.parse() {
+            Ok(rate) => Some(rate),
+            Err(e) => {
+                p.error(key, format!("`{value}`: {e}"));
+                None
+            }
+        }
+    };
+    let g: &RawRateLimit = &raw.policy.rate_limit;
+    let max_users = match g.max_users {
+        None => DEFAULT_MAX_USERS,
+        Some(0) => {
+            p.error("policy.rate_limit.max_users", "must be at least 1");
+            DEFAULT_MAX_USERS
+        }
+        Some(n) => n,
+    };
+    let settings = RateLimitSettings {
+        per_user: rate(p, "policy.rate_limit.per_user".into(), &g.per_user),
+        per_organisation: rate(
+            p,
+            "policy.rate_limit.per_organisation".into(),
+            &g.per_organisation,
+        ),
+        max_users,
+    };
+    let overrides = raw
+        .organisations
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let at = format!("organisations[{i}].rate_limit");
+            RateLimitOverrides {
+                per_user: rate(p, format!("{at}.per_user"), &o.rate_limit.per_user),
+                per_organisation: rate(
+                    p,
+                    format!("{at}.per_organisation"),
+                    &o.rate_limit.per_organisation,
+                ),
+            }
+        })
+        .collect();
+    (settings, overrides)
 }

@@ -21,6 +21,7 @@ mod parking;
 mod passthrough;
 mod pool_reading;
 mod probes;
+mod rollout;
 mod slow_bodies;
 mod syslog;
 mod tls;

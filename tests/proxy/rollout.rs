@@ -1,0 +1,336 @@
+//! Rolling out and blunting abuse (SPEC §12, issue 14): an organisation in shadow mode beside
+//! one that enforces, in one process; rate limits on call-forwarding changes under concurrent
+//! clients.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::audit::lines_until;
+use crate::hostile::{multipart, part, BOUNDARY};
+use crate::support::{self, assert_refused, metrics::sample, Options, HOST, SIMRING};
+
+const SHADOW_HOST: &str = "lync.fabrikam.com";
+const PREMIUM: &str = "target=tel:%2B19005550100";
+/// Allowed by neither organisation's lists: `not_allowed` in both.
+const ABROAD: &str = "target=tel:%2B33155550100";
+
+/// contoso enforces (the policy's mode); fabrikam is in shadow.
+fn shadow_policy() -> String {
+    support::POLICY.replace(
+        "name = \"fabrikam\"\n",
+        "name = \"fabrikam\"\nmode = \"shadow\"\n",
+    )
+}
+
+fn audit_to(path: &Path) -> String {
+    format!("sink = \"file\"\npath = {path:?}")
+}
+
+#[tokio::test]
+async fn a_shadow_organisation_records_what_it_would_refuse_and_forwards_it_while_its_neighbour_enforces(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("audit.jsonl");
+    let h = support::start_with(Options {
+        policy: shadow_policy(),
+        members: 1,
+        audit: audit_to(&trail),
+        ..Options::default()
+    })
+    .await;
+    // The enforcing organisation refuses; the pool never sees it.
+    assert_refused(&h.ring(HOST, ABROAD).await, 403, "not_allowed");
+    assert!(h.received_guarded().is_empty());
+    // The shadow organisation forwards the same request, and a premium number denied globally.
+    for query in [ABROAD, PREMIUM] {
+        let reply = h.ring(SHADOW_HOST, query).await;
+        assert_eq!(reply.status, 204, "{query}: {}", reply.text());
+    }
+    assert_eq!(h.received_guarded().len(), 2, "both reached the pool");
+    // A refusal that protects the reading of the request stays enforced in shadow.
+    let encoded = h
+        .client
+        .request(
+            "POST",
+            &format!("{SIMRING}?{PREMIUM}"),
+            SHADOW_HOST,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            b"{}",
+        )
+        .await;
+    assert_refused(&encoded, 415, "encoded_body");
+    let duplicate = h.ring(SHADOW_HOST, &format!("{PREMIUM}&{ABROAD}")).await;
+    assert_eq!(
+        duplicate.status, 204,
+        "`duplicate` is a target rule (SPEC §12): shadowed"
+    );
+    assert_eq!(h.received_guarded().len(), 3);
+
+    let metrics = h.metrics().await;
+    let decisions = |org: &str, decision: &str, reason: &str| {
+        sample(
+            &metrics,
+            "ringfence_policy_decisions_total",
+            &[
+                ("organisation", org),
+                ("decision", decision),
+                ("reason", reason),
+            ],
+        )
+    };
+    assert_eq!(
+        decisions("fabrikam", "shadow_deny", "not_allowed"),
+        Some(1.0)
+    );
+    assert_eq!(decisions("fabrikam", "shadow_deny", "denied"), Some(1.0));
+    assert_eq!(decisions("fabrikam", "shadow_deny", "duplicate"), Some(1.0));
+    assert_eq!(decisions("contoso", "deny", "not_allowed"), Some(1.0));
+    assert_eq!(decisions("contoso", "shadow_deny", "not_allowed"), None);
+    let mode = |org: &str, mode: &str| {
+        sample(
+            &metrics,
+            "ringfence_organisation_mode",
+            &[("organisation", org), ("mode", mode)],
+        )
+    };
+    assert_eq!(mode("fabrikam", "shadow"), Some(1.0));
+    assert_eq!(mode("contoso", "enforce"), Some(1.0));
+    assert_eq!(mode("none", "enforce"), Some(1.0));
+
+    let lines = lines_until(&trail, |l| {
+        l.iter().filter(|l| l["kind"] == "outcome").count() >= 3
+    })
+    .await;
+    let decided: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .filter(|l| l["kind"] == "decision")
+        .map(|l| {
+            (
+                l["organisation"].as_str().unwrap(),
+                l["decision"].as_str().unwrap(),
+                l["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decided,
+        [
+            ("contoso", "deny", "not_allowed"),
+            ("fabrikam", "shadow_deny", "not_allowed"),
+            ("fabrikam", "shadow_deny", "denied"),
+            ("fabrikam", "deny", "encoded_body"),
+            ("fabrikam", "shadow_deny", "duplicate"),
+        ]
+    );
+    let shadowed = lines
+        .iter()
+        .find(|l| l["decision"] == "shadow_deny" && l["reason"] == "denied")
+        .unwrap();
+    assert_eq!(shadowed["targets"][0], "tel:+19005550100");
+    assert_eq!(shadowed["rule"], "policy.deny_numbers +1900");
+}
+
+#[tokio::test]
+async fn a_shadowed_batch_part_is_forwarded_with_its_batch_and_recorded_as_shadow_deny() {
+    let h = support::start_with(Options {
+        policy: shadow_policy(),
+        members: 1,
+        ..Options::default()
+    })
+    .await;
+    let ring = |query: &str| {
+        part(&format!(
+            "POST {SIMRING}?{query} HTTP/1.1\r\nHost: {SHADOW_HOST}\r\n\r\n"
+        ))
+    };
+    let body = multipart(
+        BOUNDARY,
+        &[ring(PREMIUM), ring("target=tel:%2B442071234567")],
+    );
+    let content_type = format!("multipart/batching; boundary={BOUNDARY}");
+    let batch = async |host: &str| {
+        h.client
+            .request(
+                "POST",
+                "/ucwa/oauth/v1/applications/192/batch",
+                host,
+                &[("content-type", &content_type)],
+                body.as_bytes(),
+            )
+            .await
+    };
+    assert_refused(&batch(HOST).await, 403, "denied");
+    let forwarded = batch(SHADOW_HOST).await;
+    assert_ne!(forwarded.status, 403, "{}", forwarded.text());
+    let received = h.members[0].received();
+    assert_eq!(received.len(), 1, "the shadow batch alone reached the pool");
+    assert_eq!(received[0].body, body.as_bytes(), "byte for byte");
+    let metrics = h.metrics().await;
+    let count = |decision: &str, reason: &str| {
+        sample(
+            &metrics,
+            "ringfence_policy_decisions_total",
+            &[
+                ("organisation", "fabrikam"),
+                ("decision", decision),
+                ("reason", reason),
+            ],
+        )
+    };
+    assert_eq!(count("shadow_deny", "denied"), Some(1.0));
+    assert_eq!(count("allow", "allowed"), Some(1.0), "the other part");
+}
+
+/// Ten clients at once, one user, `3/min`: three reach the pool, seven are told when to retry.
+#[tokio::test]
+async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("audit.jsonl");
+    let h = support::start_with(Options {
+        policy: support::POLICY.replacen(
+            "[[organisations]]",
+            "[policy.rate_limit]\nper_user = \"3/min\"\n\n[[organisations]]",
+            1,
+        ),
+        members: 1,
+        audit: audit_to(&trail),
+        ..Options::default()
+    })
+    .await;
+    let addr = h.server.addrs()[0];
+    let replies = at_once(10, move |i| async move {
+        // Each on its own connection, allowed and denied alike: every judged request counts.
+        let query = if i % 2 == 0 {
+            "target=tel:%2B14255550100"
+        } else {
+            PREMIUM
+        };
+        support::Client::new(addr, None, false)
+            .request("POST", &format!("{SIMRING}?{query}"), HOST, &[], b"")
+            .await
+    })
+    .await;
+    let limited: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(limited.len(), 7, "{:?}", statuses(&replies));
+    for reply in &limited {
+        assert_refused(reply, 429, "rate_limited");
+        let retry: u64 = reply
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "retry after {retry}s");
+    }
+    let forwarded = h.received_guarded().len();
+    let denied = replies.iter().filter(|r| r.status == 403).count();
+    assert_eq!(forwarded + denied, 3, "{:?}", statuses(&replies));
+    // Another user (application) has a bucket of its own.
+    let other = h
+        .client
+        .request(
+            "POST",
+            &SIMRING.replace("/192/", "/193/").to_string(),
+            HOST,
+            &[],
+            b"",
+        )
+        .await;
+    assert_ne!(other.status, 429, "{}", other.text());
+
+    let metrics = h.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "ringfence_rate_limited_total",
+            &[("scope", "user")]
+        ),
+        Some(7.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "ringfence_policy_decisions_total",
+            &[("decision", "deny"), ("reason", "rate_limited")]
+        ),
+        Some(7.0)
+    );
+    let lines = lines_until(&trail, |l| {
+        l.iter().filter(|l| l["reason"] == "rate_limited").count() >= 7
+    })
+    .await;
+    let line: &Value = lines
+        .iter()
+        .find(|l| l["reason"] == "rate_limited")
+        .unwrap();
+    assert_eq!(line["decision"], "deny");
+    assert!(line["targets"][0].is_string(), "what was asked: {line}");
+}
+
+/// The organisation's bucket is shared by its users; a request it refuses costs its user
+/// nothing.
+#[tokio::test]
+async fn an_organisation_limit_holds_across_its_users() {
+    let h = support::start_with(Options {
+        policy: support::POLICY.replace(
+            "name = \"contoso\"\n",
+            "name = \"contoso\"\nrate_limit = { per_organisation = \"4/min\" }\n",
+        ),
+        members: 1,
+        ..Options::default()
+    })
+    .await;
+    let addr = h.server.addrs()[0];
+    let replies = at_once(12, move |i| async move {
+        let path = SIMRING.replace("/192/", &format!("/{}/", 300 + i % 6));
+        support::Client::new(addr, None, false)
+            .request(
+                "POST",
+                &format!("{path}?target=tel:%2B14255550100"),
+                HOST,
+                &[],
+                b"",
+            )
+            .await
+    })
+    .await;
+    assert_eq!(
+        replies.iter().filter(|r| r.status == 204).count(),
+        4,
+        "{:?}",
+        statuses(&replies)
+    );
+    assert_eq!(replies.iter().filter(|r| r.status == 429).count(), 8);
+    // fabrikam has no organisation limit of its own.
+    let uk = h.ring(SHADOW_HOST, "target=tel:%2B442071234567").await;
+    assert_eq!(uk.status, 204, "{}", uk.text());
+    let metrics = h.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "ringfence_rate_limited_total",
+            &[("scope", "organisation")]
+        ),
+        Some(8.0)
+    );
+}
+
+fn statuses(replies: &[support::Reply]) -> Vec<u16> {
+    replies.iter().map(|r| r.status).collect()
+}
+
+/// `n` requests made at once, each on its own task.
+async fn at_once<F, Fut>(n: usize, request: F) -> Vec<support::Reply>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = support::Reply> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        set.spawn(request(i));
+    }
+    set.join_all().await
+}
