@@ -2,6 +2,7 @@
 //! validated into typed values with every problem reported at once, each with its key path.
 
 mod env;
+mod lists;
 mod raw;
 mod validate;
 
@@ -41,8 +42,8 @@ pub struct Config {
     pub(crate) organisation_rate_limits: Vec<RateLimitOverrides>,
     /// Accepted but suspicious settings (e.g. no organisations), for check-config and the log.
     pub(crate) warnings: Vec<Problem>,
-    /// What the configuration was built from, hashed: the file's bytes and every
-    /// `RINGFENCE__` variable (`ringfence_config_info{hash}`, the reload log).
+    /// What the configuration was built from, hashed: the file's bytes, every `RINGFENCE__`
+    /// variable and every list file's bytes (`ringfence_config_info{hash}`, the reload log).
     pub(crate) hash: Box<str>,
 }
 
@@ -249,40 +250,41 @@ impl Config {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let mut config = Self::build(&text, Some(env::Overrides::from_env()), path.parent())?;
         let mut variables: Vec<(String, String)> = std::env::vars()
             .filter(|(name, _)| name.to_ascii_uppercase().starts_with("RINGFENCE__"))
             .collect();
         variables.sort();
-        config.hash = content_hash(&text, &variables);
-        Ok(config)
+        Self::build(
+            &text,
+            Some(env::Overrides::from_env()),
+            path.parent(),
+            &variables,
+        )
     }
 
     /// Parses TOML text without environment overrides (the demo and tests).
     /// Relative file paths inside are taken relative to the working directory.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let mut config = Self::build(text, None, None)?;
-        config.hash = content_hash(text, &[]);
-        Ok(config)
+        Self::build(text, None, None, &[])
     }
 
     /// `text` with settings given as `RINGFENCE__SECTION__KEY` overrides, validated exactly as a
     /// file and its environment are (the demo's members and addresses).
     pub fn from_toml_with(text: &str, overrides: &[(&str, String)]) -> Result<Config, ConfigError> {
         let vars = overrides.iter().map(|(k, v)| ((*k).to_owned(), v.clone()));
-        let mut config = Self::build(text, Some(env::Overrides::from_vars(vars)), None)?;
         let pairs: Vec<(String, String)> = overrides
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect();
-        config.hash = content_hash(text, &pairs);
-        Ok(config)
+        Self::build(text, Some(env::Overrides::from_vars(vars)), None, &pairs)
     }
 
+    /// `variables` are hashed with the text: the overrides as their variables were named.
     fn build(
         text: &str,
         overrides: Option<env::Overrides>,
         base_dir: Option<&Path>,
+        variables: &[(String, String)],
     ) -> Result<Config, ConfigError> {
         let overrides = overrides.unwrap_or_default();
         let attributed = |mut problems: Vec<Problem>| {
@@ -306,9 +308,11 @@ impl Config {
             })
         })
         .map_err(|e| ConfigError::Invalid(attributed(vec![loading_problem(e)])))?;
-        match validate::validate(raw, unknown, base_dir) {
+        let mut files = lists::Files::new(base_dir);
+        match validate::validate(raw, unknown, base_dir, &mut files) {
             Ok(mut config) => {
                 config.warnings = attributed(config.warnings);
+                config.hash = content_hash(text, variables, files.digests());
                 Ok(config)
             }
             Err(ConfigError::Invalid(problems)) => Err(ConfigError::Invalid(attributed(problems))),
@@ -409,13 +413,21 @@ impl Config {
 }
 
 /// A value of the wrong type, at its key where the `config` crate names it.
-/// The first 12 hex digits of the SHA-256 of `text` and the overrides: enough to tell
-/// configurations apart, short enough for a label.
-fn content_hash(text: &str, variables: &[(String, String)]) -> Box<str> {
+/// The first 12 hex digits of the SHA-256 of `text`, the overrides and the list files (by the
+/// digest of each, after its key): enough to tell configurations apart, short enough for a label.
+fn content_hash<'a>(
+    text: &str,
+    variables: &[(String, String)],
+    list_files: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Box<str> {
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     digest.update(text.as_bytes());
     for (name, value) in variables {
         digest.update(format!("\n{name}={value}").as_bytes());
+    }
+    for (key, file) in list_files {
+        digest.update(format!("\n{key} sha256:").as_bytes());
+        digest.update(file);
     }
     digest
         .finish()

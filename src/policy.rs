@@ -204,6 +204,12 @@ impl Decision<'_> {
 pub(crate) trait Report {
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>);
     fn warn(&mut self, path: impl Into<String>, message: impl Into<String>);
+
+    /// The path of entry `index` of a scope's `list`: `{scope_key}.{list}[{index}]`, unless the
+    /// configuration knows better (an entry read from a list file is reported at its line).
+    fn entry_path(&self, scope_key: &str, list: &str, index: usize) -> String {
+        format!("{scope_key}.{list}[{index}]")
+    }
 }
 
 impl Policy {
@@ -409,14 +415,13 @@ impl RuleSet {
         scope_name: &str,
         lists: Lists<'_>,
     ) -> RuleSet {
-        let key = |list: &str, i: usize| format!("{scope_key}.{list}[{i}]");
         let (numbers_key, numbers) = lists.numbers;
         let mut trie = PrefixTrie::default();
         for (i, n) in numbers.iter().enumerate() {
             match Number::parse_prefix(n) {
                 Some(prefix) => trie.insert(&prefix, n),
                 None => p.error(
-                    key(numbers_key, i),
+                    p.entry_path(scope_key, numbers_key, i),
                     format!("`{n}` is not `+` followed by 1-15 digits"),
                 ),
             }
@@ -429,14 +434,14 @@ impl RuleSet {
                     if lists.kind == Kind::Allow && ANY_NUMBERS.iter().all(|n| re.is_match(n)) =>
                 {
                     p.warn(
-                        key(patterns_key, i),
+                        p.entry_path(scope_key, patterns_key, i),
                         format!("`{pat}` matches every number: it allows them all"),
                     );
                 }
                 Ok(_) => {}
                 Err(e) => {
                     p.error(
-                        key(patterns_key, i),
+                        p.entry_path(scope_key, patterns_key, i),
                         format!("invalid regex: {}", one_line(&e.to_string())),
                     );
                     valid = false;
@@ -471,7 +476,7 @@ impl RuleSet {
         for (i, d) in domain_list.iter().enumerate() {
             if !domains.insert(d) {
                 p.error(
-                    key(domains_key, i),
+                    p.entry_path(scope_key, domains_key, i),
                     format!("`{d}` is not a domain or `*.domain`"),
                 );
             }
@@ -495,7 +500,10 @@ impl RuleSet {
                         .and_modify(|e: &mut UriEntry| e.secure_only &= entry.secure_only)
                         .or_insert(entry);
                 }
-                Err(e) => p.error(key(uris_key, i), format!("`{u}` is not a SIP URI: {e}")),
+                Err(e) => p.error(
+                    p.entry_path(scope_key, uris_key, i),
+                    format!("`{u}` is not a SIP URI: {e}"),
+                ),
             }
         }
         RuleSet {

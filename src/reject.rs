@@ -364,7 +364,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     /// Every variant with its status, code, subcode and reason: the contract of SPEC §6.
-    const TABLE: [(Rejection, u16, &str, Option<&str>, &str); 22] = [
+    const TABLE: [(Rejection, u16, &str, Option<&str>, &str); 23] = [
         (
             Rejection::NotAllowed,
             403,

@@ -174,6 +174,44 @@ name = "x"
     }
 }
 
+/// Lists from files (issue 14): a bad line is reported at its file and line, with the message an
+/// inline entry would get; a good file's entries are counted in the summary.
+#[test]
+fn check_config_reports_a_list_file_problem_at_its_line() {
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("lists")).unwrap();
+    let list = dir.path().join("lists/contoso.txt");
+    std::fs::write(&list, "# contoso desks\n+14255550100\n+1 425\n").unwrap();
+    let file = dir.path().join("ringfence.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = [\"127.0.0.1:18443\"]\n[upstream]\nmembers = [\"http://127.0.0.1:1\"]\n\
+         [audit]\nsink = \"off\"\n[policy]\ndeny_numbers_file = \"deny.txt\"\n\
+         [[organisations]]\nname = \"c\"\nallow_numbers = [\"+44207\"]\n\
+         allow_numbers_file = \"lists/contoso.txt\"\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (code, _, err) = run(&["check-config", "--config", path]);
+    assert_eq!(code, 2, "{err}");
+    for expected in [
+        "organisations[0].allow_numbers_file: lists/contoso.txt:3: `+1 425` is not `+` followed by 1-15 digits",
+        "policy.deny_numbers_file: cannot read ",
+    ] {
+        assert!(err.contains(expected), "`{expected}` in:\n{err}");
+    }
+    std::fs::write(
+        &list,
+        "# contoso desks\n+14255550100\n+1425555 # helpdesk\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("deny.txt"), "+1900\r\n+44870\r\n").unwrap();
+    let (code, out, err) = run(&["check-config", "--config", path]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("global deny: 2 number prefixes"), "{out}");
+    assert!(out.contains("c: allow 3 number prefixes"), "{out}");
+}
+
 #[test]
 fn eval_exits_0_when_all_allowed_3_when_any_denied_2_on_bad_config() {
     let demo = repo("config/demo.toml");

@@ -124,10 +124,12 @@ impl Overrides {
     }
 }
 
-/// `key` is `parent` or lies inside it (`parent[0]`, `parent.x`).
+/// `key` is `parent` or lies inside it (`parent[0]`, `parent.x`, a list file's line
+/// `parent: lists/a.txt:3`).
 fn within(key: &str, parent: &str) -> bool {
-    key.strip_prefix(parent)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('[') || rest.starts_with('.'))
+    key.strip_prefix(parent).is_some_and(|rest| {
+        rest.is_empty() || rest.starts_with('[') || rest.starts_with('.') || rest.starts_with(": ")
+    })
 }
 
 /// `organisations__0__allow_numbers` → `organisations[0].allow_numbers`.

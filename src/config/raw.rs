@@ -103,6 +103,11 @@ pub struct RawPolicy {
     pub deny_sip_uris: Vec<String>,
     pub mode: Option<String>,
     pub rate_limit: RawRateLimit,
+    // Lists from files (config/lists.rs), added after the inline entries.
+    pub deny_numbers_file: Option<String>,
+    pub deny_number_patterns_file: Option<String>,
+    pub deny_sip_domains_file: Option<String>,
+    pub deny_sip_uris_file: Option<String>,
 }
 
 /// `[policy.rate_limit]`.
@@ -138,6 +143,15 @@ pub struct RawOrganisation {
     pub deny_sip_domains: Vec<String>,
     pub allow_sip_uris: Vec<String>,
     pub deny_sip_uris: Vec<String>,
+    // Lists from files (config/lists.rs), added after the inline entries.
+    pub allow_numbers_file: Option<String>,
+    pub allow_number_patterns_file: Option<String>,
+    pub deny_numbers_file: Option<String>,
+    pub deny_number_patterns_file: Option<String>,
+    pub allow_sip_domains_file: Option<String>,
+    pub deny_sip_domains_file: Option<String>,
+    pub allow_sip_uris_file: Option<String>,
+    pub deny_sip_uris_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,7 +12,7 @@ allow_numbers = ["+1425"]
 
 fn with_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
-    Config::build(text, Some(env::Overrides::from_vars(vars)), None)
+    Config::build(text, Some(env::Overrides::from_vars(vars)), None, &[])
 }
 
 fn paths(problems: &[Problem]) -> Vec<&str> {

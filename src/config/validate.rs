@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::lists::Files;
 use super::raw::RawRateLimit;
 use super::raw::{RawConfig, RawHealth, RawProxyProtocol, RawUpstreamTls};
 use super::{
@@ -16,7 +17,7 @@ use super::{
 };
 use super::{Upstream, UpstreamTls};
 use crate::client::{Cidr, TrustedProxies};
-use crate::policy::{Kind, Lists, Mode, Organisation, Policy, Report, RuleSet};
+use crate::policy::{Kind, Mode, Organisation, Policy, Report, RuleSet};
 use crate::ratelimit::{Rate, RateLimitOverrides, RateLimitSettings, DEFAULT_MAX_USERS};
 use crate::route::{Guard, Guards};
 
@@ -46,6 +47,7 @@ pub(super) fn validate(
     raw: RawConfig,
     unknown: Vec<Problem>,
     base_dir: Option<&Path>,
+    files: &mut Files<'_>,
 ) -> Result<Config, ConfigError> {
     let mut p = Problems {
         errors: unknown,
@@ -147,7 +149,7 @@ pub(super) fn validate(
     }
 
     let upstream = upstream(&mut p, &raw, &file);
-    let policy = policy(&mut p, &raw);
+    let policy = policy(&mut p, &raw, files);
     let (rate_limit, organisation_rate_limits) = rate_limits(&mut p, &raw);
     let guards = guards(&mut p, &raw);
     let audit = AuditSettings {
@@ -427,7 +429,7 @@ fn health(p: &mut Problems, h: Option<&RawHealth>) -> Health {
     }
 }
 
-fn policy(p: &mut Problems, raw: &RawConfig) -> Policy {
+fn policy(p: &mut Problems, raw: &RawConfig, files: &mut Files<'_>) -> Policy {
     let max_len = match raw.policy.max_target_length {
         None => 80,
         Some(n @ 1..=80) => n as usize,
@@ -440,18 +442,34 @@ fn policy(p: &mut Problems, raw: &RawConfig) -> Policy {
         }
     };
     let g = &raw.policy;
-    let global_deny = RuleSet::build(
+    let lists = files.scope(
         p,
         "policy",
-        "policy",
-        Lists {
-            kind: Kind::Deny,
-            numbers: ("deny_numbers", &g.deny_numbers),
-            number_patterns: ("deny_number_patterns", &g.deny_number_patterns),
-            sip_domains: ("deny_sip_domains", &g.deny_sip_domains),
-            sip_uris: ("deny_sip_uris", &g.deny_sip_uris),
-        },
+        Kind::Deny,
+        [
+            (
+                "deny_numbers",
+                &g.deny_numbers,
+                g.deny_numbers_file.as_deref(),
+            ),
+            (
+                "deny_number_patterns",
+                &g.deny_number_patterns,
+                g.deny_number_patterns_file.as_deref(),
+            ),
+            (
+                "deny_sip_domains",
+                &g.deny_sip_domains,
+                g.deny_sip_domains_file.as_deref(),
+            ),
+            (
+                "deny_sip_uris",
+                &g.deny_sip_uris,
+                g.deny_sip_uris_file.as_deref(),
+            ),
+        ],
     );
+    let global_deny = RuleSet::build(&mut lists.located(p), "policy", "policy", lists.lists());
     let mut organisations = Vec::with_capacity(raw.organisations.len());
     for (i, o) in raw.organisations.iter().enumerate() {
         let at = format!("organisations[{i}]");
@@ -481,31 +499,67 @@ fn policy(p: &mut Problems, raw: &RawConfig) -> Policy {
             }
             Some(n) => n.to_string(),
         };
-        broad_allow_numbers(p, &at, &o.allow_numbers);
-        let allow = RuleSet::build(
+        let allow_lists = files.scope(
             p,
             &at,
-            &name,
-            Lists {
-                kind: Kind::Allow,
-                numbers: ("allow_numbers", &o.allow_numbers),
-                number_patterns: ("allow_number_patterns", &o.allow_number_patterns),
-                sip_domains: ("allow_sip_domains", &o.allow_sip_domains),
-                sip_uris: ("allow_sip_uris", &o.allow_sip_uris),
-            },
+            Kind::Allow,
+            [
+                (
+                    "allow_numbers",
+                    &o.allow_numbers,
+                    o.allow_numbers_file.as_deref(),
+                ),
+                (
+                    "allow_number_patterns",
+                    &o.allow_number_patterns,
+                    o.allow_number_patterns_file.as_deref(),
+                ),
+                (
+                    "allow_sip_domains",
+                    &o.allow_sip_domains,
+                    o.allow_sip_domains_file.as_deref(),
+                ),
+                (
+                    "allow_sip_uris",
+                    &o.allow_sip_uris,
+                    o.allow_sip_uris_file.as_deref(),
+                ),
+            ],
         );
-        let deny = RuleSet::build(
+        broad_allow_numbers(
+            &mut allow_lists.located(p),
+            &at,
+            allow_lists.numbers().entries(),
+        );
+        let allow = RuleSet::build(&mut allow_lists.located(p), &at, &name, allow_lists.lists());
+        let deny_lists = files.scope(
             p,
             &at,
-            &name,
-            Lists {
-                kind: Kind::Deny,
-                numbers: ("deny_numbers", &o.deny_numbers),
-                number_patterns: ("deny_number_patterns", &o.deny_number_patterns),
-                sip_domains: ("deny_sip_domains", &o.deny_sip_domains),
-                sip_uris: ("deny_sip_uris", &o.deny_sip_uris),
-            },
+            Kind::Deny,
+            [
+                (
+                    "deny_numbers",
+                    &o.deny_numbers,
+                    o.deny_numbers_file.as_deref(),
+                ),
+                (
+                    "deny_number_patterns",
+                    &o.deny_number_patterns,
+                    o.deny_number_patterns_file.as_deref(),
+                ),
+                (
+                    "deny_sip_domains",
+                    &o.deny_sip_domains,
+                    o.deny_sip_domains_file.as_deref(),
+                ),
+                (
+                    "deny_sip_uris",
+                    &o.deny_sip_uris,
+                    o.deny_sip_uris_file.as_deref(),
+                ),
+            ],
         );
+        let deny = RuleSet::build(&mut deny_lists.located(p), &at, &name, deny_lists.lists());
         let own_mode = mode(p, &format!("{at}.mode"), o.mode.as_deref());
         organisations.push(Organisation::new(name, allow, deny, own_mode));
     }
@@ -584,12 +638,12 @@ fn clash(a: SocketAddr, b: SocketAddr) -> bool {
 
 /// An allow-list prefix of a country code's length or shorter (`+1`, `+44`, `+353`) allows a
 /// whole country, which is rarely meant.
-fn broad_allow_numbers(p: &mut Problems, at: &str, numbers: &[String]) {
+fn broad_allow_numbers(p: &mut impl Report, at: &str, numbers: &[String]) {
     for (i, n) in numbers.iter().enumerate() {
         let digits = n.strip_prefix('+').unwrap_or("");
         if (1..=3).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
             p.warn(
-                format!("{at}.allow_numbers[{i}]"),
+                p.entry_path(at, "allow_numbers", i),
                 format!("allows every number in {n} (as broad as a whole country code)"),
             );
         }

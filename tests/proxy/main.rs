@@ -14,6 +14,7 @@ mod guard_query;
 mod hostile;
 mod identity;
 mod limits;
+mod list_files;
 mod metrics;
 mod operations;
 mod organisations;
