@@ -209,7 +209,10 @@ fn check_config_reports_a_list_file_problem_at_its_line() {
     let (code, out, err) = run(&["check-config", "--config", path]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("global deny: 2 number prefixes"), "{out}");
-    assert!(out.contains("c: allow 3 number prefixes"), "{out}");
+    assert!(
+        out.contains("c (enforce): allow 3 number prefixes"),
+        "{out}"
+    );
 }
 
 #[test]

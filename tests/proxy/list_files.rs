@@ -67,7 +67,9 @@ async fn an_allow_list_of_thousands_of_numbers_comes_from_a_file_and_a_bad_line_
             .snapshot()
             .config
             .summary()
-            .contains(&format!("contoso: allow {ENTRIES} number prefixes")),
+            .contains(&format!(
+                "contoso (enforce): allow {ENTRIES} number prefixes"
+            )),
         "every line is an entry"
     );
     for listed in [OLD, OLD + 100, OLD + ENTRIES - 1] {

@@ -153,7 +153,7 @@ fn a_files_entries_follow_the_inline_ones() {
     assert!(config.warnings().is_empty(), "{:?}", config.warnings());
     assert!(
         config.summary().contains(
-            "c: allow 3 number prefixes, 1 patterns, 1 SIP domains, 1 SIP URIs; deny 0 number"
+            "c (enforce): allow 3 number prefixes, 1 patterns, 1 SIP domains, 1 SIP URIs; deny 0 number"
         ),
         "{}",
         config.summary()
@@ -285,7 +285,9 @@ fn an_environment_override_names_a_list_file() {
     dir.write("allow.txt", "+1206\n");
     let config = Config::from_toml_with(text, &[(var, path)]).unwrap();
     assert!(
-        config.summary().contains("c: allow 1 number prefixes"),
+        config
+            .summary()
+            .contains("c (enforce): allow 1 number prefixes"),
         "{}",
         config.summary()
     );
