@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::hostile::{batch_of, part, ring_line, BATCH};
-use crate::support::{self, assert_refused, metrics::sample, Options, HOST, SIMRING, TIMEOUT};
+use crate::support::{self, assert_refused, metrics::sample, Options, HOST, SIMRING};
 
 const ALLOWED: &str = "tel:%2B14255550100";
 const DENIED: &str = "tel:%2B19005550100";
@@ -444,7 +444,7 @@ async fn a_stalled_sink_refuses_guarded_requests_and_spares_the_rest() {
     assert!(sample(&m, "ringfence_audit_lines_total", &[("result", "dropped")]).unwrap() >= 2.0);
 
     // The sink takes lines again: everything queued arrives, and guarded requests go through.
-    let drained = drain_fifo(reader);
+    let drain = Drain::start(reader);
     let allowed = support::eventually(
         "guarded requests to go through once the sink takes lines",
         async || {
@@ -457,12 +457,8 @@ async fn a_stalled_sink_refuses_guarded_requests_and_spares_the_rest() {
     let m = h.metrics().await;
     let written = sample(&m, "ringfence_audit_lines_total", &[("result", "written")]).unwrap();
     drop(h);
-    let text = drained.join().unwrap();
-    let got = text.lines().count() as f64;
-    assert!(
-        got >= written,
-        "every written line arrived: {got} < {written}"
-    );
+    // Every written line arrives (the server is not stopped, so the pipe never ends).
+    let text = drain.lines(written as usize).await;
     for line in text.lines() {
         assert_schema(&serde_json::from_str(line).unwrap());
     }
@@ -493,7 +489,8 @@ async fn on_full_drop_forwards_and_counts_the_lost_lines() {
         "{m}"
     );
     drop(h);
-    drop(drain_fifo(reader));
+    // Never read: the pipe stays full to the end.
+    drop(reader);
 }
 
 /// A FIFO as the audit file, with its read end open (so opening it for writing does not block)
@@ -515,37 +512,45 @@ fn stalled_fifo(dir: &tempfile::TempDir) -> (PathBuf, std::fs::File) {
     (fifo, reader)
 }
 
-/// Reads the FIFO to its end (the writer closes it when the server stops) on a thread.
-fn drain_fifo(reader: std::fs::File) -> std::thread::JoinHandle<String> {
-    drain_fifo_until(reader, usize::MAX)
+/// A FIFO's reader on a task, keeping what it read; stopped when dropped. It waits for the pipe
+/// to be readable, never for a time.
+struct Drain {
+    read: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// Reads the FIFO until it ends or holds `lines` lines.
-fn drain_fifo_until(reader: std::fs::File, lines: usize) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut reader = reader;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65536];
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        while std::time::Instant::now() < deadline {
-            match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    out.extend_from_slice(&buf[..n]);
-                    if out.iter().filter(|&&b| b == b'\n').count() >= lines {
-                        break;
-                    }
+impl Drain {
+    fn start(reader: std::fs::File) -> Drain {
+        let read: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = std::sync::Arc::default();
+        let task = tokio::spawn({
+            let read = std::sync::Arc::clone(&read);
+            async move {
+                use tokio::io::AsyncReadExt;
+                let mut pipe = tokio::net::unix::pipe::Receiver::from_file(reader).unwrap();
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+                    read.lock().unwrap().extend_from_slice(&buf[..n]);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    // The reader's pace on an empty pipe; not a wait for anything.
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => panic!("{e}"),
             }
-        }
-        String::from_utf8(out).unwrap()
-    })
+        });
+        Drain { read, task }
+    }
+
+    /// Waits (bounded) until `n` lines were read; everything read.
+    async fn lines(&self, n: usize) -> String {
+        support::eventually(&format!("{n} lines through the FIFO"), async || {
+            let read = self.read.lock().unwrap();
+            (read.iter().filter(|&&b| b == b'\n').count() >= n)
+                .then(|| String::from_utf8(read.clone()).unwrap())
+        })
+        .await
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A reload that takes effect writes a `config` line with both hashes and the counts.
@@ -703,7 +708,7 @@ async fn shutdown_writes_the_queue_out() {
         "lines wait behind the full pipe: {waiting}"
     );
     let shared = std::sync::Arc::clone(h.server.shared());
-    let drained = drain_fifo_until(reader, N);
+    let drain = Drain::start(reader);
     h.server.shutdown().await;
     assert_eq!(
         shared.audit.counters().queued.get(),
@@ -712,7 +717,7 @@ async fn shutdown_writes_the_queue_out() {
     );
     drop(shared);
     drop(h.members);
-    let text = drained.join().unwrap();
+    let text = drain.lines(N).await;
     assert_eq!(text.lines().count(), N);
 }
 
@@ -759,9 +764,21 @@ async fn a_client_cannot_make_lines_grow_or_multiply() {
     assert_refused(&over, 400, "bad_batch");
     let expected = 1 + ringfence::judge::MAX_GUARDED_PARTS + 1 + 1;
     let all = lines_until(&path, |l| l.len() >= expected).await;
-    // Not a wait for anything: a pause in which no further line may appear.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let all_now = lines(&path);
+    // A marker's line closes the count: the trail is written in queue order, and the requests
+    // above queued their lines before they were answered, so any further line of theirs would
+    // come before it.
+    let marker = ring(
+        &h,
+        &format!("target={DENIED}"),
+        &[("x-request-id", "marker")],
+    )
+    .await;
+    assert_refused(&marker, 403, "denied");
+    let mut all_now = lines_until(&path, |l| {
+        l.iter().any(|l| l["client_request_id"] == "marker")
+    })
+    .await;
+    assert_eq!(all_now.pop().unwrap()["client_request_id"], "marker");
     assert_eq!(
         all_now.len(),
         expected,
@@ -785,7 +802,6 @@ async fn a_client_cannot_make_lines_grow_or_multiply() {
 /// are other requests' (refused `audit_unavailable`, counted `dropped`).
 #[tokio::test]
 async fn an_outcome_is_never_lost_to_a_full_queue() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let (fifo, reader) = stalled_fifo(&dir);
@@ -795,25 +811,23 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
         ..Options::default()
     })
     .await;
-    // A reader the test can pause: while paused, the pipe fills and the writer stalls.
-    let reading = Arc::new(AtomicBool::new(true));
-    let done = Arc::new(AtomicBool::new(false));
+    // A reader the test can pause: while paused, the pipe fills and the writer stalls. It waits
+    // for the pipe to be readable or for its switch to turn, never for a time.
+    let (reading, mut switch) = tokio::sync::watch::channel(true);
     let out = Arc::new(std::sync::Mutex::new(Vec::new()));
     let reader = {
-        let (reading, done, out) = (Arc::clone(&reading), Arc::clone(&done), Arc::clone(&out));
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut reader = reader;
-            let mut buf = [0u8; 65536];
-            while !done.load(Ordering::Relaxed) {
-                // The reader's pace while paused or with nothing to read; not a wait for anything.
-                if !reading.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-                match reader.read(&mut buf) {
-                    Ok(n) if n > 0 => out.lock().unwrap().extend_from_slice(&buf[..n]),
-                    _ => std::thread::sleep(Duration::from_millis(5)),
+        let out = Arc::clone(&out);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut pipe = tokio::net::unix::pipe::Receiver::from_file(reader).unwrap();
+            let mut buf = vec![0u8; 65536];
+            while switch.wait_for(|on| *on).await.is_ok() {
+                tokio::select! {
+                    read = pipe.read(&mut buf) => match read {
+                        Ok(n) if n > 0 => out.lock().unwrap().extend_from_slice(&buf[..n]),
+                        _ => return,
+                    },
+                    _ = switch.changed() => {}
                 }
             }
         })
@@ -832,7 +846,7 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
         .collect();
     until_received(&h.members[0], 3).await;
     // Stall the sink and fill the queue with other requests' lines.
-    reading.store(false, Ordering::Relaxed);
+    reading.send_replace(false);
     let mut refused = 0;
     for sent in 0.. {
         if refused == 20 {
@@ -854,7 +868,7 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
         f64::from(refused),
         "only the refused requests' lines: {m}"
     );
-    reading.store(true, Ordering::Relaxed);
+    reading.send_replace(true);
     support::eventually("the queue to drain", async || {
         let m = h.metrics().await;
         sample(&m, "ringfence_audit_queue_lines", &[]) == Some(0.0)
@@ -877,8 +891,7 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
         },
     )
     .await;
-    done.store(true, Ordering::Relaxed);
-    reader.join().unwrap();
+    reader.abort();
     let all = read();
     for i in 0..3 {
         let id = format!("held-{i}");

@@ -120,7 +120,8 @@ async fn unknown_and_local_headers_leave_the_peer_as_the_client() {
     }
 }
 
-#[tokio::test]
+/// On paused time: the client's pauses cost nothing.
+#[tokio::test(start_paused = true)]
 async fn a_header_sent_in_pieces_is_read_whole() {
     let h = proxied("").await;
     let counts = h.received_counts();
@@ -129,7 +130,8 @@ async fn a_header_sent_in_pieces_is_read_whole() {
         .unwrap();
     let header = v2([192, 0, 2, 8], 4711);
     stream.write_all(&header[..7]).await.unwrap();
-    // A pause, so the server certainly sees the header cut (no synchronisation depends on it).
+    // The client's own pause, the behaviour under test: tokio moves the clock only once every
+    // task waits, so the server has read the cut header by then. Nothing waits on it.
     tokio::time::sleep(Duration::from_millis(100)).await;
     stream.write_all(&header[7..14]).await.unwrap();
     // The second cut, the same kind of pause.
@@ -220,7 +222,8 @@ async fn a_connection_without_the_header_is_closed_and_counted() {
     assert!(h.received().is_empty(), "nothing reached the pool");
 }
 
-#[tokio::test]
+/// On paused time: the clock is tokio's, so the close is seen at the timeout itself.
+#[tokio::test(start_paused = true)]
 async fn a_slow_header_times_out_and_is_counted() {
     let h = proxied("header_read_timeout = \"300ms\"").await;
     let addr = h.server.addrs()[0];
@@ -232,8 +235,12 @@ async fn a_slow_header_times_out_and_is_counted() {
         .await
         .expect("closed in time");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-    // A lower bound: the timing is the behaviour (closed by the timeout, not at once).
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    // Closed by the header timeout: not at once, and not at the test's own TIMEOUT.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(400),
+        "closed after {waited:?}"
+    );
     assert_eq!(errors(&h, addr).await, Some(1.0));
 }
 

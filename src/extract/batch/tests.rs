@@ -736,6 +736,10 @@ proptest! {
         // A body's own trailing CR would read as half of the CRLF before the delimiter.
         prop_assume!(parts.iter().all(|p| !(lf && p.body.ends_with(b"\r"))));
         prop_assume!(parts.iter().all(|p| !p.body.windows(delimiter.len()).any(|w| w == delimiter)));
+        // Nor may it begin a line of a part (RFC 2046 §5.1.1): a method is any token, so method
+        // `--I~` under boundary `I` reads, rightly, as a delimiter (the seed in
+        // proptest-regressions). Headers begin `X-`.
+        prop_assume!(parts.iter().all(|p| !format!("{} {}", p.method, p.target).as_bytes().starts_with(&delimiter)));
         let mut bytes = b"preamble".to_vec();
         for part in &parts {
             let mut head = format!("{eol}--{b}{eol}Content-Type: application/http; msgtype=request{eol}{eol}", eol = str::from_utf8(eol).unwrap());
