@@ -29,6 +29,9 @@ use crate::route::Traffic;
 use crate::state::{Shared, Snapshot};
 use crate::upstream::FailureKind;
 
+/// The rate limits' user key of every request whose path names no single application.
+const UNIDENTIFIED: &str = "unidentified";
+
 /// What the gateway knows about the connection a request came on.
 #[derive(Debug, Clone)]
 pub struct Connection {
@@ -270,16 +273,19 @@ impl Gateway {
             .and_then(|a| ctx.snapshot.identities.user(a));
         let by_application;
         let user = match (&known, application.as_deref()) {
-            (Some(user), _) => Some(&**user),
+            (Some(user), _) => user,
+            // IIS compares paths without case: `ABC` and `abc` are one application.
             (None, Some(a)) => {
-                by_application = format!("app:{a}");
-                Some(by_application.as_str())
+                by_application = format!("app:{}", a.to_ascii_lowercase());
+                by_application.as_str()
             }
-            (None, None) => None,
+            // A path whose readings name no single application (real clients send plain
+            // ones) shares one bucket with every other such path: spelling cannot buy tokens.
+            (None, None) => UNIDENTIFIED,
         };
         let organisation = first.organisation.map(|o| OrgIndex(o.index()));
         let cost = u32::try_from(verdict.rulings.len()).unwrap_or(u32::MAX);
-        let limited = limiter.check(user, organisation, cost).err()?;
+        let limited = limiter.check(Some(user), organisation, cost).err()?;
         self.shared
             .metrics
             .rate_limited

@@ -228,6 +228,14 @@ async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
     let forwarded = h.received_guarded().len();
     let denied = replies.iter().filter(|r| r.status == 403).count();
     assert_eq!(forwarded + denied, 3, "{:?}", statuses(&replies));
+    // The same application spelt otherwise, as the pool reads it, is the same user.
+    for spelt in ["/19%32/", "/%31%392/"] {
+        let reply = h
+            .client
+            .request("POST", &SIMRING.replace("/192/", spelt), HOST, &[], b"")
+            .await;
+        assert_refused(&reply, 429, "rate_limited");
+    }
     // Another user (application) has a bucket of its own.
     let other = h
         .client
@@ -248,7 +256,7 @@ async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
             "ringfence_rate_limited_total",
             &[("scope", "user")]
         ),
-        Some(7.0)
+        Some(9.0)
     );
     assert_eq!(
         sample(
@@ -256,10 +264,10 @@ async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
             "ringfence_policy_decisions_total",
             &[("decision", "deny"), ("reason", "rate_limited")]
         ),
-        Some(7.0)
+        Some(9.0)
     );
     let lines = lines_until(&trail, |l| {
-        l.iter().filter(|l| l["reason"] == "rate_limited").count() >= 7
+        l.iter().filter(|l| l["reason"] == "rate_limited").count() >= 9
     })
     .await;
     let line: &Value = lines
