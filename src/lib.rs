@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! accept → TLS → hyper conn → gateway: snapshot → judge: host, route → (guarded?) body ≤ cap
-//! → extract → parse → decide → audit+metrics → refuse here | forward → upstream pick
+//! → extract → parse → decide (shadow?) → rate limit → audit+metrics → refuse here | forward
+//! → upstream pick
 //! → response streamed back
 //! ```
 //!
@@ -38,8 +39,8 @@
 //! - [`offline`] judges a request file as the gateway would (`eval --request`), in the trail's
 //!   words.
 //! - [`identity`] learns who an application's user is from the pool's own answers.
-//! - [`config`] reads and validates the file, composing the sections [`audit`], [`identity`]
-//!   and [`policy`] own; [`demo`] runs the embedded demo; [`sim`] is the simulated front-end
+//! - [`config`] reads and validates the file (and the policy's list files), composing the
+//!   sections [`audit`], [`identity`], [`policy`] and [`ratelimit`] own; [`demo`] runs the embedded demo; [`sim`] is the simulated front-end
 //!   pool, with its own model of how the pool reads a request.
 //!
 //! The pure core (`judge`, `request`, `route`, `iis`, `extract`, `target`, `policy`, `reject`)
