@@ -14,26 +14,65 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::descriptors::{self, AcceptErrors, Loan, Reserve, ADMIN_LOAN, ADMIN_RESERVE};
 use crate::state::Shared;
 
+/// Serves the admin endpoints until `stop`. It keeps [`ADMIN_RESERVE`] spare descriptors: when
+/// client traffic has taken every other one, an accept here that fails for want of a descriptor
+/// closes one of them and accepts again into the room, and the connection gives it back when it
+/// closes. So `/metrics`, `/live` and `/ready` keep answering at the limit (the `process_*`
+/// metrics are missing from such a scrape: they need descriptors to read `/proc` with).
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    let label = listener
+        .local_addr()
+        .map_or_else(|_| "admin".to_owned(), |a| a.to_string());
+    let mut errors = AcceptErrors::new(&shared.metrics.accept_errors, &label);
+    let reserve = Reserve::new(ADMIN_RESERVE);
+    // Descriptors closed for the next accept, handed to the connection it accepts.
+    let mut loan: Option<Loan> = None;
     loop {
-        let (stream, _) = tokio::select! {
+        let accepted = tokio::select! {
             () = stop.cancelled() => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            a = listener.accept() => a,
         };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                let wait = errors.failed(&e);
+                if descriptors::out_of_descriptors(&e) {
+                    // Another part of the process may have taken a lent descriptor first: the
+                    // loan grows until the reserve is empty.
+                    let lent = match &mut loan {
+                        Some(loan) => loan.extend(ADMIN_LOAN),
+                        None => {
+                            loan = reserve.lend(ADMIN_LOAN);
+                            loan.is_some()
+                        }
+                    };
+                    if lent {
+                        continue;
+                    }
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+        };
+        errors.accepted();
+        let loan = loan.take();
+        if loan.is_none() {
+            // What an earlier loan could not take back.
+            reserve.top_up();
+        }
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let service = service_fn(move |req| answer(Arc::clone(&shared), req));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(loan);
         });
     }
 }

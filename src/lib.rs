@@ -35,6 +35,7 @@
 //! - [`audit`] and [`metrics`] record every decision ([`audit::syslog`] carries the trail to a
 //!   collector) and [`access`] writes the access log; [`admin`] serves metrics, health and
 //!   reload; [`signal`] reloads and reopens files on signals; [`notify`] tells systemd;
+//!   [`descriptors`] raises the open-files limit and backs accepts off when it is reached;
 //!   [`logfile`] is `--log-file`.
 //! - [`offline`] judges a request file as the gateway would (`eval --request`), in the trail's
 //!   words.
@@ -54,6 +55,7 @@ pub mod body;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod descriptors;
 pub mod extract;
 pub mod forwarding;
 pub mod gateway;

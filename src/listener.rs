@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::{Activity, ClientBody, InFlight, Limits, ResponseBody, Tracked};
 use crate::config::ServerSettings;
+use crate::descriptors::AcceptErrors;
 use crate::gateway::{Connection, Gateway};
 use crate::state::Shared;
 
@@ -185,6 +186,7 @@ impl Accept {
             .connections_refused
             .with_label_values(&[&this.label]);
         let mut refusals = Refusals::default();
+        let mut errors = AcceptErrors::new(&this.shared.metrics.accept_errors, &this.label);
         loop {
             let accepted = tokio::select! {
                 () = stop.cancelled() => return,
@@ -193,12 +195,16 @@ impl Accept {
             let (stream, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    // Out of descriptors and the like: the connections already open keep theirs,
+                    // and the new one waits in the backlog while accepting backs off.
+                    let wait = errors.failed(&e);
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(wait) => continue,
+                    }
                 }
             };
+            errors.accepted();
             let Ok(permit) = Arc::clone(&this.permits).try_acquire_owned() else {
                 refused.inc();
                 if let Some(count) = refusals.note(tokio::time::Instant::now()) {

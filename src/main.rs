@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use ringfence::audit::Decided;
 use ringfence::config::Config;
+use ringfence::descriptors;
 use ringfence::logfile::LogFile;
 use ringfence::offline;
 use ringfence::policy::Mode;
@@ -206,6 +207,10 @@ fn run(path: PathBuf, log: Option<LogFile>) -> ExitCode {
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
+    let limit = descriptors::raise_and_log();
+    if let Some(w) = descriptors::shortfall(config.server().max_connections, limit) {
+        tracing::warn!("{w}");
+    }
     runtime().block_on(async {
         let signals = match ringfence::signal::Signals::install() {
             Ok(s) => s,
@@ -242,6 +247,7 @@ fn run(path: PathBuf, log: Option<LogFile>) -> ExitCode {
 }
 
 fn demo(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
+    descriptors::raise_and_log();
     runtime().block_on(async {
         let demo = match ringfence::demo::start(Some(listen), Some(admin)).await {
             Ok(d) => d,
@@ -273,6 +279,11 @@ fn check_config(path: PathBuf) -> ExitCode {
     }
     println!("{}: valid\n{}", path.display(), config.summary());
     for w in config.warnings() {
+        println!("warning: {w}");
+    }
+    // `run` raises the soft limit to the hard one first: that is the limit it will serve under.
+    let limit = descriptors::limit_in_force_after_raise();
+    if let Some(w) = descriptors::shortfall(config.server().max_connections, limit) {
         println!("warning: {w}");
     }
     ExitCode::SUCCESS

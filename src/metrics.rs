@@ -39,6 +39,10 @@ pub struct Metrics {
     pub config_info: IntGaugeVec,
     /// Connections closed at accept because `max_connections` were open, by listener.
     pub connections_refused: IntCounterVec,
+    /// Failed accepts, by listener (the client listeners' addresses and the admin's) and kind
+    /// (`emfile`, `enfile`, `enobufs`, `enomem`, `other`): each backs off
+    /// (`crate::descriptors::AcceptErrors`).
+    pub accept_errors: IntCounterVec,
     /// Connections closed on a `server.proxy_protocol` listener for want of a valid PROXY
     /// header in time, by listener.
     pub proxy_protocol_errors: IntCounterVec,
@@ -265,6 +269,11 @@ impl Metrics {
                 "ringfence_connections_refused_total",
                 "Client connections closed at accept at max_connections, by listener.",
                 &["listener"],
+            ),
+            accept_errors: counter(
+                "ringfence_accept_errors_total",
+                "Failed accepts, by listener and kind (emfile|enfile|enobufs|enomem|other); accepting backs off after each.",
+                &["listener", "kind"],
             ),
             proxy_protocol_errors: counter(
                 "ringfence_proxy_protocol_errors_total",

@@ -385,6 +385,7 @@ const METRICS: &[&str] = &[
     "ringfence_connections_open",
     "ringfence_connections_parked",
     "ringfence_connections_refused_total",
+    "ringfence_accept_errors_total",
     "ringfence_upstream_probe_failures_total",
     "ringfence_tls_handshake_errors_total",
     "ringfence_config_reloads_total",
