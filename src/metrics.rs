@@ -50,6 +50,8 @@ pub struct Metrics {
     /// Judged guarded requests refused 429, by the bucket that refused them (`user`,
     /// `organisation`).
     pub rate_limited: IntCounterVec,
+    /// `ringfence_upstream_connections{member, state}`, computed at each scrape.
+    pub upstream_connections: crate::upstream::ConnectionGauge,
     passthrough: RouteMetrics,
     guarded: RouteMetrics,
 }
@@ -286,6 +288,13 @@ impl Metrics {
                 "Guarded requests refused 429 rate_limited, by the bucket that refused them (user|organisation).",
                 &["scope"],
             ),
+            upstream_connections: {
+                let g = crate::upstream::ConnectionGauge::new();
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             registry,
             passthrough,
             guarded,
