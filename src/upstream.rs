@@ -19,7 +19,6 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::{Histogram, IntCounter, IntGauge};
 
 pub use crate::body::UpstreamBody;
-pub use connections::Gauge as ConnectionGauge;
 pub use health::Health;
 use health::ProbeKind;
 
@@ -42,7 +41,7 @@ pub struct Member {
     successes: AtomicU32,
     outstanding: AtomicUsize,
     /// Its connections and requests in flight, shared with other pools that have it.
-    connections: Arc<connections::Counts>,
+    connections: Arc<crate::metrics::ConnectionCounts>,
     healthy_gauge: IntGauge,
     duration: Histogram,
     requests: StatusCounters,

@@ -7,106 +7,20 @@
 //! request counts busy only until its response head, so a connection still streaming an answer's
 //! body counts idle, and a request waiting for a new connection counts busy before its connection
 //! is open (idle is never shown below 0). Over HTTP/2 many busy requests share one connection.
-//! The counts are per member name, shared by the pools of successive reloads, so that a reload's
-//! old pool draining its connections is still counted.
+//! The counts (`metrics::ConnectionCounts`) are per member name, shared by the pools of
+//! successive reloads, so that a reload's old pool draining its connections is still counted.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::uri::Authority;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
-use prometheus::{IntGaugeVec, Opts};
 
-/// One member's connections.
-#[derive(Debug, Default)]
-pub struct Counts {
-    open: AtomicI64,
-    busy: AtomicI64,
-}
-
-impl Counts {
-    pub fn busy(&self) -> &AtomicI64 {
-        &self.busy
-    }
-
-    fn snapshot(&self) -> (i64, i64) {
-        let busy = self.busy.load(Ordering::Relaxed).max(0);
-        let open = self.open.load(Ordering::Relaxed).max(0);
-        (open.saturating_sub(busy).max(0), busy)
-    }
-}
-
-/// Every member's counts, by member name, exported as one gauge family at each scrape. A member
-/// no pool and no connection refers to any more (a reload removed it, its last connection
-/// closed) has its series removed.
-#[derive(Clone)]
-pub struct Gauge {
-    members: Arc<Mutex<HashMap<Box<str>, Weak<Counts>>>>,
-    gauge: IntGaugeVec,
-}
-
-impl Default for Gauge {
-    fn default() -> Self {
-        Gauge::new()
-    }
-}
-
-impl Gauge {
-    pub fn new() -> Gauge {
-        let gauge = IntGaugeVec::new(
-            Opts::new(
-                "ringfence_upstream_connections",
-                "Upstream connections per member: idle (open, no request in flight) or busy.",
-            ),
-            &["member", "state"],
-        )
-        .expect("valid metric");
-        Gauge {
-            members: Arc::default(),
-            gauge,
-        }
-    }
-
-    /// The counts of the member of this name, shared with any other pool that has it.
-    pub fn member(&self, name: &str) -> Arc<Counts> {
-        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(counts) = members.get(name).and_then(Weak::upgrade) {
-            return counts;
-        }
-        let counts = Arc::new(Counts::default());
-        members.insert(name.into(), Arc::downgrade(&counts));
-        counts
-    }
-}
-
-impl Collector for Gauge {
-    fn desc(&self) -> Vec<&Desc> {
-        self.gauge.desc()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        self.gauge.reset();
-        members.retain(|name, counts| match counts.upgrade() {
-            Some(counts) => {
-                let (idle, busy) = counts.snapshot();
-                self.gauge.with_label_values(&[name, "idle"]).set(idle);
-                self.gauge.with_label_values(&[name, "busy"]).set(busy);
-                true
-            }
-            None => false,
-        });
-        self.gauge.collect()
-    }
-}
+use crate::metrics::ConnectionCounts as Counts;
 
 /// Wraps the pool's connector: each connection made to a member is counted open until dropped.
 #[derive(Clone)]
@@ -151,7 +65,7 @@ where
         Box::pin(async move {
             let io = connecting.await?;
             if let Some(c) = &counts {
-                c.open.fetch_add(1, Ordering::Relaxed);
+                c.opened();
             }
             Ok(Counted { io, counts })
         })
@@ -167,7 +81,7 @@ pub struct Counted<T> {
 impl<T> Drop for Counted<T> {
     fn drop(&mut self) {
         if let Some(c) = &self.counts {
-            c.open.fetch_sub(1, Ordering::Relaxed);
+            c.closed();
         }
     }
 }
