@@ -112,6 +112,10 @@ pub struct Upstream {
     pub balance: Balance,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// Idle keep-alive connections kept per member; one more coming back to the pool is closed.
+    pub max_idle_per_member: usize,
+    /// An idle pooled connection is closed after this long unused.
+    pub idle_timeout: Duration,
     pub preserve_host: bool,
     pub tls: Option<UpstreamTls>,
     pub health: Health,

@@ -430,6 +430,7 @@ impl Gateway {
                         Rejection::UpstreamFailure
                     }
                     FailureKind::Timeout => Rejection::UpstreamTimeout,
+                    FailureKind::Local => Rejection::LocalResources,
                 };
                 self.refuse(ctx, rejection, parameter, false)
             }

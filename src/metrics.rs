@@ -1,11 +1,15 @@
 //! Prometheus metrics in ringfence's own registry. Label values come only from configuration
 //! (organisation names, member URLs, listener addresses) and fixed sets, never from request input.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use http::StatusCode;
 
 use crate::route::Traffic;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -54,6 +58,8 @@ pub struct Metrics {
     /// Judged guarded requests refused 429, by the bucket that refused them (`user`,
     /// `organisation`).
     pub rate_limited: IntCounterVec,
+    /// `ringfence_upstream_connections{member, state}`, computed at each scrape.
+    pub upstream_connections: UpstreamConnections,
     passthrough: RouteMetrics,
     guarded: RouteMetrics,
 }
@@ -295,6 +301,13 @@ impl Metrics {
                 "Guarded requests refused 429 rate_limited, by the bucket that refused them (user|organisation).",
                 &["scope"],
             ),
+            upstream_connections: {
+                let g = UpstreamConnections::new();
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             registry,
             passthrough,
             guarded,
@@ -346,6 +359,100 @@ impl Metrics {
         // Writing into a Vec only fails on invalid metric families, which `new` cannot build.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// One pool member's upstream connections (`upstream::connections` counts them): open, and
+/// busy (requests in flight).
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    open: AtomicI64,
+    busy: AtomicI64,
+}
+
+impl ConnectionCounts {
+    pub fn busy(&self) -> &AtomicI64 {
+        &self.busy
+    }
+
+    /// A connection to the member was made.
+    pub fn opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection to the member was closed.
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> (i64, i64) {
+        let busy = self.busy.load(Ordering::Relaxed).max(0);
+        let open = self.open.load(Ordering::Relaxed).max(0);
+        (open.saturating_sub(busy).max(0), busy)
+    }
+}
+
+/// Every member's counts, by member name, exported as one gauge family at each scrape. A member
+/// no pool and no connection refers to any more (a reload removed it, its last connection
+/// closed) has its series removed.
+#[derive(Clone)]
+pub struct UpstreamConnections {
+    members: Arc<Mutex<HashMap<Box<str>, Weak<ConnectionCounts>>>>,
+    gauge: IntGaugeVec,
+}
+
+impl Default for UpstreamConnections {
+    fn default() -> Self {
+        UpstreamConnections::new()
+    }
+}
+
+impl UpstreamConnections {
+    pub fn new() -> UpstreamConnections {
+        let gauge = IntGaugeVec::new(
+            Opts::new(
+                "ringfence_upstream_connections",
+                "Upstream connections per member: idle (open, no request in flight) or busy.",
+            ),
+            &["member", "state"],
+        )
+        .expect("valid metric");
+        UpstreamConnections {
+            members: Arc::default(),
+            gauge,
+        }
+    }
+
+    /// The counts of the member of this name, shared with any other pool that has it.
+    pub fn member(&self, name: &str) -> Arc<ConnectionCounts> {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(counts) = members.get(name).and_then(Weak::upgrade) {
+            return counts;
+        }
+        let counts = Arc::new(ConnectionCounts::default());
+        members.insert(name.into(), Arc::downgrade(&counts));
+        counts
+    }
+}
+
+impl Collector for UpstreamConnections {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        self.gauge.reset();
+        members.retain(|name, counts| match counts.upgrade() {
+            Some(counts) => {
+                let (idle, busy) = counts.snapshot();
+                self.gauge.with_label_values(&[name, "idle"]).set(idle);
+                self.gauge.with_label_values(&[name, "busy"]).set(busy);
+                true
+            }
+            None => false,
+        });
+        self.gauge.collect()
     }
 }
 

@@ -57,6 +57,8 @@ pub enum Rejection {
     UpstreamFailure,
     #[error("the pool member did not answer in time")]
     UpstreamTimeout,
+    #[error("no connection to the pool could be made for want of a local resource")]
+    LocalResources,
     #[error("the decision could not be written to the audit trail")]
     AuditUnavailable,
     #[error("over the rate limit on call-forwarding changes")]
@@ -118,6 +120,7 @@ impl Rejection {
             UpstreamUnavailable => "upstream_unavailable",
             UpstreamFailure => "upstream_failure",
             UpstreamTimeout => "upstream_timeout",
+            LocalResources => "local_resources",
             AuditUnavailable => "audit_unavailable",
             RateLimited => "rate_limited",
         }
@@ -203,7 +206,7 @@ impl Rejection {
                 message: Message::Fixed("The request body did not arrive in time."),
                 names_parameter: false,
             },
-            UpstreamUnavailable | AuditUnavailable => Ucwa {
+            UpstreamUnavailable | AuditUnavailable | LocalResources => Ucwa {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "ServiceUnavailable",
                 subcode: None,
@@ -364,7 +367,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     /// Every variant with its status, code, subcode and reason: the contract of SPEC §6.
-    const TABLE: [(Rejection, u16, &str, Option<&str>, &str); 23] = [
+    const TABLE: [(Rejection, u16, &str, Option<&str>, &str); 24] = [
         (
             Rejection::NotAllowed,
             403,
@@ -512,6 +515,13 @@ mod tests {
             "Timeout",
             None,
             "upstream_timeout",
+        ),
+        (
+            Rejection::LocalResources,
+            503,
+            "ServiceUnavailable",
+            None,
+            "local_resources",
         ),
         (
             Rejection::RateLimited,

@@ -64,6 +64,10 @@ struct State {
     /// How long an `events` long poll waits before answering.
     event_wait: Mutex<Duration>,
     resources: Mutex<Resources>,
+    /// Connections accepted and not yet closed.
+    connections: std::sync::atomic::AtomicUsize,
+    /// While true, `events` long polls wait (after their `event_wait`) until it turns false.
+    hold: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running simulated front-end server (one pool member). Dropping it (or `stop`) closes its
@@ -152,6 +156,19 @@ impl FrontEnd {
         *self.state.resources.lock().expect("sim lock") = resources;
     }
 
+    /// Connections open to the member now (accepted, not yet closed).
+    pub fn connections_open(&self) -> usize {
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Holds every `events` long poll, those waiting now and those to come, until
+    /// `hold_events(false)`: a test can have many requests in flight at once without timing.
+    pub fn hold_events(&self, hold: bool) {
+        self.state.hold.send_replace(hold);
+    }
+
     /// Closes the listening socket: new connections are refused, as from a dead server.
     pub fn stop(&self) {
         self.stop.cancel();
@@ -180,7 +197,9 @@ async fn accept(
         let tls = tls.clone();
         let stop = stop.clone();
         let name = name.clone();
+        let open = Open::count(Arc::clone(&state));
         tokio::spawn(async move {
+            let _open = open;
             let service = service_fn(move |req| answer(Arc::clone(&state), name.clone(), req));
             let builder = auto::Builder::new(TokioExecutor::new());
             let served = match tls {
@@ -201,6 +220,26 @@ async fn accept(
             };
             drop(served);
         });
+    }
+}
+
+/// One accepted connection, counted in `State::connections` until dropped.
+struct Open(Arc<State>);
+
+impl Open {
+    fn count(state: Arc<State>) -> Open {
+        state
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Open(state)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -305,6 +344,8 @@ async fn answer(
     let mut response = if last.eq_ignore_ascii_case("events") {
         let wait = *state.event_wait.lock().expect("sim lock");
         tokio::time::sleep(wait).await;
+        let mut hold = state.hold.subscribe();
+        let _ = hold.wait_for(|held| !held).await;
         json(StatusCode::OK, r#"{"_links":{"self":{"href":"/ucwa/v1/applications/192/events?ack=2"},"next":{"href":"/ucwa/v1/applications/192/events?ack=3"}},"sender":[]}"#.into())
     } else if reading.named.iter().any(|n| n == model::BATCH) && parts.method == Method::POST {
         batch_answer(&reading)

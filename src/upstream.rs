@@ -2,6 +2,7 @@
 //! upstream TLS, balancing, and a retry on another member only when nothing was sent.
 
 mod balance;
+mod connections;
 mod health;
 
 use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -39,10 +40,13 @@ pub struct Member {
     failures: AtomicU32,
     successes: AtomicU32,
     outstanding: AtomicUsize,
+    /// Its connections and requests in flight, shared with other pools that have it.
+    connections: Arc<crate::metrics::ConnectionCounts>,
     healthy_gauge: IntGauge,
     duration: Histogram,
     requests: StatusCounters,
-    errors: [IntCounter; 4],
+    /// Indexed by [`FailureKind`], but for `Client`.
+    errors: [IntCounter; 5],
     /// Indexed by [`ProbeKind`].
     probe_failures: [IntCounter; ProbeKind::ALL.len()],
 }
@@ -84,6 +88,9 @@ pub enum FailureKind {
     Timeout,
     /// The member broke the exchange after the request went out.
     Protocol,
+    /// No connection could be made for want of a local resource (descriptors, memory, buffers,
+    /// ephemeral ports): nothing was sent, the member is not blamed, another may be tried.
+    Local,
     /// The client's own body broke while it was streamed (a malformed chunk, a client gone): no
     /// member is blamed, counted or retried.
     Client,
@@ -96,6 +103,7 @@ impl FailureKind {
             FailureKind::Tls => "tls",
             FailureKind::Timeout => "timeout",
             FailureKind::Protocol => "protocol",
+            FailureKind::Local => "local",
             FailureKind::Client => "client",
         }
     }
@@ -128,7 +136,7 @@ impl UpstreamError {
 /// The pool of one configuration; reused across reloads when `[upstream]` is unchanged.
 pub struct Pool {
     members: Vec<Member>,
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    client: Client<connections::Counting<HttpsConnector<HttpConnector>>, UpstreamBody>,
     balance: Balance,
     next: AtomicUsize,
     response_timeout: Duration,
@@ -175,12 +183,7 @@ impl Pool {
             None => builder,
         };
         let connector = builder.enable_all_versions().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        let members = config
+        let members: Vec<Member> = config
             .members
             .iter()
             .map(|uri| {
@@ -190,6 +193,7 @@ impl Pool {
                     FailureKind::Tls,
                     FailureKind::Timeout,
                     FailureKind::Protocol,
+                    FailureKind::Local,
                 ]
                 .map(|k| {
                     metrics
@@ -210,6 +214,7 @@ impl Pool {
                     failures: AtomicU32::new(0),
                     successes: AtomicU32::new(0),
                     outstanding: AtomicUsize::new(0),
+                    connections: metrics.upstream_connections.member(&name),
                     healthy_gauge: metrics.member_healthy.with_label_values(&[&*name]),
                     duration: metrics.upstream_duration.with_label_values(&[&*name]),
                     requests: StatusCounters::new(&metrics.upstream_requests, &name),
@@ -219,6 +224,17 @@ impl Pool {
                 }
             })
             .collect();
+        let counted = members
+            .iter()
+            .map(|m| (m.authority.clone(), Arc::clone(&m.connections)))
+            .collect();
+        // Each member is its own pool key (scheme and authority), so the cap is per member.
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.idle_timeout)
+            .pool_max_idle_per_host(config.max_idle_per_member)
+            .build(connections::Counting::new(connector, counted));
         Ok(Pool {
             members,
             client,
@@ -325,12 +341,21 @@ impl Pool {
                 Err(elapsed) => (FailureKind::Timeout, Box::new(elapsed) as BoxError),
             };
             member.errors[kind.index()].inc();
-            tracing::warn!(
-                member = member.name(),
-                kind = kind.label(),
-                error = %health::Chain(&*source),
-                "pool member failed"
-            );
+            if kind == FailureKind::Local {
+                tracing::warn!(
+                    member = member.name(),
+                    kind = kind.label(),
+                    error = %health::Chain(&*source),
+                    "no connection to the pool member for want of a local resource (not held against it)"
+                );
+            } else {
+                tracing::warn!(
+                    member = member.name(),
+                    kind = kind.label(),
+                    error = %health::Chain(&*source),
+                    "pool member failed"
+                );
+            }
             match kind {
                 FailureKind::Connect | FailureKind::Tls => {
                     health::failed(
@@ -344,6 +369,9 @@ impl Pool {
                     );
                     body = retry_body;
                 }
+                // Nothing was sent and the member is not at fault; another member may still be
+                // reached (ephemeral ports run out per destination).
+                FailureKind::Local => body = retry_body,
                 // The connection broke before any answer (typically a keep-alive connection the
                 // member closed as the request went out): RFC 9110 §9.2.2 lets an idempotent
                 // request be sent again.
@@ -373,6 +401,7 @@ struct Outstanding<'m>(&'m Member);
 impl<'m> Outstanding<'m> {
     fn begin(member: &'m Member) -> Outstanding<'m> {
         member.outstanding.fetch_add(1, Ordering::Relaxed);
+        member.connections.busy().fetch_add(1, Ordering::Relaxed);
         Outstanding(member)
     }
 }
@@ -380,6 +409,7 @@ impl<'m> Outstanding<'m> {
 impl Drop for Outstanding<'_> {
     fn drop(&mut self) {
         self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.0.connections.busy().fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -392,13 +422,37 @@ fn idempotent(method: &Method) -> bool {
 }
 
 /// Connect and TLS failures happen before a byte of the request is sent; anything else after.
+/// A connect that failed for want of a local resource is [`FailureKind::Local`].
 fn classify(e: hyper_util::client::legacy::Error) -> (FailureKind, BoxError) {
     let kind = match (e.is_connect(), caused_by_tls(&e)) {
         (_, true) => FailureKind::Tls,
+        (true, false) if local_resource_error(&e).is_some() => FailureKind::Local,
         (true, false) => FailureKind::Connect,
         (false, false) => FailureKind::Protocol,
     };
     (kind, Box::new(e))
+}
+
+/// The errno of the first `io::Error` in the chain that has one, when it says this process or host ran out of
+/// something, not that the member failed: descriptors (EMFILE, ENFILE), socket buffers (ENOBUFS),
+/// memory (ENOMEM), or ephemeral ports (EADDRNOTAVAIL from `connect`).
+fn local_resource_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    use rustix::io::Errno;
+    const LOCAL: [Errno; 5] = [
+        Errno::MFILE,
+        Errno::NFILE,
+        Errno::NOBUFS,
+        Errno::NOMEM,
+        Errno::ADDRNOTAVAIL,
+    ];
+    let os_error = |error: &(dyn std::error::Error + 'static)| {
+        error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+    };
+    first_in_chain(e, &|error| os_error(error).is_some())
+        .and_then(os_error)
+        .filter(|&code| LOCAL.iter().any(|l| l.raw_os_error() == code))
 }
 
 /// Whether the exchange failed because the request body did: hyper reports a body stream's
@@ -446,4 +500,45 @@ fn first_in_chain<'e>(
         .and_then(|io| io.get_ref())
         .and_then(|inner| first_in_chain(inner, found));
     wrapped.or_else(|| e.source().and_then(|source| first_in_chain(source, found)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stands for hyper-util's `ConnectError`: a message, with the socket's error as its source.
+    #[derive(Debug, thiserror::Error)]
+    #[error("tcp open error")]
+    struct Connect(#[source] std::io::Error);
+
+    #[test]
+    fn running_out_of_local_resources_is_told_apart_from_a_failing_member() {
+        use rustix::io::Errno;
+        for errno in [
+            Errno::MFILE,
+            Errno::NFILE,
+            Errno::NOBUFS,
+            Errno::NOMEM,
+            Errno::ADDRNOTAVAIL,
+        ] {
+            let code = errno.raw_os_error();
+            let direct = Connect(std::io::Error::from_raw_os_error(code));
+            assert_eq!(local_resource_error(&direct), Some(code), "{errno:?}");
+            // As hyper-rustls and hyper-util box it: inside an io::Error of their own.
+            let wrapped = std::io::Error::other(Connect(std::io::Error::from_raw_os_error(code)));
+            assert_eq!(local_resource_error(&wrapped), Some(code), "{errno:?}");
+        }
+        for errno in [
+            Errno::CONNREFUSED,
+            Errno::HOSTUNREACH,
+            Errno::NETUNREACH,
+            Errno::TIMEDOUT,
+            Errno::CONNRESET,
+        ] {
+            let e = Connect(std::io::Error::from_raw_os_error(errno.raw_os_error()));
+            assert_eq!(local_resource_error(&e), None, "{errno:?}");
+        }
+        let plain = Connect(std::io::Error::other("no errno"));
+        assert_eq!(local_resource_error(&plain), None);
+    }
 }

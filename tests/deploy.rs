@@ -382,6 +382,7 @@ const METRICS: &[&str] = &[
     "ringfence_upstream_requests_total",
     "ringfence_upstream_errors_total",
     "ringfence_upstream_member_healthy",
+    "ringfence_upstream_connections",
     "ringfence_connections_open",
     "ringfence_connections_parked",
     "ringfence_connections_refused_total",

@@ -68,6 +68,8 @@ pub struct RawUpstream {
     pub balance: Option<String>,
     pub connect_timeout: Option<String>,
     pub response_timeout: Option<String>,
+    pub max_idle_per_member: Option<u64>,
+    pub idle_timeout: Option<String>,
     pub preserve_host: Option<bool>,
     pub tls: Option<RawUpstreamTls>,
     pub health: Option<RawHealth>,

@@ -42,6 +42,30 @@ fn a_pool_has_at_most_128_members() {
 }
 
 #[test]
+fn the_idle_pool_is_bounded_by_default_and_configurable() {
+    let config = Config::from_toml(BASE).unwrap();
+    assert_eq!(config.upstream().max_idle_per_member, 256);
+    assert_eq!(config.upstream().idle_timeout, Duration::from_secs(60));
+    let text = BASE.replace(
+        "members = [\"http://127.0.0.1:1\"]",
+        "members = [\"http://127.0.0.1:1\"]\nmax_idle_per_member = 0\nidle_timeout = \"5s\"",
+    );
+    let config = Config::from_toml(&text).unwrap();
+    assert_eq!(config.upstream().max_idle_per_member, 0);
+    assert_eq!(config.upstream().idle_timeout, Duration::from_secs(5));
+    let zero = BASE.replace(
+        "members = [\"http://127.0.0.1:1\"]",
+        "members = [\"http://127.0.0.1:1\"]\nidle_timeout = \"0s\"",
+    );
+    match Config::from_toml(&zero) {
+        Err(ConfigError::Invalid(problems)) => {
+            assert_eq!(paths(&problems), ["upstream.idle_timeout"], "{problems:?}");
+        }
+        other => panic!("a zero idle timeout accepted: {other:?}"),
+    }
+}
+
+#[test]
 fn environment_overrides_set_lists_comma_separated_with_their_plus_kept() {
     let config = with_env(
         BASE,

@@ -310,6 +310,9 @@ fn identity(p: &mut Problems, raw: &RawConfig) -> Identity {
 /// Members one pool may have: a request's tried set is a 128-bit mask (`upstream::balance`).
 pub const MAX_MEMBERS: usize = 128;
 
+/// Idle keep-alive connections kept per member by default (nginx's `keepalive 256`).
+pub const DEFAULT_MAX_IDLE_PER_MEMBER: usize = 256;
+
 fn upstream(p: &mut Problems, raw: &RawConfig, file: &dyn Fn(&str) -> PathBuf) -> Upstream {
     let u = &raw.upstream;
     let members = match &u.members {
@@ -374,6 +377,12 @@ fn upstream(p: &mut Problems, raw: &RawConfig, file: &dyn Fn(&str) -> PathBuf) -
         balance,
         connect_timeout: duration(p, "upstream.connect_timeout", &u.connect_timeout, "3s"),
         response_timeout,
+        max_idle_per_member: u
+            .max_idle_per_member
+            .map_or(DEFAULT_MAX_IDLE_PER_MEMBER, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+        idle_timeout: duration(p, "upstream.idle_timeout", &u.idle_timeout, "60s"),
         preserve_host: u.preserve_host.unwrap_or(true),
         tls,
         health: health(p, u.health.as_ref()),

@@ -52,15 +52,18 @@ pub enum ProbeKind {
     Protocol,
     /// The member answered 5xx.
     Status,
+    /// No connection for want of a local resource: not held against the member.
+    Local,
 }
 
 impl ProbeKind {
-    pub const ALL: [ProbeKind; 5] = [
+    pub const ALL: [ProbeKind; 6] = [
         ProbeKind::Connect,
         ProbeKind::Tls,
         ProbeKind::Timeout,
         ProbeKind::Protocol,
         ProbeKind::Status,
+        ProbeKind::Local,
     ];
 
     pub fn label(self) -> &'static str {
@@ -70,6 +73,7 @@ impl ProbeKind {
             ProbeKind::Timeout => "timeout",
             ProbeKind::Protocol => "protocol",
             ProbeKind::Status => "status",
+            ProbeKind::Local => "local",
         }
     }
 
@@ -97,6 +101,7 @@ impl ProbeError {
                 FailureKind::Connect => ProbeKind::Connect,
                 FailureKind::Tls => ProbeKind::Tls,
                 FailureKind::Timeout => ProbeKind::Timeout,
+                FailureKind::Local => ProbeKind::Local,
                 // A probe has no request body to break: anything else is the member's doing.
                 FailureKind::Protocol | FailureKind::Client => ProbeKind::Protocol,
             },
@@ -195,6 +200,10 @@ async fn probe_once(pool: &Weak<Pool>, index: usize) -> bool {
                 cause = %error,
                 "health probe failed"
             );
+            if error.kind() == ProbeKind::Local {
+                // This process ran out of something: the member's health is not known either way.
+                return true;
+            }
             failed(
                 member,
                 health.unhealthy_after,

@@ -15,6 +15,7 @@ mod hostile;
 mod identity;
 mod limits;
 mod list_files;
+mod local_resources;
 mod metrics;
 mod operations;
 mod organisations;

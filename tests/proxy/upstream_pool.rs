@@ -137,3 +137,68 @@ async fn least_requests_sends_new_requests_away_from_a_busy_member() {
     assert_eq!(idle.received().len(), 6);
     assert_eq!(poll.await.unwrap().status, 200);
 }
+
+/// One member's `ringfence_upstream_connections` sample in this state.
+fn connections(metrics: &str, member: &str, state: &str) -> Option<f64> {
+    support::metrics::sample(
+        metrics,
+        "ringfence_upstream_connections",
+        &[("member", member), ("state", state)],
+    )
+}
+
+/// After a burst of 50 concurrent long polls, the pool keeps at most `max_idle_per_member`
+/// connections to the member: the rest are closed as they come back, on both ends.
+#[tokio::test]
+async fn the_idle_pool_never_keeps_more_than_its_cap_after_a_burst() {
+    const BURST: usize = 50;
+    let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
+    member.set_event_wait(std::time::Duration::ZERO);
+    member.hold_events(true);
+    let text = Toml::of(std::slice::from_ref(&member))
+        .upstream("max_idle_per_member = 4\n[upstream.health]\ninterval = \"1h\"")
+        .build();
+    let server = support::serve_toml(&text).await;
+    let client = std::sync::Arc::new(support::Client::new(server.addrs()[0], None, false));
+    let polls: Vec<_> = (0..BURST)
+        .map(|_| {
+            let c = std::sync::Arc::clone(&client);
+            tokio::spawn(async move { c.get("/ucwa/v1/applications/1/events?ack=1", HOST).await })
+        })
+        .collect();
+    let name = member.url();
+    eventually("every poll to be held by the member", async || {
+        let metrics = support::scrape(&server).await;
+        (member.received().len() == BURST
+            && member.connections_open() >= BURST
+            && connections(&metrics, &name, "busy") == Some(BURST as f64))
+        .then_some(())
+    })
+    .await;
+    member.hold_events(false);
+    for poll in polls {
+        assert_eq!(poll.await.unwrap().status, 200);
+    }
+    let (idle, open) = eventually("the pool to close what is over its cap", async || {
+        let metrics = support::scrape(&server).await;
+        let idle = connections(&metrics, &name, "idle")?;
+        let open = member.connections_open();
+        (idle <= 4.0 && open <= 4).then_some((idle, open))
+    })
+    .await;
+    let metrics = support::scrape(&server).await;
+    assert_eq!(connections(&metrics, &name, "busy"), Some(0.0), "{metrics}");
+    assert!(idle >= 1.0, "kept connections are shown idle: {metrics}");
+    assert_eq!(
+        idle as usize, open,
+        "ringfence and the member agree: {metrics}"
+    );
+    // The kept connections serve the next requests: no new connection is needed.
+    for _ in 0..4 {
+        assert_eq!(
+            client.get("/ucwa/v1/applications/1/me", HOST).await.status,
+            200
+        );
+    }
+    assert!(member.connections_open() <= 4);
+}
