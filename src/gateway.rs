@@ -32,6 +32,20 @@ use crate::upstream::FailureKind;
 /// The rate limits' user key of every request whose path names no single application.
 const UNIDENTIFIED: &str = "unidentified";
 
+/// Whose bucket a request or batch part takes from: the user learnt for its application, else
+/// the application (IIS compares paths without case: `ABC` and `abc` are one), else, for a
+/// path whose readings name no single application (real clients send plain ones), one bucket
+/// shared by all such paths, so spelling cannot buy tokens.
+fn user_key(ctx: &Ctx<'_>, path: &str) -> Box<str> {
+    let Some(application) = identity::application_read(path) else {
+        return UNIDENTIFIED.into();
+    };
+    match ctx.snapshot.identities.user(&application) {
+        Some(user) => (*user).into(),
+        None => format!("app:{}", application.to_ascii_lowercase()).into(),
+    }
+}
+
 /// What the gateway knows about the connection a request came on.
 #[derive(Debug, Clone)]
 pub struct Connection {
@@ -267,25 +281,18 @@ impl Gateway {
         if !limiter.enabled() || !judged {
             return None;
         }
-        let application = identity::application_read(&first.path);
-        let known = application
-            .as_deref()
-            .and_then(|a| ctx.snapshot.identities.user(a));
-        let by_application;
-        let user = match (&known, application.as_deref()) {
-            (Some(user), _) => user,
-            // IIS compares paths without case: `ABC` and `abc` are one application.
-            (None, Some(a)) => {
-                by_application = format!("app:{}", a.to_ascii_lowercase());
-                by_application.as_str()
+        // Each part is its user's: a batch's parts may name several applications.
+        let mut users: Vec<(Box<str>, u32)> = Vec::with_capacity(1);
+        for ruling in &verdict.rulings {
+            let key = user_key(ctx, &ruling.path);
+            match users.iter_mut().find(|(k, _)| **k == *key) {
+                Some((_, n)) => *n = n.saturating_add(1),
+                None => users.push((key, 1)),
             }
-            // A path whose readings name no single application (real clients send plain
-            // ones) shares one bucket with every other such path: spelling cannot buy tokens.
-            (None, None) => UNIDENTIFIED,
-        };
+        }
+        let users: Vec<(&str, u32)> = users.iter().map(|(k, n)| (&**k, *n)).collect();
         let organisation = first.organisation.map(|o| OrgIndex(o.index()));
-        let cost = u32::try_from(verdict.rulings.len()).unwrap_or(u32::MAX);
-        let limited = limiter.check(Some(user), organisation, cost).err()?;
+        let limited = limiter.check_many(&users, organisation).err()?;
         self.shared
             .metrics
             .rate_limited

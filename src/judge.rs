@@ -169,8 +169,16 @@ impl Ruling<'_> {
     }
 
     /// Whether this ruling's refusal is only recorded, given the mode its organisation is in.
+    /// Only when its line can say what the pool is sent: a refused target that could not even
+    /// be decoded (`%u`, bad UTF-8, a NUL: the request's encoding, which stays enforced), or
+    /// targets that collide before any was parsed, would go upstream with no target in the
+    /// trail (fresh eyes, issue 14, B and F). `missing` has nothing to show and is shadowed.
     fn shadowed(&self, policy: &Policy) -> bool {
+        let shown = self.refusal == Some(Rejection::Missing)
+            || !self.targets.is_empty()
+            || self.raw_target.is_some();
         self.refusal.is_some_and(Rejection::by_target_rules)
+            && shown
             && policy.mode_for(self.organisation) == Mode::Shadow
     }
 }

@@ -422,6 +422,33 @@ impl Limiter {
         cost: u32,
         now: u64,
     ) -> Result<(), Limited> {
+        let users: &[(&str, u32)] = match &user {
+            Some(user) => &[(user, cost)],
+            None => &[],
+        };
+        self.check_many_at(users, organisation, cost, now)
+    }
+
+    /// [`Limiter::check`] for a request made of parts of several users (a batch): each user's
+    /// bucket takes that user's parts, the organisation's takes them all. All or nothing: a
+    /// bucket that refuses gives back what the ones before it took.
+    pub fn check_many(
+        &self,
+        users: &[(&str, u32)],
+        organisation: Option<OrgIndex>,
+    ) -> Result<(), Limited> {
+        let now = Instant::now().saturating_duration_since(self.epoch);
+        let total = users.iter().map(|&(_, cost)| cost).sum::<u32>();
+        self.check_many_at(users, organisation, total, now.as_nanos() as u64)
+    }
+
+    fn check_many_at(
+        &self,
+        users: &[(&str, u32)],
+        organisation: Option<OrgIndex>,
+        total: u32,
+        now: u64,
+    ) -> Result<(), Limited> {
         // An index from another configuration: limit by the defaults rather than panic.
         let org = organisation.and_then(|OrgIndex(i)| {
             let org = self.orgs.get(i);
@@ -429,22 +456,28 @@ impl Limiter {
             org
         });
         let per_user = org.map_or(self.per_user, |o| o.per_user);
-        let user_bucket = match (user, per_user, &self.users) {
-            (Some(key), Some(g), Some(users)) => {
-                let bucket = users.get_with_by_ref(key, Arc::default);
-                bucket.take(g, cost, now).map_err(|retry_after| Limited {
-                    scope: Scope::User,
-                    retry_after,
-                })?;
-                Some((bucket, g))
+        let mut taken: Vec<(Arc<Bucket>, Gcra, u32)> = Vec::new();
+        let give_back = |taken: &[(Arc<Bucket>, Gcra, u32)]| {
+            for (bucket, g, cost) in taken {
+                bucket.give_back(*g, *cost);
             }
-            _ => None,
         };
-        if let Some((g, bucket)) = org.and_then(|o| o.bucket.as_ref()) {
-            if let Err(retry_after) = bucket.take(*g, cost, now) {
-                if let Some((bucket, g)) = user_bucket {
-                    bucket.give_back(g, cost);
+        if let (Some(g), Some(map)) = (per_user, &self.users) {
+            for &(key, cost) in users {
+                let bucket = map.get_with_by_ref(key, Arc::default);
+                if let Err(retry_after) = bucket.take(g, cost, now) {
+                    give_back(&taken);
+                    return Err(Limited {
+                        scope: Scope::User,
+                        retry_after,
+                    });
                 }
+                taken.push((bucket, g, cost));
+            }
+        }
+        if let Some((g, bucket)) = org.and_then(|o| o.bucket.as_ref()) {
+            if let Err(retry_after) = bucket.take(*g, total, now) {
+                give_back(&taken);
                 return Err(Limited {
                     scope: Scope::Organisation,
                     retry_after,

@@ -42,6 +42,12 @@ pub(crate) enum FileError {
     /// At the line of the first byte that is not UTF-8.
     #[error("not UTF-8 text")]
     NotUtf8 { line: u32 },
+    /// A CR not followed by LF: a file with CR-only line ends would read as one line, a comment
+    /// swallowing the entries after it (fresh eyes, issue 14, E).
+    #[error(
+        "a carriage return not followed by a line feed (save the file with LF or CRLF line ends)"
+    )]
+    BareCr { line: u32 },
 }
 
 /// The entries of a list file, each with the line (from 1) it is on.
@@ -99,7 +105,15 @@ fn read(path: &Path) -> Result<(String, ring::digest::Digest), FileError> {
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
     match String::from_utf8(bytes) {
-        Ok(text) => Ok((text, digest)),
+        Ok(text) => match text
+            .match_indices('\r')
+            .find(|&(at, _)| !text[at + 1..].starts_with('\n'))
+        {
+            Some((at, _)) => Err(FileError::BareCr {
+                line: u32::try_from(text[..at].matches('\n').count() + 1).unwrap_or(u32::MAX),
+            }),
+            None => Ok((text, digest)),
+        },
         Err(e) => {
             let before = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -191,7 +205,7 @@ impl<'b> Files<'b> {
                 });
                 self.digests.push((file_key, digest));
             }
-            Err(e @ FileError::NotUtf8 { line }) => {
+            Err(e @ (FileError::NotUtf8 { line } | FileError::BareCr { line })) => {
                 p.error(format!("{file_key}: {shown}:{line}"), e.to_string())
             }
             Err(e) => p.error(file_key, e.to_string()),

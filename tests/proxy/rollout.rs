@@ -63,12 +63,13 @@ async fn a_shadow_organisation_records_what_it_would_refuse_and_forwards_it_whil
         )
         .await;
     assert_refused(&encoded, 415, "encoded_body");
+    // A target rule's refusal whose line could not show what the pool would be sent stays
+    // enforced: colliding targets none of which was parsed, a value that cannot be decoded.
     let duplicate = h.ring(SHADOW_HOST, &format!("{PREMIUM}&{ABROAD}")).await;
-    assert_eq!(
-        duplicate.status, 204,
-        "`duplicate` is a target rule (SPEC §12): shadowed"
-    );
-    assert_eq!(h.received_guarded().len(), 3);
+    assert_refused(&duplicate, 400, "duplicate");
+    let undecodable = h.ring(SHADOW_HOST, "target=%u0074el:%2B19005550100").await;
+    assert_refused(&undecodable, 400, "malformed");
+    assert_eq!(h.received_guarded().len(), 2);
 
     let metrics = h.metrics().await;
     let decisions = |org: &str, decision: &str, reason: &str| {
@@ -87,7 +88,8 @@ async fn a_shadow_organisation_records_what_it_would_refuse_and_forwards_it_whil
         Some(1.0)
     );
     assert_eq!(decisions("fabrikam", "shadow_deny", "denied"), Some(1.0));
-    assert_eq!(decisions("fabrikam", "shadow_deny", "duplicate"), Some(1.0));
+    assert_eq!(decisions("fabrikam", "deny", "duplicate"), Some(1.0));
+    assert_eq!(decisions("fabrikam", "deny", "malformed"), Some(1.0));
     assert_eq!(decisions("contoso", "deny", "not_allowed"), Some(1.0));
     assert_eq!(decisions("contoso", "shadow_deny", "not_allowed"), None);
     let mode = |org: &str, mode: &str| {
@@ -102,7 +104,7 @@ async fn a_shadow_organisation_records_what_it_would_refuse_and_forwards_it_whil
     assert_eq!(mode("none", "enforce"), Some(1.0));
 
     let lines = lines_until(&trail, |l| {
-        l.iter().filter(|l| l["kind"] == "outcome").count() >= 3
+        l.iter().filter(|l| l["kind"] == "decision").count() >= 6
     })
     .await;
     let decided: Vec<(&str, &str, &str)> = lines
@@ -123,7 +125,8 @@ async fn a_shadow_organisation_records_what_it_would_refuse_and_forwards_it_whil
             ("fabrikam", "shadow_deny", "not_allowed"),
             ("fabrikam", "shadow_deny", "denied"),
             ("fabrikam", "deny", "encoded_body"),
-            ("fabrikam", "shadow_deny", "duplicate"),
+            ("fabrikam", "deny", "duplicate"),
+            ("fabrikam", "deny", "malformed"),
         ]
     );
     let shadowed = lines
@@ -236,6 +239,28 @@ async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
             .await;
         assert_refused(&reply, 429, "rate_limited");
     }
+    // A batch charges each part to its own application: a fresh one first does not carry an
+    // exhausted one's parts (fresh eyes, issue 14, C).
+    let ring_as = |app: &str| {
+        part(&format!(
+            "POST {}?target=tel:%2B14255550100 HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
+            SIMRING.replace("/192/", &format!("/{app}/"))
+        ))
+    };
+    let batch = h
+        .client
+        .request(
+            "POST",
+            "/ucwa/oauth/v1/applications/500/batch",
+            HOST,
+            &[(
+                "content-type",
+                &format!("multipart/batching; boundary={BOUNDARY}"),
+            )],
+            multipart(BOUNDARY, &[ring_as("500"), ring_as("192"), ring_as("192")]).as_bytes(),
+        )
+        .await;
+    assert_refused(&batch, 429, "rate_limited");
     // Another user (application) has a bucket of its own.
     let other = h
         .client
@@ -256,7 +281,7 @@ async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
             "ringfence_rate_limited_total",
             &[("scope", "user")]
         ),
-        Some(9.0)
+        Some(10.0)
     );
     assert_eq!(
         sample(
@@ -264,7 +289,7 @@ async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
             "ringfence_policy_decisions_total",
             &[("decision", "deny"), ("reason", "rate_limited")]
         ),
-        Some(9.0)
+        Some(12.0)
     );
     let lines = lines_until(&trail, |l| {
         l.iter().filter(|l| l["reason"] == "rate_limited").count() >= 9

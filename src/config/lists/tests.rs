@@ -73,6 +73,21 @@ fn a_file_that_is_not_utf8_is_refused_at_its_line() {
     }
 }
 
+/// Fresh eyes, issue 14, E: with CR-only line ends the whole file was one line, so a leading
+/// comment emptied a deny list; a CR not followed by LF is refused at its line.
+#[test]
+fn a_carriage_return_without_a_line_feed_is_refused_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.txt");
+    std::fs::write(&path, b"+1\r\n+2\n# premium\r+1900\r+44870\r").unwrap();
+    match read(&path) {
+        Err(FileError::BareCr { line: 3 }) => {}
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(&path, b"+1\r\n+2\r\n").unwrap();
+    assert!(read(&path).is_ok(), "CRLF is fine");
+}
+
 #[test]
 fn a_file_larger_than_the_bound_is_refused() {
     let dir = tempfile::tempdir().unwrap();
