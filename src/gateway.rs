@@ -32,6 +32,41 @@ use crate::upstream::FailureKind;
 /// The rate limits' user key of every request whose path names no single application.
 const UNIDENTIFIED: &str = "unidentified";
 
+/// An application belongs to the organisation it was learnt under (the Host of the request the
+/// pool answered): a guarded request or batch part for it under another organisation's Host is
+/// refused whole, 421 `misdirected`, never judged by that organisation's lists or mode. Without
+/// it a user could pick a Host whose organisation allows more, or is in shadow mode (fresh eyes,
+/// issue 14, A). Applications not learnt yet are judged by the Host alone.
+fn bind_applications<'c>(
+    ctx: &Ctx<'_>,
+    host: &HeaderValue,
+    parameter: &'c str,
+    verdict: &mut judge::Verdict<'c>,
+) {
+    let elsewhere = verdict.rulings.iter().any(|ruling| {
+        identity::application_read(&ruling.path)
+            .and_then(|application| ctx.snapshot.identities.learnt(&application))
+            .is_some_and(|learnt| {
+                learnt.organisation.as_deref() != ruling.organisation.map(Organisation::name)
+            })
+    });
+    if !elsewhere {
+        return;
+    }
+    for ruling in &mut verdict.rulings {
+        ruling.refusal = Some(Rejection::Misdirected);
+        ruling.shadow = false;
+        ruling.rule = None;
+    }
+    verdict.outcome = Err(judge::Refused {
+        rejection: Rejection::Misdirected,
+        parameter,
+        traffic: Traffic::Guarded,
+        host: host.clone(),
+        ruling: None,
+    });
+}
+
 /// Whose bucket a request or batch part takes from: the user learnt for its application, else
 /// the application (IIS compares paths without case: `ABC` and `abc` are one), else, for a
 /// path whose readings name no single application (real clients send plain ones), one bucket
@@ -215,6 +250,7 @@ impl Gateway {
             }
         };
         drop(reading);
+        bind_applications(ctx, &host, parameter, &mut verdict);
         let limited = self.limit(ctx, &host, parameter, &mut verdict);
         // The decision lines are queued before anything else happens, and an allowed request
         // waits until the sink has them: no byte goes upstream that the trail does not show.
@@ -418,7 +454,20 @@ impl Gateway {
                 let (mut parts, body) = answer.response.into_parts();
                 forwarding::strip_hop_by_hop(&mut parts.headers);
                 let (status, headers) = (parts.status, &parts.headers);
-                let body = Learning::new(body, lesson, status, headers, &snapshot.identities);
+                let organisation = lesson.is_some().then(|| {
+                    let policy = snapshot.config.policy();
+                    policy
+                        .organisation_for(host.to_str().unwrap_or(""))
+                        .map(Organisation::name)
+                });
+                let body = Learning::new(
+                    body,
+                    lesson,
+                    status,
+                    headers,
+                    &snapshot.identities,
+                    organisation.flatten(),
+                );
                 Response::from_parts(parts, Either::Left(body))
             }
             Err(e) if e.kind == FailureKind::Client => {

@@ -171,8 +171,16 @@ impl serde::Serialize for TokenFingerprint {
 /// forgotten after `identity.idle_expiry` without a lookup or a lesson. Lookups and inserts are
 /// lock-free reads and sharded writes (moka), cheap enough for every guarded request.
 pub struct Identities {
-    map: Cache<Box<str>, Arc<str>>,
+    map: Cache<Box<str>, Learnt>,
     settings: Settings,
+}
+
+/// What the pool told us of an application: its user, and the organisation (by the Host of the
+/// request it answered; `None` for a Host in no organisation) it was learnt under.
+#[derive(Debug, Clone)]
+pub struct Learnt {
+    pub user: Arc<str>,
+    pub organisation: Option<Arc<str>>,
 }
 
 impl Identities {
@@ -189,6 +197,11 @@ impl Identities {
 
     /// The user of an application, when the pool has told us.
     pub fn user(&self, application: &str) -> Option<Arc<str>> {
+        self.map.get(application).map(|learnt| learnt.user)
+    }
+
+    /// The user and the organisation an application was learnt under.
+    pub fn learnt(&self, application: &str) -> Option<Learnt> {
         self.map.get(application)
     }
 
@@ -221,8 +234,8 @@ impl Identities {
     }
 
     /// Only [`Learning`] calls this, with what the pool answered.
-    fn learn(&self, application: &str, user: Arc<str>) {
-        self.map.insert(Box::from(application), user);
+    fn learn(&self, application: &str, learnt: Learnt) {
+        self.map.insert(Box::from(application), learnt);
     }
 }
 
@@ -516,18 +529,20 @@ struct Student {
     lesson: Lesson,
     format: Format,
     identities: Arc<Identities>,
+    organisation: Option<Arc<str>>,
     copy: Vec<u8>,
 }
 
 impl<B> Learning<B> {
     /// Wraps an answer's body; it is read only when `lesson` is one the answer's status and
-    /// headers can teach.
+    /// headers can teach, about a request of `organisation`.
     pub fn new(
         inner: B,
         lesson: Option<Lesson>,
         status: StatusCode,
         headers: &HeaderMap,
         identities: &Arc<Identities>,
+        organisation: Option<&str>,
     ) -> Learning<B> {
         let student = lesson.and_then(|lesson| {
             let format = lesson.format(status, headers)?;
@@ -535,6 +550,7 @@ impl<B> Learning<B> {
                 lesson,
                 format,
                 identities: Arc::clone(identities),
+                organisation: organisation.map(Arc::from),
                 copy: Vec::new(),
             }))
         });
@@ -550,7 +566,10 @@ impl<B> Learning<B> {
     fn finish(&mut self) {
         if let Some(student) = self.student.take() {
             if let Some((application, user)) = student.lesson.read(student.format, &student.copy) {
-                student.identities.learn(&application, user);
+                let organisation = student.organisation;
+                student
+                    .identities
+                    .learn(&application, Learnt { user, organisation });
             }
         }
     }

@@ -116,6 +116,7 @@ async fn teach(
             StatusCode::from_u16(status).unwrap(),
             &headers(content_type),
             &map,
+            Some("contoso"),
         );
         let out = learning.collect().await.unwrap().to_bytes();
         assert_eq!(out, body.as_bytes(), "the answer passes unchanged");
@@ -123,7 +124,7 @@ async fn teach(
             map.map
                 .iter()
                 .next()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
+                .map(|(k, v)| (k.to_string(), v.user.to_string())),
         );
     }
     assert_eq!(learnt[0], learnt[1]);
@@ -344,6 +345,7 @@ async fn a_body_the_client_sent_never_teaches() {
         StatusCode::CREATED,
         &h,
         &identities(1),
+        None,
     );
     assert!(!l.is_learning());
 }
@@ -352,7 +354,13 @@ async fn a_body_the_client_sent_never_teaches() {
 fn the_map_holds_at_most_max_applications() {
     let map = identities(100);
     for i in 0..1000 {
-        map.learn(&i.to_string(), Arc::from(format!("sip:u{i}@contoso.com")));
+        map.learn(
+            &i.to_string(),
+            Learnt {
+                user: Arc::from(format!("sip:u{i}@contoso.com")),
+                organisation: None,
+            },
+        );
     }
     assert_eq!(map.len(), 100);
     assert_eq!(map.user("999").as_deref(), Some("sip:u999@contoso.com"));
@@ -365,7 +373,13 @@ fn an_idle_application_is_forgotten() {
         max_applications: 10,
         idle_expiry: Duration::from_millis(1),
     });
-    map.learn("1", Arc::from("sip:a@b"));
+    map.learn(
+        "1",
+        Learnt {
+            user: Arc::from("sip:a@b"),
+            organisation: None,
+        },
+    );
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(map.user("1"), None);
 }
@@ -373,7 +387,13 @@ fn an_idle_application_is_forgotten() {
 #[test]
 fn new_settings_keep_what_was_learnt() {
     let map = identities(10);
-    map.learn("1", Arc::from("sip:a@b"));
+    map.learn(
+        "1",
+        Learnt {
+            user: Arc::from("sip:a@b"),
+            organisation: None,
+        },
+    );
     assert!(Arc::ptr_eq(&map, &map.for_settings(map.settings())));
     let bigger = map.for_settings(Settings {
         max_applications: 20,

@@ -367,3 +367,59 @@ where
     }
     set.join_all().await
 }
+
+/// Fresh eyes, issue 14, A: an application belongs to the organisation it was learnt under. Its
+/// user cannot have its call-forwarding changes judged by another organisation's lists or mode by
+/// sending them with that organisation's Host, alone or as a batch part.
+#[tokio::test]
+async fn an_application_learnt_under_one_organisation_is_not_judged_by_anothers_host() {
+    let h = support::start_with(Options {
+        policy: shadow_policy(),
+        members: 1,
+        ..Options::default()
+    })
+    .await;
+    let application = crate::identity::create(&h, "alice", "application/json").await;
+    let user = crate::identity::user_of(&h, &application, Some("sip:alice@contoso.com")).await;
+    assert!(user.is_some());
+    let path = SIMRING.replace("/192/", &format!("/{application}/"));
+    let before = h.received_guarded().len();
+    let direct = h
+        .client
+        .request("POST", &format!("{path}?{PREMIUM}"), SHADOW_HOST, &[], b"")
+        .await;
+    assert_refused(&direct, 421, "misdirected");
+    let body = multipart(
+        BOUNDARY,
+        &[part(&format!(
+            "POST {path}?{PREMIUM} HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+        ))],
+    );
+    let batch = h
+        .client
+        .request(
+            "POST",
+            &format!("/ucwa/oauth/v1/applications/{application}/batch"),
+            SHADOW_HOST,
+            &[(
+                "content-type",
+                &format!("multipart/batching; boundary={BOUNDARY}"),
+            )],
+            body.as_bytes(),
+        )
+        .await;
+    assert_refused(&batch, 421, "misdirected");
+    assert_eq!(
+        h.received_guarded().len(),
+        before,
+        "nothing reached the pool"
+    );
+    // Under its own organisation's Host it is judged as ever.
+    assert_refused(
+        &h.client
+            .request("POST", &format!("{path}?{PREMIUM}"), HOST, &[], b"")
+            .await,
+        403,
+        "denied",
+    );
+}

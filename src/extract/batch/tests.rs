@@ -739,7 +739,9 @@ proptest! {
         // Nor may it begin a line of a part (RFC 2046 §5.1.1): a method is any token, so method
         // `--I~` under boundary `I` reads, rightly, as a delimiter (the seed in
         // proptest-regressions). Headers begin `X-`.
-        prop_assume!(parts.iter().all(|p| !format!("{} {}", p.method, p.target).as_bytes().starts_with(&delimiter)));
+        // A request line that begins `--` may read as a (lax) delimiter (seeds: `--I~` under `I`,
+        // `-- /A` under `/`), which the parser rightly refuses as framing: no method begins so.
+        prop_assume!(parts.iter().all(|p| !p.method.starts_with("--")));
         let mut bytes = b"preamble".to_vec();
         for part in &parts {
             let mut head = format!("{eol}--{b}{eol}Content-Type: application/http; msgtype=request{eol}{eol}", eol = str::from_utf8(eol).unwrap());
