@@ -233,11 +233,39 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
     let view = route::view(head.uri.path(), &config.guards);
     if view.under_ucwa {
         if let Err(rejection) = ucwa_headers(head.headers.keys().map(http::HeaderName::as_str)) {
-            let parameter = match view.route {
-                Route::Guarded(guard) => &*guard.parameter,
-                Route::Passthrough | Route::BadPath | Route::Batch => TARGET,
+            // On a guarded resource or a batch this is a decision like any other, and the trail
+            // records it (fresh eyes, issue 14, G); elsewhere there is nothing guarded to record.
+            let (parameter, resource, batch) = match view.route {
+                Route::Guarded(guard) => (&*guard.parameter, Some(&*guard.resource), None),
+                Route::Batch => (
+                    TARGET,
+                    Some(BATCH),
+                    Some(Part {
+                        part: None,
+                        parts: None,
+                    }),
+                ),
+                Route::Passthrough | Route::BadPath => (TARGET, None, None),
             };
-            return refuse(rejection, parameter, Traffic::Guarded, host);
+            let ruling = resource.map(|resource| Ruling {
+                method: head.method.clone(),
+                path: head.uri.path().into(),
+                resource,
+                organisation: config.policy.organisation_for(host.to_str().unwrap_or("")),
+                targets: Vec::new(),
+                rule: None,
+                refusal: Some(rejection),
+                shadow: false,
+                raw_target: None,
+                batch,
+            });
+            return Admission::Refused(Refused {
+                rejection,
+                parameter,
+                traffic: Traffic::Guarded,
+                host,
+                ruling,
+            });
         }
     }
     let (kind, limit) = match view.route {

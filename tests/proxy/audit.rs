@@ -952,3 +952,42 @@ async fn requests_in_flight_do_not_fill_the_queue() {
     );
     assert_eq!(all.len(), 10, "five decisions and five outcomes: {all:#?}");
 }
+
+/// Fresh eyes, issue 14, G: a guarded request refused on its head alone for a header UCWA must
+/// not see (a method override, a path rewrite) is a decision, and has its line and its count.
+#[tokio::test]
+async fn a_guarded_request_refused_on_its_head_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let h = support::start_with(Options {
+        members: 1,
+        audit: file_audit(&path, ""),
+        ..Options::default()
+    })
+    .await;
+    let reply = h
+        .client
+        .request(
+            "POST",
+            &format!("{}?target=tel:%2B19005550100", support::SIMRING),
+            support::HOST,
+            &[("x-http-method-override", "PUT")],
+            b"",
+        )
+        .await;
+    support::assert_refused(&reply, 400, "method_override");
+    let all = lines_until(&path, |l| !l.is_empty()).await;
+    assert_eq!(all[0]["decision"], "deny", "{all:#?}");
+    assert_eq!(all[0]["reason"], "method_override");
+    assert_eq!(all[0]["resource"], "simultaneousRingToContact");
+    assert_eq!(all[0]["organisation"], "contoso");
+    let metrics = h.metrics().await;
+    assert_eq!(
+        support::metrics::sample(
+            &metrics,
+            "ringfence_policy_decisions_total",
+            &[("decision", "deny"), ("reason", "method_override")]
+        ),
+        Some(1.0)
+    );
+}
