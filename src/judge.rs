@@ -572,6 +572,19 @@ impl<'c> Pending<'c> {
                 Route::Batch => return Err(Rejection::BadBatch),
                 Route::Guarded(guard) => guard,
             };
+            // Parts are judged with the outer Host; a guarded part whose own Host belongs to
+            // another organisation would be judged by the wrong lists (fresh eyes, issue 14, A).
+            for part_host in part.header_values("host") {
+                let theirs = self.policy().organisation_for(part_host);
+                let same = match (theirs, organisation) {
+                    (Some(a), Some(b)) => std::ptr::eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same {
+                    return Err(Rejection::Misdirected);
+                }
+            }
             let method =
                 Method::from_bytes(part.method.as_bytes()).map_err(|_| Rejection::BadBatch)?;
             let values = |name: &'static str| part.header_values(name).map(Some);

@@ -797,7 +797,9 @@ async fn every_part_of_a_batch_is_judged() {
         ("encoded resource name in the part", |t| batch_of(&[part(&format!("POST {SETTINGS}/%73imultaneous%52ingToContact;x?target={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 403, "denied", Some(ALLOWED)),
         ("upper-case key in the part's query", |t| batch_of(&[part(&format!("POST {SIMRING}?TARGET={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 403, "denied", Some(ALLOWED)),
         ("PUT part", |t| batch_of(&[part(&format!("PUT {SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 403, "denied", Some(ALLOWED)),
-        ("part naming another host", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: lync.fabrikam.com\r\n\r\n", q(t)))]), DENIED, 403, "denied", Some(ALLOWED)),
+        // A guarded part whose own Host is another organisation's would be judged by the wrong
+        // lists: the batch is refused whole (fresh eyes, issue 14, A).
+        ("part naming another organisation's host", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: lync.fabrikam.com\r\n\r\n", q(t)))]), DENIED, 421, "misdirected", None),
         ("duplicate query keys in the part", |t| batch_of(&[part(&format!("POST {SIMRING}?target={}&Target={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(ALLOWED), q(t)))]), DENIED, 400, "duplicate", None),
         ("%u escape in the part's query", |t| batch_of(&[part(&format!("POST {SIMRING}?%u0074arget={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 400, "malformed", None),
         ("unknown media type in the part", |t| batch_of(&[part(&embedded("POST", SIMRING, "text/plain", t))]), DENIED, 415, "unsupported_media_type", None),
