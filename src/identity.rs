@@ -234,7 +234,12 @@ impl Identities {
     }
 
     /// Only [`Learning`] calls this, with what the pool answered.
-    fn learn(&self, application: &str, learnt: Learnt) {
+    /// An application keeps the organisation it was first learnt under: a user who asks for
+    /// their application again under another organisation's Host does not move it there.
+    fn learn(&self, application: &str, mut learnt: Learnt) {
+        if let Some(known) = self.map.get(application) {
+            learnt.organisation = known.organisation;
+        }
         self.map.insert(Box::from(application), learnt);
     }
 }

@@ -410,6 +410,25 @@ async fn an_application_learnt_under_one_organisation_is_not_judged_by_anothers_
         )
         .await;
     assert_refused(&batch, 421, "misdirected");
+    // Asking for the application again under fabrikam's Host does not move it there.
+    let me = format!("/ucwa/oauth/v1/applications/{application}/me");
+    let again = h
+        .client
+        .request(
+            "GET",
+            &me,
+            SHADOW_HOST,
+            &[("authorization", "Bearer alice")],
+            b"",
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    crate::identity::user_of(&h, &application, Some("sip:alice@contoso.com")).await;
+    let moved = h
+        .client
+        .request("POST", &format!("{path}?{PREMIUM}"), SHADOW_HOST, &[], b"")
+        .await;
+    assert_refused(&moved, 421, "misdirected");
     assert_eq!(
         h.received_guarded().len(),
         before,
