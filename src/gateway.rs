@@ -70,14 +70,30 @@ fn bind_applications<'c>(
 /// Whose bucket a request or batch part takes from: the user learnt for its application, else
 /// the application (IIS compares paths without case: `ABC` and `abc` are one), else, for a
 /// path whose readings name no single application (real clients send plain ones), one bucket
-/// shared by all such paths, so spelling cannot buy tokens.
-fn user_key(ctx: &Ctx<'_>, path: &str) -> Box<str> {
-    let Some(application) = identity::application_read(path) else {
-        return UNIDENTIFIED.into();
-    };
-    match ctx.snapshot.identities.user(&application) {
-        Some(user) => (*user).into(),
-        None => format!("app:{}", application.to_ascii_lowercase()).into(),
+/// shared by all such paths, so spelling cannot buy tokens. A known user costs no allocation.
+enum UserKey {
+    Known(Arc<str>),
+    Application(String),
+    Unidentified,
+}
+
+impl UserKey {
+    fn of(ctx: &Ctx<'_>, path: &str) -> UserKey {
+        let Some(application) = identity::application_read(path) else {
+            return UserKey::Unidentified;
+        };
+        match ctx.snapshot.identities.user(&application) {
+            Some(user) => UserKey::Known(user),
+            None => UserKey::Application(format!("app:{}", application.to_ascii_lowercase())),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            UserKey::Known(user) => user,
+            UserKey::Application(key) => key,
+            UserKey::Unidentified => UNIDENTIFIED,
+        }
     }
 }
 
@@ -318,15 +334,15 @@ impl Gateway {
             return None;
         }
         // Each part is its user's: a batch's parts may name several applications.
-        let mut users: Vec<(Box<str>, u32)> = Vec::with_capacity(1);
+        let mut keys: Vec<(UserKey, u32)> = Vec::with_capacity(1);
         for ruling in &verdict.rulings {
-            let key = user_key(ctx, &ruling.path);
-            match users.iter_mut().find(|(k, _)| **k == *key) {
+            let key = UserKey::of(ctx, &ruling.path);
+            match keys.iter_mut().find(|(k, _)| k.as_str() == key.as_str()) {
                 Some((_, n)) => *n = n.saturating_add(1),
-                None => users.push((key, 1)),
+                None => keys.push((key, 1)),
             }
         }
-        let users: Vec<(&str, u32)> = users.iter().map(|(k, n)| (&**k, *n)).collect();
+        let users: Vec<(&str, u32)> = keys.iter().map(|(k, n)| (k.as_str(), *n)).collect();
         let organisation = first.organisation.map(|o| OrgIndex(o.index()));
         let limited = limiter.check_many(&users, organisation).err()?;
         self.shared
