@@ -41,14 +41,18 @@ fn bind_applications<'c>(
     ctx: &Ctx<'_>,
     host: &HeaderValue,
     parameter: &'c str,
+    outer: &[Box<str>],
     verdict: &mut judge::Verdict<'c>,
 ) {
+    // Every application any reading of the part's path, or of the batch's own, could name: the
+    // pool may run a part in the batch's application.
     let elsewhere = verdict.rulings.iter().any(|ruling| {
-        identity::application_read(&ruling.path)
-            .and_then(|application| ctx.snapshot.identities.learnt(&application))
-            .is_some_and(|learnt| {
-                learnt.organisation.as_deref() != ruling.organisation.map(Organisation::name)
-            })
+        let organisation = ruling.organisation.map(Organisation::name);
+        identity::applications_read(&ruling.path)
+            .iter()
+            .chain(outer)
+            .filter_map(|application| ctx.snapshot.identities.learnt(application))
+            .any(|learnt| learnt.organisation.as_deref() != organisation)
     });
     if !elsewhere {
         return;
@@ -78,13 +82,11 @@ enum UserKey {
 }
 
 impl UserKey {
-    fn of(ctx: &Ctx<'_>, path: &str) -> UserKey {
-        let Some(application) = identity::application_read(path) else {
-            return UserKey::Unidentified;
-        };
-        match ctx.snapshot.identities.user(&application) {
+    /// The key of an application, as [`identity::applications_read`] names it (lower-cased).
+    fn of(ctx: &Ctx<'_>, application: &str) -> UserKey {
+        match ctx.snapshot.identities.user(application) {
             Some(user) => UserKey::Known(user),
-            None => UserKey::Application(format!("app:{}", application.to_ascii_lowercase())),
+            None => UserKey::Application(format!("app:{application}")),
         }
     }
 
@@ -254,6 +256,8 @@ impl Gateway {
             Admission::Guarded(pending) => pending,
         };
         let host = pending.host().clone();
+        // The applications the request's own path could name (a batch's, for its parts).
+        let outer = identity::applications_read(pending.path());
         let parameter = pending.parameter();
         let mut body = body;
         let reading = self.reads.acquire().await;
@@ -266,8 +270,8 @@ impl Gateway {
             }
         };
         drop(reading);
-        bind_applications(ctx, &host, parameter, &mut verdict);
-        let limited = self.limit(ctx, &host, parameter, &mut verdict);
+        bind_applications(ctx, &host, parameter, &outer, &mut verdict);
+        let limited = self.limit(ctx, &host, parameter, &outer, &mut verdict);
         // The decision lines are queued before anything else happens, and an allowed request
         // waits until the sink has them: no byte goes upstream that the trail does not show.
         let refused = verdict.outcome.is_err();
@@ -320,6 +324,7 @@ impl Gateway {
         ctx: &Ctx<'_>,
         host: &HeaderValue,
         parameter: &'c str,
+        outer: &[Box<str>],
         verdict: &mut judge::Verdict<'c>,
     ) -> Option<Limited> {
         let limiter = &ctx.snapshot.limiter;
@@ -333,13 +338,30 @@ impl Gateway {
         if !limiter.enabled() || !judged {
             return None;
         }
-        // Each part is its user's: a batch's parts may name several applications.
+        // Each part takes a token from every user it could be run as: any application any
+        // reading of its path names, and the batch's own (the pool may run a part in it); once
+        // each. A path naming none takes from the one bucket of such paths.
         let mut keys: Vec<(UserKey, u32)> = Vec::with_capacity(1);
+        let mut of_part: Vec<UserKey> = Vec::with_capacity(1);
         for ruling in &verdict.rulings {
-            let key = UserKey::of(ctx, &ruling.path);
-            match keys.iter_mut().find(|(k, _)| k.as_str() == key.as_str()) {
-                Some((_, n)) => *n = n.saturating_add(1),
-                None => keys.push((key, 1)),
+            of_part.clear();
+            for application in identity::applications_read(&ruling.path)
+                .iter()
+                .chain(outer)
+            {
+                let key = UserKey::of(ctx, application);
+                if !of_part.iter().any(|k| k.as_str() == key.as_str()) {
+                    of_part.push(key);
+                }
+            }
+            if of_part.is_empty() {
+                of_part.push(UserKey::Unidentified);
+            }
+            for key in of_part.drain(..) {
+                match keys.iter_mut().find(|(k, _)| k.as_str() == key.as_str()) {
+                    Some((_, n)) => *n = n.saturating_add(1),
+                    None => keys.push((key, 1)),
+                }
             }
         }
         let users: Vec<(&str, u32)> = keys.iter().map(|(k, n)| (k.as_str(), *n)).collect();

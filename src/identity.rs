@@ -94,6 +94,38 @@ pub fn application_read(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     agreed.map(std::borrow::Cow::Owned)
 }
 
+/// Every application any reading of a request path could name ([`path::readings`]), lower-cased
+/// (ids are compared without case, as IIS compares paths) and without repeats: what the binding
+/// of applications to organisations and the rate limits hold a request to, so that a spelling
+/// whose readings disagree (`A;x`: `;` read as a parameter or as a character) is held to each.
+pub fn applications_read(raw: &str) -> Vec<Box<str>> {
+    if let Some(id) = application(raw) {
+        return vec![id.to_ascii_lowercase().into()];
+    }
+    let mut found: Vec<Box<str>> = Vec::new();
+    if path::is_plain(raw) {
+        return found;
+    }
+    for reading in path::readings(raw).into_iter().flatten() {
+        if let Some(id) = application(&reading) {
+            let id = id.to_ascii_lowercase();
+            if !found.iter().any(|f| **f == *id) {
+                found.push(id.into());
+            }
+        }
+    }
+    found
+}
+
+/// `application` as the map keys it: lower-cased, borrowed when it already is.
+fn key(application: &str) -> std::borrow::Cow<'_, str> {
+    if application.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(application.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(application)
+    }
+}
+
 /// The application id of a plain UCWA path, and what follows it (`""`, `/me`, ...).
 fn split(path: &str) -> Option<(&str, &str)> {
     if !path::is_plain(path) || !under_ucwa(path) {
@@ -197,12 +229,13 @@ impl Identities {
 
     /// The user of an application, when the pool has told us.
     pub fn user(&self, application: &str) -> Option<Arc<str>> {
-        self.map.get(application).map(|learnt| learnt.user)
+        self.learnt(application).map(|learnt| learnt.user)
     }
 
-    /// The user and the organisation an application was learnt under.
+    /// The user and the organisation an application was learnt under (ids compared without
+    /// case).
     pub fn learnt(&self, application: &str) -> Option<Learnt> {
-        self.map.get(application)
+        self.map.get(&*key(application))
     }
 
     pub fn settings(&self) -> Settings {
@@ -237,10 +270,11 @@ impl Identities {
     /// An application keeps the organisation it was first learnt under: a user who asks for
     /// their application again under another organisation's Host does not move it there.
     fn learn(&self, application: &str, mut learnt: Learnt) {
-        if let Some(known) = self.map.get(application) {
+        let application = key(application);
+        if let Some(known) = self.map.get(&*application) {
             learnt.organisation = known.organisation;
         }
-        self.map.insert(Box::from(application), learnt);
+        self.map.insert(Box::from(&*application), learnt);
     }
 }
 

@@ -352,6 +352,11 @@ impl<'c> Pending<'c> {
         self.kind.parameter()
     }
 
+    /// The request's path as received (a batch's own, for its parts' application).
+    pub fn path(&self) -> &str {
+        self.head.uri.path()
+    }
+
     /// The refusal when the body could not be read (too large, or broken off).
     pub fn unreadable(self, rejection: Rejection) -> Verdict<'c> {
         let ruling = self.whole(rejection);

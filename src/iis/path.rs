@@ -515,18 +515,23 @@ fn normalise(decoded: &str, dots: Dots, splitting: Splitting) -> Result<String, 
     }
     segments.retain(|s| !s.is_empty() && !is_cookieless_segment(s));
     let mut out = String::with_capacity(decoded.len() + 1);
-    if segments.is_empty() {
-        out.push('/');
-    }
     for segment in segments {
+        let start = out.len();
         out.push('/');
         if segment.is_ascii() {
-            let start = out.len();
             out.push_str(segment);
             out[start..].make_ascii_lowercase();
         } else {
             out.extend(segment.chars().map(fold));
+            // Folding can make one (`(ſ(S(x))` is `(s(s(x))`): the reading is the same either
+            // way round, so that reading it again changes nothing (proptest, issue 14).
+            if is_cookieless_segment(&out[start + 1..]) {
+                out.truncate(start);
+            }
         }
+    }
+    if out.is_empty() {
+        out.push('/');
     }
     Ok(out)
 }

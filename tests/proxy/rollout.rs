@@ -233,7 +233,7 @@ async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
     let denied = replies.iter().filter(|r| r.status == 403).count();
     assert_eq!(forwarded + denied, 3, "{:?}", statuses(&replies));
     // The same application spelt otherwise, as the pool reads it, is the same user.
-    for spelt in ["/19%32/", "/%31%392/"] {
+    for spelt in ["/19%32/", "/%31%392/", "/192;x/"] {
         let reply = h
             .client
             .request("POST", &SIMRING.replace("/192/", spelt), HOST, &[], b"")
@@ -262,6 +262,22 @@ async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
         )
         .await;
     assert_refused(&batch, 429, "rate_limited");
+    // Nor does a batch of the exhausted application whose part names a fresh one: the pool may
+    // run the part in the batch's application.
+    let batch = h
+        .client
+        .request(
+            "POST",
+            "/ucwa/oauth/v1/applications/192/batch",
+            HOST,
+            &[(
+                "content-type",
+                &format!("multipart/batching; boundary={BOUNDARY}"),
+            )],
+            multipart(BOUNDARY, &[ring_as("600")]).as_bytes(),
+        )
+        .await;
+    assert_refused(&batch, 429, "rate_limited");
     // Another user (application) has a bucket of its own.
     let other = h
         .client
@@ -282,7 +298,7 @@ async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
             "ringfence_rate_limited_total",
             &[("scope", "user")]
         ),
-        Some(10.0)
+        Some(12.0)
     );
     assert_eq!(
         sample(
@@ -290,7 +306,7 @@ async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
             "ringfence_policy_decisions_total",
             &[("decision", "deny"), ("reason", "rate_limited")]
         ),
-        Some(12.0)
+        Some(14.0)
     );
     let lines = lines_until(&trail, |l| {
         l.iter().filter(|l| l["reason"] == "rate_limited").count() >= 9
@@ -429,6 +445,37 @@ async fn an_application_learnt_under_one_organisation_is_not_judged_by_anothers_
         .request("POST", &format!("{path}?{PREMIUM}"), SHADOW_HOST, &[], b"")
         .await;
     assert_refused(&moved, 421, "misdirected");
+    // Nor does spelling its id in another case, or with a parameter its readings disagree on.
+    for spelt in [application.to_ascii_uppercase(), format!("{application};x")] {
+        let path = SIMRING.replace("/192/", &format!("/{spelt}/"));
+        let reply = h
+            .client
+            .request("POST", &format!("{path}?{PREMIUM}"), SHADOW_HOST, &[], b"")
+            .await;
+        assert_refused(&reply, 421, "misdirected");
+    }
+    // A fabrikam batch of the application, whose part names an application never seen.
+    let part_elsewhere = multipart(
+        BOUNDARY,
+        &[part(&format!(
+            "POST {}?{PREMIUM} HTTP/1.1\r\nHost: {SHADOW_HOST}\r\n\r\n",
+            SIMRING.replace("/192/", "/never-seen/")
+        ))],
+    );
+    let batch = h
+        .client
+        .request(
+            "POST",
+            &format!("/ucwa/oauth/v1/applications/{application}/batch"),
+            SHADOW_HOST,
+            &[(
+                "content-type",
+                &format!("multipart/batching; boundary={BOUNDARY}"),
+            )],
+            part_elsewhere.as_bytes(),
+        )
+        .await;
+    assert_refused(&batch, 421, "misdirected");
     assert_eq!(
         h.received_guarded().len(),
         before,
