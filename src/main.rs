@@ -16,6 +16,12 @@ use ringfence::preflight;
 use ringfence::server::Server;
 use ringfence::target::Target;
 
+/// jemalloc, with background threads that return freed pages to the system (dirty pages decay
+/// over 10 s by default; `_RJEM_MALLOC_CONF` tunes it at run time). glibc's malloc kept every page
+/// of a burst of 10,000 long polls after the clients left (docs/performance.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Where every subcommand looks for the configuration unless told otherwise.
 const DEFAULT_CONFIG: &str = "/etc/ringfence/ringfence.toml";
 
