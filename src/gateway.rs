@@ -41,34 +41,44 @@ fn bind_applications<'c>(
     ctx: &Ctx<'_>,
     host: &HeaderValue,
     parameter: &'c str,
-    outer: &[Box<str>],
+    applications: &Applications,
     verdict: &mut judge::Verdict<'c>,
 ) {
-    // Every application any reading of the part's path, or of the batch's own, could name: the
-    // pool may run a part in the batch's application.
-    let elsewhere = verdict.rulings.iter().any(|ruling| {
+    let elsewhere = verdict.rulings.iter().enumerate().any(|(i, ruling)| {
         let organisation = ruling.organisation.map(Organisation::name);
-        identity::applications_read(&ruling.path)
-            .iter()
-            .chain(outer)
+        applications
+            .of(i)
             .filter_map(|application| ctx.snapshot.identities.learnt(application))
             .any(|learnt| learnt.organisation.as_deref() != organisation)
     });
-    if !elsewhere {
-        return;
+    if elsewhere {
+        verdict.refuse_whole(Rejection::Misdirected, parameter, host);
     }
-    for ruling in &mut verdict.rulings {
-        ruling.refusal = Some(Rejection::Misdirected);
-        ruling.shadow = false;
-        ruling.rule = None;
+}
+
+/// The applications each ruling's request could be run as, read once for the binding and the
+/// rate limits: any application any reading of its path names, and the request's own (a batch
+/// part may be run in the batch's application).
+struct Applications {
+    outer: Vec<Box<str>>,
+    of_ruling: Vec<Vec<Box<str>>>,
+}
+
+impl Applications {
+    fn read(outer: Vec<Box<str>>, rulings: &[Ruling<'_>]) -> Applications {
+        let of_ruling = rulings
+            .iter()
+            .map(|ruling| identity::applications_read(&ruling.path))
+            .collect();
+        Applications { outer, of_ruling }
     }
-    verdict.outcome = Err(judge::Refused {
-        rejection: Rejection::Misdirected,
-        parameter,
-        traffic: Traffic::Guarded,
-        host: host.clone(),
-        ruling: None,
-    });
+
+    fn of(&self, ruling: usize) -> impl Iterator<Item = &str> {
+        self.of_ruling[ruling]
+            .iter()
+            .chain(&self.outer)
+            .map(|application| &**application)
+    }
 }
 
 /// Whose bucket a request or batch part takes from: the user learnt for its application, else
@@ -270,8 +280,9 @@ impl Gateway {
             }
         };
         drop(reading);
-        bind_applications(ctx, &host, parameter, &outer, &mut verdict);
-        let limited = self.limit(ctx, &host, parameter, &outer, &mut verdict);
+        let applications = Applications::read(outer, &verdict.rulings);
+        bind_applications(ctx, &host, parameter, &applications, &mut verdict);
+        let limited = self.limit(ctx, &host, parameter, &applications, &mut verdict);
         // The decision lines are queued before anything else happens, and an allowed request
         // waits until the sink has them: no byte goes upstream that the trail does not show.
         let refused = verdict.outcome.is_err();
@@ -324,7 +335,7 @@ impl Gateway {
         ctx: &Ctx<'_>,
         host: &HeaderValue,
         parameter: &'c str,
-        outer: &[Box<str>],
+        applications: &Applications,
         verdict: &mut judge::Verdict<'c>,
     ) -> Option<Limited> {
         let limiter = &ctx.snapshot.limiter;
@@ -343,12 +354,9 @@ impl Gateway {
         // each. A path naming none takes from the one bucket of such paths.
         let mut keys: Vec<(UserKey, u32)> = Vec::with_capacity(1);
         let mut of_part: Vec<UserKey> = Vec::with_capacity(1);
-        for ruling in &verdict.rulings {
+        for i in 0..verdict.rulings.len() {
             of_part.clear();
-            for application in identity::applications_read(&ruling.path)
-                .iter()
-                .chain(outer)
-            {
+            for application in applications.of(i) {
                 let key = UserKey::of(ctx, application);
                 if !of_part.iter().any(|k| k.as_str() == key.as_str()) {
                     of_part.push(key);
@@ -372,18 +380,7 @@ impl Gateway {
             .rate_limited
             .with_label_values(&[limited.scope.as_str()])
             .inc();
-        for ruling in &mut verdict.rulings {
-            ruling.refusal = Some(Rejection::RateLimited);
-            ruling.shadow = false;
-            ruling.rule = None;
-        }
-        verdict.outcome = Err(judge::Refused {
-            rejection: Rejection::RateLimited,
-            parameter,
-            traffic: Traffic::Guarded,
-            host: host.clone(),
-            ruling: None,
-        });
+        verdict.refuse_whole(Rejection::RateLimited, parameter, host);
         Some(limited)
     }
 

@@ -189,6 +189,26 @@ pub struct Verdict<'c> {
     pub rulings: Vec<Ruling<'c>>,
 }
 
+impl<'c> Verdict<'c> {
+    /// Refuses the whole request for a reason found after judging (an application bound to
+    /// another organisation, a rate limit): every line says so, keeping its targets, and none is
+    /// left only recorded (shadow) or credited to a rule.
+    pub fn refuse_whole(&mut self, rejection: Rejection, parameter: &'c str, host: &HeaderValue) {
+        for ruling in &mut self.rulings {
+            ruling.refusal = Some(rejection);
+            ruling.shadow = false;
+            ruling.rule = None;
+        }
+        self.outcome = Err(Refused {
+            rejection,
+            parameter,
+            traffic: Traffic::Guarded,
+            host: host.clone(),
+            ruling: None,
+        });
+    }
+}
+
 /// The Batch.js sample's header for an embedded request's body.
 const DATA: http::HeaderName = http::HeaderName::from_static("data");
 

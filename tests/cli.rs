@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 mod common;
-use common::{dead_address, eventually, scratch, HOST, TIMEOUT};
+use common::{dead_address, eventually, scratch, Process, HOST, TIMEOUT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringfence");
 
@@ -69,31 +69,6 @@ fn signal(child: &Child, sig: &str) {
 fn wait(child: &mut Child, limit: Duration) -> i32 {
     let status = eventually("the process to exit", limit, || child.try_wait().unwrap());
     status.code().unwrap_or(-1)
-}
-
-/// A child process, killed on drop: a failing test leaves no `ringfence` behind.
-struct Process(Child);
-
-impl std::ops::Deref for Process {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Process {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns the whole answer.
@@ -660,13 +635,7 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = common::stderr_lines(&mut child);
         let mut running = Running {
             child: Process(child),
             lines,

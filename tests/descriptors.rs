@@ -4,15 +4,15 @@
 //! still finishing the requests in flight, answering `/metrics`, and serving again once the
 //! clients go.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 mod common;
-use common::{eventually, scratch, TIMEOUT};
+use common::{eventually, scratch, Process, TIMEOUT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringfence");
 
@@ -29,18 +29,6 @@ fn limited(soft: u64, hard: u64, args: &[&str]) -> Command {
         }
     }
     command
-}
-
-/// A child process killed (by its PID) and reaped on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 fn config(member: &str, extra: &str) -> String {
@@ -85,13 +73,7 @@ impl Running {
         .stderr(Stdio::piped())
         .spawn()
         .expect("prlimit (util-linux) runs");
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = common::stderr_lines(&mut child);
         let mut running = Running {
             child: Process(child),
             lines,

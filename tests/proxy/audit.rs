@@ -107,6 +107,20 @@ pub(crate) fn assert_schema(line: &Value) {
     }
 }
 
+/// A harness with one member and its audit trail in a file of its own; the directory lives as
+/// long as the returned guard.
+async fn with_trail(more: &str) -> (tempfile::TempDir, PathBuf, support::Harness) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let h = support::start_with(Options {
+        members: 1,
+        audit: file_audit(&path, more),
+        ..Options::default()
+    })
+    .await;
+    (dir, path, h)
+}
+
 fn file_audit(path: &Path, more: &str) -> String {
     format!("sink = \"file\"\npath = {path:?}\n{more}")
 }
@@ -354,14 +368,7 @@ async fn an_allowed_batch_records_each_part_and_one_outcome() {
 /// the pool answered (a slow member holds the answer).
 #[tokio::test]
 async fn the_decision_is_written_before_the_pool_sees_the_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let h = support::start_with(Options {
-        members: 1,
-        audit: file_audit(&path, ""),
-        ..Options::default()
-    })
-    .await;
+    let (_dir, path, h) = with_trail("").await;
     h.members[0].set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(1500)));
     let request = tokio::spawn(allowed_as(h.server.addrs()[0], "ordered-1".into()));
     // The moment the pool has it, the decision must already be in the file.
@@ -381,14 +388,7 @@ async fn the_decision_is_written_before_the_pool_sees_the_request() {
 /// The pool unreachable after the decision: the outcome is ringfence's own 503, not the pool's.
 #[tokio::test]
 async fn an_answer_ringfence_wrote_itself_is_not_recorded_as_the_pools() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let h = support::start_with(Options {
-        members: 1,
-        audit: file_audit(&path, ""),
-        ..Options::default()
-    })
-    .await;
+    let (_dir, path, h) = with_trail("").await;
     h.members[0].stop();
     let reply = ring(&h, &format!("target={ALLOWED}"), &[]).await;
     assert_refused(&reply, 503, "upstream_unavailable");
@@ -914,14 +914,7 @@ async fn an_outcome_is_never_lost_to_a_full_queue() {
 /// once one held request ends, the next is forwarded and every outcome is in the trail.
 #[tokio::test]
 async fn requests_in_flight_do_not_fill_the_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let h = support::start_with(Options {
-        members: 1,
-        audit: file_audit(&path, "queue_lines = 4"),
-        ..Options::default()
-    })
-    .await;
+    let (_dir, path, h) = with_trail("queue_lines = 4").await;
     h.members[0].set_fault(ringfence::sim::Fault::Slow(Duration::from_millis(1500)));
     let addr = h.server.addrs()[0];
     // One at a time, so that each decision line is written before the next is queued.
@@ -957,14 +950,7 @@ async fn requests_in_flight_do_not_fill_the_queue() {
 /// not see (a method override, a path rewrite) is a decision, and has its line and its count.
 #[tokio::test]
 async fn a_guarded_request_refused_on_its_head_is_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let h = support::start_with(Options {
-        members: 1,
-        audit: file_audit(&path, ""),
-        ..Options::default()
-    })
-    .await;
+    let (_dir, path, h) = with_trail("").await;
     let reply = h
         .client
         .request(

@@ -154,17 +154,8 @@ async fn a_shadowed_batch_part_is_forwarded_with_its_batch_and_recorded_as_shado
         BOUNDARY,
         &[ring(PREMIUM), ring("target=tel:%2B442071234567")],
     );
-    let content_type = format!("multipart/batching; boundary={BOUNDARY}");
     let batch = async |host: &str| {
-        h.client
-            .request(
-                "POST",
-                "/ucwa/oauth/v1/applications/192/batch",
-                host,
-                &[("content-type", &content_type)],
-                body.as_bytes(),
-            )
-            .await
+        post_batch(&h, "/ucwa/oauth/v1/applications/192/batch", host, &body).await
     };
     // Its parts name fabrikam's Host: under contoso's it is refused whole.
     assert_refused(&batch(HOST).await, 421, "misdirected");
@@ -248,35 +239,23 @@ async fn concurrent_requests_of_one_user_get_no_more_than_the_limit() {
             SIMRING.replace("/192/", &format!("/{app}/"))
         ))
     };
-    let batch = h
-        .client
-        .request(
-            "POST",
-            "/ucwa/oauth/v1/applications/500/batch",
-            HOST,
-            &[(
-                "content-type",
-                &format!("multipart/batching; boundary={BOUNDARY}"),
-            )],
-            multipart(BOUNDARY, &[ring_as("500"), ring_as("192"), ring_as("192")]).as_bytes(),
-        )
-        .await;
+    let batch = post_batch(
+        &h,
+        "/ucwa/oauth/v1/applications/500/batch",
+        HOST,
+        &multipart(BOUNDARY, &[ring_as("500"), ring_as("192"), ring_as("192")]),
+    )
+    .await;
     assert_refused(&batch, 429, "rate_limited");
     // Nor does a batch of the exhausted application whose part names a fresh one: the pool may
     // run the part in the batch's application.
-    let batch = h
-        .client
-        .request(
-            "POST",
-            "/ucwa/oauth/v1/applications/192/batch",
-            HOST,
-            &[(
-                "content-type",
-                &format!("multipart/batching; boundary={BOUNDARY}"),
-            )],
-            multipart(BOUNDARY, &[ring_as("600")]).as_bytes(),
-        )
-        .await;
+    let batch = post_batch(
+        &h,
+        "/ucwa/oauth/v1/applications/192/batch",
+        HOST,
+        &multipart(BOUNDARY, &[ring_as("600")]),
+    )
+    .await;
     assert_refused(&batch, 429, "rate_limited");
     // Another user (application) has a bucket of its own.
     let other = h
@@ -412,19 +391,13 @@ async fn an_application_learnt_under_one_organisation_is_not_judged_by_anothers_
             "POST {path}?{PREMIUM} HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
         ))],
     );
-    let batch = h
-        .client
-        .request(
-            "POST",
-            &format!("/ucwa/oauth/v1/applications/{application}/batch"),
-            SHADOW_HOST,
-            &[(
-                "content-type",
-                &format!("multipart/batching; boundary={BOUNDARY}"),
-            )],
-            body.as_bytes(),
-        )
-        .await;
+    let batch = post_batch(
+        &h,
+        &format!("/ucwa/oauth/v1/applications/{application}/batch"),
+        SHADOW_HOST,
+        &body,
+    )
+    .await;
     assert_refused(&batch, 421, "misdirected");
     // Asking for the application again under fabrikam's Host does not move it there.
     let me = format!("/ucwa/oauth/v1/applications/{application}/me");
@@ -462,19 +435,13 @@ async fn an_application_learnt_under_one_organisation_is_not_judged_by_anothers_
             SIMRING.replace("/192/", "/never-seen/")
         ))],
     );
-    let batch = h
-        .client
-        .request(
-            "POST",
-            &format!("/ucwa/oauth/v1/applications/{application}/batch"),
-            SHADOW_HOST,
-            &[(
-                "content-type",
-                &format!("multipart/batching; boundary={BOUNDARY}"),
-            )],
-            part_elsewhere.as_bytes(),
-        )
-        .await;
+    let batch = post_batch(
+        &h,
+        &format!("/ucwa/oauth/v1/applications/{application}/batch"),
+        SHADOW_HOST,
+        &part_elsewhere,
+    )
+    .await;
     assert_refused(&batch, 421, "misdirected");
     assert_eq!(
         h.received_guarded().len(),
@@ -489,4 +456,18 @@ async fn an_application_learnt_under_one_organisation_is_not_judged_by_anothers_
         403,
         "denied",
     );
+}
+
+/// POSTs a `multipart/batching` body (of [`BOUNDARY`]) to `path` under `host`.
+async fn post_batch(h: &support::Harness, path: &str, host: &str, body: &str) -> support::Reply {
+    let content_type = format!("multipart/batching; boundary={BOUNDARY}");
+    h.client
+        .request(
+            "POST",
+            path,
+            host,
+            &[("content-type", &content_type)],
+            body.as_bytes(),
+        )
+        .await
 }
