@@ -14,6 +14,8 @@ ADMIN_PORT=${ADMIN_PORT:-18207}
 BARE_PORT=${BARE_PORT:-18208}
 REFERENCE_PORT=${REFERENCE_PORT:-18209}
 REFERENCE_ADMIN_PORT=${REFERENCE_ADMIN_PORT:-18210}
+BARE_INLINE_PORT=${BARE_INLINE_PORT:-18211}
+BARE_RELAY_PORT=${BARE_RELAY_PORT:-18212}
 PIDS=()
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -155,21 +157,37 @@ start_ringfence() {
   wait_port "$RINGFENCE_PORT" "$RINGFENCE_PID"
 }
 
-# The yardstick of SPEC §11: bench/bare-proxy, a hyper 1 proxy with no policy on the same hyper,
-# hyper-util and tokio versions, one thread, pinned like the proxies under test.
+# The yardsticks of SPEC §11: bench/bare-proxy, HTTP/1.1 proxies with no policy on ringfence's
+# hyper, hyper-util, tokio and httparse versions, one thread each, pinned like the proxies under
+# test. One binary, three modes: hyper (server + hyper-util's pooled client, ringfence's shape) on
+# BARE_PORT, inline (server + one hyper client connection per client connection, same task) on
+# BARE_INLINE_PORT, relay (httparse heads + byte copy, Content-Length bodies only) on
+# BARE_RELAY_PORT. Built into target/bare-proxy unless SKIP_BUILD=1 and the binary is up to date.
 start_bare() {
-  port_free "$BARE_PORT" || die "port $BARE_PORT is taken"
-  local target=$ROOT/target/bare-proxy
-  if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$target/release/bare-proxy" ]; then
+  local port
+  for port in "$BARE_PORT" "$BARE_INLINE_PORT" "$BARE_RELAY_PORT"; do
+    port_free "$port" || die "port $port is taken"
+  done
+  local target=$ROOT/target/bare-proxy src=$BENCH/bare-proxy stale=0 file
+  # SKIP_BUILD=1 still rebuilds a binary older than its sources (one built before the modes came
+  # would refuse the MODE argument).
+  for file in "$src/src/main.rs" "$src/Cargo.toml" "$src/Cargo.lock"; do
+    [ "$file" -nt "$target/release/bare-proxy" ] && stale=1
+  done
+  if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$target/release/bare-proxy" ] || [ "$stale" = 1 ]; then
     log "cargo build --release (bench/bare-proxy)"
     CARGO_TARGET_DIR=$target cargo build --release --quiet --locked \
       --manifest-path "$BENCH/bare-proxy/Cargo.toml" || die "building bench/bare-proxy failed"
   fi
-  taskset -c "$SERVER_CPU" "$target/release/bare-proxy" "127.0.0.1:$BARE_PORT" \
-    "127.0.0.1:$UPSTREAM_PORT" 2>"$WORK/bare.log" &
-  BARE_PID=$!
-  PIDS+=("$BARE_PID")
-  wait_port "$BARE_PORT" "$BARE_PID"
+  local mode pid
+  for mode in "hyper $BARE_PORT" "inline $BARE_INLINE_PORT" "relay $BARE_RELAY_PORT"; do
+    port=${mode#* } mode=${mode% *}
+    taskset -c "$SERVER_CPU" "$target/release/bare-proxy" "$mode" "127.0.0.1:$port" \
+      "127.0.0.1:$UPSTREAM_PORT" 2>"$WORK/bare-$mode.log" &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$port" "$pid"
+  done
 }
 
 # ringfence as built from the commit REFERENCE (say, the commit before a change), on the same

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Summarises bench/run.sh's raw wrk lines: the median over rounds per target and workload, and
-the ratios of ringfence to the bare hyper proxy, to the reference build and to nginx. usage: report.py RAW.tsv"""
+"""Summarises bench/run.sh's raw wrk lines: the median over rounds per target and workload; the
+ratios of ringfence to each yardstick (bare, inline, relay), to the reference build and to nginx;
+and the ratios of the inline and relay yardsticks to bare. usage: report.py RAW.tsv"""
 import statistics
 import sys
 from collections import defaultdict
@@ -32,22 +33,31 @@ for w in workloads:
         if (w, t) in rows:
             print(f"| {w} | {t} | {med(w, t, 'rps'):,.0f} | {med(w, t, 'p50_us') / 1000:.3f} | "
                   f"{med(w, t, 'p99_us') / 1000:.3f} | {med(w, t, 'p999_us') / 1000:.3f} | {errors(w, t)} |")
-def ratios(over):
-    """ringfence's medians over another target's, per workload."""
-    if "ringfence" not in targets or over not in targets:
+
+
+def ratios(target, over):
+    """target's medians over another target's, per workload."""
+    if target not in targets or over not in targets:
         return
-    print(f"\n## ringfence / {over} (medians)\n")
+    print(f"\n## {target} / {over} (medians)\n")
     print("| workload | throughput | p50 | p99 | p99.9 |")
     print("|---|---:|---:|---:|---:|")
     for w in workloads:
-        r = lambda k: med(w, "ringfence", k) / med(w, over, k)
+        if (w, target) not in rows or (w, over) not in rows:
+            continue
+        r = lambda k: med(w, target, k) / med(w, over, k)
         print(f"| {w} | {r('rps'):.2f}x | {r('p50_us'):.2f}x | {r('p99_us'):.2f}x | {r('p999_us'):.2f}x |")
 
 
-# bare: SPEC §11's yardstick (>= 0.95x throughput, p99 <= 1.1x); reference: the same proxy before
-# a change; nginx: the aim.
-for over in ["bare", "reference", "nginx"]:
-    ratios(over)
+# bare: SPEC §11's yardstick (>= 0.95x throughput, p99 <= 1.1x), a hyper server and hyper-util's
+# pooled client as ringfence has; inline and relay: what a hyper path without the pool, and one
+# that forwards the bytes it parsed, cost; reference: the same proxy before a change; nginx: the
+# aim. Then the yardsticks against bare: what the pool and its connection tasks cost (inline / bare),
+# and a bound on what hyper and the pool cost together (relay / bare).
+for over in ["bare", "inline", "relay", "reference", "nginx"]:
+    ratios("ringfence", over)
+for target in ["inline", "relay"]:
+    ratios(target, "bare")
 print("\n## Every measurement\n")
 print("| round | workload | target | requests/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |")
 print("|---:|---|---|---:|---:|---:|---:|---:|---:|")

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# ringfence against nginx, same run, loopback. Usage: bash bench/run.sh
+# ringfence against nginx and bare HTTP/1.1 proxies, same run, loopback. Usage: bash bench/run.sh
 #
-# Starts one upstream (nginx `return 204;`), nginx as a plain keep-alive proxy_pass, and
-# ringfence with the full generated policy (bench/gen_config.py), then measures with wrk, in
-# interleaved rounds, each target x each workload:
-#   targets:   upstream (direct), nginx (proxy_pass), bare (bench/bare-proxy: hyper 1 with no
-#              policy, the yardstick of SPEC §11), ringfence, and with REFERENCE=<commit> also
-#              reference (ringfence built from that commit, to measure a change against it)
+# Starts one upstream (nginx `return 204;`), nginx as a plain keep-alive proxy_pass, the three
+# yardsticks of bench/bare-proxy and ringfence with the full generated policy
+# (bench/gen_config.py), then measures with wrk, in interleaved rounds, each target x each workload:
+#   targets:   upstream (direct), nginx (proxy_pass), the yardsticks of SPEC §11 (no policy, one
+#              thread, ringfence's hyper/hyper-util/tokio/httparse versions): bare (hyper server +
+#              hyper-util pooled client, ringfence's shape), inline (hyper server + one hyper
+#              client connection per client connection, same task), relay (httparse + byte copy,
+#              Content-Length bodies only: a bound, not a proxy), ringfence, and with
+#              REFERENCE=<commit> also reference (ringfence built from that commit, to measure a
+#              change against it)
 #   workloads: post (guarded call-forwarding POST, target in query and JSON body), get (pass-through)
 # Pinning (2 cores): wrk on LOADGEN_CPU (0); the proxy under test AND the upstream on SERVER_CPU
 # (1); both proxies get the same single core and one worker (nginx worker_processes 1,
 # ringfence RINGFENCE_WORKER_THREADS=1).
 # Knobs (environment): ROUNDS=3 DURATION=10 WARMUP=2 CONNECTIONS=50 REFERENCE= WAIT_QUIET=1 (wait up to
-# 25 min for a 1-minute load below 0.5) SKIP_BUILD=1 AUDIT=file|off, and those of bench/lib.sh.
+# 25 min for a 1-minute load below 0.5) SKIP_BUILD=1 AUDIT=file|off TARGETS WORKLOADS, and those
+# of bench/lib.sh (ports: BARE_PORT, BARE_INLINE_PORT, BARE_RELAY_PORT, ...).
 # Writes bench/results/run-<UTC time>.md and prints the same table.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -24,7 +29,7 @@ CONNECTIONS=${CONNECTIONS:-50}
 WAIT_QUIET=${WAIT_QUIET:-1}
 AUDIT=${AUDIT:-file}
 REFERENCE=${REFERENCE:-}
-TARGETS=${TARGETS:-"upstream nginx bare ringfence${REFERENCE:+ reference}"}
+TARGETS=${TARGETS:-"upstream nginx bare inline relay ringfence${REFERENCE:+ reference}"}
 WORKLOADS=${WORKLOADS:-"post get"}
 
 WORK=$(mktemp -d /tmp/ringfence-bench.XXXXXX)
@@ -51,8 +56,11 @@ port_of() {
     upstream) echo "$UPSTREAM_PORT" ;;
     nginx) echo "$NGINX_PORT" ;;
     bare) echo "$BARE_PORT" ;;
+    inline) echo "$BARE_INLINE_PORT" ;;
+    relay) echo "$BARE_RELAY_PORT" ;;
     ringfence) echo "$RINGFENCE_PORT" ;;
     reference) echo "$REFERENCE_PORT" ;;
+    *) die "unknown target $1 (upstream nginx bare inline relay ringfence reference)" ;;
   esac
 }
 
