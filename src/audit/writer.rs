@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
-use tokio::sync::oneshot;
 
+use super::ack::{self, Ack, Signal};
 use super::syslog::{self, Severity};
 
 /// The metrics of one trail: lines by result, and lines waiting.
@@ -50,7 +50,7 @@ pub struct Line {
     pub severity: Severity,
     /// When the line was made: its syslog TIMESTAMP.
     made: std::time::SystemTime,
-    written: Option<oneshot::Sender<()>>,
+    written: Option<Ack>,
 }
 
 impl Line {
@@ -91,7 +91,7 @@ pub enum Spare {
 /// What [`Queue::push`] queued: who waits for the lines, and a place held for one more.
 #[derive(Default)]
 pub struct Pushed {
-    pub written: Option<oneshot::Receiver<()>>,
+    pub written: Option<ack::Written>,
     pub reservation: Option<Reservation>,
 }
 
@@ -116,6 +116,8 @@ pub struct Queue {
     held: AtomicUsize,
     capacity: usize,
     counters: Counters,
+    /// How the writer tells waiting senders their lines are written.
+    signal: Arc<Signal>,
 }
 
 /// Where lines are written. `write` takes the waiting lines in order and says how many it wrote.
@@ -148,6 +150,7 @@ impl Queue {
             held: AtomicUsize::new(0),
             capacity,
             counters,
+            signal: Arc::default(),
         });
         let shared = Arc::clone(&queue);
         let label = name.to_owned();
@@ -224,11 +227,11 @@ impl Queue {
         &self,
         lines: impl ExactSizeIterator<Item = Line>,
         wait: bool,
-    ) -> Result<Option<oneshot::Receiver<()>>, Full> {
+    ) -> Result<Option<ack::Written>, Full> {
         let n = lines.len();
         self.counters.queued.add(n as i64);
         let (mut ack, written) = if wait && n > 0 {
-            let (tx, rx) = oneshot::channel();
+            let (tx, rx) = ack::pair(&self.signal);
             (Some(tx), Some(rx))
         } else {
             (None, None)
@@ -382,10 +385,18 @@ impl<'q> Writer<'q> {
 
     /// The first `n` waiting lines are written (`ok`) or lost.
     fn done(&mut self, n: usize, ok: bool) {
+        let mut settled = false;
         for line in self.pending.drain(..n) {
-            if let (true, Some(ack)) = (ok, line.written) {
-                let _ = ack.send(());
+            if let Some(ack) = line.written {
+                settled = true;
+                if ok {
+                    ack.written();
+                } // else dropped: lost
             }
+        }
+        if settled {
+            // One wake for the whole write (a lost line's drop has woken already).
+            self.queue.signal.wake();
         }
         if n == 0 {
             return;
