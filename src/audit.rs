@@ -4,6 +4,7 @@
 //! (docs/audit.md), delivered by [`writer`]: a bounded queue and one writer thread per trail.
 //! Never the Authorization header, cookies or tokens.
 
+mod ack;
 pub mod syslog;
 pub mod writer;
 
@@ -14,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
-use tokio::sync::oneshot;
 
 use crate::policy::Rule;
 use crate::target::Target;
@@ -251,7 +251,7 @@ pub struct Unavailable;
 
 /// Decision lines queued; [`Pending::written`] waits until the sink took them.
 pub struct Pending {
-    written: Option<oneshot::Receiver<()>>,
+    written: Option<ack::Written>,
     /// The place held for the request's outcome line.
     outcome: Option<writer::Reservation>,
     on_full: OnFull,
@@ -270,8 +270,8 @@ impl Pending {
         let Some(written) = self.written else {
             return Ok(());
         };
-        match tokio::time::timeout(self.timeout, written).await {
-            Ok(Ok(())) => Ok(()),
+        match tokio::time::timeout(self.timeout, written.wait()).await {
+            Ok(true) => Ok(()),
             _ if self.on_full == OnFull::Drop => Ok(()),
             _ => Err(Unavailable),
         }

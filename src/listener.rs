@@ -271,9 +271,13 @@ impl Accept {
             let seen = Arc::clone(&activity);
             let service = service_fn(move |req: http::Request<Incoming>| {
                 let in_flight = InFlight::request(Arc::clone(&seen));
-                let answer = gateway
-                    .clone()
-                    .handle(req.map(|body| ClientBody::new(body, &seen, limits)));
+                // Boxed: hyper moves the service future into its slot, and ringfence's is
+                // ~12 KB (the guarded route's state); a pointer moves for nothing.
+                let answer = Box::pin(
+                    gateway
+                        .clone()
+                        .handle(req.map(|body| ClientBody::new(body, &seen, limits))),
+                );
                 async move {
                     let response = answer.await?;
                     Ok::<_, std::convert::Infallible>(
