@@ -839,6 +839,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn key_updates_from_the_client_keep_traffic_going_both_ways() {
+        let pki = pki();
+        let (mut server, mut client) = pair(&pki).await;
+        let mut buf = [0u8; 5];
+        for round in 0..3u8 {
+            // A KeyUpdate that asks for ours, then data under the new key.
+            client.get_mut().1.refresh_traffic_keys().unwrap();
+            client.write_all(&[b'c', round, 0, 0, 0]).await.unwrap();
+            timeout(TIMEOUT, server.read_exact(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(buf, [b'c', round, 0, 0, 0]);
+            server.write_all(&[b's', round, 0, 0, 0]).await.unwrap();
+            server.flush().await.unwrap();
+            timeout(TIMEOUT, client.read_exact(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(buf, [b's', round, 0, 0, 0]);
+        }
+    }
+
+    #[tokio::test]
     async fn an_end_without_close_notify_is_an_error() {
         let pki = pki();
         let (mut server, mut client) = pair(&pki).await;
