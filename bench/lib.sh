@@ -58,7 +58,7 @@ build() {
     (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
   fi
   [ -x "$RINGFENCE" ] || die "$RINGFENCE is missing"
-  BUILT_FROM="$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' + uncommitted changes')"
+  BUILT_FROM=${BUILT_FROM:-"$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' + uncommitted changes')"}
 }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -1,10 +1,11 @@
-//! The client-facing listeners: accept (bounded by `max_connections`), TLS, hyper's HTTP/1.1 +
-//! HTTP/2 connection, and each connection's own end on shutdown or when abandoned. Idle HTTP/1.1
-//! connections park without their HTTP state ([`park`]). Binding, the admin endpoint and the
-//! drain are `server`'s.
+//! The client-facing listeners: accept (bounded by `max_connections`), TLS ([`tls`]), hyper's
+//! HTTP/1.1 + HTTP/2 connection, and each connection's own end on shutdown or when abandoned.
+//! Idle HTTP/1.1 connections park without their HTTP state or TLS buffers ([`park`]). Binding,
+//! the admin endpoint and the drain are `server`'s.
 
 mod park;
 mod proxy_protocol;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,10 +18,10 @@ use prometheus::{IntCounter, IntGauge};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -34,7 +35,7 @@ use crate::state::Shared;
 /// the `max_connections` permits and the tracker the drain waits on.
 pub(crate) struct Listeners {
     shared: Arc<Shared>,
-    acceptor: Option<TlsAcceptor>,
+    tls: Option<Arc<ServerConfig>>,
     http: Arc<Http>,
     permits: Arc<Semaphore>,
     settings: ServerSettings,
@@ -44,13 +45,13 @@ pub(crate) struct Listeners {
 impl Listeners {
     pub(crate) fn new(
         shared: &Arc<Shared>,
-        acceptor: Option<TlsAcceptor>,
+        tls: Option<Arc<ServerConfig>>,
         settings: &ServerSettings,
         connections: TaskTracker,
     ) -> Listeners {
         Listeners {
             shared: Arc::clone(shared),
-            acceptor,
+            tls,
             http: Arc::new(http_builders(settings)),
             permits: Arc::new(Semaphore::new(settings.max_connections)),
             settings: settings.clone(),
@@ -78,7 +79,7 @@ impl Listeners {
         });
         let accept = Accept {
             shared: Arc::clone(shared),
-            acceptor: self.acceptor.clone(),
+            tls: self.tls.clone(),
             http: Arc::clone(&self.http),
             permits: Arc::clone(&self.permits),
             handshake_timeout: server_config.header_read_timeout,
@@ -162,7 +163,7 @@ impl Refusals {
 
 struct Accept {
     shared: Arc<Shared>,
-    acceptor: Option<TlsAcceptor>,
+    tls: Option<Arc<ServerConfig>>,
     http: Arc<Http>,
     permits: Arc<Semaphore>,
     handshake_timeout: Duration,
@@ -248,7 +249,7 @@ impl Accept {
                 }
             },
         };
-        let tls = self.acceptor.is_some();
+        let tls = self.tls.is_some();
         let activity = Arc::new(Activity::new(
             self.shared.metrics.requests_in_flight.clone(),
         ));
@@ -300,7 +301,7 @@ impl Accept {
             .with_label_values(&[&self.label]);
         // Every large future is boxed, so that the task keeps only what a parked connection
         // needs, not room for the handshake's or an HTTP connection's state.
-        let result = match &self.acceptor {
+        let result = match &self.tls {
             None => {
                 let serving = serving(None);
                 let opening = if http.http2 {
@@ -319,14 +320,13 @@ impl Accept {
                     }
                 }
             }
-            Some(acceptor) => match Box::pin(self.handshake(acceptor, stream, peer)).await {
+            Some(config) => match Box::pin(self.handshake(config, stream, peer)).await {
                 None => Ok(()),
                 Some(tls) => {
-                    let sni = tls.get_ref().1.server_name().map(Arc::from);
-                    let serving = serving(sni);
+                    let serving = serving(tls.server_name().cloned());
                     // Known HTTP/1.1 parks when idle; h2, and a client that named no protocol
                     // (which the auto builder tells apart), are served as they come.
-                    if tls.get_ref().1.alpn_protocol() == Some(b"http/1.1") {
+                    if tls.alpn_protocol() == Some(b"http/1.1") {
                         Box::pin(park::serve_http1(&http.http1, tls, serving, &parked)).await
                     } else {
                         Box::pin(serve(&http.auto, TokioIo::new(tls), serving)).await
@@ -356,11 +356,12 @@ impl Accept {
     /// The TLS handshake within the header timeout; failures are counted, not logged above debug.
     async fn handshake(
         &self,
-        acceptor: &TlsAcceptor,
+        config: &Arc<ServerConfig>,
         stream: TcpStream,
         peer: SocketAddr,
-    ) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
-        match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
+    ) -> Option<Box<tls::TlsStream>> {
+        let accept = tls::accept(Arc::clone(config), stream);
+        match tokio::time::timeout(self.handshake_timeout, accept).await {
             Ok(Ok(tls)) => Some(Box::new(tls)),
             Ok(Err(e)) => {
                 self.shared.metrics.tls_handshake_errors.inc();

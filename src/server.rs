@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -69,7 +68,7 @@ impl Server {
             (audit, access),
             certificate,
         )?;
-        let acceptor = server_tls.map(|t| TlsAcceptor::from(t.config));
+        let tls = server_tls.map(|t| t.config);
         // An IPv6 wildcard may be skipped on a host without IPv6 (see `bind`).
         let listeners = bind::bind_all(&server_config.listen)?;
         let admin_listener = bind::bind(admin_listen).map_err(|source| StartError::Bind {
@@ -85,12 +84,7 @@ impl Server {
 
         let stop = CancellationToken::new();
         let connections = TaskTracker::new();
-        let serving = Listeners::new(
-            &shared,
-            acceptor.clone(),
-            &server_config,
-            connections.clone(),
-        );
+        let serving = Listeners::new(&shared, tls.clone(), &server_config, connections.clone());
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
         for (configured, listener) in listeners {
@@ -111,7 +105,7 @@ impl Server {
             Arc::clone(&shared),
             admin_stop.clone(),
         )));
-        tracing::info!(listen = ?addrs, admin = %admin_addr, tls = acceptor.is_some(), "ringfence is serving");
+        tracing::info!(listen = ?addrs, admin = %admin_addr, tls = tls.is_some(), "ringfence is serving");
         shared.watch_certificate();
         notify::ready();
         Ok(Server {

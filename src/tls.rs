@@ -4,6 +4,7 @@
 //! ([`CertifiedKey::keys_match`]), so a bad pair stops `run` and `check-config` instead of failing
 //! the first handshake. Each error names the configuration key of the file it is about.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -277,9 +278,43 @@ impl ServerCertificate {
 }
 
 impl ResolvesServerCert for ServerCertificate {
-    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        note_server_name(hello.server_name());
         Some(self.current.load_full())
     }
+}
+
+/// Whether the thread is running a handshake step that wants the client's server name, and what
+/// the certificate resolver saw.
+enum Noting {
+    Off,
+    Waiting,
+    Saw(Option<Arc<str>>),
+}
+
+thread_local! {
+    static NOTED: Cell<Noting> = const { Cell::new(Noting::Off) };
+}
+
+/// Runs `step` (a call into rustls) and returns with it the server name of the last ClientHello
+/// the certificate resolver was asked about meanwhile (outer None: it was not asked). rustls'
+/// unbuffered server connection does not tell its SNI (0.23); but every ClientHello it answers
+/// is resolved first, within the call, on this thread ([`note_server_name`]).
+pub fn noting_server_name<R>(step: impl FnOnce() -> R) -> (R, Option<Option<Arc<str>>>) {
+    let outer = NOTED.replace(Noting::Waiting);
+    let result = step();
+    match NOTED.replace(outer) {
+        Noting::Saw(name) => (result, Some(name)),
+        Noting::Off | Noting::Waiting => (result, None),
+    }
+}
+
+/// Called by the certificate resolver with a ClientHello's server name.
+fn note_server_name(name: Option<&str>) {
+    NOTED.with(|noted| match noted.replace(Noting::Off) {
+        Noting::Off => {}
+        Noting::Waiting | Noting::Saw(_) => noted.set(Noting::Saw(name.map(Arc::from))),
+    });
 }
 
 /// The listener's TLS: the configuration its acceptor uses, and the certificate inside it.

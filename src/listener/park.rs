@@ -1,8 +1,8 @@
 //! Idle HTTP/1.1 connections hold no HTTP state. A keep-alive connection that has been quiet for
 //! [`PARK_AFTER`] is taken out of hyper (its read and write buffers and its service slot, ~30 KB,
-//! are freed) and only the socket, with its TLS session, is kept until the client speaks again;
-//! then a fresh hyper connection takes it up. Busy connections never park, so the hot path pays
-//! one branch per read.
+//! are freed) and only the socket, with its TLS session (and no TLS buffer: [`super::tls`]), is
+//! kept until the client speaks again; then a fresh hyper connection takes it up. Busy
+//! connections never park, so the hot path pays one branch per read.
 //!
 //! hyper gives its IO back only once a connection has ended, so parking ends it the one way that
 //! leaves nothing behind: [`Parkable`] reports the end of the stream to hyper, in place of
@@ -103,21 +103,6 @@ impl Socket for TcpStream {
 impl<T: Socket> Socket for Box<T> {
     fn readable(&mut self) -> impl std::future::Future<Output = io::Result<()>> + Send {
         (**self).readable()
-    }
-}
-
-/// The TLS session may already hold the client's next bytes: the handshake's last read can carry
-/// the first request too. Only when it holds none is the socket waited on.
-impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
-    async fn readable(&mut self) -> io::Result<()> {
-        let (tcp, session) = self.get_mut();
-        match session.process_new_packets() {
-            Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {
-                tcp.readable().await
-            }
-            // Bytes, a close, or an error to report: hyper reads them now.
-            _ => Ok(()),
-        }
     }
 }
 

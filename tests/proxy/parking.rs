@@ -234,6 +234,86 @@ async fn request_sent_with_the_tls_finished() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 }
 
+both_flavours! {
+    /// A parked TLS connection keeps no buffer of its own, only the session: the client's next
+    /// request, one TLS record sent in two pieces far enough apart for the connection to be taken
+    /// up by the first and park again holding it, is served whole.
+    async fn a_parked_tls_connection_takes_up_a_record_that_arrives_in_two_pieces() {
+        record_in_two_pieces().await;
+    }
+}
+
+async fn record_in_two_pieces() {
+    use tokio::io::AsyncWriteExt;
+    let h = support::start_with(Options {
+        tls: true,
+        ..Options::default()
+    })
+    .await;
+    let tcp = tokio::net::TcpStream::connect(h.server.addrs()[0])
+        .await
+        .unwrap();
+    // The second piece is not held back for the first one's ACK (Nagle), which paused time
+    // would not wait for.
+    tcp.set_nodelay(true).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(http1_tls(h.certs().unwrap())));
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let request = format!("GET {ME} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let first = read_answer(&mut tls).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first:?}");
+    wait_parked(&h, 1.0).await;
+    // The same request again, as the record rustls makes of it, written in two pieces.
+    let session = tls.get_mut().1;
+    session.writer().write_all(request.as_bytes()).unwrap();
+    let mut wire = Vec::new();
+    while session.wants_write() {
+        session.write_tls(&mut wire).unwrap();
+    }
+    let (head, rest) = wire.split_at(wire.len() / 2);
+    tls.get_mut().0.write_all(head).await.unwrap();
+    tokio::time::sleep(ringfence::body::PARK_AFTER * 4).await;
+    wait_parked(&h, 1.0).await;
+    tls.get_mut().0.write_all(rest).await.unwrap();
+    let second = read_answer(&mut tls).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second:?}");
+    assert_eq!(answer_body(&second), answer_body(&first));
+}
+
+/// One HTTP/1.1 answer with a Content-Length, read from a raw client stream.
+async fn read_answer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().unwrap())
+                })
+                .expect("a Content-Length");
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(TIMEOUT, stream.read(&mut buf))
+            .await
+            .expect("answered in time")
+            .expect("answered");
+        assert!(n > 0, "closed after {text:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn answer_body(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
 /// A pool member that answers 200 as soon as it has a request head, before reading the body
 /// (as a member refusing an upload would), then reads on.
 async fn early_answering_member() -> SocketAddr {

@@ -1,0 +1,877 @@
+//! The client's TLS stream: rustls' unbuffered server connection under buffers that ringfence
+//! owns, so that a connection waiting for its client (parked, [`super::park`]) holds none.
+//! rustls' buffered API (through tokio-rustls) keeps a 4 KiB record buffer for as long as a
+//! connection lives, with no way to free it: 40 MiB for 10,000 idle clients
+//! (docs/performance.md, idle section).
+//!
+//! rustls drives the protocol (handshake, alerts, key updates, close_notify) and does every
+//! encryption and decryption; this module only moves bytes: socket -> `incoming` -> rustls,
+//! which hands each decrypted record over as a chunk of its own -> the reader (its excess to
+//! `plain`); writer -> rustls, which encrypts into `outgoing` -> socket. Each buffer is
+//! allocated when bytes come into it and freed as soon as it is empty again, so between
+//! requests a connection holds none; only a record not yet whole is kept while waiting.
+//!
+//! The unbuffered API's one rule: after each `process_tls_records`, exactly the `discard` bytes
+//! it names leave the front of what it was given, before the next call; rustls keeps positions
+//! into the rest (a handshake message split over records). `incoming` is only ever appended to
+//! at its end and taken from at its front, and freed only when nothing is left in it.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncodeTlsData, EncryptError, InsufficientSizeError,
+    UnbufferedStatus,
+};
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::park::Socket;
+use crate::tls::noting_server_name;
+
+/// Bytes asked of the socket at a time (rustls' buffered API reads as much).
+const READ_SIZE: usize = 4096;
+
+/// The most received bytes held unprocessed: the largest handshake message rustls accepts
+/// (64 KiB) and a full record behind it. rustls refuses larger on its own; this bounds what a
+/// client could make ringfence keep if it did not.
+const MAX_INCOMING: usize = 64 * 1024 + 18 * 1024 + 5;
+
+/// Encrypted bytes a writer may leave unsent before it waits for the socket (the buffered
+/// API's default limit).
+const MAX_OUTGOING: usize = 64 * 1024;
+
+/// Plaintext encrypted per write.
+const MAX_WRITE: usize = 64 * 1024;
+
+/// A client's TLS connection on its socket, after the handshake ([`accept`]).
+pub struct TlsStream {
+    tcp: TcpStream,
+    conn: UnbufferedServerConnection,
+    incoming: Incoming,
+    /// Decrypted and not yet read: what a reader's buffer had no room for, or what arrived
+    /// while writing.
+    plain: Plain,
+    outgoing: Outgoing,
+    /// The client's SNI, as rustls accepted it.
+    server_name: Option<Arc<str>>,
+    /// The socket reached its end.
+    eof: bool,
+    /// The client's close_notify arrived: the reader sees the end of the stream.
+    peer_closed: bool,
+    /// Our close_notify was queued.
+    closing: bool,
+    /// rustls failed the connection: nothing more is read or written through it (the
+    /// unbuffered API would go on offering to encrypt).
+    failed: bool,
+}
+
+/// What one pass of rustls over the received bytes came to.
+enum Turn {
+    /// Something was handled (a record decrypted, a message encoded): look again.
+    Again,
+    /// The handshake waits for the client's next bytes.
+    Blocked,
+    /// Application traffic, and nothing more to read in what was received; the write asked
+    /// for, if any, is done.
+    Traffic,
+    /// The client's close_notify (once).
+    PeerClosed,
+    /// Both sides sent close_notify.
+    Closed,
+}
+
+/// What to do once rustls can send application data.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    Nothing,
+    Data(&'a [u8]),
+    CloseNotify,
+}
+
+/// Accepts a client's TLS handshake on `tcp`. The caller bounds it in time.
+pub async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Result<TlsStream> {
+    let conn = UnbufferedServerConnection::new(config).map_err(invalid)?;
+    let mut tls = TlsStream {
+        tcp,
+        conn,
+        incoming: Incoming::default(),
+        plain: Plain::default(),
+        outgoing: Outgoing::default(),
+        server_name: None,
+        eof: false,
+        peer_closed: false,
+        closing: false,
+        failed: false,
+    };
+    loop {
+        let (turn, name) = noting_server_name(|| tls.turn(None, Write::Nothing));
+        if let Some(name) = name {
+            tls.server_name = name;
+        }
+        match turn? {
+            Turn::Again => {}
+            Turn::Blocked | Turn::Traffic => {
+                poll_fn(|cx| tls.poll_send(cx)).await?;
+                if !tls.conn.is_handshaking() {
+                    return Ok(tls);
+                }
+                if tls.eof {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the client closed the connection during the TLS handshake",
+                    ));
+                }
+                poll_fn(|cx| tls.poll_fill(cx)).await?;
+            }
+            Turn::PeerClosed | Turn::Closed => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the client closed the TLS session during its handshake",
+                ))
+            }
+        }
+    }
+}
+
+impl TlsStream {
+    /// The server name the client asked for (SNI).
+    pub fn server_name(&self) -> Option<&Arc<str>> {
+        self.server_name.as_ref()
+    }
+
+    /// The application protocol agreed by ALPN.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
+    /// Bytes of buffer held besides rustls' own state.
+    #[cfg(test)]
+    fn buffered_capacity(&self) -> usize {
+        self.incoming.buf.capacity() + self.plain.buf.capacity() + self.outgoing.buf.capacity()
+    }
+
+    /// One pass of rustls over the received bytes. Decrypted data goes to `read` as far as it
+    /// has room, the rest to `plain`; messages rustls has to send go to `outgoing`.
+    fn turn(&mut self, mut read: Option<&mut ReadBuf<'_>>, write: Write<'_>) -> io::Result<Turn> {
+        let UnbufferedStatus { discard, state } =
+            self.conn.process_tls_records(self.incoming.unread());
+        let turn = match state {
+            Err(e) => Err(e),
+            Ok(ConnectionState::ReadTraffic(mut traffic)) => loop {
+                match traffic.next_record() {
+                    None => break Ok(Turn::Again),
+                    Some(Err(e)) => break Err(e),
+                    Some(Ok(record)) => {
+                        let mut payload = record.payload;
+                        if let Some(buf) = read.as_deref_mut() {
+                            let n = buf.remaining().min(payload.len());
+                            buf.put_slice(&payload[..n]);
+                            payload = &payload[n..];
+                        }
+                        self.plain.put(payload);
+                    }
+                }
+            },
+            Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                self.outgoing.encode(&mut data).map(|()| Turn::Again)
+            }
+            // Sent with `outgoing`, ahead of anything encrypted after them.
+            Ok(ConnectionState::TransmitTlsData(data)) => {
+                data.done();
+                Ok(Turn::Again)
+            }
+            Ok(ConnectionState::BlockedHandshake) => Ok(Turn::Blocked),
+            Ok(ConnectionState::WriteTraffic(_)) if matches!(write, Write::Nothing) => {
+                Ok(Turn::Traffic)
+            }
+            Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                let mut room = match write {
+                    // Per record: header, content type, tag (at most 29 bytes for TLS 1.2).
+                    Write::Data(data) => data.len() + (data.len() / 16_384 + 1) * 64,
+                    // (Nothing: the arm above.)
+                    Write::Nothing | Write::CloseNotify => 64,
+                };
+                loop {
+                    let out = self.outgoing.room(room);
+                    let written = match write {
+                        Write::Data(data) => traffic.encrypt(data, out),
+                        Write::Nothing | Write::CloseNotify => traffic.queue_close_notify(out),
+                    };
+                    match written {
+                        Ok(n) => {
+                            self.outgoing.wrote(n);
+                            break Ok(Turn::Traffic);
+                        }
+                        Err(EncryptError::InsufficientSize(InsufficientSizeError {
+                            required_size,
+                        })) => room = required_size,
+                        Err(e) => break Err(rustls::Error::General(e.to_string())),
+                    }
+                }
+            }
+            Ok(ConnectionState::PeerClosed) => Ok(Turn::PeerClosed),
+            Ok(ConnectionState::Closed) => Ok(Turn::Closed),
+            // Early data is off (`max_early_data_size` 0), so rustls offers none.
+            Ok(other) => Err(rustls::Error::General(format!(
+                "unexpected TLS state {other:?}"
+            ))),
+        };
+        self.incoming.discard(discard);
+        turn.map_err(|e| {
+            self.fail();
+            invalid(e)
+        })
+    }
+
+    /// The connection failed: the alert rustls queued for the client is sent if the socket takes
+    /// it now, and nothing else goes through the session again. rustls is asked only while it has
+    /// messages queued, which it hands out before it would read on (a second error would queue a
+    /// second fatal alert).
+    fn fail(&mut self) {
+        self.failed = true;
+        while self.conn.wants_write() {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(self.incoming.unread());
+            let more = match state {
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    self.outgoing.encode(&mut data).is_ok()
+                }
+                // Records decrypted before the failure come first; they are dropped.
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    while let Some(Ok(_)) = traffic.next_record() {}
+                    true
+                }
+                _ => false,
+            };
+            self.incoming.discard(discard);
+            if !more {
+                break;
+            }
+        }
+        if let Ok(n) = self.tcp.try_write(self.outgoing.pending()) {
+            self.outgoing.sent(n);
+        }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the TLS connection failed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads what the socket has into `incoming`; Ready(0) at its end. Room is made only once
+    /// the socket is readable, and given back if it held nothing after all: a read waiting for
+    /// the client holds no buffer either.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.tcp.poll_read_ready(cx))?;
+            self.incoming.make_room()?;
+            match self.tcp.try_read_buf(&mut self.incoming.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.incoming.discard(0);
+                    return Poll::Ready(Ok(0));
+                }
+                Ok(n) => return Poll::Ready(Ok(n)),
+                // Readiness was cleared: polled again, which registers for the next.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.incoming.discard(0),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Writes all of `outgoing` to the socket.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.outgoing.pending().is_empty() {
+            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, self.outgoing.pending()))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.outgoing.sent(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes what the socket takes now (an alert or a key update rustls answered with while
+    /// reading); the rest goes with the next write or flush, or when the socket wakes the task.
+    fn send_some(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.poll_send(cx) {
+            Poll::Ready(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Handles what rustls has with a write to do, until it is done. Data decrypted on the
+    /// way is kept for the reader, who is woken for it.
+    fn turn_to_write(&mut self, cx: &mut Context<'_>, write: Write<'_>) -> io::Result<()> {
+        let had_plain = !self.plain.is_empty();
+        let result = loop {
+            match self.turn(None, write) {
+                Ok(Turn::Again) => {}
+                Ok(Turn::PeerClosed) => self.peer_closed = true,
+                Ok(Turn::Traffic) => break Ok(()),
+                Ok(Turn::Blocked | Turn::Closed) => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the TLS session is closed",
+                    ))
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if !had_plain && !self.plain.is_empty() {
+            cx.waker().wake_by_ref();
+        }
+        result
+    }
+}
+
+impl AsyncRead for TlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check()?;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if !this.plain.is_empty() {
+            this.plain.take_into(buf);
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if this.peer_closed {
+                return Poll::Ready(Ok(()));
+            }
+            let before = buf.filled().len();
+            match this.turn(Some(&mut *buf), Write::Nothing)? {
+                Turn::Again if buf.filled().len() > before => {
+                    this.send_some(cx)?;
+                    return Poll::Ready(Ok(()));
+                }
+                Turn::Again => {}
+                Turn::PeerClosed | Turn::Closed => this.peer_closed = true,
+                Turn::Blocked | Turn::Traffic => {
+                    this.send_some(cx)?;
+                    if this.eof {
+                        // As rustls' buffered API: the end without close_notify may be a cut.
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the client closed the connection without a TLS close_notify",
+                        )));
+                    }
+                    ready!(this.poll_fill(cx))?;
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check()?;
+        if this.closing {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if this.outgoing.pending().len() >= MAX_OUTGOING {
+            ready!(this.poll_send(cx))?;
+        }
+        let data = &data[..data.len().min(MAX_WRITE)];
+        this.turn_to_write(cx, Write::Data(data))?;
+        this.send_some(cx)?;
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.closing && !this.failed {
+            this.closing = true;
+            // Without it the socket is still closed below.
+            let _ = this.turn_to_write(cx, Write::CloseNotify);
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
+
+/// A parked connection waits for its client here, holding no buffer (only a record not yet
+/// whole).
+impl Socket for TlsStream {
+    async fn readable(&mut self) -> io::Result<()> {
+        // What was received already (a request behind the last, a close_notify, a fatal alert)
+        // is for hyper to read now; a record not yet whole waits for its rest.
+        if self.failed || self.peer_closed || self.eof || !self.plain.is_empty() {
+            return Ok(());
+        }
+        loop {
+            match self.turn(None, Write::Nothing) {
+                Err(_) => return Ok(()),
+                Ok(Turn::Again) if !self.plain.is_empty() => return Ok(()),
+                Ok(Turn::Again) => {}
+                Ok(Turn::PeerClosed | Turn::Closed) => {
+                    self.peer_closed = true;
+                    return Ok(());
+                }
+                Ok(Turn::Blocked | Turn::Traffic) => break,
+            }
+        }
+        poll_fn(|cx| self.poll_send(cx)).await?;
+        // Peeked, not `readable()`: the socket may still be marked readable from the last read,
+        // which stopped at a whole record, not at an empty socket.
+        self.tcp.peek(&mut [0u8; 1]).await.map(drop)
+    }
+}
+
+/// Received bytes; rustls has yet to take `buf[start..]`.
+#[derive(Default)]
+struct Incoming {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Incoming {
+    fn unread(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..]
+    }
+
+    /// rustls is done with `n` more bytes. They are moved out of the way only before the next
+    /// read, so that a read of many small records is copied once, not once per record; once
+    /// none is left the buffer is freed.
+    fn discard(&mut self, n: usize) {
+        self.start += n;
+        if self.start >= self.buf.len() {
+            *self = Incoming::default();
+        }
+    }
+
+    fn make_room(&mut self) -> io::Result<()> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.len() >= MAX_INCOMING {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "more unprocessed TLS data than any record or handshake message",
+            ));
+        }
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+            self.buf.reserve(READ_SIZE);
+        }
+        Ok(())
+    }
+}
+
+/// Decrypted bytes not yet read: `buf[read..]`.
+#[derive(Default)]
+struct Plain {
+    buf: Vec<u8>,
+    read: usize,
+}
+
+impl Plain {
+    fn is_empty(&self) -> bool {
+        self.read == self.buf.len()
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn take_into(&mut self, out: &mut ReadBuf<'_>) {
+        let n = out.remaining().min(self.buf.len() - self.read);
+        out.put_slice(&self.buf[self.read..self.read + n]);
+        self.read += n;
+        if self.is_empty() {
+            *self = Plain::default();
+        }
+    }
+}
+
+/// Encrypted bytes: `buf[sent..end]` is still to be written. `buf` is initialised up to its
+/// length (encrypting into the tail of a buffer needs no zeroing of what is already there).
+#[derive(Default)]
+struct Outgoing {
+    buf: Vec<u8>,
+    sent: usize,
+    end: usize,
+}
+
+impl Outgoing {
+    /// At least `n` bytes to encrypt into, after what is pending.
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        if self.buf.len() < self.end + n {
+            self.buf.resize(self.end + n, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.end += n;
+    }
+
+    /// Appends a message rustls has to send (handshake, alert, key update).
+    fn encode<Data>(&mut self, data: &mut EncodeTlsData<'_, Data>) -> Result<(), rustls::Error> {
+        let mut room = 0;
+        loop {
+            match data.encode(self.room(room)) {
+                Ok(n) => {
+                    self.wrote(n);
+                    return Ok(());
+                }
+                Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                    room = required_size
+                }
+                Err(e) => return Err(rustls::Error::General(e.to_string())),
+            }
+        }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.sent..self.end]
+    }
+
+    fn sent(&mut self, n: usize) {
+        self.sent += n;
+        if self.sent == self.end {
+            *self = Outgoing::default();
+        }
+    }
+}
+
+fn invalid(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::config::ServerTls;
+
+    const NAME: &str = "lyncweb.contoso.com";
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long a test waits to see that something does not happen (loopback delivers at once).
+    const QUIET: Duration = Duration::from_millis(150);
+
+    struct Pki {
+        server: Arc<ServerConfig>,
+        roots: rustls::RootCertStore,
+        _dir: tempfile::TempDir,
+    }
+
+    /// ringfence's listener configuration (its certificate resolver included) for a fresh
+    /// certificate naming NAME and 127.0.0.1.
+    fn pki() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![NAME.to_string(), "127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let server =
+            crate::tls::server_config(&ServerTls::new(cert_path, key_path), false).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        Pki {
+            server,
+            roots,
+            _dir: dir,
+        }
+    }
+
+    impl Pki {
+        fn client(&self, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+            self.client_of(alpn, rustls::DEFAULT_VERSIONS)
+        }
+
+        fn client_of(
+            &self,
+            alpn: &[u8],
+            versions: &[&'static rustls::SupportedProtocolVersion],
+        ) -> Arc<rustls::ClientConfig> {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(self.roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            Arc::new(config)
+        }
+    }
+
+    type Client = tokio_rustls::client::TlsStream<TcpStream>;
+
+    /// ringfence's end of a loopback connection and the client's, each after its handshake.
+    async fn connect(
+        pki: &Pki,
+        client: Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> (io::Result<TlsStream>, io::Result<Client>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let server = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            accept(Arc::clone(&pki.server), tcp).await
+        };
+        let client = async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            // A piece written behind another is not held back for its ACK (Nagle).
+            tcp.set_nodelay(true).unwrap();
+            tokio_rustls::TlsConnector::from(client)
+                .connect(name, tcp)
+                .await
+        };
+        timeout(TIMEOUT, async { tokio::join!(server, client) })
+            .await
+            .expect("handshake in time")
+    }
+
+    async fn pair(pki: &Pki) -> (TlsStream, Client) {
+        let (server, client) = connect(pki, pki.client(b"http/1.1"), NAME).await;
+        (server.unwrap(), client.unwrap())
+    }
+
+    /// The records the client would send for `data`, as they go on the wire.
+    fn records(client: &mut Client, data: &[u8]) -> Vec<u8> {
+        let session = client.get_mut().1;
+        session.writer().write_all(data).unwrap();
+        let mut wire = Vec::new();
+        while session.wants_write() {
+            session.write_tls(&mut wire).unwrap();
+        }
+        wire
+    }
+
+    #[tokio::test]
+    async fn a_stream_between_requests_holds_no_buffer_and_takes_up_a_record_in_two_pieces() {
+        let pki = pki();
+        let (mut server, mut client) = pair(&pki).await;
+        let mut buf = [0u8; 256];
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let n = timeout(TIMEOUT, server.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
+        server
+            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
+        server.flush().await.unwrap();
+        let mut answer = [0u8; 27];
+        timeout(TIMEOUT, client.read_exact(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 204 No Content\r\n\r\n");
+        // Between requests, reading or waiting for its client, the stream holds no buffer.
+        assert_eq!(server.buffered_capacity(), 0);
+        assert!(
+            timeout(QUIET, server.read(&mut buf)).await.is_err(),
+            "nothing was sent"
+        );
+        assert_eq!(server.buffered_capacity(), 0);
+        assert!(
+            timeout(QUIET, server.readable()).await.is_err(),
+            "nothing was sent"
+        );
+        assert_eq!(server.buffered_capacity(), 0);
+
+        // The next request's one record, in two pieces: the first wakes the stream, and is
+        // read in without a byte of data coming out of it.
+        let wire = records(&mut client, b"GET /next HTTP/1.1\r\n\r\n");
+        let (first, second) = wire.split_at(wire.len() / 2);
+        client.get_mut().0.write_all(first).await.unwrap();
+        timeout(TIMEOUT, server.readable()).await.unwrap().unwrap();
+        assert!(
+            timeout(QUIET, server.read(&mut buf)).await.is_err(),
+            "half a record is no data"
+        );
+        // Parked again with half a record: kept, and the wait is for its rest.
+        assert!(
+            timeout(QUIET, server.readable()).await.is_err(),
+            "half a record does not wake it"
+        );
+        assert!(
+            server.buffered_capacity() >= first.len(),
+            "the half record is kept"
+        );
+        client.get_mut().0.write_all(second).await.unwrap();
+        timeout(TIMEOUT, server.readable()).await.unwrap().unwrap();
+        let n = timeout(TIMEOUT, server.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"GET /next HTTP/1.1\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn the_server_name_and_protocol_are_the_handshakes() {
+        let pki = pki();
+        let (server, _client) = pair(&pki).await;
+        assert_eq!(server.server_name().map(|n| &**n), Some(NAME));
+        assert_eq!(server.alpn_protocol(), Some(&b"http/1.1"[..]));
+        // A client that connects by address sends no server name.
+        let (server, client) = connect(&pki, pki.client(b"http/1.1"), "127.0.0.1").await;
+        client.unwrap();
+        assert_eq!(server.unwrap().server_name(), None);
+    }
+
+    #[tokio::test]
+    async fn a_failed_handshake_tells_the_client_why() {
+        let pki = pki();
+        let (server, client) = connect(&pki, pki.client(b"h2"), NAME).await;
+        assert!(server.is_err());
+        let e = client.unwrap_err().to_string();
+        assert!(e.contains("NoApplicationProtocol"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_megabyte_each_way_arrives_whole_through_small_reads_and_closes_cleanly() {
+        let pki = pki();
+        let (server, client) = pair(&pki).await;
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (mut server_read, mut server_write) = tokio::io::split(server);
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let send = async |w: &mut (dyn tokio::io::AsyncWrite + Unpin), data: &[u8]| {
+            for chunk in data.chunks(100_003) {
+                w.write_all(chunk).await.unwrap();
+            }
+            w.shutdown().await.unwrap();
+        };
+        let receive = async |r: &mut (dyn tokio::io::AsyncRead + Unpin), step: usize| {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; step];
+            loop {
+                let n = r.read(&mut buf).await.expect("a clean close");
+                if n == 0 {
+                    break got;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        };
+        let (_, _, at_server, at_client) = timeout(TIMEOUT, async {
+            tokio::join!(
+                send(&mut server_write, &data),
+                send(&mut client_write, &data),
+                receive(&mut server_read, 700),
+                receive(&mut client_read, 16_384),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(
+            at_server == data,
+            "the server read {} bytes",
+            at_server.len()
+        );
+        assert!(
+            at_client == data,
+            "the client read {} bytes",
+            at_client.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tls_1_2_client_is_served_and_closed_cleanly() {
+        let pki = pki();
+        let client = pki.client_of(b"http/1.1", &[&rustls::version::TLS12]);
+        let (server, client) = connect(&pki, client, NAME).await;
+        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        assert_eq!(
+            client.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+        assert_eq!(server.server_name().map(|n| &**n), Some(NAME));
+        client.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        timeout(TIMEOUT, server.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"ping");
+        server.write_all(b"pong").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        timeout(TIMEOUT, client.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer, b"pong");
+    }
+
+    #[tokio::test]
+    async fn key_updates_from_the_client_keep_traffic_going_both_ways() {
+        let pki = pki();
+        let (mut server, mut client) = pair(&pki).await;
+        let mut buf = [0u8; 5];
+        for round in 0..3u8 {
+            // A KeyUpdate that asks for ours, then data under the new key.
+            client.get_mut().1.refresh_traffic_keys().unwrap();
+            client.write_all(&[b'c', round, 0, 0, 0]).await.unwrap();
+            timeout(TIMEOUT, server.read_exact(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(buf, [b'c', round, 0, 0, 0]);
+            server.write_all(&[b's', round, 0, 0, 0]).await.unwrap();
+            server.flush().await.unwrap();
+            timeout(TIMEOUT, client.read_exact(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(buf, [b's', round, 0, 0, 0]);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_end_without_close_notify_is_an_error() {
+        let pki = pki();
+        let (mut server, mut client) = pair(&pki).await;
+        client.get_mut().0.shutdown().await.unwrap();
+        let mut buf = [0u8; 16];
+        let e = timeout(TIMEOUT, server.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
