@@ -545,7 +545,9 @@ fn escaped(value: &str, cut: Cut) -> std::borrow::Cow<'_, str> {
         Cut::Bytes(_) => None,
     };
     let value = &value[..cut_at.unwrap_or(value.len())];
-    if !value.contains(special) {
+    // Printable ASCII (nearly every value) is checked a byte at a time, which the compiler
+    // vectorises, not decoded a character at a time.
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) || !value.contains(special) {
         return std::borrow::Cow::Borrowed(value);
     }
     let mut out = String::with_capacity(value.len() + 8);
