@@ -40,7 +40,8 @@ BARE=${BARE:-0}
 AUDIT=${AUDIT:-file}
 DUMPS=${DUMPS:-}
 WORKLOADS="post get"
-TARGETS="ringfence${REFERENCE:+ reference}$([ "$BARE" = 1 ] && echo ' bare')"
+TARGETS="ringfence${REFERENCE:+ reference}"
+if [ "$BARE" = 1 ]; then TARGETS+=" bare"; fi
 
 WORK=$(mktemp -d /tmp/ringfence-instructions.XXXXXX)
 trap 'cleanup; rm -rf "$WORK"' EXIT
@@ -168,27 +169,29 @@ RESULTS=$BENCH/results/instructions-$(date -u +%Y%m%dT%H%M%SZ).md
   for t in $TARGETS; do
     header+=" $t all | copies |"
     rule+="---:|---:|"
-    [ "$t" != bare ] && header+=" $t own |" && rule+="---:|"
+    if [ "$t" != bare ]; then header+=" $t own |" rule+="---:|"; fi
   done
-  [ -n "$REFERENCE" ] && header+=" ringfence / reference (all) | own |" && rule+="---:|---:|"
-  [ "$BARE" = 1 ] && header+=" ringfence / bare (all) |" && rule+="---:|"
+  if [ -n "$REFERENCE" ]; then header+=" ringfence / reference (all) | own |" rule+="---:|---:|"; fi
+  if [ "$BARE" = 1 ]; then header+=" ringfence / bare (all) |" rule+="---:|"; fi
   echo "$header"
   echo "$rule"
   for w in $WORKLOADS; do
     row="| $w |"
     for t in $TARGETS; do
       row+=" $(thousands "$(per_request "$t" "$w" total)") | $(thousands "$(per_request "$t" "$w" copies)") |"
-      [ "$t" != bare ] && row+=" $(thousands "$(per_request "$t" "$w" own_self)") |"
+      if [ "$t" != bare ]; then row+=" $(thousands "$(per_request "$t" "$w" own_self)") |"; fi
     done
     if [ -n "$REFERENCE" ]; then
       row+=" $(ratio "$(per_request ringfence "$w" total)" "$(per_request reference "$w" total)") |"
       row+=" $(ratio "$(per_request ringfence "$w" own_self)" "$(per_request reference "$w" own_self)") |"
     fi
-    [ "$BARE" = 1 ] && row+=" $(ratio "$(per_request ringfence "$w" total)" "$(per_request bare "$w" total)") |"
+    if [ "$BARE" = 1 ]; then
+      row+=" $(ratio "$(per_request ringfence "$w" total)" "$(per_request bare "$w" total)") |"
+    fi
     echo "$row"
   done
   for t in $TARGETS; do
-    [ "$t" = bare ] && continue
+    if [ "$t" = bare ]; then continue; fi
     for w in $WORKLOADS; do
       echo
       echo "## $t, $w"
