@@ -11,7 +11,8 @@
 #   bare       with BARE=1: bench/bare-proxy's `hyper` yardstick (hyper server + hyper-util's
 #              pooled client, no policy), SPEC §11's bare hyper proxy
 # Each target gets WARMUP guarded POSTs and WARMUP pass-through GETs (bench/wrk.lua's two
-# requests), then, per workload, its counters are zeroed (`callgrind_control -z`), REQUESTS
+# requests; CONNECTIONS at a time, so that its upstream pool holds as many connections and no
+# measured request waits for one to come back, which made runs differ by ~1,300), then, per workload, its counters are zeroed (`callgrind_control -z`), REQUESTS
 # requests are sent one at a time, round robin over CONNECTIONS keep-alive connections
 # (bench/seq_client.py: one in flight, so the count does not depend on timing), and the counters
 # are dumped (`callgrind_control -d`). Every thread of the process is counted (the runtime's
@@ -113,7 +114,7 @@ measure() {
   fi
   log "$target: warm-up, $WARMUP of each workload"
   for w in $WORKLOADS; do
-    python3 "$BENCH/seq_client.py" "$RINGFENCE_PORT" "$w" "$WARMUP" --connections "$CONNECTIONS" ||
+    python3 "$BENCH/seq_client.py" "$RINGFENCE_PORT" "$w" "$WARMUP" --connections "$CONNECTIONS" --burst ||
       die "$target failed the $w warm-up"
   done
   for w in $WORKLOADS; do

@@ -4,8 +4,11 @@ connections, and checks every answer's status. For bench/instructions.sh: one re
 at a time makes the proxy's instruction count per request repeatable (no batching that depends
 on timing), and the client's own speed does not matter there.
 
-usage: seq_client.py PORT WORKLOAD N [--connections C] [--status S]
+usage: seq_client.py PORT WORKLOAD N [--connections C] [--status S] [--burst]
   WORKLOAD: post (the guarded call-forwarding POST) or get (the pass-through GET)
+  --burst: a request on every connection at once, C in flight (a warm-up: the proxy's upstream
+           pool then holds C connections, so that no measured request waits for one to come back,
+           which would make the count depend on timing)
 Exits 1 on any other status, a closed connection or a timeout.
 """
 import argparse
@@ -45,9 +48,8 @@ class Conn:
             sys.exit("the proxy closed a connection")
         self.buf += chunk
 
-    def exchange(self, raw):
-        """Sends one request, reads its answer (head, and a Content-Length body), returns the status."""
-        self.sock.sendall(raw)
+    def answer(self):
+        """Reads one answer (head, and a Content-Length body), returns the status."""
         while b"\r\n\r\n" not in self.buf:
             self._fill()
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
@@ -73,13 +75,20 @@ def main():
     ap.add_argument("n", type=int)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--status", type=int, default=204)
+    ap.add_argument("--burst", action="store_true")
     a = ap.parse_args()
     raw = request(a.workload)
     conns = [Conn(a.port) for _ in range(a.connections)]
-    for i in range(a.n):
-        status = conns[i % len(conns)].exchange(raw)
-        if status != a.status:
-            sys.exit(f"request {i + 1}: status {status}, expected {a.status}")
+    sent = 0
+    while sent < a.n:
+        batch = conns[: min(len(conns), a.n - sent)] if a.burst else [conns[sent % len(conns)]]
+        for c in batch:
+            c.sock.sendall(raw)
+        for c in batch:
+            sent += 1
+            status = c.answer()
+            if status != a.status:
+                sys.exit(f"request {sent}: status {status}, expected {a.status}")
     for c in conns:
         c.sock.close()
 
