@@ -32,22 +32,37 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// is stripped *before* it is judged, so that a header a client names in Connection (say
 /// `Content-Type`) is judged absent, as the pool will find it.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them: one pass over the names they have, instead of a lookup
-    // per hop-by-hop name.
+    // Most requests carry none of them, and most answers only `Connection: keep-alive`: one pass
+    // over the names a message has, and a removal only for those it has, instead of a hashed
+    // lookup per hop-by-hop name and a parsed (allocated) name per Connection token.
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    // The other names the Connection header lists (rarely any: `keep-alive` and `close` are
+    // the usual tokens), read once.
+    let named: Vec<&str> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|token| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|name| name.as_str().eq_ignore_ascii_case(token))
+        })
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+    let named = |name: &HeaderName| {
+        named
+            .iter()
+            .any(|token| token.eq_ignore_ascii_case(name.as_str()))
+    };
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name) || named(name))
+        .cloned()
+        .collect();
+    for name in present {
         headers.remove(name);
     }
 }
@@ -203,6 +218,25 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn every_connection_line_names_headers_in_any_case() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        headers.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" X-Private ,close"),
+        );
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.append("x-private", HeaderValue::from_static("1"));
+        headers.append("x-private", HeaderValue::from_static("2"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        headers.insert(header::DATE, HeaderValue::from_static("now"));
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["date", "x-kept"]);
     }
 
     #[test]

@@ -66,9 +66,14 @@ struct Applications {
 
 impl Applications {
     fn read(outer: Vec<Box<str>>, rulings: &[Ruling<'_>]) -> Applications {
+        // A ruling outside a batch is the request's own, and its path is the one `outer` was
+        // read from: not read again, nor its applications looked up twice.
         let of_ruling = rulings
             .iter()
-            .map(|ruling| identity::applications_read(&ruling.path))
+            .map(|ruling| match ruling.batch {
+                None => Vec::new(),
+                Some(_) => identity::applications_read(&ruling.path),
+            })
             .collect();
         Applications { outer, of_ruling }
     }

@@ -128,20 +128,33 @@ fn key(application: &str) -> std::borrow::Cow<'_, str> {
 
 /// The application id of a plain UCWA path, and what follows it (`""`, `/me`, ...).
 fn split(path: &str) -> Option<(&str, &str)> {
-    if !path::is_plain(path) || !under_ucwa(path) {
+    if !under_ucwa(path) || !path::is_plain(path) {
         return None;
     }
-    let mut rest = path;
+    // Segment by segment, by bytes: a path is read so on every guarded request, and its
+    // segments are a few bytes long, shorter than what a `str::find` call costs to set up.
+    let bytes = path.as_bytes();
+    let end_of = |start: usize| {
+        bytes[start..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(bytes.len(), |at| start + at)
+    };
+    let mut slash = 0;
     loop {
-        let at = rest.find('/')?;
-        rest = &rest[at + 1..];
-        let segment = &rest[..rest.find('/').unwrap_or(rest.len())];
-        if segment.eq_ignore_ascii_case("applications") {
-            let after = rest.get(segment.len() + 1..)?;
-            let end = after.find('/').unwrap_or(after.len());
-            let (id, tail) = after.split_at(end);
+        let end = end_of(slash + 1);
+        if bytes[slash + 1..end].eq_ignore_ascii_case(b"applications") {
+            if end == bytes.len() {
+                return None;
+            }
+            let id_end = end_of(end + 1);
+            let (id, tail) = (&path[end + 1..id_end], &path[id_end..]);
             return is_application_id(id).then_some((id, tail));
         }
+        if end == bytes.len() {
+            return None;
+        }
+        slash = end;
     }
 }
 

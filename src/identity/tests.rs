@@ -178,6 +178,34 @@ fn the_application_is_the_segment_after_applications() {
     assert!(application(&longest).is_some());
 }
 
+/// [`split`] as first written, with `str::find`: the definition the byte scan must keep.
+fn split_by_find(path: &str) -> Option<(&str, &str)> {
+    if !path::is_plain(path) || !under_ucwa(path) {
+        return None;
+    }
+    let mut rest = path;
+    loop {
+        let at = rest.find('/')?;
+        rest = &rest[at + 1..];
+        let segment = &rest[..rest.find('/').unwrap_or(rest.len())];
+        if segment.eq_ignore_ascii_case("applications") {
+            let after = rest.get(segment.len() + 1..)?;
+            let end = after.find('/').unwrap_or(after.len());
+            let (id, tail) = after.split_at(end);
+            return is_application_id(id).then_some((id, tail));
+        }
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn split_keeps_its_definition(
+        path in "/(ucwa|UCWA|x)(/(applications|Applications|v1|192|a=b|a;b|me|\\.|)){0,5}/?"
+    ) {
+        proptest::prop_assert_eq!(split(&path), split_by_find(&path), "{:?}", path);
+    }
+}
+
 #[test]
 fn a_token_fingerprint_is_16_hex_digits_of_its_sha256() {
     // Checked with `printf 'Bearer abc' | sha256sum`.

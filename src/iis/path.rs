@@ -399,20 +399,23 @@ pub fn is_plain(raw: &str) -> bool {
     if bytes.first() != Some(&b'/') {
         return false;
     }
-    let mut previous = b'/';
-    for &b in &bytes[1..] {
-        let ok = match b {
-            b'%' | b'\\' | b';' | b'(' => false,
-            b'/' => previous != b'/' && previous != b'.',
-            0x21..=0x7e => true,
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-        previous = b;
-    }
-    previous != b'.'
+    // Every request's path is asked this several times, and almost every one is plain: two
+    // branch-free passes over all its bytes, which the compiler vectorises, instead of a loop
+    // that decides at each byte (about ten instructions a byte).
+    let odd = bytes.iter().fold(false, |odd, &b| {
+        odd | (b.wrapping_sub(0x21) > 0x7e - 0x21)
+            | (b == b'%')
+            | (b == b'\\')
+            | (b == b';')
+            | (b == b'(')
+    });
+    let empty_or_dotted = bytes
+        .iter()
+        .zip(&bytes[1..])
+        .fold(false, |bad, (&before, &b)| {
+            bad | ((b == b'/') & ((before == b'/') | (before == b'.')))
+        });
+    !odd && !empty_or_dotted && bytes.last() != Some(&b'.')
 }
 
 pub fn trim_trailing_slash(path: &str) -> &str {

@@ -224,3 +224,66 @@ proptest! {
         prop_assert_eq!(fast.as_deref().ok(), full.as_deref().ok());
     }
 }
+
+/// [`is_plain`] as first written, deciding at each byte: the definition the vectorised one
+/// must keep.
+fn is_plain_bytewise(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    let mut previous = b'/';
+    for &b in &bytes[1..] {
+        let ok = match b {
+            b'%' | b'\\' | b';' | b'(' => false,
+            b'/' => previous != b'/' && previous != b'.',
+            0x21..=0x7e => true,
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        previous = b;
+    }
+    previous != b'.'
+}
+
+proptest! {
+    #[test]
+    fn is_plain_keeps_its_bytewise_definition(
+        raw in prop_oneof![path_strategy(), "[/./a~%;(\\\\ \x7f\x01é]{0,12}"]
+    ) {
+        prop_assert_eq!(is_plain(&raw), is_plain_bytewise(&raw), "{:?}", raw);
+    }
+}
+
+#[test]
+fn plain_paths() {
+    for yes in [
+        "/",
+        "/ucwa/v1/applications/192/me",
+        "/a/",
+        "/a.b/c",
+        "/~x!$&'*+,:=@[]^_`{|}",
+    ] {
+        assert!(is_plain(yes), "{yes}");
+    }
+    for no in [
+        "",
+        "a/b",
+        "//",
+        "/a//b",
+        "/a./b",
+        "/a/.",
+        "/a/..",
+        "/a%41",
+        "/a;b",
+        "/a\\b",
+        "/(S(x))/a",
+        "/a b",
+        "/caf\u{e9}",
+        "/a\x7f",
+    ] {
+        assert!(!is_plain(no), "{no:?}");
+    }
+}
