@@ -248,14 +248,14 @@ impl Gateway {
     ) -> (Traffic, Response<Answer>) {
         let config = &ctx.snapshot.config;
         let sni = self.connection.sni.as_deref();
-        let pending = match judge::admit(parts, config, sni) {
+        match judge::admit(parts, config, sni) {
             Admission::Pass(passed) => {
                 let host = passed.host().clone();
                 let clearance = passed.with_body(UpstreamBody::from_client(body));
-                return (
+                (
                     Traffic::Passthrough,
                     self.forward(ctx, &host, judge::TARGET, clearance).await,
-                );
+                )
             }
             Admission::Refused(refused) => {
                 let rulings = refused.ruling.as_slice();
@@ -266,10 +266,23 @@ impl Gateway {
                 };
                 let response = self.refuse(ctx, rejection, refused.parameter, true);
                 discard_after_answer(ctx.version, body);
-                return (refused.traffic, response);
+                (refused.traffic, response)
             }
-            Admission::Guarded(pending) => pending,
-        };
+            // Boxed: the guarded route's state (the body, the verdict, the trail's wait) is
+            // most of a request future's size, and a pass-through request, a held long poll
+            // among them, need not carry room for it.
+            Admission::Guarded(pending) => Box::pin(self.guarded(ctx, pending, body)).await,
+        }
+    }
+
+    /// A guarded request: its body read and judged, its lines in the trail, then forwarded or
+    /// refused.
+    async fn guarded(
+        &self,
+        ctx: &Ctx<'_>,
+        pending: judge::Pending<'_>,
+        body: ClientBody,
+    ) -> (Traffic, Response<Answer>) {
         let host = pending.host().clone();
         // The applications the request's own path could name (a batch's, for its parts).
         let outer = identity::applications_read(pending.path());
