@@ -351,13 +351,22 @@ impl AsyncRead for TlsStream {
             this.plain.take_into(buf);
             return Poll::Ready(Ok(()));
         }
+        // Every whole record already received is decrypted into the reader's buffer while it
+        // has room, not one per read: a client sending tiny records must not turn each into a
+        // wake-up of the HTTP layer and a write to the pool (fresh eyes, issue 15).
+        let start = buf.filled().len();
         loop {
             if this.peer_closed {
                 return Poll::Ready(Ok(()));
             }
-            let before = buf.filled().len();
-            match this.turn(Some(&mut *buf), Write::Nothing)? {
-                Turn::Again if buf.filled().len() > before => {
+            let turn = match this.turn(Some(&mut *buf), Write::Nothing) {
+                Ok(turn) => turn,
+                // What was decrypted before the failure is the reader's; the next read fails.
+                Err(_) if buf.filled().len() > start => return Poll::Ready(Ok(())),
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            match turn {
+                Turn::Again if buf.remaining() == 0 => {
                     this.send_some(cx)?;
                     return Poll::Ready(Ok(()));
                 }
@@ -365,6 +374,9 @@ impl AsyncRead for TlsStream {
                 Turn::PeerClosed | Turn::Closed => this.peer_closed = true,
                 Turn::Blocked | Turn::Traffic => {
                     this.send_some(cx)?;
+                    if buf.filled().len() > start {
+                        return Poll::Ready(Ok(()));
+                    }
                     if this.eof {
                         // As rustls' buffered API: the end without close_notify may be a cut.
                         return Poll::Ready(Err(io::Error::new(
@@ -741,6 +753,44 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(&buf[..n], b"GET /next HTTP/1.1\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn records_received_together_come_out_of_one_read() {
+        // Fresh eyes (issue 15): a body in 1-byte records came out one record per read, so
+        // each became a wake-up of hyper and a write to the pool (20x the CPU of tokio-rustls).
+        let pki = pki();
+        let (mut server, mut client) = pair(&pki).await;
+        let body: Vec<u8> = (0..100u8).collect();
+        let mut wire = Vec::new();
+        for byte in &body {
+            wire.extend(records(&mut client, std::slice::from_ref(byte)));
+        }
+        // Loopback: the one write is in the server's socket before the read below.
+        client.get_mut().0.write_all(&wire).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = timeout(TIMEOUT, server.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], &body[..], "all 100 records in one read");
+        // A reader with less room gets what fits; the rest waits decrypted, in order.
+        let wire: Vec<u8> = body
+            .iter()
+            .flat_map(|b| records(&mut client, std::slice::from_ref(b)))
+            .collect();
+        client.get_mut().0.write_all(&wire).await.unwrap();
+        let mut small = [0u8; 30];
+        let mut got = Vec::new();
+        while got.len() < body.len() {
+            let n = timeout(TIMEOUT, server.read(&mut small))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(n, small.len().min(body.len() - got.len()));
+            got.extend_from_slice(&small[..n]);
+        }
+        assert_eq!(got, body);
     }
 
     #[tokio::test]
