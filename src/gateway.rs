@@ -2,6 +2,7 @@
 //! cap → [`judge::Pending::judge`] → audit + metrics → refuse here | forward → response streamed
 //! back. Every decision is the judge's; the gateway only reads, records and carries.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -416,9 +417,9 @@ impl Gateway {
         let mut lines = Vec::with_capacity(if audit { rulings.len() } else { 0 });
         let token = ctx.authorization.as_ref().map(identity::token_fingerprint);
         let client = if audit {
-            ctx.client.to_string()
+            self.client_text(ctx.client)
         } else {
-            String::new()
+            Cow::Borrowed("")
         };
         for ruling in rulings {
             let organisation = ruling.organisation.map(Organisation::name);
@@ -477,6 +478,17 @@ impl Gateway {
             lines.extend(audit::line(&record, "decision", severity));
         }
         lines
+    }
+
+    /// `client` as text: the connection's address was formatted once, for X-Forwarded-For;
+    /// only a client a trusted proxy names is formatted here.
+    fn client_text(&self, client: IpAddr) -> Cow<'_, str> {
+        match self.client_ip.to_str() {
+            Ok(text) if !text.is_empty() && client == self.connection.client.ip() => {
+                Cow::Borrowed(text)
+            }
+            _ => Cow::Owned(client.to_string()),
+        }
     }
 
     /// Sends a cleared request to the pool and streams the answer back unchanged. `parameter`
