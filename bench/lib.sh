@@ -197,13 +197,16 @@ start_reference() {
   port_free "$REFERENCE_PORT" || die "port $REFERENCE_PORT is taken"
   port_free "$REFERENCE_ADMIN_PORT" || die "port $REFERENCE_ADMIN_PORT is taken"
   REFERENCE_REV=$(cd "$ROOT" && git rev-parse --short "$REFERENCE") || die "no commit $REFERENCE"
-  (cd "$ROOT" && git worktree add --detach --force "$WORK/reference-src" "$REFERENCE" >/dev/null 2>&1) ||
-    die "git worktree add $REFERENCE failed"
-  log "cargo build --release (ringfence at $REFERENCE_REV)"
-  (cd "$WORK/reference-src" && CARGO_TARGET_DIR=$ROOT/target/reference cargo build --release --quiet) ||
-    die "building ringfence at $REFERENCE_REV failed"
-  (cd "$ROOT" && git worktree remove --force "$WORK/reference-src")
-  local bin=$ROOT/target/reference/release/ringfence
+  local bin=${REFERENCE_BIN:-$ROOT/target/reference/release/ringfence}
+  # REFERENCE_BIN: a binary already built from REFERENCE (it is not checked that it was).
+  if [ -z "${REFERENCE_BIN:-}" ]; then
+    (cd "$ROOT" && git worktree add --detach --force "$WORK/reference-src" "$REFERENCE" >/dev/null 2>&1) ||
+      die "git worktree add $REFERENCE failed"
+    log "cargo build --release (ringfence at $REFERENCE_REV)"
+    (cd "$WORK/reference-src" && CARGO_TARGET_DIR=$ROOT/target/reference cargo build --release --quiet) ||
+      die "building ringfence at $REFERENCE_REV failed"
+    (cd "$ROOT" && git worktree remove --force "$WORK/reference-src")
+  fi
   sed -e "s/127.0.0.1:$RINGFENCE_PORT/127.0.0.1:$REFERENCE_PORT/" \
     -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$REFERENCE_ADMIN_PORT/" \
     -e "s#$WORK/audit.jsonl#$WORK/reference-audit.jsonl#" \

@@ -15,7 +15,8 @@
 # Pinning (2 cores): wrk on LOADGEN_CPU (0); the proxy under test AND the upstream on SERVER_CPU
 # (1); both proxies get the same single core and one worker (nginx worker_processes 1,
 # ringfence RINGFENCE_WORKER_THREADS=1).
-# Knobs (environment): ROUNDS=3 DURATION=10 WARMUP=2 CONNECTIONS=50 REFERENCE= WAIT_QUIET=1 (wait up to
+# Knobs (environment): ROUNDS=3 DURATION=10 WARMUP=2 CONNECTIONS=50 REFERENCE= (REFERENCE_BIN= a binary
+# already built from it) WAIT_QUIET=1 (wait up to
 # 25 min for a 1-minute load below 0.5) SKIP_BUILD=1 AUDIT=file|off TARGETS WORKLOADS, and those
 # of bench/lib.sh (ports: BARE_PORT, BARE_INLINE_PORT, BARE_RELAY_PORT, ...).
 # Writes bench/results/run-<UTC time>.md and prints the same table.
