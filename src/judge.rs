@@ -808,7 +808,14 @@ impl<'c> Found<'c> {
         if raws.iter().any(Option::is_some) && nested() {
             return Err(Rejection::Duplicate);
         }
+        let mut parsed: Option<&str> = None;
         for raw in raws.iter().flatten() {
+            // The same text parses to the same target: a client that names its target in the
+            // query and the body alike (the usual way) has it parsed once.
+            if parsed == Some(raw.as_ref()) {
+                continue;
+            }
+            parsed = Some(raw);
             let target = Target::parse(raw, policy.max_target_length()).map_err(|e| {
                 self.raw_target = Some(raw.as_ref().into());
                 match e {
