@@ -519,20 +519,13 @@ impl Gateway {
                 let (mut parts, body) = answer.response.into_parts();
                 forwarding::strip_hop_by_hop(&mut parts.headers);
                 let (status, headers) = (parts.status, &parts.headers);
-                let organisation = lesson.is_some().then(|| {
-                    let policy = snapshot.config.policy();
-                    policy
-                        .organisation_for(host.to_str().unwrap_or(""))
-                        .map(Organisation::name)
-                });
-                let body = Learning::new(
-                    body,
-                    lesson,
-                    status,
-                    headers,
-                    &snapshot.identities,
-                    organisation.flatten(),
-                );
+                let body =
+                    Learning::new(body, lesson, status, headers, &snapshot.identities, || {
+                        let policy = snapshot.config.policy();
+                        policy
+                            .organisation_for(host.to_str().unwrap_or(""))
+                            .map(Organisation::name)
+                    });
                 Response::from_parts(parts, Either::Left(body))
             }
             Err(e) if e.kind == FailureKind::Client => {

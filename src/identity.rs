@@ -587,14 +587,15 @@ struct Student {
 
 impl<B> Learning<B> {
     /// Wraps an answer's body; it is read only when `lesson` is one the answer's status and
-    /// headers can teach, about a request of `organisation`.
-    pub fn new(
+    /// headers can teach, about a request of `organisation`, which is asked only then (finding
+    /// it reads the request's Host again).
+    pub fn new<'o>(
         inner: B,
         lesson: Option<Lesson>,
         status: StatusCode,
         headers: &HeaderMap,
         identities: &Arc<Identities>,
-        organisation: Option<&str>,
+        organisation: impl FnOnce() -> Option<&'o str>,
     ) -> Learning<B> {
         let student = lesson.and_then(|lesson| {
             let format = lesson.format(status, headers)?;
@@ -602,7 +603,7 @@ impl<B> Learning<B> {
                 lesson,
                 format,
                 identities: Arc::clone(identities),
-                organisation: organisation.map(Arc::from),
+                organisation: organisation().map(Arc::from),
                 copy: Vec::new(),
             }))
         });

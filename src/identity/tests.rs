@@ -116,7 +116,7 @@ async fn teach(
             StatusCode::from_u16(status).unwrap(),
             &headers(content_type),
             &map,
-            Some("contoso"),
+            || Some("contoso"),
         );
         let out = learning.collect().await.unwrap().to_bytes();
         assert_eq!(out, body.as_bytes(), "the answer passes unchanged");
@@ -373,7 +373,7 @@ async fn a_body_the_client_sent_never_teaches() {
         StatusCode::CREATED,
         &h,
         &identities(1),
-        None,
+        || None,
     );
     assert!(!l.is_learning());
 }
