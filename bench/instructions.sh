@@ -58,25 +58,11 @@ build
 
 # The reference, built from its commit in a throw-away worktree (as bench/run.sh does).
 if [ -n "$REFERENCE" ]; then
-  REFERENCE_REV=$(cd "$ROOT" && git rev-parse --short "$REFERENCE") || die "no commit $REFERENCE"
-  (cd "$ROOT" && git worktree add --detach --force "$WORK/reference-src" "$REFERENCE" >/dev/null 2>&1) ||
-    die "git worktree add $REFERENCE failed"
-  log "cargo build --release (ringfence at $REFERENCE_REV)"
-  (cd "$WORK/reference-src" && CARGO_TARGET_DIR=$ROOT/target/reference cargo build --release --quiet) ||
-    die "building ringfence at $REFERENCE_REV failed"
-  (cd "$ROOT" && git worktree remove --force "$WORK/reference-src")
+  build_reference
 fi
 BARE_BIN=$ROOT/target/bare-proxy/release/bare-proxy
 if [ "$BARE" = 1 ]; then
-  stale=0
-  for file in "$BENCH/bare-proxy/src/main.rs" "$BENCH/bare-proxy/Cargo.toml" "$BENCH/bare-proxy/Cargo.lock"; do
-    [ "$file" -nt "$BARE_BIN" ] && stale=1
-  done
-  if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BARE_BIN" ] || [ "$stale" = 1 ]; then
-    log "cargo build --release (bench/bare-proxy)"
-    CARGO_TARGET_DIR=$ROOT/target/bare-proxy cargo build --release --quiet --locked \
-      --manifest-path "$BENCH/bare-proxy/Cargo.toml" || die "building bench/bare-proxy failed"
-  fi
+  build_bare
 fi
 
 start_upstream

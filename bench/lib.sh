@@ -157,6 +157,32 @@ start_ringfence() {
   wait_port "$RINGFENCE_PORT" "$RINGFENCE_PID"
 }
 
+# bench/bare-proxy into target/bare-proxy. SKIP_BUILD=1 still rebuilds a binary older than its
+# sources (one built before the modes came would refuse the MODE argument).
+build_bare() {
+  local bin=$ROOT/target/bare-proxy/release/bare-proxy src=$BENCH/bare-proxy stale=0 file
+  for file in "$src/src/main.rs" "$src/Cargo.toml" "$src/Cargo.lock"; do
+    [ "$file" -nt "$bin" ] && stale=1
+  done
+  if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$bin" ] || [ "$stale" = 1 ]; then
+    log "cargo build --release (bench/bare-proxy)"
+    CARGO_TARGET_DIR=$ROOT/target/bare-proxy cargo build --release --quiet --locked \
+      --manifest-path "$src/Cargo.toml" || die "building bench/bare-proxy failed"
+  fi
+}
+
+# ringfence at the commit REFERENCE, built in a throw-away git worktree into target/reference
+# (kept between runs); sets REFERENCE_REV.
+build_reference() {
+  REFERENCE_REV=$(cd "$ROOT" && git rev-parse --short "$REFERENCE") || die "no commit $REFERENCE"
+  (cd "$ROOT" && git worktree add --detach --force "$WORK/reference-src" "$REFERENCE" >/dev/null 2>&1) ||
+    die "git worktree add $REFERENCE failed"
+  log "cargo build --release (ringfence at $REFERENCE_REV)"
+  (cd "$WORK/reference-src" && CARGO_TARGET_DIR=$ROOT/target/reference cargo build --release --quiet) ||
+    die "building ringfence at $REFERENCE_REV failed"
+  (cd "$ROOT" && git worktree remove --force "$WORK/reference-src")
+}
+
 # The yardsticks of SPEC §11: bench/bare-proxy, HTTP/1.1 proxies with no policy on ringfence's
 # hyper, hyper-util, tokio and httparse versions, one thread each, pinned like the proxies under
 # test. One binary, three modes: hyper (server + hyper-util's pooled client, ringfence's shape) on
@@ -168,17 +194,8 @@ start_bare() {
   for port in "$BARE_PORT" "$BARE_INLINE_PORT" "$BARE_RELAY_PORT"; do
     port_free "$port" || die "port $port is taken"
   done
-  local target=$ROOT/target/bare-proxy src=$BENCH/bare-proxy stale=0 file
-  # SKIP_BUILD=1 still rebuilds a binary older than its sources (one built before the modes came
-  # would refuse the MODE argument).
-  for file in "$src/src/main.rs" "$src/Cargo.toml" "$src/Cargo.lock"; do
-    [ "$file" -nt "$target/release/bare-proxy" ] && stale=1
-  done
-  if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$target/release/bare-proxy" ] || [ "$stale" = 1 ]; then
-    log "cargo build --release (bench/bare-proxy)"
-    CARGO_TARGET_DIR=$target cargo build --release --quiet --locked \
-      --manifest-path "$BENCH/bare-proxy/Cargo.toml" || die "building bench/bare-proxy failed"
-  fi
+  local target=$ROOT/target/bare-proxy
+  build_bare
   local mode pid
   for mode in "hyper $BARE_PORT" "inline $BARE_INLINE_PORT" "relay $BARE_RELAY_PORT"; do
     port=${mode#* } mode=${mode% *}
@@ -199,14 +216,7 @@ start_reference() {
   REFERENCE_REV=$(cd "$ROOT" && git rev-parse --short "$REFERENCE") || die "no commit $REFERENCE"
   local bin=${REFERENCE_BIN:-$ROOT/target/reference/release/ringfence}
   # REFERENCE_BIN: a binary already built from REFERENCE (it is not checked that it was).
-  if [ -z "${REFERENCE_BIN:-}" ]; then
-    (cd "$ROOT" && git worktree add --detach --force "$WORK/reference-src" "$REFERENCE" >/dev/null 2>&1) ||
-      die "git worktree add $REFERENCE failed"
-    log "cargo build --release (ringfence at $REFERENCE_REV)"
-    (cd "$WORK/reference-src" && CARGO_TARGET_DIR=$ROOT/target/reference cargo build --release --quiet) ||
-      die "building ringfence at $REFERENCE_REV failed"
-    (cd "$ROOT" && git worktree remove --force "$WORK/reference-src")
-  fi
+  [ -n "${REFERENCE_BIN:-}" ] || build_reference
   sed -e "s/127.0.0.1:$RINGFENCE_PORT/127.0.0.1:$REFERENCE_PORT/" \
     -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$REFERENCE_ADMIN_PORT/" \
     -e "s#$WORK/audit.jsonl#$WORK/reference-audit.jsonl#" \
