@@ -330,6 +330,9 @@ pub fn server_setup(tls: &ServerTls, http2: bool) -> Result<ServerTlsSetup, TlsE
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(Arc::clone(&certificate) as Arc<dyn ResolvesServerCert>);
+    // A TLS 1.3 session's traffic keys go to ringfence's record layer after the handshake
+    // (src/listener/tls/record.rs): it keeps far less per idle connection than rustls' session.
+    config.enable_secret_extraction = true;
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {

@@ -4,17 +4,21 @@
 //! connection lives, with no way to free it: 40 MiB for 10,000 idle clients
 //! (docs/performance.md, idle section).
 //!
-//! rustls drives the protocol (handshake, alerts, key updates, close_notify) and does every
-//! encryption and decryption; this module only moves bytes: socket -> `incoming` -> rustls,
-//! which hands each decrypted record over as a chunk of its own -> the reader (its excess to
-//! `plain`); writer -> rustls, which encrypts into `outgoing` -> socket. Each buffer is
-//! allocated when bytes come into it and freed as soon as it is empty again, so between
-//! requests a connection holds none; only a record not yet whole is kept while waiting.
+//! rustls drives the handshake and, for TLS 1.2, the whole session; this module only moves bytes:
+//! socket -> `incoming` -> rustls, which hands each decrypted record over as a chunk of its own
+//! -> the reader (its excess to `plain`); writer -> rustls, which encrypts into `outgoing` ->
+//! socket. Once a TLS 1.3 handshake is done, rustls hands its traffic keys over and [`record`]
+//! protects the records between the same buffers: rustls' session (3.7 KB) would otherwise stay
+//! with every idle connection. Each buffer is allocated when bytes come into it and freed as
+//! soon as it is empty again, so between requests a connection holds none; only a record not yet
+//! whole is kept while waiting.
 //!
 //! The unbuffered API's one rule: after each `process_tls_records`, exactly the `discard` bytes
 //! it names leave the front of what it was given, before the next call; rustls keeps positions
 //! into the rest (a handshake message split over records). `incoming` is only ever appended to
 //! at its end and taken from at its front, and freed only when nothing is left in it.
+
+mod record;
 
 use std::future::poll_fn;
 use std::io;
@@ -27,12 +31,13 @@ use rustls::unbuffered::{
     ConnectionState, EncodeError, EncodeTlsData, EncryptError, InsufficientSizeError,
     UnbufferedStatus,
 };
-use rustls::ServerConfig;
+use rustls::{ProtocolVersion, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::park::Socket;
 use crate::tls::noting_server_name;
+use record::{Record, Records};
 
 /// Bytes asked of the socket at a time (rustls' buffered API reads as much).
 const READ_SIZE: usize = 4096;
@@ -52,7 +57,7 @@ const MAX_WRITE: usize = 64 * 1024;
 /// A client's TLS connection on its socket, after the handshake ([`accept`]).
 pub struct TlsStream {
     tcp: TcpStream,
-    conn: UnbufferedServerConnection,
+    conn: Session,
     incoming: Incoming,
     /// Decrypted and not yet read: what a reader's buffer had no room for, or what arrived
     /// while writing.
@@ -60,6 +65,8 @@ pub struct TlsStream {
     outgoing: Outgoing,
     /// The client's SNI, as rustls accepted it.
     server_name: Option<Arc<str>>,
+    /// The protocol ALPN agreed on (one of those the listener offers).
+    alpn: Option<&'static [u8]>,
     /// The socket reached its end.
     eof: bool,
     /// The client's close_notify arrived: the reader sees the end of the stream.
@@ -71,7 +78,16 @@ pub struct TlsStream {
     failed: bool,
 }
 
-/// What one pass of rustls over the received bytes came to.
+/// Who protects the records.
+enum Session {
+    /// rustls: the handshake, and a TLS 1.2 session for its life.
+    Rustls(Box<UnbufferedServerConnection>),
+    /// A TLS 1.3 session after its handshake: ringfence's record layer on the traffic keys
+    /// rustls handed over, which keeps far less per connection ([`record`]).
+    Records(Box<Records>),
+}
+
+/// What one pass over the received bytes came to.
 enum Turn {
     /// Something was handled (a record decrypted, a message encoded): look again.
     Again,
@@ -99,11 +115,12 @@ pub async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Tls
     let conn = UnbufferedServerConnection::new(config).map_err(invalid)?;
     let mut tls = TlsStream {
         tcp,
-        conn,
+        conn: Session::Rustls(Box::new(conn)),
         incoming: Incoming::default(),
         plain: Plain::default(),
         outgoing: Outgoing::default(),
         server_name: None,
+        alpn: None,
         eof: false,
         peer_closed: false,
         closing: false,
@@ -118,8 +135,10 @@ pub async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Tls
             Turn::Again => {}
             Turn::Blocked | Turn::Traffic => {
                 poll_fn(|cx| tls.poll_send(cx)).await?;
-                if !tls.conn.is_handshaking() {
-                    return Ok(tls);
+                if let Session::Rustls(conn) = &tls.conn {
+                    if !conn.is_handshaking() {
+                        return tls.handshaken();
+                    }
                 }
                 if tls.eof {
                     return Err(io::Error::new(
@@ -147,7 +166,46 @@ impl TlsStream {
 
     /// The application protocol agreed by ALPN.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
-        self.conn.alpn_protocol()
+        self.alpn
+    }
+
+    /// The handshake is done and its last messages sent: a TLS 1.3 session's records are
+    /// ringfence's from here ([`record`]); rustls keeps a TLS 1.2 one.
+    fn handshaken(mut self) -> io::Result<TlsStream> {
+        let Session::Rustls(conn) = &self.conn else {
+            return Ok(self);
+        };
+        self.alpn = match conn.alpn_protocol() {
+            Some(b"h2") => Some(b"h2"),
+            Some(b"http/1.1") => Some(b"http/1.1"),
+            _ => None,
+        };
+        let conn = match self.conn {
+            Session::Rustls(conn) if conn.protocol_version() == Some(ProtocolVersion::TLSv1_3) => {
+                conn
+            }
+            other => {
+                self.conn = other;
+                return Ok(self);
+            }
+        };
+        let (secrets, kernel) = (*conn)
+            .dangerous_into_kernel_connection()
+            .map_err(invalid)?;
+        let records = Records::new(secrets, kernel)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        self.conn = Session::Records(Box::new(records));
+        Ok(self)
+    }
+
+    /// None while rustls protects the records; whether ringfence's records hold their AEAD keys
+    /// expanded.
+    #[cfg(test)]
+    fn keys_expanded(&self) -> Option<bool> {
+        match &self.conn {
+            Session::Rustls(_) => None,
+            Session::Records(records) => Some(records.keys_expanded()),
+        }
     }
 
     /// Bytes of buffer held besides rustls' own state.
@@ -156,30 +214,61 @@ impl TlsStream {
         self.incoming.buf.capacity() + self.plain.buf.capacity() + self.outgoing.buf.capacity()
     }
 
-    /// One pass of rustls over the received bytes. Decrypted data goes to `read` as far as it
-    /// has room, the rest to `plain`; messages rustls has to send go to `outgoing`.
-    fn turn(&mut self, mut read: Option<&mut ReadBuf<'_>>, write: Write<'_>) -> io::Result<Turn> {
-        let UnbufferedStatus { discard, state } =
-            self.conn.process_tls_records(self.incoming.unread());
-        let turn = match state {
+    /// One pass over the received bytes. Decrypted data goes to `read` as far as it has room, the
+    /// rest to `plain`; what has to be sent goes to `outgoing`.
+    fn turn(&mut self, read: Option<&mut ReadBuf<'_>>, write: Write<'_>) -> io::Result<Turn> {
+        let records = match &mut self.conn {
+            Session::Rustls(conn) => {
+                let UnbufferedStatus { discard, state } =
+                    conn.process_tls_records(self.incoming.unread());
+                let turn =
+                    Self::rustls_turn(state, &mut self.plain, &mut self.outgoing, read, write);
+                self.incoming.discard(discard);
+                return turn.map_err(|e| {
+                    self.fail();
+                    invalid(e)
+                });
+            }
+            Session::Records(records) => records,
+        };
+        let turn = records_turn(
+            records,
+            &mut self.incoming,
+            &mut self.plain,
+            &mut self.outgoing,
+            read,
+            write,
+        );
+        let e = match turn {
+            Ok(turn) => return Ok(turn),
+            Err(e) => e,
+        };
+        // The alert goes out (if the socket takes it) before nothing more does.
+        if let Some(alert) = e.alert {
+            let _ = records.alert(alert, &mut self.outgoing);
+        }
+        self.fail();
+        Err(io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    fn rustls_turn(
+        state: Result<ConnectionState<'_, '_, rustls::server::ServerConnectionData>, rustls::Error>,
+        plain: &mut Plain,
+        outgoing: &mut Outgoing,
+        mut read: Option<&mut ReadBuf<'_>>,
+        write: Write<'_>,
+    ) -> Result<Turn, rustls::Error> {
+        match state {
             Err(e) => Err(e),
             Ok(ConnectionState::ReadTraffic(mut traffic)) => loop {
                 match traffic.next_record() {
                     None => break Ok(Turn::Again),
                     Some(Err(e)) => break Err(e),
-                    Some(Ok(record)) => {
-                        let mut payload = record.payload;
-                        if let Some(buf) = read.as_deref_mut() {
-                            let n = buf.remaining().min(payload.len());
-                            buf.put_slice(&payload[..n]);
-                            payload = &payload[n..];
-                        }
-                        self.plain.put(payload);
-                    }
+                    Some(Ok(record)) => deliver(record.payload, read.as_deref_mut(), plain),
                 }
             },
             Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                self.outgoing.encode(&mut data).map(|()| Turn::Again)
+                outgoing.encode(&mut data).map(|()| Turn::Again)
             }
             // Sent with `outgoing`, ahead of anything encrypted after them.
             Ok(ConnectionState::TransmitTlsData(data)) => {
@@ -198,14 +287,14 @@ impl TlsStream {
                     Write::Nothing | Write::CloseNotify => 64,
                 };
                 loop {
-                    let out = self.outgoing.room(room);
+                    let out = outgoing.room(room);
                     let written = match write {
                         Write::Data(data) => traffic.encrypt(data, out),
                         Write::Nothing | Write::CloseNotify => traffic.queue_close_notify(out),
                     };
                     match written {
                         Ok(n) => {
-                            self.outgoing.wrote(n);
+                            outgoing.wrote(n);
                             break Ok(Turn::Traffic);
                         }
                         Err(EncryptError::InsufficientSize(InsufficientSizeError {
@@ -221,37 +310,34 @@ impl TlsStream {
             Ok(other) => Err(rustls::Error::General(format!(
                 "unexpected TLS state {other:?}"
             ))),
-        };
-        self.incoming.discard(discard);
-        turn.map_err(|e| {
-            self.fail();
-            invalid(e)
-        })
+        }
     }
 
-    /// The connection failed: the alert rustls queued for the client is sent if the socket takes
-    /// it now, and nothing else goes through the session again. rustls is asked only while it has
+    /// The connection failed: the alert queued for the client is sent if the socket takes it
+    /// now, and nothing else goes through the session again. rustls is asked only while it has
     /// messages queued, which it hands out before it would read on (a second error would queue a
-    /// second fatal alert).
+    /// second fatal alert); ringfence's records queued theirs already.
     fn fail(&mut self) {
         self.failed = true;
-        while self.conn.wants_write() {
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(self.incoming.unread());
-            let more = match state {
-                Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    self.outgoing.encode(&mut data).is_ok()
+        if let Session::Rustls(conn) = &mut self.conn {
+            while conn.wants_write() {
+                let UnbufferedStatus { discard, state } =
+                    conn.process_tls_records(self.incoming.unread());
+                let more = match state {
+                    Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                        self.outgoing.encode(&mut data).is_ok()
+                    }
+                    // Records decrypted before the failure come first; they are dropped.
+                    Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                        while let Some(Ok(_)) = traffic.next_record() {}
+                        true
+                    }
+                    _ => false,
+                };
+                self.incoming.discard(discard);
+                if !more {
+                    break;
                 }
-                // Records decrypted before the failure come first; they are dropped.
-                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    while let Some(Ok(_)) = traffic.next_record() {}
-                    true
-                }
-                _ => false,
-            };
-            self.incoming.discard(discard);
-            if !more {
-                break;
             }
         }
         if let Ok(n) = self.tcp.try_write(self.outgoing.pending()) {
@@ -454,10 +540,58 @@ impl Socket for TlsStream {
             }
         }
         poll_fn(|cx| self.poll_send(cx)).await?;
+        if let Session::Records(records) = &mut self.conn {
+            records.sleep();
+        }
         // Peeked, not `readable()`: the socket may still be marked readable from the last read,
         // which stopped at a whole record, not at an empty socket.
         self.tcp.peek(&mut [0u8; 1]).await.map(drop)
     }
+}
+
+/// [`TlsStream::turn`] on ringfence's records: the next whole record received, or, when none is,
+/// the write asked for.
+fn records_turn(
+    records: &mut Records,
+    incoming: &mut Incoming,
+    plain: &mut Plain,
+    outgoing: &mut Outgoing,
+    read: Option<&mut ReadBuf<'_>>,
+    write: Write<'_>,
+) -> Result<Turn, record::RecordError> {
+    let Some(n) = Records::whole(incoming.unread())? else {
+        return match write {
+            Write::Nothing => Ok(Turn::Traffic),
+            Write::Data(data) => records.seal(data, outgoing).map(|()| Turn::Traffic),
+            Write::CloseNotify => records.close_notify(outgoing).map(|()| Turn::Traffic),
+        };
+    };
+    // What follows the client's close_notify is not read (RFC 8446 §6.1).
+    let turn = if records.rx_closed() {
+        Ok(Turn::Again)
+    } else {
+        match records.open(&mut incoming.unread()[..n]) {
+            Ok(Record::Data(payload)) => {
+                deliver(payload, read, plain);
+                Ok(Turn::Again)
+            }
+            Ok(Record::Control) => Ok(Turn::Again),
+            Ok(Record::Closed) => Ok(Turn::PeerClosed),
+            Err(e) => Err(e),
+        }
+    };
+    incoming.discard(n);
+    turn
+}
+
+/// Decrypted bytes go to the reader as far as it has room, the rest to `plain`.
+fn deliver(mut payload: &[u8], read: Option<&mut ReadBuf<'_>>, plain: &mut Plain) {
+    if let Some(buf) = read {
+        let n = buf.remaining().min(payload.len());
+        buf.put_slice(&payload[..n]);
+        payload = &payload[n..];
+    }
+    plain.put(payload);
 }
 
 /// Received bytes; rustls has yet to take `buf[start..]`.
@@ -721,11 +855,21 @@ mod tests {
             "nothing was sent"
         );
         assert_eq!(server.buffered_capacity(), 0);
+        assert_eq!(
+            server.keys_expanded(),
+            Some(true),
+            "TLS 1.3: ringfence's records"
+        );
         assert!(
             timeout(QUIET, server.readable()).await.is_err(),
             "nothing was sent"
         );
         assert_eq!(server.buffered_capacity(), 0);
+        assert_eq!(
+            server.keys_expanded(),
+            Some(false),
+            "parked without expanded keys"
+        );
 
         // The next request's one record, in two pieces: the first wakes the stream, and is
         // read in without a byte of data coming out of it.
@@ -871,6 +1015,11 @@ mod tests {
             Some(rustls::ProtocolVersion::TLSv1_2)
         );
         assert_eq!(server.server_name().map(|n| &**n), Some(NAME));
+        assert_eq!(
+            server.keys_expanded(),
+            None,
+            "rustls keeps a TLS 1.2 session"
+        );
         client.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];
         timeout(TIMEOUT, server.read_exact(&mut buf))
@@ -923,5 +1072,370 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// A client's TLS 1.3 record, protected here with ring as RFC 8446 §5.2-5.4 says (apart from
+    /// `record.rs`), so that a test can send what no TLS client would.
+    fn sealed(
+        secrets: &rustls::ConnectionTrafficSecrets,
+        seq: u64,
+        kind: u8,
+        content: &[u8],
+        padding: usize,
+    ) -> Vec<u8> {
+        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+        let (key, nonce) = test_key(secrets, seq);
+        let key = LessSafeKey::new(UnboundKey::new(key.0, key.1).unwrap());
+        let mut inner = [content, &[kind], &vec![0; padding]].concat();
+        let length = inner.len() + 16;
+        let header = [23, 3, 3, (length >> 8) as u8, length as u8];
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(header),
+            &mut inner,
+        )
+        .unwrap();
+        [&header[..], &inner].concat()
+    }
+
+    /// The server's records in `wire`, opened from sequence number `seq` on: (content type,
+    /// content) each.
+    fn opened(
+        secrets: &rustls::ConnectionTrafficSecrets,
+        mut seq: u64,
+        mut wire: &[u8],
+    ) -> Vec<(u8, Vec<u8>)> {
+        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+        let mut out = Vec::new();
+        while wire.len() >= 5 {
+            let length = usize::from(u16::from_be_bytes([wire[3], wire[4]]));
+            let (header, rest) = wire.split_at(5);
+            let mut body = rest[..length].to_vec();
+            wire = &rest[length..];
+            let (key, nonce) = test_key(secrets, seq);
+            let key = LessSafeKey::new(UnboundKey::new(key.0, key.1).unwrap());
+            let plain = key
+                .open_in_place(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(header),
+                    &mut body,
+                )
+                .expect("the server's record opens");
+            let end = plain.iter().rposition(|&b| b != 0).unwrap();
+            out.push((plain[end], plain[..end].to_vec()));
+            seq += 1;
+        }
+        out
+    }
+
+    fn test_key(
+        secrets: &rustls::ConnectionTrafficSecrets,
+        seq: u64,
+    ) -> ((&'static ring::aead::Algorithm, &[u8]), [u8; 12]) {
+        use rustls::ConnectionTrafficSecrets as S;
+        let (algorithm, key, iv) = match secrets {
+            S::Aes128Gcm { key, iv } => (&ring::aead::AES_128_GCM, key, iv),
+            S::Aes256Gcm { key, iv } => (&ring::aead::AES_256_GCM, key, iv),
+            S::Chacha20Poly1305 { key, iv } => (&ring::aead::CHACHA20_POLY1305, key, iv),
+            _ => panic!("a suite the ring provider does not have"),
+        };
+        let mut nonce: [u8; 12] = iv.as_ref().try_into().unwrap();
+        for (i, b) in seq.to_be_bytes().into_iter().enumerate() {
+            nonce[4 + i] ^= b;
+        }
+        ((algorithm, key.as_ref()), nonce)
+    }
+
+    /// ringfence's end after a TLS 1.3 handshake, and the client's socket and traffic secrets:
+    /// the client's records are the test's to make.
+    async fn raw_client(
+        pki: &Pki,
+        suite: rustls::SupportedCipherSuite,
+    ) -> (TlsStream, TcpStream, rustls::ExtractedSecrets) {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites = vec![suite];
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(pki.roots.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.enable_secret_extraction = true;
+        let (server, client) = connect(pki, Arc::new(config), NAME).await;
+        let (tcp, session) = client.unwrap().into_inner();
+        (
+            server.unwrap(),
+            tcp,
+            session.dangerous_extract_secrets().unwrap(),
+        )
+    }
+
+    /// Every TLS 1.3 suite: the client's records are read, the server's open at the client.
+    #[tokio::test]
+    async fn records_of_every_tls_1_3_suite_go_both_ways() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let pki = pki();
+        for suite in [
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+        ] {
+            let (mut server, mut tcp, secrets) = raw_client(&pki, suite).await;
+            assert_eq!(server.keys_expanded(), Some(false), "{suite:?}");
+            let wire = [
+                sealed(&secrets.tx.1, secrets.tx.0, 23, b"pi", 0),
+                sealed(&secrets.tx.1, secrets.tx.0 + 1, 23, b"ng", 7),
+            ]
+            .concat();
+            tcp.write_all(&wire).await.unwrap();
+            let mut buf = [0u8; 4];
+            timeout(TIMEOUT, server.read_exact(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&buf, b"ping", "{suite:?}");
+            server.write_all(&vec![b'x'; 20_000]).await.unwrap();
+            server.shutdown().await.unwrap();
+            let mut wire = Vec::new();
+            timeout(TIMEOUT, tcp.read_to_end(&mut wire))
+                .await
+                .unwrap()
+                .unwrap();
+            let records = opened(&secrets.rx.1, secrets.rx.0, &wire);
+            let data: Vec<u8> = records
+                .iter()
+                .filter(|(kind, _)| *kind == 23)
+                .flat_map(|(_, content)| content.clone())
+                .collect();
+            assert_eq!(data, vec![b'x'; 20_000], "{suite:?}");
+            assert!(
+                records
+                    .iter()
+                    .filter(|(kind, _)| *kind == 23)
+                    .all(|(_, c)| c.len() <= 16_384),
+                "{suite:?}: at most 2^14 bytes a record"
+            );
+            assert_eq!(
+                records.last(),
+                Some(&(21, vec![1, 0])),
+                "{suite:?}: close_notify last"
+            );
+        }
+    }
+
+    /// What a client may and may not send after its Finished (RFC 8446 §4.6.3, §5, §6): each
+    /// sequence of (content type, content, padding) records, and the data read before the end
+    /// or the alert the client is sent.
+    #[tokio::test]
+    async fn records_a_client_may_not_send_fail_the_connection_with_their_alert() {
+        use rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256 as SUITE;
+        enum Then {
+            /// Read to here, then the end of the stream.
+            Eof(&'static [u8]),
+            /// Read to here, then an error, and this alert to the client.
+            Alert(&'static [u8], u8),
+            /// Read to here, then an error, and no alert (the client's own was fatal).
+            Error(&'static [u8]),
+        }
+        type Records = Vec<(u8, Vec<u8>, usize)>;
+        let over = vec![b'a'; 16_385];
+        let cases: Vec<(&str, Records, Option<&[u8]>, Then)> = vec![
+            (
+                "an empty and a padded record",
+                vec![
+                    (23, vec![], 0),
+                    (23, b"abc".to_vec(), 300),
+                    (21, vec![1, 0], 0),
+                ],
+                None,
+                Then::Eof(b"abc"),
+            ),
+            (
+                "user_canceled, then data",
+                vec![
+                    (21, vec![1, 90], 0),
+                    (23, b"x".to_vec(), 0),
+                    (21, vec![1, 0], 0),
+                ],
+                None,
+                Then::Eof(b"x"),
+            ),
+            (
+                "data after close_notify is not read",
+                vec![
+                    (23, b"a".to_vec(), 0),
+                    (21, vec![1, 0], 0),
+                    (23, b"b".to_vec(), 0),
+                ],
+                None,
+                Then::Eof(b"a"),
+            ),
+            (
+                "a fatal alert from the client",
+                vec![(23, b"a".to_vec(), 0), (21, vec![2, 42], 0)],
+                None,
+                Then::Error(b"a"),
+            ),
+            (
+                "an alert of three bytes",
+                vec![(21, vec![1, 0, 0], 0)],
+                None,
+                Then::Alert(b"", 50),
+            ),
+            (
+                "a NewSessionTicket from the client",
+                vec![(22, vec![4, 0, 0, 1, 0], 0)],
+                None,
+                Then::Alert(b"", 10),
+            ),
+            (
+                "a KeyUpdate asking for 2",
+                vec![(22, vec![24, 0, 0, 1, 2], 0)],
+                None,
+                Then::Alert(b"", 47),
+            ),
+            (
+                "a KeyUpdate not ending its record",
+                vec![(22, vec![24, 0, 0, 1, 0, 24, 0, 0, 1, 0], 0)],
+                None,
+                Then::Alert(b"", 50),
+            ),
+            // Handshake messages may be fragmented (RFC 8446 §5.1), but no client splits a
+            // KeyUpdate: refused, not joined.
+            (
+                "a KeyUpdate in two records",
+                vec![(22, vec![24, 0], 0), (22, vec![0, 1, 0], 0)],
+                None,
+                Then::Alert(b"", 50),
+            ),
+            (
+                "a record of padding only",
+                vec![(23, b"a".to_vec(), 0), (0, vec![], 5)],
+                None,
+                Then::Alert(b"a", 10),
+            ),
+            (
+                "an unknown content type",
+                vec![(25, b"x".to_vec(), 0)],
+                None,
+                Then::Alert(b"", 10),
+            ),
+            (
+                "over 2^14 bytes of plaintext",
+                vec![(23, over, 0)],
+                None,
+                Then::Alert(b"", 22),
+            ),
+            (
+                "an unprotected change_cipher_spec",
+                vec![],
+                Some(&[20, 3, 3, 0, 1, 1]),
+                Then::Alert(b"", 10),
+            ),
+            (
+                "an unprotected alert",
+                vec![],
+                Some(&[21, 3, 3, 0, 2, 1, 0]),
+                Then::Alert(b"", 10),
+            ),
+            (
+                "a header announcing 2^14 + 257 bytes",
+                vec![],
+                Some(&[23, 3, 3, 0x41, 0x01]),
+                Then::Alert(b"", 22),
+            ),
+            (
+                "a record too short for its tag",
+                vec![],
+                Some(&[23, 3, 3, 0, 3, 1, 2, 3]),
+                Then::Alert(b"", 20),
+            ),
+        ];
+        let pki = pki();
+        for (name, records, raw, then) in cases {
+            let (mut server, mut tcp, secrets) = raw_client(&pki, SUITE).await;
+            let mut wire = Vec::new();
+            for (i, (kind, content, padding)) in records.iter().enumerate() {
+                wire.extend(sealed(
+                    &secrets.tx.1,
+                    secrets.tx.0 + i as u64,
+                    *kind,
+                    content,
+                    *padding,
+                ));
+            }
+            wire.extend(raw.unwrap_or_default());
+            tcp.write_all(&wire).await.unwrap();
+            let mut read = Vec::new();
+            let end = timeout(TIMEOUT, server.read_to_end(&mut read))
+                .await
+                .expect(name);
+            match then {
+                Then::Eof(data) => {
+                    end.unwrap_or_else(|e| panic!("{name}: {e}"));
+                    assert_eq!(read, data, "{name}");
+                }
+                Then::Alert(data, alert) => {
+                    assert!(end.is_err(), "{name}: refused");
+                    assert_eq!(read, data, "{name}");
+                    let alerts = alerts_sent(server, &mut tcp, &secrets).await;
+                    assert_eq!(alerts, [vec![2, alert]], "{name}");
+                }
+                Then::Error(data) => {
+                    assert!(end.is_err(), "{name}: refused");
+                    assert_eq!(read, data, "{name}");
+                    let alerts = alerts_sent(server, &mut tcp, &secrets).await;
+                    assert!(alerts.is_empty(), "{name}: {alerts:?}");
+                }
+            }
+        }
+    }
+
+    /// The alerts ringfence sent the client before it closed.
+    async fn alerts_sent(
+        server: TlsStream,
+        tcp: &mut TcpStream,
+        secrets: &rustls::ExtractedSecrets,
+    ) -> Vec<Vec<u8>> {
+        drop(server);
+        let mut back = Vec::new();
+        let _ = timeout(TIMEOUT, tcp.read_to_end(&mut back)).await.unwrap();
+        opened(&secrets.rx.1, secrets.rx.0, &back)
+            .into_iter()
+            .filter(|(kind, _)| *kind == 21)
+            .map(|(_, content)| content)
+            .collect()
+    }
+
+    /// A KeyUpdate that asks for ours is answered before our next record, under the old key,
+    /// and our records after it are under the new one; theirs after theirs likewise.
+    #[tokio::test]
+    async fn a_key_update_is_answered_before_the_next_record() {
+        let pki = pki();
+        let (mut server, mut client) = pair(&pki).await;
+        client.get_mut().1.refresh_traffic_keys().unwrap();
+        client.write_all(b"after").await.unwrap();
+        let mut buf = [0u8; 5];
+        timeout(TIMEOUT, server.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"after");
+        server.write_all(b"reply").await.unwrap();
+        server.flush().await.unwrap();
+        timeout(TIMEOUT, client.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"reply");
+        // rustls' client checks that our KeyUpdate came (it fails the connection otherwise
+        // after a second request of its own): asked again, it still works.
+        client.get_mut().1.refresh_traffic_keys().unwrap();
+        client.write_all(b"again").await.unwrap();
+        timeout(TIMEOUT, server.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"again");
     }
 }
