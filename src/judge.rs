@@ -225,7 +225,10 @@ pub const TARGET: &str = "target";
 /// must not see, and its path. `sni` is the TLS server name, if any.
 pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admission<'c> {
     // A transfer coding beside `chunked` (`gzip, chunked`) is left on the body by hyper, which
-    // undoes only the chunking: the body would be judged still coded.
+    // undoes only the chunking: the body would be judged still coded, and on any route the pool
+    // would get it without its coding (Transfer-Encoding is hop-by-hop). `chunked, chunked`
+    // hyper unchunks once where another reader could twice. Either way only `chunked` alone is
+    // a framing every reader agrees on; anything else is refused on every route (issue 15).
     let transfer_coded = request::list(request::lines(&head.headers, &header::TRANSFER_ENCODING))
         .is_some_and(|te| !te.trim().eq_ignore_ascii_case("chunked"));
     // What is judged is what will be forwarded: connection-specific headers go first.
@@ -289,6 +292,12 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
         }
     }
     let (kind, limit) = match view.route {
+        Route::Passthrough if transfer_coded => {
+            return refuse(Rejection::EncodedBody, TARGET, Traffic::Passthrough, host)
+        }
+        Route::Passthrough if !length_is_plain(&head.headers) => {
+            return refuse(Rejection::BadBody, TARGET, Traffic::Passthrough, host)
+        }
         Route::Passthrough => return Admission::Pass(Passed { head, host }),
         Route::BadPath => return refuse(Rejection::BadPath, TARGET, Traffic::Guarded, host),
         Route::Batch => (Kind::Batch, config.server.max_batch_bytes),
@@ -321,6 +330,15 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
             })
         }
     }
+}
+
+/// Whether the Content-Length, if any, has no leading zero. hyper reads `0029` as 29, and a
+/// pass-through request's line reaches the pool as it came, where a reader could take it for
+/// octal: a length is forwarded only in the one spelling every reader agrees on (issue 15).
+fn length_is_plain(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .is_none_or(|length| !matches!(length.as_bytes(), [b'0', _, ..]))
 }
 
 /// What a guarded path names.
@@ -422,7 +440,7 @@ impl<'c> Pending<'c> {
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .ok_or(Rejection::BadBody)?;
-            if lengths.next().is_some() {
+            if lengths.next().is_some() || !length_is_plain(&self.head.headers) {
                 return Err(Rejection::BadBody);
             }
             if n > self.limit as u64 {
@@ -885,5 +903,82 @@ fn batch_rejection(e: batch::BatchError) -> Rejection {
         | BatchError::PartHeaders
         | BatchError::RequestLine
         | BatchError::RequestHeaders => Rejection::BadBatch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: &str = "/ucwa/oauth/v1/applications/1/me";
+    const GUARDED: &str = "/ucwa/oauth/v1/applications/1/me/callForwardingSettings/simultaneousRingSettings/simultaneousRingToContact";
+
+    /// What `admit` makes of a request to `path` with these header lines.
+    fn admitted_with(path: &str, lines: &[(&str, &str)]) -> Result<Traffic, (Rejection, Traffic)> {
+        let config = Config::from_toml(crate::config::DEMO_TOML).unwrap();
+        let mut request = http::Request::post(path).header(header::HOST, "lyncweb.contoso.com");
+        for (name, value) in lines {
+            request = request.header(*name, *value);
+        }
+        let head = request.body(()).unwrap().into_parts().0;
+        match admit(head, &config, None) {
+            Admission::Pass(_) => Ok(Traffic::Passthrough),
+            Admission::Guarded(_) => Ok(Traffic::Guarded),
+            Admission::Refused(r) => Err((r.rejection, r.traffic)),
+        }
+    }
+
+    /// What `admit` makes of a request to `path` with these Transfer-Encoding lines.
+    fn admitted(path: &str, codings: &[&str]) -> Result<Traffic, (Rejection, Traffic)> {
+        let lines: Vec<(&str, &str)> = codings.iter().map(|c| ("transfer-encoding", *c)).collect();
+        admitted_with(path, &lines)
+    }
+
+    /// Issue 15: hyper unchunks `chunked, chunked` once and leaves `gzip` of `gzip, chunked` on
+    /// the body, and Transfer-Encoding does not reach the pool: only `chunked` alone is
+    /// forwarded, on a pass-through path as on a guarded one.
+    #[test]
+    fn only_chunked_alone_is_a_transfer_coding_admitted_anywhere() {
+        for (path, traffic) in [(ME, Traffic::Passthrough), (GUARDED, Traffic::Guarded)] {
+            assert_eq!(admitted(path, &[]), Ok(traffic));
+            assert_eq!(admitted(path, &["chunked"]), Ok(traffic));
+            assert_eq!(admitted(path, &["Chunked"]), Ok(traffic));
+            for codings in [
+                &["chunked, chunked"][..],
+                &["chunked", "chunked"],
+                &["gzip, chunked"],
+                &["gzip", "chunked"],
+                &[", chunked"],
+                &["identity, chunked"],
+            ] {
+                assert_eq!(
+                    admitted(path, codings),
+                    Err((Rejection::EncodedBody, traffic)),
+                    "{path} with {codings:?}"
+                );
+            }
+        }
+    }
+
+    /// Issue 15: hyper reads `0029` as 29; a pass-through request's Content-Length line reaches
+    /// the pool as it came, so only a length without a leading zero is admitted.
+    #[test]
+    fn a_content_length_with_a_leading_zero_is_refused_on_every_route() {
+        for (path, traffic) in [(ME, Traffic::Passthrough), (GUARDED, Traffic::Guarded)] {
+            for plain in ["0", "7", "29", "100"] {
+                assert_eq!(
+                    admitted_with(path, &[("content-length", plain)]),
+                    Ok(traffic),
+                    "{path} with {plain}"
+                );
+            }
+            for odd in ["00", "029", "0000000029"] {
+                assert_eq!(
+                    admitted_with(path, &[("content-length", odd)]),
+                    Err((Rejection::BadBody, traffic)),
+                    "{path} with {odd}"
+                );
+            }
+        }
     }
 }

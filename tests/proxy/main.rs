@@ -25,6 +25,7 @@ mod pool_reading;
 mod probes;
 mod rollout;
 mod slow_bodies;
+mod smuggling;
 mod syslog;
 mod tls;
 mod upstream_pool;
