@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # 10,000 idle TLS client connections to ringfence, RSS from /proc before and after.
-# Usage: bash bench/idle_conns.sh   (COUNT=10000 SAMPLES="3 15 30" SKIP_BUILD=1 REQUEST=1 TLS=1)
+# Usage: bash bench/idle_conns.sh   (COUNT=10000 SAMPLES="3 15 30" AFTER="2 30" SKIP_BUILD=1 REQUEST=1 TLS=1)
 # Each connection completes a TLS handshake (none with TLS=0) and one pass-through GET (none with
 # REQUEST=0), then stays idle (the bench configuration sets header_read_timeout and idle_timeout
 # to 600s so none is closed). RSS is read SAMPLES seconds after the last connection opened: the
@@ -13,6 +13,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 COUNT=${COUNT:-10000}
 SAMPLES=${SAMPLES:-3 15 30}
+# RSS is read again these many seconds after the clients closed (what is given back).
+AFTER=${AFTER:-2 30}
 read -r -a sample_at <<<"$SAMPLES"
 last_sample=${sample_at[${#sample_at[@]}-1]}
 HOLD=${HOLD:-$((last_sample + 5))}
@@ -65,14 +67,19 @@ done
 during=${rss_at[-1]}
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$RINGFENCE_PID/status")
 wait "$CLIENT"
-sleep 2
-after=$(rss_kib "$RINGFENCE_PID")
-open_after=$(metric ringfence_connections_open)
+closed=$(date +%s.%N)
+after_at=()
+for at in $AFTER; do
+  sleep "$(awk -v o="$closed" -v a="$at" -v n="$(date +%s.%N)" 'BEGIN { w = o + a - n; print (w > 0 ? w : 0) }')"
+  after_at+=("$(rss_kib "$RINGFENCE_PID")")
+  [ -n "${open_after:-}" ] || open_after=$(metric ringfence_connections_open)
+  log "RSS ${at}s after the clients closed: ${after_at[-1]} KiB"
+done
 RESULTS=$BENCH/results/idle-$(date -u +%Y%m%dT%H%M%SZ).md
 {
   echo "# ringfence: $COUNT idle $([ "$TLS" = 1 ] && echo TLS || echo plain-TCP) connections, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo
-  echo "- command: \`bash bench/idle_conns.sh\` (COUNT=$COUNT SAMPLES=\"$SAMPLES\" HOLD=${HOLD}s REQUEST=$REQUEST TLS=$TLS)"
+  echo "- command: \`bash bench/idle_conns.sh\` (COUNT=$COUNT SAMPLES=\"$SAMPLES\" AFTER=\"$AFTER\" HOLD=${HOLD}s REQUEST=$REQUEST TLS=$TLS)"
   echo "- built from: $BUILT_FROM ($RINGFENCE); RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1}; _RJEM_MALLOC_CONF=${_RJEM_MALLOC_CONF:-(unset)}; $([ "$TLS" = 1 ] && echo "TLS 1.3, ECDSA P-256, ALPN http/1.1" || echo "plain TCP"); load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- client: $(head -1 "$WORK/client.out"); $(grep '^ALIVE' "$WORK/client.out") still open after ${HOLD}s"
   echo "- ringfence_connections_open while held: $open_metric (parked at each reading: ${parked_at[*]}); after the clients closed: $open_after"
@@ -84,7 +91,11 @@ RESULTS=$BENCH/results/idle-$(date -u +%Y%m%dT%H%M%SZ).md
     echo "| with $COUNT connections open, ${sample_at[$i]} s after the last opened | ${rss_at[$i]} | $((rss_at[i] / 1024)) |"
   done
   echo "| peak (VmHWM) | $hwm | $((hwm / 1024)) |"
-  echo "| after the clients closed | $after | $((after / 1024)) |"
+  i=0
+  for at in $AFTER; do
+    echo "| ${at} s after the clients closed | ${after_at[$i]} | $((after_at[i] / 1024)) |"
+    i=$((i + 1))
+  done
   echo
   echo "Growth with the connections open, at ${last_sample} s: $(((during - before) / 1024)) MiB, $(((during - before) * 1024 / COUNT)) bytes per connection."
 } >"$RESULTS"
