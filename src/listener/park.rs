@@ -9,8 +9,10 @@
 //! "nothing to read yet", when no request is in flight (its answer sent and its body read to the
 //! end), every written byte was flushed and no byte arrived since the last request ended. hyper
 //! then closes the connection as idle (writing nothing) and [`Parkable`] keeps the socket open.
-//! Any other ending (the client closed, an error, a partially read request) ends the connection
-//! for real.
+//! If hyper held the start of a next request when it was so ended (read in one piece with the
+//! end of the last, pipelined), those unparsed bytes go first to a fresh hyper connection, at
+//! once. Any other ending (the client closed, an error, a partially read request) ends the
+//! connection for real.
 //!
 //! # Orderings
 //!
@@ -32,9 +34,10 @@
 //!
 //! A wrong [`Parkable::may_park`] cuts a client's connection under its next request or, after a
 //! request body hyper drained because its reader dropped it, lets a fresh hyper read the body's
-//! rest as a request. hyper fails a connection whose stream ends inside a message, and the loop
-//! takes the socket up again only with hyper's read buffer empty; what the atomics must tell
-//! truly is:
+//! rest as a request. hyper fails a connection whose stream ends inside a message; the loop hands
+//! what hyper had read and not parsed to the next hyper connection, which is sound only because
+//! parking waits for every request's body to be read to its end (so those bytes can only begin a
+//! request); what the atomics must tell truly is:
 //!
 //! - No guard is alive: `in_flight == 0`. Changed by read-modify-writes only, it is never wrong;
 //!   and an HTTP/1 connection starts its guards on its own task, so a 0 it reads stays 0 until it
@@ -47,8 +50,9 @@
 //! - A request ended since bytes were last handed to hyper: `ended > read_at`. `ended` only grows
 //!   and one task's reads of it never go back, so Relaxed suffices. An end on another task
 //!   concurrent with a read (a body's tail and half the next head in one read, the body's guard
-//!   ending after) counts as before it under any ordering; hyper then holds the half head, and
-//!   the connection is closed, not parked.
+//!   ending after) counts as before it under any ordering; hyper then holds the half head, which
+//!   the next hyper connection takes up at once (and that one does not park before a request
+//!   ends after it: `read_at` is set when the held bytes are handed over).
 //! - `park`, `dirty`, `read_at` and `parked` are the connection task's alone (tokio hands a task
 //!   moved between workers over with a happens-before).
 //!
@@ -73,6 +77,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use prometheus::IntGauge;
@@ -109,6 +114,9 @@ impl<T: Socket> Socket for Box<T> {
 /// The client socket as hyper sees it.
 pub struct Parkable<T> {
     inner: T,
+    /// Received bytes the last hyper connection had not parsed when it was parked (half a
+    /// request pipelined behind the last one): read before the socket.
+    prefix: Bytes,
     activity: Arc<Activity>,
     /// Requests ended when bytes were last handed to hyper; None until a byte was (see
     /// [`Parkable::may_park`]).
@@ -120,9 +128,10 @@ pub struct Parkable<T> {
 }
 
 impl<T> Parkable<T> {
-    fn new(inner: T, activity: Arc<Activity>) -> Parkable<T> {
+    fn new(inner: T, prefix: Bytes, activity: Arc<Activity>) -> Parkable<T> {
         Parkable {
             inner,
+            prefix,
             activity,
             read_at: None,
             dirty: false,
@@ -154,6 +163,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for Parkable<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            this.read_at = Some(this.activity.ended.load(Ordering::Relaxed));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Pending if this.may_park() => {
@@ -270,19 +285,22 @@ where
         activity,
         limits,
     } = serving;
+    let mut prefix = Bytes::new();
     loop {
-        let waiting = Counted::new(parked_gauge);
-        let wake = parked(&mut io, &stop, &activity, limits).await;
-        drop(waiting);
-        match wake? {
-            Wake::Readable => {}
-            Wake::Close => {
-                let _ = tokio::time::timeout(CLOSE_WITHIN, io.shutdown()).await;
-                return Ok(());
+        if prefix.is_empty() {
+            let waiting = Counted::new(parked_gauge);
+            let wake = parked(&mut io, &stop, &activity, limits).await;
+            drop(waiting);
+            match wake? {
+                Wake::Readable => {}
+                Wake::Close => {
+                    let _ = tokio::time::timeout(CLOSE_WITHIN, io.shutdown()).await;
+                    return Ok(());
+                }
             }
         }
         activity.park.store(false, Ordering::Relaxed);
-        let parkable = Parkable::new(io, Arc::clone(&activity));
+        let parkable = Parkable::new(io, std::mem::take(&mut prefix), Arc::clone(&activity));
         // Boxed so that a parked connection's task does not keep room for hyper's state.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(parkable), service));
         let mut closing = false;
@@ -333,8 +351,21 @@ where
         };
         let parts = (*conn).into_parts();
         let parkable = parts.io.into_inner();
-        if !(parkable.parked && result.is_ok() && parts.read_buf.is_empty()) {
+        if !parkable.parked {
             return result.map_err(Into::into);
+        }
+        if !parts.read_buf.is_empty() || !parkable.prefix.is_empty() {
+            // hyper held the start of a next request, read with the end of the last (pipelined)
+            // or after it, when the parking's end of stream failed it: nothing of it was parsed,
+            // so a fresh hyper connection takes it up at once, and does not park before that
+            // request has ended. Its header read timeout bounds a head that never completes.
+            prefix = if parkable.prefix.is_empty() {
+                parts.read_buf
+            } else {
+                [&parts.read_buf[..], &parkable.prefix[..]].concat().into()
+            };
+        } else if let Err(e) = result {
+            return Err(e.into());
         }
         io = parkable.inner;
         service = parts.service;

@@ -281,6 +281,38 @@ async fn record_in_two_pieces() {
     assert_eq!(answer_body(&second), answer_body(&first));
 }
 
+both_flavours! {
+    /// A request pipelined behind another in one write, its head cut short: the connection
+    /// quiets after the first answer with half the second head read, and the rest comes later
+    /// than the park delay. The second request is answered (it was closed unanswered before).
+    async fn half_a_pipelined_request_read_with_the_last_is_served_when_its_rest_comes() {
+        half_a_pipelined_request().await;
+    }
+}
+
+async fn half_a_pipelined_request() {
+    use tokio::io::AsyncWriteExt;
+    let h = support::start_with(Options::default()).await;
+    let mut tcp = tokio::net::TcpStream::connect(h.server.addrs()[0])
+        .await
+        .unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let request = format!("GET {ME} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let (half, rest) = request.split_at(request.len() / 2);
+    tcp.write_all(format!("{request}{half}").as_bytes())
+        .await
+        .unwrap();
+    let first = read_answer(&mut tcp).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first:?}");
+    tokio::time::sleep(ringfence::body::PARK_AFTER * 4).await;
+    tcp.write_all(rest.as_bytes()).await.unwrap();
+    let second = read_answer(&mut tcp).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second:?}");
+    assert_eq!(answer_body(&second), answer_body(&first));
+    // Served whole, it parks again like any other.
+    wait_parked(&h, 1.0).await;
+}
+
 /// One HTTP/1.1 answer with a Content-Length, read from a raw client stream.
 async fn read_answer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
     use tokio::io::AsyncReadExt;
