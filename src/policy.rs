@@ -594,7 +594,7 @@ impl RuleSet {
         }
         let patterns = self.patterns.as_ref()?;
         let mut buf = [0u8; 16];
-        let text = n.plus_digits(&mut buf);
+        let text = n.plus_digit_bytes(&mut buf);
         // One search answers both "does any pattern match" and "which one", so a hit costs the
         // same as a miss whatever the number of patterns.
         let hit = patterns.regex.search(&Input::new(text))?;
@@ -672,7 +672,7 @@ impl PrefixTrie {
     fn longest_prefix(&self, n: &Number) -> Option<&str> {
         let mut node = self.nodes.first()?;
         let mut best = None;
-        for d in n.digits().bytes() {
+        for &d in n.digit_bytes() {
             let next = node.0[usize::from(d - b'0')];
             if next == 0 {
                 break;
