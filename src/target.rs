@@ -4,7 +4,7 @@
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::iis::{escape, host};
+use crate::iis::{self, escape, host};
 
 /// E.164 allows at most 15 digits.
 const MAX_DIGITS: usize = 15;
@@ -337,8 +337,7 @@ enum Scheme<'a> {
 }
 
 fn split_scheme(raw: &str) -> Result<Scheme<'_>, TargetError> {
-    let (scheme, rest) = raw
-        .split_once(':')
+    let (scheme, rest) = iis::split_at_byte(raw, b':')
         .ok_or(malformed("a tel:, sip: or sips: scheme is required"))?;
     if scheme.eq_ignore_ascii_case("tel") {
         Ok(Scheme::Tel(rest))
