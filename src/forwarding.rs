@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -33,24 +33,73 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// `Content-Type`) is judged absent, as the pool will find it.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most requests carry none of them, and most answers only `Connection: keep-alive`: one pass
-    // over the names a message has, and a removal only for those it has, instead of a hashed
-    // lookup per hop-by-hop name and a parsed (allocated) name per Connection token.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // over the names a message has, noting which hop-by-hop ones it has, and a removal for each
+    // of those; the Connection tokens are collected (allocated) only when one names another
+    // header.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name.as_str()) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    // The other names the Connection header lists (rarely any: `keep-alive` and `close` are
-    // the usual tokens), read once.
+    // HOP_BY_HOP[0] is Connection.
+    if present & 1 != 0 && names_others(headers) {
+        strip_named(headers);
+        return;
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+}
+
+/// The place of a (lower-case) name in [`HOP_BY_HOP`]: one match on the text, not nine
+/// comparisons of `HeaderName`s per header.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "connection" => 0,
+        "te" => 1,
+        "transfer-encoding" => 2,
+        "upgrade" => 3,
+        "proxy-authorization" => 4,
+        "proxy-authenticate" => 5,
+        "trailer" => 6,
+        "keep-alive" => 7,
+        "proxy-connection" => 8,
+        _ => return None,
+    })
+}
+
+/// A Connection token names a header that is not hop-by-hop already (rarely: `keep-alive` and
+/// `close` are the usual tokens).
+fn names_others(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| !is_hop_by_hop(token.trim()))
+}
+
+fn is_hop_by_hop(token: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|name| name.as_str().eq_ignore_ascii_case(token))
+}
+
+/// [`strip_hop_by_hop`] when the Connection header names other headers: each is removed too.
+fn strip_named(headers: &mut HeaderMap) {
     let named: Vec<&str> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|token| {
-            !HOP_BY_HOP
-                .iter()
-                .any(|name| name.as_str().eq_ignore_ascii_case(token))
-        })
+        .filter(|token| !is_hop_by_hop(token))
         .collect();
     let named = |name: &HeaderName| {
         named
@@ -88,24 +137,33 @@ pub fn set_headers(headers: &mut HeaderMap, f: &Forwarded<'_>) {
     }
     // Every line, in order, as one list (RFC 9110 §5.3): the pool, and `trusted_proxies` of a
     // next ringfence, read the whole chain, not its first line.
-    let mut chain = String::new();
-    for prior in headers.get_all(&X_FORWARDED_FOR) {
-        match prior.to_str().map(str::trim) {
-            Ok(prior) if !prior.is_empty() => {
-                chain.push_str(prior);
-                chain.push_str(", ");
-            }
-            _ => {}
+    // One lookup (an entry) for reading and setting it; most requests have none.
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Vacant(vacant) => {
+            vacant.insert(f.client_ip.clone());
         }
-    }
-    let forwarded_for = if chain.is_empty() {
-        Some(f.client_ip.clone())
-    } else {
-        chain.push_str(f.client_ip.to_str().unwrap_or(""));
-        HeaderValue::from_str(&chain).ok()
-    };
-    if let Some(v) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR, v);
+        Entry::Occupied(mut lines) => {
+            let mut chain = String::new();
+            for prior in lines.iter() {
+                match prior.to_str().map(str::trim) {
+                    Ok(prior) if !prior.is_empty() => {
+                        chain.push_str(prior);
+                        chain.push_str(", ");
+                    }
+                    _ => {}
+                }
+            }
+            let forwarded_for = if chain.is_empty() {
+                Some(f.client_ip.clone())
+            } else {
+                chain.push_str(f.client_ip.to_str().unwrap_or(""));
+                HeaderValue::from_str(&chain).ok()
+            };
+            // Replaces every line, as `insert` does.
+            if let Some(v) = forwarded_for {
+                lines.insert(v);
+            }
+        }
     }
     let proto = if f.tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
@@ -201,6 +259,67 @@ fn splitmix(mut x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The definition [`strip_hop_by_hop`] replaced (the Connection tokens always collected).
+    fn strip_hop_by_hop_collected(headers: &mut HeaderMap) {
+        if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+            return;
+        }
+        strip_named(headers);
+    }
+
+    /// Header lines drawn from the hop-by-hop names, Connection lines naming them or others in
+    /// any case, and ordinary headers.
+    fn header_lines() -> impl Strategy<Value = Vec<(String, String)>> {
+        let name = prop_oneof![
+            Just("connection".to_string()),
+            Just("keep-alive".to_string()),
+            Just("te".to_string()),
+            Just("transfer-encoding".to_string()),
+            Just("proxy-connection".to_string()),
+            Just("upgrade".to_string()),
+            Just("content-type".to_string()),
+            Just("x-private".to_string()),
+            "[a-z]{1,3}",
+        ];
+        let value = prop_oneof![
+            Just("keep-alive".to_string()),
+            Just("close".to_string()),
+            Just("Keep-Alive, TE".to_string()),
+            Just(" X-Private ,close".to_string()),
+            Just("content-TYPE".to_string()),
+            Just("a,,b".to_string()),
+            "[a-zA-Z, -]{0,12}",
+        ];
+        prop::collection::vec((name, value), 0..8)
+    }
+
+    #[test]
+    fn the_hop_by_hop_match_is_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index("content-type"), None);
+        assert_eq!(hop_by_hop_index("t"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn stripping_is_as_when_the_tokens_were_always_collected(lines in header_lines()) {
+            let mut headers = HeaderMap::new();
+            for (name, value) in &lines {
+                headers.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            let mut expected = headers.clone();
+            strip_hop_by_hop_collected(&mut expected);
+            strip_hop_by_hop(&mut headers);
+            prop_assert_eq!(headers, expected);
+        }
+    }
 
     #[test]
     fn connection_named_headers_are_stripped_with_the_hop_by_hop_ones() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
-use http::{Request, Response, Version};
+use http::{Method, Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either};
 use tracing::Instrument;
@@ -512,13 +512,20 @@ impl Gateway {
                 multiplexed: ctx.version >= Version::HTTP_2,
             },
         );
-        let lesson = Lesson::of(clearance.method(), clearance.target());
+        // Only a GET or a POST can teach, and only an answer that can teach (few can) is worth
+        // reading the path for: what it needs is kept (a reference count) until the answer.
+        let learnable = matches!(*clearance.method(), Method::GET | Method::POST)
+            .then(|| (clearance.method().clone(), clearance.path_and_query()));
         match snapshot.pool.send(clearance).await {
             Ok(answer) => {
                 let _ = ctx.member.set(answer.member.name());
                 let (mut parts, body) = answer.response.into_parts();
                 forwarding::strip_hop_by_hop(&mut parts.headers);
                 let (status, headers) = (parts.status, &parts.headers);
+                let lesson = || {
+                    let (method, target) = learnable?;
+                    Lesson::of(&method, target.as_str())
+                };
                 let body =
                     Learning::new(body, lesson, status, headers, &snapshot.identities, || {
                         let policy = snapshot.config.policy();

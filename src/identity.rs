@@ -322,12 +322,14 @@ impl Lesson {
         None
     }
 
-    /// Whether an answer can teach this lesson: 2xx, JSON or XML, not content-coded, and not
-    /// announced larger than [`MAX_ANSWER_BYTES`].
-    fn format(&self, status: StatusCode, headers: &HeaderMap) -> Option<Format> {
+    /// Whether an answer can teach a lesson: 2xx, JSON or XML, not content-coded, and not
+    /// announced larger than [`MAX_ANSWER_BYTES`]. Content-Type is looked up first: an answer
+    /// without one (a 204) is refused on one lookup.
+    fn format(status: StatusCode, headers: &HeaderMap) -> Option<Format> {
         if !status.is_success() {
             return None;
         }
+        let content_type = headers.get(header::CONTENT_TYPE)?;
         if headers
             .get(header::CONTENT_ENCODING)
             .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"))
@@ -340,7 +342,7 @@ impl Lesson {
                 return None;
             }
         }
-        let media = MediaType::parse(headers.get(header::CONTENT_TYPE)?.to_str().ok()?).ok()?;
+        let media = MediaType::parse(content_type.to_str().ok()?).ok()?;
         let essence = media.essence().to_ascii_lowercase();
         if essence == "application/json" || essence.ends_with("+json") {
             Some(Format::Json)
@@ -586,19 +588,20 @@ struct Student {
 }
 
 impl<B> Learning<B> {
-    /// Wraps an answer's body; it is read only when `lesson` is one the answer's status and
-    /// headers can teach, about a request of `organisation`, which is asked only then (finding
-    /// it reads the request's Host again).
+    /// Wraps an answer's body; it is read only when the answer's status and headers can teach
+    /// and `lesson` (asked only then: [`Lesson::of`] splits the request's path) is one, about a
+    /// request of `organisation`, which is asked only then too (finding it reads the request's
+    /// Host again).
     pub fn new<'o>(
         inner: B,
-        lesson: Option<Lesson>,
+        lesson: impl FnOnce() -> Option<Lesson>,
         status: StatusCode,
         headers: &HeaderMap,
         identities: &Arc<Identities>,
         organisation: impl FnOnce() -> Option<&'o str>,
     ) -> Learning<B> {
-        let student = lesson.and_then(|lesson| {
-            let format = lesson.format(status, headers)?;
+        let student = Lesson::format(status, headers).and_then(|format| {
+            let lesson = lesson()?;
             Some(Box::new(Student {
                 lesson,
                 format,

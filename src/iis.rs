@@ -38,6 +38,15 @@ pub fn fold(c: char) -> char {
     }
 }
 
+/// `text` around the first `byte` (ASCII, so both sides are at char boundaries), as
+/// `str::split_once` with that char: a byte loop, for the short texts (media types, target
+/// schemes) where a `split_once` search costs more to set up than to run.
+pub fn split_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
+    debug_assert!(byte.is_ascii());
+    let at = text.bytes().position(|b| b == byte)?;
+    Some((&text[..at], &text[at + 1..]))
+}
+
 /// Whether `candidate`, a name from the request, names `name`: their [`skeleton`]s are equal.
 /// A linguistic .NET comparison (`CompareInfo.Compare` without `Ordinal`) gives default-ignorable
 /// code points, unassigned ones and (on Windows) control characters no weight, and a comparison

@@ -29,7 +29,7 @@ use crate::forwarding;
 use crate::iis::media::{self, EncodingError};
 use crate::policy::{DenyReason, Mode, Organisation, Policy, Rule};
 use crate::reject::Rejection;
-use crate::request::{self, METHOD_OVERRIDES, PATH_OVERRIDES, X_UP_DEVCAP_POST_CHARSET};
+use crate::request::{self, X_UP_DEVCAP_POST_CHARSET};
 use crate::route::{self, Guard, Route, Traffic};
 use crate::target::{Target, TargetError};
 
@@ -56,6 +56,15 @@ impl Clearance {
     /// The origin-form target the pool receives: path and query, as judged.
     pub fn target(&self) -> &str {
         self.head.uri.path_and_query().map_or("/", |p| p.as_str())
+    }
+
+    /// The origin-form target, kept past [`Clearance::into_parts`] (a reference count).
+    pub fn path_and_query(&self) -> PathAndQuery {
+        self.head
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))
     }
 
     /// Method, origin-form target, headers and body, for the upstream request.
@@ -694,28 +703,56 @@ impl<'c> Pending<'c> {
 }
 
 /// The headers UCWA must not see, on a request or a batch part whose path could reach it: a
-/// method override ([`METHOD_OVERRIDES`]) or a header that rewrites the path
-/// ([`PATH_OVERRIDES`]). Names are compared without case, `-` or `_`: IIS hands `X_Original_URL`
-/// to the application as the same `HTTP_X_ORIGINAL_URL` server variable as `X-Original-URL`.
+/// method override ([`request::METHOD_OVERRIDES`]) or a header that rewrites the path
+/// ([`request::PATH_OVERRIDES`]). Names are compared without case, `-` or `_`: IIS hands
+/// `X_Original_URL` to the application as the same `HTTP_X_ORIGINAL_URL` server variable as
+/// `X-Original-URL`.
 fn ucwa_headers<'n>(names: impl Iterator<Item = &'n str>) -> Result<(), Rejection> {
-    fn loose(name: &str) -> impl Iterator<Item = u8> + '_ {
-        name.bytes()
-            .filter(|b| !matches!(b, b'-' | b'_'))
-            .map(|b| b.to_ascii_lowercase())
-    }
-    let among = |name: &str, set: &[http::HeaderName]| {
-        set.iter().any(|h| loose(name).eq(loose(h.as_str())))
-    };
     let mut refusal = Ok(());
     for name in names {
-        if among(name, &METHOD_OVERRIDES) {
-            return Err(Rejection::MethodOverride);
-        }
-        if among(name, &PATH_OVERRIDES) {
-            refusal = Err(Rejection::BadPath);
+        match override_of(name) {
+            Some(Override::Method) => return Err(Rejection::MethodOverride),
+            Some(Override::Path) => refusal = Err(Rejection::BadPath),
+            None => {}
         }
     }
     refusal
+}
+
+/// What an override header would change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Override {
+    Method,
+    Path,
+}
+
+/// The longest override name without `-` or `_`: `xhttpmethodoverride`.
+const LOOSE_MAX: usize = 19;
+
+/// [`request::METHOD_OVERRIDES`] and [`request::PATH_OVERRIDES`] by their names without case,
+/// `-` or `_`, folded into a stack buffer and matched at once (by length, then bytes), not
+/// compared with each of the six a character at a time; a name starting otherwise than `x` or
+/// `a` (most) is told on its first byte. The tests hold the definition by comparison, and this
+/// table to the constants.
+fn override_of(name: &str) -> Option<Override> {
+    let mut loose = [0u8; LOOSE_MAX];
+    let mut len = 0;
+    for &b in name.as_bytes() {
+        if matches!(b, b'-' | b'_') {
+            continue;
+        }
+        let b = b.to_ascii_lowercase();
+        if (len == 0 && !matches!(b, b'x' | b'a')) || len == LOOSE_MAX {
+            return None;
+        }
+        loose[len] = b;
+        len += 1;
+    }
+    match &loose[..len] {
+        b"xhttpmethodoverride" | b"xhttpmethod" | b"xmethodoverride" => Some(Override::Method),
+        b"aspfiltersessionid" | b"xoriginalurl" | b"xrewriteurl" => Some(Override::Path),
+        _ => None,
+    }
 }
 
 /// The one `Data:` line of a request or batch part, if any; two are [`Rejection::Duplicate`].

@@ -8,6 +8,7 @@ use std::fmt;
 use regex_automata::meta;
 use regex_automata::Input;
 
+use crate::fasthash::FastMap;
 use crate::iis::host;
 use crate::target::{Contact, Number, Phone, SipHost, Target};
 
@@ -17,9 +18,9 @@ pub struct Policy {
     max_target_length: usize,
     global_deny: RuleSet,
     organisations: Vec<Organisation>,
-    exact_hosts: HashMap<Box<str>, usize>,
+    exact_hosts: FastMap<Box<str>, usize>,
     /// `*.contoso.com` is stored as `contoso.com`.
-    wildcard_hosts: HashMap<Box<str>, usize>,
+    wildcard_hosts: FastMap<Box<str>, usize>,
     default_organisation: Option<usize>,
     /// The mode of requests that resolve to no organisation, and of organisations without one.
     mode: Mode,
@@ -226,8 +227,8 @@ impl Policy {
             o.index = index;
             o.mode = o.own_mode.unwrap_or(mode);
         }
-        let mut exact_hosts = HashMap::new();
-        let mut wildcard_hosts = HashMap::new();
+        let mut exact_hosts = FastMap::default();
+        let mut wildcard_hosts = FastMap::default();
         for (i, list) in hosts.iter().enumerate() {
             for (j, h) in list.iter().enumerate() {
                 let key = format!("organisations[{i}].hosts[{j}]");
@@ -594,7 +595,7 @@ impl RuleSet {
         }
         let patterns = self.patterns.as_ref()?;
         let mut buf = [0u8; 16];
-        let text = n.plus_digits(&mut buf);
+        let text = n.plus_digit_bytes(&mut buf);
         // One search answers both "does any pattern match" and "which one", so a hit costs the
         // same as a miss whatever the number of patterns.
         let hit = patterns.regex.search(&Input::new(text))?;
@@ -672,7 +673,7 @@ impl PrefixTrie {
     fn longest_prefix(&self, n: &Number) -> Option<&str> {
         let mut node = self.nodes.first()?;
         let mut best = None;
-        for d in n.digits().bytes() {
+        for &d in n.digit_bytes() {
             let next = node.0[usize::from(d - b'0')];
             if next == 0 {
                 break;

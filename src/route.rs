@@ -3,8 +3,7 @@
 //! request itself is always forwarded with its original bytes; the canonical form is only used
 //! for classification.
 
-use std::collections::HashMap;
-
+use crate::fasthash::FastMap;
 use crate::iis::{fold, path};
 
 /// One guarded resource: the last path segment name (compared ASCII case-insensitively) and the
@@ -23,7 +22,8 @@ pub struct Guard {
 /// Keys are stored case-folded by [`fold`], so a lookup only folds the segment.
 #[derive(Clone, Debug, Default)]
 pub struct Guards {
-    by_segment: HashMap<Box<str>, Guard>,
+    /// Keyed by bytes: a folded segment is looked up without a UTF-8 check.
+    by_segment: FastMap<Box<[u8]>, Guard>,
     /// Longest folded key in bytes: longer segments cannot match and are rejected without work.
     longest: usize,
 }
@@ -35,12 +35,14 @@ impl Guards {
     /// Builds the lookup table. When two guards name the same resource (after case folding) the
     /// first one is kept; configuration validation is expected to report such duplicates.
     pub fn new(guards: impl IntoIterator<Item = Guard>) -> Guards {
-        let mut by_segment = HashMap::new();
+        let mut by_segment = FastMap::default();
         let mut longest = 0;
         for guard in guards {
             let key: String = guard.resource.chars().map(fold).collect();
             longest = longest.max(key.len());
-            by_segment.entry(key.into_boxed_str()).or_insert(guard);
+            by_segment
+                .entry(key.into_bytes().into_boxed_slice())
+                .or_insert(guard);
         }
         Guards {
             by_segment,
@@ -79,7 +81,7 @@ impl Guards {
             if let Some(key) = buf.get_mut(..segment.len()) {
                 key.copy_from_slice(segment.as_bytes());
                 key.make_ascii_lowercase();
-                return self.by_segment.get(std::str::from_utf8(key).ok()?);
+                return self.by_segment.get(&*key);
             }
         }
         let mut len = 0;
@@ -92,13 +94,12 @@ impl Guards {
             }
             let Some(slot) = buf.get_mut(len..end) else {
                 let key: String = segment.chars().map(fold).collect();
-                return self.by_segment.get(key.as_str());
+                return self.by_segment.get(key.as_bytes());
             };
             slot.copy_from_slice(encoded);
             len = end;
         }
-        let key = std::str::from_utf8(buf.get(..len)?).ok()?;
-        self.by_segment.get(key)
+        self.by_segment.get(buf.get(..len)?)
     }
 
     /// Number of distinct guarded resources.

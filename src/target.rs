@@ -4,7 +4,7 @@
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::iis::{escape, host};
+use crate::iis::{self, escape, host};
 
 /// E.164 allows at most 15 digits.
 const MAX_DIGITS: usize = 15;
@@ -31,12 +31,22 @@ impl Number {
         std::str::from_utf8(&self.digits[..usize::from(self.len)]).unwrap_or_default()
     }
 
+    /// The digits as bytes: what the policy's lookups read, without `digits`' UTF-8 check.
+    pub fn digit_bytes(&self) -> &[u8] {
+        &self.digits[..usize::from(self.len)]
+    }
+
     /// "+14255550100" written into the caller's stack buffer, for regex matching without allocating.
     pub fn plus_digits<'b>(&self, buf: &'b mut [u8; 16]) -> &'b str {
+        std::str::from_utf8(self.plus_digit_bytes(buf)).unwrap_or_default()
+    }
+
+    /// [`Number::plus_digits`] as bytes (a regex searches bytes as well), without its UTF-8 check.
+    pub fn plus_digit_bytes<'b>(&self, buf: &'b mut [u8; 16]) -> &'b [u8] {
         let n = usize::from(self.len);
         buf[0] = b'+';
         buf[1..=n].copy_from_slice(&self.digits[..n]);
-        std::str::from_utf8(&buf[..=n]).unwrap_or_default()
+        &buf[..=n]
     }
 
     /// Parses a configured E.164 prefix such as "+1425" ('+' then 1-15 ASCII digits, nothing else).
@@ -53,7 +63,7 @@ impl Number {
 
     /// True when `prefix` (e.g. from `parse_prefix`) is an E.164 prefix of this number.
     pub fn starts_with(&self, prefix: &Number) -> bool {
-        self.digits().starts_with(prefix.digits())
+        self.digit_bytes().starts_with(prefix.digit_bytes())
     }
 
     /// RFC 3966 global-number-digits: '+' then digits and visual separators, 1-15 digits.
@@ -327,8 +337,7 @@ enum Scheme<'a> {
 }
 
 fn split_scheme(raw: &str) -> Result<Scheme<'_>, TargetError> {
-    let (scheme, rest) = raw
-        .split_once(':')
+    let (scheme, rest) = iis::split_at_byte(raw, b':')
         .ok_or(malformed("a tel:, sip: or sips: scheme is required"))?;
     if scheme.eq_ignore_ascii_case("tel") {
         Ok(Scheme::Tel(rest))

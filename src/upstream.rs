@@ -307,12 +307,12 @@ impl Pool {
                 (Some(_), Some(h)) => h.clone(),
                 (_, h) => h.take().unwrap_or_default(),
             };
-            let uri = Uri::builder()
-                .scheme(member.scheme.clone())
-                .authority(member.authority.clone())
-                .path_and_query(path_and_query.clone())
-                .build()
-                .expect("member URL and request path are valid");
+            // From its parts: the builder moves its `Result<Parts>` through each step.
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(member.scheme.clone());
+            parts.authority = Some(member.authority.clone());
+            parts.path_and_query = Some(path_and_query.clone());
+            let uri = Uri::from_parts(parts).expect("member URL and request path are valid");
             let mut request = Request::new(this_body);
             *request.method_mut() = method.clone();
             *request.uri_mut() = uri;

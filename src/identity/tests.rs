@@ -112,7 +112,7 @@ async fn teach(
         };
         let learning = Learning::new(
             inner,
-            Lesson::of(&method, path),
+            || Lesson::of(&method, path),
             StatusCode::from_u16(status).unwrap(),
             &headers(content_type),
             &map,
@@ -369,7 +369,7 @@ async fn a_body_the_client_sent_never_teaches() {
     );
     let l = Learning::new(
         Full::new(Bytes::new()),
-        Lesson::of(&Method::POST, APP),
+        || Lesson::of(&Method::POST, APP),
         StatusCode::CREATED,
         &h,
         &identities(1),

@@ -31,9 +31,11 @@ pub struct MediaType<'a> {
 
 impl<'a> MediaType<'a> {
     pub fn parse(value: &'a str) -> Result<MediaType<'a>, MediaError> {
-        let (essence, parameters) = value.split_once(';').unwrap_or((value, ""));
+        // Split at bytes (both ASCII, so at char boundaries): a media type is a few bytes,
+        // shorter than what a `str::split_once` search costs to set up.
+        let (essence, parameters) = super::split_at_byte(value, b';').unwrap_or((value, ""));
         let essence = essence.trim_matches(is_ows);
-        let (top, sub) = essence.split_once('/').ok_or(MediaError::Essence)?;
+        let (top, sub) = super::split_at_byte(essence, b'/').ok_or(MediaError::Essence)?;
         if !is_token(top) || !is_token(sub) {
             return Err(MediaError::Essence);
         }
@@ -432,6 +434,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn splitting_at_a_byte_is_split_once(text in any::<String>(), ascii in "[ -~;/:]{0,40}") {
+            for t in [&text, &ascii] {
+                prop_assert_eq!(crate::iis::split_at_byte(t, b';'), t.split_once(';'));
+                prop_assert_eq!(crate::iis::split_at_byte(t, b'/'), t.split_once('/'));
+                prop_assert_eq!(crate::iis::split_at_byte(t, b':'), t.split_once(':'));
+            }
+        }
+
         #[test]
         fn neither_reading_panics(header in any::<String>(), ascii in "[ -~\t]{0,40}") {
             let _ = MediaType::parse(&header);

@@ -1,4 +1,6 @@
 use super::*;
+use crate::request::{METHOD_OVERRIDES, PATH_OVERRIDES};
+use proptest::prelude::*;
 
 const ME: &str = "/ucwa/oauth/v1/applications/1/me";
 const GUARDED: &str = "/ucwa/oauth/v1/applications/1/me/callForwardingSettings/simultaneousRingSettings/simultaneousRingToContact";
@@ -69,5 +71,96 @@ fn a_content_length_with_a_leading_zero_is_refused_on_every_route() {
                 "{path} with {odd}"
             );
         }
+    }
+}
+
+/// The definition [`override_of`] replaced: each name compared with the six, loosely.
+fn ucwa_headers_by_comparison<'n>(names: impl Iterator<Item = &'n str>) -> Result<(), Rejection> {
+    fn loose(name: &str) -> impl Iterator<Item = u8> + '_ {
+        name.bytes()
+            .filter(|b| !matches!(b, b'-' | b'_'))
+            .map(|b| b.to_ascii_lowercase())
+    }
+    let among = |name: &str, set: &[http::HeaderName]| {
+        set.iter().any(|h| loose(name).eq(loose(h.as_str())))
+    };
+    let mut refusal = Ok(());
+    for name in names {
+        if among(name, &METHOD_OVERRIDES) {
+            return Err(Rejection::MethodOverride);
+        }
+        if among(name, &PATH_OVERRIDES) {
+            refusal = Err(Rejection::BadPath);
+        }
+    }
+    refusal
+}
+
+#[test]
+fn the_loose_table_is_the_override_constants() {
+    for (set, kind) in [
+        (&METHOD_OVERRIDES, Override::Method),
+        (&PATH_OVERRIDES, Override::Path),
+    ] {
+        for name in set {
+            assert_eq!(override_of(name.as_str()), Some(kind), "{name}");
+            assert!(name.as_str().replace('-', "").len() <= LOOSE_MAX);
+        }
+    }
+    assert_eq!(override_of("X_Original-URL"), Some(Override::Path));
+    assert_eq!(override_of("-_x-HTTP-Method_"), Some(Override::Method));
+    assert_eq!(override_of("x-http-method-overrides"), None);
+    assert_eq!(override_of("x-http-metho"), None);
+    assert_eq!(override_of(""), None);
+}
+
+/// Override names and near misses, in any case, with `-` and `_` anywhere.
+fn header_name() -> impl Strategy<Value = String> {
+    let base = prop_oneof![
+        Just("x-http-method-override".to_string()),
+        Just("x-http-method".to_string()),
+        Just("x-method-override".to_string()),
+        Just("aspfiltersessionid".to_string()),
+        Just("x-original-url".to_string()),
+        Just("x-rewrite-url".to_string()),
+        Just("content-type".to_string()),
+        "[a-zA-Z_-]{0,24}",
+        any::<String>(),
+    ];
+    (
+        base,
+        prop::collection::vec((any::<u8>(), 0usize..4), 0..4),
+        any::<u64>(),
+    )
+        .prop_map(|(name, insertions, cases)| {
+            let mut chars: Vec<char> = name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if cases >> (i % 64) & 1 == 1 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            for (at, what) in insertions {
+                let at = usize::from(at) % (chars.len() + 1);
+                let c = ['-', '_', 'x', 'a'][what];
+                chars.insert(at, c);
+            }
+            chars.into_iter().collect()
+        })
+}
+
+proptest! {
+    #[test]
+    fn override_names_are_matched_as_by_comparison(
+        names in prop::collection::vec(header_name(), 0..5)
+    ) {
+        prop_assert_eq!(
+            ucwa_headers(names.iter().map(String::as_str)),
+            ucwa_headers_by_comparison(names.iter().map(String::as_str))
+        );
     }
 }

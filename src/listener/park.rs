@@ -70,11 +70,12 @@
 //!
 //! On the current-thread runtime all of this runs on one thread and no ordering matters.
 
+use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{self, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -257,6 +258,41 @@ async fn parked<T: Socket>(
     }
 }
 
+/// Wakes a connection's task for the waits beside hyper's connection (its timer, the stop, the
+/// idle notice), noting that one of them did: the task is woken about twice a request by
+/// hyper's IO, and polling the three waits each time (a timer's and two notices' bookkeeping,
+/// as `select!` does) cost more than hyper's connection itself.
+#[derive(Default)]
+struct Beside {
+    woken: AtomicBool,
+    /// The task's waker.
+    task: Mutex<Option<Waker>>,
+}
+
+impl Beside {
+    /// Wakes `current` from now on, if `task` (what was last stored) does not already.
+    fn follow(&self, current: &Waker, task: &mut Waker) {
+        if !task.will_wake(current) {
+            task.clone_from(current);
+            *self.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(current.clone());
+        }
+    }
+}
+
+impl task::Wake for Beside {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Before the task is woken: its poll then sees the flag.
+        self.woken.store(true, Ordering::Release);
+        if let Some(task) = &*self.task.lock().unwrap_or_else(PoisonError::into_inner) {
+            task.wake_by_ref();
+        }
+    }
+}
+
 /// Serves one HTTP/1.1 connection, parking it whenever it is quiet; on shutdown, or once
 /// abandoned, it finishes the request in flight and closes.
 pub async fn serve_http1<T, S, B>(
@@ -286,6 +322,9 @@ where
         limits,
     } = serving;
     let mut prefix = Bytes::new();
+    let beside = Arc::new(Beside::default());
+    let beside_waker = Waker::from(Arc::clone(&beside));
+    let mut task = Waker::noop().clone();
     loop {
         if prefix.is_empty() {
             let waiting = Counted::new(parked_gauge);
@@ -338,15 +377,35 @@ where
                 // The last request ended meanwhile: looked at again.
                 None => continue,
             };
-            tokio::select! {
-                r = &mut *conn => break r,
-                () = stop.cancelled() => {
+            // At most half the send timeout: an answer left untaken is seen in time.
+            let sleep = tokio::time::sleep(wait.min(abandon).min(limits.send / 2));
+            let cancelled = stop.cancelled();
+            let idle = activity.idle.notified();
+            let (mut sleep, mut cancelled, mut idle) = (pin!(sleep), pin!(cancelled), pin!(idle));
+            // The three waits are polled afresh, then only when one of them woke the task.
+            beside.woken.store(true, Ordering::Release);
+            let woke = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = Pin::new(&mut *conn).poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                beside.follow(cx.waker(), &mut task);
+                if !beside.woken.swap(false, Ordering::AcqRel) {
+                    return Poll::Pending;
+                }
+                let mut cx = Context::from_waker(&beside_waker);
+                if cancelled.as_mut().poll(&mut cx).is_ready() {
                     Pin::new(&mut *conn).graceful_shutdown();
                     closing = true;
+                    return Poll::Ready(None);
                 }
-                () = activity.idle.notified(), if until_idle => {}
-                // At most half the send timeout: an answer left untaken is seen in time.
-                () = tokio::time::sleep(wait.min(abandon).min(limits.send / 2)) => {}
+                if until_idle && idle.as_mut().poll(&mut cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                sleep.as_mut().poll(&mut cx).map(|()| None)
+            })
+            .await;
+            if let Some(r) = woke {
+                break r;
             }
         };
         let parts = (*conn).into_parts();
