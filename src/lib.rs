@@ -57,7 +57,6 @@ pub mod config;
 pub mod demo;
 pub mod descriptors;
 pub mod extract;
-pub mod fasthash;
 pub mod forwarding;
 pub mod gateway;
 pub mod identity;

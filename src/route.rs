@@ -3,8 +3,10 @@
 //! request itself is always forwarded with its original bytes; the canonical form is only used
 //! for classification.
 
-use crate::fasthash::FastMap;
+// Keys are the operator's and requests only look them up, so no request can crowd a bucket
+// (what std's keyed SipHash guards against); FxHash costs under an instruction a byte.
 use crate::iis::{fold, path};
+use rustc_hash::FxHashMap as FastMap;
 
 /// One guarded resource: the last path segment name (compared ASCII case-insensitively) and the
 /// parameter that carries its target.
