@@ -475,7 +475,7 @@ impl Gateway {
             } else {
                 Severity::Notice
             };
-            lines.extend(audit::line(&record, "decision", severity));
+            lines.push(audit::line(&record, "decision", severity));
         }
         lines
     }
