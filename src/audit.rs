@@ -12,7 +12,7 @@ pub mod writer;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
 
@@ -92,7 +92,8 @@ pub enum OnFull {
 pub struct Decision<'a> {
     pub v: u8,
     pub kind: &'static str,
-    pub ts: humantime::Rfc3339Timestamp,
+    /// Written RFC 3339, UTC, with milliseconds.
+    pub ts: SystemTime,
     /// ringfence's own id for the request, on every line about it.
     pub id: &'a str,
     /// The client's `X-Request-Id`, when it was valid.
@@ -158,7 +159,8 @@ pub struct BatchPart<'a> {
 pub struct Outcome<'a> {
     pub v: u8,
     pub kind: &'static str,
-    pub ts: humantime::Rfc3339Timestamp,
+    /// Written RFC 3339, UTC, with milliseconds.
+    pub ts: SystemTime,
     pub id: &'a str,
     /// The answer's status; `null` when the client went before it.
     pub status: Option<u16>,
@@ -198,7 +200,8 @@ pub struct ConfigChange<'a> {
 pub struct Access<'a> {
     pub v: u8,
     pub kind: &'static str,
-    pub ts: humantime::Rfc3339Timestamp,
+    /// Written RFC 3339, UTC, with milliseconds.
+    pub ts: SystemTime,
     pub id: &'a str,
     pub client: &'a str,
     pub host: &'a str,
@@ -450,7 +453,7 @@ impl AccessLog {
     }
 }
 
-/// The current time as RFC 3339 with milliseconds, UTC.
+/// The current time as RFC 3339 with milliseconds, UTC: the `config` line's.
 pub fn now() -> humantime::Rfc3339Timestamp {
     humantime::format_rfc3339_millis(std::time::SystemTime::now())
 }

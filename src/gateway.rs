@@ -446,7 +446,7 @@ impl Gateway {
             let record = audit::Decision {
                 v: audit::VERSION,
                 kind: "decision",
-                ts: audit::now(),
+                ts: std::time::SystemTime::now(),
                 id: ctx.id(),
                 client_request_id: ctx.ids.client.as_ref().and_then(|v| v.to_str().ok()),
                 client: &client,
@@ -613,7 +613,7 @@ impl<'a> Outcome<'a> {
             &audit::Outcome {
                 v: audit::VERSION,
                 kind: "outcome",
-                ts: audit::now(),
+                ts: std::time::SystemTime::now(),
                 id: self.id,
                 status,
                 source,

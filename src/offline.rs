@@ -224,7 +224,7 @@ impl<'c> Judgement<'c> {
         let record = audit::Decision {
             v: audit::VERSION,
             kind: "decision",
-            ts: audit::now(),
+            ts: std::time::SystemTime::now(),
             id: "",
             client_request_id: None,
             client: "",

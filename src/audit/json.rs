@@ -4,9 +4,12 @@
 //! which the tests keep (`src/audit/tests.rs`) and compare against with random records.
 
 use std::fmt::{self, Write as _};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{escaped, Access, Cut, Decided, Decision, Outcome, Source};
 use super::{METHOD_BYTES, NAME_BYTES, PATH_BYTES, RAW_TARGET_CHARS};
+use crate::policy::Rule;
+use crate::target::Target;
 
 /// A record the trail writes as one line.
 pub trait Record {
@@ -37,16 +40,28 @@ const ESCAPE: [u8; 256] = {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends `s` as the inside of a JSON string (RFC 8259), as serde_json escapes it.
+#[inline]
 fn push_escaped(out: &mut String, s: &str) {
-    let bytes = s.as_bytes();
-    // Nearly every value needs nothing: one branch-free pass the compiler vectorises.
-    let special = bytes.iter().fold(false, |special, &b| {
-        special | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if !special {
+    if needs_escapes(s.as_bytes()) {
+        push_with_escapes(out, s);
+    } else {
         out.push_str(s);
-        return;
     }
+}
+
+/// Whether JSON escapes any of these bytes. Nearly every value needs none: one branch-free pass
+/// the compiler vectorises.
+#[inline]
+fn needs_escapes(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |special, &b| {
+        special | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn push_with_escapes(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape = ESCAPE[usize::from(b)];
@@ -66,6 +81,57 @@ fn push_escaped(out: &mut String, s: &str) {
         start = i + 1;
     }
     out.push_str(&s[start..]);
+}
+
+/// Printable ASCII but `"` and `\`: client text that [`escaped`] leaves as it is and JSON needs
+/// no escapes for (nearly every path, host and method).
+fn plain_ascii(bytes: &[u8]) -> bool {
+    !bytes.iter().fold(false, |odd, &b| {
+        odd | (b.wrapping_sub(0x20) > 0x7e - 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
+/// `time` as humantime's `format_rfc3339_millis` writes it (`2026-12-02T10:15:02.114Z`, the
+/// milliseconds cut, not rounded), without its formatter; `None` where humantime fails (before
+/// 1970, after 9999).
+pub(super) fn rfc3339_millis(time: SystemTime) -> Option<[u8; 24]> {
+    let since = time.duration_since(UNIX_EPOCH).ok()?;
+    let secs = since.as_secs();
+    if secs >= 253_402_300_800 {
+        return None;
+    }
+    // Days to a civil date (Howard Hinnant's `civil_from_days`), in eras of 400 years from
+    // 0000-03-01.
+    let (days, of_day) = (secs / 86_400, secs % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let of_era = z - era * 146_097;
+    let year_of_era = (of_era - of_era / 1_460 + of_era / 36_524 - of_era / 146_096) / 365;
+    let of_year = of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * of_year + 2) / 153;
+    let day = of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    let millis = u64::from(since.subsec_millis());
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut n: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3_600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
+    put(20, 3, millis);
+    Some(text)
 }
 
 /// A `fmt::Write` that escapes what it is given: a `Display` value written as a JSON string
@@ -107,8 +173,26 @@ impl Json {
         }
     }
 
+    /// A name of ringfence's own (a kind, a decision, a reason, a label): snake_case ASCII,
+    /// which JSON writes as it is.
+    fn name(&mut self, s: &'static str) -> &mut Json {
+        debug_assert!(plain_ascii(s.as_bytes()), "{s:?}");
+        self.0.push('"');
+        self.0.push_str(s);
+        self.0.push('"');
+        self
+    }
+
     /// Client text, escaped into visible `\u{..}` and cut ([`escaped`]), then as a JSON string.
+    /// Short printable ASCII (nearly all of it) is neither, and is checked in one pass.
     fn client_text(&mut self, s: &str, cut: Cut) -> &mut Json {
+        let (Cut::Bytes(max) | Cut::Chars(max)) = cut;
+        if s.len() <= max && plain_ascii(s.as_bytes()) {
+            self.0.push('"');
+            self.0.push_str(s);
+            self.0.push('"');
+            return self;
+        }
         self.str(&escaped(s, cut))
     }
 
@@ -125,6 +209,48 @@ impl Json {
         // Writing into a String cannot fail, and the trail's `Display`s (a time, a target, a
         // rule) report no errors of their own.
         let _ = write!(Escaping(&mut self.0), "{value}");
+        self.0.push('"');
+        self
+    }
+
+    fn timestamp(&mut self, time: SystemTime) -> &mut Json {
+        match rfc3339_millis(time) {
+            Some(text) => {
+                self.0.push('"');
+                // Only ASCII digits and `-:.TZ`.
+                self.0
+                    .push_str(std::str::from_utf8(&text).unwrap_or_default());
+                self.0.push('"');
+                self
+            }
+            None => self.display(&humantime::format_rfc3339_millis(time)),
+        }
+    }
+
+    /// A target as its `Display` writes it; a number's digits need no escapes.
+    fn target(&mut self, target: &Target) -> &mut Json {
+        match target {
+            Target::Number(number) => self.raw("\"tel:+").raw(number.digits()).raw("\""),
+            Target::Contact(_) => self.display(target),
+        }
+    }
+
+    /// A rule as its `Display` writes it (`scope.list entry`, then ` and scope.list entry`).
+    fn rule(&mut self, rule: &Rule<'_>) -> &mut Json {
+        self.0.push('"');
+        push_escaped(&mut self.0, rule.scope);
+        self.0.push('.');
+        push_escaped(&mut self.0, rule.list);
+        self.0.push(' ');
+        push_escaped(&mut self.0, rule.entry);
+        if let Some((list, entry)) = rule.and {
+            self.0.push_str(" and ");
+            push_escaped(&mut self.0, rule.scope);
+            self.0.push('.');
+            push_escaped(&mut self.0, list);
+            self.0.push(' ');
+            push_escaped(&mut self.0, entry);
+        }
         self.0.push('"');
         self
     }
@@ -227,9 +353,9 @@ impl Record for Decision<'_> {
         json.raw("{\"v\":")
             .uint(u64::from(self.v))
             .raw(",\"kind\":")
-            .str(self.kind)
+            .name(self.kind)
             .raw(",\"ts\":")
-            .display(&self.ts)
+            .timestamp(self.ts)
             .raw(",\"id\":")
             .str(self.id)
             .raw(",\"client_request_id\":")
@@ -259,17 +385,17 @@ impl Record for Decision<'_> {
             if i > 0 {
                 json.raw(",");
             }
-            json.display(target);
+            json.target(target);
         }
         json.raw("],\"raw_target\":")
             .opt_client_text(self.raw_target, Cut::Chars(RAW_TARGET_CHARS))
             .raw(",\"decision\":")
-            .str(self.decision.as_str())
+            .name(self.decision.as_str())
             .raw(",\"reason\":")
-            .str(self.reason)
+            .name(self.reason)
             .raw(",\"rule\":");
         match &self.rule {
-            Some(rule) => json.display(rule),
+            Some(rule) => json.rule(rule),
             None => json.raw("null"),
         };
         json.raw(",\"batch\":");
@@ -294,15 +420,15 @@ impl Record for Outcome<'_> {
             .raw("{\"v\":")
             .uint(u64::from(self.v))
             .raw(",\"kind\":")
-            .str(self.kind)
+            .name(self.kind)
             .raw(",\"ts\":")
-            .display(&self.ts)
+            .timestamp(self.ts)
             .raw(",\"id\":")
             .str(self.id)
             .raw(",\"status\":")
             .opt_uint(self.status.map(u64::from))
             .raw(",\"source\":")
-            .str(self.source.as_str())
+            .name(self.source.as_str())
             .raw(",\"duration_ms\":")
             .uint(self.duration_ms)
             .end()
@@ -327,9 +453,9 @@ impl Record for Access<'_> {
             .raw("{\"v\":")
             .uint(u64::from(self.v))
             .raw(",\"kind\":")
-            .str(self.kind)
+            .name(self.kind)
             .raw(",\"ts\":")
-            .display(&self.ts)
+            .timestamp(self.ts)
             .raw(",\"id\":")
             .str(self.id)
             .raw(",\"client\":")
@@ -351,7 +477,7 @@ impl Record for Access<'_> {
             .raw(",\"member\":")
             .opt_str(self.member)
             .raw(",\"route\":")
-            .str(self.route)
+            .name(self.route)
             .end()
     }
 }

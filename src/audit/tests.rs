@@ -26,14 +26,15 @@ fn client_text_is_escaped_and_cut() {
 
 // The lines as serde_json wrote them before `json.rs`: the records' old
 // `#[derive(Serialize)]` definitions and their `serialize_with` helpers, unchanged but for
-// borrowing the record. The hand-written lines must stay byte-identical to these.
+// borrowing the record (whose time, now a `SystemTime`, humantime formats as before). The
+// hand-written lines must stay byte-identical to these.
 
 #[derive(Serialize)]
-struct SerdeDecision<'r, 'a> {
+struct SerdeDecision<'a> {
     v: u8,
     kind: &'static str,
     #[serde(serialize_with = "as_str")]
-    ts: &'r humantime::Rfc3339Timestamp,
+    ts: humantime::Rfc3339Timestamp,
     id: &'a str,
     client_request_id: Option<&'a str>,
     client: &'a str,
@@ -69,11 +70,11 @@ struct SerdeBatchPart<'a> {
 }
 
 #[derive(Serialize)]
-struct SerdeOutcome<'r, 'a> {
+struct SerdeOutcome<'a> {
     v: u8,
     kind: &'static str,
     #[serde(serialize_with = "as_str")]
-    ts: &'r humantime::Rfc3339Timestamp,
+    ts: humantime::Rfc3339Timestamp,
     id: &'a str,
     status: Option<u16>,
     source: Source,
@@ -81,11 +82,11 @@ struct SerdeOutcome<'r, 'a> {
 }
 
 #[derive(Serialize)]
-struct SerdeAccess<'r, 'a> {
+struct SerdeAccess<'a> {
     v: u8,
     kind: &'static str,
     #[serde(serialize_with = "as_str")]
-    ts: &'r humantime::Rfc3339Timestamp,
+    ts: humantime::Rfc3339Timestamp,
     id: &'a str,
     client: &'a str,
     #[serde(serialize_with = "name")]
@@ -106,7 +107,7 @@ fn serde_decision(d: &Decision<'_>) -> String {
     serde_line(&SerdeDecision {
         v: d.v,
         kind: d.kind,
-        ts: &d.ts,
+        ts: humantime::format_rfc3339_millis(d.ts),
         id: d.id,
         client_request_id: d.client_request_id,
         client: d.client,
@@ -136,7 +137,7 @@ fn serde_outcome(o: &Outcome<'_>) -> String {
     serde_line(&SerdeOutcome {
         v: o.v,
         kind: o.kind,
-        ts: &o.ts,
+        ts: humantime::format_rfc3339_millis(o.ts),
         id: o.id,
         status: o.status,
         source: o.source,
@@ -148,7 +149,7 @@ fn serde_access(a: &Access<'_>) -> String {
     serde_line(&SerdeAccess {
         v: a.v,
         kind: a.kind,
-        ts: &a.ts,
+        ts: humantime::format_rfc3339_millis(a.ts),
         id: a.id,
         client: a.client,
         host: a.host,
@@ -361,8 +362,8 @@ fn texts() -> impl Strategy<Value = Texts> {
         )
 }
 
-fn ts(ms: u64) -> humantime::Rfc3339Timestamp {
-    humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+fn ts(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 impl Texts {
@@ -457,6 +458,43 @@ proptest! {
         let access = texts.access();
         prop_assert_eq!(access.line(), serde_access(&access));
     }
+}
+
+proptest! {
+    #[test]
+    fn times_are_what_humantime_wrote(secs in 0..253_402_300_800u64, nanos in 0..1_000_000_000u32) {
+        let time = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+        let ours = json::rfc3339_millis(time).unwrap();
+        prop_assert_eq!(
+            std::str::from_utf8(&ours).unwrap(),
+            humantime::format_rfc3339_millis(time).to_string()
+        );
+    }
+}
+
+#[test]
+fn times_at_the_edges() {
+    for secs in [
+        0,
+        59,
+        86_399,
+        86_400,
+        951_782_400,
+        951_868_799,
+        4_107_542_400,
+        253_402_300_799,
+    ] {
+        let time = SystemTime::UNIX_EPOCH + Duration::new(secs, 999_999_999);
+        let ours = json::rfc3339_millis(time).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&ours).unwrap(),
+            humantime::format_rfc3339_millis(time).to_string()
+        );
+    }
+    assert_eq!(
+        json::rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_800)),
+        None
+    );
 }
 
 /// Every string escape serde_json writes, one byte and character at a time.
