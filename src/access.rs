@@ -72,7 +72,7 @@ impl Entry {
         self.log.record(&Access {
             v: audit::VERSION,
             kind: "access",
-            ts: audit::now(),
+            ts: std::time::SystemTime::now(),
             id: text(&self.id),
             client: &self.client.to_string(),
             host: self.host.as_ref().map_or("", text),

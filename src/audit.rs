@@ -5,19 +5,20 @@
 //! Never the Authorization header, cookies or tokens.
 
 mod ack;
+mod json;
 pub mod syslog;
 pub mod writer;
 
-use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
 
 use crate::policy::Rule;
 use crate::target::Target;
+pub use json::Record;
 pub use syslog::Severity;
 pub use writer::Counters;
 use writer::{Line, Queue, Stream};
@@ -86,45 +87,38 @@ pub enum OnFull {
 }
 
 /// One judged guarded request, or one guarded part of a batch (SPEC §9). Borrowed from the
-/// request and formatted straight into the line.
-#[derive(Debug, Serialize)]
+/// request and written straight into the line ([`json`]).
+#[derive(Debug)]
 pub struct Decision<'a> {
     pub v: u8,
     pub kind: &'static str,
-    #[serde(serialize_with = "as_str")]
-    pub ts: humantime::Rfc3339Timestamp,
+    /// Written RFC 3339, UTC, with milliseconds.
+    pub ts: SystemTime,
     /// ringfence's own id for the request, on every line about it.
     pub id: &'a str,
     /// The client's `X-Request-Id`, when it was valid.
     pub client_request_id: Option<&'a str>,
     pub client: &'a str,
-    #[serde(serialize_with = "option_name")]
     pub sni: Option<&'a str>,
-    #[serde(serialize_with = "name")]
     pub host: &'a str,
-    #[serde(serialize_with = "method")]
     pub method: &'a str,
-    #[serde(serialize_with = "path")]
     pub path: &'a str,
     pub resource: &'a str,
     pub organisation: Option<&'a str>,
     pub application: Option<&'a str>,
     pub user: Option<&'a str>,
     pub token_fingerprint: Option<&'a str>,
-    #[serde(serialize_with = "each_as_str")]
     pub targets: &'a [Target],
-    #[serde(serialize_with = "raw_target")]
     pub raw_target: Option<&'a str>,
     pub decision: Decided,
     pub reason: &'static str,
-    #[serde(serialize_with = "option_as_str")]
     pub rule: Option<Rule<'a>>,
     pub batch: Option<BatchPart<'a>>,
 }
 
 /// What was decided for a request or a batch part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(Serialize), serde(rename_all = "snake_case"))]
 pub enum Decided {
     Allow,
     Deny,
@@ -153,7 +147,7 @@ impl Decided {
 /// Where a batch part's line belongs: the batch request's id, the part's place (1-based) among
 /// the batch's parts, and how many parts the batch has (both `null` for a batch refused before
 /// its parts could be read).
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct BatchPart<'a> {
     pub id: &'a str,
     pub part: Option<usize>,
@@ -161,12 +155,12 @@ pub struct BatchPart<'a> {
 }
 
 /// What became of a forwarded guarded request.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Outcome<'a> {
     pub v: u8,
     pub kind: &'static str,
-    #[serde(serialize_with = "as_str")]
-    pub ts: humantime::Rfc3339Timestamp,
+    /// Written RFC 3339, UTC, with milliseconds.
+    pub ts: SystemTime,
     pub id: &'a str,
     /// The answer's status; `null` when the client went before it.
     pub status: Option<u16>,
@@ -175,8 +169,8 @@ pub struct Outcome<'a> {
 }
 
 /// Who wrote an outcome's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(Serialize), serde(rename_all = "snake_case"))]
 pub enum Source {
     /// A pool member answered (its own errors included).
     Pool,
@@ -187,7 +181,8 @@ pub enum Source {
     ClientGone,
 }
 
-/// A configuration reload that took effect: content hashes and counts before and after.
+/// A configuration reload that took effect: content hashes and counts before and after. Rare,
+/// so still serde's.
 #[derive(Debug, Serialize)]
 pub struct ConfigChange<'a> {
     pub v: u8,
@@ -201,19 +196,16 @@ pub struct ConfigChange<'a> {
 }
 
 /// One request of any kind, for the access log (SPEC §9 "Access log").
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Access<'a> {
     pub v: u8,
     pub kind: &'static str,
-    #[serde(serialize_with = "as_str")]
-    pub ts: humantime::Rfc3339Timestamp,
+    /// Written RFC 3339, UTC, with milliseconds.
+    pub ts: SystemTime,
     pub id: &'a str,
     pub client: &'a str,
-    #[serde(serialize_with = "name")]
     pub host: &'a str,
-    #[serde(serialize_with = "method")]
     pub method: &'a str,
-    #[serde(serialize_with = "path")]
     pub path: &'a str,
     pub status: u16,
     pub bytes_in: u64,
@@ -365,11 +357,10 @@ impl Audit {
 
     /// Queues a line nobody waits for (a reload, an outcome without a held place); a full
     /// queue drops it, counted.
-    pub fn note<T: Serialize>(&self, record: &T, kind: &'static str) {
+    pub fn note(&self, record: &impl Record, kind: &'static str) {
         if let Some(queue) = &self.queue {
-            if let Some(line) = line(record, kind, Severity::Info) {
-                let _ = queue.push(std::iter::once(line), false, writer::Spare::No);
-            }
+            let line = line(record, kind, Severity::Info);
+            let _ = queue.push(std::iter::once(line), false, writer::Spare::No);
         }
     }
 
@@ -378,9 +369,7 @@ impl Audit {
         let (Some(queue), Some(place)) = (&self.queue, place) else {
             return self.note(record, "outcome");
         };
-        if let Some(line) = line(record, "outcome", Severity::Info) {
-            queue.push_reserved(line, place);
-        }
+        queue.push_reserved(line(record, "outcome", Severity::Info), place);
     }
 
     /// Whether lines go anywhere (`sink != "off"`): if not, nothing needs serialising.
@@ -403,17 +392,17 @@ impl Audit {
     }
 }
 
-/// One serialised line for a trail.
-pub fn line<T: Serialize>(record: &T, kind: &'static str, severity: Severity) -> Option<Line> {
-    match serde_json::to_string(record) {
-        Ok(mut text) => {
-            text.push('\n');
-            Some(Line::new(text, kind, severity))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot serialise a trail line");
-            None
-        }
+/// One line for a trail.
+pub fn line(record: &impl Record, kind: &'static str, severity: Severity) -> Line {
+    Line::new(record.line(), kind, severity)
+}
+
+impl Record for ConfigChange<'_> {
+    fn line(&self) -> String {
+        // Strings, numbers and a time: nothing here can fail to serialise.
+        let mut text = serde_json::to_string(self).expect("a config line serialises");
+        text.push('\n');
+        text
     }
 }
 
@@ -448,9 +437,8 @@ impl AccessLog {
 
     pub fn record(&self, access: &Access<'_>) {
         if let Some(queue) = &self.queue {
-            if let Some(line) = line(access, "access", Severity::Info) {
-                let _ = queue.push(std::iter::once(line), false, writer::Spare::No);
-            }
+            let line = line(access, "access", Severity::Info);
+            let _ = queue.push(std::iter::once(line), false, writer::Spare::No);
         }
     }
 
@@ -465,63 +453,14 @@ impl AccessLog {
     }
 }
 
-/// The current time as RFC 3339 with milliseconds, UTC.
+/// The current time as RFC 3339 with milliseconds, UTC: the `config` line's.
 pub fn now() -> humantime::Rfc3339Timestamp {
     humantime::format_rfc3339_millis(std::time::SystemTime::now())
 }
 
-/// A value serialised as the JSON string of its `Display` form.
-struct AsStr<'v, T>(&'v T);
-
-impl<T: fmt::Display> Serialize for AsStr<'_, T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self.0)
-    }
-}
-
-fn as_str<T: fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+/// The `config` line's time, as the JSON string of its `Display` form.
+fn as_str<T: std::fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
-}
-
-fn each_as_str<T: fmt::Display, S: Serializer>(values: &&[T], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(values.iter().map(AsStr))
-}
-
-fn option_as_str<T: fmt::Display, S: Serializer>(
-    value: &Option<T>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(v) => s.serialize_some(&AsStr(v)),
-        None => s.serialize_none(),
-    }
-}
-
-fn path<S: Serializer>(value: &&str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&escaped(value, Cut::Bytes(PATH_BYTES)))
-}
-
-fn name<S: Serializer>(value: &&str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&escaped(value, Cut::Bytes(NAME_BYTES)))
-}
-
-fn option_name<S: Serializer>(value: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
-    option_escaped(value, Cut::Bytes(NAME_BYTES), s)
-}
-
-fn method<S: Serializer>(value: &&str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&escaped(value, Cut::Bytes(METHOD_BYTES)))
-}
-
-fn raw_target<S: Serializer>(value: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
-    option_escaped(value, Cut::Chars(RAW_TARGET_CHARS), s)
-}
-
-fn option_escaped<S: Serializer>(value: &Option<&str>, cut: Cut, s: S) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(v) => s.serialize_some(&*escaped(v, cut)),
-        None => s.serialize_none(),
-    }
 }
 
 enum Cut {
@@ -562,24 +501,4 @@ fn escaped(value: &str, cut: Cut) -> std::borrow::Cow<'_, str> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_text_is_escaped_and_cut() {
-        assert_eq!(escaped("/ucwa/v1", Cut::Bytes(512)), "/ucwa/v1");
-        assert_eq!(
-            escaped("a\nb\u{7f}c\u{85}", Cut::Bytes(512)),
-            "a\\u{a}b\\u{7f}c\\u{85}"
-        );
-        assert_eq!(escaped("x\u{2028}", Cut::Bytes(512)), "x\\u{2028}");
-        let long = "é".repeat(300);
-        let cut = escaped(&long, Cut::Bytes(512));
-        assert_eq!(cut.len(), 512);
-        let longer = format!("a{long}");
-        let cut = escaped(&longer, Cut::Bytes(512));
-        assert_eq!(cut.len(), 511, "cut on a character boundary");
-        assert_eq!(escaped(&long, Cut::Chars(128)).chars().count(), 128);
-        assert_eq!(escaped("short", Cut::Chars(128)), "short");
-    }
-}
+mod tests;

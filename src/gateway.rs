@@ -20,7 +20,7 @@ use crate::audit::writer::{Line, Reservation};
 use crate::audit::{self, Audit, Decided, Severity, Source, Unavailable};
 use crate::body::{Answer, BodyError, ClientBody, ResponseBody, UpstreamBody};
 use crate::forwarding::{self, Forwarded, RequestIds, X_REQUEST_ID};
-use crate::identity::{self, Learning, Lesson};
+use crate::identity::{self, Learning, Learnt, Lesson};
 use crate::judge::{self, Admission, Clearance, Ruling};
 use crate::metrics::Metrics;
 use crate::policy::Organisation;
@@ -39,7 +39,6 @@ const UNIDENTIFIED: &str = "unidentified";
 /// it a user could pick a Host whose organisation allows more, or is in shadow mode (fresh eyes,
 /// issue 14, A). Applications not learnt yet are judged by the Host alone.
 fn bind_applications<'c>(
-    ctx: &Ctx<'_>,
     host: &HeaderValue,
     parameter: &'c str,
     applications: &Applications,
@@ -49,7 +48,7 @@ fn bind_applications<'c>(
         let organisation = ruling.organisation.map(Organisation::name);
         applications
             .of(i)
-            .filter_map(|application| ctx.snapshot.identities.learnt(application))
+            .filter_map(|(_, learnt)| learnt)
             .any(|learnt| learnt.organisation.as_deref() != organisation)
     });
     if elsewhere {
@@ -57,33 +56,84 @@ fn bind_applications<'c>(
     }
 }
 
-/// The applications each ruling's request could be run as, read once for the binding and the
-/// rate limits: any application any reading of its path names, and the request's own (a batch
-/// part may be run in the batch's application).
+/// The applications each ruling's request could be run as, read once for the binding, the
+/// rate limits and the trail: any application any reading of its path names, and the request's
+/// own (a batch part may be run in the batch's application); and what the pool told us of
+/// each, looked up once.
 struct Applications {
-    outer: Vec<Box<str>>,
-    of_ruling: Vec<Vec<Box<str>>>,
+    outer: Known,
+    of_ruling: Vec<Known>,
+}
+
+/// A path's applications ([`identity::Read`]) and what was learnt of each.
+#[derive(Default)]
+struct Known {
+    read: identity::Read,
+    learnt: Vec<Option<Learnt>>,
+}
+
+impl Known {
+    fn of(ctx: &Ctx<'_>, read: identity::Read) -> Known {
+        let identities = &ctx.snapshot.identities;
+        let learnt = read.all.iter().map(|a| identities.learnt(a)).collect();
+        Known { read, learnt }
+    }
+
+    /// The application the trail names for `path` (the one read) and its user, if known.
+    fn named<'k>(&'k self, path: &'k str) -> (Option<&'k str>, Option<&'k str>) {
+        let Some(named) = self.read.named(path) else {
+            return (None, None);
+        };
+        // Every reading named it, so it is the one application read, lower-cased.
+        let user = self
+            .read
+            .all
+            .iter()
+            .zip(&self.learnt)
+            .find(|(a, _)| a.eq_ignore_ascii_case(named))
+            .and_then(|(_, learnt)| learnt.as_ref())
+            .map(|learnt| &*learnt.user);
+        (Some(named), user)
+    }
 }
 
 impl Applications {
-    fn read(outer: Vec<Box<str>>, rulings: &[Ruling<'_>]) -> Applications {
+    fn read(ctx: &Ctx<'_>, outer: identity::Read, rulings: &[Ruling<'_>]) -> Applications {
         // A ruling outside a batch is the request's own, and its path is the one `outer` was
         // read from: not read again, nor its applications looked up twice.
         let of_ruling = rulings
             .iter()
             .map(|ruling| match ruling.batch {
-                None => Vec::new(),
-                Some(_) => identity::applications_read(&ruling.path),
+                None => Known::default(),
+                Some(_) => Known::of(ctx, identity::Read::of(&ruling.path)),
             })
             .collect();
-        Applications { outer, of_ruling }
+        Applications {
+            outer: Known::of(ctx, outer),
+            of_ruling,
+        }
     }
 
-    fn of(&self, ruling: usize) -> impl Iterator<Item = &str> {
-        self.of_ruling[ruling]
-            .iter()
-            .chain(&self.outer)
-            .map(|application| &**application)
+    /// Each application ruling `ruling` could be run as, and what was learnt of it.
+    fn of(&self, ruling: usize) -> impl Iterator<Item = (&str, Option<&Learnt>)> {
+        let own = &self.of_ruling[ruling];
+        [own, &self.outer].into_iter().flat_map(|known| {
+            known
+                .read
+                .all
+                .iter()
+                .zip(&known.learnt)
+                .map(|(application, learnt)| (&**application, learnt.as_ref()))
+        })
+    }
+
+    /// The application the trail names for a ruling, and its user: a batch part's own path's,
+    /// else the request's (whose path the ruling's is).
+    fn named<'a>(&'a self, i: usize, ruling: &'a Ruling<'_>) -> (Option<&'a str>, Option<&'a str>) {
+        match ruling.batch {
+            Some(_) => self.of_ruling[i].named(&ruling.path),
+            None => self.outer.named(&ruling.path),
+        }
     }
 }
 
@@ -98,10 +148,11 @@ enum UserKey {
 }
 
 impl UserKey {
-    /// The key of an application, as [`identity::applications_read`] names it (lower-cased).
-    fn of(ctx: &Ctx<'_>, application: &str) -> UserKey {
-        match ctx.snapshot.identities.user(application) {
-            Some(user) => UserKey::Known(user),
+    /// The key of an application, as [`identity::Read`] names it (lower-cased), and what was
+    /// learnt of it.
+    fn of(application: &str, learnt: Option<&Learnt>) -> UserKey {
+        match learnt {
+            Some(learnt) => UserKey::Known(Arc::clone(&learnt.user)),
             None => UserKey::Application(format!("app:{application}")),
         }
     }
@@ -260,7 +311,10 @@ impl Gateway {
             }
             Admission::Refused(refused) => {
                 let rulings = refused.ruling.as_slice();
-                let lines = self.decisions(ctx, &refused.host, rulings, true);
+                // The ruling's path is the request's.
+                let own = rulings.first().map(|r| identity::Read::of(&r.path));
+                let applications = Applications::read(ctx, own.unwrap_or_default(), rulings);
+                let lines = self.decisions(ctx, &refused.host, &applications, rulings, true);
                 let rejection = match self.shared.audit.decided(lines, false) {
                     Ok(_) => refused.rejection,
                     Err(Unavailable) => Rejection::AuditUnavailable,
@@ -286,7 +340,7 @@ impl Gateway {
     ) -> (Traffic, Response<Answer>) {
         let host = pending.host().clone();
         // The applications the request's own path could name (a batch's, for its parts).
-        let outer = identity::applications_read(pending.path());
+        let outer = identity::Read::of(pending.path());
         let parameter = pending.parameter();
         let mut body = body;
         let reading = self.reads.acquire().await;
@@ -299,13 +353,13 @@ impl Gateway {
             }
         };
         drop(reading);
-        let applications = Applications::read(outer, &verdict.rulings);
-        bind_applications(ctx, &host, parameter, &applications, &mut verdict);
+        let applications = Applications::read(ctx, outer, &verdict.rulings);
+        bind_applications(&host, parameter, &applications, &mut verdict);
         let limited = self.limit(ctx, &host, parameter, &applications, &mut verdict);
         // The decision lines are queued before anything else happens, and an allowed request
         // waits until the sink has them: no byte goes upstream that the trail does not show.
         let refused = verdict.outcome.is_err();
-        let lines = self.decisions(ctx, &host, &verdict.rulings, refused);
+        let lines = self.decisions(ctx, &host, &applications, &verdict.rulings, refused);
         let mut pending = match self.shared.audit.decided(lines, !refused) {
             Ok(pending) => pending,
             Err(Unavailable) => {
@@ -375,8 +429,8 @@ impl Gateway {
         let mut of_part: Vec<UserKey> = Vec::with_capacity(1);
         for i in 0..verdict.rulings.len() {
             of_part.clear();
-            for application in applications.of(i) {
-                let key = UserKey::of(ctx, application);
+            for (application, learnt) in applications.of(i) {
+                let key = UserKey::of(application, learnt);
                 if !of_part.iter().any(|k| k.as_str() == key.as_str()) {
                     of_part.push(key);
                 }
@@ -410,6 +464,7 @@ impl Gateway {
         &self,
         ctx: &Ctx<'_>,
         host: &HeaderValue,
+        applications: &Applications,
         rulings: &[Ruling<'_>],
         refused: bool,
     ) -> Vec<Line> {
@@ -421,7 +476,7 @@ impl Gateway {
         } else {
             Cow::Borrowed("")
         };
-        for ruling in rulings {
+        for (i, ruling) in rulings.iter().enumerate() {
             let organisation = ruling.organisation.map(Organisation::name);
             let (decision, reason) = ruling.decided(refused);
             if let Some(label) = decision.metric_label() {
@@ -439,14 +494,11 @@ impl Gateway {
             if !audit {
                 continue;
             }
-            let application = identity::application_read(&ruling.path);
-            let user = application
-                .as_deref()
-                .and_then(|a| ctx.snapshot.identities.user(a));
+            let (application, user) = applications.named(i, ruling);
             let record = audit::Decision {
                 v: audit::VERSION,
                 kind: "decision",
-                ts: audit::now(),
+                ts: std::time::SystemTime::now(),
                 id: ctx.id(),
                 client_request_id: ctx.ids.client.as_ref().and_then(|v| v.to_str().ok()),
                 client: &client,
@@ -456,8 +508,8 @@ impl Gateway {
                 path: &ruling.path,
                 resource: ruling.resource,
                 organisation,
-                application: application.as_deref(),
-                user: user.as_deref(),
+                application,
+                user,
                 token_fingerprint: token.as_ref().map(identity::TokenFingerprint::as_str),
                 targets: &ruling.targets,
                 raw_target: ruling.raw_target.as_deref(),
@@ -475,7 +527,7 @@ impl Gateway {
             } else {
                 Severity::Notice
             };
-            lines.extend(audit::line(&record, "decision", severity));
+            lines.push(audit::line(&record, "decision", severity));
         }
         lines
     }
@@ -620,7 +672,7 @@ impl<'a> Outcome<'a> {
             &audit::Outcome {
                 v: audit::VERSION,
                 kind: "outcome",
-                ts: audit::now(),
+                ts: std::time::SystemTime::now(),
                 id: self.id,
                 status,
                 source,

@@ -94,27 +94,73 @@ pub fn application_read(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     agreed.map(std::borrow::Cow::Owned)
 }
 
-/// Every application any reading of a request path could name ([`path::readings`]), lower-cased
-/// (ids are compared without case, as IIS compares paths) and without repeats: what the binding
-/// of applications to organisations and the rate limits hold a request to, so that a spelling
-/// whose readings disagree (`A;x`: `;` read as a parameter or as a character) is held to each.
-pub fn applications_read(raw: &str) -> Vec<Box<str>> {
-    if let Some(id) = application(raw) {
-        return vec![id.to_ascii_lowercase().into()];
-    }
-    let mut found: Vec<Box<str>> = Vec::new();
-    if path::is_plain(raw) {
-        return found;
-    }
-    for reading in path::readings(raw).into_iter().flatten() {
-        if let Some(id) = application(&reading) {
-            let id = id.to_ascii_lowercase();
-            if !found.iter().any(|f| **f == *id) {
-                found.push(id.into());
+/// A request path's applications, its readings ([`path::readings`]) made once: the one the
+/// trail names ([`application_read`]'s), and every application any reading could name,
+/// lower-cased (ids are compared without case, as IIS compares paths) and without repeats: what
+/// the binding of applications to organisations and the rate limits hold a request to, so that
+/// a spelling whose readings disagree (`A;x`: `;` read as a parameter or as a character) is held
+/// to each. (The trail's application was a second reading, ~900 instructions per request.)
+#[derive(Debug, Default)]
+pub struct Read {
+    pub all: Vec<Box<str>>,
+    named: Named,
+}
+
+/// [`application_read`]'s answer, kept without copying a plain path's.
+#[derive(Debug, Default)]
+enum Named {
+    #[default]
+    None,
+    /// Where in the (plain) path it is.
+    At(std::ops::Range<usize>),
+    /// The one every reading agreed on.
+    Read(Box<str>),
+}
+
+impl Read {
+    pub fn of(raw: &str) -> Read {
+        if let Some(id) = application(raw) {
+            let at = id.as_ptr() as usize - raw.as_ptr() as usize;
+            return Read {
+                all: vec![id.to_ascii_lowercase().into()],
+                named: Named::At(at..at + id.len()),
+            };
+        }
+        let mut read = Read::default();
+        if path::is_plain(raw) {
+            return read;
+        }
+        let mut agreed: Option<&str> = None;
+        let mut agree = true;
+        let readings = path::readings(raw);
+        for reading in &readings {
+            let id = reading.as_deref().ok().and_then(application);
+            match (id, agreed) {
+                (None, _) => agree = false,
+                (Some(id), None) => agreed = Some(id),
+                (Some(id), Some(first)) => agree &= first == id,
+            }
+            if let Some(id) = id {
+                let id = id.to_ascii_lowercase();
+                if !read.all.iter().any(|f| **f == *id) {
+                    read.all.push(id.into());
+                }
             }
         }
+        if let (true, Some(id)) = (agree, agreed) {
+            read.named = Named::Read(id.into());
+        }
+        read
     }
-    found
+
+    /// The application the trail names; `path` is the one this was read from.
+    pub fn named<'a>(&'a self, path: &'a str) -> Option<&'a str> {
+        match &self.named {
+            Named::None => None,
+            Named::At(at) => path.get(at.clone()),
+            Named::Read(id) => Some(id),
+        }
+    }
 }
 
 /// `application` as the map keys it: lower-cased, borrowed when it already is.

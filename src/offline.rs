@@ -3,8 +3,8 @@
 //!
 //! The request goes through the gateway's own judge ([`judge::admit`], the body limit, then
 //! [`judge::Pending::judge`]), and each ruling is stated in the audit trail's words: the trail's
-//! decision record is built from it with [`Ruling::decided`], as the gateway builds it, and
-//! serialised by the trail's own serialisers, of which the fields that do not depend on a live
+//! decision record is built from it with [`Ruling::decided`], as the gateway builds it, written
+//! as the trail's own line and read back, and the fields that do not depend on a live
 //! connection (ids, time, client, user, token) are printed.
 
 pub mod raw;
@@ -224,7 +224,7 @@ impl<'c> Judgement<'c> {
         let record = audit::Decision {
             v: audit::VERSION,
             kind: "decision",
-            ts: audit::now(),
+            ts: std::time::SystemTime::now(),
             id: "",
             client_request_id: None,
             client: "",
@@ -248,7 +248,7 @@ impl<'c> Judgement<'c> {
                 parts: b.parts,
             }),
         };
-        match serde_json::to_value(&record) {
+        match serde_json::from_str(&audit::Record::line(&record)) {
             Ok(Value::Object(map)) => map,
             _ => serde_json::Map::new(),
         }

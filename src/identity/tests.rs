@@ -429,3 +429,50 @@ fn new_settings_keep_what_was_learnt() {
     });
     assert_eq!(bigger.user("1").as_deref(), Some("sip:a@b"));
 }
+
+/// Every application any reading of a path names, as [`Read::of`] first read it, apart from the
+/// trail's: the definition `Read::all` keeps.
+fn applications_read(raw: &str) -> Vec<Box<str>> {
+    if let Some(id) = application(raw) {
+        return vec![id.to_ascii_lowercase().into()];
+    }
+    let mut found: Vec<Box<str>> = Vec::new();
+    if path::is_plain(raw) {
+        return found;
+    }
+    for reading in path::readings(raw).into_iter().flatten() {
+        if let Some(id) = application(&reading) {
+            let id = id.to_ascii_lowercase();
+            if !found.iter().any(|f| **f == *id) {
+                found.push(id.into());
+            }
+        }
+    }
+    found
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+    /// One reading of a path gives what the two separate ones gave.
+    #[test]
+    fn a_path_read_once_names_what_two_readings_named(
+        segments in proptest::collection::vec(
+            "(ucwa|UCWA|oauth|v1|applications|%61pplications|Applications|1001|1002|AbC|a;x|1%30|\\.|\\.\\.|%2e|\\(S\\(x\\)\\)|me|%2F|[a-zA-Z0-9=_;%.()-]{0,6})",
+            0..8,
+        ),
+        lead in "(/ucwa|/UCWA|/ucwa/oauth/v1/applications|/x|)",
+        slash in proptest::bool::ANY,
+    ) {
+        let path = format!("{lead}/{}{}", segments.join("/"), if slash { "/" } else { "" });
+        let read = Read::of(&path);
+        proptest::prop_assert_eq!(&read.all, &applications_read(&path), "{}", path);
+        let named = application_read(&path);
+        proptest::prop_assert_eq!(
+            read.named(&path),
+            named.as_deref(),
+            "{}",
+            path
+        );
+    }
+}
