@@ -219,8 +219,18 @@ impl TlsStream {
     fn turn(&mut self, read: Option<&mut ReadBuf<'_>>, write: Write<'_>) -> io::Result<Turn> {
         let records = match &mut self.conn {
             Session::Rustls(conn) => {
-                let UnbufferedStatus { discard, state } =
-                    conn.process_tls_records(self.incoming.unread());
+                // Once a TLS 1.3 handshake is done rustls is given nothing more: what follows the
+                // client's Finished is for ringfence's records ([`TlsStream::handshaken`]). rustls
+                // would take a KeyUpdate sent with the Finished and queue its answer, which the
+                // handover then loses (fresh eyes, issue 15).
+                let received: &mut [u8] = if !conn.is_handshaking()
+                    && conn.protocol_version() == Some(ProtocolVersion::TLSv1_3)
+                {
+                    &mut []
+                } else {
+                    self.incoming.unread()
+                };
+                let UnbufferedStatus { discard, state } = conn.process_tls_records(received);
                 let turn =
                     Self::rustls_turn(state, &mut self.plain, &mut self.outgoing, read, write);
                 self.incoming.discard(discard);
@@ -1083,9 +1093,19 @@ mod tests {
         content: &[u8],
         padding: usize,
     ) -> Vec<u8> {
-        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
         let (key, nonce) = test_key(secrets, seq);
-        let key = LessSafeKey::new(UnboundKey::new(key.0, key.1).unwrap());
+        seal_with(key, nonce, kind, content, padding)
+    }
+
+    fn seal_with(
+        (algorithm, key): (&'static ring::aead::Algorithm, &[u8]),
+        nonce: [u8; 12],
+        kind: u8,
+        content: &[u8],
+        padding: usize,
+    ) -> Vec<u8> {
+        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+        let key = LessSafeKey::new(UnboundKey::new(algorithm, key).unwrap());
         let mut inner = [content, &[kind], &vec![0; padding]].concat();
         let length = inner.len() + 16;
         let header = [23, 3, 3, (length >> 8) as u8, length as u8];
@@ -1096,6 +1116,72 @@ mod tests {
         )
         .unwrap();
         [&header[..], &inner].concat()
+    }
+
+    /// RFC 8446 §7.1 HKDF-Expand-Label with SHA-256 and no context.
+    fn expand_label(secret: &[u8], label: &str, length: usize) -> Vec<u8> {
+        struct Length(usize);
+        impl ring::hkdf::KeyType for Length {
+            fn len(&self) -> usize {
+                self.0
+            }
+        }
+        let prk = ring::hkdf::Prk::new_less_safe(ring::hkdf::HKDF_SHA256, secret);
+        let label = format!("tls13 {label}");
+        let info = [
+            &(length as u16).to_be_bytes()[..],
+            &[label.len() as u8],
+            label.as_bytes(),
+            &[0],
+        ];
+        let mut out = vec![0; length];
+        prk.expand(&info, Length(length))
+            .unwrap()
+            .fill(&mut out)
+            .unwrap();
+        out
+    }
+
+    /// A TLS 1.3 client's sending side on TLS_AES_128_GCM_SHA256, from its traffic secret: it
+    /// takes up its next key after each KeyUpdate it seals (§4.6.3, §7.2).
+    struct Sender {
+        secret: Vec<u8>,
+        seq: u64,
+    }
+
+    impl Sender {
+        fn seal(&mut self, kind: u8, content: &[u8], padding: usize) -> Vec<u8> {
+            let key = expand_label(&self.secret, "key", 16);
+            let mut nonce: [u8; 12] = expand_label(&self.secret, "iv", 12).try_into().unwrap();
+            for (i, b) in self.seq.to_be_bytes().into_iter().enumerate() {
+                nonce[4 + i] ^= b;
+            }
+            let record = seal_with(
+                (&ring::aead::AES_128_GCM, &key),
+                nonce,
+                kind,
+                content,
+                padding,
+            );
+            self.seq += 1;
+            if kind == 22 && content.len() == 5 && content[0] == 24 {
+                self.secret = expand_label(&self.secret, "traffic upd", 32);
+                self.seq = 0;
+            }
+            record
+        }
+    }
+
+    /// The client's application traffic secret, from rustls' key log.
+    #[derive(Debug, Default)]
+    struct ClientSecret(std::sync::Mutex<Vec<u8>>);
+
+    impl rustls::KeyLog for ClientSecret {
+        fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+            if label == "CLIENT_TRAFFIC_SECRET_0" {
+                *self.0.lock().unwrap() = secret.to_vec();
+            }
+        }
     }
 
     /// The server's records in `wire`, opened from sequence number `seq` on: (content type,
@@ -1151,7 +1237,7 @@ mod tests {
     async fn raw_client(
         pki: &Pki,
         suite: rustls::SupportedCipherSuite,
-    ) -> (TlsStream, TcpStream, rustls::ExtractedSecrets) {
+    ) -> (TlsStream, TcpStream, rustls::ExtractedSecrets, Vec<u8>) {
         let mut provider = rustls::crypto::ring::default_provider();
         provider.cipher_suites = vec![suite];
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
@@ -1161,12 +1247,16 @@ mod tests {
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.enable_secret_extraction = true;
+        let secret = Arc::new(ClientSecret::default());
+        config.key_log = Arc::clone(&secret) as Arc<dyn rustls::KeyLog>;
         let (server, client) = connect(pki, Arc::new(config), NAME).await;
         let (tcp, session) = client.unwrap().into_inner();
+        let secret = secret.0.lock().unwrap().clone();
         (
             server.unwrap(),
             tcp,
             session.dangerous_extract_secrets().unwrap(),
+            secret,
         )
     }
 
@@ -1180,7 +1270,7 @@ mod tests {
             cs::TLS13_AES_256_GCM_SHA384,
             cs::TLS13_CHACHA20_POLY1305_SHA256,
         ] {
-            let (mut server, mut tcp, secrets) = raw_client(&pki, suite).await;
+            let (mut server, mut tcp, secrets, _) = raw_client(&pki, suite).await;
             assert_eq!(server.keys_expanded(), Some(false), "{suite:?}");
             let wire = [
                 sealed(&secrets.tx.1, secrets.tx.0, 23, b"pi", 0),
@@ -1276,6 +1366,71 @@ mod tests {
                 None,
                 Then::Error(b"a"),
             ),
+            // Alerts, key updates and empty records as rustls takes them (its TemperCounters).
+            (
+                "a fatal user_canceled",
+                vec![(21, vec![2, 90], 0), (23, b"x".to_vec(), 0)],
+                None,
+                Then::Error(b""),
+            ),
+            (
+                "a warning other than user_canceled",
+                vec![(21, vec![1, 42], 0)],
+                None,
+                Then::Alert(b"", 50),
+            ),
+            (
+                "an alert of no known level",
+                vec![(21, vec![3, 0], 0)],
+                None,
+                Then::Alert(b"", 47),
+            ),
+            (
+                "a fifth user_canceled",
+                vec![(21, vec![1, 90], 0); 5],
+                None,
+                Then::Alert(b"", 10),
+            ),
+            (
+                "32 key updates, data, 32 more and data",
+                [
+                    vec![(22, vec![24, 0, 0, 1, 0], 0); 32],
+                    vec![(23, b"a".to_vec(), 0)],
+                    vec![(22, vec![24, 0, 0, 1, 0], 0); 32],
+                    vec![(23, b"b".to_vec(), 0), (21, vec![1, 0], 0)],
+                ]
+                .concat(),
+                None,
+                Then::Eof(b"ab"),
+            ),
+            (
+                "33 key updates without data",
+                vec![(22, vec![24, 0, 0, 1, 0], 0); 33],
+                None,
+                Then::Alert(b"", 10),
+            ),
+            (
+                "32 empty records, then data",
+                [
+                    vec![(23, vec![], 0); 32],
+                    vec![(23, b"a".to_vec(), 0), (21, vec![1, 0], 0)],
+                ]
+                .concat(),
+                None,
+                Then::Eof(b"a"),
+            ),
+            (
+                "33 empty records",
+                vec![(23, vec![], 0); 33],
+                None,
+                Then::Alert(b"", 10),
+            ),
+            (
+                "padding past 2^14 + 1 bytes",
+                vec![(23, b"a".to_vec(), 16_384)],
+                None,
+                Then::Alert(b"", 22),
+            ),
             (
                 "an alert of three bytes",
                 vec![(21, vec![1, 0, 0], 0)],
@@ -1327,6 +1482,12 @@ mod tests {
                 Then::Alert(b"", 22),
             ),
             (
+                "a record of another version",
+                vec![(23, b"a".to_vec(), 0)],
+                None,
+                Then::Alert(b"", 50),
+            ),
+            (
                 "an unprotected change_cipher_spec",
                 vec![],
                 Some(&[20, 3, 3, 0, 1, 1]),
@@ -1353,18 +1514,19 @@ mod tests {
         ];
         let pki = pki();
         for (name, records, raw, then) in cases {
-            let (mut server, mut tcp, secrets) = raw_client(&pki, SUITE).await;
+            let (mut server, mut tcp, secrets, secret) = raw_client(&pki, SUITE).await;
+            let mut sender = Sender {
+                secret,
+                seq: secrets.tx.0,
+            };
             let mut wire = Vec::new();
-            for (i, (kind, content, padding)) in records.iter().enumerate() {
-                wire.extend(sealed(
-                    &secrets.tx.1,
-                    secrets.tx.0 + i as u64,
-                    *kind,
-                    content,
-                    *padding,
-                ));
+            for (kind, content, padding) in &records {
+                wire.extend(sender.seal(*kind, content, *padding));
             }
             wire.extend(raw.unwrap_or_default());
+            if name == "a record of another version" {
+                wire[2] = 1;
+            }
             tcp.write_all(&wire).await.unwrap();
             let mut read = Vec::new();
             let end = timeout(TIMEOUT, server.read_to_end(&mut read))
@@ -1389,6 +1551,65 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A client that sends a KeyUpdate asking for ours with its Finished, in one write: rustls
+    /// must not take it before the handover (it would queue its answer, which the handover
+    /// loses, and switch keys), so ringfence's records answer it (fresh eyes, issue 15).
+    #[tokio::test]
+    async fn a_key_update_sent_with_the_finished_is_answered() {
+        let pki = pki();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = pki.client(b"http/1.1");
+        let client = tokio::task::spawn_blocking(move || {
+            let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+            tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let name = rustls_pki_types::ServerName::try_from(NAME).unwrap();
+            let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+            let flush = |conn: &mut rustls::ClientConnection, tcp: &mut std::net::TcpStream| {
+                let mut wire = Vec::new();
+                while conn.wants_write() {
+                    conn.write_tls(&mut wire).unwrap();
+                }
+                tcp.write_all(&wire).unwrap();
+            };
+            while conn.is_handshaking() {
+                flush(&mut conn, &mut tcp);
+                conn.read_tls(&mut tcp).unwrap();
+                conn.process_new_packets().unwrap();
+            }
+            // The Finished, a KeyUpdate asking for ours, and data: one write.
+            conn.refresh_traffic_keys().unwrap();
+            conn.writer().write_all(b"ping").unwrap();
+            flush(&mut conn, &mut tcp);
+            let mut answer = Vec::new();
+            while answer.len() < 4 {
+                assert!(conn.read_tls(&mut tcp).unwrap() > 0, "closed early");
+                conn.process_new_packets().unwrap();
+                let mut buf = [0u8; 16];
+                match std::io::Read::read(&mut conn.reader(), &mut buf) {
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            answer
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut server = timeout(TIMEOUT, accept(Arc::clone(&pki.server), tcp))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut buf = [0u8; 4];
+        timeout(TIMEOUT, server.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"ping");
+        server.write_all(b"pong").await.unwrap();
+        server.flush().await.unwrap();
+        assert_eq!(client.await.unwrap(), b"pong");
     }
 
     /// The alerts ringfence sent the client before it closed.

@@ -70,6 +70,13 @@ pub enum Record<'a> {
     Control,
 }
 
+/// What rustls tolerates before it fails a connection (rustls 0.23 `TemperCounters`, after
+/// BoringSSL): key updates without application data between them, warning alerts, empty records
+/// in a row.
+const KEY_UPDATES_IN_A_ROW: u8 = 32;
+const WARNING_ALERTS: u8 = 4;
+const EMPTY_RECORDS_IN_A_ROW: u8 = 32;
+
 /// One direction's traffic key.
 struct Direction {
     secrets: ConnectionTrafficSecrets,
@@ -152,6 +159,10 @@ pub struct Records {
     owe_update: bool,
     /// The client's close_notify came: what follows it is not read (§6.1).
     rx_closed: bool,
+    /// Left of what rustls would tolerate ([`KEY_UPDATES_IN_A_ROW`] and the others).
+    key_updates: u8,
+    warnings: u8,
+    empty: u8,
 }
 
 impl Records {
@@ -165,6 +176,9 @@ impl Records {
             tx: Direction::new(secrets.tx)?,
             owe_update: false,
             rx_closed: false,
+            key_updates: KEY_UPDATES_IN_A_ROW,
+            warnings: WARNING_ALERTS,
+            empty: EMPTY_RECORDS_IN_A_ROW,
         })
     }
 
@@ -196,6 +210,10 @@ impl Records {
                 "an unprotected record after the handshake",
             ));
         }
+        // §5.1 lets a receiver ignore it; rustls, which a client was tested against, refuses it.
+        if header[1..3] != [3, 3] {
+            return Err(error(Alert::DecodeError, "a record of another version"));
+        }
         let length = usize::from(u16::from_be_bytes([header[3], header[4]]));
         if length > MAX_BODY {
             return Err(error(
@@ -216,28 +234,57 @@ impl Records {
             .open_in_place(nonce, aead::Aad::from(&*header), body)
             .map_err(|_| error(Alert::BadRecordMac, "a record that does not decrypt"))?;
         self.rx.advance()?;
-        // §5.4: the content type is the last byte that is not padding.
+        // §5.4: content, type and padding are at most 2^14 + 1 bytes; the content type is the
+        // last byte that is not padding.
+        if plain.len() > MAX_PLAIN + 1 {
+            return Err(error(
+                Alert::RecordOverflow,
+                "over 2^14 + 1 bytes of plaintext",
+            ));
+        }
         let end = plain.iter().rposition(|&b| b != 0).ok_or(error(
             Alert::UnexpectedMessage,
             "a record without a content type",
         ))?;
         let (content, kind) = (&plain[..end], plain[end]);
-        if content.len() > MAX_PLAIN {
-            return Err(error(Alert::RecordOverflow, "over 2^14 bytes of plaintext"));
+        if content.is_empty() {
+            self.empty = self
+                .empty
+                .checked_sub(1)
+                .ok_or(error(Alert::UnexpectedMessage, "too many empty records"))?;
+        } else {
+            self.empty = EMPTY_RECORDS_IN_A_ROW;
         }
         match kind {
-            APPLICATION_DATA => Ok(Record::Data(content)),
-            ALERT => match content {
+            APPLICATION_DATA => {
+                if !content.is_empty() {
+                    self.key_updates = KEY_UPDATES_IN_A_ROW;
+                }
+                Ok(Record::Data(content))
+            }
+            // As rustls reads alerts: an unknown level is refused, close_notify ends reading
+            // whatever its level, a fatal alert ends the connection, and of the warnings TLS 1.3
+            // allows only user_canceled (which close_notify follows, §6.1), four times.
+            ALERT => match *content {
+                [level, _] if level != 1 && level != 2 => {
+                    Err(error(Alert::IllegalParameter, "an alert of no known level"))
+                }
                 [_, 0] => {
                     self.rx_closed = true;
                     Ok(Record::Closed)
                 }
-                // user_canceled is followed by close_notify (§6.1).
-                [_, 90] => Ok(Record::Control),
-                [_, _] => Err(RecordError {
+                [2, _] => Err(RecordError {
                     alert: None,
                     what: "the client sent a fatal alert",
                 }),
+                [1, 90] => {
+                    self.warnings = self
+                        .warnings
+                        .checked_sub(1)
+                        .ok_or(error(Alert::UnexpectedMessage, "too many warning alerts"))?;
+                    Ok(Record::Control)
+                }
+                [1, _] => Err(error(Alert::DecodeError, "a warning alert TLS 1.3 has not")),
                 _ => Err(error(Alert::DecodeError, "an alert that is not two bytes")),
             },
             // §5.1: a KeyUpdate ends its record, and is the only handshake message a client may
@@ -247,6 +294,10 @@ impl Records {
                     if *request > 1 {
                         return Err(error(Alert::IllegalParameter, "a KeyUpdate's request"));
                     }
+                    self.key_updates = self.key_updates.checked_sub(1).ok_or(error(
+                        Alert::UnexpectedMessage,
+                        "too many key updates without data",
+                    ))?;
                     let next = self
                         .kernel
                         .update_rx_secret()
