@@ -22,7 +22,9 @@ pub struct Entry {
     started: Instant,
     id: HeaderValue,
     client: std::net::IpAddr,
-    host: Option<HeaderValue>,
+    /// Copied out: the request's own value is a slice of the buffer its head was read into,
+    /// which this entry, kept until the answer's last byte, would keep (issue 16).
+    host: Option<Box<str>>,
     method: http::Method,
     path: Box<str>,
     bytes_in: Arc<AtomicU64>,
@@ -44,7 +46,9 @@ impl Entry {
             started,
             id: id.clone(),
             client,
-            host: crate::request::host(head).ok(),
+            host: crate::request::host(head)
+                .ok()
+                .map(|host| host.to_str().unwrap_or("").into()),
             method: head.method.clone(),
             path: head.uri.path().into(),
             bytes_in: Arc::default(),
@@ -75,7 +79,7 @@ impl Entry {
             ts: std::time::SystemTime::now(),
             id: text(&self.id),
             client: &self.client.to_string(),
-            host: self.host.as_ref().map_or("", text),
+            host: self.host.as_deref().unwrap_or(""),
             method: self.method.as_str(),
             path: &self.path,
             status: self.status,

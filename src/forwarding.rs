@@ -219,7 +219,9 @@ pub fn request_ids(headers: &HeaderMap) -> RequestIds {
     });
     RequestIds {
         ours: fresh_id(),
-        client: client.cloned(),
+        // Copied out of the request's head, whose buffer a held long poll would otherwise keep
+        // alive through this id (issue 16); only its checked characters, so it stays valid.
+        client: client.map(|v| HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone())),
     }
 }
 

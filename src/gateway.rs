@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, Version};
+use http::{Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either};
 use tracing::Instrument;
@@ -200,8 +200,6 @@ struct Ctx<'s> {
     version: Version,
     xml: bool,
     started: Instant,
-    /// The request's `Authorization`, kept for its fingerprint in the audit trail.
-    authorization: Option<HeaderValue>,
     /// The pool member that answered, for the access log.
     member: std::sync::OnceLock<&'s str>,
     /// Who the client is: the connection's address, or behind a trusted proxy the one its
@@ -257,13 +255,6 @@ impl Gateway {
             version: parts.version,
             xml: prefers_xml(parts.headers.get(header::ACCEPT)),
             started,
-            // Only the audit trail reads it (its fingerprint), and only on a guarded request.
-            authorization: self
-                .shared
-                .audit
-                .enabled()
-                .then(|| parts.headers.get(header::AUTHORIZATION).cloned())
-                .flatten(),
             member: std::sync::OnceLock::new(),
             client,
         };
@@ -300,13 +291,20 @@ impl Gateway {
     ) -> (Traffic, Response<Answer>) {
         let config = &ctx.snapshot.config;
         let sni = self.connection.sni.as_deref();
+        // Only the audit trail reads it (its fingerprint), and only on a judged request; a
+        // pass-through request does not keep it (a slice of the client's read buffer).
+        let authorization = match self.shared.audit.enabled() {
+            true => parts.headers.get(header::AUTHORIZATION).cloned(),
+            false => None,
+        };
         match judge::admit(parts, config, sni) {
             Admission::Pass(passed) => {
+                drop(authorization);
                 let host = passed.host().clone();
                 let clearance = passed.with_body(UpstreamBody::from_client(body));
                 (
                     Traffic::Passthrough,
-                    self.forward(ctx, &host, judge::TARGET, clearance).await,
+                    self.forward(ctx, host, judge::TARGET, clearance).await,
                 )
             }
             Admission::Refused(refused) => {
@@ -314,7 +312,14 @@ impl Gateway {
                 // The ruling's path is the request's.
                 let own = rulings.first().map(|r| identity::Read::of(&r.path));
                 let applications = Applications::read(ctx, own.unwrap_or_default(), rulings);
-                let lines = self.decisions(ctx, &refused.host, &applications, rulings, true);
+                let lines = self.decisions(
+                    ctx,
+                    authorization.as_ref(),
+                    &refused.host,
+                    &applications,
+                    rulings,
+                    true,
+                );
                 let rejection = match self.shared.audit.decided(lines, false) {
                     Ok(_) => refused.rejection,
                     Err(Unavailable) => Rejection::AuditUnavailable,
@@ -326,7 +331,9 @@ impl Gateway {
             // Boxed: the guarded route's state (the body, the verdict, the trail's wait) is
             // most of a request future's size, and a pass-through request, a held long poll
             // among them, need not carry room for it.
-            Admission::Guarded(pending) => Box::pin(self.guarded(ctx, pending, body)).await,
+            Admission::Guarded(pending) => {
+                Box::pin(self.guarded(ctx, authorization, pending, body)).await
+            }
         }
     }
 
@@ -335,6 +342,7 @@ impl Gateway {
     async fn guarded(
         &self,
         ctx: &Ctx<'_>,
+        authorization: Option<HeaderValue>,
         pending: judge::Pending<'_>,
         body: ClientBody,
     ) -> (Traffic, Response<Answer>) {
@@ -359,7 +367,15 @@ impl Gateway {
         // The decision lines are queued before anything else happens, and an allowed request
         // waits until the sink has them: no byte goes upstream that the trail does not show.
         let refused = verdict.outcome.is_err();
-        let lines = self.decisions(ctx, &host, &applications, &verdict.rulings, refused);
+        let lines = self.decisions(
+            ctx,
+            authorization.as_ref(),
+            &host,
+            &applications,
+            &verdict.rulings,
+            refused,
+        );
+        drop(authorization);
         let mut pending = match self.shared.audit.decided(lines, !refused) {
             Ok(pending) => pending,
             Err(Unavailable) => {
@@ -380,7 +396,7 @@ impl Gateway {
                     }
                     return (Traffic::Guarded, response);
                 }
-                let response = self.forward(ctx, &host, parameter, clearance).await;
+                let response = self.forward(ctx, host, parameter, clearance).await;
                 if let Some(o) = outcome {
                     o.record(&response);
                 }
@@ -463,6 +479,7 @@ impl Gateway {
     fn decisions(
         &self,
         ctx: &Ctx<'_>,
+        authorization: Option<&HeaderValue>,
         host: &HeaderValue,
         applications: &Applications,
         rulings: &[Ruling<'_>],
@@ -470,7 +487,7 @@ impl Gateway {
     ) -> Vec<Line> {
         let audit = self.shared.audit.enabled();
         let mut lines = Vec::with_capacity(if audit { rulings.len() } else { 0 });
-        let token = ctx.authorization.as_ref().map(identity::token_fingerprint);
+        let token = authorization.map(identity::token_fingerprint);
         let client = if audit {
             self.client_text(ctx.client)
         } else {
@@ -544,11 +561,14 @@ impl Gateway {
     }
 
     /// Sends a cleared request to the pool and streams the answer back unchanged. `parameter`
-    /// is what a refusal here would name: the request's guard's, or `target`.
+    /// is what a refusal here would name: the request's guard's, or `target`. `host` is taken,
+    /// and dropped before the pool is awaited unless an answer may need it: it is a slice of the
+    /// buffer the client's request head was read into, which a held long poll would otherwise
+    /// keep for minutes (issue 16).
     async fn forward(
         &self,
         ctx: &Ctx<'_>,
-        host: &HeaderValue,
+        host: HeaderValue,
         parameter: &str,
         mut clearance: Clearance,
     ) -> Response<Answer> {
@@ -558,16 +578,21 @@ impl Gateway {
             &Forwarded {
                 client_ip: &self.client_ip,
                 tls: self.connection.tls,
-                host,
+                host: &host,
                 request_id: ctx.ids.header(),
                 preserve_host: snapshot.config.upstream.preserve_host,
                 multiplexed: ctx.version >= Version::HTTP_2,
             },
         );
-        // Only a GET or a POST can teach, and only an answer that can teach (few can) is worth
-        // reading the path for: what it needs is kept (a reference count) until the answer.
-        let learnable = matches!(*clearance.method(), Method::GET | Method::POST)
-            .then(|| (clearance.method().clone(), clearance.path_and_query()));
+        // Only a request that could teach (a GET of `.../me`, a POST of `.../applications`; never
+        // a long poll) keeps what a lesson needs across the wait, its path in storage of its own:
+        // a slice of the request head would keep hyper's whole read buffer alive. The lesson is
+        // read only from an answer that can teach (few can).
+        let learnable = Lesson::may(clearance.method(), clearance.target()).then(|| {
+            let target = clearance.target();
+            (clearance.method().clone(), Box::<str>::from(target))
+        });
+        let host = learnable.is_some().then_some(host);
         match snapshot.pool.send(clearance).await {
             Ok(answer) => {
                 let _ = ctx.member.set(answer.member.name());
@@ -576,14 +601,13 @@ impl Gateway {
                 let (status, headers) = (parts.status, &parts.headers);
                 let lesson = || {
                     let (method, target) = learnable?;
-                    Lesson::of(&method, target.as_str())
+                    Lesson::of(&method, &target)
                 };
                 let body =
                     Learning::new(body, lesson, status, headers, &snapshot.identities, || {
+                        let host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
                         let policy = snapshot.config.policy();
-                        policy
-                            .organisation_for(host.to_str().unwrap_or(""))
-                            .map(Organisation::name)
+                        policy.organisation_for(host).map(Organisation::name)
                     });
                 Response::from_parts(parts, Either::Left(body))
             }

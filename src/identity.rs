@@ -347,12 +347,31 @@ pub enum Lesson {
 }
 
 impl Lesson {
+    /// Whether [`Lesson::of`] could find a lesson in a request: its method and its path's last
+    /// segment, no more (a request keeps what a lesson needs only when it could).
+    pub fn may(method: &Method, target: &str) -> bool {
+        let Some((_, last)) = Lesson::last_segment(target) else {
+            return false;
+        };
+        match *method {
+            Method::POST => last.eq_ignore_ascii_case("applications"),
+            Method::GET => last.eq_ignore_ascii_case("me"),
+            _ => false,
+        }
+    }
+
+    /// The path of an origin-form target (without its query or a trailing slash), and its last
+    /// segment.
+    fn last_segment(target: &str) -> Option<(&str, &str)> {
+        let path = target.split_once('?').map_or(target, |(p, _)| p);
+        let path = path::trim_trailing_slash(path);
+        Some((path, path.rsplit('/').next()?))
+    }
+
     /// The lesson a request could teach; `None` for almost all traffic, which then pays
     /// nothing. `target` is the origin-form request target (a query is ignored).
     pub fn of(method: &Method, target: &str) -> Option<Lesson> {
-        let path = target.split_once('?').map_or(target, |(p, _)| p);
-        let path = path::trim_trailing_slash(path);
-        let last = path.rsplit('/').next()?;
+        let (path, last) = Lesson::last_segment(target)?;
         if *method == Method::POST {
             let applications = last.eq_ignore_ascii_case("applications")
                 && path::is_plain(path)

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::uri::{Authority, Scheme};
-use http::{Method, Request, Response, Uri, Version};
+use http::header::HeaderValue;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -285,7 +286,12 @@ impl Pool {
     /// anything was sent (connect or TLS), or when an idempotent request's connection broke before
     /// any answer; in both cases only if the body can be sent again.
     pub async fn send(&self, clearance: Clearance) -> Result<Answer<'_>, UpstreamError> {
-        let (method, path_and_query, headers, body) = clearance.into_parts();
+        let (method, sliced, headers, body) = clearance.into_parts();
+        // hyper-util keeps the request's URI for the whole exchange (for its own retry), and a
+        // long poll's exchange lasts minutes: a URI sliced from the client's read buffer would
+        // keep that 8 KiB buffer alive as long (issue 16).
+        let path_and_query = detached(&sliced);
+        drop(sliced);
         let mut tried = balance::Tried::default();
         let mut body = Some(body);
         let mut headers = Some(headers);
@@ -303,8 +309,10 @@ impl Pool {
             } else {
                 None
             };
+            // The copy kept for another attempt lives as long as this one's exchange: detached,
+            // so that it does not keep the client's read buffer either.
             let these_headers = match (&retry_body, &mut headers) {
-                (Some(_), Some(h)) => h.clone(),
+                (Some(_), Some(h)) => std::mem::replace(h, detached_headers(h)),
                 (_, h) => h.take().unwrap_or_default(),
             };
             // From its parts: the builder moves its `Result<Parts>` through each step.
@@ -393,6 +401,30 @@ impl Pool {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `headers` with their values in one buffer of their own, not slices of the buffer they were
+/// parsed from.
+fn detached_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut copy = bytes::BytesMut::with_capacity(headers.values().map(|v| v.len()).sum());
+    for value in headers.values() {
+        copy.extend_from_slice(value.as_bytes());
+    }
+    let mut copy = copy.freeze();
+    let mut detached = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let bytes = copy.split_to(value.len());
+        let mut owned = HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| value.clone());
+        owned.set_sensitive(value.is_sensitive());
+        detached.append(name, owned);
+    }
+    detached
+}
+
+/// `path_and_query` in storage of its own, not a slice of the buffer it was parsed from.
+fn detached(path_and_query: &PathAndQuery) -> PathAndQuery {
+    let copy = bytes::Bytes::copy_from_slice(path_and_query.as_str().as_bytes());
+    PathAndQuery::from_maybe_shared(copy).unwrap_or_else(|_| path_and_query.clone())
+}
 
 /// Counts a request against its member for `least_requests` until dropped, so a request whose
 /// client went away (its future dropped mid-await) is not counted for ever.
@@ -540,5 +572,68 @@ mod tests {
         }
         let plain = Connect(std::io::Error::other("no errno"));
         assert_eq!(local_resource_error(&plain), None);
+    }
+}
+
+#[cfg(test)]
+mod detached_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The detached copy is the same target as the one sliced from a request line, for any
+        /// target hyper could have parsed (the copy replaced `path_and_query.clone()`).
+        #[test]
+        fn detached_is_the_same_target(target in "[!-~]{0,80}") {
+            let line = bytes::Bytes::from(format!("/{target}"));
+            if let Ok(sliced) = PathAndQuery::from_maybe_shared(line.slice(..)) {
+                let copy = detached(&sliced);
+                prop_assert_eq!(copy.as_str(), sliced.as_str());
+                prop_assert_eq!(copy.path(), sliced.path());
+                prop_assert_eq!(copy.query(), sliced.query());
+                prop_assert_eq!(&copy, &sliced.clone());
+                // Its storage is its own: the request line's buffer is not shared.
+                prop_assert!(!std::ptr::eq(copy.as_str().as_ptr(), sliced.as_str().as_ptr()));
+            }
+        }
+    }
+
+    #[test]
+    fn detached_headers_are_the_same_headers() {
+        let head = bytes::Bytes::from_static(b"a.example:443 Bearer x1 one two text/plain");
+        let mut headers = HeaderMap::new();
+        let value = |a: usize, b: usize| HeaderValue::from_maybe_shared(head.slice(a..b)).unwrap();
+        headers.append(http::header::HOST, value(0, 13));
+        let mut authorization = value(14, 23);
+        authorization.set_sensitive(true);
+        headers.append(http::header::AUTHORIZATION, authorization);
+        headers.append("x-many", value(24, 27));
+        headers.append("x-many", value(28, 31));
+        headers.append("x-empty", HeaderValue::from_static(""));
+        headers.append(http::header::ACCEPT, value(32, 42));
+        let copy = detached_headers(&headers);
+        assert_eq!(copy, headers);
+        let order = |h: &HeaderMap| {
+            h.iter()
+                .map(|(n, v)| (n.clone(), v.clone(), v.is_sensitive()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&copy), order(&headers));
+        assert!(copy
+            .values()
+            .all(|v| !head.as_ptr_range().contains(&v.as_bytes().as_ptr())));
+    }
+
+    #[test]
+    fn detached_keeps_the_asterisk_and_the_root() {
+        for target in [
+            "*",
+            "/",
+            "/a?b=1",
+            "/ucwa/oauth/v1/applications/192/events?ack=1",
+        ] {
+            let pq = PathAndQuery::from_maybe_shared(bytes::Bytes::from(target)).unwrap();
+            assert_eq!(detached(&pq), pq);
+        }
     }
 }

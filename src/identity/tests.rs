@@ -204,6 +204,17 @@ proptest::proptest! {
     ) {
         proptest::prop_assert_eq!(split(&path), split_by_find(&path), "{:?}", path);
     }
+
+    /// A request whose lesson the gateway does not keep what it needs for has none.
+    #[test]
+    fn a_request_with_a_lesson_is_one_that_may_have_one(
+        path in "/(ucwa|UCWA|x)(/(oauth|applications|Applications|v1|192|me|ME|events|\\.|)){0,5}/?(\\?(x|me))?",
+        method in proptest::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::DELETE]),
+    ) {
+        if Lesson::of(&method, &path).is_some() {
+            proptest::prop_assert!(Lesson::may(&method, &path), "{} {:?}", method, path);
+        }
+    }
 }
 
 #[test]
