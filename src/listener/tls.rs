@@ -1404,6 +1404,18 @@ mod tests {
                 Then::Eof(b"ab"),
             ),
             (
+                "32 key updates, an empty record, 32 more and data",
+                [
+                    vec![(22, vec![24, 0, 0, 1, 0], 0); 32],
+                    vec![(23, vec![], 0)],
+                    vec![(22, vec![24, 0, 0, 1, 0], 0); 32],
+                    vec![(23, b"b".to_vec(), 0), (21, vec![1, 0], 0)],
+                ]
+                .concat(),
+                None,
+                Then::Eof(b"b"),
+            ),
+            (
                 "33 key updates without data",
                 vec![(22, vec![24, 0, 0, 1, 0], 0); 33],
                 None,

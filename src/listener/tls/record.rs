@@ -256,10 +256,10 @@ impl Records {
             self.empty = EMPTY_RECORDS_IN_A_ROW;
         }
         match kind {
+            // Any application data record, an empty one too (as rustls counts), ends a run of
+            // key updates.
             APPLICATION_DATA => {
-                if !content.is_empty() {
-                    self.key_updates = KEY_UPDATES_IN_A_ROW;
-                }
+                self.key_updates = KEY_UPDATES_IN_A_ROW;
                 Ok(Record::Data(content))
             }
             // As rustls reads alerts: an unknown level is refused, close_notify ends reading
