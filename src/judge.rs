@@ -345,9 +345,11 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
 /// pass-through request's line reaches the pool as it came, where a reader could take it for
 /// octal: a length is forwarded only in the one spelling every reader agrees on (issue 15).
 fn length_is_plain(headers: &HeaderMap) -> bool {
+    // Every line: HTTP/2 (h2) keeps repeated fields that parse to the same number.
     headers
-        .get(header::CONTENT_LENGTH)
-        .is_none_or(|length| !matches!(length.as_bytes(), [b'0', _, ..]))
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .all(|length| !matches!(length.as_bytes(), [b'0', _, ..]))
 }
 
 /// What a guarded path names.

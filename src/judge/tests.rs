@@ -64,6 +64,11 @@ fn a_content_length_with_a_leading_zero_is_refused_on_every_route() {
                 "{path} with {plain}"
             );
         }
+        assert_eq!(
+            admitted_with(path, &[("content-length", "29"), ("content-length", "029")]),
+            Err((Rejection::BadBody, traffic)),
+            "{path}: a second line with a leading zero (HTTP/2 keeps equal repeats)"
+        );
         for odd in ["00", "029", "0000000029"] {
             assert_eq!(
                 admitted_with(path, &[("content-length", odd)]),
