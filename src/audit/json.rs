@@ -196,6 +196,17 @@ impl Json {
         self.str(&escaped(s, cut))
     }
 
+    /// The request's `host`, `method` and `path` fields, each cut as the trail cuts client text
+    /// (the decision and the access line carry them alike).
+    fn request(&mut self, host: &str, method: &str, path: &str) -> &mut Json {
+        self.raw(",\"host\":")
+            .client_text(host, Cut::Bytes(NAME_BYTES))
+            .raw(",\"method\":")
+            .client_text(method, Cut::Bytes(METHOD_BYTES))
+            .raw(",\"path\":")
+            .client_text(path, Cut::Bytes(PATH_BYTES))
+    }
+
     fn opt_client_text(&mut self, s: Option<&str>, cut: Cut) -> &mut Json {
         match s {
             Some(s) => self.client_text(s, cut),
@@ -364,12 +375,7 @@ impl Record for Decision<'_> {
             .str(self.client)
             .raw(",\"sni\":")
             .opt_client_text(self.sni, Cut::Bytes(NAME_BYTES))
-            .raw(",\"host\":")
-            .client_text(self.host, Cut::Bytes(NAME_BYTES))
-            .raw(",\"method\":")
-            .client_text(self.method, Cut::Bytes(METHOD_BYTES))
-            .raw(",\"path\":")
-            .client_text(self.path, Cut::Bytes(PATH_BYTES))
+            .request(self.host, self.method, self.path)
             .raw(",\"resource\":")
             .str(self.resource)
             .raw(",\"organisation\":")
@@ -460,12 +466,7 @@ impl Record for Access<'_> {
             .str(self.id)
             .raw(",\"client\":")
             .str(self.client)
-            .raw(",\"host\":")
-            .client_text(self.host, Cut::Bytes(NAME_BYTES))
-            .raw(",\"method\":")
-            .client_text(self.method, Cut::Bytes(METHOD_BYTES))
-            .raw(",\"path\":")
-            .client_text(self.path, Cut::Bytes(PATH_BYTES))
+            .request(self.host, self.method, self.path)
             .raw(",\"status\":")
             .uint(u64::from(self.status))
             .raw(",\"bytes_in\":")
