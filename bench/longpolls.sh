@@ -7,6 +7,8 @@
 # the peak (VmHWM), upstream connections SETTLE s after the answers (`ss -tn`, established, to the
 # upstream's port), and RSS at AFTER_CLOSE seconds after every client closed.
 # Knobs (environment): COUNT=10000 HOLD=60 SETTLE=5 AFTER_CLOSE="2 10 30" TARGETS="nginx ringfence"
+#   (TARGETS may also name bench/bare-proxy's yardsticks, `bare`, `inline` and `relay`, on BARE_PORT:
+#   what hyper's server and client, hyper alone, and a byte relay hold per poll)
 #   VARIANTS="ringfence"  ringfence builds/settings to measure, each `label[:binary[:VAR=v+VAR=v]]`
 #                         (binary default $RINGFENCE; the variables, separated by `+`, go into its environment),
 #                         e.g. VARIANTS="ringfence glibc-arena2::MALLOC_ARENA_MAX=2 old:/tmp/rf-old"
@@ -134,6 +136,18 @@ start_longpoll_ringfence() { # binary env-assignments (separated by +)
   MEASURED_PID=$PROXY_PID
 }
 
+start_longpoll_bare() { # mode: one of bench/bare-proxy's yardsticks (hyper, inline, relay)
+  port_free "$BARE_PORT" || die "port $BARE_PORT is taken"
+  build_bare
+  taskset -c "$SERVER_CPU" "$ROOT/target/bare-proxy/release/bare-proxy" "$1" "127.0.0.1:$BARE_PORT" \
+    "127.0.0.1:$UPSTREAM_PORT" 2>"$WORK/bare-$1.log" &
+  PROXY_PID=$!
+  PIDS+=("$PROXY_PID")
+  wait_port "$BARE_PORT" "$PROXY_PID"
+  PROXY_PORT=$BARE_PORT
+  MEASURED_PID=$PROXY_PID
+}
+
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 upstream_conns() { ss -Htn state established "( dport = :$UPSTREAM_PORT )" | wc -l; }
 
@@ -143,7 +157,11 @@ measure() { # label kind binary envs
   local label=$1 kind=$2 bin=${3:-} envs=${4:-}
   log "== $label: $COUNT long polls held ${HOLD}s"
   start_longpoll_upstream
-  if [ "$kind" = nginx ]; then start_longpoll_nginx; else start_longpoll_ringfence "$bin" "$envs"; fi
+  case $kind in
+    nginx) start_longpoll_nginx ;;
+    bare) start_longpoll_bare "$bin" ;;
+    *) start_longpoll_ringfence "$bin" "$envs" ;;
+  esac
   local s
   s=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: lyncweb.contoso.com' \
     "http://127.0.0.1:$PROXY_PORT/ucwa/oauth/v1/applications/192/me")
@@ -168,7 +186,7 @@ measure() { # label kind binary envs
   sleep 1
   held_rss=$(rss_kib "$MEASURED_PID")
   local inflight=""
-  [ "$kind" = nginx ] || inflight=$(curl -s -m 5 "http://127.0.0.1:$ADMIN_PORT/metrics" |
+  [ "$kind" != ringfence ] || inflight=$(curl -s -m 5 "http://127.0.0.1:$ADMIN_PORT/metrics" |
     awk '/^ringfence_http_requests_in_flight / { print $2 }')
   log "$label: $held held, RSS $before -> $held_rss KiB${inflight:+, in flight $inflight}"
   for _ in $(seq $(((HOLD + 120) * 5))); do
@@ -210,6 +228,11 @@ for target in $TARGETS; do
         IFS=: read -r label bin envs <<<"$v"
         measure "$label" ringfence "${bin:-$RINGFENCE}" "${envs:-}"
       done
+      ;;
+    bare | inline | relay)
+      local_mode=$target
+      [ "$target" != bare ] || local_mode=hyper
+      measure "bare-proxy $local_mode" bare "$local_mode"
       ;;
     *) die "unknown target $target" ;;
   esac
