@@ -262,6 +262,11 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
             )
         }
     };
+    // CONNECT names an authority, not a resource: nothing the pool serves (UCWA has no
+    // tunnel), and hyper-util would send it on to a member (fresh eyes, round 15).
+    if head.method == Method::CONNECT {
+        return refuse(Rejection::BadPath, TARGET, Traffic::Passthrough, host);
+    }
     let view = route::view(head.uri.path(), &config.guards);
     if view.under_ucwa {
         if let Err(rejection) = ucwa_headers(head.headers.keys().map(http::HeaderName::as_str)) {
@@ -307,7 +312,22 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
         Route::Passthrough if !length_is_plain(&head.headers) => {
             return refuse(Rejection::BadBody, TARGET, Traffic::Passthrough, host)
         }
-        Route::Passthrough => return Admission::Pass(Passed { head, host }),
+        Route::Passthrough => {
+            // HTTP/2 keeps repeated Content-Length fields that agree (checked above, each one);
+            // the pool is sent one, as HTTP/1.1 clients are by hyper (fresh eyes, round 15).
+            if head
+                .headers
+                .get_all(header::CONTENT_LENGTH)
+                .iter()
+                .nth(1)
+                .is_some()
+            {
+                if let Some(length) = head.headers.get(header::CONTENT_LENGTH).cloned() {
+                    head.headers.insert(header::CONTENT_LENGTH, length);
+                }
+            }
+            return Admission::Pass(Passed { head, host });
+        }
         Route::BadPath => return refuse(Rejection::BadPath, TARGET, Traffic::Guarded, host),
         Route::Batch => (Kind::Batch, config.server.max_batch_bytes),
         Route::Guarded(guard) => (Kind::Resource(guard), config.server.max_body_bytes),

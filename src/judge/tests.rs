@@ -20,6 +20,53 @@ fn admitted_with(path: &str, lines: &[(&str, &str)]) -> Result<Traffic, (Rejecti
     }
 }
 
+/// What `admit` forwards of a pass-through request with these header lines.
+fn passed_with(method: Method, lines: &[(&str, &str)]) -> Option<http::HeaderMap> {
+    let config = Config::from_toml(crate::config::DEMO_TOML).unwrap();
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(ME)
+        .header(header::HOST, "lyncweb.contoso.com");
+    for (name, value) in lines {
+        request = request.header(*name, *value);
+    }
+    match admit(request.body(()).unwrap().into_parts().0, &config, None) {
+        Admission::Pass(passed) => Some(passed.head.headers),
+        _ => None,
+    }
+}
+
+/// Fresh eyes, round 15: CONNECT reached the pool (hyper-util sends it to the member); UCWA
+/// has no tunnel to open.
+#[test]
+fn connect_is_refused() {
+    let config = Config::from_toml(crate::config::DEMO_TOML).unwrap();
+    let head = http::Request::connect("lyncweb.contoso.com:443")
+        .header(header::HOST, "lyncweb.contoso.com")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    match admit(head, &config, None) {
+        Admission::Refused(r) => assert_eq!(r.rejection, Rejection::BadPath),
+        _ => panic!("CONNECT was admitted"),
+    }
+    assert!(passed_with(Method::GET, &[]).is_some());
+}
+
+/// Fresh eyes, round 15: an HTTP/2 request's repeated, equal Content-Length fields reached the
+/// pool as two lines (HTTP.sys may refuse them); one is forwarded.
+#[test]
+fn repeated_equal_lengths_are_forwarded_as_one() {
+    let headers = passed_with(
+        Method::POST,
+        &[("content-length", "5"), ("content-length", "5")],
+    )
+    .expect("passed");
+    let lengths: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    assert_eq!(lengths, ["5"]);
+}
+
 /// What `admit` makes of a request to `path` with these Transfer-Encoding lines.
 fn admitted(path: &str, codings: &[&str]) -> Result<Traffic, (Rejection, Traffic)> {
     let lines: Vec<(&str, &str)> = codings.iter().map(|c| ("transfer-encoding", *c)).collect();
