@@ -165,3 +165,18 @@ async fn a_broken_streamed_body_is_the_clients_fault() {
         assert_eq!(errors.unwrap_or(0.0), 0.0, "{kind}: {metrics}");
     }
 }
+
+/// CONNECT names an authority, not a resource the pool serves: refused, never sent on (fresh
+/// eyes, round 15: it reached a member).
+#[tokio::test]
+async fn connect_is_refused_and_not_forwarded() {
+    let h = support::start().await;
+    let request =
+        format!("CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    let reply = support::client::raw_reply(h.server.addrs()[0], request.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.text().contains("bad_path"), "{}", reply.text());
+    assert!(h.received().is_empty(), "the pool got {:?}", h.received());
+}
