@@ -14,7 +14,6 @@ pub use upstream::UpstreamBody;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 use crate::access::Logged;
 use crate::identity::Learning;
@@ -23,4 +22,4 @@ use crate::identity::Learning;
 /// who an application's user is), or one ringfence wrote; with the request's access line, when
 /// the access log is on.
 pub type ResponseBody = Logged<Answer>;
-pub(crate) type Answer = Either<Learning<Incoming>, Full<Bytes>>;
+pub(crate) type Answer = Either<Learning<crate::upstream::MemberBody>, Full<Bytes>>;
