@@ -18,8 +18,8 @@ use http_body_util::{Either, Full};
 use crate::access::Logged;
 use crate::identity::Learning;
 
-/// The body of every answer: the member's own, streamed (and read on the way when it can say
-/// who an application's user is), or one ringfence wrote; with the request's access line, when
-/// the access log is on.
-pub type ResponseBody = Logged<Answer>;
-pub(crate) type Answer = Either<Learning<crate::upstream::MemberBody>, Full<Bytes>>;
+/// The body of every answer: the member's own (`M`, as the upstream client reads it), streamed
+/// (and read on the way when it can say who an application's user is), or one ringfence wrote;
+/// with the request's access line, when the access log is on. The gateway names `M`.
+pub type ResponseBody<M> = Logged<Answer<M>>;
+pub(crate) type Answer<M> = Either<Learning<M>, Full<Bytes>>;

@@ -24,8 +24,11 @@ use super::idle::Idle;
 use crate::body::{BodyError, UpstreamBody};
 use crate::metrics::ConnectionCounts;
 
-/// The read buffer's size; it grows only for a larger head and is dropped back to this when the
-/// connection goes idle.
+/// The buffer a request head is written from and its answer's head read into: a held long poll
+/// keeps it for minutes, so it is small, and grows (in `READ` steps) only for a larger head or
+/// a body; a connection going idle with more than twice this gives it back.
+const HEAD: usize = 1024;
+/// What a read of an answer's body reserves when the buffer is (nearly) full.
 const READ: usize = 4 * 1024;
 /// A buffered body up to this is written with the head, in one write.
 const WITH_HEAD: usize = 16 * 1024;
@@ -235,6 +238,9 @@ impl Conn {
         );
         let closes = h1::request_closes(&headers);
         self.buf.clear();
+        if self.buf.capacity() < HEAD {
+            self.buf.reserve(HEAD);
+        }
         let small = match &body {
             UpstreamBody::Empty => true,
             UpstreamBody::Buffered(Some(bytes)) => {
@@ -282,8 +288,8 @@ impl Conn {
             }
             self.pump = Some(pump);
         }
-        if self.buf.capacity() < READ {
-            self.buf.reserve(READ);
+        if self.buf.capacity() < HEAD {
+            self.buf.reserve(HEAD);
         }
         loop {
             if let Some(head) = self.reader.read_head(&mut self.buf, method)? {
@@ -329,7 +335,7 @@ impl Conn {
 
     /// Ready for the idle list: an over-grown buffer is given back.
     pub fn rest(&mut self) {
-        if self.buf.capacity() > 2 * READ {
+        if self.buf.capacity() > 2 * HEAD {
             self.buf = BytesMut::new();
         }
     }

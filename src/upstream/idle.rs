@@ -138,3 +138,68 @@ impl Idle {
         self.list(member).len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::conn::Target;
+    use tokio::io::AsyncWriteExt;
+
+    /// A listener, and connections to it with the server's end of each.
+    async fn pair(
+        listener: &tokio::net::TcpListener,
+        counts: &Arc<crate::metrics::ConnectionCounts>,
+    ) -> (Conn, tokio::net::TcpStream) {
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port: listener.local_addr().unwrap().port(),
+            tls: None,
+        };
+        let conn = Conn::connect(&target, Duration::from_secs(5), counts)
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (conn, server)
+    }
+
+    #[tokio::test]
+    async fn only_clean_fresh_connections_are_kept_and_handed_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let counts = Arc::new(crate::metrics::ConnectionCounts::default());
+        let idle = Arc::new(Idle::new(1, 2, Duration::from_millis(300)));
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            let (conn, server) = pair(&listener, &counts).await;
+            idle.put(0, conn);
+            servers.push(server);
+        }
+        assert_eq!(idle.len(0), 2, "the cap");
+        assert_eq!(counts.snapshot().0, 2, "the third was closed");
+        // The member closes the newest one, and writes to the other unasked.
+        drop(servers.pop());
+        drop(servers.pop());
+        servers[0].write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(idle.take(0).is_none(), "neither is handed out");
+        assert_eq!(counts.snapshot().0, 0);
+
+        let (conn, _server) = pair(&listener, &counts).await;
+        idle.put(0, conn);
+        let taken = idle.take(0).expect("a clean one is");
+        assert!(taken.reused);
+        idle.put(0, taken);
+        // The reaper closes it after the idle timeout, with no checkout.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(idle.len(0), 0);
+        assert_eq!(counts.snapshot().0, 0);
+
+        let (conn, _server) = pair(&listener, &counts).await;
+        idle.put(0, conn);
+        idle.close();
+        assert_eq!(idle.len(0), 0);
+        let (conn, _server) = pair(&listener, &counts).await;
+        idle.put(0, conn);
+        assert_eq!(idle.len(0), 0, "a closed pool keeps nothing");
+        assert_eq!(counts.snapshot().0, 0);
+    }
+}
