@@ -477,7 +477,10 @@ impl MemberBody {
             // The member answered before the request body was all sent: it is sent still (the
             // client's body is read to its end, as hyper did), then the connection closed.
             self.home = None;
-            tokio::spawn(async move {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            runtime.spawn(async move {
                 let sent = std::future::poll_fn(|cx| match conn.poll_pump(cx) {
                     Poll::Ready(Ok(())) if conn.pump.is_some() => Poll::Pending,
                     other => other,
@@ -499,6 +502,34 @@ impl MemberBody {
         self.conn = None;
         self.home = None;
         Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl Drop for MemberBody {
+    /// An answer dropped unread whose rest is already in the buffer (a health probe's, or one
+    /// whose client went just before its last bytes) is read off, so that its connection serves
+    /// again, as hyper's client drained one; anything less is closed.
+    fn drop(&mut self) {
+        let (Some(conn), Some(_)) = (self.conn.as_mut(), self.home.as_ref()) else {
+            return;
+        };
+        let ended = match &mut self.reading {
+            Reading::Length(left) if conn.buf.len() as u64 == *left => {
+                conn.buf.clear();
+                true
+            }
+            Reading::Chunked(state) => loop {
+                match state.step(&mut conn.buf) {
+                    Ok(Step::Data(_)) => {}
+                    Ok(Step::End) => break true,
+                    Ok(Step::More) | Err(_) => break false,
+                }
+            },
+            _ => false,
+        };
+        if ended {
+            self.finish();
+        }
     }
 }
 

@@ -79,14 +79,21 @@ fn cases() -> Vec<Case> {
 
 /// A member that answers a request for [`PATH`] with `answer`, anything else with `second`, on
 /// any connection, as many requests as come (ignoring request bodies: the tests send none); and
-/// the number of requests it read.
-async fn member(answer: String, close: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+/// the number of requests it read and of connections it accepted.
+async fn member(answer: String, close: bool) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&requests);
+    let connections = Arc::clone(&accepted);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            connections.fetch_add(1, Ordering::SeqCst);
+            // What is smuggled must leave at once: with Nagle it would wait for ringfence's
+            // delayed ACK, that is, for the next request, and come as its answer (no client can
+            // tell bytes sent after its check from the answer; see docs/decisions.md).
+            stream.set_nodelay(true).unwrap();
             let answer = answer.clone();
             let counted = Arc::clone(&counted);
             tokio::spawn(async move {
@@ -129,15 +136,23 @@ async fn member(answer: String, close: bool) -> (SocketAddr, Arc<AtomicUsize>) {
             });
         }
     });
-    (addr, requests)
+    (addr, requests, accepted)
 }
 
 /// A server in front of `member`, once its first health probe (which would otherwise take a
 /// connection the test means for a client) was answered.
 async fn serve(member: SocketAddr, requests: &AtomicUsize) -> ringfence::server::Server {
+    serve_probed(member, requests, "1h").await
+}
+
+async fn serve_probed(
+    member: SocketAddr,
+    requests: &AtomicUsize,
+    interval: &str,
+) -> ringfence::server::Server {
     let toml = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [upstream]\nmembers = [\"http://{member}\"]\n[upstream.health]\ninterval = \"1h\"\n\
+         [upstream]\nmembers = [\"http://{member}\"]\n[upstream.health]\ninterval = \"{interval}\"\n\
          [audit]\nsink = \"off\"\n{}",
         support::POLICY
     );
@@ -208,7 +223,7 @@ fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
 async fn a_misframed_answer_never_reaches_another_client() {
     let mut failures = Vec::new();
     for case in cases() {
-        let (member, requests) = member(case.answer.clone(), case.close).await;
+        let (member, requests, _) = member(case.answer.clone(), case.close).await;
         let server = serve(member, &requests).await;
         let proxy = server.addrs()[0];
         let first = ask(proxy, case.method, PATH).await;
@@ -244,7 +259,7 @@ async fn a_misframed_answer_never_reaches_another_client() {
 /// request: the strict reading does not cost the pool its keep-alive connections.
 #[tokio::test]
 async fn well_framed_answers_keep_their_connection() {
-    let (member, requests) = member(
+    let (member, requests, _) = member(
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nFIRST\r\n0\r\n\r\n".to_owned(),
         false,
     )
@@ -270,4 +285,18 @@ async fn well_framed_answers_keep_their_connection() {
         &[("member", &format!("http://{member}")), ("state", "idle")],
     );
     assert_eq!(open, Some(1.0), "one connection served all six: {metrics}");
+}
+
+/// Health probes read their answer (here all in the buffer with its head) to its end, so one
+/// connection serves them all, as with hyper's client.
+#[tokio::test]
+async fn probes_reuse_their_connection() {
+    let (member, requests, accepted) = member(String::new(), false).await;
+    let _server = serve_probed(member, &requests, "50ms").await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while requests.load(Ordering::SeqCst) < 6 {
+        assert!(tokio::time::Instant::now() < deadline, "probes in time");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
