@@ -610,3 +610,111 @@ impl Body for MemberBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncReadExt;
+
+    /// A TLS member on loopback (rustls, TLS 1.3 with its session tickets) that answers every
+    /// request head with `answer`; and the target that reaches it.
+    async fn tls_member(answer: &'static [u8]) -> Target {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            if tls.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Target {
+            host: "127.0.0.1".into(),
+            port,
+            tls: Some((
+                tokio_rustls::TlsConnector::from(Arc::new(client)),
+                Some(rustls_pki_types::ServerName::try_from("localhost").unwrap()),
+            )),
+        }
+    }
+
+    /// Over TLS, an answer read to its end leaves nothing behind (session tickets are read with
+    /// the answer), so the connection is clean and serves the next exchange.
+    #[tokio::test]
+    async fn a_tls_connection_is_reused() {
+        let target = tls_member(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        let counts = Arc::new(ConnectionCounts::default());
+        let idle = Arc::new(Idle::new(1, 4, Duration::from_secs(60)));
+        let mut conn = Conn::connect(&target, Duration::from_secs(5), &counts)
+            .await
+            .unwrap();
+        for round in 0..3 {
+            let (head, closes) = conn
+                .exchange(
+                    &Method::GET,
+                    PathAndQuery::from_static("/a"),
+                    HeaderMap::new(),
+                    UpstreamBody::Empty,
+                )
+                .await
+                .unwrap();
+            assert!(head.keep_alive && !closes);
+            let home = Home {
+                idle: Arc::clone(&idle),
+                member: 0,
+            };
+            let body = MemberBody::new(conn, head.framing, Some(home));
+            let bytes = body.collect().await.unwrap().to_bytes();
+            assert_eq!(&bytes[..], b"ok");
+            // Time for anything the member sends unasked to arrive.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            conn = idle
+                .take(0)
+                .unwrap_or_else(|| panic!("round {round}: not reused"));
+            assert!(conn.reused);
+        }
+        assert_eq!(counts.snapshot().0, 1);
+    }
+}
