@@ -14,13 +14,12 @@ pub use upstream::UpstreamBody;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 use crate::access::Logged;
 use crate::identity::Learning;
 
-/// The body of every answer: the member's own, streamed (and read on the way when it can say
-/// who an application's user is), or one ringfence wrote; with the request's access line, when
-/// the access log is on.
-pub type ResponseBody = Logged<Answer>;
-pub(crate) type Answer = Either<Learning<Incoming>, Full<Bytes>>;
+/// The body of every answer: the member's own (`M`, as the upstream client reads it), streamed
+/// (and read on the way when it can say who an application's user is), or one ringfence wrote;
+/// with the request's access line, when the access log is on. The gateway names `M`.
+pub type ResponseBody<M> = Logged<Answer<M>>;
+pub(crate) type Answer<M> = Either<Learning<M>, Full<Bytes>>;

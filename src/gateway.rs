@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::access::{self, Logged};
 use crate::audit::writer::{Line, Reservation};
 use crate::audit::{self, Audit, Decided, Severity, Source, Unavailable};
-use crate::body::{Answer, BodyError, ClientBody, ResponseBody, UpstreamBody};
+use crate::body::{self, BodyError, ClientBody, UpstreamBody};
 use crate::forwarding::{self, Forwarded, RequestIds, X_REQUEST_ID};
 use crate::identity::{self, Learning, Learnt, Lesson};
 use crate::judge::{self, Admission, Clearance, Ruling};
@@ -28,7 +28,11 @@ use crate::ratelimit::{Limited, OrgIndex};
 use crate::reject::{prefers_xml, Rejection};
 use crate::route::Traffic;
 use crate::state::{Shared, Snapshot};
-use crate::upstream::FailureKind;
+use crate::upstream::{FailureKind, MemberBody};
+
+/// The body of every answer, with the member's body as ringfence's upstream client reads it.
+pub type ResponseBody = body::ResponseBody<MemberBody>;
+type Answer = body::Answer<MemberBody>;
 
 /// The rate limits' user key of every request whose path names no single application.
 const UNIDENTIFIED: &str = "unidentified";

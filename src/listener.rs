@@ -25,10 +25,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::body::{Activity, ClientBody, InFlight, Limits, ResponseBody, Tracked};
+use crate::body::{Activity, ClientBody, InFlight, Limits, Tracked};
 use crate::config::ServerSettings;
 use crate::descriptors::AcceptErrors;
-use crate::gateway::{Connection, Gateway};
+use crate::gateway::{Connection, Gateway, ResponseBody};
 use crate::state::Shared;
 
 /// What every client-facing listener of one server shares: its state, TLS, HTTP settings,

@@ -385,7 +385,7 @@ impl ConnectionCounts {
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> (i64, i64) {
+    pub(crate) fn snapshot(&self) -> (i64, i64) {
         let busy = self.busy.load(Ordering::Relaxed).max(0);
         let open = self.open.load(Ordering::Relaxed).max(0);
         (open.saturating_sub(busy).max(0), busy)

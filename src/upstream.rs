@@ -1,25 +1,25 @@
-//! The front-end pool: pooled keep-alive connections (HTTP/1.1, or h2 when a member offers it),
-//! upstream TLS, balancing, and a retry on another member only when nothing was sent.
+//! The front-end pool: ringfence's own HTTP/1.1 client ([`h1`] on the wire, [`conn`] for one
+//! connection and its exchange, [`idle`] for the kept-alive connections), upstream TLS,
+//! balancing, and a retry on another member only when nothing was sent.
 
 mod balance;
+mod conn;
 mod connections;
+mod h1;
 mod health;
+mod idle;
 
 use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::HeaderValue;
+use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{HeaderMap, Method, Response};
 use prometheus::{Histogram, IntCounter, IntGauge};
 
 pub use crate::body::UpstreamBody;
+pub use conn::{Error as ExchangeError, MemberBody};
 pub use health::Health;
 use health::ProbeKind;
 
@@ -33,8 +33,12 @@ use crate::tls::{self, TlsError};
 #[derive(Debug)]
 pub struct Member {
     name: Box<str>,
-    scheme: Scheme,
     authority: Authority,
+    /// Where to connect, and how.
+    target: conn::Target,
+    /// The Host header a request without one is sent with (as hyper-util wrote it: the port
+    /// only when it is not the scheme's).
+    host: HeaderValue,
     /// A [`Health`], as its `u8`.
     health: AtomicU8,
     /// Consecutive failed probes or connection errors, and consecutive good probes.
@@ -137,7 +141,8 @@ impl UpstreamError {
 /// The pool of one configuration; reused across reloads when `[upstream]` is unchanged.
 pub struct Pool {
     members: Vec<Member>,
-    client: Client<connections::Counting<HttpsConnector<HttpConnector>>, UpstreamBody>,
+    /// The kept-alive connections, shared with the answers being read (which give theirs back).
+    idle: Arc<idle::Idle>,
     balance: Balance,
     next: AtomicUsize,
     response_timeout: Duration,
@@ -154,36 +159,31 @@ impl Pool {
 }
 
 impl Drop for Pool {
+    /// Its idle connections are closed; those still carrying an answer are closed when it ends.
     fn drop(&mut self) {
         self.probes.cancel();
+        self.idle.close();
     }
 }
 
 /// A member's answer, with the member that gave it.
 pub struct Answer<'p> {
-    pub response: Response<Incoming>,
+    pub response: Response<MemberBody>,
     pub member: &'p Member,
 }
 
 impl Pool {
     pub fn new(config: &Upstream, metrics: &Metrics) -> Result<Pool, TlsError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        let builder = HttpsConnectorBuilder::new()
-            .with_tls_config(tls::client_config(config.tls.as_ref())?)
-            .https_or_http();
-        let builder = match config.tls.as_ref().and_then(|t| t.server_name.clone()) {
-            Some(name) => {
-                let name = rustls_pki_types::ServerName::try_from(name).map_err(|e| {
-                    TlsError::Rustls(rustls::Error::General(format!("server_name: {e}")))
-                })?;
-                builder.with_server_name_resolver(FixedServerNameResolver::new(name))
-            }
-            None => builder,
+        // HTTP/1.1 only, whatever the member offers (docs/decisions.md).
+        let mut client = tls::client_config(config.tls.as_ref())?;
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let server_name = match config.tls.as_ref().and_then(|t| t.server_name.clone()) {
+            Some(name) => Some(rustls_pki_types::ServerName::try_from(name).map_err(|e| {
+                TlsError::Rustls(rustls::Error::General(format!("server_name: {e}")))
+            })?),
+            None => None,
         };
-        let connector = builder.enable_all_versions().wrap_connector(http);
         let members: Vec<Member> = config
             .members
             .iter()
@@ -206,11 +206,28 @@ impl Pool {
                         .probe_failures
                         .with_label_values(&[&*name, k.label()])
                 });
+                let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
+                let authority = uri.authority().cloned().expect("validated member URL");
+                let https = scheme == Scheme::HTTPS;
+                let default_port = if https { 443 } else { 80 };
+                let port = authority.port_u16().unwrap_or(default_port);
+                let host = if port == default_port || authority.port().is_none() {
+                    HeaderValue::from_str(authority.host())
+                } else {
+                    HeaderValue::from_str(&format!("{}:{port}", authority.host()))
+                }
+                .expect("a validated member's host is a header value");
+                let target = conn::Target {
+                    host: authority.host().into(),
+                    port,
+                    tls: https.then(|| (connector.clone(), server_name.clone())),
+                };
                 // The gauge's series is made at 0 for a new member and left as it is for one a
                 // reload keeps, until `carry_health` or a probe sets it.
                 Member {
-                    scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
-                    authority: uri.authority().cloned().expect("validated member URL"),
+                    authority,
+                    target,
+                    host,
                     health: AtomicU8::new(Health::Unknown as u8),
                     failures: AtomicU32::new(0),
                     successes: AtomicU32::new(0),
@@ -225,20 +242,14 @@ impl Pool {
                 }
             })
             .collect();
-        let counted = members
-            .iter()
-            .map(|m| (m.authority.clone(), Arc::clone(&m.connections)))
-            .collect();
-        // Each member is its own pool key (scheme and authority), so the cap is per member.
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.idle_timeout)
-            .pool_max_idle_per_host(config.max_idle_per_member)
-            .build(connections::Counting::new(connector, counted));
+        let idle = Arc::new(idle::Idle::new(
+            members.len(),
+            config.max_idle_per_member,
+            config.idle_timeout,
+        ));
         Ok(Pool {
             members,
-            client,
+            idle,
             balance: config.balance,
             next: AtomicUsize::new(0),
             response_timeout: config.response_timeout,
@@ -287,11 +298,14 @@ impl Pool {
     /// any answer; in both cases only if the body can be sent again.
     pub async fn send(&self, clearance: Clearance) -> Result<Answer<'_>, UpstreamError> {
         let (method, sliced, headers, body) = clearance.into_parts();
-        // hyper-util keeps the request's URI for the whole exchange (for its own retry), and a
-        // long poll's exchange lasts minutes: a URI sliced from the client's read buffer would
-        // keep that 8 KiB buffer alive as long (issue 16).
-        let path_and_query = detached(&sliced);
-        drop(sliced);
+        // The target is sliced from the client's read buffer; an exchange drops it once written,
+        // but a copy kept for another attempt, across a long poll's minutes, would keep that
+        // 8 KiB buffer alive as long (issue 16): it is detached, when there can be another.
+        let mut path_and_query = if self.members.len() > 1 {
+            Some(detached(&sliced))
+        } else {
+            Some(sliced)
+        };
         let mut tried = balance::Tried::default();
         let mut body = Some(body);
         let mut headers = Some(headers);
@@ -315,21 +329,17 @@ impl Pool {
                 (Some(_), Some(h)) => std::mem::replace(h, detached_headers(h)),
                 (_, h) => h.take().unwrap_or_default(),
             };
-            // From its parts: the builder moves its `Result<Parts>` through each step.
-            let mut parts = http::uri::Parts::default();
-            parts.scheme = Some(member.scheme.clone());
-            parts.authority = Some(member.authority.clone());
-            parts.path_and_query = Some(path_and_query.clone());
-            let uri = Uri::from_parts(parts).expect("member URL and request path are valid");
-            let mut request = Request::new(this_body);
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri;
-            *request.version_mut() = Version::HTTP_11;
-            *request.headers_mut() = these_headers;
+            let this_target = match (&retry_body, &mut path_and_query) {
+                (Some(_), Some(p)) => p.clone(),
+                (_, p) => p.take().unwrap_or_else(|| PathAndQuery::from_static("/")),
+            };
             let started = Instant::now();
             let in_flight = Outstanding::begin(member);
-            let result =
-                tokio::time::timeout(self.response_timeout, self.client.request(request)).await;
+            let result = tokio::time::timeout(
+                self.response_timeout,
+                self.exchange(index, &method, this_target, these_headers, this_body),
+            )
+            .await;
             drop(in_flight);
             let (kind, source) = match result {
                 Ok(Ok(response)) => {
@@ -338,7 +348,7 @@ impl Pool {
                     member.requests.inc(response.status());
                     return Ok(Answer { response, member });
                 }
-                Ok(Err(e)) if caused_by_request_body(&e) => {
+                Ok(Err(e @ conn::Error::Body(_))) => {
                     return Err(UpstreamError {
                         kind: FailureKind::Client,
                         member: member.name.clone(),
@@ -400,6 +410,46 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// One exchange with one member: an idle connection to it (or a new one), the request
+    /// written, the answer's head read. The answer's body gives the connection back when it was
+    /// read to its end and both sides let it be reused.
+    async fn exchange(
+        &self,
+        index: usize,
+        method: &Method,
+        target: PathAndQuery,
+        mut headers: HeaderMap,
+        body: UpstreamBody,
+    ) -> Result<Response<MemberBody>, conn::Error> {
+        let member = &self.members[index];
+        let mut conn = match self.idle.take(index) {
+            Some(conn) => conn,
+            None => {
+                conn::Conn::connect(
+                    &member.target,
+                    self.config.connect_timeout,
+                    &member.connections,
+                )
+                .await?
+            }
+        };
+        if let header::Entry::Vacant(host) = headers.entry(header::HOST) {
+            host.insert(member.host.clone());
+        }
+        let (head, closes) = conn.exchange(method, target, headers, body).await?;
+        let home = (head.keep_alive && !closes).then(|| conn::Home {
+            idle: Arc::clone(&self.idle),
+            member: index,
+        });
+        let mut response = Response::new(MemberBody::new(conn, head.framing, home));
+        *response.status_mut() = head.status;
+        *response.version_mut() = head.version;
+        *response.headers_mut() = head.headers;
+        Ok(response)
+    }
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// `headers` with their values in one buffer of their own, not slices of the buffer they were
@@ -454,13 +504,17 @@ fn idempotent(method: &Method) -> bool {
 }
 
 /// Connect and TLS failures happen before a byte of the request is sent; anything else after.
-/// A connect that failed for want of a local resource is [`FailureKind::Local`].
-fn classify(e: hyper_util::client::legacy::Error) -> (FailureKind, BoxError) {
-    let kind = match (e.is_connect(), caused_by_tls(&e)) {
-        (_, true) => FailureKind::Tls,
-        (true, false) if local_resource_error(&e).is_some() => FailureKind::Local,
-        (true, false) => FailureKind::Connect,
-        (false, false) => FailureKind::Protocol,
+/// A connect that failed for want of a local resource is [`FailureKind::Local`]; a handshake
+/// that failed without a TLS error (the member closed the connection) counts as a connect
+/// failure, as it did under hyper-rustls; a broken request body is the client's.
+fn classify(e: conn::Error) -> (FailureKind, BoxError) {
+    let kind = match &e {
+        conn::Error::Connect(io) if local_resource_error(io).is_some() => FailureKind::Local,
+        conn::Error::Connect(_) | conn::Error::ConnectTimeout(_) => FailureKind::Connect,
+        conn::Error::Tls(io) if caused_by_tls(io) => FailureKind::Tls,
+        conn::Error::Tls(_) => FailureKind::Connect,
+        conn::Error::Body(_) => FailureKind::Client,
+        _ => FailureKind::Protocol,
     };
     (kind, Box::new(e))
 }
@@ -485,17 +539,6 @@ fn local_resource_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     first_in_chain(e, &|error| os_error(error).is_some())
         .and_then(os_error)
         .filter(|&code| LOCAL.iter().any(|l| l.raw_os_error() == code))
-}
-
-/// Whether the exchange failed because the request body did: hyper reports a body stream's
-/// error as a user error caused by it, where the member's faults (a closed connection, a bad
-/// answer) are not user errors or have no cause.
-fn caused_by_request_body(e: &(dyn std::error::Error + 'static)) -> bool {
-    in_chain(e, &|error| {
-        error
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_user() && error.source().is_some())
-    })
 }
 
 /// Whether a rustls error is anywhere in the chain.

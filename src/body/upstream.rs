@@ -13,10 +13,9 @@ pub enum UpstreamBody {
     Empty,
     /// Sent exactly as received and checked; `None` once sent.
     Buffered(Option<Bytes>),
-    /// Boxed: a request's body is moved into every slot of hyper's request channel (32 per
-    /// upstream connection, one channel per connection) and the futures that send it, and a
-    /// `ClientBody` inline made each 96 bytes larger; a held long poll (no body) paid 3 KB for
-    /// it in its connection's channel alone (issue 16).
+    /// Boxed: a `ClientBody` inline made every future that carries a request body 96 bytes
+    /// larger (and, with hyper-util's client, every slot of its 32-slot request channel: 3 KB
+    /// per held long poll, issue 16).
     Streamed(Box<ClientBody>),
 }
 
@@ -76,8 +75,8 @@ impl Body for UpstreamBody {
 
 #[cfg(test)]
 mod size_tests {
-    /// The size every slot of hyper's request channel and every future that carries a request
-    /// pays for the body type: 136 bytes with a `ClientBody` inline.
+    /// The size every future that carries a request pays for the body type: 136 bytes with a
+    /// `ClientBody` inline.
     #[test]
     fn an_upstream_body_is_small() {
         assert!(std::mem::size_of::<super::UpstreamBody>() <= 40);

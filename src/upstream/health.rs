@@ -11,7 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use http::{header, Request, StatusCode, Uri};
+use http::uri::PathAndQuery;
+use http::{header, HeaderMap, Method, StatusCode};
 
 use super::{classify, BoxError, FailureKind, Member, Pool, UpstreamBody};
 
@@ -164,22 +165,19 @@ async fn probe_once(pool: &Weak<Pool>, index: usize) -> bool {
     };
     let member = &pool.members[index];
     let health = &pool.config.health;
-    let uri = Uri::builder()
-        .scheme(member.scheme.clone())
-        .authority(member.authority.clone())
-        .path_and_query(health.path.as_str())
-        .build();
-    let Ok(uri) = uri else { return true };
-    let mut request = Request::new(UpstreamBody::Empty);
-    *request.uri_mut() = uri;
+    let Ok(target) = PathAndQuery::try_from(health.path.as_str()) else {
+        return true;
+    };
+    let mut headers = HeaderMap::with_capacity(2);
     if let Ok(host) = header::HeaderValue::from_str(member.authority.as_str()) {
-        request.headers_mut().insert(header::HOST, host);
+        headers.insert(header::HOST, host);
     }
-    request.headers_mut().insert(
+    headers.insert(
         header::USER_AGENT,
         header::HeaderValue::from_static("ringfence-health"),
     );
-    let outcome = match tokio::time::timeout(health.timeout, pool.client.request(request)).await {
+    let exchange = pool.exchange(index, &Method::GET, target, headers, UpstreamBody::Empty);
+    let outcome = match tokio::time::timeout(health.timeout, exchange).await {
         Ok(Ok(response)) if response.status().is_server_error() => {
             Err(ProbeError::Status(response.status()))
         }

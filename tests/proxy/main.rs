@@ -23,6 +23,7 @@ mod parking;
 mod passthrough;
 mod pool_reading;
 mod probes;
+mod response_framing;
 mod rollout;
 mod slow_bodies;
 mod smuggling;

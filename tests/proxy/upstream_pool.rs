@@ -202,3 +202,48 @@ async fn the_idle_pool_never_keeps_more_than_its_cap_after_a_burst() {
     }
     assert!(member.connections_open() <= 4);
 }
+
+/// A client that goes away during a held long poll takes its upstream connection with it: the
+/// exchange is dropped and its socket closed, never parked in the idle list with an answer still
+/// to come.
+#[tokio::test]
+async fn a_client_gone_during_a_long_poll_closes_its_upstream_connection() {
+    use tokio::io::AsyncWriteExt;
+    let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
+    member.set_event_wait(std::time::Duration::ZERO);
+    member.hold_events(true);
+    let text = Toml::of(std::slice::from_ref(&member))
+        .upstream("[upstream.health]\ninterval = \"1h\"")
+        .build();
+    let server = support::serve_toml(&text).await;
+    let name = member.url();
+    eventually("the first probe's answer", async || {
+        let metrics = support::scrape(&server).await;
+        support::metrics::sample(
+            &metrics,
+            "ringfence_upstream_member_healthy",
+            &[("member", &name)],
+        ) == Some(1.0)
+    })
+    .await;
+    let mut client = tokio::net::TcpStream::connect(server.addrs()[0])
+        .await
+        .unwrap();
+    let poll = format!("GET /ucwa/v1/applications/1/events?ack=1 HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    client.write_all(poll.as_bytes()).await.unwrap();
+    let open = eventually("the poll to be held by the member", async || {
+        let metrics = support::scrape(&server).await;
+        (connections(&metrics, &name, "busy") == Some(1.0)).then(|| member.connections_open())
+    })
+    .await;
+    drop(client);
+    eventually("the upstream connection to close", async || {
+        let metrics = support::scrape(&server).await;
+        let now = member.connections_open();
+        (now + 1 == open
+            && connections(&metrics, &name, "busy") == Some(0.0)
+            && connections(&metrics, &name, "idle") == Some(now as f64))
+        .then_some(())
+    })
+    .await;
+}

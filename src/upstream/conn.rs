@@ -1,0 +1,720 @@
+//! One connection to a member and one exchange on it, polled in the request's own task (no task,
+//! no channel per connection): connect (TCP_NODELAY, `connect_timeout`, TLS with ALPN
+//! `http/1.1`), write the request head and body, read the answer's head, and stream its body
+//! ([`MemberBody`]), which gives the connection back to its member's idle list only when the
+//! exchange ended exactly and cleanly.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::connections::Open;
+use super::h1::{self, Chunked, Framing, Head, Malformed, Sending, Step};
+use super::idle::Idle;
+use crate::body::{BodyError, UpstreamBody};
+use crate::metrics::ConnectionCounts;
+
+/// The buffer a request head is written from and its answer's head read into: a held long poll
+/// keeps it for minutes, so it is small, and grows (in `READ` steps) only for a larger head or
+/// a body; a connection going idle with more than twice this gives it back.
+const HEAD: usize = 1024;
+/// What a read of an answer's body reserves when the buffer is (nearly) full.
+const READ: usize = 4 * 1024;
+/// A buffered body up to this is written with the head, in one write.
+const WITH_HEAD: usize = 16 * 1024;
+
+/// Why an exchange failed, so that [`super::classify`] can say who failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("connect: {0}")]
+    Connect(#[source] io::Error),
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("TLS handshake: {0}")]
+    Tls(#[source] io::Error),
+    /// The client's body broke while it was streamed.
+    #[error("request body: {0}")]
+    Body(#[source] BodyError),
+    #[error("request body of {sent} bytes where {declared} were declared")]
+    BodyLength { sent: u64, declared: u64 },
+    #[error("sending the request: {0}")]
+    Send(#[source] io::Error),
+    #[error("reading the answer: {0}")]
+    Read(#[source] io::Error),
+    #[error("the member closed the connection before a whole answer head")]
+    Closed,
+    #[error("the member closed the connection inside the answer's body")]
+    Truncated,
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+}
+
+/// TCP, or TLS over it.
+pub enum Stream {
+    Plain(TcpStream),
+    /// Boxed: rustls' connection state is ~1 KiB.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Where a member is and how to reach it.
+pub struct Target {
+    pub host: Box<str>,
+    pub port: u16,
+    /// For an `https://` member.
+    pub tls: Option<(
+        tokio_rustls::TlsConnector,
+        Option<rustls_pki_types::ServerName<'static>>,
+    )>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// A connection to a member, counted open until dropped.
+pub struct Conn {
+    stream: Stream,
+    /// Read buffer; between exchanges empty, and the request head is written from it.
+    buf: BytesMut,
+    reader: h1::Reader,
+    /// Whether it served an exchange before (it came from the idle list).
+    pub reused: bool,
+    /// A request body still being sent.
+    pump: Option<Box<Pump>>,
+    _open: Open,
+}
+
+impl Conn {
+    /// Connects within `timeout` (to the first address that takes it), then the TLS handshake.
+    pub async fn connect(
+        target: &Target,
+        timeout: Duration,
+        counts: &Arc<ConnectionCounts>,
+    ) -> Result<Conn, Error> {
+        let host = target.host.trim_start_matches('[').trim_end_matches(']');
+        let tcp = tokio::time::timeout(timeout, async {
+            let mut last = None;
+            for addr in tokio::net::lookup_host((host, target.port))
+                .await
+                .map_err(Error::Connect)?
+            {
+                match TcpStream::connect(addr).await {
+                    Ok(tcp) => return Ok(tcp),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(Error::Connect(last.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "no address for the member")
+            })))
+        })
+        .await
+        .map_err(|_| Error::ConnectTimeout(timeout))??;
+        tcp.set_nodelay(true).map_err(Error::Connect)?;
+        let open = Open::new(counts);
+        let stream = match &target.tls {
+            None => Stream::Plain(tcp),
+            Some((connector, name)) => {
+                let name = match name {
+                    Some(name) => name.clone(),
+                    None => rustls_pki_types::ServerName::try_from(host.to_owned())
+                        .map_err(|e| Error::Tls(io::Error::new(io::ErrorKind::InvalidInput, e)))?,
+                };
+                let tls = connector.connect(name, tcp).await.map_err(Error::Tls)?;
+                Stream::Tls(Box::new(tls))
+            }
+        };
+        Ok(Conn {
+            stream,
+            buf: BytesMut::new(),
+            reader: h1::Reader::default(),
+            reused: false,
+            pump: None,
+            _open: open,
+        })
+    }
+
+    /// Whether an idle connection may carry an exchange: nothing left in its buffers, and the
+    /// socket neither closed by the member nor holding bytes nobody asked for (a zero-timeout
+    /// peek, a system call, not the reactor's possibly stale readiness).
+    pub fn is_clean(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        if let Stream::Tls(tls) = &mut self.stream {
+            let mut byte = [0u8; 1];
+            match io::Read::read(&mut tls.get_mut().1.reader(), &mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                _ => return false,
+            }
+        }
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            socket2::SockRef::from(self.stream.tcp()).peek(&mut byte),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
+    }
+
+    /// Sends the request and reads the answer's head; `target` and `headers` are dropped once
+    /// written, and a body held in memory once sent, before the wait for the answer (a held long
+    /// poll keeps none of them). A streamed body is sent while the answer is awaited, and after
+    /// it if the member answers first, as hyper's client did.
+    pub async fn exchange(
+        &mut self,
+        method: &Method,
+        target: PathAndQuery,
+        mut headers: HeaderMap,
+        body: UpstreamBody,
+    ) -> Result<(Head, bool), Error> {
+        let sending = h1::request_framing(
+            method,
+            &mut headers,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        );
+        let closes = h1::request_closes(&headers);
+        self.buf.clear();
+        if self.buf.capacity() < HEAD {
+            self.buf.reserve(HEAD);
+        }
+        let small = match &body {
+            UpstreamBody::Empty => true,
+            UpstreamBody::Buffered(Some(bytes)) => {
+                bytes.len() <= WITH_HEAD && sending == Sending::Length(bytes.len() as u64)
+            }
+            _ => false,
+        };
+        if small {
+            h1::write_head(&mut self.buf, method, target.as_str(), &headers);
+            drop((target, headers));
+            if let UpstreamBody::Buffered(Some(bytes)) = &body {
+                self.buf.extend_from_slice(bytes);
+            }
+            drop(body);
+            self.stream
+                .write_all(&self.buf)
+                .await
+                .map_err(Error::Send)?;
+            self.stream.flush().await.map_err(Error::Send)?;
+            self.buf.clear();
+        } else {
+            let mut pump = Box::new(Pump {
+                body,
+                sending,
+                sent: 0,
+                out: BytesMut::new(),
+                done: false,
+            });
+            h1::write_head(&mut pump.out, method, target.as_str(), &headers);
+            drop((target, headers));
+            // The body's first bytes go with the head, if they are there; if they are broken,
+            // nothing at all is sent (as with hyper, whose head waited in its buffer).
+            let first =
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut pump.body).poll_frame(cx)))
+                    .await;
+            match first {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        pump.frame(&data)?;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Err(Error::Body(e)),
+                Poll::Ready(None) => pump.end()?,
+                Poll::Pending => {}
+            }
+            self.pump = Some(pump);
+        }
+        if self.buf.capacity() < HEAD {
+            self.buf.reserve(HEAD);
+        }
+        loop {
+            if let Some(head) = self.reader.read_head(&mut self.buf, method)? {
+                return Ok((head, closes));
+            }
+            let read = std::future::poll_fn(|cx| {
+                if let Err(e) = ready!(self.poll_pump(cx)) {
+                    return Poll::Ready(Err(e));
+                }
+                self.poll_fill(cx).map_err(Error::Read)
+            })
+            .await;
+            match read {
+                Ok(0) => return Err(Error::Closed),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends what it can of a streamed request body: `Ready(Err)` if that failed, else
+    /// `Ready(Ok)` (whether it is all sent or waits for the body or the socket).
+    fn poll_pump(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let Some(pump) = self.pump.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        match pump.poll(&mut self.stream, cx) {
+            Poll::Ready(result) => {
+                self.pump = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Reads what is there into the buffer (0 at the end of the stream).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 512 {
+            self.buf.reserve(READ);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+    }
+
+    /// Ready for the idle list: an over-grown buffer is given back.
+    pub fn rest(&mut self) {
+        if self.buf.capacity() > 2 * HEAD {
+            self.buf = BytesMut::new();
+        }
+    }
+}
+
+/// A request body being sent, framed as its head said.
+struct Pump {
+    body: UpstreamBody,
+    sending: Sending,
+    sent: u64,
+    /// Framed bytes not yet written.
+    out: BytesMut,
+    /// The body ended (its last bytes may still be in `out`).
+    done: bool,
+}
+
+impl Pump {
+    fn frame(&mut self, data: &Bytes) -> Result<(), Error> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.sent += data.len() as u64;
+        match self.sending {
+            Sending::Length(declared) if self.sent > declared => Err(Error::BodyLength {
+                sent: self.sent,
+                declared,
+            }),
+            Sending::Length(_) => {
+                self.out.extend_from_slice(data);
+                Ok(())
+            }
+            Sending::Chunked => {
+                use std::fmt::Write;
+                let _ = write!(self.out, "{:X}\r\n", data.len());
+                self.out.extend_from_slice(data);
+                self.out.extend_from_slice(b"\r\n");
+                Ok(())
+            }
+        }
+    }
+
+    fn end(&mut self) -> Result<(), Error> {
+        self.done = true;
+        match self.sending {
+            Sending::Length(declared) if self.sent != declared => Err(Error::BodyLength {
+                sent: self.sent,
+                declared,
+            }),
+            Sending::Length(_) => Ok(()),
+            Sending::Chunked => {
+                self.out.extend_from_slice(b"0\r\n\r\n");
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes what is framed, then takes the body's next frame; `Ready(Ok)` once all is sent
+    /// and flushed.
+    fn poll(&mut self, stream: &mut Stream, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        loop {
+            if !self.out.is_empty() {
+                let n = ready!(Pin::new(&mut *stream).poll_write(cx, &self.out))
+                    .map_err(Error::Send)?;
+                if n == 0 {
+                    return Poll::Ready(Err(Error::Send(io::ErrorKind::WriteZero.into())));
+                }
+                bytes::Buf::advance(&mut self.out, n);
+                continue;
+            }
+            // Written out: flushed before the body's next bytes are awaited.
+            ready!(Pin::new(&mut *stream).poll_flush(cx)).map_err(Error::Send)?;
+            if self.done {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.frame(&data)?;
+                    }
+                }
+                Some(Err(e)) => return Poll::Ready(Err(Error::Body(e))),
+                None => self.end()?,
+            }
+        }
+    }
+}
+
+/// How long a request body the member no longer waits for (it answered first) may take to be
+/// sent after the answer was read; the connection is not reused after it.
+const AFTER_ANSWER: Duration = Duration::from_secs(60);
+
+/// Where a connection goes back to.
+pub struct Home {
+    pub idle: Arc<Idle>,
+    pub member: usize,
+}
+
+/// A member's answer body, read off its connection as the client takes it.
+pub struct MemberBody {
+    conn: Option<Conn>,
+    reading: Reading,
+    /// `None` when the connection must not be reused (either side said close, or the body is
+    /// close-delimited).
+    home: Option<Home>,
+}
+
+enum Reading {
+    Length(u64),
+    Chunked(Chunked),
+    Close,
+    Done,
+}
+
+impl MemberBody {
+    /// The body after `head`; a body that is already over gives the connection back at once.
+    pub fn new(conn: Conn, framing: Framing, home: Option<Home>) -> MemberBody {
+        let reading = match framing {
+            Framing::Empty => Reading::Done,
+            Framing::Length(n) => Reading::Length(n),
+            Framing::Chunked => Reading::Chunked(Chunked::Size),
+            Framing::Close => Reading::Close,
+        };
+        let mut body = MemberBody {
+            conn: Some(conn),
+            reading,
+            home,
+        };
+        if matches!(body.reading, Reading::Done) {
+            body.finish();
+        }
+        body
+    }
+
+    /// The answer was read to its exact end: the connection goes back to the idle list if it
+    /// may, and nothing is left over in its buffer.
+    fn finish(&mut self) {
+        self.reading = Reading::Done;
+        if let Some(mut conn) = self.conn.take_if(|c| c.pump.is_some()) {
+            // The member answered before the request body was all sent: it is sent still (the
+            // client's body is read to its end, as hyper did), then the connection closed.
+            self.home = None;
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            runtime.spawn(async move {
+                let sent = std::future::poll_fn(|cx| match conn.poll_pump(cx) {
+                    Poll::Ready(Ok(())) if conn.pump.is_some() => Poll::Pending,
+                    other => other,
+                });
+                let _ = tokio::time::timeout(AFTER_ANSWER, sent).await;
+            });
+            return;
+        }
+        if let (Some(mut conn), Some(home)) = (self.conn.take(), self.home.take()) {
+            if conn.buf.is_empty() {
+                conn.rest();
+                home.idle.put(home.member, conn);
+            }
+        }
+    }
+
+    fn fail(&mut self, error: Error) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.reading = Reading::Done;
+        self.conn = None;
+        self.home = None;
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl Drop for MemberBody {
+    /// An answer dropped unread whose rest is already in the buffer (a health probe's, or one
+    /// whose client went just before its last bytes) is read off, so that its connection serves
+    /// again, as hyper's client drained one; anything less is closed.
+    fn drop(&mut self) {
+        let (Some(conn), Some(_)) = (self.conn.as_mut(), self.home.as_ref()) else {
+            return;
+        };
+        let ended = match &mut self.reading {
+            Reading::Length(left) if conn.buf.len() as u64 == *left => {
+                conn.buf.clear();
+                true
+            }
+            Reading::Chunked(state) => loop {
+                match state.step(&mut conn.buf) {
+                    Ok(Step::Data(_)) => {}
+                    Ok(Step::End) => break true,
+                    Ok(Step::More) | Err(_) => break false,
+                }
+            },
+            _ => false,
+        };
+        if ended {
+            self.finish();
+        }
+    }
+}
+
+impl Body for MemberBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Poll::Ready(Err(_)) = conn.poll_pump(cx) {
+                // The rest of the request body could not be sent: the answer is read on, but
+                // the connection is not reused.
+                this.home = None;
+            }
+            match &mut this.reading {
+                Reading::Done => {
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Reading::Length(left) => {
+                    if !conn.buf.is_empty() {
+                        let take = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(conn.buf.len());
+                        let data = conn.buf.split_to(take).freeze();
+                        *left -= take as u64;
+                        if *left == 0 {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Reading::Chunked(state) => match state.step(&mut conn.buf) {
+                    Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Step::End) => {
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    Ok(Step::More) => {}
+                    Err(e) => return this.fail(e.into()),
+                },
+                Reading::Close => {
+                    if !conn.buf.is_empty() {
+                        let data = conn.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) if matches!(this.reading, Reading::Close) => {
+                    this.reading = Reading::Done;
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return this.fail(Error::Truncated),
+                Ok(_) => {}
+                Err(e) => return this.fail(Error::Read(e)),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.reading, Reading::Done | Reading::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.reading {
+            Reading::Done => SizeHint::with_exact(0),
+            Reading::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncReadExt;
+
+    /// A TLS member on loopback (rustls, TLS 1.3 with its session tickets) that answers every
+    /// request head with `answer`; and the target that reaches it.
+    async fn tls_member(answer: &'static [u8]) -> Target {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            if tls.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Target {
+            host: "127.0.0.1".into(),
+            port,
+            tls: Some((
+                tokio_rustls::TlsConnector::from(Arc::new(client)),
+                Some(rustls_pki_types::ServerName::try_from("localhost").unwrap()),
+            )),
+        }
+    }
+
+    /// Over TLS, an answer read to its end leaves nothing behind (session tickets are read with
+    /// the answer), so the connection is clean and serves the next exchange.
+    #[tokio::test]
+    async fn a_tls_connection_is_reused() {
+        let target = tls_member(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        let counts = Arc::new(ConnectionCounts::default());
+        let idle = Arc::new(Idle::new(1, 4, Duration::from_secs(60)));
+        let mut conn = Conn::connect(&target, Duration::from_secs(5), &counts)
+            .await
+            .unwrap();
+        for round in 0..3 {
+            let (head, closes) = conn
+                .exchange(
+                    &Method::GET,
+                    PathAndQuery::from_static("/a"),
+                    HeaderMap::new(),
+                    UpstreamBody::Empty,
+                )
+                .await
+                .unwrap();
+            assert!(head.keep_alive && !closes);
+            let home = Home {
+                idle: Arc::clone(&idle),
+                member: 0,
+            };
+            let body = MemberBody::new(conn, head.framing, Some(home));
+            let bytes = body.collect().await.unwrap().to_bytes();
+            assert_eq!(&bytes[..], b"ok");
+            // Time for anything the member sends unasked to arrive.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            conn = idle
+                .take(0)
+                .unwrap_or_else(|| panic!("round {round}: not reused"));
+            assert!(conn.reused);
+        }
+        assert_eq!(counts.snapshot().0, 1);
+    }
+}

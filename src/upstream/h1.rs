@@ -1,0 +1,530 @@
+//! HTTP/1.1 on the wire to a member: the request head ringfence writes (as hyper's client wrote
+//! it), and the response head and body framing it reads. Reading is strict, because a misframed
+//! answer on a pooled connection would hand one user's answer to the next user of the connection:
+//! anything ambiguous is a [`Malformed`] answer (a 502 to the client) and the connection is
+//! closed, never reused.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// The longest response head read (hyper's client allowed ~400 KiB; no UCWA head is near this).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The most header lines in a response head, as hyper's client.
+pub const MAX_HEADERS: usize = 100;
+/// The longest chunk-size line, or all trailer lines together.
+const MAX_LINE: usize = 4 * 1024;
+
+/// Why an answer was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed answer: {0}")]
+pub struct Malformed(pub &'static str);
+
+/// How a request body is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sending {
+    Length(u64),
+    Chunked,
+}
+
+/// Decides how the request body goes, adding or removing the headers that say so, as hyper's
+/// client did (`Client::set_length`): a body known to be empty sends nothing and no
+/// Transfer-Encoding; otherwise a Transfer-Encoding the request has is kept (ending in
+/// `chunked`), then a valid Content-Length; then the body's exact size is written as one; an
+/// unknown size is chunked, but for GET, HEAD and CONNECT, which are sent without a body.
+pub fn request_framing(
+    method: &Method,
+    headers: &mut HeaderMap,
+    end_stream: bool,
+    exact: Option<u64>,
+) -> Sending {
+    if end_stream {
+        headers.remove(header::TRANSFER_ENCODING);
+        return Sending::Length(0);
+    }
+    let existing = content_length_list(headers);
+    if let Some(last) = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    {
+        if !ends_chunked(last.as_bytes()) {
+            let mut value = last.as_bytes().to_vec();
+            value.extend_from_slice(b", chunked");
+            let value = HeaderValue::from_bytes(&value).unwrap_or(HeaderValue::from_static(""));
+            append_to_last(headers, value);
+        }
+        headers.remove(header::CONTENT_LENGTH);
+        return Sending::Chunked;
+    }
+    if let Some(length) = existing {
+        return Sending::Length(length);
+    }
+    match exact {
+        Some(length) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            Sending::Length(length)
+        }
+        None if matches!(*method, Method::GET | Method::HEAD | Method::CONNECT) => {
+            Sending::Length(0)
+        }
+        None => {
+            headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+            headers.remove(header::CONTENT_LENGTH);
+            Sending::Chunked
+        }
+    }
+}
+
+/// Replaces the last Transfer-Encoding line, keeping the others in order.
+fn append_to_last(headers: &mut HeaderMap, value: HeaderValue) {
+    let mut lines: Vec<HeaderValue> = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .cloned()
+        .collect();
+    lines.pop();
+    lines.push(value);
+    headers.remove(header::TRANSFER_ENCODING);
+    for line in lines {
+        headers.append(header::TRANSFER_ENCODING, line);
+    }
+}
+
+/// Whether a Transfer-Encoding line's last coding is `chunked` (hyper's `is_chunked_`).
+fn ends_chunked(value: &[u8]) -> bool {
+    let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+    last.trim_ascii().eq_ignore_ascii_case(b"chunked")
+}
+
+/// hyper's reading of the request's own Content-Length lines: comma-separated decimal lists that
+/// all agree.
+fn content_length_list(headers: &HeaderMap) -> Option<u64> {
+    let mut length = None;
+    for line in headers.get_all(header::CONTENT_LENGTH) {
+        for value in line.as_bytes().split(|&b| b == b',') {
+            let n = digits(value.trim_ascii())?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        }
+    }
+    length
+}
+
+/// A non-empty run of ASCII digits that fits a `u64`.
+fn digits(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// Writes the request head: request line (origin form), every header in the map's order with
+/// its lower-case name, and the blank line.
+pub fn write_head(dst: &mut BytesMut, method: &Method, target: &str, headers: &HeaderMap) {
+    let size = 32
+        + target.len()
+        + headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    dst.reserve(size);
+    dst.extend_from_slice(method.as_str().as_bytes());
+    dst.extend_from_slice(b" ");
+    dst.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
+    dst.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 204, 304, or `Content-Length: 0`).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Read to the end of the connection, which is then not reused.
+    Close,
+}
+
+/// A response head read from a member.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// Whether the member lets the connection be used again (HTTP/1.1 without `Connection:
+    /// close`, or HTTP/1.0 with `keep-alive`) and the body's framing allows it.
+    pub keep_alive: bool,
+}
+
+/// Reads response heads; its span list is kept from one head to the next (a connection's), so
+/// that reading a head allocates nothing but the header map.
+#[derive(Debug, Default)]
+pub struct Reader {
+    spans: Vec<Span>,
+}
+
+/// A header's name and value, as byte ranges of the head.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// What the framing of an answer is read from, noted as its header lines go by (rather than
+/// looked up again in the map).
+#[derive(Default)]
+struct Lines {
+    codings: usize,
+    chunked: bool,
+    /// The Content-Length, once one line was read; `Err` if a line was bad or they differ.
+    length: Option<Result<u64, Malformed>>,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Lines {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        if *name == header::TRANSFER_ENCODING {
+            self.codings += 1;
+            self.chunked = value.eq_ignore_ascii_case(b"chunked");
+        } else if *name == header::CONTENT_LENGTH {
+            let n = digits(value).ok_or(Malformed("Content-Length"));
+            self.length = Some(match (self.length, n) {
+                (None, n) => n,
+                (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+                (Some(Ok(a)), Ok(b)) if a != b => Err(Malformed("Content-Lengths that differ")),
+                (Some(Ok(a)), Ok(_)) => Ok(a),
+            });
+        } else if *name == header::CONNECTION {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+}
+
+impl Reader {
+    /// Reads one final response head off the front of `buf`, skipping interim (1xx) answers:
+    /// `Ok(None)` when more bytes are needed (interim heads already read are gone from `buf`).
+    pub fn read_head(
+        &mut self,
+        buf: &mut BytesMut,
+        method: &Method,
+    ) -> Result<Option<Head>, Malformed> {
+        loop {
+            let Some((status, version, len)) = self.parse(buf)? else {
+                if buf.len() > MAX_HEAD {
+                    return Err(Malformed("response head over 64 KiB"));
+                }
+                return Ok(None);
+            };
+            if status == 101 {
+                return Err(Malformed("101 Switching Protocols"));
+            }
+            if (100..200).contains(&status) {
+                buf.advance(len);
+                continue;
+            }
+            let head = buf.split_to(len).freeze();
+            let mut headers = HeaderMap::with_capacity(self.spans.len());
+            let mut lines = Lines::default();
+            for span in &self.spans {
+                let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
+                    .map_err(|_| Malformed("header name"))?;
+                let value = head.slice(span.value.0..span.value.1);
+                lines.note(&name, &value);
+                let value =
+                    HeaderValue::from_maybe_shared(value).map_err(|_| Malformed("header value"))?;
+                headers.append(name, value);
+            }
+            let status = StatusCode::from_u16(status).map_err(|_| Malformed("status code"))?;
+            let version = if version == 1 {
+                Version::HTTP_11
+            } else {
+                Version::HTTP_10
+            };
+            let framing = framing(status, version, method, &lines)?;
+            let persistent = match version {
+                Version::HTTP_11 => !lines.close,
+                _ => lines.keep_alive && !lines.close,
+            };
+            let keep_alive = framing != Framing::Close && persistent;
+            return Ok(Some(Head {
+                status,
+                version,
+                headers,
+                framing,
+                keep_alive,
+            }));
+        }
+    }
+
+    /// httparse over the buffer, once a whole head is there: status, minor version and head
+    /// length, with the header spans in `self.spans`. The header slots are left uninitialised
+    /// (no 3 KiB cleared per answer) and live on this call's stack, not in a future.
+    fn parse(&mut self, buf: &[u8]) -> Result<Option<(u16, u8, usize)>, Malformed> {
+        let mut slots =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            buf,
+            &mut slots,
+        );
+        let len = match parsed {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(Malformed("over 100 header lines")),
+            Err(_) => return Err(Malformed("response head")),
+        };
+        if len > MAX_HEAD {
+            return Err(Malformed("response head over 64 KiB"));
+        }
+        if bare_lf(&buf[..len]) {
+            return Err(Malformed("a line ended by a bare LF"));
+        }
+        let base = buf.as_ptr() as usize;
+        self.spans.clear();
+        self.spans.extend(response.headers.iter().map(|h| {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            Span {
+                name: (name, name + h.name.len()),
+                value: (value, value + h.value.len()),
+            }
+        }));
+        let status = response.code.ok_or(Malformed("status code"))?;
+        let version = response.version.ok_or(Malformed("version"))?;
+        Ok(Some((status, version, len)))
+    }
+}
+
+/// Whether a LF is not preceded by a CR (httparse accepts bare LF line ends).
+fn bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+/// RFC 9112 §6.3, strictly: see the module's doc and docs/decisions.md.
+fn framing(
+    status: StatusCode,
+    version: Version,
+    method: &Method,
+    lines: &Lines,
+) -> Result<Framing, Malformed> {
+    if matches!(status.as_u16(), 204 | 304) || *method == Method::HEAD {
+        return Ok(Framing::Empty);
+    }
+    if *method == Method::CONNECT && status.is_success() {
+        return Err(Malformed("a tunnel to a CONNECT"));
+    }
+    if lines.codings > 0 {
+        if lines.length.is_some() {
+            return Err(Malformed("Transfer-Encoding and Content-Length"));
+        }
+        if version != Version::HTTP_11 {
+            return Err(Malformed("Transfer-Encoding in HTTP/1.0"));
+        }
+        if lines.codings > 1 || !lines.chunked {
+            return Err(Malformed("a Transfer-Encoding other than chunked"));
+        }
+        return Ok(Framing::Chunked);
+    }
+    Ok(match lines.length.transpose()? {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::Close,
+    })
+}
+
+/// Whether the request's own headers close the connection after the exchange.
+pub fn request_closes(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|line| {
+        line.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
+/// Where a chunked body's reading is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunked {
+    /// The next chunk-size line.
+    Size,
+    /// Bytes left of the current chunk.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer lines after the last chunk, and the bytes of them seen so far.
+    Trailers(usize),
+    Done,
+}
+
+/// What one step of chunked decoding gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Data(Bytes),
+    /// More bytes are needed.
+    More,
+    /// The body ended here (its last CRLF taken off `buf`).
+    End,
+}
+
+impl Chunked {
+    /// Decodes what it can off the front of `buf`.
+    pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, Malformed> {
+        loop {
+            match *self {
+                Chunked::Size => {
+                    let Some(line) = line(buf, MAX_LINE)? else {
+                        return Ok(Step::More);
+                    };
+                    let size = chunk_size(&buf[..line])?;
+                    buf.advance(line + 2);
+                    *self = if size == 0 {
+                        Chunked::Trailers(0)
+                    } else {
+                        Chunked::Data(size)
+                    };
+                }
+                Chunked::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Step::More);
+                    }
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let data = buf.split_to(take).freeze();
+                    let left = left - take as u64;
+                    *self = if left == 0 {
+                        Chunked::DataEnd
+                    } else {
+                        Chunked::Data(left)
+                    };
+                    return Ok(Step::Data(data));
+                }
+                Chunked::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Step::More);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(Malformed("no CRLF after a chunk"));
+                    }
+                    buf.advance(2);
+                    *self = Chunked::Size;
+                }
+                Chunked::Trailers(seen) => {
+                    let Some(line) = line(buf, MAX_LINE.saturating_sub(seen + 2))? else {
+                        return Ok(Step::More);
+                    };
+                    if line == 0 {
+                        buf.advance(2);
+                        *self = Chunked::Done;
+                        return Ok(Step::End);
+                    }
+                    trailer(&buf[..line])?;
+                    buf.advance(line + 2);
+                    *self = Chunked::Trailers(seen + line + 2);
+                }
+                Chunked::Done => return Ok(Step::End),
+            }
+        }
+    }
+}
+
+/// The length of the line at the front of `buf` (without its CRLF), once it is all there; a bare
+/// LF, a CR not before LF, or a line over `max` is malformed.
+fn line(buf: &[u8], max: usize) -> Result<Option<usize>, Malformed> {
+    for (i, &b) in buf.iter().enumerate().take(max.saturating_add(2)) {
+        match b {
+            b'\n' => return Err(Malformed("a bare LF in chunked framing")),
+            b'\r' if i > max => return Err(Malformed("a chunk line too long")),
+            b'\r' => {
+                return match buf.get(i + 1) {
+                    None => Ok(None),
+                    Some(b'\n') => Ok(Some(i)),
+                    Some(_) => Err(Malformed("a bare CR in chunked framing")),
+                };
+            }
+            _ => {}
+        }
+    }
+    if buf.len() > max.saturating_add(1) {
+        Err(Malformed("a chunk line too long"))
+    } else {
+        Ok(None)
+    }
+}
+
+/// `chunk-size [ BWS ";" chunk-ext ]`: hex digits that fit a `u64`, then extensions, whose text
+/// is only checked to hold no control character.
+fn chunk_size(line: &[u8]) -> Result<u64, Malformed> {
+    let end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    if end == 0 {
+        return Err(Malformed("a chunk size"));
+    }
+    let mut size = 0u64;
+    for &b in &line[..end] {
+        let digit = (b as char).to_digit(16).unwrap_or(0);
+        size = size
+            .checked_mul(16)
+            .and_then(|s| s.checked_add(u64::from(digit)))
+            .ok_or(Malformed("a chunk size over 64 bits"))?;
+    }
+    let rest = &line[end..];
+    let ext = rest.trim_ascii_start();
+    if rest.is_empty() {
+        return Ok(size);
+    }
+    if ext.first() != Some(&b';') || !no_controls(ext) {
+        return Err(Malformed("a chunk extension"));
+    }
+    Ok(size)
+}
+
+/// A trailer line: a field name, a colon, and a value without control characters.
+fn trailer(line: &[u8]) -> Result<(), Malformed> {
+    let colon = line.iter().position(|&b| b == b':');
+    match colon {
+        Some(c)
+            if c > 0 && HeaderName::from_bytes(&line[..c]).is_ok() && no_controls(&line[c..]) =>
+        {
+            Ok(())
+        }
+        _ => Err(Malformed("a trailer line")),
+    }
+}
+
+fn no_controls(text: &[u8]) -> bool {
+    text.iter().all(|&b| b == b'\t' || !(b < 0x20 || b == 0x7f))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,605 @@
+use super::*;
+use proptest::prelude::*;
+
+fn head_of(text: &str, method: &Method) -> Result<Option<Head>, Malformed> {
+    let mut buf = BytesMut::from(text.as_bytes());
+    Reader::default().read_head(&mut buf, method)
+}
+
+fn framing_of(text: &str, method: &Method) -> Result<Framing, Malformed> {
+    head_of(text, method).map(|h| h.expect("a whole head").framing)
+}
+
+#[test]
+fn a_plain_answer_is_read_with_its_headers_in_order() {
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 5\r\n\r\nhello"[..],
+    );
+    let head = Reader::default()
+        .read_head(&mut buf, &Method::GET)
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.version, Version::HTTP_11);
+    assert_eq!(head.framing, Framing::Length(5));
+    assert!(head.keep_alive);
+    let lines: Vec<_> = head
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("content-type", "text/plain"),
+            ("x-a", "1"),
+            ("x-a", "2"),
+            ("content-length", "5")
+        ]
+    );
+    assert_eq!(&buf[..], b"hello");
+}
+
+#[test]
+fn a_partial_head_asks_for_more_and_interim_answers_are_skipped() {
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 20"
+            [..],
+    );
+    assert!(Reader::default()
+        .read_head(&mut buf, &Method::GET)
+        .unwrap()
+        .is_none());
+    assert_eq!(&buf[..], b"HTTP/1.1 20");
+    buf.extend_from_slice(b"4 No Content\r\n\r\n");
+    let head = Reader::default()
+        .read_head(&mut buf, &Method::GET)
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.status, StatusCode::NO_CONTENT);
+    assert_eq!(head.framing, Framing::Empty);
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn ambiguous_framing_is_refused() {
+    let get = &Method::GET;
+    for text in [
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n",
+        "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX : a\r\n\r\n",
+        "HTTP/2 200 OK\r\n\r\n",
+    ] {
+        assert!(framing_of(text, get).is_err(), "{text:?}");
+    }
+    let many = format!(
+        "HTTP/1.1 200 OK\r\n{}Content-Length: 0\r\n\r\n",
+        "X: y\r\n".repeat(MAX_HEADERS)
+    );
+    assert!(framing_of(&many, get).is_err());
+    let mut big = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+    let line = format!("X: {}\r\n", "y".repeat(1_400));
+    big.extend_from_slice(line.repeat(50).as_bytes());
+    assert_eq!(
+        Reader::default().read_head(&mut big, get).unwrap_err(),
+        Malformed("response head over 64 KiB")
+    );
+}
+
+#[test]
+fn bodies_are_framed_by_method_status_and_headers() {
+    let cases: [(&str, &Method, Framing, bool); 10] = [
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n",
+            &Method::HEAD,
+            Framing::Empty,
+            true,
+        ),
+        (
+            "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n",
+            &Method::GET,
+            Framing::Empty,
+            true,
+        ),
+        (
+            "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+            &Method::GET,
+            Framing::Empty,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n",
+            &Method::GET,
+            Framing::Chunked,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 007\r\nContent-Length: 7\r\n\r\n",
+            &Method::GET,
+            Framing::Length(7),
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            &Method::POST,
+            Framing::Empty,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\n\r\n",
+            &Method::GET,
+            Framing::Close,
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 1\r\n\r\n",
+            &Method::GET,
+            Framing::Length(1),
+            false,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+            &Method::GET,
+            Framing::Length(1),
+            false,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n",
+            &Method::GET,
+            Framing::Length(1),
+            true,
+        ),
+    ];
+    for (text, method, framing, keep_alive) in cases {
+        let head = head_of(text, method).unwrap().unwrap();
+        assert_eq!(
+            (head.framing, head.keep_alive),
+            (framing, keep_alive),
+            "{text:?}"
+        );
+    }
+}
+
+/// The decoder fed `input` in pieces of `step` bytes: the data, and whether it ended (with
+/// the bytes left after the end).
+fn decode(input: &[u8], step: usize) -> Result<(Vec<u8>, Option<Vec<u8>>), Malformed> {
+    let mut state = Chunked::Size;
+    let mut buf = BytesMut::new();
+    let mut data = Vec::new();
+    let mut fed = 0;
+    loop {
+        match state.step(&mut buf)? {
+            Step::Data(d) => data.extend_from_slice(&d),
+            Step::End => {
+                let mut rest = buf.to_vec();
+                rest.extend_from_slice(&input[fed..]);
+                return Ok((data, Some(rest)));
+            }
+            Step::More if fed == input.len() => return Ok((data, None)),
+            Step::More => {
+                let next = (fed + step.max(1)).min(input.len());
+                buf.extend_from_slice(&input[fed..next]);
+                fed = next;
+            }
+        }
+    }
+}
+
+#[test]
+fn chunked_bodies_are_read_strictly() {
+    let (data, rest) = decode(
+        b"5\r\nhello\r\n6;a=b\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT",
+        3,
+    )
+    .unwrap();
+    assert_eq!(data, b"hello world");
+    assert_eq!(rest.unwrap(), b"NEXT");
+    for bad in [
+        &b"5\r\nhelloX\r\n0\r\n\r\n"[..],
+        b"5\nhello\r\n0\r\n\r\n",
+        b"-5\r\nhello\r\n0\r\n\r\n",
+        b"+5\r\nhello\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"5 \r\nhello\r\n0\r\n\r\n",
+        b"5;a\x01\r\nhello\r\n0\r\n\r\n",
+        b"10000000000000000\r\n",
+        b"FFFFFFFFFFFFFFFFF\r\n",
+        b"\r\n",
+        b"0\r\nno colon\r\n\r\n",
+        b"0\r\n\n",
+        b"0\r\nX: y\r\r\n\r\n",
+    ] {
+        assert!(
+            decode(bad, 64).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let overlong = format!("1{}\r\n", ";".repeat(MAX_LINE));
+    assert!(decode(overlong.as_bytes(), 64).is_err());
+    // The largest chunk size is read; its data is just not there yet.
+    assert_eq!(
+        decode(b"FFFFFFFFFFFFFFFF\r\nab", 64).unwrap(),
+        (b"ab".to_vec(), None)
+    );
+}
+
+/// A separate, simpler reading of a whole chunked body (RFC 9112 §7.1, with ringfence's
+/// limits), by splitting on CRLF: the data and what is left after it, `Err` for malformed,
+/// `Ok(None)` when it is not all there.
+#[allow(clippy::type_complexity)]
+fn model(input: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, ()> {
+    fn crlf_line(input: &[u8], at: usize) -> Result<Option<&[u8]>, ()> {
+        let rest = &input[at..];
+        match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(end) => {
+                let line = &rest[..end];
+                if line.contains(&b'\n') || line.contains(&b'\r') || end > MAX_LINE {
+                    return Err(());
+                }
+                Ok(Some(line))
+            }
+            None if rest.contains(&b'\n') => Err(()),
+            None if rest
+                .iter()
+                .position(|&b| b == b'\r')
+                .is_some_and(|i| i + 1 < rest.len()) =>
+            {
+                Err(())
+            }
+            None if rest.len() > MAX_LINE + 1 => Err(()),
+            None => Ok(None),
+        }
+    }
+    let mut at = 0;
+    let mut data = Vec::new();
+    loop {
+        let Some(line) = crlf_line(input, at)? else {
+            return Ok(None);
+        };
+        at += line.len() + 2;
+        let text = std::str::from_utf8(line).map_err(|_| ())?;
+        let (size, ext) = match text.find(|c: char| !c.is_ascii_hexdigit()) {
+            Some(i) => text.split_at(i),
+            None => (text, ""),
+        };
+        if size.is_empty()
+            || (!ext.is_empty() && !ext.trim_start_matches([' ', '\t']).starts_with(';'))
+            || ext.chars().any(|c| c.is_control() && c != '\t')
+        {
+            return Err(());
+        }
+        let digits = size.trim_start_matches('0');
+        if digits.len() > 16 {
+            return Err(());
+        }
+        let size = u64::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16).unwrap();
+        if size == 0 {
+            let mut seen = 0;
+            loop {
+                let Some(trailer) = crlf_line(input, at)? else {
+                    return Ok(None);
+                };
+                at += trailer.len() + 2;
+                if trailer.is_empty() {
+                    return Ok(Some((data, input[at..].to_vec())));
+                }
+                seen += trailer.len() + 2;
+                let text = String::from_utf8_lossy(trailer);
+                let ok = matches!(text.split_once(':'), Some((name, value)) if !name.is_empty()
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                    && !value.chars().any(|c| c.is_control() && c != '\t'));
+                if !ok || seen > MAX_LINE {
+                    return Err(());
+                }
+            }
+        }
+        let size = size as usize;
+        if input.len() < at + size + 2 {
+            if input.len() > at + size && input[at + size] != b'\r' {
+                return Err(());
+            }
+            return Ok(None);
+        }
+        data.extend_from_slice(&input[at..at + size]);
+        at += size;
+        if &input[at..at + 2] != b"\r\n" {
+            return Err(());
+        }
+        at += 2;
+    }
+}
+
+fn chunked_text() -> impl Strategy<Value = Vec<u8>> {
+    let chunk = (
+        proptest::collection::vec(any::<u8>(), 1..20),
+        prop_oneof![Just(String::new()), "[; a-z=\t]{0,6}"],
+        any::<bool>(),
+    );
+    (
+        proptest::collection::vec(chunk, 0..4),
+        proptest::collection::vec("[A-Za-z-]{0,4}: [a-z ]{0,4}", 0..3),
+        "[A-Z]{0,3}",
+    )
+        .prop_map(|(chunks, trailers, after)| {
+            let mut out = Vec::new();
+            for (data, ext, upper) in chunks {
+                let size = if upper {
+                    format!("{:X}", data.len())
+                } else {
+                    format!("{:x}", data.len())
+                };
+                out.extend_from_slice(size.as_bytes());
+                out.extend_from_slice(ext.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n");
+            for t in trailers {
+                out.extend_from_slice(t.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(after.as_bytes());
+            out
+        })
+}
+
+/// Some damage to a chunked body: a byte changed, dropped or inserted, or the input cut.
+fn damaged() -> impl Strategy<Value = Vec<u8>> {
+    (
+        chunked_text(),
+        any::<prop::sample::Index>(),
+        0u8..4,
+        prop_oneof![
+            Just(b'\r'),
+            Just(b'\n'),
+            Just(b';'),
+            Just(b'0'),
+            Just(b'f'),
+            Just(b' '),
+            Just(b':'),
+            any::<u8>()
+        ],
+    )
+        .prop_map(|(mut text, at, how, byte)| {
+            let i = at.index(text.len());
+            match how {
+                0 => text[i] = byte,
+                1 => {
+                    text.remove(i);
+                }
+                2 => text.insert(i, byte),
+                _ => text.truncate(i),
+            }
+            text
+        })
+}
+
+proptest! {
+    /// The incremental decoder reads what the simple model reads, fed in any pieces.
+    #[test]
+    fn chunked_decoding_agrees_with_the_model(text in prop_oneof![chunked_text(), damaged()], step in 1usize..9) {
+        let decoded = decode(&text, step);
+        match model(&text) {
+            Err(()) => prop_assert!(decoded.is_err(), "{:?} -> {:?}", String::from_utf8_lossy(&text), decoded),
+            Ok(None) => prop_assert!(
+                matches!(decoded, Ok((_, None))),
+                "{:?} -> {:?}", String::from_utf8_lossy(&text), decoded
+            ),
+            Ok(Some((data, rest))) => prop_assert_eq!(decoded, Ok((data, Some(rest)))),
+        }
+    }
+
+    /// The framing read matches a separate reading of the rules (RFC 9112 §6.3, strictly).
+    #[test]
+    fn response_framing_agrees_with_the_model(
+        status in prop::sample::select(vec![100u16, 101, 103, 200, 204, 302, 304, 404, 500]),
+        minor in 0u8..2,
+        head_request in any::<bool>(),
+        lines in proptest::collection::vec(prop::sample::select(vec![
+            "Content-Length: 5", "Content-Length: 0", "Content-Length: 6", "Content-Length: +5",
+            "Content-Length: 5, 5", "Content-Length: 05", "Transfer-Encoding: chunked",
+            "Transfer-Encoding: gzip", "Transfer-Encoding: gzip, chunked", "transfer-encoding: CHUNKED",
+            "Connection: close", "Connection: keep-alive", "X-Other: 1",
+        ]), 0..4),
+    ) {
+        let text = format!("HTTP/1.{minor} {status} X\r\n{}\r\n", lines.iter().map(|l| format!("{l}\r\n")).collect::<String>());
+        let method = if head_request { Method::HEAD } else { Method::GET };
+        let read = head_of(&text, &method).map(|h| h.map(|h| (h.framing, h.keep_alive)));
+        let value = |name: &'static str| lines.iter().filter_map(move |l| {
+            let (n, v) = l.split_once(": ").unwrap();
+            n.eq_ignore_ascii_case(name).then_some(v)
+        });
+        let closes = value("connection").any(|v| v == "close");
+        let keeps = value("connection").any(|v| v == "keep-alive");
+        let persistent = if minor == 1 { !closes } else { keeps && !closes };
+        let model: Result<Option<(Framing, bool)>, ()> = if status == 101 {
+            Err(())
+        } else if (100..200).contains(&status) {
+            Ok(None)
+        } else if head_request || status == 204 || status == 304 {
+            Ok(Some((Framing::Empty, persistent)))
+        } else {
+            let te: Vec<_> = value("transfer-encoding").collect();
+            let cl: Vec<_> = value("content-length").collect();
+            if !te.is_empty() {
+                if !cl.is_empty() || minor == 0 || te.len() > 1 || !te[0].eq_ignore_ascii_case("chunked") {
+                    Err(())
+                } else {
+                    Ok(Some((Framing::Chunked, persistent)))
+                }
+            } else if cl.iter().any(|v| v.parse::<u64>().is_err() || v.starts_with('+')) {
+                Err(())
+            } else {
+                let mut lengths: Vec<u64> = cl.iter().map(|v| v.parse().unwrap()).collect();
+                lengths.dedup();
+                match lengths[..] {
+                    [] => Ok(Some((Framing::Close, false))),
+                    [0] => Ok(Some((Framing::Empty, persistent))),
+                    [n] => Ok(Some((Framing::Length(n), persistent))),
+                    _ => Err(()),
+                }
+            }
+        };
+        prop_assert_eq!(read.map_err(|_| ()), model, "{}", text);
+    }
+}
+
+/// What hyper's own HTTP/1 client writes for a request, read off the other end of a pipe.
+fn hyper_writes(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+) -> Vec<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use tokio::io::AsyncReadExt;
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(ours))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut request = http::Request::builder()
+            .method(method.clone())
+            .uri(target)
+            .body(())
+            .unwrap();
+        *request.headers_mut() = headers.clone();
+        // The body type ringfence handed hyper.
+        let body = match body {
+            Some(b) => crate::body::UpstreamBody::Buffered(Some(Bytes::copy_from_slice(b))),
+            None => crate::body::UpstreamBody::Empty,
+        };
+        let request = request.map(|()| body);
+        tokio::spawn(async move {
+            let _ = send.send_request(request).await;
+        });
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(Ok(n)) = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            theirs.read(&mut chunk),
+        )
+        .await
+        {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+        out
+    })
+}
+
+/// What ringfence writes: the head as [`write_head`] writes it after [`request_framing`], and a
+/// buffered body after it.
+fn ours(method: &Method, target: &str, headers: &HeaderMap, body: Option<&[u8]>) -> Vec<u8> {
+    let mut headers = headers.clone();
+    let sending = request_framing(
+        method,
+        &mut headers,
+        body.is_none(),
+        body.map(|b| b.len() as u64),
+    );
+    let mut out = BytesMut::new();
+    write_head(&mut out, method, target, &headers);
+    if let (Some(b), Sending::Length(n)) = (body, sending) {
+        assert_eq!(n, b.len() as u64);
+        out.extend_from_slice(b);
+    }
+    out.to_vec()
+}
+
+#[test]
+fn the_head_is_written_as_hyper_wrote_it() {
+    let mut headers = HeaderMap::new();
+    headers.append(header::HOST, HeaderValue::from_static("fe1.example:8443"));
+    headers.append("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+    headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+    headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+    headers.append(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let get = ours(
+        &Method::GET,
+        "/ucwa/v1/applications/1/events?ack=1",
+        &headers,
+        None,
+    );
+    assert_eq!(
+        String::from_utf8(get.clone()).unwrap(),
+        "GET /ucwa/v1/applications/1/events?ack=1 HTTP/1.1\r\nhost: fe1.example:8443\r\n\
+         x-forwarded-for: 192.0.2.1\r\ncookie: a=1\r\ncookie: b=2\r\ncontent-type: application/json\r\n\r\n"
+    );
+    assert_eq!(
+        get,
+        hyper_writes(
+            &Method::GET,
+            "/ucwa/v1/applications/1/events?ack=1",
+            &headers,
+            None
+        )
+    );
+    let body = br#"{"target":"tel:+1"}"#;
+    assert_eq!(
+        ours(&Method::POST, "/a", &headers, Some(body)),
+        hyper_writes(&Method::POST, "/a", &headers, Some(body))
+    );
+    let mut with_length = headers.clone();
+    with_length.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    assert_eq!(
+        ours(&Method::POST, "/a", &with_length, Some(body)),
+        hyper_writes(&Method::POST, "/a", &with_length, Some(body))
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    /// Any head and a buffered (or no) body are written byte for byte as hyper's client wrote
+    /// them.
+    #[test]
+    fn heads_are_written_as_hyper_wrote_them(
+        method in prop::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::HEAD, Method::OPTIONS]),
+        target in "/[a-z0-9/?=&%.-]{0,30}",
+        lines in proptest::collection::vec(("[a-z][a-z-]{0,10}", "[ -~]{0,12}"), 0..6),
+        length in prop::option::of(0u64..40),
+        body in prop::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+    ) {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &lines {
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value.trim())) {
+                if n != header::TRANSFER_ENCODING && n != header::CONTENT_LENGTH && n != header::CONNECTION {
+                    headers.append(n, v);
+                }
+            }
+        }
+        // A Content-Length the request already had is its body's (the gateway forwards the
+        // client's, which the body matches).
+        if let (Some(_), Some(b)) = (length, &body) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+        }
+        let ours = ours(&method, &target, &headers, body.as_deref());
+        let hyper = hyper_writes(&method, &target, &headers, body.as_deref());
+        prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&hyper));
+    }
+}
