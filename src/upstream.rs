@@ -444,6 +444,9 @@ impl Pool {
         });
         let mut response = Response::new(MemberBody::new(conn, head.framing, home));
         *response.status_mut() = head.status;
+        if let Some(reason) = head.reason {
+            response.extensions_mut().insert(reason);
+        }
         *response.version_mut() = head.version;
         *response.headers_mut() = head.headers;
         Ok(response)

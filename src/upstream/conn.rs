@@ -440,6 +440,11 @@ pub struct MemberBody {
     /// `None` when the connection must not be reused (either side said close, or the body is
     /// close-delimited).
     home: Option<Home>,
+    /// Something was handed on (the head, or data) since the body last waited: hyper holds it
+    /// unsent, and drops it if the body fails now.
+    gave: bool,
+    /// A failure found right after something was handed on, kept for the next poll.
+    failed: Option<Error>,
 }
 
 enum Reading {
@@ -462,6 +467,8 @@ impl MemberBody {
             conn: Some(conn),
             reading,
             home,
+            gave: true,
+            failed: None,
         };
         if matches!(body.reading, Reading::Done) {
             body.finish();
@@ -537,11 +544,53 @@ impl Body for MemberBody {
     type Data = Bytes;
     type Error = Error;
 
+    /// A member that cuts its answer short (a Content-Length not reached, a chunked body
+    /// without its end): the client gets the head and the bytes that came, then the connection's
+    /// end, as with hyper's client. hyper's server drops what it holds unsent when a body fails,
+    /// so a failure right after something was handed on waits for one poll: hyper writes what
+    /// it has while the body is pending.
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
+        if let Some(error) = this.failed.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        match this.poll_next(cx) {
+            Poll::Ready(Some(Err(error))) if this.gave => {
+                this.gave = false;
+                this.failed = Some(error);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Pending => {
+                this.gave = false;
+                Poll::Pending
+            }
+            polled => {
+                this.gave = true;
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed.is_none() && matches!(self.reading, Reading::Done | Reading::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.reading {
+            Reading::Done if self.failed.is_none() => SizeHint::with_exact(0),
+            Reading::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl MemberBody {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self;
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
@@ -595,18 +644,6 @@ impl Body for MemberBody {
                 Ok(_) => {}
                 Err(e) => return this.fail(Error::Read(e)),
             }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self.reading, Reading::Done | Reading::Length(0))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.reading {
-            Reading::Done => SizeHint::with_exact(0),
-            Reading::Length(n) => SizeHint::with_exact(n),
-            _ => SizeHint::default(),
         }
     }
 }

@@ -172,6 +172,8 @@ pub enum Framing {
 #[derive(Debug)]
 pub struct Head {
     pub status: StatusCode,
+    /// The member's reason phrase, when it is not the status code's own.
+    pub reason: Option<hyper::ext::ReasonPhrase>,
     pub version: Version,
     pub headers: HeaderMap,
     pub framing: Framing,
@@ -185,6 +187,15 @@ pub struct Head {
 #[derive(Debug, Default)]
 pub struct Reader {
     spans: Vec<Span>,
+}
+
+/// What httparse read of a whole status line: code, minor version, the head's length, and the
+/// reason phrase as a byte range of the head.
+struct Parsed {
+    status: u16,
+    version: u8,
+    len: usize,
+    reason: (usize, usize),
 }
 
 /// A header's name and value, as byte ranges of the head.
@@ -212,7 +223,11 @@ impl Lines {
             self.codings += 1;
             self.chunked = value.eq_ignore_ascii_case(b"chunked");
         } else if *name == header::CONTENT_LENGTH {
-            let n = digits(value).ok_or(Malformed("Content-Length"));
+            // Over 2^63 - 1 no reader downstream agrees on (hyper refused u64::MAX - 1 and up;
+            // .NET and Java read a signed 64-bit length): fresh eyes, round 16.
+            let n = digits(value)
+                .filter(|&n| i64::try_from(n).is_ok())
+                .ok_or(Malformed("Content-Length"));
             self.length = Some(match (self.length, n) {
                 (None, n) => n,
                 (Some(Err(e)), _) | (_, Err(e)) => Err(e),
@@ -237,7 +252,13 @@ impl Reader {
         method: &Method,
     ) -> Result<Option<Head>, Malformed> {
         loop {
-            let Some((status, version, len)) = self.parse(buf)? else {
+            let Some(Parsed {
+                status,
+                version,
+                len,
+                reason,
+            }) = self.parse(buf)?
+            else {
                 if buf.len() > MAX_HEAD {
                     return Err(Malformed("response head over 64 KiB"));
                 }
@@ -263,6 +284,11 @@ impl Reader {
                 headers.append(name, value);
             }
             let status = StatusCode::from_u16(status).map_err(|_| Malformed("status code"))?;
+            // A reason of the member's own goes on to the client, as hyper's client kept it.
+            let reason = &head[reason.0..reason.1];
+            let reason = (Some(reason) != status.canonical_reason().map(str::as_bytes))
+                .then(|| hyper::ext::ReasonPhrase::try_from(head.slice_ref(reason)).ok())
+                .flatten();
             let version = if version == 1 {
                 Version::HTTP_11
             } else {
@@ -276,6 +302,7 @@ impl Reader {
             let keep_alive = framing != Framing::Close && persistent;
             return Ok(Some(Head {
                 status,
+                reason,
                 version,
                 headers,
                 framing,
@@ -287,7 +314,7 @@ impl Reader {
     /// httparse over the buffer, once a whole head is there: status, minor version and head
     /// length, with the header spans in `self.spans`. The header slots are left uninitialised
     /// (no 3 KiB cleared per answer) and live on this call's stack, not in a future.
-    fn parse(&mut self, buf: &[u8]) -> Result<Option<(u16, u8, usize)>, Malformed> {
+    fn parse(&mut self, buf: &[u8]) -> Result<Option<Parsed>, Malformed> {
         let mut slots =
             [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut []);
@@ -320,7 +347,16 @@ impl Reader {
         }));
         let status = response.code.ok_or(Malformed("status code"))?;
         let version = response.version.ok_or(Malformed("version"))?;
-        Ok(Some((status, version, len)))
+        let reason = response.reason.map_or((0, 0), |r| {
+            let at = r.as_ptr() as usize - base;
+            (at, at + r.len())
+        });
+        Ok(Some(Parsed {
+            status,
+            version,
+            len,
+            reason,
+        }))
     }
 }
 
