@@ -425,12 +425,14 @@ impl Pool {
         let member = &self.members[index];
         let mut conn = match self.idle.take(index) {
             Some(conn) => conn,
+            // Boxed: the connect and TLS handshake's state is large, and every exchange's future
+            // (a held long poll's for minutes) would keep room for it, used or not.
             None => {
-                conn::Conn::connect(
+                Box::pin(conn::Conn::connect(
                     &member.target,
                     self.config.connect_timeout,
                     &member.connections,
-                )
+                ))
                 .await?
             }
         };
