@@ -95,6 +95,21 @@ pub fn list<'a>(lines: impl Iterator<Item = Option<&'a str>>) -> Option<Cow<'a, 
     joined
 }
 
+/// A Content-Length value (RFC 9110 §8.6): a non-empty run of ASCII digits that fits a `u64`;
+/// no sign, space or list.
+pub fn decimal(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
 /// Every Cookie line's bytes, as they came.
 pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers

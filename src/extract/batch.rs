@@ -431,15 +431,7 @@ fn check_request_headers(headers: &[(&str, &str)], body: &[u8]) -> Result<(), Ba
 }
 
 fn content_length(value: &str) -> Option<usize> {
-    if value.is_empty() {
-        return None;
-    }
-    value.bytes().try_fold(0usize, |n, b| {
-        let digit = b
-            .is_ascii_digit()
-            .then(|| usize::from(b.wrapping_sub(b'0')))?;
-        n.checked_mul(10)?.checked_add(digit)
-    })
+    crate::request::decimal(value.as_bytes()).and_then(|n| usize::try_from(n).ok())
 }
 
 /// A media type whose essence begins `multipart/`, however its parameters read.

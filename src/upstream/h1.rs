@@ -8,6 +8,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use crate::request::decimal;
+
 /// The longest response head read (hyper's client allowed ~400 KiB; no UCWA head is near this).
 pub const MAX_HEAD: usize = 64 * 1024;
 /// The most header lines in a response head, as hyper's client.
@@ -106,7 +108,7 @@ fn content_length_list(headers: &HeaderMap) -> Option<u64> {
     let mut length = None;
     for line in headers.get_all(header::CONTENT_LENGTH) {
         for value in line.as_bytes().split(|&b| b == b',') {
-            let n = digits(value.trim_ascii())?;
+            let n = decimal(value.trim_ascii())?;
             if length.is_some_and(|l| l != n) {
                 return None;
             }
@@ -114,20 +116,6 @@ fn content_length_list(headers: &HeaderMap) -> Option<u64> {
         }
     }
     length
-}
-
-/// A non-empty run of ASCII digits that fits a `u64`.
-fn digits(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() {
-        return None;
-    }
-    bytes.iter().try_fold(0u64, |n, &b| {
-        if b.is_ascii_digit() {
-            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
-        }
-    })
 }
 
 /// Writes the request head: request line (origin form), every header in the map's order with
@@ -225,7 +213,7 @@ impl Lines {
         } else if *name == header::CONTENT_LENGTH {
             // Over 2^63 - 1 no reader downstream agrees on (hyper refused u64::MAX - 1 and up;
             // .NET and Java read a signed 64-bit length): fresh eyes, round 16.
-            let n = digits(value)
+            let n = decimal(value)
                 .filter(|&n| i64::try_from(n).is_ok())
                 .ok_or(Malformed("Content-Length"));
             self.length = Some(match (self.length, n) {
@@ -235,7 +223,7 @@ impl Lines {
                 (Some(Ok(a)), Ok(_)) => Ok(a),
             });
         } else if *name == header::CONNECTION {
-            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for token in tokens(value) {
                 self.close |= token.eq_ignore_ascii_case(b"close");
                 self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
@@ -401,11 +389,15 @@ fn framing(
 
 /// Whether the request's own headers close the connection after the exchange.
 pub fn request_closes(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|line| {
-        line.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|line| tokens(line.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")))
+}
+
+/// A comma-separated field value's elements, without their surrounding whitespace.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// Where a chunked body's reading is.
