@@ -152,9 +152,7 @@ fn connections(metrics: &str, member: &str, state: &str) -> Option<f64> {
 #[tokio::test]
 async fn the_idle_pool_never_keeps_more_than_its_cap_after_a_burst() {
     const BURST: usize = 50;
-    let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
-    member.set_event_wait(std::time::Duration::ZERO);
-    member.hold_events(true);
+    let member = holding_member().await;
     let text = Toml::of(std::slice::from_ref(&member))
         .upstream("max_idle_per_member = 4\n[upstream.health]\ninterval = \"1h\"")
         .build();
@@ -209,9 +207,7 @@ async fn the_idle_pool_never_keeps_more_than_its_cap_after_a_burst() {
 #[tokio::test]
 async fn a_client_gone_during_a_long_poll_closes_its_upstream_connection() {
     use tokio::io::AsyncWriteExt;
-    let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
-    member.set_event_wait(std::time::Duration::ZERO);
-    member.hold_events(true);
+    let member = holding_member().await;
     let text = Toml::of(std::slice::from_ref(&member))
         .upstream("[upstream.health]\ninterval = \"1h\"")
         .build();
@@ -246,4 +242,12 @@ async fn a_client_gone_during_a_long_poll_closes_its_upstream_connection() {
         .then_some(())
     })
     .await;
+}
+
+/// A member that holds every event-channel GET until told otherwise: a long poll that stays.
+async fn holding_member() -> ringfence::sim::FrontEnd {
+    let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
+    member.set_event_wait(std::time::Duration::ZERO);
+    member.hold_events(true);
+    member
 }
