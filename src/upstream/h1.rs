@@ -335,10 +335,15 @@ impl Reader {
         }));
         let status = response.code.ok_or(Malformed("status code"))?;
         let version = response.version.ok_or(Malformed("version"))?;
-        let reason = response.reason.map_or((0, 0), |r| {
-            let at = r.as_ptr() as usize - base;
-            (at, at + r.len())
-        });
+        // httparse gives a reason that is not UTF-8, or none, as a `""` of its own, not a slice
+        // of the head: that one is read as empty, as hyper's client read it (fresh eyes, round
+        // 17: taken for a slice, it panicked).
+        let reason = response
+            .reason
+            .map(|r| (r.as_ptr() as usize).wrapping_sub(base))
+            .zip(response.reason.map(str::len))
+            .filter(|&(at, n)| n > 0 && at.checked_add(n).is_some_and(|end| end <= len))
+            .map_or((0, 0), |(at, n)| (at, at + n));
         Ok(Some(Parsed {
             status,
             version,
