@@ -199,8 +199,15 @@ impl Conn {
     }
 
     /// Whether an idle connection may carry an exchange: nothing left in its buffers, and the
-    /// socket neither closed by the member nor holding bytes nobody asked for (a zero-timeout
-    /// peek, a system call, not the reactor's possibly stale readiness).
+    /// socket neither closed by the member nor holding bytes nobody asked for.
+    ///
+    /// The socket is asked in two steps. First the reactor: the last read of the answer drained
+    /// the socket (tokio clears a socket's read readiness after a read that did not fill its
+    /// buffer, or one that would block), so while the reactor has had no event for it since,
+    /// nothing has arrived, not even the member's FIN, and no system call is needed. This is
+    /// what hyper's pooled client knew too, from its connection task's pending read, and it has
+    /// the same blind spot: a FIN that reached the kernel but not yet the reactor. Only when the
+    /// reactor says readable (or cannot tell) is the socket itself asked, by a zero-timeout peek.
     pub fn is_clean(&mut self) -> bool {
         if !self.buf.is_empty() {
             return false;
@@ -211,6 +218,10 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 _ => return false,
             }
+        }
+        let mut quiet = Context::from_waker(std::task::Waker::noop());
+        if self.stream.tcp().poll_read_ready(&mut quiet).is_pending() {
+            return true;
         }
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         matches!(
