@@ -355,9 +355,8 @@ impl Reader {
 
 /// Whether a LF is not preceded by a CR (httparse accepts bare LF line ends).
 fn bare_lf(head: &[u8]) -> bool {
-    head.iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+    // memchr finds the few line ends in vector steps; a byte loop was ~4 instructions a byte.
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
 }
 
 /// RFC 9112 §6.3, strictly: see the module's doc and docs/decisions.md.

@@ -603,3 +603,17 @@ proptest! {
         prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&hyper));
     }
 }
+
+proptest! {
+    /// The line-end check finds what the byte loop it replaced found.
+    #[test]
+    fn bare_lf_is_what_a_byte_loop_finds(
+        head in proptest::collection::vec(prop::sample::select(vec![b'\r', b'\n', b'a', b' ']), 0..64)
+    ) {
+        let byte_loop = head
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'));
+        prop_assert_eq!(bare_lf(&head), byte_loop);
+    }
+}
