@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,7 +78,7 @@ struct Known {
 }
 
 impl Known {
-    fn of(ctx: &Ctx<'_>, read: identity::Read) -> Known {
+    fn of(ctx: &Ctx, read: identity::Read) -> Known {
         let identities = &ctx.snapshot.identities;
         let learnt = read.all.iter().map(|a| identities.learnt(a)).collect();
         Known { read, learnt }
@@ -102,7 +103,7 @@ impl Known {
 }
 
 impl Applications {
-    fn read(ctx: &Ctx<'_>, outer: identity::Read, rulings: &[Ruling<'_>]) -> Applications {
+    fn read(ctx: &Ctx, outer: identity::Read, rulings: &[Ruling<'_>]) -> Applications {
         // A ruling outside a batch is the request's own, and its path is the one `outer` was
         // read from: not read again, nor its applications looked up twice.
         let of_ruling = rulings
@@ -197,21 +198,22 @@ pub struct Gateway {
 /// control (one connection window) bounds what they can send meanwhile.
 const BODY_READS_PER_CONNECTION: usize = 4;
 
-/// One request's facts that every stage reads.
-struct Ctx<'s> {
-    snapshot: &'s Snapshot,
+/// One request's facts that every stage reads. It holds the snapshot itself (not a borrow), so
+/// that it is made before the request's future and moved into it whole.
+struct Ctx {
+    snapshot: Arc<Snapshot>,
     ids: RequestIds,
     version: Version,
     xml: bool,
     started: Instant,
-    /// The pool member that answered, for the access log.
-    member: std::sync::OnceLock<&'s str>,
+    /// The pool member that answered (its index in the snapshot's pool), for the access log.
+    member: std::sync::OnceLock<usize>,
     /// Who the client is: the connection's address, or behind a trusted proxy the one its
     /// `X-Forwarded-For` names ([`crate::client`]).
     client: IpAddr,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     /// ringfence's id for the request as text: the audit trail's `id`, and the logs'.
     fn id(&self) -> &str {
         // Always visible ASCII: ours are hex.
@@ -236,10 +238,14 @@ impl Gateway {
         }
     }
 
-    pub async fn handle(
+    /// Serves one request. What can be done before anything is awaited (the ids, the client,
+    /// the judge's admission, the request written for the pool) is done here, in a plain
+    /// function: an async function's arguments, and the values it moves on, keep their room in
+    /// its future for as long as it lives, a held long poll's for minutes (issue 16).
+    pub fn handle(
         self,
         request: Request<ClientBody>,
-    ) -> Result<Response<ResponseBody>, Infallible> {
+    ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send {
         let started = Instant::now();
         let snapshot = self.shared.snapshot();
         let (parts, mut body) = request.into_parts();
@@ -248,16 +254,16 @@ impl Gateway {
             self.connection.client.ip(),
             parts.headers.get_all(forwarding::X_FORWARDED_FOR),
         );
-        let mut access = self.shared.access.enabled().then(|| {
+        let access = self.shared.access.enabled().then(|| {
             let entry = access::Entry::new(&self.shared.access, started, &ids.ours, client, &parts);
             body.count_into(entry.bytes_in());
             Box::new(entry)
         });
         let ctx = Ctx {
-            snapshot: &snapshot,
-            ids,
             version: parts.version,
             xml: prefers_xml(parts.headers.get(header::ACCEPT)),
+            snapshot,
+            ids,
             started,
             member: std::sync::OnceLock::new(),
             client,
@@ -270,29 +276,50 @@ impl Gateway {
             request_id = ctx.request_id(),
             client = %ctx.client
         );
-        let (traffic, mut response) = self.serve(&ctx, parts, body).instrument(span).await;
+        async move {
+            let (traffic, response) = {
+                let serving = span.in_scope(|| self.serve(&ctx, parts, body));
+                serving.instrument(span).await
+            };
+            Ok(self.answered(&ctx, access, traffic, response))
+        }
+    }
+
+    /// The answer as it leaves: its X-Request-Id, the metrics, the access log's entry.
+    fn answered(
+        &self,
+        ctx: &Ctx,
+        mut access: Option<Box<access::Entry>>,
+        traffic: Traffic,
+        mut response: Response<Answer>,
+    ) -> Response<ResponseBody> {
         response
             .headers_mut()
             .insert(X_REQUEST_ID, ctx.ids.header().clone());
-        self.shared
-            .metrics
-            .answered(traffic, response.status(), started.elapsed().as_secs_f64());
+        self.shared.metrics.answered(
+            traffic,
+            response.status(),
+            ctx.started.elapsed().as_secs_f64(),
+        );
         if let Some(entry) = &mut access {
-            entry.answered(
-                response.status().as_u16(),
-                traffic,
-                ctx.member.get().copied(),
-            );
+            let member = ctx
+                .member
+                .get()
+                .map(|&i| ctx.snapshot.pool.members()[i].name());
+            entry.answered(response.status().as_u16(), traffic, member);
         }
-        Ok(response.map(|body| Logged::new(body, access)))
+        response.map(|body| Logged::new(body, access))
     }
 
-    async fn serve(
-        &self,
-        ctx: &Ctx<'_>,
+    /// Admits the request and starts its route: a pass-through request is written for the pool
+    /// here, and its future holds that alone across the wait; a refusal is made here; a guarded
+    /// request's future is boxed.
+    fn serve<'a>(
+        &'a self,
+        ctx: &'a Ctx,
         parts: http::request::Parts,
         body: ClientBody,
-    ) -> (Traffic, Response<Answer>) {
+    ) -> impl Future<Output = (Traffic, Response<Answer>)> + Send + 'a {
         let config = &ctx.snapshot.config;
         let sni = self.connection.sni.as_deref();
         // Only the audit trail reads it (its fingerprint), and only on a judged request; a
@@ -301,15 +328,12 @@ impl Gateway {
             true => parts.headers.get(header::AUTHORIZATION).cloned(),
             false => None,
         };
-        match judge::admit(parts, config, sni) {
+        let mut route = match judge::admit(parts, config, sni) {
             Admission::Pass(passed) => {
                 drop(authorization);
                 let host = passed.host().clone();
                 let clearance = passed.with_body(UpstreamBody::from_client(body));
-                (
-                    Traffic::Passthrough,
-                    self.forward(ctx, host, judge::TARGET, clearance).await,
-                )
+                Route::Forward(self.forward(ctx, host, judge::TARGET, clearance))
             }
             Admission::Refused(refused) => {
                 let rulings = refused.ruling.as_slice();
@@ -330,13 +354,25 @@ impl Gateway {
                 };
                 let response = self.refuse(ctx, rejection, refused.parameter, true);
                 discard_after_answer(ctx.version, body);
-                (refused.traffic, response)
+                Route::Refused(Some((refused.traffic, response)))
             }
             // Boxed: the guarded route's state (the body, the verdict, the trail's wait) is
             // most of a request future's size, and a pass-through request, a held long poll
             // among them, need not carry room for it.
             Admission::Guarded(pending) => {
-                Box::pin(self.guarded(ctx, authorization, pending, body)).await
+                Route::Guarded(Box::pin(self.guarded(ctx, authorization, pending, body)))
+            }
+        };
+        // The route is matched by reference: moved out, it would take room twice.
+        async move {
+            match &mut route {
+                Route::Forward(forwarding) => {
+                    (Traffic::Passthrough, self.answer(ctx, forwarding).await)
+                }
+                Route::Guarded(guarded) => guarded.as_mut().await,
+                Route::Refused(refused) => refused
+                    .take()
+                    .expect("a request's future is not polled after its end"),
             }
         }
     }
@@ -345,7 +381,7 @@ impl Gateway {
     /// refused.
     async fn guarded(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         authorization: Option<HeaderValue>,
         pending: judge::Pending<'_>,
         body: ClientBody,
@@ -400,7 +436,8 @@ impl Gateway {
                     }
                     return (Traffic::Guarded, response);
                 }
-                let response = self.forward(ctx, host, parameter, clearance).await;
+                let mut forwarding = self.forward(ctx, host, parameter, clearance);
+                let response = self.answer(ctx, &mut forwarding).await;
                 if let Some(o) = outcome {
                     o.record(&response);
                 }
@@ -425,7 +462,7 @@ impl Gateway {
     /// its lines says so (with its targets, so the trail still shows what was asked).
     fn limit<'c>(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         host: &HeaderValue,
         parameter: &'c str,
         applications: &Applications,
@@ -482,7 +519,7 @@ impl Gateway {
     /// `not_sent`, never `allow`, and is not counted as a decision.
     fn decisions(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         authorization: Option<&HeaderValue>,
         host: &HeaderValue,
         applications: &Applications,
@@ -564,19 +601,19 @@ impl Gateway {
         }
     }
 
-    /// Sends a cleared request to the pool and streams the answer back unchanged. `parameter`
-    /// is what a refusal here would name: the request's guard's, or `target`. `host` is taken,
-    /// and dropped before the pool is awaited unless an answer may need it: it is a slice of the
+    /// Writes a cleared request for the pool ([`Gateway::answer`] sends it). `parameter` is
+    /// what a refusal would name: the request's guard's, or `target`. `host` is taken, and
+    /// dropped before the pool is awaited unless an answer may need it: it is a slice of the
     /// buffer the client's request head was read into, which a held long poll would otherwise
     /// keep for minutes (issue 16).
-    async fn forward(
+    fn forward<'a>(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         host: HeaderValue,
-        parameter: &str,
+        parameter: &'a str,
         mut clearance: Clearance,
-    ) -> Response<Answer> {
-        let snapshot = ctx.snapshot;
+    ) -> Forwarding<'a> {
+        let snapshot = &*ctx.snapshot;
         forwarding::set_headers(
             clearance.headers_mut(),
             &Forwarded {
@@ -594,17 +631,32 @@ impl Gateway {
         // read only from an answer that can teach (few can).
         let learnable = Lesson::may(clearance.method(), clearance.target()).then(|| {
             let target = clearance.target();
-            (clearance.method().clone(), Box::<str>::from(target))
+            (clearance.method().clone(), Box::<str>::from(target), host)
         });
-        let host = learnable.is_some().then_some(host);
-        match snapshot.pool.send(clearance).await {
+        Forwarding {
+            sending: snapshot.pool.prepare(clearance),
+            learnable,
+            parameter,
+        }
+    }
+
+    /// Sends a request [`Gateway::forward`] wrote to the pool and streams the answer back
+    /// unchanged.
+    async fn answer(&self, ctx: &Ctx, forwarding: &mut Forwarding<'_>) -> Response<Answer> {
+        let snapshot = &*ctx.snapshot;
+        let parameter = forwarding.parameter;
+        match snapshot.pool.send(&mut forwarding.sending).await {
             Ok(answer) => {
-                let _ = ctx.member.set(answer.member.name());
+                let _ = ctx.member.set(answer.index);
                 let (mut parts, body) = answer.response.into_parts();
                 forwarding::strip_hop_by_hop(&mut parts.headers);
                 let (status, headers) = (parts.status, &parts.headers);
+                let (lesson, host) = match forwarding.learnable.take() {
+                    Some((method, target, host)) => (Some((method, target)), Some(host)),
+                    None => (None, None),
+                };
                 let lesson = || {
-                    let (method, target) = learnable?;
+                    let (method, target) = lesson?;
                     Lesson::of(&method, &target)
                 };
                 let body =
@@ -642,7 +694,7 @@ impl Gateway {
     /// HTTP/1 connection closes rather than read its rest as a next request.
     fn refuse(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         rejection: Rejection,
         parameter: &str,
         unread: bool,
@@ -660,6 +712,23 @@ impl Gateway {
     }
 }
 
+/// A request's route once admitted ([`Gateway::serve`]).
+enum Route<'a, G> {
+    Forward(Forwarding<'a>),
+    /// Refused on its head: the answer, taken once.
+    Refused(Option<(Traffic, Response<Answer>)>),
+    Guarded(std::pin::Pin<Box<G>>),
+}
+
+/// A cleared request written for the pool, and what its answer needs: the lesson's method,
+/// target (in storage of its own) and Host, kept only for a request that could teach.
+struct Forwarding<'a> {
+    sending: crate::upstream::Sending,
+    learnable: Option<(http::Method, Box<str>, HeaderValue)>,
+    /// What a refusal here names.
+    parameter: &'a str,
+}
+
 /// The `outcome` line a forwarded guarded request owes the trail: written with the answer's
 /// status, or, if the exchange is dropped first (the client went), as `client_gone`.
 struct Outcome<'a> {
@@ -672,7 +741,7 @@ struct Outcome<'a> {
 }
 
 impl<'a> Outcome<'a> {
-    fn new(audit: &'a Audit, ctx: &'a Ctx<'_>, place: Option<Reservation>) -> Outcome<'a> {
+    fn new(audit: &'a Audit, ctx: &'a Ctx, place: Option<Reservation>) -> Outcome<'a> {
         Outcome {
             audit,
             id: ctx.id(),

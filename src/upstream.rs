@@ -170,6 +170,8 @@ impl Drop for Pool {
 pub struct Answer<'p> {
     pub response: Response<MemberBody>,
     pub member: &'p Member,
+    /// The member's index in the pool.
+    pub index: usize,
 }
 
 impl Pool {
@@ -293,60 +295,101 @@ impl Pool {
         }
     }
 
-    /// Sends a cleared request to a member, trying the next one when the failure happened before
-    /// anything was sent (connect or TLS), or when an idempotent request's connection broke before
-    /// any answer; in both cases only if the body can be sent again.
-    pub async fn send(&self, clearance: Clearance) -> Result<Answer<'_>, UpstreamError> {
+    /// Writes a cleared request for the first member to try ([`Pool::send`] sends it). The
+    /// target is sliced from the client's read buffer; an exchange drops it once written, but a
+    /// copy kept for another attempt, across a long poll's minutes, would keep that 8 KiB buffer
+    /// alive as long (issue 16): it is detached, when there can be another.
+    pub fn prepare(&self, clearance: Clearance) -> Sending {
         let (method, sliced, headers, body) = clearance.into_parts();
-        // The target is sliced from the client's read buffer; an exchange drops it once written,
-        // but a copy kept for another attempt, across a long poll's minutes, would keep that
-        // 8 KiB buffer alive as long (issue 16): it is detached, when there can be another.
-        let mut path_and_query = if self.members.len() > 1 {
-            Some(detached(&sliced))
+        let target = if self.members.len() > 1 {
+            detached(&sliced)
         } else {
-            Some(sliced)
+            sliced
         };
-        let mut tried = balance::Tried::default();
-        let mut body = Some(body);
-        let mut headers = Some(headers);
+        let mut sending = Sending {
+            method,
+            attempt: None,
+            retry: None,
+            tried: balance::Tried::default(),
+        };
+        self.next_attempt(&mut sending, target, headers, body);
+        sending
+    }
+
+    /// Picks the next member and writes the request for it, keeping copies for another attempt
+    /// only while one is possible and the body can be sent again; no attempt when every member
+    /// that takes traffic was tried.
+    fn next_attempt(
+        &self,
+        sending: &mut Sending,
+        target: PathAndQuery,
+        headers: HeaderMap,
+        body: UpstreamBody,
+    ) {
+        let Some(index) = balance::pick(self.balance, &self.members, &self.next, &sending.tried)
+        else {
+            return;
+        };
+        sending.tried.insert(index);
+        let can_retry = sending.tried.count() < self.members.len();
+        let retry_body = if can_retry { body.try_clone() } else { None };
+        // The copy kept for another attempt lives as long as this one's exchange: detached, so
+        // that it does not keep the client's read buffer either.
+        sending.retry = retry_body.map(|body| Retry {
+            target: target.clone(),
+            headers: detached_headers(&headers),
+            body,
+        });
+        sending.attempt = Some(self.attempt(index, &sending.method, target, headers, body));
+    }
+
+    /// An idle connection to member `index` with the request written into its buffer, or the
+    /// request written for a new connection.
+    fn attempt(
+        &self,
+        index: usize,
+        method: &Method,
+        target: PathAndQuery,
+        mut headers: HeaderMap,
+        body: UpstreamBody,
+    ) -> Attempt {
+        if let header::Entry::Vacant(host) = headers.entry(header::HOST) {
+            host.insert(self.members[index].host.clone());
+        }
+        let mut conn = self.idle.take(index);
+        let out = conn::Outgoing::write(conn.as_mut(), method, target, headers, body);
+        Attempt { index, conn, out }
+    }
+
+    /// Sends a prepared request to a member, trying the next one when the failure happened before
+    /// anything was sent (connect or TLS), or when an idempotent request's connection broke before
+    /// any answer; in both cases only if the body can be sent again. `sending` is borrowed, not
+    /// taken: the caller's future holds the request once across the wait, not each level of it.
+    pub async fn send(&self, sending: &mut Sending) -> Result<Answer<'_>, UpstreamError> {
         let mut last: Option<UpstreamError> = None;
-        while let (Some(this_body), Some(index)) = (
-            body.take(),
-            balance::pick(self.balance, &self.members, &self.next, &tried),
-        ) {
-            tried.insert(index);
+        while let Some(attempt) = sending.attempt.as_mut() {
+            let index = attempt.index;
             let member = &self.members[index];
-            // Keep a copy only while another attempt is possible.
-            let can_retry = tried.count() < self.members.len();
-            let retry_body = if can_retry {
-                this_body.try_clone()
-            } else {
-                None
-            };
-            // The copy kept for another attempt lives as long as this one's exchange: detached,
-            // so that it does not keep the client's read buffer either.
-            let these_headers = match (&retry_body, &mut headers) {
-                (Some(_), Some(h)) => std::mem::replace(h, detached_headers(h)),
-                (_, h) => h.take().unwrap_or_default(),
-            };
-            let this_target = match (&retry_body, &mut path_and_query) {
-                (Some(_), Some(p)) => p.clone(),
-                (_, p) => p.take().unwrap_or_else(|| PathAndQuery::from_static("/")),
-            };
             let started = Instant::now();
             let in_flight = Outstanding::begin(member);
             let result = tokio::time::timeout(
                 self.response_timeout,
-                self.exchange(index, &method, this_target, these_headers, this_body),
+                self.exchange(&sending.method, attempt),
             )
             .await;
+            // This attempt's connection, if it failed, is closed.
+            sending.attempt = None;
             drop(in_flight);
             let (kind, source) = match result {
                 Ok(Ok(response)) => {
                     member.failures.store(0, Ordering::Relaxed);
                     member.duration.observe(started.elapsed().as_secs_f64());
                     member.requests.inc(response.status());
-                    return Ok(Answer { response, member });
+                    return Ok(Answer {
+                        response,
+                        member,
+                        index,
+                    });
                 }
                 Ok(Err(e @ conn::Error::Body(_))) => {
                     return Err(UpstreamError {
@@ -374,7 +417,7 @@ impl Pool {
                     "pool member failed"
                 );
             }
-            match kind {
+            let again = match kind {
                 FailureKind::Connect | FailureKind::Tls => {
                     health::failed(
                         member,
@@ -385,22 +428,34 @@ impl Pool {
                             health::Chain(&*source)
                         ),
                     );
-                    body = retry_body;
+                    true
                 }
                 // Nothing was sent and the member is not at fault; another member may still be
                 // reached (ephemeral ports run out per destination).
-                FailureKind::Local => body = retry_body,
+                FailureKind::Local => true,
                 // The connection broke before any answer (typically a keep-alive connection the
                 // member closed as the request went out): RFC 9110 §9.2.2 lets an idempotent
                 // request be sent again.
-                FailureKind::Protocol if idempotent(&method) => body = retry_body,
-                FailureKind::Protocol | FailureKind::Timeout | FailureKind::Client => {}
-            }
+                FailureKind::Protocol => idempotent(&sending.method),
+                FailureKind::Timeout | FailureKind::Client => false,
+            };
             last = Some(UpstreamError {
                 kind,
                 member: member.name.clone(),
                 source,
             });
+            match sending.retry.take().filter(|_| again) {
+                Some(Retry {
+                    target,
+                    headers,
+                    body,
+                }) => self.next_attempt(sending, target, headers, body),
+                // Nothing to send again; the round robin still moves on, as it did when the pick
+                // came with the body.
+                None => {
+                    let _ = balance::pick(self.balance, &self.members, &self.next, &sending.tried);
+                }
+            }
         }
         Err(last.unwrap_or_else(|| UpstreamError {
             kind: FailureKind::Connect,
@@ -410,36 +465,59 @@ impl Pool {
     }
 }
 
+/// A cleared request on its way to the pool ([`Pool::prepare`]): written for the member it
+/// tries, with copies for another attempt while one is possible.
+pub struct Sending {
+    method: Method,
+    attempt: Option<Attempt>,
+    retry: Option<Retry>,
+    tried: balance::Tried,
+}
+
+/// What another attempt sends: copies of its own, none of them a slice of the client's buffer.
+struct Retry {
+    target: PathAndQuery,
+    headers: HeaderMap,
+    body: UpstreamBody,
+}
+
+/// One attempt on one member: an idle connection with the request in its buffer, or the request
+/// written for a new connection.
+struct Attempt {
+    index: usize,
+    conn: Option<conn::Conn>,
+    out: conn::Outgoing,
+}
+
 impl Pool {
-    /// One exchange with one member: an idle connection to it (or a new one), the request
+    /// One exchange with one member: the attempt's idle connection (or a new one), the request
     /// written, the answer's head read. The answer's body gives the connection back when it was
     /// read to its end and both sides let it be reused.
     async fn exchange(
         &self,
-        index: usize,
         method: &Method,
-        target: PathAndQuery,
-        mut headers: HeaderMap,
-        body: UpstreamBody,
+        attempt: &mut Attempt,
     ) -> Result<Response<MemberBody>, conn::Error> {
+        let index = attempt.index;
         let member = &self.members[index];
-        let mut conn = match self.idle.take(index) {
+        let conn = match &mut attempt.conn {
             Some(conn) => conn,
             // Boxed: the connect and TLS handshake's state is large, and every exchange's future
             // (a held long poll's for minutes) would keep room for it, used or not.
-            None => {
+            none @ None => none.insert(
                 Box::pin(conn::Conn::connect(
                     &member.target,
                     self.config.connect_timeout,
                     &member.connections,
                 ))
-                .await?
-            }
+                .await?,
+            ),
         };
-        if let header::Entry::Vacant(host) = headers.entry(header::HOST) {
-            host.insert(member.host.clone());
-        }
-        let (head, closes) = conn.exchange(method, target, headers, body).await?;
+        let (head, closes) = conn.exchange(method, &mut attempt.out).await?;
+        let Some(conn) = attempt.conn.take() else {
+            // It was just used.
+            return Err(conn::Error::Closed);
+        };
         let home = (head.keep_alive && !closes).then(|| conn::Home {
             idle: Arc::clone(&self.idle),
             member: index,
