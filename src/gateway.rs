@@ -276,13 +276,15 @@ impl Gateway {
             request_id = ctx.request_id(),
             client = %ctx.client
         );
+        // The route is started here, in the request's span, as its future runs in it.
+        let mut route = span.in_scope(|| self.route(&ctx, parts, body));
         async move {
-            let (traffic, response) = {
-                let serving = span.in_scope(|| self.serve(&ctx, parts, body));
-                serving.instrument(span).await
-            };
+            let (traffic, response) = self.serve(&ctx, &mut route).await;
             Ok(self.answered(&ctx, access, traffic, response))
         }
+        // The whole future, not only `serve`'s, so that it holds the span once (`answered`
+        // logs nothing).
+        .instrument(span)
     }
 
     /// The answer as it leaves: its X-Request-Id, the metrics, the access log's entry.
@@ -312,14 +314,8 @@ impl Gateway {
     }
 
     /// Admits the request and starts its route: a pass-through request is written for the pool
-    /// here, and its future holds that alone across the wait; a refusal is made here; a guarded
-    /// request's future is boxed.
-    fn serve<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        parts: http::request::Parts,
-        body: ClientBody,
-    ) -> impl Future<Output = (Traffic, Response<Answer>)> + Send + 'a {
+    /// here, and its future holds that alone across the wait; a refusal is made here.
+    fn route(&self, ctx: &Ctx, parts: http::request::Parts, body: ClientBody) -> Route {
         let config = &ctx.snapshot.config;
         let sni = self.connection.sni.as_deref();
         // Only the audit trail reads it (its fingerprint), and only on a judged request; a
@@ -328,7 +324,7 @@ impl Gateway {
             true => parts.headers.get(header::AUTHORIZATION).cloned(),
             false => None,
         };
-        let mut route = match judge::admit(parts, config, sni) {
+        match judge::admit(parts, config, sni) {
             Admission::Pass(passed) => {
                 drop(authorization);
                 let host = passed.host().clone();
@@ -356,24 +352,30 @@ impl Gateway {
                 discard_after_answer(ctx.version, body);
                 Route::Refused(Some((refused.traffic, response)))
             }
+            Admission::Guarded(pending) => {
+                Route::Guarded(Some((authorization, pending.detach(), body)))
+            }
+        }
+    }
+
+    /// Follows the route [`Gateway::route`] started; it is borrowed, so that the request's future
+    /// holds it once.
+    async fn serve(&self, ctx: &Ctx, route: &mut Route) -> (Traffic, Response<Answer>) {
+        const ONCE: &str = "a request's future is not polled after its end";
+        match route {
+            Route::Forward(forwarding) => {
+                let response = self.answer(ctx, forwarding).await;
+                (Traffic::Passthrough, response)
+            }
             // Boxed: the guarded route's state (the body, the verdict, the trail's wait) is
             // most of a request future's size, and a pass-through request, a held long poll
             // among them, need not carry room for it.
-            Admission::Guarded(pending) => {
-                Route::Guarded(Box::pin(self.guarded(ctx, authorization, pending, body)))
+            Route::Guarded(guarded) => {
+                let (authorization, pending, body) = guarded.take().expect(ONCE);
+                let pending = pending.attach(&ctx.snapshot.config);
+                Box::pin(self.guarded(ctx, authorization, pending, body)).await
             }
-        };
-        // The route is matched by reference: moved out, it would take room twice.
-        async move {
-            match &mut route {
-                Route::Forward(forwarding) => {
-                    (Traffic::Passthrough, self.answer(ctx, forwarding).await)
-                }
-                Route::Guarded(guarded) => guarded.as_mut().await,
-                Route::Refused(refused) => refused
-                    .take()
-                    .expect("a request's future is not polled after its end"),
-            }
+            Route::Refused(refused) => refused.take().expect(ONCE),
         }
     }
 
@@ -642,50 +644,60 @@ impl Gateway {
 
     /// Sends a request [`Gateway::forward`] wrote to the pool and streams the answer back
     /// unchanged.
-    async fn answer(&self, ctx: &Ctx, forwarding: &mut Forwarding<'_>) -> Response<Answer> {
-        let snapshot = &*ctx.snapshot;
-        let parameter = forwarding.parameter;
-        match snapshot.pool.send(&mut forwarding.sending).await {
-            Ok(answer) => {
-                let _ = ctx.member.set(answer.index);
-                let (mut parts, body) = answer.response.into_parts();
-                forwarding::strip_hop_by_hop(&mut parts.headers);
-                let (status, headers) = (parts.status, &parts.headers);
-                let (lesson, host) = match forwarding.learnable.take() {
-                    Some((method, target, host)) => (Some((method, target)), Some(host)),
-                    None => (None, None),
-                };
-                let lesson = || {
-                    let (method, target) = lesson?;
-                    Lesson::of(&method, &target)
-                };
-                let body =
-                    Learning::new(body, lesson, status, headers, &snapshot.identities, || {
-                        let host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
-                        let policy = snapshot.config.policy();
-                        policy.organisation_for(host).map(Organisation::name)
-                    });
-                Response::from_parts(parts, Either::Left(body))
-            }
-            Err(e) if e.kind == FailureKind::Client => {
-                tracing::debug!(error = %e, "the request body broke");
-                let rejection = match e.client_timeout() {
-                    Some(timeout) => timed_out(timeout, &self.shared.metrics),
-                    None => Rejection::BadBody,
-                };
-                self.refuse(ctx, rejection, parameter, true)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "no answer from the pool");
-                let rejection = match e.kind {
-                    FailureKind::Connect => Rejection::UpstreamUnavailable,
-                    FailureKind::Tls | FailureKind::Protocol | FailureKind::Client => {
-                        Rejection::UpstreamFailure
-                    }
-                    FailureKind::Timeout => Rejection::UpstreamTimeout,
-                    FailureKind::Local => Rejection::LocalResources,
-                };
-                self.refuse(ctx, rejection, parameter, false)
+    /// A plain function that returns its future: an async one keeps its arguments twice in it,
+    /// as they came and as moved into its body (issue 16).
+    #[allow(clippy::manual_async_fn)]
+    fn answer<'a, 'p>(
+        &'a self,
+        ctx: &'a Ctx,
+        forwarding: &'a mut Forwarding<'p>,
+    ) -> impl Future<Output = Response<Answer>> + Send + use<'a, 'p> {
+        async move {
+            let sent = ctx.snapshot.pool.send(&mut forwarding.sending).await;
+            let snapshot = &*ctx.snapshot;
+            let parameter = forwarding.parameter;
+            match sent {
+                Ok(answer) => {
+                    let _ = ctx.member.set(answer.index);
+                    let (mut parts, body) = answer.response.into_parts();
+                    forwarding::strip_hop_by_hop(&mut parts.headers);
+                    let (status, headers) = (parts.status, &parts.headers);
+                    let (lesson, host) = match forwarding.learnable.take() {
+                        Some((method, target, host)) => (Some((method, target)), Some(host)),
+                        None => (None, None),
+                    };
+                    let lesson = || {
+                        let (method, target) = lesson?;
+                        Lesson::of(&method, &target)
+                    };
+                    let body =
+                        Learning::new(body, lesson, status, headers, &snapshot.identities, || {
+                            let host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+                            let policy = snapshot.config.policy();
+                            policy.organisation_for(host).map(Organisation::name)
+                        });
+                    Response::from_parts(parts, Either::Left(body))
+                }
+                Err(e) if e.kind == FailureKind::Client => {
+                    tracing::debug!(error = %e, "the request body broke");
+                    let rejection = match e.client_timeout() {
+                        Some(timeout) => timed_out(timeout, &self.shared.metrics),
+                        None => Rejection::BadBody,
+                    };
+                    self.refuse(ctx, rejection, parameter, true)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no answer from the pool");
+                    let rejection = match e.kind {
+                        FailureKind::Connect => Rejection::UpstreamUnavailable,
+                        FailureKind::Tls | FailureKind::Protocol | FailureKind::Client => {
+                            Rejection::UpstreamFailure
+                        }
+                        FailureKind::Timeout => Rejection::UpstreamTimeout,
+                        FailureKind::Local => Rejection::LocalResources,
+                    };
+                    self.refuse(ctx, rejection, parameter, false)
+                }
             }
         }
     }
@@ -712,12 +724,13 @@ impl Gateway {
     }
 }
 
-/// A request's route once admitted ([`Gateway::serve`]).
-enum Route<'a, G> {
-    Forward(Forwarding<'a>),
-    /// Refused on its head: the answer, taken once.
+/// A request's route once admitted ([`Gateway::route`]); what is in it is taken once.
+enum Route {
+    Forward(Forwarding<'static>),
+    /// Refused on its head: the answer.
     Refused(Option<(Traffic, Response<Answer>)>),
-    Guarded(std::pin::Pin<Box<G>>),
+    /// The request's Authorization (for the trail), its admission and its body.
+    Guarded(Option<(Option<HeaderValue>, judge::Detached, ClientBody)>),
 }
 
 /// A cleared request written for the pool, and what its answer needs: the lesson's method,

@@ -9,6 +9,7 @@ mod h1;
 mod health;
 mod idle;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -365,103 +366,112 @@ impl Pool {
     /// anything was sent (connect or TLS), or when an idempotent request's connection broke before
     /// any answer; in both cases only if the body can be sent again. `sending` is borrowed, not
     /// taken: the caller's future holds the request once across the wait, not each level of it.
-    pub async fn send(&self, sending: &mut Sending) -> Result<Answer<'_>, UpstreamError> {
-        let mut last: Option<UpstreamError> = None;
-        while let Some(attempt) = sending.attempt.as_mut() {
-            let index = attempt.index;
-            let member = &self.members[index];
-            let started = Instant::now();
-            let in_flight = Outstanding::begin(member);
-            let result = tokio::time::timeout(
-                self.response_timeout,
-                self.exchange(&sending.method, attempt),
-            )
-            .await;
-            // This attempt's connection, if it failed, is closed.
-            sending.attempt = None;
-            drop(in_flight);
-            let (kind, source) = match result {
-                Ok(Ok(response)) => {
-                    member.failures.store(0, Ordering::Relaxed);
-                    member.duration.observe(started.elapsed().as_secs_f64());
-                    member.requests.inc(response.status());
-                    return Ok(Answer {
-                        response,
-                        member,
-                        index,
-                    });
-                }
-                Ok(Err(e @ conn::Error::Body(_))) => {
-                    return Err(UpstreamError {
-                        kind: FailureKind::Client,
-                        member: member.name.clone(),
-                        source: Box::new(e),
-                    });
-                }
-                Ok(Err(e)) => classify(e),
-                Err(elapsed) => (FailureKind::Timeout, Box::new(elapsed) as BoxError),
-            };
-            member.errors[kind.index()].inc();
-            if kind == FailureKind::Local {
-                tracing::warn!(
-                    member = member.name(),
-                    kind = kind.label(),
-                    error = %health::Chain(&*source),
-                    "no connection to the pool member for want of a local resource (not held against it)"
-                );
-            } else {
-                tracing::warn!(
-                    member = member.name(),
-                    kind = kind.label(),
-                    error = %health::Chain(&*source),
-                    "pool member failed"
-                );
-            }
-            let again = match kind {
-                FailureKind::Connect | FailureKind::Tls => {
-                    health::failed(
-                        member,
-                        self.config.health.unhealthy_after,
-                        format_args!(
-                            "a request failed: {} failure: {}",
-                            kind.label(),
-                            health::Chain(&*source)
-                        ),
+    /// A plain function that returns its future: an async one keeps its arguments twice in it,
+    /// as they came and as moved into its body (issue 16).
+    #[allow(clippy::manual_async_fn)]
+    pub fn send<'a>(
+        &'a self,
+        sending: &'a mut Sending,
+    ) -> impl Future<Output = Result<Answer<'a>, UpstreamError>> + Send + 'a {
+        async move {
+            let mut last: Option<UpstreamError> = None;
+            while let Some(attempt) = sending.attempt.as_mut() {
+                let index = attempt.index;
+                let member = &self.members[index];
+                let started = Instant::now();
+                let in_flight = Outstanding::begin(member);
+                let result = tokio::time::timeout(
+                    self.response_timeout,
+                    self.exchange(&sending.method, attempt),
+                )
+                .await;
+                // This attempt's connection, if it failed, is closed.
+                sending.attempt = None;
+                drop(in_flight);
+                let (kind, source) = match result {
+                    Ok(Ok(response)) => {
+                        member.failures.store(0, Ordering::Relaxed);
+                        member.duration.observe(started.elapsed().as_secs_f64());
+                        member.requests.inc(response.status());
+                        return Ok(Answer {
+                            response,
+                            member,
+                            index,
+                        });
+                    }
+                    Ok(Err(e @ conn::Error::Body(_))) => {
+                        return Err(UpstreamError {
+                            kind: FailureKind::Client,
+                            member: member.name.clone(),
+                            source: Box::new(e),
+                        });
+                    }
+                    Ok(Err(e)) => classify(e),
+                    Err(elapsed) => (FailureKind::Timeout, Box::new(elapsed) as BoxError),
+                };
+                member.errors[kind.index()].inc();
+                if kind == FailureKind::Local {
+                    tracing::warn!(
+                        member = member.name(),
+                        kind = kind.label(),
+                        error = %health::Chain(&*source),
+                        "no connection to the pool member for want of a local resource (not held against it)"
                     );
-                    true
+                } else {
+                    tracing::warn!(
+                        member = member.name(),
+                        kind = kind.label(),
+                        error = %health::Chain(&*source),
+                        "pool member failed"
+                    );
                 }
-                // Nothing was sent and the member is not at fault; another member may still be
-                // reached (ephemeral ports run out per destination).
-                FailureKind::Local => true,
-                // The connection broke before any answer (typically a keep-alive connection the
-                // member closed as the request went out): RFC 9110 §9.2.2 lets an idempotent
-                // request be sent again.
-                FailureKind::Protocol => idempotent(&sending.method),
-                FailureKind::Timeout | FailureKind::Client => false,
-            };
-            last = Some(UpstreamError {
-                kind,
-                member: member.name.clone(),
-                source,
-            });
-            match sending.retry.take().filter(|_| again) {
-                Some(Retry {
-                    target,
-                    headers,
-                    body,
-                }) => self.next_attempt(sending, target, headers, body),
-                // Nothing to send again; the round robin still moves on, as it did when the pick
-                // came with the body.
-                None => {
-                    let _ = balance::pick(self.balance, &self.members, &self.next, &sending.tried);
+                let again = match kind {
+                    FailureKind::Connect | FailureKind::Tls => {
+                        health::failed(
+                            member,
+                            self.config.health.unhealthy_after,
+                            format_args!(
+                                "a request failed: {} failure: {}",
+                                kind.label(),
+                                health::Chain(&*source)
+                            ),
+                        );
+                        true
+                    }
+                    // Nothing was sent and the member is not at fault; another member may still be
+                    // reached (ephemeral ports run out per destination).
+                    FailureKind::Local => true,
+                    // The connection broke before any answer (typically a keep-alive connection the
+                    // member closed as the request went out): RFC 9110 §9.2.2 lets an idempotent
+                    // request be sent again.
+                    FailureKind::Protocol => idempotent(&sending.method),
+                    FailureKind::Timeout | FailureKind::Client => false,
+                };
+                last = Some(UpstreamError {
+                    kind,
+                    member: member.name.clone(),
+                    source,
+                });
+                match sending.retry.take().filter(|_| again) {
+                    Some(Retry {
+                        target,
+                        headers,
+                        body,
+                    }) => self.next_attempt(sending, target, headers, body),
+                    // Nothing to send again; the round robin still moves on, as it did when the pick
+                    // came with the body.
+                    None => {
+                        let _ =
+                            balance::pick(self.balance, &self.members, &self.next, &sending.tried);
+                    }
                 }
             }
+            Err(last.unwrap_or_else(|| UpstreamError {
+                kind: FailureKind::Connect,
+                member: "pool".into(),
+                source: "no healthy member".into(),
+            }))
         }
-        Err(last.unwrap_or_else(|| UpstreamError {
-            kind: FailureKind::Connect,
-            member: "pool".into(),
-            source: "no healthy member".into(),
-        }))
     }
 }
 
@@ -492,44 +502,48 @@ struct Attempt {
 impl Pool {
     /// One exchange with one member: the attempt's idle connection (or a new one), the request
     /// written, the answer's head read. The answer's body gives the connection back when it was
-    /// read to its end and both sides let it be reused.
-    async fn exchange(
-        &self,
-        method: &Method,
-        attempt: &mut Attempt,
-    ) -> Result<Response<MemberBody>, conn::Error> {
-        let index = attempt.index;
-        let member = &self.members[index];
-        let conn = match &mut attempt.conn {
-            Some(conn) => conn,
-            // Boxed: the connect and TLS handshake's state is large, and every exchange's future
-            // (a held long poll's for minutes) would keep room for it, used or not.
-            none @ None => none.insert(
-                Box::pin(conn::Conn::connect(
-                    &member.target,
-                    self.config.connect_timeout,
-                    &member.connections,
-                ))
-                .await?,
-            ),
-        };
-        let (head, closes) = conn.exchange(method, &mut attempt.out).await?;
-        let Some(conn) = attempt.conn.take() else {
-            // It was just used.
-            return Err(conn::Error::Closed);
-        };
-        let home = (head.keep_alive && !closes).then(|| conn::Home {
-            idle: Arc::clone(&self.idle),
-            member: index,
-        });
-        let mut response = Response::new(MemberBody::new(conn, head.framing, home));
-        *response.status_mut() = head.status;
-        if let Some(reason) = head.reason {
-            response.extensions_mut().insert(reason);
+    /// read to its end and both sides let it be reused. A plain function that returns its
+    /// future: an async one keeps its arguments twice in it (issue 16).
+    #[allow(clippy::manual_async_fn)]
+    fn exchange<'a>(
+        &'a self,
+        method: &'a Method,
+        attempt: &'a mut Attempt,
+    ) -> impl Future<Output = Result<Response<MemberBody>, conn::Error>> + Send + 'a {
+        async move {
+            let index = attempt.index;
+            let member = &self.members[index];
+            let conn = match &mut attempt.conn {
+                Some(conn) => conn,
+                // Boxed: the connect and TLS handshake's state is large, and every exchange's future
+                // (a held long poll's for minutes) would keep room for it, used or not.
+                none @ None => none.insert(
+                    Box::pin(conn::Conn::connect(
+                        &member.target,
+                        self.config.connect_timeout,
+                        &member.connections,
+                    ))
+                    .await?,
+                ),
+            };
+            let (head, closes) = conn.exchange(method, &mut attempt.out).await?;
+            let Some(conn) = attempt.conn.take() else {
+                // It was just used.
+                return Err(conn::Error::Closed);
+            };
+            let home = (head.keep_alive && !closes).then(|| conn::Home {
+                idle: Arc::clone(&self.idle),
+                member: index,
+            });
+            let mut response = Response::new(MemberBody::new(conn, head.framing, home));
+            *response.status_mut() = head.status;
+            if let Some(reason) = head.reason {
+                response.extensions_mut().insert(reason);
+            }
+            *response.version_mut() = head.version;
+            *response.headers_mut() = head.headers;
+            Ok(response)
         }
-        *response.version_mut() = head.version;
-        *response.headers_mut() = head.headers;
-        Ok(response)
     }
 }
 

@@ -221,61 +221,67 @@ impl Conn {
 
     /// Sends the request `out` holds and reads the answer's head. A streamed body is sent while
     /// the answer is awaited, and after it if the member answers first, as hyper's client did.
-    pub async fn exchange(
-        &mut self,
-        method: &Method,
-        out: &mut Outgoing,
-    ) -> Result<(Head, bool), Error> {
-        // A new connection takes the buffer its first request was written into.
-        if out.buf.capacity() != 0 {
-            self.buf = std::mem::take(&mut out.buf);
-        }
-        match out.pump.take() {
-            None => {
-                self.stream
-                    .write_all(&self.buf)
-                    .await
-                    .map_err(Error::Send)?;
-                self.stream.flush().await.map_err(Error::Send)?;
-                self.buf.clear();
+    /// A plain function that returns its future: an async one keeps its arguments twice in it,
+    /// as they came and as moved into its body (issue 16).
+    #[allow(clippy::manual_async_fn)]
+    pub fn exchange<'a>(
+        &'a mut self,
+        method: &'a Method,
+        out: &'a mut Outgoing,
+    ) -> impl std::future::Future<Output = Result<(Head, bool), Error>> + Send + 'a {
+        async move {
+            // A new connection takes the buffer its first request was written into.
+            if out.buf.capacity() != 0 {
+                self.buf = std::mem::take(&mut out.buf);
             }
-            Some(mut pump) => {
-                // The body's first bytes go with the head, if they are there; if they are
-                // broken, nothing at all is sent (as with hyper, whose head waited in its buffer).
-                let first =
-                    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut pump.body).poll_frame(cx)))
-                        .await;
-                match first {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Ok(data) = frame.into_data() {
-                            pump.frame(&data)?;
+            match out.pump.take() {
+                None => {
+                    self.stream
+                        .write_all(&self.buf)
+                        .await
+                        .map_err(Error::Send)?;
+                    self.stream.flush().await.map_err(Error::Send)?;
+                    self.buf.clear();
+                }
+                Some(mut pump) => {
+                    // The body's first bytes go with the head, if they are there; if they are
+                    // broken, nothing at all is sent (as with hyper, whose head waited in its buffer).
+                    let first = std::future::poll_fn(|cx| {
+                        Poll::Ready(Pin::new(&mut pump.body).poll_frame(cx))
+                    })
+                    .await;
+                    match first {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            if let Ok(data) = frame.into_data() {
+                                pump.frame(&data)?;
+                            }
                         }
+                        Poll::Ready(Some(Err(e))) => return Err(Error::Body(e)),
+                        Poll::Ready(None) => pump.end()?,
+                        Poll::Pending => {}
                     }
-                    Poll::Ready(Some(Err(e))) => return Err(Error::Body(e)),
-                    Poll::Ready(None) => pump.end()?,
-                    Poll::Pending => {}
+                    self.pump = Some(pump);
                 }
-                self.pump = Some(pump);
             }
-        }
-        if self.buf.capacity() < HEAD {
-            self.buf.reserve(HEAD);
-        }
-        loop {
-            if let Some(head) = self.reader.read_head(&mut self.buf, method)? {
-                return Ok((head, out.closes));
+            if self.buf.capacity() < HEAD {
+                self.buf.reserve(HEAD);
             }
-            let read = std::future::poll_fn(|cx| {
-                if let Err(e) = ready!(self.poll_pump(cx)) {
-                    return Poll::Ready(Err(e));
+            loop {
+                if let Some(head) = self.reader.read_head(&mut self.buf, method)? {
+                    return Ok((head, out.closes));
                 }
-                self.poll_fill(cx).map_err(Error::Read)
-            })
-            .await;
-            match read {
-                Ok(0) => return Err(Error::Closed),
-                Ok(_) => {}
-                Err(e) => return Err(e),
+                let read = std::future::poll_fn(|cx| {
+                    if let Err(e) = ready!(self.poll_pump(cx)) {
+                        return Poll::Ready(Err(e));
+                    }
+                    self.poll_fill(cx).map_err(Error::Read)
+                })
+                .await;
+                match read {
+                    Ok(0) => return Err(Error::Closed),
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
