@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ use crate::ratelimit::{Limited, OrgIndex};
 use crate::reject::{prefers_xml, Rejection};
 use crate::route::Traffic;
 use crate::state::{Shared, Snapshot};
-use crate::upstream::{FailureKind, MemberBody};
+use crate::upstream::{FailureKind, MemberBody, UpstreamError};
 
 /// The body of every answer, with the member's body as ringfence's upstream client reads it.
 pub type ResponseBody = body::ResponseBody<MemberBody>;
@@ -206,8 +207,9 @@ struct Ctx {
     version: Version,
     xml: bool,
     started: Instant,
-    /// The pool member that answered (its index in the snapshot's pool), for the access log.
-    member: std::sync::OnceLock<usize>,
+    /// The pool member that answered, for the access log: its index in the snapshot's pool
+    /// plus one (a pool has at most 128 members), or 0.
+    member: AtomicU8,
     /// Who the client is: the connection's address, or behind a trusted proxy the one its
     /// `X-Forwarded-For` names ([`crate::client`]).
     client: IpAddr,
@@ -243,7 +245,7 @@ impl Gateway {
     /// function: an async function's arguments, and the values it moves on, keep their room in
     /// its future for as long as it lives, a held long poll's for minutes (issue 16).
     pub fn handle(
-        self,
+        self: Arc<Self>,
         request: Request<ClientBody>,
     ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send {
         let started = Instant::now();
@@ -265,7 +267,7 @@ impl Gateway {
             snapshot,
             ids,
             started,
-            member: std::sync::OnceLock::new(),
+            member: AtomicU8::new(0),
             client,
         };
         // Every log line about this request carries ringfence's id (the audit trail's), the
@@ -278,11 +280,29 @@ impl Gateway {
         );
         // The route is started here, in the request's span, as its future runs in it.
         let mut route = span.in_scope(|| self.route(&ctx, parts, body));
+        // The route is matched by reference, here rather than in a function of its own: every
+        // level of a future keeps room for its arguments, and the route moved out would take
+        // its room twice.
         async move {
-            let (traffic, response) = self.serve(&ctx, &mut route).await;
+            const ONCE: &str = "a request's future is not polled after its end";
+            let (traffic, response) = match &mut route {
+                Route::Forward(forwarding) => {
+                    let sent = ctx.snapshot.pool.send(&mut forwarding.sending).await;
+                    (Traffic::Passthrough, self.answer(&ctx, forwarding, sent))
+                }
+                // Boxed: the guarded route's state (the body, the verdict, the trail's wait) is
+                // most of a request future's size, and a pass-through request, a held long poll
+                // among them, need not carry room for it.
+                Route::Guarded(guarded) => {
+                    let (authorization, pending, body) = guarded.take().expect(ONCE);
+                    let pending = pending.attach(&ctx.snapshot.config);
+                    Box::pin(self.guarded(&ctx, authorization, pending, body)).await
+                }
+                Route::Refused(refused) => refused.take().expect(ONCE),
+            };
             Ok(self.answered(&ctx, access, traffic, response))
         }
-        // The whole future, not only `serve`'s, so that it holds the span once (`answered`
+        // The whole future, not only the route's, so that it holds the span once (`answered`
         // logs nothing).
         .instrument(span)
     }
@@ -304,10 +324,11 @@ impl Gateway {
             ctx.started.elapsed().as_secs_f64(),
         );
         if let Some(entry) = &mut access {
-            let member = ctx
-                .member
-                .get()
-                .map(|&i| ctx.snapshot.pool.members()[i].name());
+            let member = match ctx.member.load(Ordering::Relaxed) {
+                0 => None,
+                i => ctx.snapshot.pool.members().get(usize::from(i) - 1),
+            };
+            let member = member.map(|m| m.name());
             entry.answered(response.status().as_u16(), traffic, member);
         }
         response.map(|body| Logged::new(body, access))
@@ -355,27 +376,6 @@ impl Gateway {
             Admission::Guarded(pending) => {
                 Route::Guarded(Some((authorization, pending.detach(), body)))
             }
-        }
-    }
-
-    /// Follows the route [`Gateway::route`] started; it is borrowed, so that the request's future
-    /// holds it once.
-    async fn serve(&self, ctx: &Ctx, route: &mut Route) -> (Traffic, Response<Answer>) {
-        const ONCE: &str = "a request's future is not polled after its end";
-        match route {
-            Route::Forward(forwarding) => {
-                let response = self.answer(ctx, forwarding).await;
-                (Traffic::Passthrough, response)
-            }
-            // Boxed: the guarded route's state (the body, the verdict, the trail's wait) is
-            // most of a request future's size, and a pass-through request, a held long poll
-            // among them, need not carry room for it.
-            Route::Guarded(guarded) => {
-                let (authorization, pending, body) = guarded.take().expect(ONCE);
-                let pending = pending.attach(&ctx.snapshot.config);
-                Box::pin(self.guarded(ctx, authorization, pending, body)).await
-            }
-            Route::Refused(refused) => refused.take().expect(ONCE),
         }
     }
 
@@ -439,7 +439,8 @@ impl Gateway {
                     return (Traffic::Guarded, response);
                 }
                 let mut forwarding = self.forward(ctx, host, parameter, clearance);
-                let response = self.answer(ctx, &mut forwarding).await;
+                let sent = ctx.snapshot.pool.send(&mut forwarding.sending).await;
+                let response = self.answer(ctx, &mut forwarding, sent);
                 if let Some(o) = outcome {
                     o.record(&response);
                 }
@@ -642,62 +643,62 @@ impl Gateway {
         }
     }
 
-    /// Sends a request [`Gateway::forward`] wrote to the pool and streams the answer back
-    /// unchanged.
-    /// A plain function that returns its future: an async one keeps its arguments twice in it,
-    /// as they came and as moved into its body (issue 16).
-    #[allow(clippy::manual_async_fn)]
-    fn answer<'a, 'p>(
-        &'a self,
-        ctx: &'a Ctx,
-        forwarding: &'a mut Forwarding<'p>,
-    ) -> impl Future<Output = Response<Answer>> + Send + use<'a, 'p> {
-        async move {
-            let sent = ctx.snapshot.pool.send(&mut forwarding.sending).await;
-            let snapshot = &*ctx.snapshot;
-            let parameter = forwarding.parameter;
-            match sent {
-                Ok(answer) => {
-                    let _ = ctx.member.set(answer.index);
-                    let (mut parts, body) = answer.response.into_parts();
-                    forwarding::strip_hop_by_hop(&mut parts.headers);
-                    let (status, headers) = (parts.status, &parts.headers);
-                    let (lesson, host) = match forwarding.learnable.take() {
-                        Some((method, target, host)) => (Some((method, target)), Some(host)),
-                        None => (None, None),
-                    };
-                    let lesson = || {
-                        let (method, target) = lesson?;
-                        Lesson::of(&method, &target)
-                    };
-                    let body =
-                        Learning::new(body, lesson, status, headers, &snapshot.identities, || {
-                            let host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
-                            let policy = snapshot.config.policy();
-                            policy.organisation_for(host).map(Organisation::name)
-                        });
-                    Response::from_parts(parts, Either::Left(body))
+    /// The answer to a request [`Gateway::forward`] wrote, from what [`Pool::send`] gave: the
+    /// member's answer streamed back unchanged, or a refusal. Apart from the wait, so that the
+    /// future that awaits the pool holds no level of its own around it (issue 16).
+    ///
+    /// [`Pool::send`]: crate::upstream::Pool::send
+    fn answer(
+        &self,
+        ctx: &Ctx,
+        forwarding: &mut Forwarding<'_>,
+        sent: Result<crate::upstream::Answer<'_>, UpstreamError>,
+    ) -> Response<Answer> {
+        let snapshot = &*ctx.snapshot;
+        let parameter = forwarding.parameter;
+        match sent {
+            Ok(answer) => {
+                if let Ok(i) = u8::try_from(answer.index + 1) {
+                    ctx.member.store(i, Ordering::Relaxed);
                 }
-                Err(e) if e.kind == FailureKind::Client => {
-                    tracing::debug!(error = %e, "the request body broke");
-                    let rejection = match e.client_timeout() {
-                        Some(timeout) => timed_out(timeout, &self.shared.metrics),
-                        None => Rejection::BadBody,
-                    };
-                    self.refuse(ctx, rejection, parameter, true)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "no answer from the pool");
-                    let rejection = match e.kind {
-                        FailureKind::Connect => Rejection::UpstreamUnavailable,
-                        FailureKind::Tls | FailureKind::Protocol | FailureKind::Client => {
-                            Rejection::UpstreamFailure
-                        }
-                        FailureKind::Timeout => Rejection::UpstreamTimeout,
-                        FailureKind::Local => Rejection::LocalResources,
-                    };
-                    self.refuse(ctx, rejection, parameter, false)
-                }
+                let (mut parts, body) = answer.response.into_parts();
+                forwarding::strip_hop_by_hop(&mut parts.headers);
+                let (status, headers) = (parts.status, &parts.headers);
+                let (lesson, host) = match forwarding.learnable.take() {
+                    Some((method, target, host)) => (Some((method, target)), Some(host)),
+                    None => (None, None),
+                };
+                let lesson = || {
+                    let (method, target) = lesson?;
+                    Lesson::of(&method, &target)
+                };
+                let body =
+                    Learning::new(body, lesson, status, headers, &snapshot.identities, || {
+                        let host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+                        let policy = snapshot.config.policy();
+                        policy.organisation_for(host).map(Organisation::name)
+                    });
+                Response::from_parts(parts, Either::Left(body))
+            }
+            Err(e) if e.kind == FailureKind::Client => {
+                tracing::debug!(error = %e, "the request body broke");
+                let rejection = match e.client_timeout() {
+                    Some(timeout) => timed_out(timeout, &self.shared.metrics),
+                    None => Rejection::BadBody,
+                };
+                self.refuse(ctx, rejection, parameter, true)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no answer from the pool");
+                let rejection = match e.kind {
+                    FailureKind::Connect => Rejection::UpstreamUnavailable,
+                    FailureKind::Tls | FailureKind::Protocol | FailureKind::Client => {
+                        Rejection::UpstreamFailure
+                    }
+                    FailureKind::Timeout => Rejection::UpstreamTimeout,
+                    FailureKind::Local => Rejection::LocalResources,
+                };
+                self.refuse(ctx, rejection, parameter, false)
             }
         }
     }

@@ -369,17 +369,16 @@ impl Pool {
     /// A plain function that returns its future: an async one keeps its arguments twice in it,
     /// as they came and as moved into its body (issue 16).
     #[allow(clippy::manual_async_fn)]
-    pub fn send<'a>(
-        &'a self,
-        sending: &'a mut Sending,
-    ) -> impl Future<Output = Result<Answer<'a>, UpstreamError>> + Send + 'a {
+    pub fn send<'p, 's>(
+        &'p self,
+        sending: &'s mut Sending,
+    ) -> impl Future<Output = Result<Answer<'p>, UpstreamError>> + Send + use<'p, 's> {
         async move {
             let mut last: Option<UpstreamError> = None;
             while let Some(attempt) = sending.attempt.as_mut() {
                 let index = attempt.index;
-                let member = &self.members[index];
                 let started = Instant::now();
-                let in_flight = Outstanding::begin(member);
+                let in_flight = Outstanding::begin(&self.members[index]);
                 let result = tokio::time::timeout(
                     self.response_timeout,
                     self.exchange(&sending.method, attempt),
@@ -387,6 +386,7 @@ impl Pool {
                 .await;
                 // This attempt's connection, if it failed, is closed.
                 sending.attempt = None;
+                let member = in_flight.0;
                 drop(in_flight);
                 let (kind, source) = match result {
                     Ok(Ok(response)) => {
