@@ -4,7 +4,9 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +30,7 @@ use crate::ratelimit::{Limited, OrgIndex};
 use crate::reject::{prefers_xml, Rejection};
 use crate::route::Traffic;
 use crate::state::{Shared, Snapshot};
-use crate::upstream::{FailureKind, MemberBody};
+use crate::upstream::{FailureKind, MemberBody, UpstreamError};
 
 /// The body of every answer, with the member's body as ringfence's upstream client reads it.
 pub type ResponseBody = body::ResponseBody<MemberBody>;
@@ -77,7 +79,7 @@ struct Known {
 }
 
 impl Known {
-    fn of(ctx: &Ctx<'_>, read: identity::Read) -> Known {
+    fn of(ctx: &Ctx, read: identity::Read) -> Known {
         let identities = &ctx.snapshot.identities;
         let learnt = read.all.iter().map(|a| identities.learnt(a)).collect();
         Known { read, learnt }
@@ -102,7 +104,7 @@ impl Known {
 }
 
 impl Applications {
-    fn read(ctx: &Ctx<'_>, outer: identity::Read, rulings: &[Ruling<'_>]) -> Applications {
+    fn read(ctx: &Ctx, outer: identity::Read, rulings: &[Ruling<'_>]) -> Applications {
         // A ruling outside a batch is the request's own, and its path is the one `outer` was
         // read from: not read again, nor its applications looked up twice.
         let of_ruling = rulings
@@ -197,21 +199,23 @@ pub struct Gateway {
 /// control (one connection window) bounds what they can send meanwhile.
 const BODY_READS_PER_CONNECTION: usize = 4;
 
-/// One request's facts that every stage reads.
-struct Ctx<'s> {
-    snapshot: &'s Snapshot,
+/// One request's facts that every stage reads. It holds the snapshot itself (not a borrow), so
+/// that it is made before the request's future and moved into it whole.
+struct Ctx {
+    snapshot: Arc<Snapshot>,
     ids: RequestIds,
     version: Version,
     xml: bool,
     started: Instant,
-    /// The pool member that answered, for the access log.
-    member: std::sync::OnceLock<&'s str>,
+    /// The pool member that answered, for the access log: its index in the snapshot's pool
+    /// plus one (a pool has at most 128 members), or 0.
+    member: AtomicU8,
     /// Who the client is: the connection's address, or behind a trusted proxy the one its
     /// `X-Forwarded-For` names ([`crate::client`]).
     client: IpAddr,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     /// ringfence's id for the request as text: the audit trail's `id`, and the logs'.
     fn id(&self) -> &str {
         // Always visible ASCII: ours are hex.
@@ -236,10 +240,14 @@ impl Gateway {
         }
     }
 
-    pub async fn handle(
-        self,
+    /// Serves one request. What can be done before anything is awaited (the ids, the client,
+    /// the judge's admission, the request written for the pool) is done here, in a plain
+    /// function: an async function's arguments, and the values it moves on, keep their room in
+    /// its future for as long as it lives, a held long poll's for minutes (issue 16).
+    pub fn handle(
+        self: Arc<Self>,
         request: Request<ClientBody>,
-    ) -> Result<Response<ResponseBody>, Infallible> {
+    ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send {
         let started = Instant::now();
         let snapshot = self.shared.snapshot();
         let (parts, mut body) = request.into_parts();
@@ -248,18 +256,18 @@ impl Gateway {
             self.connection.client.ip(),
             parts.headers.get_all(forwarding::X_FORWARDED_FOR),
         );
-        let mut access = self.shared.access.enabled().then(|| {
+        let access = self.shared.access.enabled().then(|| {
             let entry = access::Entry::new(&self.shared.access, started, &ids.ours, client, &parts);
             body.count_into(entry.bytes_in());
             Box::new(entry)
         });
         let ctx = Ctx {
-            snapshot: &snapshot,
-            ids,
             version: parts.version,
             xml: prefers_xml(parts.headers.get(header::ACCEPT)),
+            snapshot,
+            ids,
             started,
-            member: std::sync::OnceLock::new(),
+            member: AtomicU8::new(0),
             client,
         };
         // Every log line about this request carries ringfence's id (the audit trail's), the
@@ -270,29 +278,65 @@ impl Gateway {
             request_id = ctx.request_id(),
             client = %ctx.client
         );
-        let (traffic, mut response) = self.serve(&ctx, parts, body).instrument(span).await;
+        // The route is started here, in the request's span, as its future runs in it.
+        let mut route = span.in_scope(|| self.route(&ctx, parts, body));
+        // The route is matched by reference, here rather than in a function of its own: every
+        // level of a future keeps room for its arguments, and the route moved out would take
+        // its room twice.
+        async move {
+            const ONCE: &str = "a request's future is not polled after its end";
+            let (traffic, response) = match &mut route {
+                Route::Forward(forwarding) => {
+                    let sent = ctx.snapshot.pool.send(&mut forwarding.sending).await;
+                    (Traffic::Passthrough, self.answer(&ctx, forwarding, sent))
+                }
+                // Boxed: the guarded route's state (the body, the verdict, the trail's wait) is
+                // most of a request future's size, and a pass-through request, a held long poll
+                // among them, need not carry room for it.
+                Route::Guarded(guarded) => {
+                    let (authorization, pending, body) = guarded.take().expect(ONCE);
+                    let pending = pending.attach(&ctx.snapshot.config);
+                    Box::pin(self.guarded(&ctx, authorization, pending, body)).await
+                }
+                Route::Refused(refused) => refused.take().expect(ONCE),
+            };
+            Ok(self.answered(&ctx, access, traffic, response))
+        }
+        // The whole future, not only the route's, so that it holds the span once (`answered`
+        // logs nothing).
+        .instrument(span)
+    }
+
+    /// The answer as it leaves: its X-Request-Id, the metrics, the access log's entry.
+    fn answered(
+        &self,
+        ctx: &Ctx,
+        mut access: Option<Box<access::Entry>>,
+        traffic: Traffic,
+        mut response: Response<Answer>,
+    ) -> Response<ResponseBody> {
         response
             .headers_mut()
             .insert(X_REQUEST_ID, ctx.ids.header().clone());
-        self.shared
-            .metrics
-            .answered(traffic, response.status(), started.elapsed().as_secs_f64());
+        self.shared.metrics.answered(
+            traffic,
+            response.status(),
+            ctx.started.elapsed().as_secs_f64(),
+        );
         if let Some(entry) = &mut access {
-            entry.answered(
-                response.status().as_u16(),
-                traffic,
-                ctx.member.get().copied(),
-            );
+            let member = match ctx.member.load(Ordering::Relaxed) {
+                0 => None,
+                i => ctx.snapshot.pool.members().get(usize::from(i) - 1),
+            };
+            let member = member.map(|m| m.name());
+            entry.answered(response.status().as_u16(), traffic, member);
         }
-        Ok(response.map(|body| Logged::new(body, access)))
+        response.map(|body| Logged::new(body, access))
     }
 
-    async fn serve(
-        &self,
-        ctx: &Ctx<'_>,
-        parts: http::request::Parts,
-        body: ClientBody,
-    ) -> (Traffic, Response<Answer>) {
+    /// Admits the request and starts its route: a pass-through request is written for the pool
+    /// here, and its future holds that alone across the wait; a refusal is made here.
+    fn route(&self, ctx: &Ctx, parts: http::request::Parts, body: ClientBody) -> Route {
         let config = &ctx.snapshot.config;
         let sni = self.connection.sni.as_deref();
         // Only the audit trail reads it (its fingerprint), and only on a judged request; a
@@ -306,10 +350,7 @@ impl Gateway {
                 drop(authorization);
                 let host = passed.host().clone();
                 let clearance = passed.with_body(UpstreamBody::from_client(body));
-                (
-                    Traffic::Passthrough,
-                    self.forward(ctx, host, judge::TARGET, clearance).await,
-                )
+                Route::Forward(self.forward(ctx, host, judge::TARGET, clearance))
             }
             Admission::Refused(refused) => {
                 let rulings = refused.ruling.as_slice();
@@ -330,13 +371,10 @@ impl Gateway {
                 };
                 let response = self.refuse(ctx, rejection, refused.parameter, true);
                 discard_after_answer(ctx.version, body);
-                (refused.traffic, response)
+                Route::Refused(Some((refused.traffic, response)))
             }
-            // Boxed: the guarded route's state (the body, the verdict, the trail's wait) is
-            // most of a request future's size, and a pass-through request, a held long poll
-            // among them, need not carry room for it.
             Admission::Guarded(pending) => {
-                Box::pin(self.guarded(ctx, authorization, pending, body)).await
+                Route::Guarded(Some((authorization, pending.detach(), body)))
             }
         }
     }
@@ -345,7 +383,7 @@ impl Gateway {
     /// refused.
     async fn guarded(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         authorization: Option<HeaderValue>,
         pending: judge::Pending<'_>,
         body: ClientBody,
@@ -400,7 +438,9 @@ impl Gateway {
                     }
                     return (Traffic::Guarded, response);
                 }
-                let response = self.forward(ctx, host, parameter, clearance).await;
+                let mut forwarding = self.forward(ctx, host, parameter, clearance);
+                let sent = ctx.snapshot.pool.send(&mut forwarding.sending).await;
+                let response = self.answer(ctx, &mut forwarding, sent);
                 if let Some(o) = outcome {
                     o.record(&response);
                 }
@@ -425,7 +465,7 @@ impl Gateway {
     /// its lines says so (with its targets, so the trail still shows what was asked).
     fn limit<'c>(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         host: &HeaderValue,
         parameter: &'c str,
         applications: &Applications,
@@ -482,7 +522,7 @@ impl Gateway {
     /// `not_sent`, never `allow`, and is not counted as a decision.
     fn decisions(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         authorization: Option<&HeaderValue>,
         host: &HeaderValue,
         applications: &Applications,
@@ -564,19 +604,19 @@ impl Gateway {
         }
     }
 
-    /// Sends a cleared request to the pool and streams the answer back unchanged. `parameter`
-    /// is what a refusal here would name: the request's guard's, or `target`. `host` is taken,
-    /// and dropped before the pool is awaited unless an answer may need it: it is a slice of the
+    /// Writes a cleared request for the pool ([`Gateway::answer`] sends it). `parameter` is
+    /// what a refusal would name: the request's guard's, or `target`. `host` is taken, and
+    /// dropped before the pool is awaited unless an answer may need it: it is a slice of the
     /// buffer the client's request head was read into, which a held long poll would otherwise
     /// keep for minutes (issue 16).
-    async fn forward(
+    fn forward<'a>(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         host: HeaderValue,
-        parameter: &str,
+        parameter: &'a str,
         mut clearance: Clearance,
-    ) -> Response<Answer> {
-        let snapshot = ctx.snapshot;
+    ) -> Forwarding<'a> {
+        let snapshot = &*ctx.snapshot;
         forwarding::set_headers(
             clearance.headers_mut(),
             &Forwarded {
@@ -594,17 +634,42 @@ impl Gateway {
         // read only from an answer that can teach (few can).
         let learnable = Lesson::may(clearance.method(), clearance.target()).then(|| {
             let target = clearance.target();
-            (clearance.method().clone(), Box::<str>::from(target))
+            (clearance.method().clone(), Box::<str>::from(target), host)
         });
-        let host = learnable.is_some().then_some(host);
-        match snapshot.pool.send(clearance).await {
+        Forwarding {
+            sending: snapshot.pool.prepare(clearance),
+            learnable,
+            parameter,
+        }
+    }
+
+    /// The answer to a request [`Gateway::forward`] wrote, from what [`Pool::send`] gave: the
+    /// member's answer streamed back unchanged, or a refusal. Apart from the wait, so that the
+    /// future that awaits the pool holds no level of its own around it (issue 16).
+    ///
+    /// [`Pool::send`]: crate::upstream::Pool::send
+    fn answer(
+        &self,
+        ctx: &Ctx,
+        forwarding: &mut Forwarding<'_>,
+        sent: Result<crate::upstream::Answer<'_>, UpstreamError>,
+    ) -> Response<Answer> {
+        let snapshot = &*ctx.snapshot;
+        let parameter = forwarding.parameter;
+        match sent {
             Ok(answer) => {
-                let _ = ctx.member.set(answer.member.name());
+                if let Ok(i) = u8::try_from(answer.index + 1) {
+                    ctx.member.store(i, Ordering::Relaxed);
+                }
                 let (mut parts, body) = answer.response.into_parts();
                 forwarding::strip_hop_by_hop(&mut parts.headers);
                 let (status, headers) = (parts.status, &parts.headers);
+                let (lesson, host) = match forwarding.learnable.take() {
+                    Some((method, target, host)) => (Some((method, target)), Some(host)),
+                    None => (None, None),
+                };
                 let lesson = || {
-                    let (method, target) = learnable?;
+                    let (method, target) = lesson?;
                     Lesson::of(&method, &target)
                 };
                 let body =
@@ -642,7 +707,7 @@ impl Gateway {
     /// HTTP/1 connection closes rather than read its rest as a next request.
     fn refuse(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         rejection: Rejection,
         parameter: &str,
         unread: bool,
@@ -660,6 +725,24 @@ impl Gateway {
     }
 }
 
+/// A request's route once admitted ([`Gateway::route`]); what is in it is taken once.
+enum Route {
+    Forward(Forwarding<'static>),
+    /// Refused on its head: the answer.
+    Refused(Option<(Traffic, Response<Answer>)>),
+    /// The request's Authorization (for the trail), its admission and its body.
+    Guarded(Option<(Option<HeaderValue>, judge::Detached, ClientBody)>),
+}
+
+/// A cleared request written for the pool, and what its answer needs: the lesson's method,
+/// target (in storage of its own) and Host, kept only for a request that could teach.
+struct Forwarding<'a> {
+    sending: crate::upstream::Sending,
+    learnable: Option<(http::Method, Box<str>, HeaderValue)>,
+    /// What a refusal here names.
+    parameter: &'a str,
+}
+
 /// The `outcome` line a forwarded guarded request owes the trail: written with the answer's
 /// status, or, if the exchange is dropped first (the client went), as `client_gone`.
 struct Outcome<'a> {
@@ -672,7 +755,7 @@ struct Outcome<'a> {
 }
 
 impl<'a> Outcome<'a> {
-    fn new(audit: &'a Audit, ctx: &'a Ctx<'_>, place: Option<Reservation>) -> Outcome<'a> {
+    fn new(audit: &'a Audit, ctx: &'a Ctx, place: Option<Reservation>) -> Outcome<'a> {
         Outcome {
             audit,
             id: ctx.id(),

@@ -406,7 +406,63 @@ pub struct Pending<'c> {
     misdirected: bool,
 }
 
+/// A [`Pending`] without its borrows of the configuration: the request's future is made
+/// before it holds the snapshot the configuration is part of, and takes this instead;
+/// [`Detached::attach`] to the same configuration gives the same `Pending` back.
+pub struct Detached {
+    head: Parts,
+    host: HeaderValue,
+    /// The guard's place in the configuration's table ([`crate::route::Guards::position`]), or
+    /// `None` for a batch.
+    guard: Option<usize>,
+    limit: usize,
+    misdirected: bool,
+}
+
+impl Detached {
+    /// The `Pending` this was detached from; `config` is the configuration it was admitted by.
+    pub fn attach(self, config: &Config) -> Pending<'_> {
+        let kind = match self.guard {
+            Some(position) => Kind::Resource(
+                config
+                    .guards
+                    .at(position)
+                    .expect("detached from a guard of this configuration"),
+            ),
+            None => Kind::Batch,
+        };
+        Pending {
+            head: self.head,
+            host: self.host,
+            kind,
+            limit: self.limit,
+            config,
+            misdirected: self.misdirected,
+        }
+    }
+}
+
 impl<'c> Pending<'c> {
+    /// Its parts without the borrows of the configuration ([`Detached::attach`]).
+    pub fn detach(self) -> Detached {
+        let guard = match self.kind {
+            Kind::Resource(guard) => Some(
+                self.config
+                    .guards
+                    .position(guard)
+                    .expect("a guard of its own configuration"),
+            ),
+            Kind::Batch => None,
+        };
+        Detached {
+            head: self.head,
+            host: self.host,
+            guard,
+            limit: self.limit,
+            misdirected: self.misdirected,
+        }
+    }
+
     /// Bytes of body to read at most; more is [`Rejection::BodyTooLarge`].
     pub fn body_limit(&self) -> usize {
         self.limit

@@ -268,15 +268,16 @@ impl Accept {
                 tls,
                 sni,
             };
-            let gateway = Gateway::new(Arc::clone(&self.shared), connection);
+            // Shared by the connection's requests: each request's future holds a pointer to it,
+            // not a copy (a held long poll's for minutes).
+            let gateway = Arc::new(Gateway::new(Arc::clone(&self.shared), connection));
             let seen = Arc::clone(&activity);
             let service = service_fn(move |req: http::Request<Incoming>| {
                 let in_flight = InFlight::request(Arc::clone(&seen));
                 // Boxed: hyper moves the service future into its slot, and ringfence's is
                 // ~12 KB (the guarded route's state); a pointer moves for nothing.
                 let answer = Box::pin(
-                    gateway
-                        .clone()
+                    Arc::clone(&gateway)
                         .handle(req.map(|body| ClientBody::new(body, &seen, limits))),
                 );
                 async move {

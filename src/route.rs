@@ -104,6 +104,18 @@ impl Guards {
         self.by_segment.get(buf.get(..len)?)
     }
 
+    /// The place of `guard`, one of this table's, for [`Guards::at`].
+    pub fn position(&self, guard: &Guard) -> Option<usize> {
+        self.by_segment
+            .values()
+            .position(|g| std::ptr::eq(g, guard))
+    }
+
+    /// The guard at `position` ([`Guards::position`]).
+    pub fn at(&self, position: usize) -> Option<&Guard> {
+        self.by_segment.values().nth(position)
+    }
+
     /// Number of distinct guarded resources.
     pub fn len(&self) -> usize {
         self.by_segment.len()

@@ -9,6 +9,7 @@ mod h1;
 mod health;
 mod idle;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -170,6 +171,8 @@ impl Drop for Pool {
 pub struct Answer<'p> {
     pub response: Response<MemberBody>,
     pub member: &'p Member,
+    /// The member's index in the pool.
+    pub index: usize,
 }
 
 impl Pool {
@@ -293,165 +296,254 @@ impl Pool {
         }
     }
 
-    /// Sends a cleared request to a member, trying the next one when the failure happened before
-    /// anything was sent (connect or TLS), or when an idempotent request's connection broke before
-    /// any answer; in both cases only if the body can be sent again.
-    pub async fn send(&self, clearance: Clearance) -> Result<Answer<'_>, UpstreamError> {
+    /// Writes a cleared request for the first member to try ([`Pool::send`] sends it). The
+    /// target is sliced from the client's read buffer; an exchange drops it once written, but a
+    /// copy kept for another attempt, across a long poll's minutes, would keep that 8 KiB buffer
+    /// alive as long (issue 16): it is detached, when there can be another.
+    pub fn prepare(&self, clearance: Clearance) -> Sending {
         let (method, sliced, headers, body) = clearance.into_parts();
-        // The target is sliced from the client's read buffer; an exchange drops it once written,
-        // but a copy kept for another attempt, across a long poll's minutes, would keep that
-        // 8 KiB buffer alive as long (issue 16): it is detached, when there can be another.
-        let mut path_and_query = if self.members.len() > 1 {
-            Some(detached(&sliced))
+        let target = if self.members.len() > 1 {
+            detached(&sliced)
         } else {
-            Some(sliced)
+            sliced
         };
-        let mut tried = balance::Tried::default();
-        let mut body = Some(body);
-        let mut headers = Some(headers);
-        let mut last: Option<UpstreamError> = None;
-        while let (Some(this_body), Some(index)) = (
-            body.take(),
-            balance::pick(self.balance, &self.members, &self.next, &tried),
-        ) {
-            tried.insert(index);
-            let member = &self.members[index];
-            // Keep a copy only while another attempt is possible.
-            let can_retry = tried.count() < self.members.len();
-            let retry_body = if can_retry {
-                this_body.try_clone()
-            } else {
-                None
-            };
-            // The copy kept for another attempt lives as long as this one's exchange: detached,
-            // so that it does not keep the client's read buffer either.
-            let these_headers = match (&retry_body, &mut headers) {
-                (Some(_), Some(h)) => std::mem::replace(h, detached_headers(h)),
-                (_, h) => h.take().unwrap_or_default(),
-            };
-            let this_target = match (&retry_body, &mut path_and_query) {
-                (Some(_), Some(p)) => p.clone(),
-                (_, p) => p.take().unwrap_or_else(|| PathAndQuery::from_static("/")),
-            };
-            let started = Instant::now();
-            let in_flight = Outstanding::begin(member);
-            let result = tokio::time::timeout(
-                self.response_timeout,
-                self.exchange(index, &method, this_target, these_headers, this_body),
-            )
-            .await;
-            drop(in_flight);
-            let (kind, source) = match result {
-                Ok(Ok(response)) => {
-                    member.failures.store(0, Ordering::Relaxed);
-                    member.duration.observe(started.elapsed().as_secs_f64());
-                    member.requests.inc(response.status());
-                    return Ok(Answer { response, member });
-                }
-                Ok(Err(e @ conn::Error::Body(_))) => {
-                    return Err(UpstreamError {
-                        kind: FailureKind::Client,
-                        member: member.name.clone(),
-                        source: Box::new(e),
-                    });
-                }
-                Ok(Err(e)) => classify(e),
-                Err(elapsed) => (FailureKind::Timeout, Box::new(elapsed) as BoxError),
-            };
-            member.errors[kind.index()].inc();
-            if kind == FailureKind::Local {
-                tracing::warn!(
-                    member = member.name(),
-                    kind = kind.label(),
-                    error = %health::Chain(&*source),
-                    "no connection to the pool member for want of a local resource (not held against it)"
-                );
-            } else {
-                tracing::warn!(
-                    member = member.name(),
-                    kind = kind.label(),
-                    error = %health::Chain(&*source),
-                    "pool member failed"
-                );
-            }
-            match kind {
-                FailureKind::Connect | FailureKind::Tls => {
-                    health::failed(
-                        member,
-                        self.config.health.unhealthy_after,
-                        format_args!(
-                            "a request failed: {} failure: {}",
-                            kind.label(),
-                            health::Chain(&*source)
-                        ),
-                    );
-                    body = retry_body;
-                }
-                // Nothing was sent and the member is not at fault; another member may still be
-                // reached (ephemeral ports run out per destination).
-                FailureKind::Local => body = retry_body,
-                // The connection broke before any answer (typically a keep-alive connection the
-                // member closed as the request went out): RFC 9110 §9.2.2 lets an idempotent
-                // request be sent again.
-                FailureKind::Protocol if idempotent(&method) => body = retry_body,
-                FailureKind::Protocol | FailureKind::Timeout | FailureKind::Client => {}
-            }
-            last = Some(UpstreamError {
-                kind,
-                member: member.name.clone(),
-                source,
-            });
-        }
-        Err(last.unwrap_or_else(|| UpstreamError {
-            kind: FailureKind::Connect,
-            member: "pool".into(),
-            source: "no healthy member".into(),
-        }))
+        let mut sending = Sending {
+            method,
+            attempt: None,
+            retry: None,
+            tried: balance::Tried::default(),
+        };
+        self.next_attempt(&mut sending, target, headers, body);
+        sending
     }
-}
 
-impl Pool {
-    /// One exchange with one member: an idle connection to it (or a new one), the request
-    /// written, the answer's head read. The answer's body gives the connection back when it was
-    /// read to its end and both sides let it be reused.
-    async fn exchange(
+    /// Picks the next member and writes the request for it, keeping copies for another attempt
+    /// only while one is possible and the body can be sent again; no attempt when every member
+    /// that takes traffic was tried.
+    fn next_attempt(
+        &self,
+        sending: &mut Sending,
+        target: PathAndQuery,
+        headers: HeaderMap,
+        body: UpstreamBody,
+    ) {
+        let Some(index) = balance::pick(self.balance, &self.members, &self.next, &sending.tried)
+        else {
+            return;
+        };
+        sending.tried.insert(index);
+        let can_retry = sending.tried.count() < self.members.len();
+        let retry_body = if can_retry { body.try_clone() } else { None };
+        // The copy kept for another attempt lives as long as this one's exchange: detached, so
+        // that it does not keep the client's read buffer either.
+        sending.retry = retry_body.map(|body| Retry {
+            target: target.clone(),
+            headers: detached_headers(&headers),
+            body,
+        });
+        sending.attempt = Some(self.attempt(index, &sending.method, target, headers, body));
+    }
+
+    /// An idle connection to member `index` with the request written into its buffer, or the
+    /// request written for a new connection.
+    fn attempt(
         &self,
         index: usize,
         method: &Method,
         target: PathAndQuery,
         mut headers: HeaderMap,
         body: UpstreamBody,
-    ) -> Result<Response<MemberBody>, conn::Error> {
-        let member = &self.members[index];
-        let mut conn = match self.idle.take(index) {
-            Some(conn) => conn,
-            // Boxed: the connect and TLS handshake's state is large, and every exchange's future
-            // (a held long poll's for minutes) would keep room for it, used or not.
-            None => {
-                Box::pin(conn::Conn::connect(
-                    &member.target,
-                    self.config.connect_timeout,
-                    &member.connections,
-                ))
-                .await?
-            }
-        };
+    ) -> Attempt {
         if let header::Entry::Vacant(host) = headers.entry(header::HOST) {
-            host.insert(member.host.clone());
+            host.insert(self.members[index].host.clone());
         }
-        let (head, closes) = conn.exchange(method, target, headers, body).await?;
-        let home = (head.keep_alive && !closes).then(|| conn::Home {
-            idle: Arc::clone(&self.idle),
-            member: index,
-        });
-        let mut response = Response::new(MemberBody::new(conn, head.framing, home));
-        *response.status_mut() = head.status;
-        if let Some(reason) = head.reason {
-            response.extensions_mut().insert(reason);
+        let mut conn = self.idle.take(index);
+        let out = conn::Outgoing::write(conn.as_mut(), method, target, headers, body);
+        Attempt { index, conn, out }
+    }
+
+    /// Sends a prepared request to a member, trying the next one when the failure happened before
+    /// anything was sent (connect or TLS), or when an idempotent request's connection broke before
+    /// any answer; in both cases only if the body can be sent again. `sending` is borrowed, not
+    /// taken: the caller's future holds the request once across the wait, not each level of it.
+    /// A plain function that returns its future: an async one keeps its arguments twice in it,
+    /// as they came and as moved into its body (issue 16).
+    #[allow(clippy::manual_async_fn)]
+    pub fn send<'p, 's>(
+        &'p self,
+        sending: &'s mut Sending,
+    ) -> impl Future<Output = Result<Answer<'p>, UpstreamError>> + Send + use<'p, 's> {
+        async move {
+            let mut last: Option<UpstreamError> = None;
+            while let Some(attempt) = sending.attempt.as_mut() {
+                let index = attempt.index;
+                let started = Instant::now();
+                let in_flight = Outstanding::begin(&self.members[index]);
+                let result = tokio::time::timeout(
+                    self.response_timeout,
+                    self.exchange(&sending.method, attempt),
+                )
+                .await;
+                // This attempt's connection, if it failed, is closed.
+                sending.attempt = None;
+                let member = in_flight.0;
+                drop(in_flight);
+                let (kind, source) = match result {
+                    Ok(Ok(response)) => {
+                        member.failures.store(0, Ordering::Relaxed);
+                        member.duration.observe(started.elapsed().as_secs_f64());
+                        member.requests.inc(response.status());
+                        return Ok(Answer {
+                            response,
+                            member,
+                            index,
+                        });
+                    }
+                    Ok(Err(e @ conn::Error::Body(_))) => {
+                        return Err(UpstreamError {
+                            kind: FailureKind::Client,
+                            member: member.name.clone(),
+                            source: Box::new(e),
+                        });
+                    }
+                    Ok(Err(e)) => classify(e),
+                    Err(elapsed) => (FailureKind::Timeout, Box::new(elapsed) as BoxError),
+                };
+                member.errors[kind.index()].inc();
+                if kind == FailureKind::Local {
+                    tracing::warn!(
+                        member = member.name(),
+                        kind = kind.label(),
+                        error = %health::Chain(&*source),
+                        "no connection to the pool member for want of a local resource (not held against it)"
+                    );
+                } else {
+                    tracing::warn!(
+                        member = member.name(),
+                        kind = kind.label(),
+                        error = %health::Chain(&*source),
+                        "pool member failed"
+                    );
+                }
+                let again = match kind {
+                    FailureKind::Connect | FailureKind::Tls => {
+                        health::failed(
+                            member,
+                            self.config.health.unhealthy_after,
+                            format_args!(
+                                "a request failed: {} failure: {}",
+                                kind.label(),
+                                health::Chain(&*source)
+                            ),
+                        );
+                        true
+                    }
+                    // Nothing was sent and the member is not at fault; another member may still be
+                    // reached (ephemeral ports run out per destination).
+                    FailureKind::Local => true,
+                    // The connection broke before any answer (typically a keep-alive connection the
+                    // member closed as the request went out): RFC 9110 §9.2.2 lets an idempotent
+                    // request be sent again.
+                    FailureKind::Protocol => idempotent(&sending.method),
+                    FailureKind::Timeout | FailureKind::Client => false,
+                };
+                last = Some(UpstreamError {
+                    kind,
+                    member: member.name.clone(),
+                    source,
+                });
+                match sending.retry.take().filter(|_| again) {
+                    Some(Retry {
+                        target,
+                        headers,
+                        body,
+                    }) => self.next_attempt(sending, target, headers, body),
+                    // Nothing to send again; the round robin still moves on, as it did when the pick
+                    // came with the body.
+                    None => {
+                        let _ =
+                            balance::pick(self.balance, &self.members, &self.next, &sending.tried);
+                    }
+                }
+            }
+            Err(last.unwrap_or_else(|| UpstreamError {
+                kind: FailureKind::Connect,
+                member: "pool".into(),
+                source: "no healthy member".into(),
+            }))
         }
-        *response.version_mut() = head.version;
-        *response.headers_mut() = head.headers;
-        Ok(response)
+    }
+}
+
+/// A cleared request on its way to the pool ([`Pool::prepare`]): written for the member it
+/// tries, with copies for another attempt while one is possible.
+pub struct Sending {
+    method: Method,
+    attempt: Option<Attempt>,
+    retry: Option<Retry>,
+    tried: balance::Tried,
+}
+
+/// What another attempt sends: copies of its own, none of them a slice of the client's buffer.
+struct Retry {
+    target: PathAndQuery,
+    headers: HeaderMap,
+    body: UpstreamBody,
+}
+
+/// One attempt on one member: an idle connection with the request in its buffer, or the request
+/// written for a new connection.
+struct Attempt {
+    index: usize,
+    conn: Option<conn::Conn>,
+    out: conn::Outgoing,
+}
+
+impl Pool {
+    /// One exchange with one member: the attempt's idle connection (or a new one), the request
+    /// written, the answer's head read. The answer's body gives the connection back when it was
+    /// read to its end and both sides let it be reused. A plain function that returns its
+    /// future: an async one keeps its arguments twice in it (issue 16).
+    #[allow(clippy::manual_async_fn)]
+    fn exchange<'a>(
+        &'a self,
+        method: &'a Method,
+        attempt: &'a mut Attempt,
+    ) -> impl Future<Output = Result<Response<MemberBody>, conn::Error>> + Send + 'a {
+        async move {
+            let index = attempt.index;
+            let member = &self.members[index];
+            let conn = match &mut attempt.conn {
+                Some(conn) => conn,
+                // Boxed: the connect and TLS handshake's state is large, and every exchange's future
+                // (a held long poll's for minutes) would keep room for it, used or not.
+                none @ None => none.insert(
+                    Box::pin(conn::Conn::connect(
+                        &member.target,
+                        self.config.connect_timeout,
+                        &member.connections,
+                    ))
+                    .await?,
+                ),
+            };
+            let (head, closes) = conn.exchange(method, &mut attempt.out).await?;
+            let Some(conn) = attempt.conn.take() else {
+                // It was just used.
+                return Err(conn::Error::Closed);
+            };
+            let home = (head.keep_alive && !closes).then(|| conn::Home {
+                idle: Arc::clone(&self.idle),
+                member: index,
+            });
+            let mut response = Response::new(MemberBody::new(conn, head.framing, home));
+            *response.status_mut() = head.status;
+            if let Some(reason) = head.reason {
+                response.extensions_mut().insert(reason);
+            }
+            *response.version_mut() = head.version;
+            *response.headers_mut() = head.headers;
+            Ok(response)
+        }
     }
 }
 

@@ -216,3 +216,54 @@ proptest! {
         );
     }
 }
+
+/// Issue 16: a guarded request's admission detached from the configuration and attached to it
+/// again is the same: each of the configuration's guards (and a batch) comes back as itself,
+/// with the same head, Host, limit and binding.
+#[test]
+fn a_detached_admission_attaches_as_it_was() {
+    let mut toml = crate::config::DEMO_TOML.to_string();
+    toml.push_str(
+        "\n[[guard]]\nresource = \"makeMeAvailable\"\nparameter = \"phoneNumber\"\nrequired = false\n",
+    );
+    let config = Config::from_toml(&toml).unwrap();
+    assert!(config.guards.len() > 3);
+    let base = "/ucwa/oauth/v1/applications/1/me/";
+    let mut paths: Vec<String> = crate::route::Guards::defaults()
+        .iter()
+        .map(|g| format!("{base}{}", g.resource))
+        .collect();
+    paths.push(format!("{base}makeMeAvailable"));
+    paths.push("/ucwa/oauth/v1/applications/1/batch".to_string());
+    for path in paths {
+        for sni in [None, Some("lyncweb.contoso.com"), Some("elsewhere.example")] {
+            let head = http::Request::post(&path)
+                .header(header::HOST, "lyncweb.contoso.com")
+                .header("x-kept", "1")
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            let Admission::Guarded(pending) = admit(head, &config, sni) else {
+                panic!("{path} is not guarded");
+            };
+            let kind = |p: &Pending<'_>| match p.kind {
+                Kind::Resource(guard) => Some(guard as *const Guard),
+                Kind::Batch => None,
+            };
+            let (was_kind, was_limit, was_misdirected) =
+                (kind(&pending), pending.limit, pending.misdirected);
+            let (was_head, was_host) = (pending.head.uri.clone(), pending.host.clone());
+            let was_headers = pending.head.headers.clone();
+            let again = pending.detach().attach(&config);
+            assert_eq!(kind(&again), was_kind, "{path}");
+            assert_eq!(again.parameter(), again.kind.parameter());
+            assert_eq!(again.limit, was_limit);
+            assert_eq!(again.misdirected, was_misdirected);
+            assert_eq!(again.head.uri, was_head);
+            assert_eq!(again.head.headers, was_headers);
+            assert_eq!(again.host, was_host);
+            assert!(std::ptr::eq(again.config, &config));
+        }
+    }
+}

@@ -8,22 +8,25 @@ use super::Member;
 use crate::config::Balance;
 
 /// Members already tried for one request: one bit each, so a pool has at most 128 members
-/// (`config::validate::MAX_MEMBERS`, checked at load).
+/// (`config::validate::MAX_MEMBERS`, checked at load). Two words, not a `u128`: that one is
+/// 16-aligned, and so was every future that held it, with the padding that brings (issue 16).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Tried(u128);
+pub struct Tried([u64; 2]);
 
 impl Tried {
     pub fn insert(&mut self, index: usize) {
         debug_assert!(index < 128, "a pool has at most 128 members");
-        self.0 |= 1u128 << (index % 128);
+        let index = index % 128;
+        self.0[index / 64] |= 1 << (index % 64);
     }
 
     fn contains(&self, index: usize) -> bool {
-        self.0 & (1u128 << (index % 128)) != 0
+        let index = index % 128;
+        self.0[index / 64] & (1 << (index % 64)) != 0
     }
 
     pub fn count(&self) -> usize {
-        self.0.count_ones() as usize
+        (self.0[0].count_ones() + self.0[1].count_ones()) as usize
     }
 }
 
@@ -48,6 +51,45 @@ pub fn pick(
                 .map(|k| (start + k) % n)
                 .filter(candidate)
                 .min_by_key(|&i| members[i].outstanding.load(Ordering::Relaxed))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The `u128` the two words replaced.
+    #[derive(Default)]
+    struct Wide(u128);
+
+    impl Wide {
+        fn insert(&mut self, index: usize) {
+            self.0 |= 1u128 << (index % 128);
+        }
+
+        fn contains(&self, index: usize) -> bool {
+            self.0 & (1u128 << (index % 128)) != 0
+        }
+
+        fn count(&self) -> usize {
+            self.0.count_ones() as usize
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn two_words_are_the_u128(inserted in proptest::collection::vec(0usize..128, 0..40)) {
+            let (mut tried, mut wide) = (Tried::default(), Wide::default());
+            for &index in &inserted {
+                tried.insert(index);
+                wide.insert(index);
+                prop_assert_eq!(tried.count(), wide.count());
+            }
+            for index in 0..128 {
+                prop_assert_eq!(tried.contains(index), wide.contains(index));
+            }
         }
     }
 }

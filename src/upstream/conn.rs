@@ -230,93 +230,69 @@ impl Conn {
         )
     }
 
-    /// Sends the request and reads the answer's head; `target` and `headers` are dropped once
-    /// written, and a body held in memory once sent, before the wait for the answer (a held long
-    /// poll keeps none of them). A streamed body is sent while the answer is awaited, and after
-    /// it if the member answers first, as hyper's client did.
-    pub async fn exchange(
-        &mut self,
-        method: &Method,
-        target: PathAndQuery,
-        mut headers: HeaderMap,
-        body: UpstreamBody,
-    ) -> Result<(Head, bool), Error> {
-        let sending = h1::request_framing(
-            method,
-            &mut headers,
-            body.is_end_stream(),
-            body.size_hint().exact(),
-        );
-        let closes = h1::request_closes(&headers);
-        self.buf.clear();
-        if self.buf.capacity() < HEAD {
-            self.buf.reserve(HEAD);
-        }
-        let small = match &body {
-            UpstreamBody::Empty => true,
-            UpstreamBody::Buffered(Some(bytes)) => {
-                bytes.len() <= WITH_HEAD && sending == Sending::Length(bytes.len() as u64)
+    /// Sends the request `out` holds and reads the answer's head. A streamed body is sent while
+    /// the answer is awaited, and after it if the member answers first, as hyper's client did.
+    /// A plain function that returns its future: an async one keeps its arguments twice in it,
+    /// as they came and as moved into its body (issue 16).
+    #[allow(clippy::manual_async_fn)]
+    pub fn exchange<'a>(
+        &'a mut self,
+        method: &'a Method,
+        out: &'a mut Outgoing,
+    ) -> impl std::future::Future<Output = Result<(Head, bool), Error>> + Send + 'a {
+        async move {
+            // A new connection takes the buffer its first request was written into.
+            if out.buf.capacity() != 0 {
+                self.buf = std::mem::take(&mut out.buf);
             }
-            _ => false,
-        };
-        if small {
-            h1::write_head(&mut self.buf, method, target.as_str(), &headers);
-            drop((target, headers));
-            if let UpstreamBody::Buffered(Some(bytes)) = &body {
-                self.buf.extend_from_slice(bytes);
-            }
-            drop(body);
-            self.stream
-                .write_all(&self.buf)
-                .await
-                .map_err(Error::Send)?;
-            self.stream.flush().await.map_err(Error::Send)?;
-            self.buf.clear();
-        } else {
-            let mut pump = Box::new(Pump {
-                body,
-                sending,
-                sent: 0,
-                out: BytesMut::new(),
-                done: false,
-            });
-            h1::write_head(&mut pump.out, method, target.as_str(), &headers);
-            drop((target, headers));
-            // The body's first bytes go with the head, if they are there; if they are broken,
-            // nothing at all is sent (as with hyper, whose head waited in its buffer).
-            let first =
-                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut pump.body).poll_frame(cx)))
+            match out.pump.take() {
+                None => {
+                    self.stream
+                        .write_all(&self.buf)
+                        .await
+                        .map_err(Error::Send)?;
+                    self.stream.flush().await.map_err(Error::Send)?;
+                    self.buf.clear();
+                }
+                Some(mut pump) => {
+                    // The body's first bytes go with the head, if they are there; if they are
+                    // broken, nothing at all is sent (as with hyper, whose head waited in its buffer).
+                    let first = std::future::poll_fn(|cx| {
+                        Poll::Ready(Pin::new(&mut pump.body).poll_frame(cx))
+                    })
                     .await;
-            match first {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        pump.frame(&data)?;
+                    match first {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            if let Ok(data) = frame.into_data() {
+                                pump.frame(&data)?;
+                            }
+                        }
+                        Poll::Ready(Some(Err(e))) => return Err(Error::Body(e)),
+                        Poll::Ready(None) => pump.end()?,
+                        Poll::Pending => {}
                     }
+                    self.pump = Some(pump);
                 }
-                Poll::Ready(Some(Err(e))) => return Err(Error::Body(e)),
-                Poll::Ready(None) => pump.end()?,
-                Poll::Pending => {}
             }
-            self.pump = Some(pump);
-        }
-        if self.buf.capacity() < HEAD {
-            self.buf.reserve(HEAD);
-        }
-        loop {
-            if let Some(head) = self.reader.read_head(&mut self.buf, method)? {
-                return Ok((head, closes));
+            if self.buf.capacity() < HEAD {
+                self.buf.reserve(HEAD);
             }
-            let read = std::future::poll_fn(|cx| {
-                if let Err(e) = ready!(self.poll_pump(cx)) {
-                    return Poll::Ready(Err(e));
+            loop {
+                if let Some(head) = self.reader.read_head(&mut self.buf, method)? {
+                    return Ok((head, out.closes));
                 }
-                self.poll_fill(cx).map_err(Error::Read)
-            })
-            .await;
-            match read {
-                Ok(0) => return Err(Error::Closed),
-                Ok(_) => {}
-                Err(e) => return Err(e),
+                let read = std::future::poll_fn(|cx| {
+                    if let Err(e) = ready!(self.poll_pump(cx)) {
+                        return Poll::Ready(Err(e));
+                    }
+                    self.poll_fill(cx).map_err(Error::Read)
+                })
+                .await;
+                match read {
+                    Ok(0) => return Err(Error::Closed),
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
@@ -348,6 +324,77 @@ impl Conn {
     pub fn rest(&mut self) {
         if self.buf.capacity() > 2 * HEAD {
             self.buf = BytesMut::new();
+        }
+    }
+}
+
+/// A request written for one exchange: its head (and a small body held in memory) in the buffer
+/// it goes out from, or a streamed body still to pump. Written before the exchange is awaited, so
+/// that the futures carrying the request across the wait for the answer (a held long poll's, for
+/// minutes) hold this, not the target, headers and body it was written from (issue 16).
+pub struct Outgoing {
+    /// The head, when it was written for a new connection (an idle one's own buffer has it).
+    buf: BytesMut,
+    pump: Option<Box<Pump>>,
+    /// Either side said the connection closes after this exchange.
+    closes: bool,
+}
+
+impl Outgoing {
+    /// Frames the request and writes its head into the buffer of `conn`, an idle connection, or
+    /// into one of its own for a new connection (`None`). `target` and `headers` are dropped
+    /// once written, and a body held in memory once copied after the head.
+    pub fn write(
+        conn: Option<&mut Conn>,
+        method: &Method,
+        target: PathAndQuery,
+        mut headers: HeaderMap,
+        body: UpstreamBody,
+    ) -> Outgoing {
+        let sending = h1::request_framing(
+            method,
+            &mut headers,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        );
+        let closes = h1::request_closes(&headers);
+        let mut own = BytesMut::new();
+        let buf = match conn {
+            Some(conn) => &mut conn.buf,
+            None => &mut own,
+        };
+        buf.clear();
+        if buf.capacity() < HEAD {
+            buf.reserve(HEAD);
+        }
+        let small = match &body {
+            UpstreamBody::Empty => true,
+            UpstreamBody::Buffered(Some(bytes)) => {
+                bytes.len() <= WITH_HEAD && sending == Sending::Length(bytes.len() as u64)
+            }
+            _ => false,
+        };
+        let pump = if small {
+            h1::write_head(buf, method, target.as_str(), &headers);
+            if let UpstreamBody::Buffered(Some(bytes)) = &body {
+                buf.extend_from_slice(bytes);
+            }
+            None
+        } else {
+            let mut pump = Box::new(Pump {
+                body,
+                sending,
+                sent: 0,
+                out: BytesMut::new(),
+                done: false,
+            });
+            h1::write_head(&mut pump.out, method, target.as_str(), &headers);
+            Some(pump)
+        };
+        Outgoing {
+            buf: own,
+            pump,
+            closes,
         }
     }
 }
@@ -739,15 +786,14 @@ mod tests {
             .await
             .unwrap();
         for round in 0..3 {
-            let (head, closes) = conn
-                .exchange(
-                    &Method::GET,
-                    PathAndQuery::from_static("/a"),
-                    HeaderMap::new(),
-                    UpstreamBody::Empty,
-                )
-                .await
-                .unwrap();
+            let mut out = Outgoing::write(
+                Some(&mut conn),
+                &Method::GET,
+                PathAndQuery::from_static("/a"),
+                HeaderMap::new(),
+                UpstreamBody::Empty,
+            );
+            let (head, closes) = conn.exchange(&Method::GET, &mut out).await.unwrap();
             assert!(head.keep_alive && !closes);
             let home = Home {
                 idle: Arc::clone(&idle),
