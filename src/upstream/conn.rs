@@ -24,9 +24,9 @@ use super::idle::Idle;
 use crate::body::{BodyError, UpstreamBody};
 use crate::metrics::ConnectionCounts;
 
-/// The buffer a request head is written from and its answer's head read into: a held long poll
-/// keeps it for minutes, so it is small, and grows (in `READ` steps) only for a larger head or
-/// a body; a connection going idle with more than twice this gives it back.
+/// The buffer a request head is written from and its answer's head read into: small, grown (in
+/// `READ` steps) only for a larger head or a body, let go while the answer has not begun (a held
+/// long poll keeps none), and given back by a connection going idle with more than twice this.
 const HEAD: usize = 1024;
 /// What a read of an answer's body reserves when the buffer is (nearly) full.
 const READ: usize = 4 * 1024;
@@ -285,7 +285,15 @@ impl Conn {
                     if let Err(e) = ready!(self.poll_pump(cx)) {
                         return Poll::Ready(Err(e));
                     }
-                    self.poll_fill(cx).map_err(Error::Read)
+                    let read = self.poll_fill(cx).map_err(Error::Read);
+                    if read.is_pending() && self.buf.is_empty() {
+                        // Nothing of the answer yet: while the member thinks (a held long poll's
+                        // minutes) the connection keeps no buffer, and `poll_fill` makes room
+                        // again once the socket is readable; nginx, too, allocates its upstream
+                        // buffer when the answer starts (issue 16).
+                        self.buf = BytesMut::new();
+                    }
+                    read
                 })
                 .await;
                 match read {
@@ -314,7 +322,11 @@ impl Conn {
 
     /// Reads what is there into the buffer (0 at the end of the stream).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < 512 {
+        if self.buf.capacity() == 0 {
+            // No room is made before there is something to read (see `exchange`).
+            ready!(self.stream.tcp().poll_read_ready(cx))?;
+            self.buf.reserve(HEAD);
+        } else if self.buf.capacity() - self.buf.len() < 512 {
             self.buf.reserve(READ);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
@@ -773,6 +785,58 @@ mod tests {
                 Some(rustls_pki_types::ServerName::try_from("localhost").unwrap()),
             )),
         }
+    }
+
+    /// While the member has not begun its answer (a held long poll), the connection keeps no
+    /// buffer; the answer is read once it comes.
+    #[tokio::test]
+    async fn no_buffer_is_kept_while_the_answer_has_not_begun() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port: listener.local_addr().unwrap().port(),
+            tls: None,
+        };
+        let counts = Arc::new(ConnectionCounts::default());
+        let mut conn = Conn::connect(&target, Duration::from_secs(5), &counts)
+            .await
+            .unwrap();
+        let (mut member, _) = listener.accept().await.unwrap();
+        let mut out = Outgoing::write(
+            Some(&mut conn),
+            &Method::GET,
+            PathAndQuery::from_static("/events"),
+            HeaderMap::new(),
+            UpstreamBody::Empty,
+        );
+        let mut exchange = Box::pin(conn.exchange(&Method::GET, &mut out));
+        // The request goes out, then the exchange waits.
+        let mut head = [0u8; 256];
+        tokio::select! {
+            _ = &mut exchange => panic!("no answer was sent"),
+            n = member.read(&mut head) => assert!(n.unwrap() > 0),
+        }
+        tokio::select! {
+            _ = &mut exchange => panic!("no answer was sent"),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        drop(exchange);
+        assert_eq!(conn.buf.capacity(), 0, "a waiting exchange keeps no buffer");
+        let mut exchange = Box::pin(conn.exchange(&Method::GET, &mut out));
+        tokio::select! {
+            _ = &mut exchange => panic!("no answer was sent"),
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        member
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .expect("the answer is read once it comes")
+            .unwrap();
+        assert_eq!(head.status, 200);
     }
 
     /// Over TLS, an answer read to its end leaves nothing behind (session tickets are read with
