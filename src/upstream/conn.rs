@@ -274,9 +274,6 @@ impl Conn {
                     self.pump = Some(pump);
                 }
             }
-            if self.buf.capacity() < HEAD {
-                self.buf.reserve(HEAD);
-            }
             loop {
                 if let Some(head) = self.reader.read_head(&mut self.buf, method)? {
                     return Ok((head, out.closes));
