@@ -784,6 +784,17 @@ mod tests {
         }
     }
 
+    /// A body-less GET of `path` written for `conn`, an idle connection.
+    fn get(conn: &mut Conn, path: &'static str) -> Outgoing {
+        Outgoing::write(
+            Some(conn),
+            &Method::GET,
+            PathAndQuery::from_static(path),
+            HeaderMap::new(),
+            UpstreamBody::Empty,
+        )
+    }
+
     /// While the member has not begun its answer (a held long poll), the connection keeps no
     /// buffer; the answer is read once it comes.
     #[tokio::test]
@@ -800,13 +811,7 @@ mod tests {
             .await
             .unwrap();
         let (mut member, _) = listener.accept().await.unwrap();
-        let mut out = Outgoing::write(
-            Some(&mut conn),
-            &Method::GET,
-            PathAndQuery::from_static("/events"),
-            HeaderMap::new(),
-            UpstreamBody::Empty,
-        );
+        let mut out = get(&mut conn, "/events");
         let mut exchange = Box::pin(conn.exchange(&Method::GET, &mut out));
         // The request goes out, then the exchange waits.
         let mut head = [0u8; 256];
@@ -847,13 +852,7 @@ mod tests {
             .await
             .unwrap();
         for round in 0..3 {
-            let mut out = Outgoing::write(
-                Some(&mut conn),
-                &Method::GET,
-                PathAndQuery::from_static("/a"),
-                HeaderMap::new(),
-                UpstreamBody::Empty,
-            );
+            let mut out = get(&mut conn, "/a");
             let (head, closes) = conn.exchange(&Method::GET, &mut out).await.unwrap();
             assert!(head.keep_alive && !closes);
             let home = Home {
