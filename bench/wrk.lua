@@ -4,6 +4,14 @@
 local workload = os.getenv("WORKLOAD") or "post"
 
 wrk.headers["Host"] = "lyncweb.contoso.com"
+-- FORWARDED=1 (bench/cpu_split.sh's bare-fwd): the headers ringfence adds for the pool (SPEC §7),
+-- sent by the client instead, so that a yardstick's upstream parses what ringfence's parses.
+if os.getenv("FORWARDED") == "1" then
+  wrk.headers["X-Forwarded-For"] = "127.0.0.1"
+  wrk.headers["X-Forwarded-Proto"] = "http"
+  wrk.headers["X-Forwarded-Host"] = "lyncweb.contoso.com"
+  wrk.headers["X-Request-Id"] = "04d64a6677fb635300000000"
+end
 if workload == "post" then
   wrk.method = "POST"
   wrk.path = "/ucwa/oauth/v1/applications/192/me/callForwardingSettings/simultaneousRingSettings/simultaneousRingToContact?target=tel:%2B14255550100"
