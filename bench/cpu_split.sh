@@ -103,6 +103,7 @@ for round in $(seq "$ROUNDS"); do
       p1=$(cpu_ticks "$pid") u1=$(cpu_ticks "$UPSTREAM_WORKER") c1=$(preempted "$pid")
       printf '%s\t%s\t%s\t%s proxy_ticks=%s upstream_ticks=%s preempted=%s\n' "$round" "$w" "$t" \
         "${line#RESULT }" $((p1 - p0)) $((u1 - u0)) $((c1 - c0)) >>"$RAW"
+      [[ $line =~ errors_status=0\  ]] || log "warning: $t answered $w with errors: ${line#RESULT }"
       log "round $round $w $t done"
     done
   done
@@ -130,19 +131,21 @@ for line in open(sys.argv[1]):
         "rps": kv["rps"], "p99": kv["p99_us"] / 1000,
         "proxy": kv["proxy_ticks"] * tick_us / n, "upstream": kv["upstream_ticks"] * tick_us / n,
         "preempted": kv["preempted"] / n,
+        "errors": sum(v for k, v in kv.items() if k.startswith("errors_")),
     }
 workloads = list(dict.fromkeys(w for w, _ in rows))
 targets = list(dict.fromkeys(t for r in rows.values() for t in r))
 keys = ["rps", "p99", "proxy", "upstream", "preempted"]
 print("## Medians over rounds\n")
-print("| workload | target | requests/s | p99 ms | proxy CPU µs/req | upstream CPU µs/req | both | proxy preempted /req |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print("| workload | target | requests/s | p99 ms | proxy CPU µs/req | upstream CPU µs/req | both | proxy preempted /req | errors (all rounds) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for w in workloads:
     rs = [r for (ww, _), r in rows.items() if ww == w]
     for t in targets:
         m = {k: st.median(r[t][k] for r in rs if t in r) for k in keys}
         both = st.median(r[t]["proxy"] + r[t]["upstream"] for r in rs if t in r)
-        print(f"| {w} | {t} | {m['rps']:,.0f} | {m['p99']:.2f} | {m['proxy']:.2f} | {m['upstream']:.2f} | {both:.2f} | {m['preempted']:.3f} |")
+        errors = sum(r[t]["errors"] for r in rs if t in r)
+        print(f"| {w} | {t} | {m['rps']:,.0f} | {m['p99']:.2f} | {m['proxy']:.2f} | {m['upstream']:.2f} | {both:.2f} | {m['preempted']:.3f} | {errors:.0f} |")
 print("\n## Ratios paired by round (median; range)\n")
 print("| workload | ratio | requests/s | p99 | proxy CPU | upstream CPU | rounds won |")
 print("|---|---|---:|---:|---:|---:|---:|")
