@@ -40,9 +40,7 @@ WORKLOADS=${WORKLOADS:-"get post"}
 REFERENCE_BIN=${REFERENCE_BIN:-}
 TARGETS=${TARGETS:-"bare bare-fwd ringfence${REFERENCE_BIN:+ reference}"}
 
-WORK=$(mktemp -d /tmp/ringfence-cpusplit.XXXXXX)
-trap 'cleanup; rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
+scratch cpusplit
 
 ensure_tools
 build

@@ -44,9 +44,7 @@ WORKLOADS="post get"
 TARGETS="ringfence${REFERENCE:+ reference}"
 if [ "$BARE" = 1 ]; then TARGETS+=" bare"; fi
 
-WORK=$(mktemp -d /tmp/ringfence-instructions.XXXXXX)
-trap 'cleanup; rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
+scratch instructions
 
 ensure_tools
 if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then

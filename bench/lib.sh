@@ -61,6 +61,14 @@ build() {
   BUILT_FROM=${BUILT_FROM:-"$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' + uncommitted changes')"}
 }
 
+# A scratch directory in WORK (/tmp/ringfence-NAME.*), removed on exit with every server
+# started; an interrupt exits (and so cleans up) too.
+scratch() { # name
+  WORK=$(mktemp -d "/tmp/ringfence-$1.XXXXXX")
+  trap 'cleanup; rm -rf "$WORK"' EXIT
+  trap 'exit 130' INT TERM
+}
+
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_port() { # port pid; WAIT_PORT_SECONDS (default 30) bounds the wait

@@ -22,9 +22,7 @@ REFERENCE=${REFERENCE:-}
 # Compiling 100,000 patterns per list at start takes a while.
 export WAIT_PORT_SECONDS=${WAIT_PORT_SECONDS:-300}
 
-WORK=$(mktemp -d /tmp/ringfence-reload.XXXXXX)
-trap 'cleanup; rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
+scratch reload
 
 ensure_tools
 build

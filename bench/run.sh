@@ -33,9 +33,7 @@ REFERENCE=${REFERENCE:-}
 TARGETS=${TARGETS:-"upstream nginx bare inline relay ringfence${REFERENCE:+ reference}"}
 WORKLOADS=${WORKLOADS:-"post get"}
 
-WORK=$(mktemp -d /tmp/ringfence-bench.XXXXXX)
-trap 'cleanup; rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
+scratch bench
 
 ensure_tools
 build

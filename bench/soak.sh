@@ -7,9 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 SOAK_SECONDS=${SOAK_SECONDS:-600}
 SAMPLE=${SAMPLE:-30}
-WORK=$(mktemp -d /tmp/ringfence-soak.XXXXXX)
-trap 'cleanup; rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
+scratch soak
 
 ensure_tools
 build
