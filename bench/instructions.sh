@@ -10,6 +10,9 @@
 #              target/reference), to measure a change against what it replaced in the same run
 #   bare       with BARE=1: bench/bare-proxy's `hyper` yardstick (hyper server + hyper-util's
 #              pooled client, no policy), SPEC §11's bare hyper proxy
+#   policy     with POLICY=1: bench/bare-proxy's `policy` yardstick (bare plus the least policy
+#              work: targets of query and JSON body, prefix sets, a decision line written before
+#              forwarding, the forwarding headers)
 # Each target gets WARMUP guarded POSTs and WARMUP pass-through GETs (bench/wrk.lua's two
 # requests; CONNECTIONS at a time, so that its upstream pool holds as many connections and no
 # measured request waits for one to come back, which made runs differ by ~1,300), then, per workload, its counters are zeroed (`callgrind_control -z`), REQUESTS
@@ -20,7 +23,7 @@
 # instructions, those of memcpy/memmove (glibc copies blocks over a few KiB with `rep movsb`,
 # which valgrind counts once per byte: large moves weigh far more here than in cycles), those in ringfence's own functions (self), and its top
 # TOP functions by inclusive instructions.
-# Knobs (environment): REQUESTS=2000 WARMUP=500 CONNECTIONS=4 TOP=25 REFERENCE= BARE=0
+# Knobs (environment): REQUESTS=2000 WARMUP=500 CONNECTIONS=4 TOP=25 REFERENCE= BARE=0 POLICY=0
 # AUDIT=file|off SKIP_BUILD=1 DUMPS=<dir> (keep the callgrind dumps and every function's counts
 # there, for callgrind_annotate or bench/callgrind_summary.py --compare), and the ports of
 # bench/lib.sh (its own defaults: UPSTREAM_PORT=18224, RINGFENCE_PORT=18226, ADMIN_PORT=18227).
@@ -38,11 +41,13 @@ CONNECTIONS=${CONNECTIONS:-4}
 TOP=${TOP:-25}
 REFERENCE=${REFERENCE:-}
 BARE=${BARE:-0}
+POLICY=${POLICY:-0}
 AUDIT=${AUDIT:-file}
 DUMPS=${DUMPS:-}
 WORKLOADS="post get"
 TARGETS="ringfence${REFERENCE:+ reference}"
 if [ "$BARE" = 1 ]; then TARGETS+=" bare"; fi
+if [ "$POLICY" = 1 ]; then TARGETS+=" policy"; fi
 
 scratch instructions
 
@@ -59,7 +64,7 @@ if [ -n "$REFERENCE" ]; then
   build_reference
 fi
 BARE_BIN=$ROOT/target/bare-proxy/release/bare-proxy
-if [ "$BARE" = 1 ]; then
+if [ "$BARE" = 1 ] || [ "$POLICY" = 1 ]; then
   build_bare
 fi
 
@@ -127,6 +132,10 @@ for t in $TARGETS; do
       measure reference "$ROOT/target/reference/release/ringfence" run --config "$WORK/reference.toml"
       ;;
     bare) measure bare "$BARE_BIN" hyper "127.0.0.1:$RINGFENCE_PORT" "127.0.0.1:$UPSTREAM_PORT" ;;
+    policy)
+      measure policy "$BARE_BIN" policy "127.0.0.1:$RINGFENCE_PORT" "127.0.0.1:$UPSTREAM_PORT" \
+        "$WORK/policy-audit.jsonl"
+      ;;
   esac
 done
 
@@ -142,7 +151,7 @@ RESULTS=$BENCH/results/instructions-$(date -u +%Y%m%dT%H%M%SZ).md
 {
   echo "# ringfence instructions per request, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo
-  echo "- command: \`bash bench/instructions.sh\` (REQUESTS=$REQUESTS WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS AUDIT=$AUDIT${REFERENCE:+ REFERENCE=$REFERENCE}${BARE:+ BARE=$BARE})"
+  echo "- command: \`bash bench/instructions.sh\` (REQUESTS=$REQUESTS WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS AUDIT=$AUDIT${REFERENCE:+ REFERENCE=$REFERENCE} BARE=$BARE POLICY=$POLICY)"
   echo "- built from: $BUILT_FROM${REFERENCE:+; reference: ringfence at $REFERENCE_REV}"
   echo "- $(valgrind --version), callgrind; one request in flight; every thread of the proxy counted; $("$RINGFENCE" --version)"
   echo "- policy: $(grep -E 'global deny|contoso \(' "$WORK/check-config.txt" | tr -s ' \n' ' ')"
@@ -154,17 +163,19 @@ RESULTS=$BENCH/results/instructions-$(date -u +%Y%m%dT%H%M%SZ).md
   for t in $TARGETS; do
     header+=" $t all | copies |"
     rule+="---:|---:|"
-    if [ "$t" != bare ]; then header+=" $t own |" rule+="---:|"; fi
+    if [ "$t" = ringfence ] || [ "$t" = reference ]; then header+=" $t own |" rule+="---:|"; fi
   done
   if [ -n "$REFERENCE" ]; then header+=" ringfence / reference (all) | own |" rule+="---:|---:|"; fi
   if [ "$BARE" = 1 ]; then header+=" ringfence / bare (all) |" rule+="---:|"; fi
+  if [ "$POLICY" = 1 ]; then header+=" ringfence / policy (all) |" rule+="---:|"; fi
+  if [ "$POLICY" = 1 ] && [ "$BARE" = 1 ]; then header+=" policy / bare (all) |" rule+="---:|"; fi
   echo "$header"
   echo "$rule"
   for w in $WORKLOADS; do
     row="| $w |"
     for t in $TARGETS; do
       row+=" $(thousands "$(per_request "$t" "$w" total)") | $(thousands "$(per_request "$t" "$w" copies)") |"
-      if [ "$t" != bare ]; then row+=" $(thousands "$(per_request "$t" "$w" own_self)") |"; fi
+      if [ "$t" = ringfence ] || [ "$t" = reference ]; then row+=" $(thousands "$(per_request "$t" "$w" own_self)") |"; fi
     done
     if [ -n "$REFERENCE" ]; then
       row+=" $(ratio "$(per_request ringfence "$w" total)" "$(per_request reference "$w" total)") |"
@@ -173,10 +184,16 @@ RESULTS=$BENCH/results/instructions-$(date -u +%Y%m%dT%H%M%SZ).md
     if [ "$BARE" = 1 ]; then
       row+=" $(ratio "$(per_request ringfence "$w" total)" "$(per_request bare "$w" total)") |"
     fi
+    if [ "$POLICY" = 1 ]; then
+      row+=" $(ratio "$(per_request ringfence "$w" total)" "$(per_request policy "$w" total)") |"
+    fi
+    if [ "$POLICY" = 1 ] && [ "$BARE" = 1 ]; then
+      row+=" $(ratio "$(per_request policy "$w" total)" "$(per_request bare "$w" total)") |"
+    fi
     echo "$row"
   done
   for t in $TARGETS; do
-    if [ "$t" = bare ]; then continue; fi
+    if [ "$t" = bare ] || [ "$t" = policy ]; then continue; fi
     for w in $WORKLOADS; do
       echo
       echo "## $t, $w"

@@ -16,6 +16,7 @@ REFERENCE_PORT=${REFERENCE_PORT:-18209}
 REFERENCE_ADMIN_PORT=${REFERENCE_ADMIN_PORT:-18210}
 BARE_INLINE_PORT=${BARE_INLINE_PORT:-18211}
 BARE_RELAY_PORT=${BARE_RELAY_PORT:-18212}
+BARE_POLICY_PORT=${BARE_POLICY_PORT:-18213}
 PIDS=()
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -169,7 +170,7 @@ start_ringfence() {
 # sources (one built before the modes came would refuse the MODE argument).
 build_bare() {
   local bin=$ROOT/target/bare-proxy/release/bare-proxy src=$BENCH/bare-proxy stale=0 file
-  for file in "$src/src/main.rs" "$src/Cargo.toml" "$src/Cargo.lock"; do
+  for file in "$src"/src/*.rs "$src/Cargo.toml" "$src/Cargo.lock"; do
     [ "$file" -nt "$bin" ] && stale=1
   done
   if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$bin" ] || [ "$stale" = 1 ]; then
@@ -196,19 +197,25 @@ build_reference() {
 # test. One binary, three modes: hyper (server + hyper-util's pooled client, ringfence's shape) on
 # BARE_PORT, inline (server + one hyper client connection per client connection, same task) on
 # BARE_INLINE_PORT, relay (httparse heads + byte copy, Content-Length bodies only) on
-# BARE_RELAY_PORT. Built into target/bare-proxy unless SKIP_BUILD=1 and the binary is up to date.
+# BARE_RELAY_PORT, and policy (hyper plus the least a policy gateway does: the targets of the
+# query and a JSON body looked up in 10,000-prefix deny and allow sets, one decision line written
+# to $WORK/policy-audit.jsonl before forwarding, SPEC §7's forwarding headers) on
+# BARE_POLICY_PORT. Built into target/bare-proxy unless SKIP_BUILD=1 and the binary is up to date.
 start_bare() {
   local port
-  for port in "$BARE_PORT" "$BARE_INLINE_PORT" "$BARE_RELAY_PORT"; do
+  for port in "$BARE_PORT" "$BARE_INLINE_PORT" "$BARE_RELAY_PORT" "$BARE_POLICY_PORT"; do
     port_free "$port" || die "port $port is taken"
   done
   local target=$ROOT/target/bare-proxy
   build_bare
   local mode pid
-  for mode in "hyper $BARE_PORT" "inline $BARE_INLINE_PORT" "relay $BARE_RELAY_PORT"; do
+  for mode in "hyper $BARE_PORT" "inline $BARE_INLINE_PORT" "relay $BARE_RELAY_PORT" \
+    "policy $BARE_POLICY_PORT"; do
     port=${mode#* } mode=${mode% *}
+    local audit=()
+    [ "$mode" = policy ] && audit=("$WORK/policy-audit.jsonl")
     taskset -c "$SERVER_CPU" "$target/release/bare-proxy" "$mode" "127.0.0.1:$port" \
-      "127.0.0.1:$UPSTREAM_PORT" 2>"$WORK/bare-$mode.log" &
+      "127.0.0.1:$UPSTREAM_PORT" "${audit[@]}" 2>"$WORK/bare-$mode.log" &
     pid=$!
     PIDS+=("$pid")
     wait_port "$port" "$pid"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarises bench/run.sh's raw wrk lines: the median over rounds per target and workload; the
-ratios of ringfence to each yardstick (bare, inline, relay), to the reference build and to nginx;
-and the ratios of the inline and relay yardsticks to bare. usage: report.py RAW.tsv"""
+ratios of ringfence to each yardstick (bare, inline, relay, policy), to the reference build and to nginx;
+and the ratios of the inline, relay and policy yardsticks to bare. usage: report.py RAW.tsv"""
 import statistics
 import sys
 from collections import defaultdict
@@ -52,11 +52,13 @@ def ratios(target, over):
 # bare: SPEC §11's yardstick (>= 0.95x throughput, p99 <= 1.1x), a hyper server and hyper-util's
 # pooled client as ringfence has; inline and relay: what a hyper path without the pool, and one
 # that forwards the bytes it parsed, cost; reference: the same proxy before a change; nginx: the
-# aim. Then the yardsticks against bare: what the pool and its connection tasks cost (inline / bare),
-# and a bound on what hyper and the pool cost together (relay / bare).
-for over in ["bare", "inline", "relay", "reference", "nginx"]:
+# aim; policy: bare plus the least a policy gateway does per request (bench/bare-proxy/src/policy.rs),
+# what judging and recording a guarded POST costs at the least. Then the yardsticks against bare:
+# what the pool and its connection tasks cost (inline / bare), a bound on what hyper and the pool
+# cost together (relay / bare), and what the job itself costs (policy / bare).
+for over in ["bare", "inline", "relay", "policy", "reference", "nginx"]:
     ratios("ringfence", over)
-for target in ["inline", "relay"]:
+for target in ["inline", "relay", "policy"]:
     ratios(target, "bare")
 print("\n## Every measurement\n")
 print("| round | workload | target | requests/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |")

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # ringfence against nginx and bare HTTP/1.1 proxies, same run, loopback. Usage: bash bench/run.sh
 #
-# Starts one upstream (nginx `return 204;`), nginx as a plain keep-alive proxy_pass, the three
+# Starts one upstream (nginx `return 204;`), nginx as a plain keep-alive proxy_pass, the four
 # yardsticks of bench/bare-proxy and ringfence with the full generated policy
 # (bench/gen_config.py), then measures with wrk, in interleaved rounds, each target x each workload:
 #   targets:   upstream (direct), nginx (proxy_pass), the yardsticks of SPEC §11 (no policy, one
 #              thread, ringfence's hyper/hyper-util/tokio/httparse versions): bare (hyper server +
 #              hyper-util pooled client, ringfence's shape), inline (hyper server + one hyper
 #              client connection per client connection, same task), relay (httparse + byte copy,
-#              Content-Length bodies only: a bound, not a proxy), ringfence, and with
+#              Content-Length bodies only: a bound, not a proxy), policy (bare plus the least
+#              policy work: targets of query and JSON body, prefix sets, a decision line written
+#              before forwarding, forwarding headers), ringfence, and with
 #              REFERENCE=<commit> also reference (ringfence built from that commit, to measure a
 #              change against it)
 #   workloads: post (guarded call-forwarding POST, target in query and JSON body), get (pass-through)
@@ -30,7 +32,7 @@ CONNECTIONS=${CONNECTIONS:-50}
 WAIT_QUIET=${WAIT_QUIET:-1}
 AUDIT=${AUDIT:-file}
 REFERENCE=${REFERENCE:-}
-TARGETS=${TARGETS:-"upstream nginx bare inline relay ringfence${REFERENCE:+ reference}"}
+TARGETS=${TARGETS:-"upstream nginx bare inline relay policy ringfence${REFERENCE:+ reference}"}
 WORKLOADS=${WORKLOADS:-"post get"}
 
 scratch bench
@@ -57,9 +59,10 @@ port_of() {
     bare) echo "$BARE_PORT" ;;
     inline) echo "$BARE_INLINE_PORT" ;;
     relay) echo "$BARE_RELAY_PORT" ;;
+    policy) echo "$BARE_POLICY_PORT" ;;
     ringfence) echo "$RINGFENCE_PORT" ;;
     reference) echo "$REFERENCE_PORT" ;;
-    *) die "unknown target $1 (upstream nginx bare inline relay ringfence reference)" ;;
+    *) die "unknown target $1 (upstream nginx bare inline relay policy ringfence reference)" ;;
   esac
 }
 

@@ -12,6 +12,14 @@
 //! - `relay`: httparse reads the heads and the bytes are copied as they came, over one upstream
 //!   connection per client connection, Content-Length bodies only. Not a proxy to deploy: a bound
 //!   on what a path that forwards the bytes it parsed could cost.
+//! - `policy AUDIT_FILE`: `hyper` plus the least a policy gateway must do per request, written
+//!   the plainest fast way: the `target` of the query and of a JSON body found (serde_json) and
+//!   read as a `tel:` number, looked up in a deny and an allow set of 10,000 number prefixes each
+//!   (digit tries), one JSON decision line per judged request in AUDIT_FILE before the request
+//!   goes on (the lines of one scheduler pass written with one write(2) at its end), a 403 for a
+//!   denied one, and SPEC §7's four forwarding headers on every forwarded request. No HTTPS, metrics, routes, batches,
+//!   organisations, rate limits or UCWA reading: the smallest thing that does the job, to tell
+//!   what the job itself costs (issue 15).
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,6 +37,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod policy;
+
 type Pool = Client<HttpConnector, Full<Bytes>>;
 
 #[derive(Clone, Copy)]
@@ -36,18 +46,27 @@ enum Mode {
     Hyper,
     Inline,
     Relay,
+    Policy,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bare-proxy [hyper|inline|relay] LISTEN_ADDR UPSTREAM_ADDR");
+    eprintln!(
+        "usage: bare-proxy [hyper|inline|relay] LISTEN_ADDR UPSTREAM_ADDR\n       \
+         bare-proxy policy LISTEN_ADDR UPSTREAM_ADDR AUDIT_FILE"
+    );
     std::process::exit(2);
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Two arguments are the original `bare-proxy LISTEN UPSTREAM`: MODE defaults to hyper.
+    let mut audit = None;
     let (mode, listen, upstream) = match args.as_slice() {
         [listen, upstream] => (Mode::Hyper, listen, upstream),
+        [mode, listen, upstream, file] if mode == "policy" => {
+            audit = Some(file.clone());
+            (Mode::Policy, listen, upstream)
+        }
         [mode, listen, upstream] => {
             let mode = match mode.as_str() {
                 "hyper" => Mode::Hyper,
@@ -65,11 +84,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    let policy = audit.map(|file| Arc::new(policy::Policy::new(&file)));
     runtime.block_on(async move {
         let listener = TcpListener::bind(listen).await.expect("bind LISTEN_ADDR");
         let pool = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, client)) = listener.accept().await else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -77,6 +97,16 @@ fn main() {
                 Mode::Hyper => tokio::spawn(serve_pooled(stream, pool.clone(), upstream)),
                 Mode::Inline => tokio::spawn(serve_inline(stream, upstream)),
                 Mode::Relay => tokio::spawn(serve_relay(stream, upstream)),
+                Mode::Policy => {
+                    let policy = Arc::clone(policy.as_ref().expect("policy mode has one"));
+                    tokio::spawn(policy::serve(
+                        stream,
+                        client,
+                        pool.clone(),
+                        upstream,
+                        policy,
+                    ))
+                }
             };
         }
     });

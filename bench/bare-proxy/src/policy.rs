@@ -1,0 +1,327 @@
+//! `policy AUDIT_FILE`: the `hyper` yardstick plus the least a policy gateway must do per
+//! request (see the crate's doc), written the plainest fast way. Not ringfence's reading of a
+//! request (no UCWA paths, encodings, batches or XML): a floor for what judging and recording one
+//! guarded POST costs, measured beside ringfence in one run.
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use percent_encoding::percent_decode_str;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::Pool;
+
+/// Number prefixes as a digit trie: a lookup walks the number's digits once, whatever the
+/// list's size.
+struct Prefixes {
+    /// Each node's child per digit (0: none; the root is node 0, never a child).
+    next: Vec<[u32; 10]>,
+    /// Whether a listed prefix ends at the node.
+    ends: Vec<bool>,
+}
+
+impl Prefixes {
+    /// Lists `prefix` (`+` then digits).
+    fn insert(&mut self, prefix: &str) {
+        let mut node = 0;
+        for digit in prefix
+            .trim_start_matches('+')
+            .bytes()
+            .map(|b| usize::from(b - b'0'))
+        {
+            if self.next[node][digit] == 0 {
+                self.next.push([0; 10]);
+                self.ends.push(false);
+                self.next[node][digit] = (self.next.len() - 1) as u32;
+            }
+            node = self.next[node][digit] as usize;
+        }
+        self.ends[node] = true;
+    }
+
+    /// Whether a listed prefix starts `digits` (ASCII digits).
+    fn lists(&self, digits: &str) -> bool {
+        let mut node = 0;
+        for digit in digits.bytes().map(|b| usize::from(b - b'0')) {
+            match self.next[node][digit] {
+                0 => return false,
+                child => node = child as usize,
+            }
+            if self.ends[node] {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl FromIterator<String> for Prefixes {
+    fn from_iter<I: IntoIterator<Item = String>>(prefixes: I) -> Prefixes {
+        let mut set = Prefixes {
+            next: vec![[0; 10]],
+            ends: vec![false],
+        };
+        for prefix in prefixes {
+            set.insert(&prefix);
+        }
+        set
+    }
+}
+
+/// How many number prefixes each of the deny and allow sets holds (bench/gen_config.py's
+/// policy has 10,000 in each list).
+const PREFIXES: u32 = 10_000;
+
+pub struct Policy {
+    deny: Prefixes,
+    allow: Prefixes,
+    audit: Mutex<Trail>,
+    written: Notify,
+    ids: AtomicU64,
+}
+
+/// The decision lines of one scheduler pass, written together with one write(2) at the pass's
+/// end (the cheapest way that still writes a line before its request goes on), and how many such
+/// writes were done.
+struct Trail {
+    file: File,
+    lines: Vec<u8>,
+    writes: u64,
+    flushing: bool,
+}
+
+impl Policy {
+    pub fn new(audit: &str) -> Policy {
+        // +1900 denied and +1425555 allowed, as in bench/wrk.lua's and gen_config.py's policy;
+        // the rest are prefixes no benchmark number starts with.
+        let mut deny: Prefixes = (1..PREFIXES).map(|i| format!("+2{i:05}")).collect();
+        deny.insert("+1900");
+        let mut allow: Prefixes = (1..PREFIXES).map(|i| format!("+3{i:06}")).collect();
+        allow.insert("+1425555");
+        let audit = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(audit)
+            .expect("open AUDIT_FILE");
+        Policy {
+            deny,
+            allow,
+            audit: Mutex::new(Trail {
+                file: audit,
+                lines: Vec::with_capacity(64 * 1024),
+                writes: 0,
+                flushing: false,
+            }),
+            written: Notify::new(),
+            ids: AtomicU64::new(0),
+        }
+    }
+
+    /// A `tel:` global number whose longest listed prefix is allowed and none denied.
+    fn allows(&self, target: &str) -> bool {
+        let Some(number) = target.strip_prefix("tel:") else {
+            return false;
+        };
+        let Some(digits) = number.strip_prefix('+') else {
+            return false;
+        };
+        if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        !self.deny.lists(digits) && self.allow.lists(digits)
+    }
+
+    fn trail(&self) -> std::sync::MutexGuard<'_, Trail> {
+        self.audit.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One decision line, written before the request goes on (or is refused). The first line of
+    /// a pass waits for the pass's end and writes every line queued by then; the others wait for
+    /// that write.
+    async fn record(
+        &self,
+        id: &str,
+        client: &str,
+        request: &Request<Bytes>,
+        targets: &[&str],
+        allowed: bool,
+    ) -> io::Result<()> {
+        let mut line = Vec::with_capacity(512);
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let host = request
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        write!(
+            line,
+            r#"{{"v":1,"kind":"decision","ts":{}.{:03},"id":"{id}","client":"{client}","host":"#,
+            ts.as_secs(),
+            ts.subsec_millis()
+        )?;
+        serde_json::to_writer(&mut line, host)?;
+        line.extend_from_slice(b",\"method\":");
+        serde_json::to_writer(&mut line, request.method().as_str())?;
+        line.extend_from_slice(b",\"path\":");
+        serde_json::to_writer(&mut line, request.uri().path())?;
+        line.extend_from_slice(b",\"targets\":");
+        serde_json::to_writer(&mut line, targets)?;
+        let decision = if allowed { "allow" } else { "deny" };
+        writeln!(line, r#","decision":"{decision}"}}"#)?;
+        let (mine, flusher) = {
+            let mut trail = self.trail();
+            trail.lines.extend_from_slice(&line);
+            let flusher = !std::mem::replace(&mut trail.flushing, true);
+            (trail.writes + 1, flusher)
+        };
+        if flusher {
+            EndOfPass(false).await;
+            let mut trail = self.trail();
+            let lines = std::mem::take(&mut trail.lines);
+            let written = trail.file.write_all(&lines);
+            trail.lines = lines;
+            trail.lines.clear();
+            trail.writes += 1;
+            trail.flushing = false;
+            drop(trail);
+            self.written.notify_waiters();
+            return written;
+        }
+        loop {
+            let notified = self.written.notified();
+            if self.trail().writes >= mine {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Pending once, with its own task woken: the task goes to the back of the run queue and
+/// resumes after the tasks already ready, in the same pass.
+struct EndOfPass(bool);
+
+impl Future for EndOfPass {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+type Answer = Response<Either<Incoming, Full<Bytes>>>;
+
+/// Serves one client connection: guarded POSTs judged and recorded, everything forwarded with
+/// the forwarding headers.
+pub async fn serve(
+    stream: TcpStream,
+    client: SocketAddr,
+    pool: Pool,
+    upstream: SocketAddr,
+    policy: Arc<Policy>,
+) {
+    let client: Arc<str> = client.ip().to_string().into();
+    let service = service_fn(move |request: Request<Incoming>| {
+        let (pool, policy, client) = (pool.clone(), Arc::clone(&policy), Arc::clone(&client));
+        async move { handle(request, &pool, upstream, &policy, &client).await }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    pool: &Pool,
+    upstream: SocketAddr,
+    policy: &Policy,
+    client: &str,
+) -> io::Result<Answer> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut request = Request::from_parts(parts, body);
+    let n = policy.ids.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{n:024x}");
+    if request.method() == Method::POST
+        && request.uri().path().ends_with("/simultaneousRingToContact")
+    {
+        let from_query = request.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("target="))
+                .map(|t| percent_decode_str(t).decode_utf8_lossy().into_owned())
+        });
+        let from_body = serde_json::from_slice::<serde_json::Value>(request.body())
+            .ok()
+            .and_then(|v| v.get("target")?.as_str().map(str::to_owned));
+        let targets: Vec<&str> = from_query
+            .iter()
+            .chain(from_body.iter())
+            .map(String::as_str)
+            .collect();
+        let allowed = !targets.is_empty() && targets.iter().all(|t| policy.allows(t));
+        policy
+            .record(&id, client, &request, &targets, allowed)
+            .await?;
+        if !allowed {
+            let mut refused = Response::new(Either::Right(Full::new(Bytes::from_static(
+                br#"{"code":"Forbidden","subcode":"TargetNotAllowed"}"#,
+            ))));
+            *refused.status_mut() = StatusCode::FORBIDDEN;
+            refused
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return Ok(refused);
+        }
+    }
+    let host = request.headers().get(HOST).cloned();
+    let headers = request.headers_mut();
+    headers.insert(
+        HeaderName::from_static("x-forwarded-for"),
+        HeaderValue::from_str(client).map_err(io::Error::other)?,
+    );
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    if let Some(host) = host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+    headers.insert(
+        HeaderName::from_static("x-request-id"),
+        HeaderValue::from_str(&id).map_err(io::Error::other)?,
+    );
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    *request.uri_mut() = format!("http://{upstream}{path}")
+        .parse()
+        .map_err(io::Error::other)?;
+    let request = request.map(Full::new);
+    let answer = pool.request(request).await.map_err(io::Error::other)?;
+    Ok(answer.map(Either::Left))
+}
