@@ -104,6 +104,7 @@ struct Trail {
     lines: Vec<u8>,
     writes: u64,
     flushing: bool,
+    failed: bool,
 }
 
 impl Policy {
@@ -127,6 +128,7 @@ impl Policy {
                 lines: Vec::with_capacity(64 * 1024),
                 writes: 0,
                 flushing: false,
+                failed: false,
             }),
             written: Notify::new(),
             ids: AtomicU64::new(0),
@@ -155,7 +157,7 @@ impl Policy {
     /// a pass waits for the pass's end and writes every line queued by then; the others wait for
     /// that write.
     async fn record(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         client: &str,
         request: &Request<Bytes>,
@@ -193,22 +195,35 @@ impl Policy {
             (trail.writes + 1, flusher)
         };
         if flusher {
-            EndOfPass(false).await;
-            let mut trail = self.trail();
-            let lines = std::mem::take(&mut trail.lines);
-            let written = trail.file.write_all(&lines);
-            trail.lines = lines;
-            trail.lines.clear();
-            trail.writes += 1;
-            trail.flushing = false;
-            drop(trail);
-            self.written.notify_waiters();
-            return written;
+            // In a task of its own, which no client going away can cancel (a dropped flusher
+            // would leave every later request waiting).
+            let policy = Arc::clone(self);
+            tokio::spawn(async move {
+                EndOfPass(false).await;
+                let mut trail = policy.trail();
+                let lines = std::mem::take(&mut trail.lines);
+                if let Err(error) = trail.file.write_all(&lines) {
+                    eprintln!("bare-proxy: the audit file could not be written: {error}");
+                    trail.failed = true;
+                }
+                trail.lines = lines;
+                trail.lines.clear();
+                trail.writes += 1;
+                trail.flushing = false;
+                drop(trail);
+                policy.written.notify_waiters();
+            });
         }
         loop {
             let notified = self.written.notified();
-            if self.trail().writes >= mine {
-                return Ok(());
+            {
+                let trail = self.trail();
+                if trail.failed {
+                    return Err(io::Error::other("the audit file could not be written"));
+                }
+                if trail.writes >= mine {
+                    return Ok(());
+                }
             }
             notified.await;
         }
@@ -257,7 +272,7 @@ async fn handle(
     request: Request<Incoming>,
     pool: &Pool,
     upstream: SocketAddr,
-    policy: &Policy,
+    policy: &Arc<Policy>,
     client: &str,
 ) -> io::Result<Answer> {
     let (parts, body) = request.into_parts();
