@@ -135,7 +135,7 @@ impl Policy {
         }
     }
 
-    /// A `tel:` global number whose longest listed prefix is allowed and none denied.
+    /// A `tel:` global number that an allowed prefix starts and no denied one does.
     fn allows(&self, target: &str) -> bool {
         let Some(number) = target.strip_prefix("tel:") else {
             return false;
