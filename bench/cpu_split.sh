@@ -17,6 +17,7 @@
 #            policy    bench/bare-proxy's policy yardstick: bare plus the least policy work
 #                      (targets of query and JSON body, prefix tries, a decision line written
 #                      before forwarding, the forwarding headers)
+#            policy-noaudit (when named in TARGETS) the policy yardstick judging without a trail
 #            ringfence this tree's release build, full policy, audit to a file
 #            reference with REFERENCE_BIN=<binary>: another ringfence build, same configuration
 #            ringfence-noaudit (when named in TARGETS) this build with `--audit off`, so that the
@@ -25,7 +26,7 @@
 # TARGETS SKIP_BUILD=1 REFERENCE_BIN= and the ports of bench/lib.sh (its own defaults here:
 # UPSTREAM_PORT=18304, RINGFENCE_PORT=18306, ADMIN_PORT=18307, BARE_PORT=18308,
 # REFERENCE_PORT=18309, REFERENCE_ADMIN_PORT=18310, BARE_INLINE_PORT=18311, BARE_RELAY_PORT=18312,
-# NOAUDIT_PORT=18313, NOAUDIT_ADMIN_PORT=18314, BARE_POLICY_PORT=18315).
+# NOAUDIT_PORT=18313, NOAUDIT_ADMIN_PORT=18314, BARE_POLICY_PORT=18315, POLICY_NOAUDIT_PORT=18316).
 # Writes bench/results/cpu-split-<UTC time>.md and prints it.
 set -euo pipefail
 export UPSTREAM_PORT=${UPSTREAM_PORT:-18304} RINGFENCE_PORT=${RINGFENCE_PORT:-18306}
@@ -33,6 +34,7 @@ export ADMIN_PORT=${ADMIN_PORT:-18307} BARE_PORT=${BARE_PORT:-18308}
 export REFERENCE_PORT=${REFERENCE_PORT:-18309} REFERENCE_ADMIN_PORT=${REFERENCE_ADMIN_PORT:-18310}
 export BARE_INLINE_PORT=${BARE_INLINE_PORT:-18311} BARE_RELAY_PORT=${BARE_RELAY_PORT:-18312}
 export BARE_POLICY_PORT=${BARE_POLICY_PORT:-18315}
+POLICY_NOAUDIT_PORT=${POLICY_NOAUDIT_PORT:-18316}
 NOAUDIT_PORT=${NOAUDIT_PORT:-18313} NOAUDIT_ADMIN_PORT=${NOAUDIT_ADMIN_PORT:-18314}
 source "$(dirname "$0")/lib.sh"
 
@@ -72,6 +74,14 @@ if [ -n "$REFERENCE_BIN" ]; then
     "$WORK/reference-audit.jsonl"
   REFERENCE_PID=$OTHER_PID
 fi
+if [[ " $TARGETS " == *" policy-noaudit "* ]]; then
+  port_free "$POLICY_NOAUDIT_PORT" || die "port $POLICY_NOAUDIT_PORT is taken"
+  taskset -c "$SERVER_CPU" "$ROOT/target/bare-proxy/release/bare-proxy" policy \
+    "127.0.0.1:$POLICY_NOAUDIT_PORT" "127.0.0.1:$UPSTREAM_PORT" off 2>"$WORK/bare-policy-noaudit.log" &
+  POLICY_NOAUDIT_PID=$!
+  PIDS+=("$POLICY_NOAUDIT_PID")
+  wait_port "$POLICY_NOAUDIT_PORT" "$POLICY_NOAUDIT_PID"
+fi
 if [[ " $TARGETS " == *" ringfence-noaudit "* ]]; then
   start_other noaudit "$RINGFENCE" "$NOAUDIT_PORT" "$NOAUDIT_ADMIN_PORT" off
   NOAUDIT_PID=$OTHER_PID
@@ -82,10 +92,11 @@ target_of() { # target -> "port pid forwarded"
     bare) echo "$BARE_PORT $BARE_PID 0" ;;
     bare-fwd) echo "$BARE_PORT $BARE_PID 1" ;;
     policy) echo "$BARE_POLICY_PORT $POLICY_PID 0" ;;
+    policy-noaudit) echo "$POLICY_NOAUDIT_PORT $POLICY_NOAUDIT_PID 0" ;;
     ringfence) echo "$RINGFENCE_PORT $RINGFENCE_PID 0" ;;
     reference) echo "$REFERENCE_PORT $REFERENCE_PID 0" ;;
     ringfence-noaudit) echo "$NOAUDIT_PORT $NOAUDIT_PID 0" ;;
-    *) die "unknown target $1 (bare bare-fwd policy ringfence reference ringfence-noaudit)" ;;
+    *) die "unknown target $1 (bare bare-fwd policy policy-noaudit ringfence reference ringfence-noaudit)" ;;
   esac
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # every thread's, in clock ticks

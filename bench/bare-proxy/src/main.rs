@@ -17,7 +17,8 @@
 //!   read as a `tel:` number, looked up in a deny and an allow set of 10,000 number prefixes each
 //!   (digit tries), one JSON decision line per judged request in AUDIT_FILE before the request
 //!   goes on (the lines of one scheduler pass written with one write(2) at its end), a 403 for a
-//!   denied one, and SPEC §7's four forwarding headers on every forwarded request. No HTTPS, metrics, routes, batches,
+//!   denied one, and SPEC §7's four forwarding headers on every forwarded request. AUDIT_FILE
+//!   `off` judges without recording, to tell the trail's share. No HTTPS, metrics, routes, batches,
 //!   organisations, rate limits or UCWA reading: the smallest thing that does the job, to tell
 //!   what the job itself costs (issue 15).
 

@@ -91,7 +91,8 @@ const PREFIXES: u32 = 10_000;
 pub struct Policy {
     deny: Prefixes,
     allow: Prefixes,
-    audit: Mutex<Trail>,
+    /// None with AUDIT_FILE `off`: judged, not recorded (to tell the trail's share).
+    audit: Option<Mutex<Trail>>,
     written: Notify,
     ids: AtomicU64,
 }
@@ -115,21 +116,24 @@ impl Policy {
         deny.insert("+1900");
         let mut allow: Prefixes = (1..PREFIXES).map(|i| format!("+3{i:06}")).collect();
         allow.insert("+1425555");
-        let audit = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(audit)
-            .expect("open AUDIT_FILE");
-        Policy {
-            deny,
-            allow,
-            audit: Mutex::new(Trail {
-                file: audit,
+        let audit = (audit != "off").then(|| {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(audit)
+                .expect("open AUDIT_FILE");
+            Mutex::new(Trail {
+                file,
                 lines: Vec::with_capacity(64 * 1024),
                 writes: 0,
                 flushing: false,
                 failed: false,
-            }),
+            })
+        });
+        Policy {
+            deny,
+            allow,
+            audit,
             written: Notify::new(),
             ids: AtomicU64::new(0),
         }
@@ -149,8 +153,13 @@ impl Policy {
         !self.deny.lists(digits) && self.allow.lists(digits)
     }
 
+    /// The trail; only called when there is one ([`Policy::record`] returns first otherwise).
     fn trail(&self) -> std::sync::MutexGuard<'_, Trail> {
-        self.audit.lock().unwrap_or_else(PoisonError::into_inner)
+        self.audit
+            .as_ref()
+            .expect("a trail")
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// One decision line, written before the request goes on (or is refused). The first line of
@@ -164,6 +173,9 @@ impl Policy {
         targets: &[&str],
         allowed: bool,
     ) -> io::Result<()> {
+        if self.audit.is_none() {
+            return Ok(());
+        }
         let mut line = Vec::with_capacity(512);
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
