@@ -194,7 +194,7 @@ build_reference() {
 
 # The yardsticks of SPEC §11: bench/bare-proxy, HTTP/1.1 proxies with no policy on ringfence's
 # hyper, hyper-util, tokio and httparse versions, one thread each, pinned like the proxies under
-# test. One binary, three modes: hyper (server + hyper-util's pooled client, ringfence's shape) on
+# test. One binary, four modes: hyper (server + hyper-util's pooled client, ringfence's shape) on
 # BARE_PORT, inline (server + one hyper client connection per client connection, same task) on
 # BARE_INLINE_PORT, relay (httparse heads + byte copy, Content-Length bodies only) on
 # BARE_RELAY_PORT, and policy (hyper plus the least a policy gateway does: the targets of the

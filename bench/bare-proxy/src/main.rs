@@ -1,7 +1,8 @@
 //! `bare-proxy [MODE] LISTEN UPSTREAM`: the yardsticks of SPEC §11 ("the policy is free"), three
-//! HTTP/1.1 proxies with no policy, no metrics and no audit, on the hyper, hyper-util and tokio
-//! versions of ringfence's Cargo.lock. They show what the HTTP path itself costs per request, so a
-//! benchmark can say how much ringfence adds on top. One thread (a current-thread runtime), as
+//! HTTP/1.1 proxies with no policy, no metrics and no audit, and a fourth with the least policy
+//! work, on the hyper, hyper-util and tokio versions of ringfence's Cargo.lock. They show what the
+//! HTTP path itself costs per request, and what the job adds at the least, so a benchmark can say
+//! how much ringfence adds on top. One thread (a current-thread runtime), as
 //! ringfence runs with `RINGFENCE_WORKER_THREADS=1`. A request body is read whole before it is
 //! sent, as ringfence reads a guarded one.
 //!
