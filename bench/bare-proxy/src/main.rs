@@ -32,7 +32,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::Request;
+use hyper::{Request, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -116,29 +116,37 @@ fn main() {
 
 /// The request with its body read whole. A body that breaks off is sent as far as it came:
 /// nothing is judged here.
-async fn whole(request: Request<Incoming>) -> Request<Full<Bytes>> {
+pub(crate) async fn whole(request: Request<Incoming>) -> Request<Bytes> {
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    Request::from_parts(parts, Full::new(body))
+    Request::from_parts(parts, body)
+}
+
+/// Sends `request` through the pooled client to `upstream`, which needs an absolute URI to know
+/// where to connect.
+pub(crate) async fn send_pooled(
+    pool: &Pool,
+    upstream: SocketAddr,
+    mut request: Request<Bytes>,
+) -> io::Result<Response<Incoming>> {
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    *request.uri_mut() = format!("http://{upstream}{path}")
+        .parse()
+        .map_err(io::Error::other)?;
+    pool.request(request.map(Full::new))
+        .await
+        .map_err(io::Error::other)
 }
 
 /// `hyper`: what a hyper user writes first, and ringfence's shape.
 async fn serve_pooled(stream: TcpStream, pool: Pool, upstream: SocketAddr) {
     let service = service_fn(move |request: Request<Incoming>| {
         let pool = pool.clone();
-        async move {
-            let mut request = whole(request).await;
-            // The pooled client needs an absolute URI to know where to connect.
-            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-            *request.uri_mut() = format!("http://{upstream}{path}")
-                .parse()
-                .expect("a valid upstream URI");
-            pool.request(request).await
-        }
+        async move { send_pooled(&pool, upstream, whole(request).await).await }
     });
     let _ = http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
@@ -164,7 +172,7 @@ async fn serve_inline(stream: TcpStream, upstream: SocketAddr) {
     let service = service_fn(move |request: Request<Incoming>| {
         let sender = Arc::clone(&sender);
         async move {
-            let request = whole(request).await;
+            let request = whole(request).await.map(Full::new);
             let taken = sender.lock().unwrap_or_else(PoisonError::into_inner).take();
             let mut to_upstream =
                 taken.ok_or_else(|| io::Error::other("upstream connection lost"))?;

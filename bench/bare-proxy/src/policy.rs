@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use hyper::server::conn::http1;
@@ -25,7 +25,7 @@ use percent_encoding::percent_decode_str;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::Pool;
+use crate::{send_pooled, whole, Pool};
 
 /// Number prefixes as a digit trie: a lookup walks the number's digits once, whatever the
 /// list's size.
@@ -287,13 +287,7 @@ async fn handle(
     policy: &Arc<Policy>,
     client: &str,
 ) -> io::Result<Answer> {
-    let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let mut request = Request::from_parts(parts, body);
+    let mut request = whole(request).await;
     let n = policy.ids.fetch_add(1, Ordering::Relaxed);
     let id = format!("{n:024x}");
     if request.method() == Method::POST
@@ -344,11 +338,6 @@ async fn handle(
         HeaderName::from_static("x-request-id"),
         HeaderValue::from_str(&id).map_err(io::Error::other)?,
     );
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    *request.uri_mut() = format!("http://{upstream}{path}")
-        .parse()
-        .map_err(io::Error::other)?;
-    let request = request.map(Full::new);
-    let answer = pool.request(request).await.map_err(io::Error::other)?;
+    let answer = send_pooled(pool, upstream, request).await?;
     Ok(answer.map(Either::Left))
 }
