@@ -124,11 +124,11 @@ fn http_builders(config: &ServerSettings) -> Http {
     } else {
         builder.http1_only()
     };
+    // No header timer: hyper's boxes a timer for every request head it waits for, and takes a
+    // read more after each head to poll it. The parkable connection's loop keeps the same
+    // limit on the timer it has anyway (`park::serve_http1`, `Limits::head`).
     let mut http1 = http1::Builder::new();
-    http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        .max_buf_size(MAX_HTTP1_BUF);
+    http1.header_read_timeout(None).max_buf_size(MAX_HTTP1_BUF);
     Http {
         auto,
         http1,
@@ -255,6 +255,7 @@ impl Accept {
         ));
         let limits = Limits {
             first_request: self.handshake_timeout,
+            head: self.handshake_timeout,
             idle: self.idle_timeout,
             body_read: self.body_read_timeout,
             body_deadline: self.body_deadline,

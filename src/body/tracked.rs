@@ -150,6 +150,9 @@ impl<B> Drop for Tracked<B> {
 pub(crate) struct Limits {
     /// No request began this long after accept (a client that connects and says nothing).
     pub(crate) first_request: Duration,
+    /// A request head not complete this long after the connection began to wait for it (a
+    /// slow-loris client): hyper's own header timer, kept by the connection's loop instead.
+    pub(crate) head: Duration,
     /// No request in flight and none for this long (an idle keep-alive connection).
     pub(crate) idle: Duration,
     /// No bytes of a request body for this long while it is read (a client that stalls).
@@ -206,7 +209,8 @@ impl Activity {
         }
     }
 
-    fn now(&self) -> u64 {
+    /// Milliseconds since the connection opened, on tokio's clock.
+    pub(crate) fn now(&self) -> u64 {
         self.opened.elapsed().as_millis() as u64
     }
 
@@ -248,6 +252,22 @@ impl Activity {
         // sees the other (listener/park.rs, "Orderings").
         self.wake_when_idle.store(true, Ordering::SeqCst);
         self.park_in().is_none()
+    }
+
+    /// How long a connection waiting for a request head, as hyper began to (at `since`, in
+    /// [`Activity::now`]'s milliseconds) or since its last request ended, has left to receive
+    /// it; None while a request is in flight. The last request's end is noted when it ends
+    /// anyway, so this needs no clock reading per request.
+    pub(crate) fn head_left(&self, since: u64, limit: Duration) -> Option<Duration> {
+        if self.busy() {
+            return None;
+        }
+        let start = match self.last.load(Ordering::Relaxed) {
+            u64::MAX => since,
+            last => last.max(since),
+        };
+        let waited = Duration::from_millis(self.now().saturating_sub(start));
+        Some(limit.saturating_sub(waited))
     }
 
     /// How long until a served connection has been quiet for [`PARK_AFTER`]; None while a
@@ -315,6 +335,7 @@ mod tests {
 
     const LIMITS: Limits = Limits {
         first_request: Duration::from_secs(10),
+        head: Duration::from_secs(10),
         idle: Duration::from_secs(60),
         body_read: Duration::from_secs(5),
         body_deadline: Duration::from_secs(30),
@@ -365,6 +386,39 @@ mod tests {
         assert_eq!(a.remaining(LIMITS), Duration::from_millis(1));
         advance(1).await;
         assert_eq!(a.remaining(LIMITS), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_is_timed_from_its_connection_being_taken_up_or_the_last_request_end() {
+        let a = activity();
+        advance(3_000).await;
+        let taken_up = a.now();
+        advance(4_000).await;
+        assert_eq!(
+            a.head_left(taken_up, LIMITS.head),
+            Some(Duration::from_secs(6)),
+            "the first head: from the connection's taking up, not its opening"
+        );
+        let request = InFlight::request(Arc::clone(&a));
+        advance(60_000).await;
+        assert_eq!(a.head_left(taken_up, LIMITS.head), None, "none in flight");
+        drop(request);
+        advance(9_999).await;
+        assert_eq!(
+            a.head_left(taken_up, LIMITS.head),
+            Some(Duration::from_millis(1)),
+            "the next: from the last request's end"
+        );
+        advance(1).await;
+        assert_eq!(a.head_left(taken_up, LIMITS.head), Some(Duration::ZERO));
+        // Parked, then taken up again: from the new taking up.
+        advance(50_000).await;
+        let taken_up = a.now();
+        advance(2_000).await;
+        assert_eq!(
+            a.head_left(taken_up, LIMITS.head),
+            Some(Duration::from_secs(8))
+        );
     }
 
     #[tokio::test(start_paused = true)]

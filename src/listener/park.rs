@@ -339,6 +339,8 @@ where
             }
         }
         activity.park.store(false, Ordering::Relaxed);
+        // hyper waits for a head from here (and again after each request).
+        let taken_up = activity.now();
         let parkable = Parkable::new(io, std::mem::take(&mut prefix), Arc::clone(&activity));
         // Boxed so that a parked connection's task does not keep room for hyper's state.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(parkable), service));
@@ -347,6 +349,13 @@ where
             if activity.send_stalled(limits) {
                 // Dropped, not closed gracefully: that would wait for the untaken answer.
                 tracing::debug!("an answer left untaken for send_timeout; connection closed");
+                return Ok(());
+            }
+            // hyper's header timer, kept here: a head not complete in time closes the
+            // connection without an answer, as hyper's did.
+            let head = activity.head_left(taken_up, limits.head);
+            if head == Some(Duration::ZERO) {
+                tracing::debug!("no request head within header_read_timeout; connection closed");
                 return Ok(());
             }
             let abandon = activity.remaining(limits);
@@ -360,6 +369,7 @@ where
                 } else {
                     abandon
                 };
+                let check = head.map_or(check, |head| check.min(head));
                 tokio::select! {
                     r = &mut *conn => break r,
                     () = tokio::time::sleep(check) => continue,
@@ -378,7 +388,8 @@ where
                 None => continue,
             };
             // At most half the send timeout: an answer left untaken is seen in time.
-            let sleep = tokio::time::sleep(wait.min(abandon).min(limits.send / 2));
+            let wait = wait.min(abandon).min(limits.send / 2);
+            let sleep = tokio::time::sleep(head.map_or(wait, |head| wait.min(head)));
             let cancelled = stop.cancelled();
             let idle = activity.idle.notified();
             let (mut sleep, mut cancelled, mut idle) = (pin!(sleep), pin!(cancelled), pin!(idle));
