@@ -358,6 +358,7 @@ where
                 tracing::debug!("no request head within header_read_timeout; connection closed");
                 return Ok(());
             }
+            let head = head.unwrap_or(Duration::MAX);
             let abandon = activity.remaining(limits);
             if abandon.is_zero() && !closing {
                 Pin::new(&mut *conn).graceful_shutdown();
@@ -369,10 +370,9 @@ where
                 } else {
                     abandon
                 };
-                let check = head.map_or(check, |head| check.min(head));
                 tokio::select! {
                     r = &mut *conn => break r,
-                    () = tokio::time::sleep(check) => continue,
+                    () = tokio::time::sleep(check.min(head)) => continue,
                 }
             }
             // Asleep until the connection may park, or, while a request is in flight (or before
@@ -388,8 +388,8 @@ where
                 None => continue,
             };
             // At most half the send timeout: an answer left untaken is seen in time.
-            let wait = wait.min(abandon).min(limits.send / 2);
-            let sleep = tokio::time::sleep(head.map_or(wait, |head| wait.min(head)));
+            let wait = wait.min(abandon).min(limits.send / 2).min(head);
+            let sleep = tokio::time::sleep(wait);
             let cancelled = stop.cancelled();
             let idle = activity.idle.notified();
             let (mut sleep, mut cancelled, mut idle) = (pin!(sleep), pin!(cancelled), pin!(idle));

@@ -400,17 +400,8 @@ async fn body_still_arriving_after_the_answer() {
     );
     client.write_all(head.as_bytes()).await.unwrap();
     client.write_all(b"{}").await.unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !answer.ends_with(b"ok") {
-        let n = tokio::time::timeout(TIMEOUT, client.read(&mut buf))
-            .await
-            .expect("the early answer in time")
-            .unwrap();
-        assert!(n > 0, "closed before answering");
-        answer.extend_from_slice(&buf[..n]);
-    }
-    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    let answer = support::read_answer(&mut client).await;
+    assert_eq!((answer.status, answer.text().as_str()), (200, "ok"));
     // The behaviour under test, not a wait for anything: the client's own pause, longer than
     // the park delay (on paused time it costs nothing).
     tokio::time::sleep(Duration::from_millis(700)).await;

@@ -17,7 +17,7 @@ use ringfence::config::Config;
 use ringfence::server::{Server, StartError};
 use ringfence::sim;
 
-pub use client::{Client, Reply};
+pub use client::{read_answer, Client, Reply};
 
 pub use common::{dead_address, Outcome, HOST, TIMEOUT};
 
@@ -275,6 +275,33 @@ pub async fn eventually<O: Outcome>(what: &str, mut check: impl AsyncFnMut() -> 
             "gave up after {TIMEOUT:?} waiting for {what}"
         );
         tokio::time::sleep(common::POLL).await;
+    }
+}
+
+/// Runs a test on paused time (tokio's clock, advanced whenever the test waits), in a thread of
+/// its own, and fails it if it has not ended within [`TIMEOUT`] of real time. A server loop that
+/// spins on a zero wait never lets paused time advance, so without this bound that regression
+/// would hang the suite instead of failing the test.
+pub fn on_paused_time<F>(test: impl FnOnce() -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()>,
+{
+    let (done, ended) = std::sync::mpsc::channel();
+    // Left behind if it hangs: the test has failed and the process ends with the suite.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(test())));
+        let _ = done.send(outcome);
+    });
+    match ended.recv_timeout(TIMEOUT) {
+        Ok(Ok(())) => {}
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("not ended within {TIMEOUT:?} of real time: hung"),
     }
 }
 

@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as Hyper;
 use hyper_util::rt::TokioExecutor;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::certs::Certs;
 use super::TIMEOUT;
@@ -332,6 +332,26 @@ pub async fn tls_raw_reply_after(
         .map_err(|e| e.to_string())?;
     let out = exchange(stream, request).await;
     parse_reply(&out).ok_or_else(|| format!("no HTTP answer: {:?}", String::from_utf8_lossy(&out)))
+}
+
+/// Reads one answer with a Content-Length from a connection that stays open, and no more, so
+/// that what the server does next (answer again, close) is left to read.
+pub async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> Reply {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let whole = parse_reply(&bytes).filter(|r| r.headers.contains_key("content-length"));
+        if let Some(reply) = whole {
+            return reply;
+        }
+        let n = tokio::time::timeout(TIMEOUT, stream.read(&mut chunk))
+            .await
+            .expect("the answer comes in time")
+            .unwrap();
+        let so_far = String::from_utf8_lossy(&bytes);
+        assert!(n > 0, "closed before its answer: {so_far:?}");
+        bytes.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// Parses one HTTP/1.1 response with a Content-Length, chunked or close-delimited body.
