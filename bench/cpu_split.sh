@@ -17,6 +17,8 @@
 #            policy    bench/bare-proxy's policy yardstick: bare plus the least policy work
 #                      (targets of query and JSON body, prefix tries, a decision line written
 #                      before forwarding, the forwarding headers)
+#            relay-policy bench/bare-proxy's relay yardstick doing policy's work on the bytes
+#                      it parsed (issue 15's other design)
 #            policy-noaudit (when named in TARGETS) the policy yardstick judging without a trail
 #            ringfence this tree's release build, full policy, audit to a file
 #            reference with REFERENCE_BIN=<binary>: another ringfence build, same configuration
@@ -26,14 +28,15 @@
 # TARGETS SKIP_BUILD=1 REFERENCE_BIN= and the ports of bench/lib.sh (its own defaults here:
 # UPSTREAM_PORT=18304, RINGFENCE_PORT=18306, ADMIN_PORT=18307, BARE_PORT=18308,
 # REFERENCE_PORT=18309, REFERENCE_ADMIN_PORT=18310, BARE_INLINE_PORT=18311, BARE_RELAY_PORT=18312,
-# NOAUDIT_PORT=18313, NOAUDIT_ADMIN_PORT=18314, BARE_POLICY_PORT=18315, POLICY_NOAUDIT_PORT=18316).
+# NOAUDIT_PORT=18313, NOAUDIT_ADMIN_PORT=18314, BARE_POLICY_PORT=18315, POLICY_NOAUDIT_PORT=18316,
+# BARE_RELAY_POLICY_PORT=18317).
 # Writes bench/results/cpu-split-<UTC time>.md and prints it.
 set -euo pipefail
 export UPSTREAM_PORT=${UPSTREAM_PORT:-18304} RINGFENCE_PORT=${RINGFENCE_PORT:-18306}
 export ADMIN_PORT=${ADMIN_PORT:-18307} BARE_PORT=${BARE_PORT:-18308}
 export REFERENCE_PORT=${REFERENCE_PORT:-18309} REFERENCE_ADMIN_PORT=${REFERENCE_ADMIN_PORT:-18310}
 export BARE_INLINE_PORT=${BARE_INLINE_PORT:-18311} BARE_RELAY_PORT=${BARE_RELAY_PORT:-18312}
-export BARE_POLICY_PORT=${BARE_POLICY_PORT:-18315}
+export BARE_POLICY_PORT=${BARE_POLICY_PORT:-18315} BARE_RELAY_POLICY_PORT=${BARE_RELAY_POLICY_PORT:-18317}
 POLICY_NOAUDIT_PORT=${POLICY_NOAUDIT_PORT:-18316}
 NOAUDIT_PORT=${NOAUDIT_PORT:-18313} NOAUDIT_ADMIN_PORT=${NOAUDIT_ADMIN_PORT:-18314}
 source "$(dirname "$0")/lib.sh"
@@ -57,6 +60,7 @@ UPSTREAM_WORKER=$(pgrep -P "$UPSTREAM_PID" | head -1)
 start_bare
 BARE_PID=$(pgrep -f "bare-proxy hyper 127.0.0.1:$BARE_PORT" | head -1)
 POLICY_PID=$(pgrep -f "bare-proxy policy 127.0.0.1:$BARE_POLICY_PORT" | head -1)
+RELAY_POLICY_PID=$(pgrep -f "bare-proxy relay-policy 127.0.0.1:$BARE_RELAY_POLICY_PORT" | head -1)
 start_ringfence --audit "$WORK/audit.jsonl"
 # Another ringfence on ports of its own (a subshell, so that lib.sh's variables stay this one's).
 start_other() { # name binary port admin-port audit
@@ -93,10 +97,11 @@ target_of() { # target -> "port pid forwarded"
     bare-fwd) echo "$BARE_PORT $BARE_PID 1" ;;
     policy) echo "$BARE_POLICY_PORT $POLICY_PID 0" ;;
     policy-noaudit) echo "$POLICY_NOAUDIT_PORT $POLICY_NOAUDIT_PID 0" ;;
+    relay-policy) echo "$BARE_RELAY_POLICY_PORT $RELAY_POLICY_PID 0" ;;
     ringfence) echo "$RINGFENCE_PORT $RINGFENCE_PID 0" ;;
     reference) echo "$REFERENCE_PORT $REFERENCE_PID 0" ;;
     ringfence-noaudit) echo "$NOAUDIT_PORT $NOAUDIT_PID 0" ;;
-    *) die "unknown target $1 (bare bare-fwd policy policy-noaudit ringfence reference ringfence-noaudit)" ;;
+    *) die "unknown target $1 (bare bare-fwd policy policy-noaudit relay-policy ringfence reference ringfence-noaudit)" ;;
   esac
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # every thread's, in clock ticks

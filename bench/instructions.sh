@@ -13,6 +13,8 @@
 #   policy     with POLICY=1: bench/bare-proxy's `policy` yardstick (bare plus the least policy
 #              work: targets of query and JSON body, prefix sets, a decision line written before
 #              forwarding, the forwarding headers)
+#   relay-policy with RELAY_POLICY=1: the same policy work on bench/bare-proxy's `relay` (the
+#              bytes it parsed forwarded, issue 15's other design)
 # Each target gets WARMUP guarded POSTs and WARMUP pass-through GETs (bench/wrk.lua's two
 # requests; CONNECTIONS at a time, so that its upstream pool holds as many connections and no
 # measured request waits for one to come back, which made runs differ by ~1,300), then, per workload, its counters are zeroed (`callgrind_control -z`), REQUESTS
@@ -24,6 +26,7 @@
 # which valgrind counts once per byte: large moves weigh far more here than in cycles), those in ringfence's own functions (self), and its top
 # TOP functions by inclusive instructions.
 # Knobs (environment): REQUESTS=2000 WARMUP=500 CONNECTIONS=4 TOP=25 REFERENCE= BARE=0 POLICY=0
+# RELAY_POLICY=0
 # AUDIT=file|off SKIP_BUILD=1 DUMPS=<dir> (keep the callgrind dumps and every function's counts
 # there, for callgrind_annotate or bench/callgrind_summary.py --compare), and the ports of
 # bench/lib.sh (its own defaults: UPSTREAM_PORT=18224, RINGFENCE_PORT=18226, ADMIN_PORT=18227).
@@ -42,12 +45,14 @@ TOP=${TOP:-25}
 REFERENCE=${REFERENCE:-}
 BARE=${BARE:-0}
 POLICY=${POLICY:-0}
+RELAY_POLICY=${RELAY_POLICY:-0}
 AUDIT=${AUDIT:-file}
 DUMPS=${DUMPS:-}
 WORKLOADS="post get"
 TARGETS="ringfence${REFERENCE:+ reference}"
 if [ "$BARE" = 1 ]; then TARGETS+=" bare"; fi
 if [ "$POLICY" = 1 ]; then TARGETS+=" policy"; fi
+if [ "$RELAY_POLICY" = 1 ]; then TARGETS+=" relay-policy"; fi
 
 scratch instructions
 
@@ -64,7 +69,7 @@ if [ -n "$REFERENCE" ]; then
   build_reference
 fi
 BARE_BIN=$ROOT/target/bare-proxy/release/bare-proxy
-if [ "$BARE" = 1 ] || [ "$POLICY" = 1 ]; then
+if [ "$BARE" = 1 ] || [ "$POLICY" = 1 ] || [ "$RELAY_POLICY" = 1 ]; then
   build_bare
 fi
 
@@ -136,6 +141,10 @@ for t in $TARGETS; do
       measure policy "$BARE_BIN" policy "127.0.0.1:$RINGFENCE_PORT" "127.0.0.1:$UPSTREAM_PORT" \
         "$WORK/policy-audit.jsonl"
       ;;
+    relay-policy)
+      measure relay-policy "$BARE_BIN" relay-policy "127.0.0.1:$RINGFENCE_PORT" \
+        "127.0.0.1:$UPSTREAM_PORT" "$WORK/relay-policy-audit.jsonl"
+      ;;
   esac
 done
 
@@ -151,7 +160,7 @@ RESULTS=$BENCH/results/instructions-$(date -u +%Y%m%dT%H%M%SZ).md
 {
   echo "# ringfence instructions per request, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo
-  echo "- command: \`bash bench/instructions.sh\` (REQUESTS=$REQUESTS WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS AUDIT=$AUDIT${REFERENCE:+ REFERENCE=$REFERENCE} BARE=$BARE POLICY=$POLICY)"
+  echo "- command: \`bash bench/instructions.sh\` (REQUESTS=$REQUESTS WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS AUDIT=$AUDIT${REFERENCE:+ REFERENCE=$REFERENCE} BARE=$BARE POLICY=$POLICY RELAY_POLICY=$RELAY_POLICY)"
   echo "- built from: $BUILT_FROM${REFERENCE:+; reference: ringfence at $REFERENCE_REV}"
   echo "- $(valgrind --version), callgrind; one request in flight; every thread of the proxy counted; $("$RINGFENCE" --version)"
   echo "- policy: $(grep -E 'global deny|contoso \(' "$WORK/check-config.txt" | tr -s ' \n' ' ')"
@@ -169,6 +178,7 @@ RESULTS=$BENCH/results/instructions-$(date -u +%Y%m%dT%H%M%SZ).md
   if [ "$BARE" = 1 ]; then header+=" ringfence / bare (all) |" rule+="---:|"; fi
   if [ "$POLICY" = 1 ]; then header+=" ringfence / policy (all) |" rule+="---:|"; fi
   if [ "$POLICY" = 1 ] && [ "$BARE" = 1 ]; then header+=" policy / bare (all) |" rule+="---:|"; fi
+  if [ "$RELAY_POLICY" = 1 ] && [ "$BARE" = 1 ]; then header+=" relay-policy / bare (all) |" rule+="---:|"; fi
   echo "$header"
   echo "$rule"
   for w in $WORKLOADS; do
@@ -190,10 +200,13 @@ RESULTS=$BENCH/results/instructions-$(date -u +%Y%m%dT%H%M%SZ).md
     if [ "$POLICY" = 1 ] && [ "$BARE" = 1 ]; then
       row+=" $(ratio "$(per_request policy "$w" total)" "$(per_request bare "$w" total)") |"
     fi
+    if [ "$RELAY_POLICY" = 1 ] && [ "$BARE" = 1 ]; then
+      row+=" $(ratio "$(per_request relay-policy "$w" total)" "$(per_request bare "$w" total)") |"
+    fi
     echo "$row"
   done
   for t in $TARGETS; do
-    if [ "$t" = bare ] || [ "$t" = policy ]; then continue; fi
+    case $t in bare | policy | relay-policy) continue ;; esac
     for w in $WORKLOADS; do
       echo
       echo "## $t, $w"

@@ -17,6 +17,7 @@ REFERENCE_ADMIN_PORT=${REFERENCE_ADMIN_PORT:-18210}
 BARE_INLINE_PORT=${BARE_INLINE_PORT:-18211}
 BARE_RELAY_PORT=${BARE_RELAY_PORT:-18212}
 BARE_POLICY_PORT=${BARE_POLICY_PORT:-18213}
+BARE_RELAY_POLICY_PORT=${BARE_RELAY_POLICY_PORT:-18214}
 PIDS=()
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -194,26 +195,28 @@ build_reference() {
 
 # The yardsticks of SPEC §11: bench/bare-proxy, HTTP/1.1 proxies with no policy on ringfence's
 # hyper, hyper-util, tokio and httparse versions, one thread each, pinned like the proxies under
-# test. One binary, four modes: hyper (server + hyper-util's pooled client, ringfence's shape) on
+# test. One binary, five modes: hyper (server + hyper-util's pooled client, ringfence's shape) on
 # BARE_PORT, inline (server + one hyper client connection per client connection, same task) on
 # BARE_INLINE_PORT, relay (httparse heads + byte copy, Content-Length bodies only) on
 # BARE_RELAY_PORT, and policy (hyper plus the least a policy gateway does: the targets of the
 # query and a JSON body looked up in 10,000-prefix deny and allow sets, one decision line written
 # to $WORK/policy-audit.jsonl before forwarding, SPEC §7's forwarding headers) on
-# BARE_POLICY_PORT. Built into target/bare-proxy unless SKIP_BUILD=1 and the binary is up to date.
+# BARE_POLICY_PORT, and relay-policy (relay doing policy's work on the bytes it parsed, its trail in
+# $WORK/relay-policy-audit.jsonl) on BARE_RELAY_POLICY_PORT. Built into target/bare-proxy unless SKIP_BUILD=1 and the binary is up to date.
 start_bare() {
   local port
-  for port in "$BARE_PORT" "$BARE_INLINE_PORT" "$BARE_RELAY_PORT" "$BARE_POLICY_PORT"; do
+  for port in "$BARE_PORT" "$BARE_INLINE_PORT" "$BARE_RELAY_PORT" "$BARE_POLICY_PORT" \
+    "$BARE_RELAY_POLICY_PORT"; do
     port_free "$port" || die "port $port is taken"
   done
   local target=$ROOT/target/bare-proxy
   build_bare
   local mode pid
   for mode in "hyper $BARE_PORT" "inline $BARE_INLINE_PORT" "relay $BARE_RELAY_PORT" \
-    "policy $BARE_POLICY_PORT"; do
+    "policy $BARE_POLICY_PORT" "relay-policy $BARE_RELAY_POLICY_PORT"; do
     port=${mode#* } mode=${mode% *}
     local audit=()
-    [ "$mode" = policy ] && audit=("$WORK/policy-audit.jsonl")
+    case $mode in policy | relay-policy) audit=("$WORK/$mode-audit.jsonl") ;; esac
     taskset -c "$SERVER_CPU" "$target/release/bare-proxy" "$mode" "127.0.0.1:$port" \
       "127.0.0.1:$UPSTREAM_PORT" "${audit[@]}" 2>"$WORK/bare-$mode.log" &
     pid=$!

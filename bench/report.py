@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarises bench/run.sh's raw wrk lines: the median over rounds per target and workload; the
-ratios of ringfence to each yardstick (bare, inline, relay, policy), to the reference build and to nginx;
-and the ratios of the inline, relay and policy yardsticks to bare. usage: report.py RAW.tsv"""
+ratios of ringfence to each yardstick (bare, inline, relay, policy, relay-policy), to the reference
+build and to nginx; the ratios of the other yardsticks to bare, and of relay-policy to relay. usage: report.py RAW.tsv"""
 import statistics
 import sys
 from collections import defaultdict
@@ -55,11 +55,13 @@ def ratios(target, over):
 # aim; policy: bare plus the least a policy gateway does per request (bench/bare-proxy/src/policy.rs),
 # what judging and recording a guarded POST costs at the least. Then the yardsticks against bare:
 # what the pool and its connection tasks cost (inline / bare), a bound on what hyper and the pool
-# cost together (relay / bare), and what the job itself costs (policy / bare).
-for over in ["bare", "inline", "relay", "policy", "reference", "nginx"]:
+# cost together (relay / bare), and what the job itself costs (policy / bare); relay-policy: the
+# same job on a path that forwards the bytes it parsed (relay-policy / bare, / relay).
+for over in ["bare", "inline", "relay", "policy", "relay-policy", "reference", "nginx"]:
     ratios("ringfence", over)
-for target in ["inline", "relay", "policy"]:
+for target in ["inline", "relay", "policy", "relay-policy"]:
     ratios(target, "bare")
+ratios("relay-policy", "relay")
 print("\n## Every measurement\n")
 print("| round | workload | target | requests/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |")
 print("|---:|---|---|---:|---:|---:|---:|---:|---:|")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ringfence against nginx and bare HTTP/1.1 proxies, same run, loopback. Usage: bash bench/run.sh
 #
-# Starts one upstream (nginx `return 204;`), nginx as a plain keep-alive proxy_pass, the four
+# Starts one upstream (nginx `return 204;`), nginx as a plain keep-alive proxy_pass, the five
 # yardsticks of bench/bare-proxy and ringfence with the full generated policy
 # (bench/gen_config.py), then measures with wrk, in interleaved rounds, each target x each workload:
 #   targets:   upstream (direct), nginx (proxy_pass), the yardsticks of SPEC §11 (no policy, one
@@ -10,7 +10,8 @@
 #              client connection per client connection, same task), relay (httparse + byte copy,
 #              Content-Length bodies only: a bound, not a proxy), policy (bare plus the least
 #              policy work: targets of query and JSON body, prefix sets, a decision line written
-#              before forwarding, forwarding headers), ringfence, and with
+#              before forwarding, forwarding headers), relay-policy (relay doing policy's work on
+#              the bytes it parsed: the job on issue 15's other design), ringfence, and with
 #              REFERENCE=<commit> also reference (ringfence built from that commit, to measure a
 #              change against it)
 #   workloads: post (guarded call-forwarding POST, target in query and JSON body), get (pass-through)
@@ -32,7 +33,7 @@ CONNECTIONS=${CONNECTIONS:-50}
 WAIT_QUIET=${WAIT_QUIET:-1}
 AUDIT=${AUDIT:-file}
 REFERENCE=${REFERENCE:-}
-TARGETS=${TARGETS:-"upstream nginx bare inline relay policy ringfence${REFERENCE:+ reference}"}
+TARGETS=${TARGETS:-"upstream nginx bare inline relay policy relay-policy ringfence${REFERENCE:+ reference}"}
 WORKLOADS=${WORKLOADS:-"post get"}
 
 scratch bench
@@ -60,9 +61,10 @@ port_of() {
     inline) echo "$BARE_INLINE_PORT" ;;
     relay) echo "$BARE_RELAY_PORT" ;;
     policy) echo "$BARE_POLICY_PORT" ;;
+    relay-policy) echo "$BARE_RELAY_POLICY_PORT" ;;
     ringfence) echo "$RINGFENCE_PORT" ;;
     reference) echo "$REFERENCE_PORT" ;;
-    *) die "unknown target $1 (upstream nginx bare inline relay policy ringfence reference)" ;;
+    *) die "unknown target $1 (upstream nginx bare inline relay policy relay-policy ringfence reference)" ;;
   esac
 }
 

@@ -22,6 +22,9 @@
 //!   `off` judges without recording, to tell the trail's share. No HTTPS, metrics, routes, batches,
 //!   organisations, rate limits or UCWA reading: the smallest thing that does the job, to tell
 //!   what the job itself costs (issue 15).
+//! - `relay-policy AUDIT_FILE`: `relay` doing `policy`'s work on the bytes it parsed (the
+//!   forwarding headers written into the head it forwards): what the job costs on a path that
+//!   forwards what it judged, the design issue 15 names beside hyper's.
 
 use std::io;
 use std::net::SocketAddr;
@@ -49,12 +52,13 @@ enum Mode {
     Inline,
     Relay,
     Policy,
+    RelayPolicy,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: bare-proxy [hyper|inline|relay] LISTEN_ADDR UPSTREAM_ADDR\n       \
-         bare-proxy policy LISTEN_ADDR UPSTREAM_ADDR AUDIT_FILE"
+         bare-proxy policy|relay-policy LISTEN_ADDR UPSTREAM_ADDR AUDIT_FILE"
     );
     std::process::exit(2);
 }
@@ -65,9 +69,14 @@ fn main() {
     let mut audit = None;
     let (mode, listen, upstream) = match args.as_slice() {
         [listen, upstream] => (Mode::Hyper, listen, upstream),
-        [mode, listen, upstream, file] if mode == "policy" => {
+        [mode, listen, upstream, file] if mode == "policy" || mode == "relay-policy" => {
             audit = Some(file.clone());
-            (Mode::Policy, listen, upstream)
+            let mode = if mode == "policy" {
+                Mode::Policy
+            } else {
+                Mode::RelayPolicy
+            };
+            (mode, listen, upstream)
         }
         [mode, listen, upstream] => {
             let mode = match mode.as_str() {
@@ -108,6 +117,10 @@ fn main() {
                         upstream,
                         policy,
                     ))
+                }
+                Mode::RelayPolicy => {
+                    let policy = Arc::clone(policy.as_ref().expect("relay-policy mode has one"));
+                    tokio::spawn(policy::serve_relay(stream, client, upstream, policy))
                 }
             };
         }
@@ -217,12 +230,12 @@ async fn serve_relay(mut client: TcpStream, upstream: SocketAddr) {
     }
 }
 
-const READ_SIZE: usize = 8192;
+pub(crate) const READ_SIZE: usize = 8192;
 /// A head longer than this is not waited for.
 const MAX_HEAD: usize = 64 * 1024;
 
 #[derive(Clone, Copy)]
-enum Side {
+pub(crate) enum Side {
     Request,
     Answer,
 }
@@ -230,7 +243,11 @@ enum Side {
 /// Reads until `buffer` (which may already hold part of a message, or more than one) starts
 /// with one whole message, and returns its length; None when the peer closes or errs, or sends
 /// what the relay cannot frame.
-async fn read_message(stream: &mut TcpStream, buffer: &mut Vec<u8>, side: Side) -> Option<usize> {
+pub(crate) async fn read_message(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    side: Side,
+) -> Option<usize> {
     let mut length = None;
     loop {
         if length.is_none() {
