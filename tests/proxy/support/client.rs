@@ -334,8 +334,9 @@ pub async fn tls_raw_reply_after(
     parse_reply(&out).ok_or_else(|| format!("no HTTP answer: {:?}", String::from_utf8_lossy(&out)))
 }
 
-/// Reads one answer with a Content-Length from a connection that stays open, and no more, so
-/// that what the server does next (answer again, close) is left to read.
+/// Reads one answer with a Content-Length from a connection that stays open, for a test whose
+/// client sends nothing more until it has the answer: what the server does next (answer again,
+/// close) is left to read. Bytes after the answer in the same read would be dropped.
 pub async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> Reply {
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -348,8 +349,7 @@ pub async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> Reply {
             .await
             .expect("the answer comes in time")
             .unwrap();
-        let so_far = String::from_utf8_lossy(&bytes);
-        assert!(n > 0, "closed before its answer: {so_far:?}");
+        assert!(n > 0, "closed before its answer: {:?}", String::from_utf8_lossy(&bytes));
         bytes.extend_from_slice(&chunk[..n]);
     }
 }
