@@ -349,7 +349,11 @@ pub async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> Reply {
             .await
             .expect("the answer comes in time")
             .unwrap();
-        assert!(n > 0, "closed before its answer: {:?}", String::from_utf8_lossy(&bytes));
+        assert!(
+            n > 0,
+            "closed before its answer: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
         bytes.extend_from_slice(&chunk[..n]);
     }
 }
