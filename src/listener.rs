@@ -430,6 +430,9 @@ struct Serving<S> {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How long a connection closed gracefully for being abandoned has to end before it is dropped.
+const ABANDONED_GRACE: Duration = Duration::from_millis(200);
+
 /// Serves one connection; on shutdown, or once abandoned, it finishes the request in flight and
 /// closes.
 async fn serve<I, S>(
@@ -456,6 +459,9 @@ where
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut closing = false;
+    // When the connection was found abandoned (idle, or no first request in time) and closed
+    // gracefully, for an HTTP/2 client to take its GOAWAY.
+    let mut abandoned_at: Option<tokio::time::Instant> = None;
     loop {
         if activity.send_stalled(limits) {
             // Dropping the connection closes the socket: a graceful close would wait for the
@@ -464,16 +470,28 @@ where
             return Ok(());
         }
         let wait = activity.remaining(limits);
-        if wait.is_zero() && !closing {
-            conn.as_mut().graceful_shutdown();
-            closing = true;
-        }
-        // Never asleep longer than half the send timeout: a request may begin meanwhile, and
-        // its answer be left untaken.
-        let wait = if wait.is_zero() {
-            limits.send / 2
-        } else {
+        let wait = if !wait.is_zero() {
+            // Never asleep longer than half the send timeout: a request may begin meanwhile,
+            // and its answer be left untaken.
             wait.min(limits.send / 2)
+        } else if abandoned_at.is_some_and(|at| at.elapsed() >= ABANDONED_GRACE) {
+            // Still abandoned: hyper would finish a head it has begun on its own header timer,
+            // which it started only once it knew the protocol (a client whose first byte could
+            // begin HTTP/2's preface, or a TLS client that named none), up to twice the limit
+            // after the accept. Not awaited: dropped.
+            tracing::debug!(
+                "no request within its limit after a graceful close; connection dropped"
+            );
+            return Ok(());
+        } else {
+            if abandoned_at.is_none() {
+                abandoned_at = Some(tokio::time::Instant::now());
+                if !closing {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            ABANDONED_GRACE
         };
         tokio::select! {
             r = conn.as_mut() => return r,

@@ -254,6 +254,16 @@ impl Activity {
         self.park_in().is_none()
     }
 
+    /// When a connection woken from parking begins to wait for a head, as [`Activity::head_left`]
+    /// takes it: now, but before its first request the connection's opening (0), so that the
+    /// first head is due within the limit of the accept however its bytes are spread.
+    pub(crate) fn woken(&self) -> u64 {
+        match self.last.load(Ordering::Relaxed) {
+            u64::MAX => 0,
+            _ => self.now(),
+        }
+    }
+
     /// How long a connection waiting for a request head, as hyper began to (at `since`, in
     /// [`Activity::now`]'s milliseconds) or since its last request ended, has left to receive
     /// it; None while a request is in flight. The last request's end is noted when it ends
@@ -392,12 +402,14 @@ mod tests {
     async fn a_head_is_timed_from_its_connection_being_taken_up_or_the_last_request_end() {
         let a = activity();
         advance(3_000).await;
-        let taken_up = a.now();
+        // Woken by its first bytes: the first head is still timed from the opening.
+        let taken_up = a.woken();
+        assert_eq!(taken_up, 0);
         advance(4_000).await;
         assert_eq!(
             a.head_left(taken_up, LIMITS.head),
-            Some(Duration::from_secs(6)),
-            "the first head: from the connection's taking up, not its opening"
+            Some(Duration::from_secs(3)),
+            "the first head: from the connection's opening, not its first bytes"
         );
         let request = InFlight::request(Arc::clone(&a));
         advance(60_000).await;
@@ -413,7 +425,8 @@ mod tests {
         assert_eq!(a.head_left(taken_up, LIMITS.head), Some(Duration::ZERO));
         // Parked, then taken up again: from the new taking up.
         advance(50_000).await;
-        let taken_up = a.now();
+        let taken_up = a.woken();
+        assert_eq!(taken_up, a.now());
         advance(2_000).await;
         assert_eq!(
             a.head_left(taken_up, LIMITS.head),

@@ -325,13 +325,17 @@ where
     let beside = Arc::new(Beside::default());
     let beside_waker = Waker::from(Arc::clone(&beside));
     let mut task = Waker::noop().clone();
+    // What the awaited head is timed from, besides the last request's end: the connection's
+    // opening, then each waking from parking. A fresh hyper connection that takes over part of
+    // a head keeps that head's clock.
+    let mut taken_up = 0;
     loop {
         if prefix.is_empty() {
             let waiting = Counted::new(parked_gauge);
             let wake = parked(&mut io, &stop, &activity, limits).await;
             drop(waiting);
             match wake? {
-                Wake::Readable => {}
+                Wake::Readable => taken_up = activity.woken(),
                 Wake::Close => {
                     let _ = tokio::time::timeout(CLOSE_WITHIN, io.shutdown()).await;
                     return Ok(());
@@ -339,8 +343,6 @@ where
             }
         }
         activity.park.store(false, Ordering::Relaxed);
-        // hyper waits for a head from here (and again after each request).
-        let taken_up = activity.now();
         let parkable = Parkable::new(io, std::mem::take(&mut prefix), Arc::clone(&activity));
         // Boxed so that a parked connection's task does not keep room for hyper's state.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(parkable), service));

@@ -245,6 +245,76 @@ fn a_later_head_is_held_to_the_header_timeout_too() {
     });
 }
 
+/// The first head is due within the header timeout of the accept, however its bytes are
+/// spread: after a quiet start, and after a first byte that could begin HTTP/2's preface ("P",
+/// which the auto builder reads on; it is dropped once the graceful close has had 200 ms). Found
+/// by fresh eyes (round 20): both closed up to twice the limit after the accept. On paused time.
+#[test]
+fn the_first_head_is_due_within_the_header_timeout_of_the_accept() {
+    support::on_paused_time(|| async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let r = running(1, "+1206", "header_read_timeout = \"1s\"").await;
+        let addr = r.server.addrs()[0];
+        let half = format!("GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ");
+        for (first, latest) in [("", 1100), ("P", 1300)] {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let accepted = tokio::time::Instant::now();
+            stream.write_all(first.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            stream
+                .write_all(&half.as_bytes()[first.len()..])
+                .await
+                .unwrap();
+            let mut rest = Vec::new();
+            tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest))
+                .await
+                .expect("the server closes the connection")
+                .unwrap();
+            let waited = accepted.elapsed();
+            assert!(
+                waited >= Duration::from_millis(950) && waited < Duration::from_millis(latest),
+                "first bytes {first:?}: closed {waited:?} after the accept"
+            );
+            assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+        }
+        assert!(r.members[0].received().is_empty());
+    });
+}
+
+/// A head begun before the answer before it ended (read with that request) is due from that
+/// answer's end, also when the connection hands it to a fresh hyper connection at the park delay:
+/// fresh eyes (round 20) saw the close 250 ms late. On paused time.
+#[test]
+fn a_head_begun_during_the_last_request_is_due_from_its_end() {
+    support::on_paused_time(|| async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let r = running(1, "+1206", "header_read_timeout = \"1s\"").await;
+        let mut stream = tokio::net::TcpStream::connect(r.server.addrs()[0])
+            .await
+            .unwrap();
+        let request = format!("GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+        let half = format!("GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ");
+        stream
+            .write_all(format!("{request}{half}").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(support::read_answer(&mut stream).await.status, 200);
+        let answered = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest))
+            .await
+            .expect("the server closes the connection")
+            .unwrap();
+        let waited = answered.elapsed();
+        assert!(
+            waited >= Duration::from_millis(950) && waited < Duration::from_millis(1100),
+            "closed {waited:?} after the answer"
+        );
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+        assert_eq!(r.members[0].received().len(), 1);
+    });
+}
+
 #[tokio::test]
 async fn a_long_poll_outlives_the_idle_and_header_timeouts() {
     let r = running(
