@@ -107,11 +107,14 @@ struct Http {
 const MAX_HTTP1_BUF: usize = 64 * 1024;
 
 fn http_builders(config: &ServerSettings) -> Http {
+    // No header timer on the auto builder's HTTP/1.1 either: it ran between requests too, so it
+    // closed an idle keep-alive connection at header_read_timeout, not idle_timeout (fresh eyes,
+    // round 21). The first request is bounded by `serve`'s loop (`Limits::first_request`), a
+    // later head by `idle_timeout`, as an idle connection is.
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(MAX_HTTP1_BUF);
     builder
         .http2()
@@ -430,7 +433,7 @@ struct Serving<S> {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// How long a connection closed gracefully for being abandoned has to end before it is dropped.
+/// How long a connection closed gracefully for being idle has to end before it is dropped.
 const ABANDONED_GRACE: Duration = Duration::from_millis(200);
 
 /// Serves one connection; on shutdown, or once abandoned, it finishes the request in flight and
@@ -459,8 +462,8 @@ where
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut closing = false;
-    // When the connection was found abandoned (idle, or no first request in time) and closed
-    // gracefully, for an HTTP/2 client to take its GOAWAY.
+    // When the connection was found idle and closed gracefully, for an HTTP/2 client to take
+    // its GOAWAY.
     let mut abandoned_at: Option<tokio::time::Instant> = None;
     loop {
         if activity.send_stalled(limits) {
@@ -474,14 +477,16 @@ where
             // Never asleep longer than half the send timeout: a request may begin meanwhile,
             // and its answer be left untaken.
             wait.min(limits.send / 2)
+        } else if activity.before_first_request() {
+            // No request within the limit of the accept: dropped, as the parkable loop drops
+            // one. A graceful close would let hyper finish a head it has begun (a client whose
+            // first byte could begin HTTP/2's preface, or a TLS client that named no protocol).
+            tracing::debug!("no request within header_read_timeout; connection closed");
+            return Ok(());
         } else if abandoned_at.is_some_and(|at| at.elapsed() >= ABANDONED_GRACE) {
-            // Still abandoned: hyper would finish a head it has begun on its own header timer,
-            // which it started only once it knew the protocol (a client whose first byte could
-            // begin HTTP/2's preface, or a TLS client that named none), up to twice the limit
-            // after the accept. Not awaited: dropped.
-            tracing::debug!(
-                "no request within its limit after a graceful close; connection dropped"
-            );
+            // Idle, closed gracefully, and still not ended (an HTTP/2 client that does not
+            // answer the GOAWAY's ping): dropped.
+            tracing::debug!("idle connection not ended after a graceful close; dropped");
             return Ok(());
         } else {
             if abandoned_at.is_none() {

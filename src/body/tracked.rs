@@ -254,13 +254,19 @@ impl Activity {
         self.park_in().is_none()
     }
 
+    /// Whether no request has ended on this connection yet.
+    pub(crate) fn before_first_request(&self) -> bool {
+        self.last.load(Ordering::Relaxed) == u64::MAX
+    }
+
     /// When a connection woken from parking begins to wait for a head, as [`Activity::head_left`]
     /// takes it: now, but before its first request the connection's opening (0), so that the
     /// first head is due within the limit of the accept however its bytes are spread.
     pub(crate) fn woken(&self) -> u64 {
-        match self.last.load(Ordering::Relaxed) {
-            u64::MAX => 0,
-            _ => self.now(),
+        if self.before_first_request() {
+            0
+        } else {
+            self.now()
         }
     }
 
