@@ -420,6 +420,15 @@ mod tests {
             ("/ucwa/v1/..;/../v1/x/simultaneousRingToContact", Guarded("sim")),
             ("/ucwa/;/../v1/x/simultaneousRingToContact", Guarded("sim")),
             ("/ucwa/v1/x/a;b/../simultaneousRingToContact", Guarded("sim")),
+            // ... and a router that then ignores `;params` names the resource where neither the
+            // servlet reading (out of /ucwa) nor HTTP.sys's (`...Contact;x`) does (session 28).
+            ("/ucwa/oauth/..;/../v1/x/simultaneousRingToContact;x", Guarded("sim")),
+            ("/ucwa/oauth/..;/../v1/x/simultaneousRingToContact.;x", Guarded("sim")),
+            // ... and file mapping reads an NTFS stream as its file (fresh eyes, round 20).
+            ("/ucwa/v1/x/simultaneousRingToContact::$DATA", Guarded("sim")),
+            ("/ucwa/v1/x/simultaneousRingToContact:x", Guarded("sim")),
+            ("/ucwa/v1/x/simultaneousRingToContact%3A%3A$DATA", Guarded("sim")),
+            ("/ucwa/v1/applications/1/people/jane:x/presence", Pass),
             // An empty segment is one `..` removes, in an RFC 3986 reading.
             ("/ucwa//../v1/x/simultaneousRingToContact", Guarded("sim")),
             ("/ucwa/v1/x/simultaneousRingToContact//..", Guarded("sim")),

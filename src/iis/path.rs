@@ -84,6 +84,14 @@ struct Splitting {
     /// container's reading); otherwise `;` is an ordinary character, as it is to HTTP.sys, and
     /// `..;` is a segment that a following `..` removes.
     drop_params: bool,
+    /// With `;` ordinary while dot segments are resolved, the names left after cut at a `;`
+    /// (`;params`) or a `:` (an NTFS stream, `name::$DATA`): HTTP.sys's resolution read by a
+    /// router that ignores matrix parameters, or by file mapping, so that
+    /// `/ucwa/oauth/..;/../v1/.../simultaneousRingToContact;x` names the resource (found by the
+    /// socket differential test, session 28; neither reading above does), and so does
+    /// `.../simultaneousRingToContact::$DATA` (fresh eyes, round 20; ASP.NET refuses `:` in a
+    /// path by default, `RequestPathInvalidCharacters`).
+    params_after_dots: bool,
     /// An empty segment (`//`) is a segment that `..` removes (RFC 3986 `remove_dot_segments`);
     /// otherwise `//` is one separator, as `VirtualPath` reads it.
     empty_segments: bool,
@@ -92,22 +100,36 @@ struct Splitting {
 /// The splitting of [`canonical`].
 const CANONICAL: Splitting = Splitting {
     drop_params: true,
+    params_after_dots: false,
     empty_segments: false,
 };
 
 /// Every splitting a reading of the path is made with; the first is [`CANONICAL`].
-const SPLITTINGS: [Splitting; 4] = [
+const SPLITTINGS: [Splitting; 6] = [
     CANONICAL,
     Splitting {
         drop_params: false,
+        params_after_dots: false,
+        empty_segments: false,
+    },
+    Splitting {
+        drop_params: false,
+        params_after_dots: true,
         empty_segments: false,
     },
     Splitting {
         drop_params: true,
+        params_after_dots: false,
         empty_segments: true,
     },
     Splitting {
         drop_params: false,
+        params_after_dots: false,
+        empty_segments: true,
+    },
+    Splitting {
+        drop_params: false,
+        params_after_dots: true,
         empty_segments: true,
     },
 ];
@@ -126,7 +148,7 @@ fn splittings(raw: &str) -> Vec<Result<Cow<'_, str>, PathError>> {
         Err(e) => return vec![Err(e)],
     };
     let split_differently = |text: &str| {
-        text.contains(';')
+        text.contains([';', ':'])
             || text
                 .as_bytes()
                 .windows(2)
@@ -407,6 +429,7 @@ pub fn is_plain(raw: &str) -> bool {
             | (b == b'%')
             | (b == b'\\')
             | (b == b';')
+            | (b == b':')
             | (b == b'(')
     });
     let empty_or_dotted = bytes
@@ -513,6 +536,13 @@ fn normalise(decoded: &str, dots: Dots, splitting: Splitting) -> Result<String, 
                     }
                     (true, Dots::Dropped) => {}
                 }
+            }
+        }
+    }
+    if splitting.params_after_dots {
+        for segment in &mut segments {
+            if let Some((before, _)) = segment.split_once([';', ':']) {
+                *segment = before.trim_end_matches(['.', ' ']);
             }
         }
     }
