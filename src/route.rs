@@ -429,6 +429,10 @@ mod tests {
             ("/ucwa/v1/x/simultaneousRingToContact:x", Guarded("sim")),
             ("/ucwa/v1/x/simultaneousRingToContact%3A%3A$DATA", Guarded("sim")),
             ("/ucwa/v1/applications/1/people/jane:x/presence", Pass),
+            // Either cut with either resolution of dot segments (fresh eyes, round 23).
+            ("/x/..;/ucwa/v1/x/simultaneousRingToContact:x", Guarded("sim")),
+            ("/x/..:y/ucwa/v1/x/simultaneousRingToContact", Guarded("sim")),
+            ("/ucwa/v1/x/simultaneousRingToContact:x/y/..;", Guarded("sim")),
             // An empty segment is one `..` removes, in an RFC 3986 reading.
             ("/ucwa//../v1/x/simultaneousRingToContact", Guarded("sim")),
             ("/ucwa/v1/x/simultaneousRingToContact//..", Guarded("sim")),

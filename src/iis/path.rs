@@ -81,8 +81,9 @@ fn decoded(raw: &str) -> Result<Cow<'_, str>, PathError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Splitting {
     /// `;params` are cut from each segment before dot segments are resolved (a servlet
-    /// container's reading); otherwise `;` is an ordinary character, as it is to HTTP.sys, and
-    /// `..;` is a segment that a following `..` removes.
+    /// container's reading), and so is what follows a `:` (an NTFS stream, read as its file);
+    /// otherwise `;` is an ordinary character, as it is to HTTP.sys, and `..;` is a segment that
+    /// a following `..` removes.
     drop_params: bool,
     /// With `;` ordinary while dot segments are resolved, the names left after cut at a `;`
     /// (`;params`) or a `:` (an NTFS stream, `name::$DATA`): HTTP.sys's resolution read by a
@@ -516,7 +517,7 @@ enum Dots {
 fn normalise(decoded: &str, dots: Dots, splitting: Splitting) -> Result<String, PathError> {
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split(['/', '\\']) {
-        let segment = match segment.split_once(';') {
+        let segment = match segment.split_once([';', ':']) {
             Some((before, _)) if splitting.drop_params => before,
             _ => segment,
         };

@@ -615,6 +615,7 @@ async fn every_spelling_of_a_guarded_path_is_judged() {
         (";params on a middle segment", |t| at("/ucwa/v1;x=1/applications;y/1/simultaneousRingToContact", t), DENIED, 403, "denied", Some(ALLOWED)),
         ("encoded ; on the resource", |t| at(&format!("{SETTINGS}/simultaneousRingToContact%3Bx"), t), DENIED, 403, "denied", Some(ALLOWED)),
         ("NTFS stream suffix on the resource", |t| at(&format!("{SETTINGS}/simultaneousRingToContact::$DATA"), t), DENIED, 403, "denied", Some(ALLOWED)),
+        ("..; out and back in, and a stream suffix", |t| at("/x/..;/ucwa/oauth/v1/applications/192/me/callForwardingSettings/simultaneousRingSettings/simultaneousRingToContact:x", t), DENIED, 403, "denied", Some(ALLOWED)),
         ("..; detour and ;params on the resource", |t| at("/ucwa/oauth/..;/../v1/applications/192/me/callForwardingSettings/simultaneousRingSettings/simultaneousRingToContact;x", t), DENIED, 403, "denied", Some(ALLOWED)),
         ("trailing dot", |t| at(&format!("{SIMRING}."), t), DENIED, 403, "denied", Some(ALLOWED)),
         ("trailing dots and encoded spaces", |t| at(&format!("{SIMRING}.%20.%20"), t), DENIED, 403, "denied", Some(ALLOWED)),
