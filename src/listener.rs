@@ -434,7 +434,7 @@ struct Serving<S> {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How long a connection closed gracefully for being idle has to end before it is dropped.
-const ABANDONED_GRACE: Duration = Duration::from_millis(200);
+const IDLE_CLOSE_GRACE: Duration = Duration::from_millis(200);
 
 /// Serves one connection; on shutdown, or once abandoned, it finishes the request in flight and
 /// closes.
@@ -464,7 +464,7 @@ where
     let mut closing = false;
     // When the connection was found idle and closed gracefully, for an HTTP/2 client to take
     // its GOAWAY.
-    let mut abandoned_at: Option<tokio::time::Instant> = None;
+    let mut idle_closed_at: Option<tokio::time::Instant> = None;
     loop {
         if activity.send_stalled(limits) {
             // Dropping the connection closes the socket: a graceful close would wait for the
@@ -483,20 +483,20 @@ where
             // first byte could begin HTTP/2's preface, or a TLS client that named no protocol).
             tracing::debug!("no request within header_read_timeout; connection closed");
             return Ok(());
-        } else if abandoned_at.is_some_and(|at| at.elapsed() >= ABANDONED_GRACE) {
+        } else if idle_closed_at.is_some_and(|at| at.elapsed() >= IDLE_CLOSE_GRACE) {
             // Idle, closed gracefully, and still not ended (an HTTP/2 client that does not
             // answer the GOAWAY's ping): dropped.
             tracing::debug!("idle connection not ended after a graceful close; dropped");
             return Ok(());
         } else {
-            if abandoned_at.is_none() {
-                abandoned_at = Some(tokio::time::Instant::now());
+            if idle_closed_at.is_none() {
+                idle_closed_at = Some(tokio::time::Instant::now());
                 if !closing {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
             }
-            ABANDONED_GRACE
+            IDLE_CLOSE_GRACE
         };
         tokio::select! {
             r = conn.as_mut() => return r,

@@ -169,18 +169,27 @@ async fn a_broken_file_keeps_the_old_policy_and_counts_a_failure() {
 /// Sends `bytes` on a fresh connection, then nothing; what the server sent before it closed the
 /// connection, and how long after the bytes it did.
 async fn closed_after(addr: std::net::SocketAddr, bytes: &[u8]) -> (String, Duration) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(bytes).await.unwrap();
     let started = tokio::time::Instant::now();
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut answer))
-        .await
-        .expect("the server closes the connection");
+    let (answer, closed) = until_closed(&mut stream).await;
     (
         String::from_utf8_lossy(&answer).into_owned(),
-        started.elapsed(),
+        closed - started,
     )
+}
+
+/// Reads what the server sends until it closes `stream` (cleanly: a read error fails the test),
+/// and when it closed it, on tokio's clock.
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> (Vec<u8>, tokio::time::Instant) {
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    (rest, tokio::time::Instant::now())
 }
 
 /// On paused time: the clock is tokio's, so each close is seen at the timeout itself.
@@ -215,7 +224,7 @@ async fn a_slow_loris_connection_is_closed_at_the_header_timeout() {
 #[test]
 fn a_later_head_is_held_to_the_header_timeout_too() {
     support::on_paused_time(|| async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let r = running(1, "+1206", "header_read_timeout = \"1s\"").await;
         let addr = r.server.addrs()[0];
         let request = format!("GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
@@ -229,12 +238,8 @@ fn a_later_head_is_held_to_the_header_timeout_too() {
             tokio::time::sleep(quiet).await;
             stream.write_all(half.as_bytes()).await.unwrap();
             let started = tokio::time::Instant::now();
-            let mut rest = Vec::new();
-            tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest))
-                .await
-                .expect("the server closes the connection")
-                .unwrap();
-            let waited = started.elapsed();
+            let (rest, closed) = until_closed(&mut stream).await;
+            let waited = closed - started;
             assert!(
                 waited >= Duration::from_millis(900) && waited < Duration::from_millis(1100),
                 "after {quiet:?} of quiet, closed {waited:?} after half a head"
@@ -253,7 +258,7 @@ fn a_later_head_is_held_to_the_header_timeout_too() {
 #[test]
 fn the_first_head_is_due_within_the_header_timeout_of_the_accept() {
     support::on_paused_time(|| async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let r = running(1, "+1206", "header_read_timeout = \"1s\"").await;
         let addr = r.server.addrs()[0];
         let half = format!("GET /ucwa/v1/applications/1/me HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ");
@@ -266,12 +271,8 @@ fn the_first_head_is_due_within_the_header_timeout_of_the_accept() {
                 .write_all(&half.as_bytes()[first.len()..])
                 .await
                 .unwrap();
-            let mut rest = Vec::new();
-            tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest))
-                .await
-                .expect("the server closes the connection")
-                .unwrap();
-            let waited = accepted.elapsed();
+            let (rest, closed) = until_closed(&mut stream).await;
+            let waited = closed - accepted;
             assert!(
                 waited >= Duration::from_millis(950) && waited < Duration::from_millis(1050),
                 "first bytes {first:?}: closed {waited:?} after the accept"
@@ -290,7 +291,7 @@ fn the_first_head_is_due_within_the_header_timeout_of_the_accept() {
 #[test]
 fn an_auto_builder_keep_alive_connection_lives_for_the_idle_timeout() {
     support::on_paused_time(|| async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let r = running(
             1,
             "+1206",
@@ -315,12 +316,8 @@ fn an_auto_builder_keep_alive_connection_lives_for_the_idle_timeout() {
         stream.write_all(me.as_bytes()).await.unwrap();
         assert_eq!(support::read_answer(&mut stream).await.status, 200);
         let answered = tokio::time::Instant::now();
-        let mut rest = Vec::new();
-        tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest))
-            .await
-            .expect("the server closes the connection")
-            .unwrap();
-        let waited = answered.elapsed();
+        let (_, closed) = until_closed(&mut stream).await;
+        let waited = closed - answered;
         assert!(
             waited >= Duration::from_millis(4900) && waited < Duration::from_millis(5300),
             "closed {waited:?} after the answer"
@@ -335,7 +332,7 @@ fn an_auto_builder_keep_alive_connection_lives_for_the_idle_timeout() {
 #[test]
 fn a_head_begun_during_the_last_request_is_due_from_its_end() {
     support::on_paused_time(|| async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let r = running(1, "+1206", "header_read_timeout = \"1s\"").await;
         let mut stream = tokio::net::TcpStream::connect(r.server.addrs()[0])
             .await
@@ -348,12 +345,8 @@ fn a_head_begun_during_the_last_request_is_due_from_its_end() {
             .unwrap();
         assert_eq!(support::read_answer(&mut stream).await.status, 200);
         let answered = tokio::time::Instant::now();
-        let mut rest = Vec::new();
-        tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest))
-            .await
-            .expect("the server closes the connection")
-            .unwrap();
-        let waited = answered.elapsed();
+        let (rest, closed) = until_closed(&mut stream).await;
+        let waited = closed - answered;
         assert!(
             waited >= Duration::from_millis(950) && waited < Duration::from_millis(1100),
             "closed {waited:?} after the answer"

@@ -206,10 +206,9 @@ async fn serve_inline(stream: TcpStream, upstream: SocketAddr) {
 /// `relay`: one request, then its answer, copied whole each way; anything it cannot frame
 /// (see [`message_length`]) closes both connections.
 async fn serve_relay(mut client: TcpStream, upstream: SocketAddr) {
-    let Ok(mut upstream) = TcpStream::connect(upstream).await else {
+    let Some(mut upstream) = relay_upstream(upstream).await else {
         return;
     };
-    let _ = upstream.set_nodelay(true);
     let mut requests = Vec::with_capacity(READ_SIZE);
     let mut answers = Vec::with_capacity(READ_SIZE);
     loop {
@@ -220,14 +219,33 @@ async fn serve_relay(mut client: TcpStream, upstream: SocketAddr) {
             return;
         }
         requests.drain(..n);
-        let Some(n) = read_message(&mut upstream, &mut answers, Side::Answer).await else {
-            return;
-        };
-        if client.write_all(&answers[..n]).await.is_err() {
+        if relay_answer(&mut upstream, &mut client, &mut answers)
+            .await
+            .is_none()
+        {
             return;
         }
-        answers.drain(..n);
     }
+}
+
+/// The relay's own connection to the upstream, with TCP_NODELAY as the client's has.
+pub(crate) async fn relay_upstream(upstream: SocketAddr) -> Option<TcpStream> {
+    let upstream = TcpStream::connect(upstream).await.ok()?;
+    let _ = upstream.set_nodelay(true);
+    Some(upstream)
+}
+
+/// Copies the next whole answer from `upstream` to `client` (`answers` keeps what was read past
+/// it); None when either side fails or the answer cannot be framed.
+pub(crate) async fn relay_answer(
+    upstream: &mut TcpStream,
+    client: &mut TcpStream,
+    answers: &mut Vec<u8>,
+) -> Option<()> {
+    let n = read_message(upstream, answers, Side::Answer).await?;
+    client.write_all(&answers[..n]).await.ok()?;
+    answers.drain(..n);
+    Some(())
 }
 
 pub(crate) const READ_SIZE: usize = 8192;

@@ -26,7 +26,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::{read_message, send_pooled, whole, Pool, Side, READ_SIZE};
+use crate::{
+    read_message, relay_answer, relay_upstream, send_pooled, whole, Pool, Side, READ_SIZE,
+};
 
 /// Number prefixes as a digit trie: a lookup walks the number's digits once, whatever the
 /// list's size.
@@ -368,10 +370,9 @@ pub async fn serve_relay(
     upstream: SocketAddr,
     policy: Arc<Policy>,
 ) {
-    let Ok(mut upstream) = TcpStream::connect(upstream).await else {
+    let Some(mut upstream) = relay_upstream(upstream).await else {
         return;
     };
-    let _ = upstream.set_nodelay(true);
     let peer = peer.ip().to_string();
     let mut requests = Vec::with_capacity(READ_SIZE);
     let mut answers = Vec::with_capacity(READ_SIZE);
@@ -394,13 +395,12 @@ pub async fn serve_relay(
         if upstream.write_all(&out).await.is_err() {
             return;
         }
-        let Some(n) = read_message(&mut upstream, &mut answers, Side::Answer).await else {
-            return;
-        };
-        if client.write_all(&answers[..n]).await.is_err() {
+        if relay_answer(&mut upstream, &mut client, &mut answers)
+            .await
+            .is_none()
+        {
             return;
         }
-        answers.drain(..n);
     }
 }
 
