@@ -6,11 +6,13 @@
 mod stall;
 mod tracked;
 mod upstream;
+mod wire;
 
 pub use stall::BodyError;
 pub(crate) use tracked::{Activity, InFlight, Limits};
-pub use tracked::{ClientBody, Tracked, PARK_AFTER};
+pub use tracked::{ClientBody, Source, Tracked, PARK_AFTER};
 pub use upstream::UpstreamBody;
+pub use wire::{Broken, Feed, FeedState, WireBody};
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};

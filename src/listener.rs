@@ -3,6 +3,7 @@
 //! Idle HTTP/1.1 connections park without their HTTP state or TLS buffers ([`park`]). Binding,
 //! the admin endpoint and the drain are `server`'s.
 
+mod http1;
 mod park;
 mod proxy_protocol;
 mod tls;
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use prometheus::{IntCounter, IntGauge};
 
 use hyper::service::service_fn;
@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::body::{Activity, ClientBody, InFlight, Limits, Tracked};
+use crate::body::{Activity, ClientBody, InFlight, Limits, Source, Tracked};
 use crate::config::ServerSettings;
 use crate::descriptors::AcceptErrors;
 use crate::gateway::{Connection, Gateway, ResponseBody};
@@ -99,7 +99,6 @@ impl Listeners {
 /// named no ALPN protocol; known HTTP/1.1 connections use `http1` directly, so they can park).
 struct Http {
     auto: auto::Builder<TokioExecutor>,
-    http1: http1::Builder,
     http2: bool,
 }
 
@@ -127,14 +126,8 @@ fn http_builders(config: &ServerSettings) -> Http {
     } else {
         builder.http1_only()
     };
-    // No header timer: hyper's boxes a timer for every request head it waits for, and takes a
-    // read more after each head to poll it. The parkable connection's loop keeps the same
-    // limit on the timer it has anyway (`park::serve_http1`, `Limits::head`).
-    let mut http1 = http1::Builder::new();
-    http1.header_read_timeout(None).max_buf_size(MAX_HTTP1_BUF);
     Http {
         auto,
-        http1,
         http2: config.http2,
     }
 }
@@ -274,25 +267,13 @@ impl Accept {
             };
             // Shared by the connection's requests: each request's future holds a pointer to it,
             // not a copy (a held long poll's for minutes).
-            let gateway = Arc::new(Gateway::new(Arc::clone(&self.shared), connection));
-            let seen = Arc::clone(&activity);
-            let service = service_fn(move |req: http::Request<Incoming>| {
-                let in_flight = InFlight::request(Arc::clone(&seen));
-                // Boxed: hyper moves the service future into its slot, and ringfence's is
-                // ~12 KB (the guarded route's state); a pointer moves for nothing.
-                let answer = Box::pin(
-                    Arc::clone(&gateway)
-                        .handle(req.map(|body| ClientBody::new(body, &seen, limits))),
-                );
-                async move {
-                    let response = answer.await?;
-                    Ok::<_, std::convert::Infallible>(
-                        response.map(|body| Tracked::answer(body, in_flight)),
-                    )
-                }
-            });
+            let handler = Handler {
+                gateway: Arc::new(Gateway::new(Arc::clone(&self.shared), connection)),
+                activity: Arc::clone(&activity),
+                limits,
+            };
             Serving {
-                service,
+                service: handler,
                 stop: stop.clone(),
                 activity: Arc::clone(&activity),
                 limits,
@@ -317,11 +298,9 @@ impl Accept {
                     Opening::Http1
                 };
                 match opening {
-                    Opening::Http1 => {
-                        Box::pin(park::serve_http1(&http.http1, stream, serving, &parked)).await
-                    }
+                    Opening::Http1 => Box::pin(http1::serve(stream, serving, &parked)).await,
                     Opening::Unsure => {
-                        Box::pin(serve(&http.auto, TokioIo::new(stream), serving)).await
+                        Box::pin(serve(&http.auto, TokioIo::new(stream), serving.hyper())).await
                     }
                 }
             }
@@ -332,9 +311,9 @@ impl Accept {
                     // Known HTTP/1.1 parks when idle; h2, and a client that named no protocol
                     // (which the auto builder tells apart), are served as they come.
                     if tls.alpn_protocol() == Some(b"http/1.1") {
-                        Box::pin(park::serve_http1(&http.http1, tls, serving, &parked)).await
+                        Box::pin(http1::serve(tls, serving, &parked)).await
                     } else {
-                        Box::pin(serve(&http.auto, TokioIo::new(tls), serving)).await
+                        Box::pin(serve(&http.auto, TokioIo::new(tls), serving.hyper())).await
                     }
                 }
             },
@@ -420,6 +399,66 @@ impl<'g> Counted<'g> {
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// Serves a connection's requests: the gateway, with the request counted in flight until its
+/// answer's body is through.
+#[derive(Clone)]
+struct Handler {
+    gateway: Arc<Gateway>,
+    activity: Arc<Activity>,
+    limits: Limits,
+}
+
+impl Handler {
+    fn call(
+        &self,
+        req: http::Request<Source>,
+    ) -> impl std::future::Future<Output = http::Response<Tracked<ResponseBody>>> + Send + 'static
+    {
+        let in_flight = InFlight::request(Arc::clone(&self.activity));
+        let (activity, limits) = (&self.activity, self.limits);
+        // Boxed: the connection moves the request's future into its slot, and ringfence's is
+        // ~12 KB (the guarded route's state); a pointer moves for nothing.
+        let answer = Box::pin(
+            Arc::clone(&self.gateway)
+                .handle(req.map(|body| ClientBody::new(body, activity, limits))),
+        );
+        async move {
+            let response = match answer.await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            response.map(|body| Tracked::answer(body, in_flight))
+        }
+    }
+}
+
+impl Serving<Handler> {
+    /// The same, as a hyper service.
+    fn hyper(
+        self,
+    ) -> Serving<
+        impl hyper::service::Service<
+                http::Request<Incoming>,
+                Response = http::Response<Tracked<ResponseBody>>,
+                Error = std::convert::Infallible,
+                Future = impl Send,
+            > + Send
+            + 'static,
+    > {
+        let handler = self.service;
+        let service = service_fn(move |req: http::Request<Incoming>| {
+            let answer = handler.call(req.map(Source::Hyper));
+            async move { Ok::<_, std::convert::Infallible>(answer.await) }
+        });
+        Serving {
+            service,
+            stop: self.stop,
+            activity: self.activity,
+            limits: self.limits,
+        }
     }
 }
 

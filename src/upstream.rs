@@ -5,7 +5,7 @@
 mod balance;
 mod conn;
 mod connections;
-mod h1;
+pub(crate) mod h1;
 mod health;
 mod idle;
 

@@ -17,8 +17,9 @@ use tokio::time::{Instant, Sleep};
 /// Why a client's body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
+    /// The body's framing or its connection failed (hyper's error, or the own server's).
     #[error(transparent)]
-    Read(#[from] hyper::Error),
+    Read(Box<dyn std::error::Error + Send + Sync>),
     #[error("the client sent no part of the body for {0:?}")]
     Stalled(Duration),
     #[error("the client did not send the whole body within {0:?}")]
@@ -61,9 +62,16 @@ impl<B> Timed<B> {
     }
 }
 
+impl From<hyper::Error> for BodyError {
+    fn from(e: hyper::Error) -> BodyError {
+        BodyError::Read(e.into())
+    }
+}
+
 impl<B> Body for Timed<B>
 where
-    B: Body<Error = hyper::Error> + Unpin,
+    B: Body + Unpin,
+    B::Error: Into<BodyError>,
     B::Data: bytes::Buf,
 {
     type Data = B::Data;
@@ -84,7 +92,7 @@ where
                     let n = f.data_ref().map_or(0, bytes::Buf::remaining);
                     counter.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                Poll::Ready(frame.map(|f| f.map_err(BodyError::Read)))
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
                 let deadline = (Instant::now() + this.limit).min(this.deadline);

@@ -3,7 +3,7 @@
 //! read. One module, since the bodies write the very fields the connection reads.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -12,7 +12,9 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use prometheus::IntGauge;
 
-use super::stall;
+use super::stall::{self, BodyError};
+use super::WireBody;
+use bytes::Bytes;
 
 /// How long a keep-alive connection is quiet before it parks.
 pub const PARK_AFTER: Duration = Duration::from_millis(250);
@@ -38,10 +40,49 @@ pub struct Tracked<B> {
 }
 
 /// The client's request body as the gateway reads it.
-pub type ClientBody = Tracked<stall::Timed<Incoming>>;
+pub type ClientBody = Tracked<stall::Timed<Source>>;
+
+/// Who reads the client's body off the connection: hyper (HTTP/2, and HTTP/1.1 on its auto
+/// builder) or ringfence's own HTTP/1.1 server.
+#[derive(Debug)]
+pub enum Source {
+    Hyper(Incoming),
+    Wire(WireBody),
+}
+
+impl Body for Source {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Source::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Source::Wire(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map_err(|e| BodyError::Read(e.into())),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Hyper(b) => b.is_end_stream(),
+            Source::Wire(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::Hyper(b) => b.size_hint(),
+            Source::Wire(b) => b.size_hint(),
+        }
+    }
+}
 
 impl ClientBody {
-    pub(crate) fn new(body: Incoming, activity: &Arc<Activity>, limits: Limits) -> ClientBody {
+    pub(crate) fn new(body: Source, activity: &Arc<Activity>, limits: Limits) -> ClientBody {
         let in_flight = (!body.is_end_stream()).then(|| InFlight::begin(Arc::clone(activity)));
         Tracked {
             body: stall::Timed::new(body, limits.body_read, limits.body_deadline),
@@ -136,12 +177,6 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
         self.taken();
-        if let Some(in_flight) = self.in_flight.take() {
-            if self.must_finish {
-                // Before the guard's end, which publishes it (park.rs, "Orderings").
-                in_flight.0.never_park.store(true, Ordering::Relaxed);
-            }
-        }
     }
 }
 
@@ -175,15 +210,6 @@ pub(crate) struct Activity {
     pub(crate) in_flight: AtomicUsize,
     /// Milliseconds after `opened`; `u64::MAX` until the first request.
     last: AtomicU64,
-    /// Requests whose answer was handed over in full (or dropped).
-    pub(crate) ended: AtomicU64,
-    /// The connection should park at its next quiet read (`listener::park`).
-    pub(crate) park: AtomicBool,
-    /// A request body was dropped unread: the connection must not park.
-    pub(crate) never_park: AtomicBool,
-    /// The connection's loop waits for the end of the requests in flight; `idle` wakes it.
-    pub(crate) wake_when_idle: AtomicBool,
-    pub(crate) idle: tokio::sync::Notify,
     /// Requests in flight in the whole process (`ringfence_http_requests_in_flight`).
     requests: IntGauge,
     /// Answers handed to hyper that wait for the client to take them ([`Tracked::answer`]).
@@ -201,11 +227,6 @@ impl Activity {
             opened: tokio::time::Instant::now(),
             in_flight: AtomicUsize::new(0),
             last: AtomicU64::new(u64::MAX),
-            ended: AtomicU64::new(0),
-            park: AtomicBool::new(false),
-            never_park: AtomicBool::new(false),
-            wake_when_idle: AtomicBool::new(false),
-            idle: tokio::sync::Notify::new(),
         }
     }
 
@@ -245,15 +266,6 @@ impl Activity {
             ) > limits.send
     }
 
-    /// Asks the end of the requests in flight to notify `idle`. False when [`Activity::park_in`]
-    /// no longer says None: the last one ended before the ask, and will not notify.
-    pub(crate) fn wait_for_idle(&self) -> bool {
-        // The flag, then `in_flight`; a guard's end does the reverse. All SeqCst, one of the two
-        // sees the other (listener/park.rs, "Orderings").
-        self.wake_when_idle.store(true, Ordering::SeqCst);
-        self.park_in().is_none()
-    }
-
     /// Whether no request has ended on this connection yet.
     pub(crate) fn before_first_request(&self) -> bool {
         self.last.load(Ordering::Relaxed) == u64::MAX
@@ -289,7 +301,7 @@ impl Activity {
     /// How long until a served connection has been quiet for [`PARK_AFTER`]; None while a
     /// request is in flight, before the first one, and once it must never park.
     pub(crate) fn park_in(&self) -> Option<Duration> {
-        if self.busy() || self.never_park.load(Ordering::Relaxed) {
+        if self.busy() {
             return None;
         }
         match self.last.load(Ordering::Relaxed) {
@@ -312,7 +324,6 @@ impl InFlight {
     fn begin(activity: Arc<Activity>) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
         activity.last.store(activity.now(), Ordering::Relaxed);
-        activity.park.store(false, Ordering::Relaxed);
         InFlight(activity, false)
     }
 
@@ -330,23 +341,14 @@ impl Drop for InFlight {
             self.0.requests.dec();
         }
         self.0.last.store(self.0.now(), Ordering::Relaxed);
-        self.0.ended.fetch_add(1, Ordering::Relaxed);
-        // Last: it publishes the writes above, and pairs with the loop's wait for the end
-        // (park.rs, "Orderings").
-        let before = self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if before == 1
-            && self.0.wake_when_idle.load(Ordering::SeqCst)
-            && self.0.wake_when_idle.swap(false, Ordering::SeqCst)
-        {
-            self.0.idle.notify_one();
-        }
+        // Last, as a release: a connection that sees the guard gone sees its `last` too.
+        self.0.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::future::Future;
     use std::task::Waker;
 
     const LIMITS: Limits = Limits {
@@ -445,22 +447,17 @@ mod tests {
         let a = activity();
         assert_eq!(a.park_in(), None, "not before the first request");
         let request = InFlight::request(Arc::clone(&a));
-        a.park.store(true, Ordering::Relaxed);
         let body = InFlight::begin(Arc::clone(&a));
-        assert!(!a.park.load(Ordering::Relaxed), "a start clears it");
         advance(1_000).await;
         drop(request);
         assert_eq!(a.park_in(), None, "not while a body is read");
         advance(100).await;
         drop(body);
-        assert_eq!(a.ended.load(Ordering::Relaxed), 2);
         assert_eq!(a.park_in(), Some(PARK_AFTER));
         advance(PARK_AFTER.as_millis() as u64 - 1).await;
         assert_eq!(a.park_in(), Some(Duration::from_millis(1)));
         advance(1).await;
         assert_eq!(a.park_in(), Some(Duration::ZERO));
-        a.never_park.store(true, Ordering::Relaxed);
-        assert_eq!(a.park_in(), None, "never once a body was dropped unread");
     }
 
     #[tokio::test(start_paused = true)]
@@ -488,61 +485,5 @@ mod tests {
         drop(answer);
         assert_eq!(a.awaiting.load(Ordering::Relaxed), 0);
         assert_eq!(a.in_flight.load(Ordering::Relaxed), 0);
-    }
-
-    /// The loop asks to be woken at the end of the last request while, on another thread, that
-    /// request ends: either the end notifies, or the loop sees it ended (park.rs, "Orderings").
-    #[test]
-    fn the_end_of_the_last_request_on_another_thread_is_never_missed() {
-        for _ in 0..2_000 {
-            let a = activity();
-            let request = InFlight::request(Arc::clone(&a));
-            let start = Arc::new(std::sync::Barrier::new(2));
-            let ender = {
-                let start = Arc::clone(&start);
-                std::thread::spawn(move || {
-                    start.wait();
-                    drop(request);
-                })
-            };
-            start.wait();
-            let waits = a.wait_for_idle();
-            ender.join().unwrap();
-            if waits {
-                let notified = std::pin::pin!(a.idle.notified());
-                let mut cx = Context::from_waker(Waker::noop());
-                assert!(
-                    notified.poll(&mut cx).is_ready(),
-                    "the loop waits, and the end did not notify"
-                );
-            } else {
-                assert!(!a.busy());
-            }
-        }
-    }
-
-    /// A request body dropped unread on another thread: once the connection's task sees its
-    /// guard gone, it sees `never_park` too (park.rs, "Orderings").
-    #[test]
-    fn a_body_dropped_unread_on_another_thread_is_seen_with_its_end() {
-        for _ in 0..500 {
-            let a = activity();
-            let body = Tracked {
-                body: Waiting,
-                in_flight: Some(InFlight::begin(Arc::clone(&a))),
-                must_finish: true,
-                awaits_client: false,
-            };
-            let ender = std::thread::spawn(move || drop(body));
-            let mut spins = 0u64;
-            while a.busy() {
-                spins += 1;
-                assert!(spins < 1 << 32, "the body's end never showed");
-                std::hint::spin_loop();
-            }
-            assert!(a.never_park.load(Ordering::Relaxed));
-            assert_eq!(a.park_in(), None);
-            ender.join().unwrap();
-        }
     }
 }

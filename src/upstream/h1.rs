@@ -431,13 +431,23 @@ pub enum Step {
 impl Chunked {
     /// Decodes what it can off the front of `buf`.
     pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, Malformed> {
+        self.step_with(buf, false)
+    }
+
+    /// The same, taking spaces after a chunk size as hyper's server does (a client's request;
+    /// a member's answer is read strictly).
+    pub fn step_request(&mut self, buf: &mut BytesMut) -> Result<Step, Malformed> {
+        self.step_with(buf, true)
+    }
+
+    fn step_with(&mut self, buf: &mut BytesMut, trailing_space: bool) -> Result<Step, Malformed> {
         loop {
             match *self {
                 Chunked::Size => {
                     let Some(line) = line(buf, MAX_LINE)? else {
                         return Ok(Step::More);
                     };
-                    let size = chunk_size(&buf[..line])?;
+                    let size = chunk_size(&buf[..line], trailing_space)?;
                     buf.advance(line + 2);
                     *self = if size == 0 {
                         Chunked::Trailers(0)
@@ -513,8 +523,9 @@ fn line(buf: &[u8], max: usize) -> Result<Option<usize>, Malformed> {
 }
 
 /// `chunk-size [ BWS ";" chunk-ext ]`: hex digits that fit a `u64`, then extensions, whose text
-/// is only checked to hold no control character.
-fn chunk_size(line: &[u8]) -> Result<u64, Malformed> {
+/// is only checked to hold no control character; with `trailing_space`, also spaces and tabs
+/// after the size and nothing else, as hyper's server reads a request's chunks.
+fn chunk_size(line: &[u8], trailing_space: bool) -> Result<u64, Malformed> {
     let end = line
         .iter()
         .position(|b| !b.is_ascii_hexdigit())
@@ -532,7 +543,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, Malformed> {
     }
     let rest = &line[end..];
     let ext = rest.trim_ascii_start();
-    if rest.is_empty() {
+    if rest.is_empty() || trailing_space && rest.iter().all(|&b| b == b' ' || b == b'\t') {
         return Ok(size);
     }
     if ext.first() != Some(&b';') || !no_controls(ext) {

@@ -1,0 +1,215 @@
+//! A request body as ringfence's own HTTP/1.1 server reads it (`listener::http1`): whole when it
+//! came with its head (most do, and then nothing is shared or locked), otherwise fed by the
+//! connection's loop, which reads the socket only while the body's reader wants more (hyper's
+//! `Incoming` works the same way: no read ahead of the reader, so a slow pool slows the client).
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+/// Why a body's framing could not be read to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request body is unreadable: {0}")]
+pub struct Broken(pub &'static str);
+
+/// The client's body on an own HTTP/1.1 connection.
+#[derive(Debug)]
+pub enum WireBody {
+    /// All of it, or nothing left (`None`).
+    Whole(Option<Bytes>),
+    /// Fed by the connection; `left` is what the declared length still owes, if declared.
+    Fed { feed: Arc<Feed>, left: Option<u64> },
+}
+
+/// What the connection's loop and the body's reader share.
+#[derive(Debug, Default)]
+pub struct Feed(Mutex<FeedState>);
+
+#[derive(Debug, Default)]
+pub struct FeedState {
+    /// Decoded bytes not yet taken.
+    pub queue: VecDeque<Bytes>,
+    /// Set once: the body's end, or why it has none.
+    pub end: Option<Result<(), Broken>>,
+    /// The reader waits for more.
+    pub wanted: bool,
+    /// The reader is gone: nothing more will be taken.
+    pub dropped: bool,
+    reader: Option<Waker>,
+    connection: Option<Waker>,
+}
+
+impl Feed {
+    pub fn lock(&self) -> MutexGuard<'_, FeedState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl FeedState {
+    /// Hands decoded bytes to the reader.
+    pub fn push(&mut self, data: Bytes) {
+        self.queue.push_back(data);
+        self.wanted = false;
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// Ends the body, well or badly.
+    pub fn finish(&mut self, end: Result<(), Broken>) {
+        self.end.get_or_insert(end);
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// The connection waits for the reader to want more (or go).
+    pub fn park_connection(&mut self, waker: &Waker) {
+        match &mut self.connection {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+    }
+
+    fn wake_connection(&mut self) {
+        if let Some(w) = self.connection.take() {
+            w.wake();
+        }
+    }
+}
+
+impl WireBody {
+    pub fn empty() -> WireBody {
+        WireBody::Whole(None)
+    }
+
+    pub fn whole(bytes: Bytes) -> WireBody {
+        WireBody::Whole((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+impl Body for WireBody {
+    type Data = Bytes;
+    type Error = Broken;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Broken>>> {
+        match self.get_mut() {
+            WireBody::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            WireBody::Fed { feed, left } => {
+                let mut state = feed.lock();
+                if let Some(data) = state.queue.pop_front() {
+                    if let Some(left) = left {
+                        *left = left.saturating_sub(data.len() as u64);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                match state.end {
+                    Some(Ok(())) => Poll::Ready(None),
+                    Some(Err(broken)) => {
+                        // Reported once; the body then ends.
+                        state.end = Some(Ok(()));
+                        Poll::Ready(Some(Err(broken)))
+                    }
+                    None => {
+                        state.wanted = true;
+                        match &mut state.reader {
+                            Some(w) if w.will_wake(cx.waker()) => {}
+                            slot => *slot = Some(cx.waker().clone()),
+                        }
+                        state.wake_connection();
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            WireBody::Whole(bytes) => bytes.is_none(),
+            WireBody::Fed { feed, .. } => {
+                let state = feed.lock();
+                state.queue.is_empty() && state.end == Some(Ok(()))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            WireBody::Whole(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            WireBody::Fed {
+                left: Some(left), ..
+            } => SizeHint::with_exact(*left),
+            WireBody::Fed { left: None, .. } => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for WireBody {
+    fn drop(&mut self) {
+        if let WireBody::Fed { feed, .. } = self {
+            let mut state = feed.lock();
+            state.dropped = true;
+            state.wake_connection();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_fed_body_asks_for_more_and_reads_what_was_pushed_then_its_end() {
+        let feed = Arc::new(Feed::default());
+        let mut body = WireBody::Fed {
+            feed: Arc::clone(&feed),
+            left: Some(4),
+        };
+        assert_eq!(body.size_hint().exact(), Some(4));
+        let reader = tokio::spawn(async move {
+            let mut read = Vec::new();
+            while let Some(frame) = body.frame().await {
+                read.extend_from_slice(&frame.unwrap().into_data().unwrap());
+            }
+            read
+        });
+        for part in ["ab", "cd"] {
+            loop {
+                if std::mem::take(&mut feed.lock().wanted) {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            feed.lock().push(Bytes::from_static(part.as_bytes()));
+        }
+        feed.lock().finish(Ok(()));
+        assert_eq!(reader.await.unwrap(), b"abcd");
+        assert!(
+            feed.lock().dropped,
+            "the reader's end is seen by the connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_reports_its_error_once_then_ends() {
+        let feed = Arc::new(Feed::default());
+        feed.lock().finish(Err(Broken("a chunk size")));
+        let mut body = WireBody::Fed { feed, left: None };
+        assert_eq!(
+            body.frame().await.unwrap().unwrap_err(),
+            Broken("a chunk size")
+        );
+        assert!(body.frame().await.is_none());
+    }
+}

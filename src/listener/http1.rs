@@ -1,0 +1,1225 @@
+//! ringfence's own HTTP/1.1 server, for connections known to speak it (a plaintext client whose
+//! first bytes are no HTTP/2 preface, a TLS client that chose `http/1.1`): issue 15 measured
+//! hyper's server and its request types as most of what a guarded POST costs beyond the job.
+//!
+//! It reads requests as hyper 1.x's server does (`proto/h1/role.rs`, `Server::parse`), with the
+//! same parser (httparse, default settings) and the same framing rules, so the request-smuggling
+//! corpus (`tests/proxy/smuggling.rs`) pins one behaviour for both: a `Transfer-Encoding` must
+//! end in `chunked` and only on HTTP/1.1, and wins over `Content-Length` (the connection then
+//! closes after the answer); differing or unreadable `Content-Length` lines are refused (400);
+//! a head over 64 KiB or 100 lines is refused (431). Chunked bodies are read strictly (CRLF line
+//! ends only: `upstream::h1::Chunked`, the reader of the members' answers). Answers are written
+//! as hyper's `Server::encode` writes them (framing headers, `Date`, no body for HEAD, 204 and
+//! 304), one write per answer when its body is ready with its head.
+//!
+//! A connection holds no buffer while it is quiet: after [`PARK_AFTER`] it parks, keeping only
+//! its socket (and TLS session) until the client speaks again, as `park.rs` parks hyper's.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::{pin, Pin};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri, Version};
+use http_body::Body;
+use prometheus::IntGauge;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::park::{parked, Beside, Socket, Wake, CLOSE_WITHIN};
+use super::{BoxError, Handler, Serving, MAX_HTTP1_BUF};
+use crate::body::{Broken, Feed, Source, WireBody, PARK_AFTER};
+use crate::upstream::h1::{Chunked, Step};
+
+/// Header lines a request may have (hyper's default).
+const MAX_HEADERS: usize = 100;
+/// The longest request target (hyper's `MAX_URI_LEN`).
+const MAX_URI: usize = (u16::MAX - 1) as usize;
+/// How much is read at a time.
+const READ_SIZE: usize = 8 * 1024;
+/// Body bytes gathered behind a head before they are written.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Serves one HTTP/1.1 connection until the client closes it, it is abandoned, or the server
+/// stops (after the request in flight).
+pub(super) async fn serve<T: Socket>(
+    io: T,
+    serving: Serving<Handler>,
+    parked_gauge: &IntGauge,
+) -> Result<(), BoxError> {
+    let Serving {
+        service,
+        stop,
+        activity,
+        limits,
+    } = serving;
+    let beside = Arc::new(Beside::default());
+    let mut conn = Conn {
+        io,
+        buf: BytesMut::new(),
+        sides: Sides {
+            waker: Waker::from(Arc::clone(&beside)),
+            beside,
+            task: Waker::noop().clone(),
+            stop: Box::pin(stop.clone().cancelled_owned()),
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: false,
+            stopped: false,
+        },
+        stop,
+        handler: service,
+        activity,
+        limits,
+        taken_up: 0,
+    };
+    let end = conn.run(parked_gauge).await;
+    match end {
+        End::Close => {
+            let _ = tokio::time::timeout(CLOSE_WITHIN, conn.io.shutdown()).await;
+            Ok(())
+        }
+        End::Drop => Ok(()),
+        End::Failed(e) => Err(e.into()),
+    }
+}
+
+/// How a connection ends.
+enum End {
+    /// Closed in good order (TLS close_notify, FIN).
+    Close,
+    /// Dropped: the client is not worth the close (it let a limit pass).
+    Drop,
+    Failed(io::Error),
+}
+
+struct Conn<T> {
+    io: T,
+    /// Bytes read and not yet parsed; empty, with no allocation, while parked.
+    buf: BytesMut,
+    sides: Sides,
+    stop: tokio_util::sync::CancellationToken,
+    handler: Handler,
+    activity: Arc<super::Activity>,
+    limits: super::Limits,
+    /// When the awaited head began to be waited for ([`super::Activity::head_left`]).
+    taken_up: u64,
+}
+
+/// A request head as read, and what its framing says.
+struct Head {
+    parts: http::request::Parts,
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+}
+
+impl<T: Socket> Conn<T> {
+    async fn run(&mut self, parked_gauge: &IntGauge) -> End {
+        // A new connection waits for its first bytes as a parked one does.
+        match self.park(parked_gauge).await {
+            Ok(Wake::Readable) => {}
+            Ok(Wake::Close) => return End::Close,
+            Err(e) => return End::Failed(e),
+        }
+        loop {
+            let head = match self.next_head(parked_gauge).await {
+                Ok(Next::Head(head)) => head,
+                Ok(Next::End(end)) => return end,
+                Ok(Next::Refuse(status)) => {
+                    self.refuse(status).await;
+                    return End::Close;
+                }
+                Err(e) => return End::Failed(e),
+            };
+            match self.exchange(head).await {
+                Ok(true) if !self.sides.stopped && !self.stop.is_cancelled() => {}
+                Ok(_) => return End::Close,
+                Err(e) => return End::Failed(e),
+            }
+        }
+    }
+
+    /// Waits, holding only the socket, for the client's next bytes.
+    async fn park(&mut self, parked_gauge: &IntGauge) -> io::Result<Wake> {
+        self.buf = BytesMut::new();
+        let waiting = super::Counted::new(parked_gauge);
+        let wake = parked(&mut self.io, &self.stop, &self.activity, self.limits).await;
+        drop(waiting);
+        if let Ok(Wake::Readable) = wake {
+            self.taken_up = self.activity.woken();
+        }
+        wake
+    }
+
+    /// Reads until a whole head is buffered.
+    async fn next_head(&mut self, parked_gauge: &IntGauge) -> io::Result<Next> {
+        loop {
+            if !self.buf.is_empty() {
+                match parse(&mut self.buf) {
+                    Ok(Some(head)) => return Ok(Next::Head(head)),
+                    Ok(None) if self.buf.len() >= MAX_HTTP1_BUF => {
+                        return Ok(Next::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
+                    }
+                    Ok(None) => {}
+                    Err(status) => return Ok(Next::Refuse(status)),
+                }
+            }
+            match self.read_more().await? {
+                Read::Bytes => {}
+                // The client closed (inside a head or not): nothing to answer.
+                Read::Eof => return Ok(Next::End(End::Close)),
+                Read::Stop => return Ok(Next::End(End::Close)),
+                Read::Timer => {
+                    let head = self
+                        .activity
+                        .head_left(self.taken_up, self.limits.head)
+                        .unwrap_or(Duration::MAX);
+                    if head.is_zero() {
+                        tracing::debug!(
+                            "no request head within header_read_timeout; connection closed"
+                        );
+                        return Ok(Next::End(End::Drop));
+                    }
+                    if self.activity.remaining(self.limits).is_zero() {
+                        return Ok(Next::End(End::Close));
+                    }
+                    let park = self.activity.park_in();
+                    if self.buf.is_empty() && park == Some(Duration::ZERO) {
+                        match self.park(parked_gauge).await? {
+                            Wake::Readable => continue,
+                            Wake::Close => return Ok(Next::End(End::Close)),
+                        }
+                    }
+                    // Half a head waits for its limit only; an empty buffer for the park too.
+                    let wait = if self.buf.is_empty() {
+                        head.min(park.unwrap_or(PARK_AFTER))
+                    } else {
+                        head
+                    };
+                    self.sides
+                        .arm(Instant::now() + wait.max(Duration::from_millis(1)));
+                }
+            }
+        }
+    }
+
+    /// Reads what the client sent, or waits for it, the stop, or the connection's timer.
+    async fn read_more(&mut self) -> io::Result<Read> {
+        let room = MAX_HTTP1_BUF.saturating_sub(self.buf.len()).min(READ_SIZE);
+        self.buf.reserve(room);
+        if !self.sides.armed {
+            let wait = self
+                .activity
+                .head_left(self.taken_up, self.limits.head)
+                .unwrap_or(Duration::MAX)
+                .min(PARK_AFTER);
+            self.sides.arm(Instant::now() + wait);
+        }
+        let (io, buf, sides) = (&mut self.io, &mut self.buf, &mut self.sides);
+        poll_fn(|cx| {
+            let mut limited = buf.limit(room);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut limited) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Read::Eof)),
+                Poll::Ready(Ok(_)) => return Poll::Ready(Ok(Read::Bytes)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+            match sides.poll(cx, true) {
+                Some(Side::Stop) => Poll::Ready(Ok(Read::Stop)),
+                Some(Side::Timer) => Poll::Ready(Ok(Read::Timer)),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Serves one request: its answer from the gateway, its body fed meanwhile, the answer
+    /// written. Whether the connection may carry another.
+    async fn exchange(&mut self, head: Head) -> io::Result<bool> {
+        let Head {
+            parts,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = head;
+        let method = parts.method.clone();
+        let version = parts.version;
+        let (body, mut feeding) = body(&mut self.buf, framing, expect_continue);
+        let answer = self
+            .handler
+            .call(Request::from_parts(parts, Source::Wire(body)));
+        let mut answer = pin!(answer);
+        let (io, buf, sides) = (&mut self.io, &mut self.buf, &mut self.sides);
+        let response = poll_fn(|cx| {
+            if let Poll::Ready(response) = answer.as_mut().poll(cx) {
+                return Poll::Ready(Some(response));
+            }
+            let reading = match &mut feeding {
+                Some(f) => f.poll(cx, &mut *io, &mut *buf).is_pending(),
+                None => false,
+            };
+            // Once the body is read, the socket is watched for the client going away (a long
+            // poll's client that closed): the request is then dropped, and with it its upstream
+            // exchange, as hyper's server drops it. Bytes that come meanwhile (a pipelined
+            // request) are kept for after the answer, up to the head limit.
+            while !reading && buf.len() < MAX_HTTP1_BUF {
+                if buf_capacity_short(buf) {
+                    buf.reserve(READ_SIZE);
+                }
+                let room = MAX_HTTP1_BUF - buf.len();
+                let mut limited = (&mut *buf).limit(room);
+                match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut limited) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => break,
+                }
+            }
+            // The stop lets the request finish; the connection closes after its answer.
+            let _ = sides.poll(cx, false);
+            Poll::Pending
+        })
+        .await;
+        let Some(response) = response else {
+            tracing::debug!("the client went away before its answer; request dropped");
+            return Ok(false);
+        };
+        let closing = sides.stopped || self.stop.is_cancelled();
+        let (mut parts, answer_body) = response.into_parts();
+        let mut out = BytesMut::with_capacity(256);
+        let summary = Asked {
+            method: &method,
+            version,
+            keep_alive: keep_alive && !closing,
+        };
+        let encoded = encode(&mut out, &summary, &mut parts, &answer_body);
+        let (encoder, last) = match encoded {
+            Ok(e) => e,
+            Err(()) => {
+                out.clear();
+                write_refusal(&mut out, StatusCode::INTERNAL_SERVER_ERROR);
+                (Encoder::Length(0), true)
+            }
+        };
+        let mut writer = Writer {
+            out,
+            encoder,
+            body: (!encoder.is_eof()).then_some(answer_body),
+            done: false,
+            blocked_since: None,
+            send: self.limits.send,
+        };
+        let written = poll_fn(|cx| {
+            if let Some(f) = &mut feeding {
+                let _ = f.poll(cx, &mut *io, &mut *buf);
+            }
+            let step = writer.poll(cx, &mut *io);
+            if step.is_pending() && writer.blocked_since.is_some() {
+                if !sides.armed {
+                    sides.arm(Instant::now() + writer.send);
+                }
+                if let Some(Side::Timer) = sides.poll(cx, true) {
+                    if writer.stalled() {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "an answer left untaken for send_timeout",
+                        )));
+                    }
+                    sides.arm(Instant::now() + writer.send);
+                }
+            } else {
+                let _ = sides.poll(cx, false);
+            }
+            step
+        })
+        .await;
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "answer not written; connection closed");
+            return Ok(false);
+        }
+        if last || matches!(encoder, Encoder::Close) || method == Method::CONNECT {
+            return Ok(false);
+        }
+        Ok(match feeding {
+            None => keep_alive,
+            Some(f) => keep_alive && f.drain(&mut self.buf),
+        })
+    }
+
+    /// Answers a head hyper's server would have refused (its status, no body) before closing.
+    async fn refuse(&mut self, status: StatusCode) {
+        let mut out = BytesMut::with_capacity(128);
+        write_refusal(&mut out, status);
+        let write = async {
+            self.io.write_all(&out).await?;
+            self.io.flush().await
+        };
+        let _ = tokio::time::timeout(self.limits.send, write).await;
+    }
+}
+
+/// Whether a buffer has too little room left for a read.
+fn buf_capacity_short(buf: &BytesMut) -> bool {
+    buf.capacity() - buf.len() < 1024
+}
+
+/// What waiting for a head gave.
+// Not boxed: returned once per request, and a box would be an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Head(Head),
+    End(End),
+    Refuse(StatusCode),
+}
+
+/// What one read gave.
+enum Read {
+    Bytes,
+    Eof,
+    Stop,
+    Timer,
+}
+
+/// The waits beside the socket: the server's stop and the connection's one timer. They are
+/// polled only when one of them woke the task ([`Beside`]): most wake-ups are the socket's, and
+/// polling a cancellation token and a timer at each cost more than the request's own reads.
+struct Sides {
+    beside: Arc<Beside>,
+    waker: Waker,
+    task: Waker,
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
+    timer: Pin<Box<Sleep>>,
+    /// The timer is set and has not fired: set again only once it has (a deadline that moved
+    /// later is found when it fires early, and looked at again).
+    armed: bool,
+    stopped: bool,
+}
+
+enum Side {
+    Stop,
+    Timer,
+}
+
+impl Sides {
+    fn arm(&mut self, at: Instant) {
+        self.timer.as_mut().reset(at);
+        self.armed = true;
+        // Polled at the next look, so that it holds the waker.
+        self.beside.woken.store(true, Ordering::Release);
+    }
+
+    /// The side that woke the task, if one did; the timer only `with_timer`.
+    fn poll(&mut self, cx: &mut Context<'_>, with_timer: bool) -> Option<Side> {
+        self.beside.follow(cx.waker(), &mut self.task);
+        if !self.beside.woken.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let mut side_cx = Context::from_waker(&self.waker);
+        if !self.stopped && self.stop.as_mut().poll(&mut side_cx).is_ready() {
+            self.stopped = true;
+            return Some(Side::Stop);
+        }
+        if !with_timer {
+            // Looked at again when the timer matters.
+            if self.armed {
+                self.beside.woken.store(true, Ordering::Release);
+            }
+            return None;
+        }
+        if self.armed && self.timer.as_mut().poll(&mut side_cx).is_ready() {
+            self.armed = false;
+            return Some(Side::Timer);
+        }
+        None
+    }
+}
+
+/// Reads a request head off the front of `buf`, as hyper's server reads it: None until it is
+/// all there, or the status hyper refuses it with.
+fn parse(buf: &mut BytesMut) -> Result<Option<Head>, StatusCode> {
+    let bad = StatusCode::BAD_REQUEST;
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    let (len, path, minor, method) = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut request, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(len)) => {
+            let path = request.path.unwrap_or_default();
+            if path.len() > MAX_URI {
+                return Err(StatusCode::URI_TOO_LONG);
+            }
+            let start = path.as_ptr() as usize - buf.as_ptr() as usize;
+            let method = Method::from_bytes(request.method.unwrap_or_default().as_bytes())
+                .map_err(|_| bad)?;
+            (
+                len,
+                start..start + path.len(),
+                request.version.unwrap_or(1),
+                method,
+            )
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        }
+        Err(_) => return Err(bad),
+    };
+    // Where each header's name and value lie in the head, to be sliced from it once frozen.
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = request.headers.len();
+    let base = buf.as_ptr() as usize;
+    for (span, h) in spans.iter_mut().zip(request.headers.iter()) {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        *span = (name, name + h.name.len(), value, value + h.value.len());
+    }
+    let head = buf.split_to(len).freeze();
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = Uri::from_maybe_shared(head.slice(path)).map_err(|_| bad)?;
+    let http11 = minor == 1;
+    parts.version = if http11 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let mut keep_alive = http11;
+    let mut saw_close = false;
+    let mut expect_continue = false;
+    let mut length: Option<u64> = None;
+    let (mut is_cl, mut is_te, mut chunked) = (false, false, false);
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(n0, n1, v0, v1) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[n0..n1]).map_err(|_| bad)?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v0..v1)).map_err(|_| bad)?;
+        match name {
+            header::TRANSFER_ENCODING => {
+                if !http11 {
+                    return Err(bad);
+                }
+                is_te = true;
+                if is_cl && length.take().is_some() {
+                    headers.remove(header::CONTENT_LENGTH);
+                }
+                chunked = ends_chunked(value.as_bytes());
+            }
+            header::CONTENT_LENGTH => {
+                is_cl = true;
+                if is_te {
+                    continue;
+                }
+                let n = content_length(value.as_bytes()).ok_or(bad)?;
+                if n > MAX_LENGTH {
+                    return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+                }
+                match length {
+                    Some(first) if first != n => return Err(bad),
+                    Some(_) => continue,
+                    None => length = Some(n),
+                }
+            }
+            header::CONNECTION => {
+                if saw_close || has_token(value.as_bytes(), b"close") {
+                    saw_close = true;
+                    keep_alive = false;
+                } else if !keep_alive {
+                    keep_alive = has_token(value.as_bytes(), b"keep-alive");
+                }
+            }
+            header::EXPECT => {
+                expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+            }
+            _ => {}
+        }
+        headers.append(name, value);
+    }
+    if is_te && !chunked {
+        return Err(bad);
+    }
+    if is_te && is_cl {
+        keep_alive = false;
+    }
+    parts.headers = headers;
+    let framing = if chunked {
+        Framing::Chunked
+    } else {
+        Framing::Length(length.unwrap_or(0))
+    };
+    Ok(Some(Head {
+        parts,
+        framing,
+        keep_alive,
+        expect_continue,
+    }))
+}
+
+/// hyper's `content_length_parse` for a request's line: decimal digits only, the whole value.
+fn content_length(value: &[u8]) -> Option<u64> {
+    crate::request::decimal(value)
+}
+
+/// The longest body length hyper takes (`DecodedLength::MAX_LEN`); a longer one is refused as
+/// too large (431).
+const MAX_LENGTH: u64 = u64::MAX - 2;
+
+/// Whether a Transfer-Encoding value's last coding is `chunked` (hyper's `is_chunked_`).
+fn ends_chunked(value: &[u8]) -> bool {
+    let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+    last.trim_ascii().eq_ignore_ascii_case(b"chunked")
+}
+
+/// Whether a comma-separated value holds `token` (hyper's `connection_has`).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// The request's body: whole when it is already read (no sharing, no lock), otherwise fed by
+/// the connection.
+fn body(buf: &mut BytesMut, framing: Framing, expect: bool) -> (WireBody, Option<Feeding>) {
+    match framing {
+        Framing::Length(0) => (WireBody::empty(), None),
+        Framing::Length(n) if buf.len() as u64 >= n => {
+            (WireBody::whole(buf.split_to(n as usize).freeze()), None)
+        }
+        Framing::Length(n) => {
+            let feed = Arc::new(Feed::default());
+            let body = WireBody::Fed {
+                feed: Arc::clone(&feed),
+                left: Some(n),
+            };
+            let decoder = Decoder::Length(n);
+            (body, Some(Feeding::new(feed, decoder, expect)))
+        }
+        Framing::Chunked => {
+            let mut chunked = Chunked::Size;
+            let mut read = Vec::new();
+            let end = loop {
+                match chunked.step_request(buf) {
+                    Ok(Step::Data(data)) => read.push(data),
+                    Ok(Step::End) => break Some(Ok(())),
+                    Ok(Step::More) => break None,
+                    Err(e) => break Some(Err(Broken(e.0))),
+                }
+            };
+            if end == Some(Ok(())) {
+                let whole = match read.len() {
+                    0 => Bytes::new(),
+                    1 => read.pop().unwrap_or_default(),
+                    _ => read.concat().into(),
+                };
+                return (WireBody::whole(whole), None);
+            }
+            let feed = Arc::new(Feed::default());
+            {
+                let mut state = feed.lock();
+                state.queue.extend(read);
+                if let Some(end) = end {
+                    state.finish(end);
+                }
+            }
+            let body = WireBody::Fed {
+                feed: Arc::clone(&feed),
+                left: None,
+            };
+            let mut feeding = Feeding::new(feed, Decoder::Chunked(chunked), expect);
+            feeding.done = end.is_some();
+            feeding.broken = matches!(end, Some(Err(_)));
+            (body, Some(feeding))
+        }
+    }
+}
+
+/// How the rest of a fed body is delimited.
+#[derive(Debug)]
+enum Decoder {
+    /// Bytes left.
+    Length(u64),
+    Chunked(Chunked),
+}
+
+impl Decoder {
+    fn step(&mut self, buf: &mut BytesMut) -> Result<Step, Broken> {
+        match self {
+            Decoder::Length(0) => Ok(Step::End),
+            Decoder::Length(_) if buf.is_empty() => Ok(Step::More),
+            Decoder::Length(left) => {
+                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                *left -= n as u64;
+                Ok(Step::Data(buf.split_to(n).freeze()))
+            }
+            Decoder::Chunked(c) => c.step_request(buf).map_err(|e| Broken(e.0)),
+        }
+    }
+}
+
+/// The connection's side of a body that did not come whole with its head.
+struct Feeding {
+    feed: Arc<Feed>,
+    decoder: Decoder,
+    /// `Expect: 100-continue` and the interim answer not yet written: written when the body is
+    /// first wanted, as hyper writes it.
+    continue_left: Option<&'static [u8]>,
+    /// Nothing more to read: the body ended, broke, or its reader went.
+    done: bool,
+    /// The body's framing broke, or the client went inside it.
+    broken: bool,
+}
+
+impl Feeding {
+    fn new(feed: Arc<Feed>, decoder: Decoder, expect: bool) -> Feeding {
+        Feeding {
+            feed,
+            decoder,
+            continue_left: expect.then_some(b"HTTP/1.1 100 Continue\r\n\r\n".as_slice()),
+            done: false,
+            broken: false,
+        }
+    }
+
+    /// Hands the reader what it wants, reading the socket for it; ready once nothing more will be.
+    fn poll<T: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut T,
+        buf: &mut BytesMut,
+    ) -> Poll<()> {
+        loop {
+            if self.done {
+                return Poll::Ready(());
+            }
+            let mut state = self.feed.lock();
+            if state.dropped {
+                self.done = true;
+                return Poll::Ready(());
+            }
+            if !state.wanted || !state.queue.is_empty() {
+                state.park_connection(cx.waker());
+                return Poll::Pending;
+            }
+            match self.decoder.step(buf) {
+                Ok(Step::Data(data)) => {
+                    state.push(data);
+                    continue;
+                }
+                Ok(Step::End) => {
+                    state.finish(Ok(()));
+                    self.done = true;
+                    return Poll::Ready(());
+                }
+                Err(broken) => {
+                    state.finish(Err(broken));
+                    self.done = true;
+                    self.broken = true;
+                    return Poll::Ready(());
+                }
+                Ok(Step::More) => {}
+            }
+            drop(state);
+            while let Some(left) = self.continue_left {
+                match Pin::new(&mut *io).poll_write(cx, left) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        self.continue_left = left.get(n..).filter(|l| !l.is_empty());
+                    }
+                    Poll::Ready(_) => return self.fail("the connection failed"),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            buf.reserve(READ_SIZE);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
+                Poll::Ready(Ok(0)) => return self.fail("the client closed inside the body"),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(_)) => return self.fail("the connection failed inside the body"),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn fail(&mut self, why: &'static str) -> Poll<()> {
+        self.feed.lock().finish(Err(Broken(why)));
+        self.done = true;
+        self.broken = true;
+        Poll::Ready(())
+    }
+
+    /// After the answer: whether the body was read to its end, or its rest is already here (and
+    /// is skipped), so that the next bytes begin a request.
+    fn drain(mut self, buf: &mut BytesMut) -> bool {
+        if self.broken {
+            return false;
+        }
+        if self.done && self.feed.lock().end == Some(Ok(())) {
+            return true;
+        }
+        // The reader went before the end: the rest is skipped if it is all here.
+        loop {
+            match self.decoder.step(buf) {
+                Ok(Step::Data(_)) => {}
+                Ok(Step::End) => return true,
+                Ok(Step::More) | Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// What of the request the answer's framing depends on.
+struct Asked<'a> {
+    method: &'a Method,
+    version: Version,
+    keep_alive: bool,
+}
+
+/// How an answer's body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoder {
+    Length(u64),
+    Chunked,
+    /// Written to the connection's end, which then closes (an HTTP/1.0 client, unknown length).
+    Close,
+}
+
+impl Encoder {
+    fn is_eof(self) -> bool {
+        self == Encoder::Length(0)
+    }
+}
+
+/// Whether an answer to `method` with `status` may carry a body (hyper's `can_chunked`).
+fn can_have_body(method: &Method, status: StatusCode) -> bool {
+    !(*method == Method::HEAD
+        || *method == Method::CONNECT && status.is_success()
+        || status.is_informational()
+        || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED))
+}
+
+fn can_have_content_length(method: &Method, status: StatusCode) -> bool {
+    !(status.is_informational()
+        || *method == Method::CONNECT && status.is_success()
+        || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED))
+}
+
+/// Writes the answer's head as hyper's `Server::encode` does; the body's encoder and whether the
+/// connection ends after it. Err for an answer hyper would not write (a 1xx status, disagreeing
+/// lengths): a 500 and the close instead.
+fn encode<B: Body>(
+    dst: &mut BytesMut,
+    asked: &Asked<'_>,
+    parts: &mut http::response::Parts,
+    body: &B,
+) -> Result<(Encoder, bool), ()> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Length {
+        None,
+        Known(u64),
+        Unknown,
+    }
+    let length = if body.is_end_stream() {
+        Length::None
+    } else {
+        body.size_hint()
+            .exact()
+            .map_or(Length::Unknown, Length::Known)
+    };
+    let status = parts.status;
+    if status.is_informational() {
+        return Err(());
+    }
+    let mut keep_alive = asked.keep_alive;
+    let mut version = parts.version;
+    // hyper's `enforce_version` and `fix_keep_alive`: an HTTP/1.0 client is answered in
+    // HTTP/1.0, told `keep-alive` when the connection stays; an HTTP/1.1 one is told `close`
+    // when it does not.
+    if asked.version == Version::HTTP_10 {
+        let says_keep_alive = parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"keep-alive"));
+        if !says_keep_alive {
+            if version == Version::HTTP_10 {
+                keep_alive = false;
+            } else if keep_alive {
+                parts
+                    .headers
+                    .append(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+            }
+        }
+        version = Version::HTTP_10;
+    } else if !keep_alive {
+        let says_close = parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"close"));
+        if !says_close {
+            parts
+                .headers
+                .append(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
+    let http10 = version == Version::HTTP_10;
+    let mut last = !keep_alive;
+    let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
+    dst.reserve(64 + parts.headers.len() * 32);
+    if !http10 && status == StatusCode::OK && reason.is_none() {
+        dst.put_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        dst.put_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+        dst.put_slice(status.as_str().as_bytes());
+        dst.put_u8(b' ');
+        match reason {
+            Some(r) => dst.put_slice(r.as_bytes()),
+            None => dst.put_slice(status.canonical_reason().unwrap_or("<none>").as_bytes()),
+        }
+        dst.put_slice(b"\r\n");
+    }
+    let chunkable = !http10 && can_have_body(asked.method, status);
+    let mut encoder = Encoder::Length(0);
+    let mut wrote_len = false;
+    let mut wrote_date = false;
+    let mut prev_len: Option<u64> = None;
+    let mut current: Option<HeaderName> = None;
+    // The name whose line is open (values joined with ", "), and whether it needs ", chunked".
+    let mut open = false;
+    let mut add_chunked = false;
+    let close_line = |dst: &mut BytesMut, open: &mut bool, add_chunked: bool| {
+        if *open {
+            dst.put_slice(if add_chunked {
+                b", chunked\r\n"
+            } else {
+                b"\r\n"
+            });
+            *open = false;
+        }
+    };
+    for (name, value) in parts.headers.drain() {
+        if let Some(n) = name {
+            close_line(dst, &mut open, add_chunked);
+            add_chunked = false;
+            current = Some(n);
+        }
+        let Some(name) = current.as_ref() else {
+            continue;
+        };
+        match *name {
+            header::CONTENT_LENGTH => {
+                if wrote_len && !open {
+                    return Err(());
+                }
+                match length {
+                    Length::Known(n) => {
+                        if !open {
+                            encoder = Encoder::Length(n);
+                            dst.put_slice(b"content-length: ");
+                            dst.put_slice(value.as_bytes());
+                            wrote_len = true;
+                            open = true;
+                        }
+                        continue;
+                    }
+                    Length::Unknown => {
+                        let n = content_length(value.as_bytes()).ok_or(())?;
+                        if let Some(prev) = prev_len {
+                            if prev != n {
+                                return Err(());
+                            }
+                            continue;
+                        }
+                        encoder = Encoder::Length(n);
+                        dst.put_slice(b"content-length: ");
+                        dst.put_slice(value.as_bytes());
+                        wrote_len = true;
+                        open = true;
+                        prev_len = Some(n);
+                        continue;
+                    }
+                    Length::None => {
+                        if *asked.method != Method::HEAD {
+                            continue;
+                        }
+                    }
+                }
+                wrote_len = true;
+            }
+            header::TRANSFER_ENCODING => {
+                if wrote_len && !open {
+                    return Err(());
+                }
+                if !chunkable {
+                    continue;
+                }
+                wrote_len = true;
+                add_chunked = !ends_chunked(value.as_bytes());
+                if open {
+                    dst.put_slice(b", ");
+                } else {
+                    encoder = Encoder::Chunked;
+                    open = true;
+                    dst.put_slice(b"transfer-encoding: ");
+                }
+                dst.put_slice(value.as_bytes());
+                continue;
+            }
+            header::CONNECTION => {
+                if !last && has_token(value.as_bytes(), b"close") {
+                    last = true;
+                }
+                if open {
+                    dst.put_slice(b", ");
+                } else {
+                    open = true;
+                    dst.put_slice(b"connection: ");
+                }
+                dst.put_slice(value.as_bytes());
+                continue;
+            }
+            header::DATE => wrote_date = true,
+            header::TRAILER => {
+                if !chunkable {
+                    continue;
+                }
+                if open {
+                    dst.put_slice(b", ");
+                } else {
+                    open = true;
+                    dst.put_slice(b"trailer: ");
+                }
+                dst.put_slice(value.as_bytes());
+                continue;
+            }
+            _ => {}
+        }
+        dst.put_slice(name.as_str().as_bytes());
+        dst.put_slice(b": ");
+        dst.put_slice(value.as_bytes());
+        dst.put_slice(b"\r\n");
+    }
+    close_line(dst, &mut open, add_chunked);
+    if !wrote_len {
+        encoder = match length {
+            Length::Unknown if !chunkable => Encoder::Close,
+            Length::Unknown => {
+                dst.put_slice(b"transfer-encoding: chunked\r\n");
+                Encoder::Chunked
+            }
+            Length::None | Length::Known(0) => {
+                if can_have_content_length(asked.method, status) && *asked.method != Method::HEAD {
+                    dst.put_slice(b"content-length: 0\r\n");
+                }
+                Encoder::Length(0)
+            }
+            Length::Known(n) if !can_have_content_length(asked.method, status) => {
+                let _ = n;
+                Encoder::Length(0)
+            }
+            Length::Known(n) => {
+                dst.put_slice(b"content-length: ");
+                dst.put_slice(itoa::Buffer::new().format(n).as_bytes());
+                dst.put_slice(b"\r\n");
+                Encoder::Length(n)
+            }
+        };
+    }
+    if !can_have_body(asked.method, status) {
+        encoder = Encoder::Length(0);
+    }
+    if !wrote_date {
+        dst.put_slice(b"date: ");
+        date(dst);
+        dst.put_slice(b"\r\n");
+    }
+    dst.put_slice(b"\r\n");
+    if encoder == Encoder::Close {
+        last = true;
+    }
+    Ok((encoder, last))
+}
+
+/// hyper's answer to a head it cannot read: the status, an empty body, the date; then the close.
+fn write_refusal(dst: &mut BytesMut, status: StatusCode) {
+    dst.put_slice(b"HTTP/1.1 ");
+    dst.put_slice(status.as_str().as_bytes());
+    dst.put_u8(b' ');
+    dst.put_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+    dst.put_slice(b"\r\ncontent-length: 0\r\ndate: ");
+    date(dst);
+    dst.put_slice(b"\r\n\r\n");
+}
+
+/// The current date as an HTTP-date, formatted once a second per thread (as hyper caches it).
+fn date(dst: &mut BytesMut) {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            let formatted = httpdate::fmt_http_date(now);
+            if formatted.len() == text.len() {
+                text.copy_from_slice(formatted.as_bytes());
+                *at = secs;
+            }
+        }
+        dst.put_slice(&text[..]);
+    });
+}
+
+/// Writes one answer: its head, then its body as the encoder frames it, gathering what is ready
+/// into one write.
+struct Writer<B> {
+    out: BytesMut,
+    encoder: Encoder,
+    body: Option<B>,
+    done: bool,
+    /// When the client last stopped taking bytes, if it has not taken any since.
+    blocked_since: Option<Instant>,
+    send: Duration,
+}
+
+impl<B> Writer<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    fn stalled(&self) -> bool {
+        self.blocked_since
+            .is_some_and(|at| at.elapsed() >= self.send)
+    }
+
+    fn poll<T: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut T,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            while !self.out.is_empty() {
+                match Pin::new(&mut *io).poll_write(cx, &self.out) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.out.advance(n);
+                        self.blocked_since = None;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {
+                        self.blocked_since.get_or_insert_with(Instant::now);
+                        return Poll::Pending;
+                    }
+                }
+            }
+            if self.done {
+                return Pin::new(&mut *io).poll_flush(cx);
+            }
+            // Gathers what the body has ready.
+            let Some(mut body) = self.body.take() else {
+                self.done = true;
+                continue;
+            };
+            let gathered = loop {
+                match Pin::new(&mut body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue; // trailers are not written
+                        };
+                        put(&mut self.out, &mut self.encoder, &data)?;
+                        if self.out.len() >= WRITE_BATCH {
+                            break true;
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        finish(&mut self.out, self.encoder)?;
+                        self.done = true;
+                        break true;
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        let e: BoxError = e.into();
+                        return Poll::Ready(Err(io::Error::other(e)));
+                    }
+                    Poll::Pending => break !self.out.is_empty(),
+                }
+            };
+            if !self.done {
+                self.body = Some(body);
+            }
+            if !gathered {
+                // Flushes what was written (a TLS stream's records), then waits for the body.
+                return match Pin::new(&mut *io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => Poll::Pending,
+                    other => other,
+                };
+            }
+        }
+    }
+}
+
+/// Frames one piece of an answer's body.
+fn put(out: &mut BytesMut, encoder: &mut Encoder, data: &Bytes) -> io::Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    match encoder {
+        Encoder::Length(left) => {
+            let n = data.len() as u64;
+            if n > *left {
+                return Err(io::Error::other("an answer longer than its length"));
+            }
+            *left -= n;
+            out.put_slice(data);
+        }
+        Encoder::Chunked => {
+            let mut size = [0u8; 16];
+            let hex = hex(data.len(), &mut size);
+            out.reserve(hex.len() + data.len() + 4);
+            out.put_slice(hex);
+            out.put_slice(b"\r\n");
+            out.put_slice(data);
+            out.put_slice(b"\r\n");
+        }
+        Encoder::Close => out.put_slice(data),
+    }
+    Ok(())
+}
+
+/// An answer's body's end.
+fn finish(out: &mut BytesMut, encoder: Encoder) -> io::Result<()> {
+    match encoder {
+        Encoder::Length(0) | Encoder::Close => Ok(()),
+        Encoder::Length(_) => Err(io::Error::other("an answer shorter than its length")),
+        Encoder::Chunked => {
+            out.put_slice(b"0\r\n\r\n");
+            Ok(())
+        }
+    }
+}
+
+fn hex(mut n: usize, out: &mut [u8; 16]) -> &[u8] {
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            return &out[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
