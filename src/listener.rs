@@ -1,7 +1,8 @@
-//! The client-facing listeners: accept (bounded by `max_connections`), TLS ([`tls`]), hyper's
-//! HTTP/1.1 + HTTP/2 connection, and each connection's own end on shutdown or when abandoned.
-//! Idle HTTP/1.1 connections park without their HTTP state or TLS buffers ([`park`]). Binding,
-//! the admin endpoint and the drain are `server`'s.
+//! The client-facing listeners: accept (bounded by `max_connections`), TLS ([`tls`]), the HTTP
+//! connection, and each connection's own end on shutdown or when abandoned. A connection known to
+//! speak HTTP/1.1 is served by ringfence's own server ([`http1`]), whose idle connections park
+//! without buffers ([`park`]); HTTP/2, and clients that could be either, by hyper's auto builder.
+//! Binding, the admin endpoint and the drain are `server`'s.
 
 mod http1;
 mod park;

@@ -42,6 +42,9 @@ use crate::upstream::h1::{Chunked, Step};
 const MAX_HEADERS: usize = 100;
 /// The longest request target (hyper's `MAX_URI_LEN`).
 const MAX_URI: usize = (u16::MAX - 1) as usize;
+/// Room in a request's header map for the lines the gateway adds (SPEC §7's forwarding headers,
+/// X-Request-Id), so that adding them does not grow it.
+const FORWARDING_ROOM: usize = 6;
 /// How much is read at a time.
 const READ_SIZE: usize = 8 * 1024;
 /// Body bytes gathered behind a head before they are written.
@@ -78,6 +81,8 @@ pub(super) async fn serve<T: Socket>(
         activity,
         limits,
         taken_up: 0,
+        headers: HeaderMap::new(),
+        spans: Vec::new(),
     };
     let end = conn.run(parked_gauge).await;
     match end {
@@ -110,7 +115,15 @@ struct Conn<T> {
     limits: super::Limits,
     /// When the awaited head began to be waited for ([`super::Activity::head_left`]).
     taken_up: u64,
+    /// The last answer's header map, emptied: the next request's headers go in it, as hyper's
+    /// server reuses it, instead of a new map per request.
+    headers: HeaderMap,
+    /// Where a head's header names and values lie in it, kept from one head to the next.
+    spans: Vec<Span>,
 }
+
+/// A header's name and value, as byte ranges of its head.
+type Span = [usize; 4];
 
 /// A request head as read, and what its framing says.
 struct Head {
@@ -168,7 +181,7 @@ impl<T: Socket> Conn<T> {
     async fn next_head(&mut self, parked_gauge: &IntGauge) -> io::Result<Next> {
         loop {
             if !self.buf.is_empty() {
-                match parse(&mut self.buf) {
+                match parse(&mut self.buf, &mut self.headers, &mut self.spans) {
                     Ok(Some(head)) => return Ok(Next::Head(head)),
                     Ok(None) if self.buf.len() >= MAX_HTTP1_BUF => {
                         return Ok(Next::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
@@ -305,6 +318,9 @@ impl<T: Socket> Conn<T> {
             keep_alive: keep_alive && !closing,
         };
         let encoded = encode(&mut out, &summary, &mut parts, &answer_body);
+        // Drained by `encode`: kept for the next request's headers.
+        self.headers = std::mem::take(&mut parts.headers);
+        self.headers.clear();
         let (encoder, last) = match encoded {
             Ok(e) => e,
             Err(()) => {
@@ -448,7 +464,11 @@ impl Sides {
 
 /// Reads a request head off the front of `buf`, as hyper's server reads it: None until it is
 /// all there, or the status hyper refuses it with.
-fn parse(buf: &mut BytesMut) -> Result<Option<Head>, StatusCode> {
+fn parse(
+    buf: &mut BytesMut,
+    cache: &mut HeaderMap,
+    spans: &mut Vec<Span>,
+) -> Result<Option<Head>, StatusCode> {
     let bad = StatusCode::BAD_REQUEST;
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
@@ -477,14 +497,14 @@ fn parse(buf: &mut BytesMut) -> Result<Option<Head>, StatusCode> {
         Err(_) => return Err(bad),
     };
     // Where each header's name and value lie in the head, to be sliced from it once frozen.
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
     let count = request.headers.len();
     let base = buf.as_ptr() as usize;
-    for (span, h) in spans.iter_mut().zip(request.headers.iter()) {
+    spans.clear();
+    spans.extend(request.headers.iter().map(|h| {
         let name = h.name.as_ptr() as usize - base;
         let value = h.value.as_ptr() as usize - base;
-        *span = (name, name + h.name.len(), value, value + h.value.len());
-    }
+        [name, name + h.name.len(), value, value + h.value.len()]
+    }));
     let head = buf.split_to(len).freeze();
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
@@ -500,8 +520,9 @@ fn parse(buf: &mut BytesMut) -> Result<Option<Head>, StatusCode> {
     let mut expect_continue = false;
     let mut length: Option<u64> = None;
     let (mut is_cl, mut is_te, mut chunked) = (false, false, false);
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(n0, n1, v0, v1) in &spans[..count] {
+    let mut headers = std::mem::take(cache);
+    headers.reserve(count + FORWARDING_ROOM);
+    for &[n0, n1, v0, v1] in spans.iter() {
         let name = HeaderName::from_bytes(&head[n0..n1]).map_err(|_| bad)?;
         let value = HeaderValue::from_maybe_shared(head.slice(v0..v1)).map_err(|_| bad)?;
         match name {

@@ -1,73 +1,24 @@
-//! Idle HTTP/1.1 connections hold no HTTP state. A keep-alive connection that has been quiet for
-//! [`PARK_AFTER`] is taken out of hyper (its read and write buffers and its service slot, ~30 KB,
-//! are freed) and only the socket, with its TLS session (and no TLS buffer: [`super::tls`]), is
-//! kept until the client speaks again; then a fresh hyper connection takes it up. Busy
-//! connections never park, so the hot path pays one branch per read.
+//! What a quiet connection keeps: its socket (and TLS session, without buffers:
+//! [`super::tls`]) and nothing else, until the client speaks again ([`parked`]). The own
+//! HTTP/1.1 server (`super::http1`) parks a keep-alive connection after
+//! [`crate::body::PARK_AFTER`] without a request, and waits the same way for a new connection's
+//! first bytes.
 //!
-//! hyper gives its IO back only once a connection has ended, so parking ends it the one way that
-//! leaves nothing behind: [`Parkable`] reports the end of the stream to hyper, in place of
-//! "nothing to read yet", when no request is in flight (its answer sent and its body read to the
-//! end), every written byte was flushed and no byte arrived since the last request ended. hyper
-//! then closes the connection as idle (writing nothing) and [`Parkable`] keeps the socket open.
-//! If hyper held the start of a next request when it was so ended (read in one piece with the
-//! end of the last, pipelined), those unparsed bytes go first to a fresh hyper connection, at
-//! once. Any other ending (the client closed, an error, a partially read request) ends the
-//! connection for real.
+//! Also the small helpers that loop shares: [`Socket`], a stream that can wait for the client
+//! without reading, and [`Beside`], the waker that lets a connection's task poll its timer and the
+//! server's stop only when one of them woke it (most wake-ups are the socket's).
 //!
 //! # Orderings
 //!
-//! hyper's HTTP/1 connection, [`Parkable`] and the loop of [`serve_http1`] run on the
-//! connection's task. The request guards ([`super::InFlight`] in [`super::Tracked`]) end where
-//! their body is finished or dropped: an answer's body on the connection's task (hyper writes it
-//! there), but a request body on whichever task reads it (the pool client's connection task for
-//! a streamed body, the HTTP/2 discarding task), on another worker under the multi-threaded
-//! runtime. HTTP/2 ([`super::serve`]) also starts requests on its streams' tasks.
-//!
-//! | field of [`super::Activity`] | written by                                  | read by          |
-//! |------------------------------|---------------------------------------------|------------------|
-//! | `park`                       | connection task (loop sets, a start clears)  | connection task  |
-//! | `in_flight`                  | +1 connection task (HTTP/1), -1 any task     | connection task  |
-//! | `ended`, `last`              | a guard's end, any task (`last` at start too) | connection task  |
-//! | `never_park`                 | a request body dropped unread, any task      | connection task  |
-//! | `wake_when_idle`             | loop sets, the last guard's end clears       | both             |
-//! | `awaiting`, `progress`       | answers' bodies (HTTP/2: the streams' tasks) | connection task  |
-//!
-//! A wrong [`Parkable::may_park`] cuts a client's connection under its next request or, after a
-//! request body hyper drained because its reader dropped it, lets a fresh hyper read the body's
-//! rest as a request. hyper fails a connection whose stream ends inside a message; the loop hands
-//! what hyper had read and not parsed to the next hyper connection, which is sound only because
-//! parking waits for every request's body to be read to its end (so those bytes can only begin a
-//! request); what the atomics must tell truly is:
-//!
-//! - No guard is alive: `in_flight == 0`. Changed by read-modify-writes only, it is never wrong;
-//!   and an HTTP/1 connection starts its guards on its own task, so a 0 it reads stays 0 until it
-//!   starts one.
-//! - No request body was dropped unread: `never_park`, set on another task just before that
-//!   guard's decrement. With both Relaxed, the connection task could see the decrement without
-//!   the flag, the very case the flag is for. So a guard's end decrements last, as a release, and
-//!   the connection task loads `in_flight` first, as an acquire ([`super::Activity::busy`]): a
-//!   guard seen ended is seen with everything its end wrote (`never_park`, `ended`, `last`).
-//! - A request ended since bytes were last handed to hyper: `ended > read_at`. `ended` only grows
-//!   and one task's reads of it never go back, so Relaxed suffices. An end on another task
-//!   concurrent with a read (a body's tail and half the next head in one read, the body's guard
-//!   ending after) counts as before it under any ordering; hyper then holds the half head, which
-//!   the next hyper connection takes up at once (and that one does not park before a request
-//!   ends after it: `read_at` is set when the held bytes are handed over).
-//! - `park`, `dirty`, `read_at` and `parked` are the connection task's alone (tokio hands a task
-//!   moved between workers over with a happens-before).
-//!
-//! Two more need an ordering, for timing rather than safety:
-//!
-//! - `wake_when_idle`: the loop sets it, then looks at `in_flight` again
-//!   ([`super::Activity::wait_for_idle`]); the last guard's end
-//!   decrements and then looks at the flag. All four SeqCst, one sees the other (the guard
-//!   notifies, or the loop sees the end and does not wait); otherwise the loop could sleep past
-//!   the end until its next timer (up to half of `send_timeout`) before parking.
-//! - `awaiting` and `progress`: an answer stores its time, then counts itself waiting (release);
-//!   [`super::Activity::send_stalled`] loads the count (acquire), then the time. An answer seen
-//!   waiting is seen with its hand-over time, never an older one that would close the connection
-//!   of an answer handed over just now (HTTP/2, whose answers start on the streams' tasks).
-//!
+//! The request guards ([`super::InFlight`] in [`super::Tracked`]) end where their body is
+//! finished or dropped: an answer's body on the connection's task, a request body on whichever
+//! task reads it (the pool client's connection task for a streamed body), on another worker under
+//! the multi-threaded runtime. A guard's end stores `last` and then decrements `in_flight` as a
+//! release; the connection's task loads `in_flight` first, as an acquire
+//! ([`super::Activity::busy`]): a request seen ended is seen with its end's time, so the idle and
+//! park clocks never run from an older one. `awaiting` and `progress` (HTTP/2's answers, on the
+//! streams' tasks): an answer stores its time, then counts itself waiting (release);
+//! [`super::Activity::send_stalled`] loads the count (acquire), then the time.
 //! On the current-thread runtime all of this runs on one thread and no ordering matters.
 
 use std::io;

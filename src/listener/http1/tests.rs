@@ -5,7 +5,7 @@ use tokio::io::AsyncReadExt;
 
 fn head(text: &str) -> Result<Option<Head>, StatusCode> {
     let mut buf = BytesMut::from(text.as_bytes());
-    parse(&mut buf)
+    parse(&mut buf, &mut HeaderMap::new(), &mut Vec::new())
 }
 
 fn ok(text: &str) -> Head {
@@ -93,7 +93,9 @@ fn heads_are_framed_as_hypers_server_frames_them() {
 #[test]
 fn a_head_is_taken_off_the_buffer_and_what_follows_is_left() {
     let mut buf = BytesMut::from(&b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET"[..]);
-    let h = parse(&mut buf).unwrap().unwrap();
+    let h = parse(&mut buf, &mut HeaderMap::new(), &mut Vec::new())
+        .unwrap()
+        .unwrap();
     let (body, feeding) = body(&mut buf, h.framing, false);
     assert!(feeding.is_none(), "a body that came with its head is whole");
     assert!(matches!(body, WireBody::Whole(Some(ref b)) if b == "hi"));
