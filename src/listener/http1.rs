@@ -64,6 +64,8 @@ pub(super) async fn serve<T: Socket>(
         limits,
     } = serving;
     let beside = Arc::new(Beside::default());
+    // The first look polls the stop, so that it holds the sides' waker.
+    beside.woken.store(true, Ordering::Relaxed);
     let mut conn = Conn {
         io,
         buf: BytesMut::new(),
@@ -418,7 +420,8 @@ struct Sides {
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
     timer: Pin<Box<Sleep>>,
     /// The timer is set and has not fired: set again only once it has (a deadline that moved
-    /// later is found when it fires early, and looked at again).
+    /// later is found when it fires early, and looked at again). It is polled only when the
+    /// sides' waker was woken (the `Beside` flag).
     armed: bool,
     stopped: bool,
 }
@@ -429,14 +432,20 @@ enum Side {
 }
 
 impl Sides {
+    /// Sets the timer, registered at once with the sides' waker (so that setting it does not
+    /// make every later poll look at the sides).
     fn arm(&mut self, at: Instant) {
         self.timer.as_mut().reset(at);
         self.armed = true;
-        // Polled at the next look, so that it holds the waker.
-        self.beside.woken.store(true, Ordering::Release);
+        let mut side_cx = Context::from_waker(&self.waker);
+        if self.timer.as_mut().poll(&mut side_cx).is_ready() {
+            // Already due: seen at the next look.
+            self.beside.woken.store(true, Ordering::Release);
+        }
     }
 
-    /// The side that woke the task, if one did; the timer only `with_timer`.
+    /// The side that woke the task, if one did. Without `with_timer`, a timer that fired is only
+    /// noted as no longer set: the phase that needs it sets it again.
     fn poll(&mut self, cx: &mut Context<'_>, with_timer: bool) -> Option<Side> {
         self.beside.follow(cx.waker(), &mut self.task);
         if !self.beside.woken.swap(false, Ordering::AcqRel) {
@@ -447,16 +456,11 @@ impl Sides {
             self.stopped = true;
             return Some(Side::Stop);
         }
-        if !with_timer {
-            // Looked at again when the timer matters.
-            if self.armed {
-                self.beside.woken.store(true, Ordering::Release);
-            }
-            return None;
-        }
         if self.armed && self.timer.as_mut().poll(&mut side_cx).is_ready() {
             self.armed = false;
-            return Some(Side::Timer);
+            if with_timer {
+                return Some(Side::Timer);
+            }
         }
         None
     }
