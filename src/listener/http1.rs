@@ -282,8 +282,10 @@ impl<T: Socket> Conn<T> {
             if let Poll::Ready(response) = answer.as_mut().poll(cx) {
                 return Poll::Ready(Some(response));
             }
+            // A body broken by the client's end of stream (a client that half-closed inside
+            // it) is answered 400 before the close, as hyper's server answers it.
             let reading = match &mut feeding {
-                Some(f) => f.poll(cx, &mut *io, &mut *buf).is_pending(),
+                Some(f) => f.poll(cx, &mut *io, &mut *buf).is_pending() || f.broken,
                 None => false,
             };
             // Once the body is read, the socket is watched for the client going away (a long

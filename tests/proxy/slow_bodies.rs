@@ -96,6 +96,28 @@ async fn a_body_that_stops_is_answered_408_and_frees_its_connection_slot() {
     assert!(h.received_guarded().is_empty(), "nothing reached the pool");
 }
 
+/// A client that half-closes inside its body (it sent less than its Content-Length, then its
+/// end of stream) is answered 400 `bad_body` before the close, on both routes, as hyper's server
+/// answered it (fresh eyes, round 25); nothing reaches the pool whole.
+#[tokio::test]
+async fn a_client_that_ends_its_stream_inside_a_body_is_answered_400() {
+    let h = harness("", false).await;
+    let addr = h.server.addrs()[0];
+    let pass = format!(
+        "POST /ucwa/oauth/v1/applications/1/me HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    );
+    for head in [guarded_head(), pass] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(br#"{"target":"#).await.unwrap();
+        s.shutdown().await.unwrap();
+        let answer = read_until_closed(&mut s, Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{head}: {answer}");
+        assert!(answer.contains(r#""reason":"bad_body""#), "{answer}");
+    }
+    assert!(h.received_guarded().is_empty(), "nothing reached the pool");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_guarded_body_that_trickles_past_the_deadline_is_answered_408() {
     trickles_past_the_deadline(&guarded_head()).await;
