@@ -412,20 +412,34 @@ struct Handler {
     limits: Limits,
 }
 
+/// A request's answer to come, boxed: the connection moves the request's future into its slot,
+/// and ringfence's is ~12 KB (the guarded route's state); a pointer moves for nothing.
+type Answering = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<ResponseBody>, std::convert::Infallible>,
+            > + Send,
+    >,
+>;
+
 impl Handler {
+    /// Starts a request: its answer to come, and its guard, which the answer's body takes.
+    fn start(&self, req: http::Request<Source>) -> (Answering, InFlight) {
+        let in_flight = InFlight::request(Arc::clone(&self.activity));
+        let (activity, limits) = (&self.activity, self.limits);
+        let answer = Box::pin(
+            Arc::clone(&self.gateway)
+                .handle(req.map(|body| ClientBody::new(body, activity, limits))),
+        );
+        (answer, in_flight)
+    }
+
     fn call(
         &self,
         req: http::Request<Source>,
     ) -> impl std::future::Future<Output = http::Response<Tracked<ResponseBody>>> + Send + 'static
     {
-        let in_flight = InFlight::request(Arc::clone(&self.activity));
-        let (activity, limits) = (&self.activity, self.limits);
-        // Boxed: the connection moves the request's future into its slot, and ringfence's is
-        // ~12 KB (the guarded route's state); a pointer moves for nothing.
-        let answer = Box::pin(
-            Arc::clone(&self.gateway)
-                .handle(req.map(|body| ClientBody::new(body, activity, limits))),
-        );
+        let (answer, in_flight) = self.start(req);
         async move {
             let response = match answer.await {
                 Ok(response) => response,

@@ -18,7 +18,7 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::mem::MaybeUninit;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -35,7 +35,9 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::park::{parked, Beside, Socket, Wake, CLOSE_WITHIN};
 use super::{BoxError, Handler, Serving, MAX_HTTP1_BUF};
-use crate::body::{Broken, Feed, Source, WireBody, PARK_AFTER};
+use crate::body::Tracked;
+use crate::body::{Broken, Feed, InFlight, Source, WireBody, PARK_AFTER};
+use crate::gateway::ResponseBody;
 use crate::upstream::h1::{Chunked, Step};
 
 /// Header lines a request may have (hyper's default).
@@ -160,7 +162,8 @@ impl<T: Socket> Conn<T> {
                 }
                 Err(e) => return Some(End::Failed(e)),
             };
-            match self.exchange(head, &mut sides).await {
+            let exchange = self.start(head);
+            match self.exchange(exchange, &mut sides).await {
                 Ok(true) if !sides.stopped && !self.stop.is_cancelled() => {}
                 Ok(_) => return Some(End::Close),
                 Err(e) => return Some(End::Failed(e)),
@@ -263,119 +266,53 @@ impl<T: Socket> Conn<T> {
 
     /// Serves one request: its answer from the gateway, its body fed meanwhile, the answer
     /// written. Whether the connection may carry another.
-    async fn exchange(&mut self, head: Head, sides: &mut Sides) -> io::Result<bool> {
+    /// Starts serving a request: its body, whole or fed, and the gateway's answer to come. Not
+    /// async, so that the head (and the request made of it) takes no room in the future that
+    /// waits for the answer: a held long poll keeps that future for minutes (issue 16).
+    fn start(&mut self, head: Head) -> Exchange {
         let Head {
             parts,
             framing,
             keep_alive,
             expect_continue,
         } = head;
-        let method = parts.method.clone();
-        let version = parts.version;
-        let (body, mut feeding) = body(&mut self.buf, framing, expect_continue);
-        let answer = self
+        let asked = Asked {
+            method: parts.method.clone(),
+            version: parts.version,
+            keep_alive,
+        };
+        let (body, feeding) = body(&mut self.buf, framing, expect_continue);
+        let (answer, in_flight) = self
             .handler
-            .call(Request::from_parts(parts, Source::Wire(body)));
-        let mut answer = pin!(answer);
-        let (io, buf) = (&mut self.io, &mut self.buf);
-        let response = poll_fn(|cx| {
-            if let Poll::Ready(response) = answer.as_mut().poll(cx) {
-                return Poll::Ready(Some(response));
-            }
-            // A body broken by the client's end of stream (a client that half-closed inside
-            // it) is answered 400 before the close, as hyper's server answers it.
-            let reading = match &mut feeding {
-                Some(f) => f.poll(cx, &mut *io, &mut *buf).is_pending() || f.broken,
-                None => false,
-            };
-            // Once the body is read, the socket is watched for the client going away (a long
-            // poll's client that closed): the request is then dropped, and with it its upstream
-            // exchange, as hyper's server drops it. Bytes that come meanwhile (a pipelined
-            // request) are kept for after the answer, up to the head limit.
-            while !reading && buf.len() < MAX_HTTP1_BUF {
-                if buf_capacity_short(buf) {
-                    buf.reserve(READ_SIZE);
-                }
-                let room = MAX_HTTP1_BUF - buf.len();
-                let mut limited = (&mut *buf).limit(room);
-                match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut limited) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
-                    Poll::Ready(Ok(_)) => {}
-                    Poll::Pending => break,
-                }
-            }
-            // The stop lets the request finish; the connection closes after its answer.
-            let _ = sides.poll(cx, false);
-            Poll::Pending
-        })
-        .await;
-        let Some(response) = response else {
-            tracing::debug!("the client went away before its answer; request dropped");
-            return Ok(false);
-        };
-        let closing = sides.stopped || self.stop.is_cancelled();
-        let (mut parts, answer_body) = response.into_parts();
-        let mut out = BytesMut::with_capacity(256);
-        let summary = Asked {
-            method: &method,
-            version,
-            keep_alive: keep_alive && !closing,
-        };
-        let encoded = encode(&mut out, &summary, &mut parts, &answer_body);
-        // Drained by `encode`: kept for the next request's headers.
-        self.headers = std::mem::take(&mut parts.headers);
-        self.headers.clear();
-        let (encoder, last) = match encoded {
-            Ok(e) => e,
-            Err(()) => {
-                out.clear();
-                write_refusal(&mut out, StatusCode::INTERNAL_SERVER_ERROR);
-                (Encoder::Length(0), true)
-            }
-        };
-        let mut writer = Writer {
-            out,
-            encoder,
-            body: (!encoder.is_eof()).then_some(answer_body),
-            done: false,
-            blocked_since: None,
-            send: self.limits.send,
-        };
-        let written = poll_fn(|cx| {
-            if let Some(f) = &mut feeding {
-                let _ = f.poll(cx, &mut *io, &mut *buf);
-            }
-            let step = writer.poll(cx, &mut *io);
-            if step.is_pending() && writer.blocked_since.is_some() {
-                if !sides.armed {
-                    sides.arm(Instant::now() + writer.send);
-                }
-                if let Some(Side::Timer) = sides.poll(cx, true) {
-                    if writer.stalled() {
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "an answer left untaken for send_timeout",
-                        )));
-                    }
-                    sides.arm(Instant::now() + writer.send);
-                }
-            } else {
-                let _ = sides.poll(cx, false);
-            }
-            step
-        })
-        .await;
-        if let Err(e) = written {
-            tracing::debug!(error = %e, "answer not written; connection closed");
-            return Ok(false);
+            .start(Request::from_parts(parts, Source::Wire(body)));
+        Exchange {
+            answer,
+            in_flight: Some(in_flight),
+            asked,
+            feeding,
+            writer: None,
         }
-        if last || matches!(encoder, Encoder::Close) || method == Method::CONNECT {
-            return Ok(false);
-        }
-        Ok(match feeding {
-            None => keep_alive,
-            Some(f) => keep_alive && f.drain(&mut self.buf),
-        })
+    }
+
+    /// Serves one request: its answer from the gateway, its body fed meanwhile, the answer
+    /// written. Whether the connection may carry another. A future written by hand, not an
+    /// async block, so that it keeps only [`Exchange`] (an async block kept the answer beside
+    /// the writer made of it, and its arguments twice: a held long poll's ~1 KB).
+    fn exchange<'a>(
+        &'a mut self,
+        mut exchange: Exchange,
+        sides: &'a mut Sides,
+    ) -> impl Future<Output = io::Result<bool>> + 'a {
+        let Conn {
+            io,
+            buf,
+            headers,
+            stop,
+            limits,
+            ..
+        } = self;
+        let send = limits.send;
+        poll_fn(move |cx| exchange.poll(cx, io, buf, headers, stop, sides, send))
     }
 
     /// Answers a head hyper's server would have refused (its status, no body) before closing.
@@ -387,6 +324,153 @@ impl<T: Socket> Conn<T> {
             self.io.flush().await
         };
         let _ = tokio::time::timeout(self.limits.send, write).await;
+    }
+}
+
+/// The answer's writer, its head encoded (a 500 in its place when it cannot be), and whether
+/// the connection ends after it; the answer's emptied header map goes to `cache`, for the
+/// next request's headers. Not async, for the reason `Conn::start` is not.
+fn writer(
+    response: http::Response<Tracked<ResponseBody>>,
+    asked: &Asked,
+    cache: &mut HeaderMap,
+    send: Duration,
+) -> (Writer<Tracked<ResponseBody>>, bool) {
+    let (mut parts, answer_body) = response.into_parts();
+    let mut out = BytesMut::with_capacity(256);
+    let encoded = encode(&mut out, asked, &mut parts, &answer_body);
+    // Drained by `encode`: kept for the next request's headers.
+    *cache = std::mem::take(&mut parts.headers);
+    cache.clear();
+    let (encoder, last) = match encoded {
+        Ok(e) => e,
+        Err(()) => {
+            out.clear();
+            write_refusal(&mut out, StatusCode::INTERNAL_SERVER_ERROR);
+            (Encoder::Length(0), true)
+        }
+    };
+    let writer = Writer {
+        out,
+        encoder,
+        body: (!encoder.is_eof()).then_some(answer_body),
+        done: false,
+        blocked_since: None,
+        send,
+    };
+    (writer, last)
+}
+
+/// One request in flight on a connection: its answer to come, then the answer's writer.
+struct Exchange {
+    answer: super::Answering,
+    /// The request's guard, until the answer's body takes it.
+    in_flight: Option<InFlight>,
+    asked: Asked,
+    feeding: Option<Feeding>,
+    /// Once the answer came: its writer, and whether the connection ends after it.
+    writer: Option<(Writer<Tracked<ResponseBody>>, bool)>,
+}
+
+impl Exchange {
+    #[allow(clippy::too_many_arguments)]
+    fn poll<T: Socket>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut T,
+        buf: &mut BytesMut,
+        headers: &mut HeaderMap,
+        stop: &tokio_util::sync::CancellationToken,
+        sides: &mut Sides,
+        send: Duration,
+    ) -> Poll<io::Result<bool>> {
+        if self.writer.is_none() {
+            match self.answer.as_mut().poll(cx) {
+                Poll::Ready(Ok(response)) => {
+                    let Some(in_flight) = self.in_flight.take() else {
+                        return Poll::Ready(Ok(false));
+                    };
+                    let response = response.map(|body| Tracked::answer(body, in_flight));
+                    let keep_alive = self.asked.keep_alive;
+                    self.asked.keep_alive &= !(sides.stopped || stop.is_cancelled());
+                    self.writer = Some(writer(response, &self.asked, headers, send));
+                    self.asked.keep_alive = keep_alive;
+                }
+                Poll::Ready(Err(never)) => match never {},
+                Poll::Pending => {
+                    // A body broken by the client's end of stream (a client that half-closed
+                    // inside it) is answered 400 before the close, as hyper's server answers it.
+                    let reading = match &mut self.feeding {
+                        Some(f) => f.poll(cx, &mut *io, &mut *buf).is_pending() || f.broken,
+                        None => false,
+                    };
+                    // Once the body is read, the socket is watched for the client going away (a
+                    // long poll's client that closed): the request is then dropped, and with it
+                    // its upstream exchange, as hyper's server drops it. Bytes that come
+                    // meanwhile (a pipelined request) are kept for after the answer, up to the
+                    // head limit.
+                    while !reading && buf.len() < MAX_HTTP1_BUF {
+                        if buf_capacity_short(buf) {
+                            buf.reserve(READ_SIZE);
+                        }
+                        let room = MAX_HTTP1_BUF - buf.len();
+                        let mut limited = (&mut *buf).limit(room);
+                        match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut limited) {
+                            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                                tracing::debug!(
+                                    "the client went away before its answer; request dropped"
+                                );
+                                return Poll::Ready(Ok(false));
+                            }
+                            Poll::Ready(Ok(_)) => {}
+                            Poll::Pending => break,
+                        }
+                    }
+                    // The stop lets the request finish; the connection closes after its answer.
+                    let _ = sides.poll(cx, false);
+                    return Poll::Pending;
+                }
+            }
+        }
+        let Some((writer, last)) = &mut self.writer else {
+            return Poll::Ready(Ok(false));
+        };
+        if let Some(f) = &mut self.feeding {
+            let _ = f.poll(cx, &mut *io, &mut *buf);
+        }
+        match writer.poll(cx, &mut *io) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "answer not written; connection closed");
+                return Poll::Ready(Ok(false));
+            }
+            Poll::Pending => {
+                if writer.blocked_since.is_some() {
+                    if !sides.armed {
+                        sides.arm(Instant::now() + writer.send);
+                    }
+                    if let Some(Side::Timer) = sides.poll(cx, true) {
+                        if writer.stalled() {
+                            tracing::debug!(
+                                "an answer left untaken for send_timeout; connection closed"
+                            );
+                            return Poll::Ready(Ok(false));
+                        }
+                        sides.arm(Instant::now() + writer.send);
+                    }
+                } else {
+                    let _ = sides.poll(cx, false);
+                }
+                return Poll::Pending;
+            }
+        }
+        if *last || self.asked.method == Method::CONNECT || !self.asked.keep_alive {
+            return Poll::Ready(Ok(false));
+        }
+        Poll::Ready(Ok(match self.feeding.take() {
+            None => true,
+            Some(f) => f.drain(buf),
+        }))
     }
 }
 
@@ -819,9 +903,9 @@ impl Feeding {
     }
 }
 
-/// What of the request the answer's framing depends on.
-struct Asked<'a> {
-    method: &'a Method,
+/// What of the request its answer's framing, and the connection after it, depend on.
+struct Asked {
+    method: Method,
     version: Version,
     keep_alive: bool,
 }
@@ -860,7 +944,7 @@ fn can_have_content_length(method: &Method, status: StatusCode) -> bool {
 /// lengths): a 500 and the close instead.
 fn encode<B: Body>(
     dst: &mut BytesMut,
-    asked: &Asked<'_>,
+    asked: &Asked,
     parts: &mut http::response::Parts,
     body: &B,
 ) -> Result<(Encoder, bool), ()> {
@@ -930,7 +1014,7 @@ fn encode<B: Body>(
         }
         dst.put_slice(b"\r\n");
     }
-    let chunkable = !http10 && can_have_body(asked.method, status);
+    let chunkable = !http10 && can_have_body(&asked.method, status);
     let mut encoder = Encoder::Length(0);
     let mut wrote_len = false;
     let mut wrote_date = false;
@@ -991,7 +1075,7 @@ fn encode<B: Body>(
                         continue;
                     }
                     Length::None => {
-                        if *asked.method != Method::HEAD {
+                        if asked.method != Method::HEAD {
                             continue;
                         }
                     }
@@ -1060,12 +1144,12 @@ fn encode<B: Body>(
                 Encoder::Chunked
             }
             Length::None | Length::Known(0) => {
-                if can_have_content_length(asked.method, status) && *asked.method != Method::HEAD {
+                if can_have_content_length(&asked.method, status) && asked.method != Method::HEAD {
                     dst.put_slice(b"content-length: 0\r\n");
                 }
                 Encoder::Length(0)
             }
-            Length::Known(n) if !can_have_content_length(asked.method, status) => {
+            Length::Known(n) if !can_have_content_length(&asked.method, status) => {
                 let _ = n;
                 Encoder::Length(0)
             }
@@ -1077,7 +1161,7 @@ fn encode<B: Body>(
             }
         };
     }
-    if !can_have_body(asked.method, status) {
+    if !can_have_body(&asked.method, status) {
         encoder = Encoder::Length(0);
     }
     if !wrote_date {

@@ -171,7 +171,7 @@ where
 {
     let h = ok(request);
     let asked = Asked {
-        method: &h.parts.method,
+        method: h.parts.method.clone(),
         version: h.parts.version,
         keep_alive: h.keep_alive,
     };
