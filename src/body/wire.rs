@@ -21,6 +21,10 @@ pub struct Broken(pub &'static str);
 pub enum WireBody {
     /// All of it, or nothing left (`None`).
     Whole(Option<Bytes>),
+    /// All of a chunked body, read with its head: its length is still not declared, so that it
+    /// is sent on as a chunked body is (hyper's `Incoming` did not know it either), and an empty
+    /// one is not taken for no body. `ended` once its end was read.
+    Unsized { data: Option<Bytes>, ended: bool },
     /// Fed by the connection; `left` is what the declared length still owes, if declared.
     Fed { feed: Arc<Feed>, left: Option<u64> },
 }
@@ -90,6 +94,14 @@ impl WireBody {
     pub fn whole(bytes: Bytes) -> WireBody {
         WireBody::Whole((!bytes.is_empty()).then_some(bytes))
     }
+
+    /// A chunked body read whole: sent on without a declared length.
+    pub fn chunked_whole(bytes: Bytes) -> WireBody {
+        WireBody::Unsized {
+            data: (!bytes.is_empty()).then_some(bytes),
+            ended: false,
+        }
+    }
 }
 
 impl Body for WireBody {
@@ -102,6 +114,13 @@ impl Body for WireBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Broken>>> {
         match self.get_mut() {
             WireBody::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            WireBody::Unsized { data, ended } => match data.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => {
+                    *ended = true;
+                    Poll::Ready(None)
+                }
+            },
             WireBody::Fed { feed, left } => {
                 let mut state = feed.lock();
                 if let Some(data) = state.queue.pop_front() {
@@ -134,6 +153,7 @@ impl Body for WireBody {
     fn is_end_stream(&self) -> bool {
         match self {
             WireBody::Whole(bytes) => bytes.is_none(),
+            WireBody::Unsized { ended, .. } => *ended,
             WireBody::Fed { feed, .. } => {
                 let state = feed.lock();
                 state.queue.is_empty() && state.end == Some(Ok(()))
@@ -149,7 +169,7 @@ impl Body for WireBody {
             WireBody::Fed {
                 left: Some(left), ..
             } => SizeHint::with_exact(*left),
-            WireBody::Fed { left: None, .. } => SizeHint::default(),
+            WireBody::Fed { left: None, .. } | WireBody::Unsized { .. } => SizeHint::default(),
         }
     }
 }

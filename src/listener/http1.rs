@@ -467,6 +467,16 @@ impl Exchange {
         if *last || self.asked.method == Method::CONNECT || !self.asked.keep_alive {
             return Poll::Ready(Ok(false));
         }
+        // The member answered before it had the whole body (an early 401): the body is still
+        // read and handed on until its reader (the pool connection, which sends it on for at
+        // most 60 s after the answer, within the body's own time limits) has it all or goes, as
+        // hyper's server did, so that the connection can carry the next request.
+        if let Some(f) = &mut self.feeding {
+            if f.poll(cx, &mut *io, &mut *buf).is_pending() {
+                let _ = sides.poll(cx, false);
+                return Poll::Pending;
+            }
+        }
         Poll::Ready(Ok(match self.feeding.take() {
             None => true,
             Some(f) => f.drain(buf),
@@ -749,7 +759,7 @@ fn body(buf: &mut BytesMut, framing: Framing, expect: bool) -> (WireBody, Option
                     1 => read.pop().unwrap_or_default(),
                     _ => read.concat().into(),
                 };
-                return (WireBody::whole(whole), None);
+                return (WireBody::chunked_whole(whole), None);
             }
             let feed = Arc::new(Feed::default());
             {
@@ -1176,13 +1186,14 @@ fn encode<B: Body>(
     Ok((encoder, last))
 }
 
-/// hyper's answer to a head it cannot read: the status, an empty body, the date; then the close.
+/// hyper's answer to a head it cannot read: the status, `Connection: close` (its keep-alive is
+/// off), an empty body, the date; then the close.
 fn write_refusal(dst: &mut BytesMut, status: StatusCode) {
     dst.put_slice(b"HTTP/1.1 ");
     dst.put_slice(status.as_str().as_bytes());
     dst.put_u8(b' ');
     dst.put_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
-    dst.put_slice(b"\r\ncontent-length: 0\r\ndate: ");
+    dst.put_slice(b"\r\nconnection: close\r\ncontent-length: 0\r\ndate: ");
     date(dst);
     dst.put_slice(b"\r\n\r\n");
 }
@@ -1341,7 +1352,7 @@ fn hex(mut n: usize, out: &mut [u8; 16]) -> &[u8] {
     let mut i = out.len();
     loop {
         i -= 1;
-        out[i] = b"0123456789abcdef"[n & 0xf];
+        out[i] = b"0123456789ABCDEF"[n & 0xf];
         n >>= 4;
         if n == 0 {
             return &out[i..];

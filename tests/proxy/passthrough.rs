@@ -105,6 +105,34 @@ async fn a_passthrough_post_body_arrives_unchanged() {
     assert_eq!(&h.received()[0].body[..], &body[..]);
 }
 
+/// A pass-through body sent chunked reaches the pool chunked, an empty one too: it is not
+/// turned into a POST with no length at all, which IIS answers 411 (fresh eyes, round 25).
+#[tokio::test]
+async fn a_chunked_passthrough_body_reaches_the_pool_chunked_even_when_empty() {
+    let h = support::start().await;
+    let addr = h.server.addrs()[0];
+    for (chunks, body) in [("0\r\n\r\n", ""), ("2\r\nhi\r\n0\r\n\r\n", "hi")] {
+        let request = format!(
+            "POST /ucwa/v1/applications/1/communication/messages HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunks}"
+        );
+        let counts = h.received_counts();
+        let answer = support::client::raw(addr, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        let got = h.received_since(&counts);
+        assert_eq!(got.len(), 1, "{answer}");
+        assert_eq!(
+            got[0]
+                .headers
+                .get("transfer-encoding")
+                .map(|v| v.as_bytes()),
+            Some(&b"chunked"[..]),
+            "{:?}",
+            got[0].headers
+        );
+        assert_eq!(&got[0].body[..], body.as_bytes());
+    }
+}
+
 /// On paused time: the member's wait costs nothing, and the clock is tokio's.
 #[tokio::test(start_paused = true)]
 async fn the_events_long_poll_passes_through() {

@@ -107,13 +107,13 @@ fn a_chunked_body_that_came_whole_is_read_at_once_and_a_broken_one_is_an_error()
     let mut buf = BytesMut::from(&b"2\r\nhi\r\n3\r\n th\r\n0\r\n\r\nnext"[..]);
     let (whole, feeding) = body(&mut buf, Framing::Chunked, false);
     assert!(feeding.is_none());
-    assert!(matches!(whole, WireBody::Whole(Some(ref b)) if b == "hi th"));
+    assert!(matches!(whole, WireBody::Unsized { data: Some(ref b), .. } if b == "hi th"));
     assert_eq!(&buf[..], b"next");
 
     // Spaces after a size, as hyper's server takes them.
     let mut buf = BytesMut::from(&b"2 \t\r\nhi\r\n0\r\n\r\n"[..]);
     let (whole, _) = body(&mut buf, Framing::Chunked, false);
-    assert!(matches!(whole, WireBody::Whole(Some(ref b)) if b == "hi"));
+    assert!(matches!(whole, WireBody::Unsized { data: Some(ref b), .. } if b == "hi"));
 
     let mut buf = BytesMut::from(&b"2\nhi\r\n0\r\n\r\n"[..]);
     let (fed, feeding) = body(&mut buf, Framing::Chunked, false);
@@ -236,8 +236,12 @@ fn response<B>(status: u16, headers: &[(&str, &str)], body: B) -> http::Response
     r
 }
 
+/// A chunk of 0xAB bytes: its size has hex letters.
+const LONG: &str = "01234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789X";
+
 #[tokio::test]
 async fn answers_are_written_byte_for_byte_as_hypers_server_writes_them() {
+    assert_eq!(LONG.len(), 0xAB);
     const GET11: &str = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
     const HEAD11: &str = "HEAD / HTTP/1.1\r\nHost: h\r\n\r\n";
     const GET10: &str = "GET / HTTP/1.0\r\n\r\n";
@@ -282,6 +286,7 @@ async fn answers_are_written_byte_for_byte_as_hypers_server_writes_them() {
             response(200, &[("content-length", "5")], full("hello"))
         );
         same!(request, response(200, &[], streamed(&["he", "", "llo"])));
+        same!(request, response(200, &[], streamed(&[LONG, "y"])));
         same!(
             request,
             response(200, &[("content-length", "5")], streamed(&["he", "llo"]))
@@ -323,13 +328,13 @@ async fn answers_are_written_byte_for_byte_as_hypers_server_writes_them() {
             r
         });
     }
-    assert_eq!(cases, 80);
+    assert_eq!(cases, 85);
 }
 
 #[test]
-fn chunk_sizes_are_lower_case_hex() {
+fn chunk_sizes_are_upper_case_hex_as_hyper_writes_them() {
     let mut b = [0u8; 16];
     assert_eq!(hex(0, &mut b), b"0");
-    assert_eq!(hex(255, &mut b), b"ff");
+    assert_eq!(hex(255, &mut b), b"FF");
     assert_eq!(hex(4096, &mut b), b"1000");
 }
