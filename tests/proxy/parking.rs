@@ -427,6 +427,38 @@ async fn body_still_arriving_after_the_answer() {
     );
 }
 
+/// The member answered before the body was all sent: the client's connection still reads the
+/// body to its end and hands it on, then serves the client's next request on the same
+/// connection, as hyper's server did (fresh eyes, round 25). On real time: on paused time the
+/// runtime, idle between the client's writes, jumps to the pool client's 60 s limit for the rest
+/// of the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_goes_on_after_a_body_finished_behind_an_early_answer() {
+    use tokio::io::AsyncWriteExt;
+    let member = early_answering_member().await;
+    let server = server_before(&format!("http://{member}"), "").await;
+    let mut client = tokio::net::TcpStream::connect(server.addrs()[0])
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {ME}/reportMyActivity HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n\
+         Content-Length: 10\r\n\r\n"
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    client.write_all(br#"{"a":"#).await.unwrap();
+    let answer = support::read_answer(&mut client).await;
+    assert_eq!((answer.status, answer.text().as_str()), (200, "ok"));
+    client.write_all(b" 123}").await.unwrap();
+    let next = format!("GET {ME} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    client.write_all(next.as_bytes()).await.unwrap();
+    let answer = support::read_answer(&mut client).await;
+    assert_eq!(
+        (answer.status, answer.text().as_str()),
+        (200, "ok"),
+        "the next request on the same connection"
+    );
+}
+
 /// One client connection's rounds: a pause around the park delay (under it, at it, over it),
 /// then a GET, or a pass-through PUT whose body the pool client's task reads, on any worker.
 async fn keep_alive_rounds(
