@@ -137,12 +137,17 @@ impl Body for WireBody {
                         Poll::Ready(Some(Err(broken)))
                     }
                     None => {
-                        state.wanted = true;
                         match &mut state.reader {
                             Some(w) if w.will_wake(cx.waker()) => {}
                             slot => *slot = Some(cx.waker().clone()),
                         }
-                        state.wake_connection();
+                        // The connection is woken when the body begins to want more, not at
+                        // every poll: the reader may be polled by the connection's own task (a
+                        // guarded body the gateway reads), which would wake itself for ever.
+                        if !state.wanted {
+                            state.wanted = true;
+                            state.wake_connection();
+                        }
                         Poll::Pending
                     }
                 }
@@ -154,9 +159,10 @@ impl Body for WireBody {
         match self {
             WireBody::Whole(bytes) => bytes.is_none(),
             WireBody::Unsized { ended, .. } => *ended,
-            WireBody::Fed { feed, .. } => {
+            WireBody::Fed { feed, left } => {
                 let state = feed.lock();
-                state.queue.is_empty() && state.end == Some(Ok(()))
+                // A declared length all read is the end, before the connection says so.
+                state.queue.is_empty() && (state.end == Some(Ok(())) || *left == Some(0))
             }
         }
     }

@@ -38,7 +38,7 @@ use super::{BoxError, Handler, Serving, MAX_HTTP1_BUF};
 use crate::body::Tracked;
 use crate::body::{Broken, Feed, InFlight, Source, WireBody, PARK_AFTER};
 use crate::gateway::ResponseBody;
-use crate::upstream::h1::{Chunked, Step};
+use crate::upstream::h1::{ends_chunked, Chunked, Step};
 
 /// Header lines a request may have (hyper's default).
 const MAX_HEADERS: usize = 100;
@@ -228,7 +228,7 @@ impl<T: Socket> Conn<T> {
                     } else {
                         head
                     };
-                    sides.arm(Instant::now() + wait.max(Duration::from_millis(1)));
+                    sides.arm(wait.max(Duration::from_millis(1)), Purpose::Head);
                 }
             }
         }
@@ -238,13 +238,13 @@ impl<T: Socket> Conn<T> {
     async fn read_more(&mut self, sides: &mut Sides) -> io::Result<Read> {
         let room = MAX_HTTP1_BUF.saturating_sub(self.buf.len()).min(READ_SIZE);
         self.buf.reserve(room);
-        if !sides.armed {
+        if !sides.armed_for(Purpose::Head) {
             let wait = self
                 .activity
                 .head_left(self.taken_up, self.limits.head)
                 .unwrap_or(Duration::MAX)
                 .min(PARK_AFTER);
-            sides.arm(Instant::now() + wait);
+            sides.arm(wait, Purpose::Head);
         }
         let (io, buf) = (&mut self.io, &mut self.buf);
         poll_fn(|cx| {
@@ -394,6 +394,10 @@ impl Exchange {
                     let keep_alive = self.asked.keep_alive;
                     self.asked.keep_alive &= !(sides.stopped || stop.is_cancelled());
                     self.writer = Some(writer(response, &self.asked, headers, send));
+                    // No interim answer once the final one has begun (hyper: `Writing::Init`).
+                    if let Some(f) = &mut self.feeding {
+                        f.continue_left = None;
+                    }
                     self.asked.keep_alive = keep_alive;
                 }
                 Poll::Ready(Err(never)) => match never {},
@@ -446,8 +450,8 @@ impl Exchange {
             }
             Poll::Pending => {
                 if writer.blocked_since.is_some() {
-                    if !sides.armed {
-                        sides.arm(Instant::now() + writer.send);
+                    if !sides.armed_for(Purpose::Send) {
+                        sides.arm(writer.send, Purpose::Send);
                     }
                     if let Some(Side::Timer) = sides.poll(cx, true) {
                         if writer.stalled() {
@@ -456,7 +460,7 @@ impl Exchange {
                             );
                             return Poll::Ready(Ok(false));
                         }
-                        sides.arm(Instant::now() + writer.send);
+                        sides.arm(writer.send, Purpose::Send);
                     }
                 } else {
                     let _ = sides.poll(cx, false);
@@ -517,11 +521,20 @@ struct Sides {
     task: Waker,
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
     timer: Pin<Box<Sleep>>,
-    /// The timer is set and has not fired: set again only once it has (a deadline that moved
-    /// later is found when it fires early, and looked at again). It is polled only when the
-    /// sides' waker was woken (the `Beside` flag).
-    armed: bool,
+    /// What the timer is set for, until it fires: set again only once it has, or for another
+    /// purpose (a deadline that moved later is found when it fires early, and looked at
+    /// again). It is polled only when the sides' waker was woken (the `Beside` flag).
+    armed: Option<Purpose>,
     stopped: bool,
+}
+
+/// What the connection's one timer is set for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The head's limit, the park, the idle limit: a connection waiting for a request.
+    Head,
+    /// `send_timeout`: an answer the client does not take.
+    Send,
 }
 
 enum Side {
@@ -540,16 +553,23 @@ impl Sides {
             task: Waker::noop().clone(),
             stop: Box::pin(stop.clone().cancelled_owned()),
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            armed: false,
+            armed: None,
             stopped: false,
         }
     }
 
-    /// Sets the timer, registered at once with the sides' waker (so that setting it does not
-    /// make every later poll look at the sides).
-    fn arm(&mut self, at: Instant) {
-        self.timer.as_mut().reset(at);
-        self.armed = true;
+    /// Whether the timer is set for `purpose`.
+    fn armed_for(&self, purpose: Purpose) -> bool {
+        self.armed == Some(purpose)
+    }
+
+    /// Sets the timer `wait` from now (at most a day: "no limit" is `Duration::MAX`),
+    /// registered at once with the sides' waker (so that setting it does not make every later
+    /// poll look at the sides).
+    fn arm(&mut self, wait: Duration, purpose: Purpose) {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        self.timer.as_mut().reset(Instant::now() + wait.min(DAY));
+        self.armed = Some(purpose);
         let mut side_cx = Context::from_waker(&self.waker);
         if self.timer.as_mut().poll(&mut side_cx).is_ready() {
             // Already due: seen at the next look.
@@ -567,10 +587,12 @@ impl Sides {
         let mut side_cx = Context::from_waker(&self.waker);
         if !self.stopped && self.stop.as_mut().poll(&mut side_cx).is_ready() {
             self.stopped = true;
+            // The timer may have fired in the same wake: looked at next time.
+            self.beside.woken.store(true, Ordering::Release);
             return Some(Side::Stop);
         }
-        if self.armed && self.timer.as_mut().poll(&mut side_cx).is_ready() {
-            self.armed = false;
+        if self.armed.is_some() && self.timer.as_mut().poll(&mut side_cx).is_ready() {
+            self.armed = None;
             if with_timer {
                 return Some(Side::Timer);
             }
@@ -689,6 +711,8 @@ fn parse(
     if is_te && is_cl {
         keep_alive = false;
     }
+    // hyper answers `Expect: 100-continue` on HTTP/1.1 only (`Conn::read_head`).
+    expect_continue &= http11;
     parts.headers = headers;
     let framing = if chunked {
         Framing::Chunked
@@ -711,12 +735,6 @@ fn content_length(value: &[u8]) -> Option<u64> {
 /// The longest body length hyper takes (`DecodedLength::MAX_LEN`); a longer one is refused as
 /// too large (431).
 const MAX_LENGTH: u64 = u64::MAX - 2;
-
-/// Whether a Transfer-Encoding value's last coding is `chunked` (hyper's `is_chunked_`).
-fn ends_chunked(value: &[u8]) -> bool {
-    let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
-    last.trim_ascii().eq_ignore_ascii_case(b"chunked")
-}
 
 /// Whether a comma-separated value holds `token` (hyper's `connection_has`).
 fn has_token(value: &[u8], token: &[u8]) -> bool {
@@ -811,10 +829,24 @@ struct Feeding {
     /// `Expect: 100-continue` and the interim answer not yet written: written when the body is
     /// first wanted, as hyper writes it.
     continue_left: Option<&'static [u8]>,
+    /// The interim answer was written and is not yet flushed.
+    continue_flush: bool,
     /// Nothing more to read: the body ended, broke, or its reader went.
     done: bool,
     /// The body's framing broke, or the client went inside it.
     broken: bool,
+}
+
+impl Drop for Feeding {
+    /// A body the connection stops feeding (it closes, or failed) ends for its reader at once,
+    /// as an error, rather than at the reader's own time limit.
+    fn drop(&mut self) {
+        if !self.done {
+            self.feed
+                .lock()
+                .finish(Err(Broken("the connection closed inside the body")));
+        }
+    }
 }
 
 impl Feeding {
@@ -823,6 +855,7 @@ impl Feeding {
             feed,
             decoder,
             continue_left: expect.then_some(b"HTTP/1.1 100 Continue\r\n\r\n".as_slice()),
+            continue_flush: false,
             done: false,
             broken: false,
         }
@@ -866,13 +899,24 @@ impl Feeding {
                 }
                 Ok(Step::More) => {}
             }
+            // Woken too if the reader goes while the socket is waited for.
+            state.park_connection(cx.waker());
             drop(state);
             while let Some(left) = self.continue_left {
                 match Pin::new(&mut *io).poll_write(cx, left) {
                     Poll::Ready(Ok(n)) if n > 0 => {
                         self.continue_left = left.get(n..).filter(|l| !l.is_empty());
+                        self.continue_flush = self.continue_left.is_none();
                     }
                     Poll::Ready(_) => return self.fail("the connection failed"),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if self.continue_flush {
+                // A TLS stream keeps the records it could not send yet.
+                match Pin::new(&mut *io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.continue_flush = false,
+                    Poll::Ready(Err(_)) => return self.fail("the connection failed"),
                     Poll::Pending => return Poll::Pending,
                 }
             }
@@ -1236,6 +1280,22 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
+    /// Flushes, counting a flush the client does not take (a TLS stream's queued records) as
+    /// blocked, as a write is.
+    fn flush<T: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut T,
+    ) -> Poll<io::Result<()>> {
+        let flushed = Pin::new(&mut *io).poll_flush(cx);
+        if flushed.is_pending() {
+            self.blocked_since.get_or_insert_with(Instant::now);
+        } else {
+            self.blocked_since = None;
+        }
+        flushed
+    }
+
     fn stalled(&self) -> bool {
         self.blocked_since
             .is_some_and(|at| at.elapsed() >= self.send)
@@ -1264,7 +1324,7 @@ where
                 }
             }
             if self.done {
-                return Pin::new(&mut *io).poll_flush(cx);
+                return self.flush(cx, io);
             }
             // Gathers what the body has ready.
             let Some(mut body) = self.body.take() else {
@@ -1299,7 +1359,7 @@ where
             }
             if !gathered {
                 // Flushes what was written (a TLS stream's records), then waits for the body.
-                return match Pin::new(&mut *io).poll_flush(cx) {
+                return match self.flush(cx, io) {
                     Poll::Ready(Ok(())) => Poll::Pending,
                     other => other,
                 };

@@ -96,8 +96,15 @@ fn append_to_last(headers: &mut HeaderMap, value: HeaderValue) {
     }
 }
 
-/// Whether a Transfer-Encoding line's last coding is `chunked` (hyper's `is_chunked_`).
-fn ends_chunked(value: &[u8]) -> bool {
+/// Whether a Transfer-Encoding line's last coding is `chunked` (hyper's `is_chunked_`, which
+/// reads only a value that is visible ASCII: `HeaderValue::to_str`).
+pub(crate) fn ends_chunked(value: &[u8]) -> bool {
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        return false;
+    }
     let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
     last.trim_ascii().eq_ignore_ascii_case(b"chunked")
 }

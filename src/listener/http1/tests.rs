@@ -44,6 +44,10 @@ fn heads_are_framed_as_hypers_server_frames_them() {
     );
     assert!(ok("POST / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n").expect_continue);
     assert!(
+        !ok("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expect_continue,
+        "hyper answers Expect on HTTP/1.1 only"
+    );
+    assert!(
         ok("GET / HTTP/1.1\nHost: h\n\n")
             .parts
             .headers
@@ -55,6 +59,7 @@ fn heads_are_framed_as_hypers_server_frames_them() {
         "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
         "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: \u{ff}, chunked\r\n\r\n",
         "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
         "POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
         "POST / HTTP/1.1\r\nContent-Length: 7,7\r\n\r\n",
