@@ -465,7 +465,7 @@ impl Serving<Handler> {
     > {
         let handler = self.service;
         let service = service_fn(move |req: http::Request<Incoming>| {
-            let answer = handler.call(req.map(Source::Hyper));
+            let answer = handler.call(req.map(Source::Left));
             async move { Ok::<_, std::convert::Infallible>(answer.await) }
         });
         Serving {

@@ -68,6 +68,13 @@ impl From<hyper::Error> for BodyError {
     }
 }
 
+/// `Either`'s error ([`super::Source`]): hyper's or the own server's, boxed.
+impl From<Box<dyn std::error::Error + Send + Sync>> for BodyError {
+    fn from(e: Box<dyn std::error::Error + Send + Sync>) -> BodyError {
+        BodyError::Read(e)
+    }
+}
+
 impl<B> Body for Timed<B>
 where
     B: Body + Unpin,

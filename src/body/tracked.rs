@@ -12,9 +12,9 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use prometheus::IntGauge;
 
-use super::stall::{self, BodyError};
+use super::stall;
 use super::WireBody;
-use bytes::Bytes;
+use http_body_util::Either;
 
 /// How long a keep-alive connection is quiet before it parks.
 pub const PARK_AFTER: Duration = Duration::from_millis(250);
@@ -42,44 +42,10 @@ pub struct Tracked<B> {
 /// The client's request body as the gateway reads it.
 pub type ClientBody = Tracked<stall::Timed<Source>>;
 
-/// Who reads the client's body off the connection: hyper (HTTP/2, and HTTP/1.1 on its auto
-/// builder) or ringfence's own HTTP/1.1 server.
-#[derive(Debug)]
-pub enum Source {
-    Hyper(Incoming),
-    Wire(WireBody),
-}
-
-impl Body for Source {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            Source::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Source::Wire(b) => Pin::new(b)
-                .poll_frame(cx)
-                .map_err(|e| BodyError::Read(e.into())),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Source::Hyper(b) => b.is_end_stream(),
-            Source::Wire(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Source::Hyper(b) => b.size_hint(),
-            Source::Wire(b) => b.size_hint(),
-        }
-    }
-}
+/// Who reads the client's body off the connection: hyper (`Left`: HTTP/2, and HTTP/1.1 on its
+/// auto builder) or ringfence's own HTTP/1.1 server (`Right`). `Either`'s error is boxed, and
+/// read as [`BodyError::Read`].
+pub type Source = Either<Incoming, WireBody>;
 
 impl ClientBody {
     pub(crate) fn new(body: Source, activity: &Arc<Activity>, limits: Limits) -> ClientBody {

@@ -38,7 +38,7 @@ use super::{BoxError, Handler, Serving, MAX_HTTP1_BUF};
 use crate::body::Tracked;
 use crate::body::{Broken, Feed, InFlight, Source, WireBody, PARK_AFTER};
 use crate::gateway::ResponseBody;
-use crate::upstream::h1::{ends_chunked, Chunked, Step};
+use crate::upstream::h1::{ends_chunked, has_token, Chunked, Step};
 
 /// Header lines a request may have (hyper's default).
 const MAX_HEADERS: usize = 100;
@@ -284,7 +284,7 @@ impl<T: Socket> Conn<T> {
         let (body, feeding) = body(&mut self.buf, framing, expect_continue);
         let (answer, in_flight) = self
             .handler
-            .start(Request::from_parts(parts, Source::Wire(body)));
+            .start(Request::from_parts(parts, Source::Right(body)));
         Exchange {
             answer,
             in_flight: Some(in_flight),
@@ -736,13 +736,6 @@ fn content_length(value: &[u8]) -> Option<u64> {
 /// too large (431).
 const MAX_LENGTH: u64 = u64::MAX - 2;
 
-/// Whether a comma-separated value holds `token` (hyper's `connection_has`).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
 /// The request's body: whole when it is already read (no sharing, no lock), otherwise fed by
 /// the connection.
 fn body(buf: &mut BytesMut, framing: Framing, expect: bool) -> (WireBody, Option<Feeding>) {
@@ -752,23 +745,18 @@ fn body(buf: &mut BytesMut, framing: Framing, expect: bool) -> (WireBody, Option
             (WireBody::whole(buf.split_to(n as usize).freeze()), None)
         }
         Framing::Length(n) => {
-            let feed = Arc::new(Feed::default());
-            let body = WireBody::Fed {
-                feed: Arc::clone(&feed),
-                left: Some(n),
-            };
-            let decoder = Decoder::Length(n);
-            (body, Some(Feeding::new(feed, decoder, expect)))
+            let (body, feeding) = fed(Decoder::Length(n), Some(n), expect);
+            (body, Some(feeding))
         }
         Framing::Chunked => {
-            let mut chunked = Chunked::Size;
+            let mut decoder = Decoder::Chunked(Chunked::Size);
             let mut read = Vec::new();
             let end = loop {
-                match chunked.step_request(buf) {
+                match decoder.step(buf) {
                     Ok(Step::Data(data)) => read.push(data),
                     Ok(Step::End) => break Some(Ok(())),
                     Ok(Step::More) => break None,
-                    Err(e) => break Some(Err(Broken(e.0))),
+                    Err(broken) => break Some(Err(broken)),
                 }
             };
             if end == Some(Ok(())) {
@@ -779,24 +767,29 @@ fn body(buf: &mut BytesMut, framing: Framing, expect: bool) -> (WireBody, Option
                 };
                 return (WireBody::chunked_whole(whole), None);
             }
-            let feed = Arc::new(Feed::default());
+            let (body, mut feeding) = fed(decoder, None, expect);
             {
-                let mut state = feed.lock();
+                let mut state = feeding.feed.lock();
                 state.queue.extend(read);
                 if let Some(end) = end {
                     state.finish(end);
                 }
             }
-            let body = WireBody::Fed {
-                feed: Arc::clone(&feed),
-                left: None,
-            };
-            let mut feeding = Feeding::new(feed, Decoder::Chunked(chunked), expect);
             feeding.done = end.is_some();
             feeding.broken = matches!(end, Some(Err(_)));
             (body, Some(feeding))
         }
     }
+}
+
+/// A body the connection feeds, read on by `decoder`; `left` is its declared length, if any.
+fn fed(decoder: Decoder, left: Option<u64>, expect: bool) -> (WireBody, Feeding) {
+    let feed = Arc::new(Feed::default());
+    let body = WireBody::Fed {
+        feed: Arc::clone(&feed),
+        left,
+    };
+    (body, Feeding::new(feed, decoder, expect))
 }
 
 /// How the rest of a fed body is delimited.
@@ -979,14 +972,13 @@ impl Encoder {
     }
 }
 
-/// Whether an answer to `method` with `status` may carry a body (hyper's `can_chunked`).
+/// Whether an answer to `method` with `status` may carry a body (hyper's `can_chunked`): one that
+/// may have a length, and not to HEAD.
 fn can_have_body(method: &Method, status: StatusCode) -> bool {
-    !(*method == Method::HEAD
-        || *method == Method::CONNECT && status.is_success()
-        || status.is_informational()
-        || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED))
+    *method != Method::HEAD && can_have_content_length(method, status)
 }
 
+/// Whether such an answer may say its length (hyper's `can_have_content_length`).
 fn can_have_content_length(method: &Method, status: StatusCode) -> bool {
     !(status.is_informational()
         || *method == Method::CONNECT && status.is_success()

@@ -403,7 +403,12 @@ pub fn request_closes(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .any(|line| tokens(line.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")))
+        .any(|line| has_token(line.as_bytes(), b"close"))
+}
+
+/// Whether a comma-separated value holds `token`, in any case (hyper's `connection_has`).
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 /// A comma-separated field value's elements, without their surrounding whitespace.
