@@ -454,13 +454,16 @@ impl Exchange {
                         sides.arm(writer.send, Purpose::Send);
                     }
                     if let Some(Side::Timer) = sides.poll(cx, true) {
-                        if writer.stalled() {
-                            tracing::debug!(
-                                "an answer left untaken for send_timeout; connection closed"
-                            );
-                            return Poll::Ready(Ok(false));
+                        // Set at an earlier block: due `send_timeout` after this one began.
+                        match writer.stall_left() {
+                            Some(left) if left.is_zero() => {
+                                tracing::debug!(
+                                    "an answer left untaken for send_timeout; connection closed"
+                                );
+                                return Poll::Ready(Ok(false));
+                            }
+                            left => sides.arm(left.unwrap_or(writer.send), Purpose::Send),
                         }
-                        sides.arm(writer.send, Purpose::Send);
                     }
                 } else {
                     let _ = sides.poll(cx, false);
@@ -1288,9 +1291,11 @@ where
         flushed
     }
 
-    fn stalled(&self) -> bool {
+    /// How long the client has left to take bytes before `send_timeout` closes the connection;
+    /// None while it takes them.
+    fn stall_left(&self) -> Option<Duration> {
         self.blocked_since
-            .is_some_and(|at| at.elapsed() >= self.send)
+            .map(|at| self.send.saturating_sub(at.elapsed()))
     }
 
     fn poll<T: AsyncWrite + Unpin>(
