@@ -57,6 +57,42 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether `name` is one of [`HOP_BY_HOP`] (not counting those a Connection line names).
+pub(crate) fn is_hop_by_hop_name(name: &HeaderName) -> bool {
+    hop_by_hop_index(name.as_str()).is_some()
+}
+
+/// Whether a Connection line names a header that is not hop-by-hop already.
+pub(crate) fn line_names_others(connection: &HeaderValue) -> bool {
+    connection
+        .to_str()
+        .is_ok_and(|v| v.split(',').any(|token| !is_hop_by_hop(token.trim())))
+}
+
+/// Removes from `headers` every header one of `connection`'s lines names (what
+/// [`strip_hop_by_hop`] does when the lines were taken out of the map already).
+pub(crate) fn strip_named_by(headers: &mut HeaderMap, connection: &[HeaderValue]) {
+    let named: Vec<&str> = connection
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|token| !is_hop_by_hop(token))
+        .collect();
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            named
+                .iter()
+                .any(|token| token.eq_ignore_ascii_case(name.as_str()))
+        })
+        .cloned()
+        .collect();
+    for name in present {
+        headers.remove(name);
+    }
+}
+
 /// The place of a (lower-case) name in [`HOP_BY_HOP`]: one match on the text, not nine
 /// comparisons of `HeaderName`s per header.
 fn hop_by_hop_index(name: &str) -> Option<usize> {

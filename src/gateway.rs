@@ -669,8 +669,9 @@ impl Gateway {
                 if let Ok(i) = u8::try_from(answer.index + 1) {
                     ctx.member.store(i, Ordering::Relaxed);
                 }
-                let (mut parts, body) = answer.response.into_parts();
-                forwarding::strip_hop_by_hop(&mut parts.headers);
+                // Its connection-specific headers were left behind as its head was read
+                // (`upstream::h1::Reader::read_head`).
+                let (parts, body) = answer.response.into_parts();
                 let (status, headers) = (parts.status, &parts.headers);
                 let (lesson, host) = match forwarding.learnable.take() {
                     Some((method, target, host)) => (Some((method, target)), Some(host)),

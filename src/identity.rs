@@ -177,15 +177,10 @@ fn split(path: &str) -> Option<(&str, &str)> {
     if !under_ucwa(path) || !path::is_plain(path) {
         return None;
     }
-    // Segment by segment, by bytes: a path is read so on every guarded request, and its
-    // segments are a few bytes long, shorter than what a `str::find` call costs to set up.
+    // Segment by segment, with memchr: a path is read so on every guarded request.
     let bytes = path.as_bytes();
-    let end_of = |start: usize| {
-        bytes[start..]
-            .iter()
-            .position(|&b| b == b'/')
-            .map_or(bytes.len(), |at| start + at)
-    };
+    let end_of =
+        |start: usize| memchr::memchr(b'/', &bytes[start..]).map_or(bytes.len(), |at| start + at);
     let mut slash = 0;
     loop {
         let end = end_of(slash + 1);
@@ -363,9 +358,12 @@ impl Lesson {
     /// The path of an origin-form target (without its query or a trailing slash), and its last
     /// segment.
     fn last_segment(target: &str) -> Option<(&str, &str)> {
-        let path = target.split_once('?').map_or(target, |(p, _)| p);
+        // memchr's searches: `str`'s with a `char` cost ~250 instructions each on a ~130-byte
+        // target, and every forwarded request is asked.
+        let path = memchr::memchr(b'?', target.as_bytes()).map_or(target, |at| &target[..at]);
         let path = path::trim_trailing_slash(path);
-        Some((path, path.rsplit('/').next()?))
+        let last = memchr::memrchr(b'/', path.as_bytes()).map_or(path, |at| &path[at + 1..]);
+        Some((path, last))
     }
 
     /// The lesson a request could teach; `None` for almost all traffic, which then pays

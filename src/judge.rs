@@ -576,9 +576,18 @@ impl<'c> Pending<'c> {
 
     fn cleared(self, body: Bytes, rulings: Vec<Ruling<'c>>) -> Verdict<'c> {
         let mut head = self.head;
-        // Sent whole, with its length (Transfer-Encoding went with the hop-by-hop headers).
-        head.headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        // Sent whole, with its length (Transfer-Encoding went with the hop-by-hop headers). The
+        // client's own line, when it is that length written plainly (nearly always), is kept
+        // as it came instead of being made again (an allocation per request).
+        let mut digits = itoa::Buffer::new();
+        let length = digits.format(body.len()).as_bytes();
+        let mut lines = head.headers.get_all(header::CONTENT_LENGTH).iter();
+        let plain =
+            lines.next().is_some_and(|line| line.as_bytes() == length) && lines.next().is_none();
+        if !plain {
+            head.headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
         Verdict {
             outcome: Ok(Clearance {
                 head,

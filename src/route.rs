@@ -212,19 +212,12 @@ fn route_of<'g>(path: &str, guards: &'g Guards) -> Route<'g> {
     }
     // Only an escape (`%3F`, `%23`) puts these in a path; a back end that re-reads the decoded
     // path as a URL would cut the segment there, so such a UCWA path cannot be classified.
-    // A branch-free pass (vectorised) and a byte search back from the end: a guarded path is
-    // ~100 bytes, and `str` searches cost more to set up than its last segment is long.
-    if path
-        .bytes()
-        .fold(false, |found, b| found | (b == b'?') | (b == b'#'))
-    {
+    // memchr's searches, 16 or 32 bytes a step: a guarded path is ~100 bytes, and a fold the
+    // compiler was meant to vectorise here stayed a byte loop (~7 instructions a byte).
+    if memchr::memchr2(b'?', b'#', path.as_bytes()).is_some() {
         return Route::BadPath;
     }
-    let last = path
-        .as_bytes()
-        .iter()
-        .rposition(|&b| b == b'/')
-        .map_or(path, |at| &path[at + 1..]);
+    let last = memchr::memrchr(b'/', path.as_bytes()).map_or(path, |at| &path[at + 1..]);
     if last.eq_ignore_ascii_case("batch") {
         Route::Batch
     } else {

@@ -3,6 +3,7 @@
 //! byte for byte what serde_json wrote from the records' old `#[derive(Serialize)]` definitions,
 //! which the tests keep (`src/audit/tests.rs`) and compare against with random records.
 
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -100,6 +101,22 @@ pub(super) fn rfc3339_millis(time: SystemTime) -> Option<[u8; 24]> {
     if secs >= 253_402_300_800 {
         return None;
     }
+    // The date and time of day change once a second; lines come by the thousand. The text of
+    // the last second is kept per thread, and only the milliseconds are written anew.
+    thread_local! {
+        static LAST: Cell<(u64, [u8; 24])> = const { Cell::new((u64::MAX, [0; 24])) };
+    }
+    let (last, mut text) = LAST.get();
+    if last != secs {
+        text = second_text(secs);
+        LAST.set((secs, text));
+    }
+    put_digits(&mut text, 20, 3, u64::from(since.subsec_millis()));
+    Some(text)
+}
+
+/// `secs` since the epoch (before year 10000) as `YYYY-MM-DDThh:mm:ss.000Z`.
+fn second_text(secs: u64) -> [u8; 24] {
     // Days to a civil date (Howard Hinnant's `civil_from_days`), in eras of 400 years from
     // 0000-03-01.
     let (days, of_day) = (secs / 86_400, secs % 86_400);
@@ -116,22 +133,22 @@ pub(super) fn rfc3339_millis(time: SystemTime) -> Option<[u8; 24]> {
         shifted_month - 9
     };
     let year = year_of_era + era * 400 + u64::from(month <= 2);
-    let millis = u64::from(since.subsec_millis());
     let mut text = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut n: u64| {
-        for i in (at..at + width).rev() {
-            text[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, of_day / 3_600);
-    put(14, 2, of_day / 60 % 60);
-    put(17, 2, of_day % 60);
-    put(20, 3, millis);
-    Some(text)
+    put_digits(&mut text, 0, 4, year);
+    put_digits(&mut text, 5, 2, month);
+    put_digits(&mut text, 8, 2, day);
+    put_digits(&mut text, 11, 2, of_day / 3_600);
+    put_digits(&mut text, 14, 2, of_day / 60 % 60);
+    put_digits(&mut text, 17, 2, of_day % 60);
+    text
+}
+
+/// `n`'s last `width` decimal digits into `text` at `at`.
+fn put_digits(text: &mut [u8; 24], at: usize, width: usize, mut n: u64) {
+    for i in (at..at + width).rev() {
+        text[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// A `fmt::Write` that escapes what it is given: a `Display` value written as a JSON string

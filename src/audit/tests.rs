@@ -497,6 +497,27 @@ fn times_at_the_edges() {
     );
 }
 
+/// The text of a second is kept for the next line: the milliseconds change within it, and the
+/// next (or an earlier) second is written anew.
+#[test]
+fn times_in_turn_within_and_across_seconds() {
+    for (secs, nanos) in [
+        (951_868_799, 1_000_000),
+        (951_868_799, 998_000_000),
+        (951_868_800, 0),
+        (951_868_799, 5_000_000),
+        (59, 999_999_999),
+        (59, 0),
+        (60, 123_000_000),
+    ] {
+        let time = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+        assert_eq!(
+            std::str::from_utf8(&json::rfc3339_millis(time).unwrap()).unwrap(),
+            humantime::format_rfc3339_millis(time).to_string()
+        );
+    }
+}
+
 /// Every string escape serde_json writes, one byte and character at a time.
 #[test]
 fn every_character_is_escaped_as_serde_json_does() {

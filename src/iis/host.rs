@@ -15,7 +15,9 @@ pub struct Authority<'a> {
 /// percent-escapes, a bare IPv6 address) could be read differently by the organisation lookup
 /// and by the pool, so it is `None`.
 pub fn parse_authority(value: &str) -> Option<Authority<'_>> {
-    let (name, port) = match value.rfind(':') {
+    // memchr's search: `str::rfind` with a `char` costs ~250 instructions on a short host,
+    // and every guarded request's host is split twice (checked, then matched).
+    let (name, port) = match memchr::memrchr(b':', value.as_bytes()) {
         Some(i) if !value.ends_with(']') => (&value[..i], Some(&value[i + 1..])),
         _ => (value, None),
     };

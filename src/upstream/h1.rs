@@ -8,6 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use crate::forwarding;
 use crate::request::decimal;
 
 /// The longest response head read (hyper's client allowed ~400 KiB; no UCWA head is near this).
@@ -241,6 +242,7 @@ impl Lines {
 impl Reader {
     /// Reads one final response head off the front of `buf`, skipping interim (1xx) answers:
     /// `Ok(None)` when more bytes are needed (interim heads already read are gone from `buf`).
+    /// The head's headers come without the connection-specific ones.
     pub fn read_head(
         &mut self,
         buf: &mut BytesMut,
@@ -269,6 +271,10 @@ impl Reader {
             let head = buf.split_to(len).freeze();
             let mut headers = HeaderMap::with_capacity(self.spans.len());
             let mut lines = Lines::default();
+            // The connection-specific lines are read for the framing and not kept: an answer
+            // goes on to a client without them (RFC 9110 §7.6.1), as `forwarding` strips them.
+            // Connection lines that name other headers are kept aside for that (rarely any).
+            let mut naming = Vec::new();
             for span in &self.spans {
                 let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
                     .map_err(|_| Malformed("header name"))?;
@@ -276,7 +282,14 @@ impl Reader {
                 lines.note(&name, &value);
                 let value =
                     HeaderValue::from_maybe_shared(value).map_err(|_| Malformed("header value"))?;
-                headers.append(name, value);
+                if !forwarding::is_hop_by_hop_name(&name) {
+                    headers.append(name, value);
+                } else if name == header::CONNECTION && forwarding::line_names_others(&value) {
+                    naming.push(value);
+                }
+            }
+            if !naming.is_empty() {
+                forwarding::strip_named_by(&mut headers, &naming);
             }
             let status = StatusCode::from_u16(status).map_err(|_| Malformed("status code"))?;
             // A reason of the member's own goes on to the client, as hyper's client kept it.

@@ -348,3 +348,27 @@ async fn a_members_own_reason_phrase_reaches_the_client() {
         );
     }
 }
+
+/// A member's connection-specific headers, and those its Connection line names, do not reach
+/// the client; the rest arrive in the member's order (RFC 9110 §7.6.1).
+#[tokio::test]
+async fn a_members_connection_specific_headers_stay_behind() {
+    let answer = "HTTP/1.1 200 OK\r\nX-Secret: 1\r\nConnection: keep-alive, X-Secret\r\n\
+                  Keep-Alive: timeout=5\r\nX-First: a\r\nProxy-Connection: x\r\nUpgrade: h2c\r\n\
+                  X-Second: b\r\nx-secret: 2\r\nContent-Length: 2\r\n\r\nok";
+    let (member, requests, _) = member(answer.to_owned(), false).await;
+    let server = serve(member, &requests).await;
+    let request = format!("GET {PATH} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    let got = support::client::raw(server.addrs()[0], request.as_bytes()).await;
+    let lower = got.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 200 ok\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nok"), "{got}");
+    for gone in ["x-secret", "keep-alive:", "proxy-connection", "upgrade"] {
+        assert!(!lower.contains(gone), "{gone} reached the client: {got}");
+    }
+    let first = lower.find("x-first: a\r\n").expect("x-first");
+    let second = lower.find("x-second: b\r\n").expect("x-second");
+    assert!(first < second, "{got}");
+    // ringfence's own close, for a client that asked for it, and nothing of the member's.
+    assert_eq!(lower.matches("connection:").count(), 1, "{got}");
+}

@@ -40,6 +40,91 @@ fn a_plain_answer_is_read_with_its_headers_in_order() {
     assert_eq!(&buf[..], b"hello");
 }
 
+/// An answer's head comes without its connection-specific lines, and without the headers its
+/// Connection lines name: the headers `forwarding::strip_hop_by_hop` leaves of all its lines
+/// (which the gateway applied to every answer before), in the order the member sent them
+/// (that function's removals could reorder them).
+#[test]
+fn an_answer_is_read_without_what_forwarding_strips() {
+    let cases: [&[(&str, &str)]; 6] = [
+        &[
+            ("Server", "nginx"),
+            ("Connection", "keep-alive"),
+            ("Keep-Alive", "timeout=5"),
+        ],
+        &[
+            ("X-Secret", "1"),
+            ("Connection", "x-secret, close"),
+            ("X-Kept", "2"),
+            ("x-secret", "3"),
+        ],
+        &[
+            ("Connection", "keep-alive"),
+            ("Connection", "X-Other"),
+            ("x-other", "a"),
+            ("X-Kept", "b"),
+        ],
+        &[
+            ("Transfer-Encoding", "chunked"),
+            ("Trailer", "x-t"),
+            ("TE", "trailers"),
+            ("Upgrade", "h2c"),
+        ],
+        &[
+            ("Proxy-Connection", "x"),
+            ("Proxy-Authenticate", "Basic"),
+            ("Content-Type", "a/b"),
+        ],
+        &[
+            ("Connection", "te, , keep-alive"),
+            ("Content-Length", "0"),
+            ("Set-Cookie", "a=1"),
+        ],
+    ];
+    for lines in cases {
+        let mut text = String::from("HTTP/1.1 200 OK\r\n");
+        let mut all = HeaderMap::new();
+        for (name, value) in lines {
+            text.push_str(&format!("{name}: {value}\r\n"));
+            all.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static(value),
+            );
+        }
+        text.push_str("\r\n");
+        forwarding::strip_hop_by_hop(&mut all);
+        let head = head_of(&text, &Method::GET).unwrap().expect("a whole head");
+        let got: Vec<_> = head
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        let want: Vec<_> = lines
+            .iter()
+            .filter(|(name, _)| all.contains_key(*name))
+            .map(|(name, value)| (name.to_ascii_lowercase(), *value))
+            .collect();
+        let want: Vec<_> = want.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        assert_eq!(got, want, "{lines:?}");
+        assert!(!head.headers.contains_key(header::CONNECTION), "{lines:?}");
+    }
+    // The framing is still read from the lines that were left behind.
+    assert_eq!(
+        framing_of(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            &Method::GET
+        ),
+        Ok(Framing::Chunked)
+    );
+    let closing = head_of(
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+        &Method::GET,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(!closing.keep_alive);
+}
+
 #[test]
 fn a_partial_head_asks_for_more_and_interim_answers_are_skipped() {
     let mut buf = BytesMut::from(
