@@ -368,10 +368,12 @@ impl Pool {
     /// taken: the caller's future holds the request once across the wait, not each level of it.
     /// A plain function that returns its future: an async one keeps its arguments twice in it,
     /// as they came and as moved into its body (issue 16).
+    /// Its warnings go in `log`'s span.
     #[allow(clippy::manual_async_fn)]
     pub fn send<'p, 's>(
         &'p self,
         sending: &'s mut Sending,
+        log: &'s dyn RequestSpan,
     ) -> impl Future<Output = Result<Answer<'p>, UpstreamError>> + Send + use<'p, 's> {
         async move {
             let mut last: Option<UpstreamError> = None;
@@ -410,21 +412,23 @@ impl Pool {
                     Err(elapsed) => (FailureKind::Timeout, Box::new(elapsed) as BoxError),
                 };
                 member.errors[kind.index()].inc();
-                if kind == FailureKind::Local {
-                    tracing::warn!(
-                        member = member.name(),
-                        kind = kind.label(),
-                        error = %health::Chain(&*source),
-                        "no connection to the pool member for want of a local resource (not held against it)"
-                    );
-                } else {
-                    tracing::warn!(
-                        member = member.name(),
-                        kind = kind.label(),
-                        error = %health::Chain(&*source),
-                        "pool member failed"
-                    );
-                }
+                log.span().in_scope(|| {
+                    if kind == FailureKind::Local {
+                        tracing::warn!(
+                            member = member.name(),
+                            kind = kind.label(),
+                            error = %health::Chain(&*source),
+                            "no connection to the pool member for want of a local resource (not held against it)"
+                        );
+                    } else {
+                        tracing::warn!(
+                            member = member.name(),
+                            kind = kind.label(),
+                            error = %health::Chain(&*source),
+                            "pool member failed"
+                        );
+                    }
+                });
                 let again = match kind {
                     FailureKind::Connect | FailureKind::Tls => {
                         health::failed(
@@ -548,6 +552,12 @@ impl Pool {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The span a request's log lines go in, made when the first is logged (the gateway's request
+/// context: making a span costs more than most requests' other work, and few log a line).
+pub trait RequestSpan: Sync {
+    fn span(&self) -> &tracing::Span;
+}
 
 /// `headers` with their values in one buffer of their own, not slices of the buffer they were
 /// parsed from.

@@ -751,6 +751,13 @@ fn log_lines_about_a_request_are_json_and_carry_its_request_id() {
     let failure = running.line_containing("pool member failed");
     let v: serde_json::Value = serde_json::from_str(&failure).unwrap();
     assert_eq!(v["span"]["request_id"], "trace-me-42", "{failure}");
+    // The gateway's line about the same request, at the default level too, where the span is
+    // made only when a line about the request is logged: the same span, its id and client.
+    let gone = running.line_containing("no answer from the pool");
+    let w: serde_json::Value = serde_json::from_str(&gone).unwrap();
+    assert_eq!(w["span"]["request_id"], "trace-me-42", "{gone}");
+    assert_eq!(w["span"]["id"], v["span"]["id"], "{gone}");
+    assert_eq!(w["span"]["client"], "127.0.0.1", "{gone}");
     assert_eq!(running.stop(), 0);
 }
 
