@@ -92,7 +92,7 @@ measure() {
   local target=$1 pid w dumps=0 dump
   shift
   port_free "$RINGFENCE_PORT" || die "port $RINGFENCE_PORT is taken"
-  RUST_LOG=${RUST_LOG:-warn} RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1} \
+  RUST_LOG=${RUST_LOG:-info} RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1} \
     taskset -c "$SERVER_CPU" valgrind --tool=callgrind --callgrind-out-file="$WORK/$target.cg" \
     "$@" 2>"$WORK/$target.log" &
   pid=$!

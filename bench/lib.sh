@@ -159,7 +159,7 @@ start_ringfence() {
     --upstream "http://127.0.0.1:$UPSTREAM_PORT" "$@"
   "$RINGFENCE" check-config --config "$WORK/ringfence.toml" >"$WORK/check-config.txt" ||
     die "generated configuration is invalid: $WORK/check-config.txt"
-  RUST_LOG=${RUST_LOG:-warn} RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1} \
+  RUST_LOG=${RUST_LOG:-info} RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1} \
     taskset -c "$SERVER_CPU" "$RINGFENCE" run --config "$WORK/ringfence.toml" \
     2>"$WORK/ringfence.log" &
   RINGFENCE_PID=$!
@@ -239,7 +239,7 @@ start_reference() {
     -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$REFERENCE_ADMIN_PORT/" \
     -e "s#$WORK/audit.jsonl#$WORK/reference-audit.jsonl#" \
     "$WORK/ringfence.toml" >"$WORK/reference.toml"
-  RUST_LOG=${RUST_LOG:-warn} RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1} \
+  RUST_LOG=${RUST_LOG:-info} RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1} \
     taskset -c "$SERVER_CPU" "$bin" run --config "$WORK/reference.toml" \
     2>"$WORK/reference.log" &
   REFERENCE_PID=$!

@@ -126,7 +126,7 @@ start_longpoll_ringfence() { # binary env-assignments (separated by +)
     die "generated configuration is invalid: $(cat "$WORK/check-config.txt")"
   local -a extra=()
   [ -z "$envs" ] || IFS=+ read -r -a extra <<<"$envs"
-  env ${extra[@]+"${extra[@]}"} RUST_LOG=${RUST_LOG:-warn} \
+  env ${extra[@]+"${extra[@]}"} RUST_LOG=${RUST_LOG:-info} \
     RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1} \
     taskset -c "$SERVER_CPU" "$bin" run --config "$WORK/ringfence.toml" 2>"$WORK/ringfence.log" &
   PROXY_PID=$!

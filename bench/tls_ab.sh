@@ -25,7 +25,7 @@ RINGFENCE=$A_BIN start_ringfence --audit off --tls-cert "$WORK/cert.pem" --tls-k
 port_free "$B_PORT" || die "port $B_PORT is taken"
 sed -e "s/127.0.0.1:$RINGFENCE_PORT/127.0.0.1:$B_PORT/" \
   -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$B_ADMIN_PORT/" "$WORK/ringfence.toml" >"$WORK/b.toml"
-RUST_LOG=${RUST_LOG:-warn} RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1} \
+RUST_LOG=${RUST_LOG:-info} RINGFENCE_WORKER_THREADS=${RINGFENCE_WORKER_THREADS:-1} \
   taskset -c "$SERVER_CPU" "$B_BIN" run --config "$WORK/b.toml" 2>"$WORK/b.log" &
 B_PID=$!
 PIDS+=("$B_PID")
