@@ -8,12 +8,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
-use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// RFC 9110 §7.6.1: the connection-specific headers (besides those the Connection header names).
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -165,50 +164,133 @@ pub struct Forwarded<'a> {
     pub multiplexed: bool,
 }
 
-/// Sets `X-Forwarded-For` (appended), `-Proto`, `-Host`, `X-Request-Id` and Host, and joins an
-/// HTTP/2 request's cookie crumbs.
-pub fn set_headers(headers: &mut HeaderMap, f: &Forwarded<'_>) {
+/// Joins an HTTP/2 request's cookie crumbs, and returns the lines ringfence sets on the request
+/// ([`Lines`]), which are written with its head.
+#[must_use]
+pub fn set_headers(headers: &mut HeaderMap, f: &Forwarded<'_>) -> Lines {
     if f.multiplexed {
         join_cookie_crumbs(headers);
     }
-    // Every line, in order, as one list (RFC 9110 §5.3): the pool, and `trusted_proxies` of a
-    // next ringfence, read the whole chain, not its first line.
-    // One lookup (an entry) for reading and setting it; most requests have none.
-    match headers.entry(X_FORWARDED_FOR) {
-        Entry::Vacant(vacant) => {
-            vacant.insert(f.client_ip.clone());
+    Lines {
+        client_ip: f.client_ip.clone(),
+        proto: if f.tls { "https" } else { "http" },
+        host: f.host.clone(),
+        request_id: f.request_id.clone(),
+        preserve_host: f.preserve_host && !f.host.is_empty(),
+    }
+}
+
+/// The lines ringfence sets on a request for the pool: `Host` (the judged one with
+/// `preserve_host`, else the member's), `X-Forwarded-For` (the client appended to every line of
+/// the chain it came with, RFC 9110 §5.3: the pool, and `trusted_proxies` of a next ringfence,
+/// read the whole chain), `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Request-Id`. They are
+/// written after the client's own lines, which lose those of the same names
+/// ([`Lines::write_headers`]), rather than set in the header map: inserting four names the map
+/// hashes byte by byte, and removing and adding Host, cost ~1,500 instructions a request.
+#[derive(Debug)]
+pub struct Lines {
+    client_ip: HeaderValue,
+    proto: &'static str,
+    /// The host the request was judged by: `X-Forwarded-Host`, and Host with `preserve_host`.
+    host: HeaderValue,
+    request_id: HeaderValue,
+    preserve_host: bool,
+}
+
+/// A client's line that a line of [`Lines`] replaces.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replaced {
+    Host,
+    ForwardedFor,
+    Other,
+}
+
+fn replaced(name: &HeaderName) -> Option<Replaced> {
+    Some(match name.as_str() {
+        "host" => Replaced::Host,
+        "x-forwarded-for" => Replaced::ForwardedFor,
+        "x-forwarded-proto" | "x-forwarded-host" | "x-request-id" => Replaced::Other,
+        _ => return None,
+    })
+}
+
+impl Lines {
+    /// Copies whose values are not slices of the client's read buffer (for another attempt,
+    /// which may wait across a long poll: issue 16).
+    pub fn detached(&self) -> Lines {
+        let own = |v: &HeaderValue| {
+            let mut copy = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+            copy.set_sensitive(v.is_sensitive());
+            copy
+        };
+        Lines {
+            client_ip: self.client_ip.clone(),
+            proto: self.proto,
+            host: own(&self.host),
+            request_id: own(&self.request_id),
+            preserve_host: self.preserve_host,
         }
-        Entry::Occupied(mut lines) => {
-            let mut chain = String::new();
-            for prior in lines.iter() {
+    }
+
+    /// The bytes [`Lines::write_headers`] may write besides the client's lines.
+    pub fn len(&self, headers: &HeaderMap, member_host: &HeaderValue) -> usize {
+        let chain: usize = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .map(|v| v.len() + 2)
+            .sum();
+        160 + member_host.len()
+            + 2 * self.host.len()
+            + self.client_ip.len()
+            + chain
+            + self.request_id.len()
+    }
+
+    /// Writes a request's header lines for the pool: Host first, the client's lines in their
+    /// order but for those these replace, then the forwarding lines.
+    pub fn write_headers(
+        &self,
+        dst: &mut BytesMut,
+        headers: &HeaderMap,
+        member_host: &HeaderValue,
+    ) {
+        let line = |dst: &mut BytesMut, name: &[u8], value: &[u8]| {
+            dst.extend_from_slice(name);
+            dst.extend_from_slice(b": ");
+            dst.extend_from_slice(value);
+            dst.extend_from_slice(b"\r\n");
+        };
+        let host = if self.preserve_host {
+            &self.host
+        } else {
+            member_host
+        };
+        line(dst, b"host", host.as_bytes());
+        let mut chained = false;
+        for (name, value) in headers {
+            match replaced(name) {
+                None => line(dst, name.as_str().as_bytes(), value.as_bytes()),
+                Some(Replaced::ForwardedFor) => chained = true,
+                Some(Replaced::Host | Replaced::Other) => {}
+            }
+        }
+        dst.extend_from_slice(b"x-forwarded-for: ");
+        if chained {
+            for prior in headers.get_all(X_FORWARDED_FOR) {
                 match prior.to_str().map(str::trim) {
                     Ok(prior) if !prior.is_empty() => {
-                        chain.push_str(prior);
-                        chain.push_str(", ");
+                        dst.extend_from_slice(prior.as_bytes());
+                        dst.extend_from_slice(b", ");
                     }
                     _ => {}
                 }
             }
-            let forwarded_for = if chain.is_empty() {
-                Some(f.client_ip.clone())
-            } else {
-                chain.push_str(f.client_ip.to_str().unwrap_or(""));
-                HeaderValue::from_str(&chain).ok()
-            };
-            // Replaces every line, as `insert` does.
-            if let Some(v) = forwarded_for {
-                lines.insert(v);
-            }
         }
-    }
-    let proto = if f.tls { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    headers.insert(X_FORWARDED_HOST, f.host.clone());
-    headers.insert(X_REQUEST_ID, f.request_id.clone());
-    if f.preserve_host && !f.host.is_empty() {
-        headers.insert(header::HOST, f.host.clone());
-    } else {
-        headers.remove(header::HOST);
+        dst.extend_from_slice(self.client_ip.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+        line(dst, b"x-forwarded-proto", self.proto.as_bytes());
+        line(dst, b"x-forwarded-host", self.host.as_bytes());
+        line(dst, b"x-request-id", self.request_id.as_bytes());
     }
 }
 
@@ -404,7 +486,7 @@ mod tests {
                 headers.append(header::COOKIE, HeaderValue::from_static(crumb));
             }
             let unset = HeaderValue::from_static("");
-            set_headers(
+            let _ = set_headers(
                 &mut headers,
                 &Forwarded {
                     client_ip: &unset,
@@ -422,6 +504,42 @@ mod tests {
         assert_eq!(crumbs(false), ["a=1", "b=2", "c=3"]);
     }
 
+    /// The header lines a request is written with for the pool: `set_headers`, then
+    /// `Lines::write_headers` (the member's Host is `fe1.example:443`).
+    fn written(headers: &mut HeaderMap, f: &Forwarded<'_>) -> Vec<(String, String)> {
+        let lines = set_headers(headers, f);
+        let member = HeaderValue::from_static("fe1.example:443");
+        let mut out = BytesMut::new();
+        lines.write_headers(&mut out, headers, &member);
+        assert!(
+            out.len() <= lines.len(headers, &member),
+            "the room reserved"
+        );
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.ends_with("\r\n"), "{text:?}");
+        text.split_terminator("\r\n")
+            .map(|line| {
+                let (name, value) = line.split_once(": ").unwrap();
+                (name.to_owned(), value.to_owned())
+            })
+            .collect()
+    }
+
+    fn forwarded<'a>(
+        client_ip: &'a HeaderValue,
+        host: &'a HeaderValue,
+        id: &'a HeaderValue,
+    ) -> Forwarded<'a> {
+        Forwarded {
+            client_ip,
+            tls: true,
+            host,
+            request_id: id,
+            preserve_host: false,
+            multiplexed: false,
+        }
+    }
+
     #[test]
     fn x_forwarded_for_appends_the_client_to_every_line_joined() {
         let forwarded_for = |lines: &[&'static str]| {
@@ -429,25 +547,105 @@ mod tests {
             for line in lines {
                 headers.append(X_FORWARDED_FOR, HeaderValue::from_static(line));
             }
-            let unset = HeaderValue::from_static("");
-            set_headers(
-                &mut headers,
-                &Forwarded {
-                    client_ip: &HeaderValue::from_static("192.0.2.9"),
-                    tls: false,
-                    host: &unset,
-                    request_id: &unset,
-                    preserve_host: false,
-                    multiplexed: false,
-                },
+            let (ip, unset) = (
+                HeaderValue::from_static("192.0.2.9"),
+                HeaderValue::from_static(""),
             );
-            let lines: Vec<_> = headers.get_all(X_FORWARDED_FOR).iter().cloned().collect();
-            lines
+            let got: Vec<String> = written(&mut headers, &forwarded(&ip, &unset, &unset))
+                .into_iter()
+                .filter(|(name, _)| name == "x-forwarded-for")
+                .map(|(_, value)| value)
+                .collect();
+            got
         };
         assert_eq!(forwarded_for(&[]), ["192.0.2.9"]);
         assert_eq!(
             forwarded_for(&["10.0.0.1, 10.0.0.2", " ", "10.0.0.3"]),
             ["10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.9"]
         );
+    }
+
+    /// The client's own lines of the names ringfence sets are replaced, not sent beside its
+    /// own; Host comes first, the client's other lines follow in their order.
+    #[test]
+    fn the_lines_ringfence_sets_replace_the_clients() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("host", "evil.example"),
+            ("x-a", "1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-request-id", "theirs"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-b", "2"),
+            ("x-a", "3"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let (ip, host, id) = (
+            HeaderValue::from_static("192.0.2.9"),
+            HeaderValue::from_static("lyncweb.contoso.com"),
+            HeaderValue::from_static("ours"),
+        );
+        let mut f = forwarded(&ip, &host, &id);
+        f.tls = false;
+        let lines = written(&mut headers.clone(), &f);
+        let pairs: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("host", "fe1.example:443"),
+                ("x-a", "1"),
+                ("x-a", "3"),
+                ("x-b", "2"),
+                ("x-forwarded-for", "10.0.0.1, 192.0.2.9"),
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-host", "lyncweb.contoso.com"),
+                ("x-request-id", "ours"),
+            ]
+        );
+        // Host as judged with `preserve_host`; the member's when there is none to keep (an
+        // HTTP/1.0 request without one).
+        f.preserve_host = true;
+        let kept = written(&mut headers.clone(), &f);
+        assert_eq!(kept[0], ("host".into(), "lyncweb.contoso.com".into()));
+        assert_eq!(kept.iter().filter(|(n, _)| n == "host").count(), 1);
+        let none = HeaderValue::from_static("");
+        f.host = &none;
+        let member = written(&mut headers.clone(), &f);
+        assert_eq!(member[0], ("host".into(), "fe1.example:443".into()));
+        f.tls = true;
+        let proto = written(&mut headers, &f);
+        assert!(proto.contains(&("x-forwarded-proto".into(), "https".into())));
+    }
+
+    /// Another attempt's lines are copies: none is a slice of the buffer the client's head was
+    /// read into (issue 16), and they write the same bytes.
+    #[test]
+    fn detached_lines_write_the_same_and_own_their_bytes() {
+        let head = bytes::Bytes::from_static(b"lyncweb.contoso.com abc123");
+        let host = HeaderValue::from_maybe_shared(head.slice(0..19)).unwrap();
+        let id = HeaderValue::from_maybe_shared(head.slice(20..)).unwrap();
+        let ip = HeaderValue::from_static("192.0.2.9");
+        let headers = HeaderMap::new();
+        let lines = set_headers(&mut headers.clone(), &forwarded(&ip, &host, &id));
+        let copy = lines.detached();
+        let member = HeaderValue::from_static("fe1.example:443");
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        lines.write_headers(&mut a, &headers, &member);
+        copy.write_headers(&mut b, &headers, &member);
+        assert_eq!(a, b);
+        let within = |v: &HeaderValue| {
+            let range = head.as_ptr() as usize..head.as_ptr() as usize + head.len();
+            range.contains(&(v.as_bytes().as_ptr() as usize))
+        };
+        assert!(within(&lines.host) && within(&lines.request_id));
+        assert!(!within(&copy.host) && !within(&copy.request_id));
     }
 }

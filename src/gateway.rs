@@ -651,7 +651,7 @@ impl Gateway {
         mut clearance: Clearance,
     ) -> Forwarding<'a> {
         let snapshot = &*ctx.snapshot;
-        forwarding::set_headers(
+        let lines = forwarding::set_headers(
             clearance.headers_mut(),
             &Forwarded {
                 client_ip: &self.client_ip,
@@ -671,7 +671,7 @@ impl Gateway {
             (clearance.method().clone(), Box::<str>::from(target), host)
         });
         Forwarding {
-            sending: snapshot.pool.prepare(clearance),
+            sending: snapshot.pool.prepare(clearance, lines),
             learnable,
             parameter,
         }

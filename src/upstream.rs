@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{self, HeaderValue};
+use http::header::HeaderValue;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Response};
 use prometheus::{Histogram, IntCounter, IntGauge};
@@ -26,6 +26,7 @@ use health::ProbeKind;
 
 use crate::body::BodyError;
 use crate::config::{Balance, Upstream};
+use crate::forwarding;
 use crate::judge::Clearance;
 use crate::metrics::{Metrics, StatusCounters};
 use crate::tls::{self, TlsError};
@@ -300,7 +301,7 @@ impl Pool {
     /// target is sliced from the client's read buffer; an exchange drops it once written, but a
     /// copy kept for another attempt, across a long poll's minutes, would keep that 8 KiB buffer
     /// alive as long (issue 16): it is detached, when there can be another.
-    pub fn prepare(&self, clearance: Clearance) -> Sending {
+    pub fn prepare(&self, clearance: Clearance, lines: forwarding::Lines) -> Sending {
         let (method, sliced, headers, body) = clearance.into_parts();
         let target = if self.members.len() > 1 {
             detached(&sliced)
@@ -313,7 +314,7 @@ impl Pool {
             retry: None,
             tried: balance::Tried::default(),
         };
-        self.next_attempt(&mut sending, target, headers, body);
+        self.next_attempt(&mut sending, target, headers, lines, body);
         sending
     }
 
@@ -325,6 +326,7 @@ impl Pool {
         sending: &mut Sending,
         target: PathAndQuery,
         headers: HeaderMap,
+        lines: forwarding::Lines,
         body: UpstreamBody,
     ) {
         let Some(index) = balance::pick(self.balance, &self.members, &self.next, &sending.tried)
@@ -339,26 +341,29 @@ impl Pool {
         sending.retry = retry_body.map(|body| Retry {
             target: target.clone(),
             headers: detached_headers(&headers),
+            lines: lines.detached(),
             body,
         });
-        sending.attempt = Some(self.attempt(index, &sending.method, target, headers, body));
+        sending.attempt =
+            Some(self.attempt(index, &sending.method, target, headers, Some(&lines), body));
     }
 
     /// An idle connection to member `index` with the request written into its buffer, or the
-    /// request written for a new connection.
+    /// request written for a new connection. A forwarded request comes with ringfence's
+    /// `lines` (its Host the member's unless the client's is kept); a health probe's headers
+    /// are written as they are.
     fn attempt(
         &self,
         index: usize,
         method: &Method,
         target: PathAndQuery,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
+        lines: Option<&forwarding::Lines>,
         body: UpstreamBody,
     ) -> Attempt {
-        if let header::Entry::Vacant(host) = headers.entry(header::HOST) {
-            host.insert(self.members[index].host.clone());
-        }
         let mut conn = self.idle.take(index);
-        let out = conn::Outgoing::write(conn.as_mut(), method, target, headers, body);
+        let forwarded = lines.map(|lines| (lines, &self.members[index].host));
+        let out = conn::Outgoing::write(conn.as_mut(), method, target, headers, forwarded, body);
         Attempt { index, conn, out }
     }
 
@@ -460,8 +465,9 @@ impl Pool {
                     Some(Retry {
                         target,
                         headers,
+                        lines,
                         body,
-                    }) => self.next_attempt(sending, target, headers, body),
+                    }) => self.next_attempt(sending, target, headers, lines, body),
                     // Nothing to send again; the round robin still moves on, as it did when the pick
                     // came with the body.
                     None => {
@@ -492,6 +498,7 @@ pub struct Sending {
 struct Retry {
     target: PathAndQuery,
     headers: HeaderMap,
+    lines: forwarding::Lines,
     body: UpstreamBody,
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderValue, Method};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -22,6 +22,7 @@ use super::connections::Open;
 use super::h1::{self, Chunked, Framing, Head, Malformed, Sending, Step};
 use super::idle::Idle;
 use crate::body::{BodyError, UpstreamBody};
+use crate::forwarding;
 use crate::metrics::ConnectionCounts;
 
 /// The buffer a request head is written from and its answer's head read into: small, grown (in
@@ -358,6 +359,7 @@ impl Outgoing {
         method: &Method,
         target: PathAndQuery,
         mut headers: HeaderMap,
+        forwarded: Option<(&forwarding::Lines, &HeaderValue)>,
         body: UpstreamBody,
     ) -> Outgoing {
         let sending = h1::request_framing(
@@ -384,7 +386,7 @@ impl Outgoing {
             _ => false,
         };
         let pump = if small {
-            h1::write_head(buf, method, target.as_str(), &headers);
+            h1::write_head(buf, method, target.as_str(), &headers, forwarded);
             if let UpstreamBody::Buffered(Some(bytes)) = &body {
                 buf.extend_from_slice(bytes);
             }
@@ -397,7 +399,7 @@ impl Outgoing {
                 out: BytesMut::new(),
                 done: false,
             });
-            h1::write_head(&mut pump.out, method, target.as_str(), &headers);
+            h1::write_head(&mut pump.out, method, target.as_str(), &headers, forwarded);
             Some(pump)
         };
         Outgoing {
@@ -791,6 +793,7 @@ mod tests {
             &Method::GET,
             PathAndQuery::from_static(path),
             HeaderMap::new(),
+            None,
             UpstreamBody::Empty,
         )
     }

@@ -127,14 +127,22 @@ fn content_length_list(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Writes the request head: request line (origin form), every header in the map's order with
-/// its lower-case name, and the blank line.
-pub fn write_head(dst: &mut BytesMut, method: &Method, target: &str, headers: &HeaderMap) {
+/// its lower-case name, and the blank line. A forwarded request's (`forwarded`: ringfence's
+/// lines and the member's Host) has its header lines written by [`forwarding::Lines`].
+pub fn write_head(
+    dst: &mut BytesMut,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    forwarded: Option<(&forwarding::Lines, &HeaderValue)>,
+) {
     let size = 32
         + target.len()
         + headers
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum::<usize>();
+            .sum::<usize>()
+        + forwarded.map_or(0, |(lines, host)| lines.len(headers, host));
     dst.reserve(size);
     dst.extend_from_slice(method.as_str().as_bytes());
     dst.extend_from_slice(b" ");
@@ -144,11 +152,16 @@ pub fn write_head(dst: &mut BytesMut, method: &Method, target: &str, headers: &H
         target.as_bytes()
     });
     dst.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        dst.extend_from_slice(name.as_str().as_bytes());
-        dst.extend_from_slice(b": ");
-        dst.extend_from_slice(value.as_bytes());
-        dst.extend_from_slice(b"\r\n");
+    match forwarded {
+        Some((lines, host)) => lines.write_headers(dst, headers, host),
+        None => {
+            for (name, value) in headers {
+                dst.extend_from_slice(name.as_str().as_bytes());
+                dst.extend_from_slice(b": ");
+                dst.extend_from_slice(value.as_bytes());
+                dst.extend_from_slice(b"\r\n");
+            }
+        }
     }
     dst.extend_from_slice(b"\r\n");
 }

@@ -176,7 +176,14 @@ async fn probe_once(pool: &Weak<Pool>, index: usize) -> bool {
         header::USER_AGENT,
         header::HeaderValue::from_static("ringfence-health"),
     );
-    let mut attempt = pool.attempt(index, &Method::GET, target, headers, UpstreamBody::Empty);
+    let mut attempt = pool.attempt(
+        index,
+        &Method::GET,
+        target,
+        headers,
+        None,
+        UpstreamBody::Empty,
+    );
     let exchange = pool.exchange(&Method::GET, &mut attempt);
     let outcome = match tokio::time::timeout(health.timeout, exchange).await {
         Ok(Ok(response)) if response.status().is_server_error() => {

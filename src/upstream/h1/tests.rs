@@ -606,7 +606,7 @@ fn ours(method: &Method, target: &str, headers: &HeaderMap, body: Option<&[u8]>)
         body.map(|b| b.len() as u64),
     );
     let mut out = BytesMut::new();
-    write_head(&mut out, method, target, &headers);
+    write_head(&mut out, method, target, &headers, None);
     if let (Some(b), Sending::Length(n)) = (body, sending) {
         assert_eq!(n, b.len() as u64);
         out.extend_from_slice(b);
