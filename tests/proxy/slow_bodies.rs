@@ -492,6 +492,86 @@ async fn an_http1_client_that_stops_reading_is_closed_after_send_timeout() {
     assert_eq!(&head, b"HTTP/1.1 200");
 }
 
+/// An HTTP/1.1 client that takes a large answer late, but within `send_timeout`, keeps its
+/// connection: once the answer is all out, the client may be quiet past `send_timeout` and
+/// `header_read_timeout` (it is idle, not slow to send a head), and its next request is served
+/// (a review of the own server, session 29: a send deadline left from the blocked answer stayed
+/// set, kept the idle connection from parking, and then closed it as a head timeout).
+#[tokio::test(start_paused = true)]
+async fn a_client_that_took_a_blocked_answer_late_keeps_its_idle_connection() {
+    const SIZE: usize = 64 << 20;
+    // A member answering every request with SIZE bytes, on as many connections as come.
+    let member = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let member_addr = member.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = member.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+                        if s.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        let chunk = vec![b'x'; 1 << 16];
+                        for _ in 0..SIZE / chunk.len() {
+                            if s.write_all(&chunk).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nsend_timeout = \"20s\"\nheader_read_timeout = \"2s\"\n\
+         idle_timeout = \"60s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmembers = [\"http://{member_addr}\"]\n\
+         [upstream.health]\ninterval = \"1h\"\n[audit]\nsink = \"off\"\n"
+    );
+    let server = support::serve_toml(&text).await;
+    let mut s = TcpStream::connect(server.addrs()[0]).await.unwrap();
+    let request = format!("GET /ucwa/v1/big HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let mut buf = vec![0u8; 1 << 16];
+    for round in 0..2 {
+        s.write_all(request.as_bytes()).await.unwrap();
+        if round == 0 {
+            // Nothing read for a while: the answer blocks, briefly.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // The whole answer, head and body.
+        let mut total = 0usize;
+        let mut head_len = None;
+        let mut head = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while head_len.is_none_or(|h| total < h + SIZE) {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "round {round}: closed after {total} bytes");
+                if head_len.is_none() {
+                    head.extend_from_slice(&buf[..n]);
+                    head_len = head
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map(|e| e + 4);
+                }
+                total += n;
+            }
+        })
+        .await
+        .expect("the answer came whole");
+        assert!(head.starts_with(b"HTTP/1.1 200 OK\r\n"), "round {round}");
+        assert_eq!(total, head_len.unwrap() + SIZE, "round {round}");
+        // Quiet past `send_timeout` (and far past `header_read_timeout`).
+        tokio::time::sleep(Duration::from_secs(25)).await;
+    }
+}
+
 /// One HTTP/2 connection has at most four guarded bodies read at once; its other streams wait,
 /// unread (fresh-eyes round 4, F3: 256 streams of nearly 1 MiB each were held in memory
 /// together). Six stalled streams are therefore answered 408 in two waves.
