@@ -394,7 +394,10 @@ impl Audit {
 
 /// One line for a trail.
 pub fn line(record: &impl Record, kind: &'static str, severity: Severity) -> Line {
-    Line::new(record.line(), kind, severity)
+    match record.time() {
+        Some(made) => Line::made_at(record.line(), kind, severity, made),
+        None => Line::new(record.line(), kind, severity),
+    }
 }
 
 impl Record for ConfigChange<'_> {

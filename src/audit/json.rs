@@ -16,6 +16,11 @@ use crate::target::Target;
 pub trait Record {
     /// The line: one JSON object and its newline.
     fn line(&self) -> String;
+
+    /// When the record was made, if it says (its `ts`): the line's syslog TIMESTAMP too.
+    fn time(&self) -> Option<SystemTime> {
+        None
+    }
 }
 
 /// What serde_json escapes in a string, per byte: `"` and `\` with a backslash, the five short
@@ -376,6 +381,10 @@ impl Decision<'_> {
 }
 
 impl Record for Decision<'_> {
+    fn time(&self) -> Option<SystemTime> {
+        Some(self.ts)
+    }
+
     fn line(&self) -> String {
         let mut json = Json::with_capacity(self.capacity());
         json.raw("{\"v\":")
@@ -438,6 +447,10 @@ impl Record for Decision<'_> {
 }
 
 impl Record for Outcome<'_> {
+    fn time(&self) -> Option<SystemTime> {
+        Some(self.ts)
+    }
+
     fn line(&self) -> String {
         Json::with_capacity(120 + self.id.len())
             .raw("{\"v\":")

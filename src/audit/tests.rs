@@ -497,6 +497,22 @@ fn times_at_the_edges() {
     );
 }
 
+/// A decision's or an outcome's line is sent to syslog with the record's own time, not a
+/// second reading of the clock.
+#[test]
+fn a_records_line_carries_the_records_time() {
+    let texts = texts_of("abc");
+    let mut decision = texts.decision();
+    decision.ts = SystemTime::UNIX_EPOCH + Duration::from_millis(1_234_567);
+    assert_eq!(
+        line(&decision, "decision", Severity::Info).made(),
+        decision.ts
+    );
+    let mut outcome = texts.outcome();
+    outcome.ts = SystemTime::UNIX_EPOCH + Duration::from_millis(7_654_321);
+    assert_eq!(line(&outcome, "outcome", Severity::Info).made(), outcome.ts);
+}
+
 /// The text of a second is kept for the next line: the milliseconds change within it, and the
 /// next (or an earlier) second is written anew.
 #[test]

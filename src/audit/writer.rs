@@ -55,11 +55,26 @@ pub struct Line {
 
 impl Line {
     pub fn new(text: String, kind: &'static str, severity: Severity) -> Line {
+        Line::made_at(text, kind, severity, std::time::SystemTime::now())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn made(&self) -> std::time::SystemTime {
+        self.made
+    }
+
+    /// A line of a record made at `made` (its `ts`), which is then its syslog TIMESTAMP too.
+    pub fn made_at(
+        text: String,
+        kind: &'static str,
+        severity: Severity,
+        made: std::time::SystemTime,
+    ) -> Line {
         Line {
             text,
             kind,
             severity,
-            made: std::time::SystemTime::now(),
+            made,
             written: None,
         }
     }
