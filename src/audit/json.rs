@@ -288,20 +288,8 @@ impl Json {
         self
     }
 
-    fn uint(&mut self, mut n: u64) -> &mut Json {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for &d in &digits[at..] {
-            self.0.push(char::from(d));
-        }
+    fn uint(&mut self, n: u64) -> &mut Json {
+        self.0.push_str(itoa::Buffer::new().format(n));
         self
     }
 
