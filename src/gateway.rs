@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +15,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either};
+use once_cell::race::OnceBox;
 use tracing::Instrument;
 
 use crate::access::{self, Logged};
@@ -213,8 +214,9 @@ struct Ctx {
     /// Who the client is: the connection's address, or behind a trusted proxy the one its
     /// `X-Forwarded-For` names ([`crate::client`]).
     client: IpAddr,
-    /// The request's log span ([`Ctx::span`]), once made.
-    span: OnceLock<tracing::Span>,
+    /// The request's log span ([`Ctx::span`]), once made: boxed, so that every request's
+    /// future (a held long poll's for minutes) holds a pointer, not a span.
+    span: OnceBox<tracing::Span>,
 }
 
 impl Ctx {
@@ -239,12 +241,12 @@ impl Ctx {
 impl upstream::RequestSpan for Ctx {
     fn span(&self) -> &tracing::Span {
         self.span.get_or_init(|| {
-            tracing::info_span!(
+            Box::new(tracing::info_span!(
                 "request",
                 id = self.id(),
                 request_id = self.request_id(),
                 client = %self.client
-            )
+            ))
         })
     }
 }
@@ -290,15 +292,15 @@ impl Gateway {
             started,
             member: AtomicU8::new(0),
             client,
-            span: OnceLock::new(),
+            span: OnceBox::new(),
         };
         // The request's span, made now only when debug lines are logged (they come from every
         // stage); otherwise when a line about the request is first logged.
-        let span = match tracing::enabled!(tracing::Level::DEBUG) {
-            true => ctx.span().clone(),
-            false => tracing::Span::none(),
+        let span = tracing::enabled!(tracing::Level::DEBUG).then(|| ctx.span().clone());
+        let mut route = match &span {
+            Some(span) => span.in_scope(|| self.route(&ctx, parts, body)),
+            None => self.route(&ctx, parts, body),
         };
-        let mut route = span.in_scope(|| self.route(&ctx, parts, body));
         // The route is matched by reference, here rather than in a function of its own: every
         // level of a future keeps room for its arguments, and the route moved out would take
         // its room twice.
@@ -329,11 +331,12 @@ impl Gateway {
             };
             Ok(self.answered(&ctx, access, traffic, response))
         };
-        // The whole future, not only the route's, so that it holds the span once (`answered`
-        // logs nothing).
-        match span.is_none() {
-            true => tokio_util::either::Either::Left(serving),
-            false => tokio_util::either::Either::Right(serving.instrument(span)),
+        // The whole future in the span, not only the route's, so that it holds the span once
+        // (`answered` logs nothing); boxed, so that without debug lines a request's future has
+        // no room for a span.
+        match span {
+            None => tokio_util::either::Either::Left(serving),
+            Some(span) => tokio_util::either::Either::Right(Box::pin(serving.instrument(span))),
         }
     }
 

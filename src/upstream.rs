@@ -338,11 +338,13 @@ impl Pool {
         let retry_body = if can_retry { body.try_clone() } else { None };
         // The copy kept for another attempt lives as long as this one's exchange: detached, so
         // that it does not keep the client's read buffer either.
-        sending.retry = retry_body.map(|body| Retry {
-            target: target.clone(),
-            headers: detached_headers(&headers),
-            lines: lines.detached(),
-            body,
+        sending.retry = retry_body.map(|body| {
+            Box::new(Retry {
+                target: target.clone(),
+                headers: detached_headers(&headers),
+                lines: lines.detached(),
+                body,
+            })
         });
         sending.attempt =
             Some(self.attempt(index, &sending.method, target, headers, Some(&lines), body));
@@ -417,7 +419,9 @@ impl Pool {
                     Err(elapsed) => (FailureKind::Timeout, Box::new(elapsed) as BoxError),
                 };
                 member.errors[kind.index()].inc();
-                log.span().in_scope(|| {
+                // In the request's span, as every line about it: the member marked unhealthy
+                // by this failure too.
+                let again = log.span().in_scope(|| {
                     if kind == FailureKind::Local {
                         tracing::warn!(
                             member = member.name(),
@@ -433,35 +437,35 @@ impl Pool {
                             "pool member failed"
                         );
                     }
-                });
-                let again = match kind {
-                    FailureKind::Connect | FailureKind::Tls => {
-                        health::failed(
-                            member,
-                            self.config.health.unhealthy_after,
-                            format_args!(
-                                "a request failed: {} failure: {}",
-                                kind.label(),
-                                health::Chain(&*source)
-                            ),
-                        );
-                        true
+                    match kind {
+                        FailureKind::Connect | FailureKind::Tls => {
+                            health::failed(
+                                member,
+                                self.config.health.unhealthy_after,
+                                format_args!(
+                                    "a request failed: {} failure: {}",
+                                    kind.label(),
+                                    health::Chain(&*source)
+                                ),
+                            );
+                            true
+                        }
+                        // Nothing was sent and the member is not at fault; another member may
+                        // still be reached (ephemeral ports run out per destination).
+                        FailureKind::Local => true,
+                        // The connection broke before any answer (typically a keep-alive
+                        // connection the member closed as the request went out): RFC 9110
+                        // §9.2.2 lets an idempotent request be sent again.
+                        FailureKind::Protocol => idempotent(&sending.method),
+                        FailureKind::Timeout | FailureKind::Client => false,
                     }
-                    // Nothing was sent and the member is not at fault; another member may still be
-                    // reached (ephemeral ports run out per destination).
-                    FailureKind::Local => true,
-                    // The connection broke before any answer (typically a keep-alive connection the
-                    // member closed as the request went out): RFC 9110 §9.2.2 lets an idempotent
-                    // request be sent again.
-                    FailureKind::Protocol => idempotent(&sending.method),
-                    FailureKind::Timeout | FailureKind::Client => false,
-                };
+                });
                 last = Some(UpstreamError {
                     kind,
                     member: member.name.clone(),
                     source,
                 });
-                match sending.retry.take().filter(|_| again) {
+                match sending.retry.take().filter(|_| again).map(|retry| *retry) {
                     Some(Retry {
                         target,
                         headers,
@@ -490,7 +494,9 @@ impl Pool {
 pub struct Sending {
     method: Method,
     attempt: Option<Attempt>,
-    retry: Option<Retry>,
+    /// Boxed: most requests have none (one member, or a body that cannot be sent again), and
+    /// every request's future, a held long poll's for minutes, would keep room for one.
+    retry: Option<Box<Retry>>,
     tried: balance::Tried,
 }
 

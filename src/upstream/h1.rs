@@ -302,7 +302,7 @@ impl Reader {
                 }
             }
             if !naming.is_empty() {
-                forwarding::strip_named_by(&mut headers, &naming);
+                headers = forwarding::without_named_by(headers, &naming);
             }
             let status = StatusCode::from_u16(status).map_err(|_| Malformed("status code"))?;
             // A reason of the member's own goes on to the client, as hyper's client kept it.
