@@ -227,6 +227,58 @@ mod tests {
         );
     }
 
+    /// A declared length all read is the body's end, before the connection says so (session
+    /// 29's review: a reader waited for the connection's word, or its own time limit).
+    #[tokio::test]
+    async fn a_declared_length_all_read_is_the_end() {
+        let feed = Arc::new(Feed::default());
+        let mut body = WireBody::Fed {
+            feed: Arc::clone(&feed),
+            left: Some(2),
+        };
+        assert!(!body.is_end_stream());
+        feed.lock().push(Bytes::from_static(b"ab"));
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&data[..], b"ab");
+        assert!(body.is_end_stream(), "two of two bytes read");
+        assert_eq!(body.size_hint().exact(), Some(0));
+    }
+
+    /// The reader wakes the connection when it begins to want more, not at each poll: it may be
+    /// polled by the connection's own task, which would then wake itself for ever (session 29's
+    /// review).
+    #[test]
+    fn the_reader_wakes_the_connection_once_per_want() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let woken = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        let connection = Waker::from(Arc::clone(&woken));
+        let feed = Arc::new(Feed::default());
+        let mut body = WireBody::Fed {
+            feed: Arc::clone(&feed),
+            left: None,
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let wakes = || woken.0.load(std::sync::atomic::Ordering::SeqCst);
+        feed.lock().park_connection(&connection);
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        assert_eq!(wakes(), 1, "it began to want more");
+        for _ in 0..3 {
+            feed.lock().park_connection(&connection);
+            assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        }
+        assert_eq!(wakes(), 1, "still the same want");
+        // Fed, it wants more again once it has read what came.
+        feed.lock().push(Bytes::from_static(b"x"));
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_ready());
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        assert_eq!(wakes(), 2);
+    }
+
     #[tokio::test]
     async fn a_broken_body_reports_its_error_once_then_ends() {
         let feed = Arc::new(Feed::default());
