@@ -343,3 +343,34 @@ fn chunk_sizes_are_upper_case_hex_as_hyper_writes_them() {
     assert_eq!(hex(255, &mut b), b"FF");
     assert_eq!(hex(4096, &mut b), b"1000");
 }
+
+/// "No limit" (`Duration::MAX`) sets the connection's timer a day ahead instead of overflowing
+/// the clock (session 29's review).
+#[tokio::test(start_paused = true)]
+async fn a_wait_without_limit_is_capped_at_a_day() {
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut sides = Sides::new(&token);
+    let before = tokio::time::Instant::now();
+    sides.arm(Duration::MAX, Purpose::Head);
+    assert!(sides.armed_for(Purpose::Head));
+    assert_eq!(
+        sides.timer.deadline() - before,
+        Duration::from_secs(24 * 3600)
+    );
+}
+
+/// A stop and a timer that fire in the same wake are both seen: the stop first, the timer at
+/// the next look (session 29's review: the stop hid it).
+#[tokio::test(start_paused = true)]
+async fn a_stop_does_not_hide_a_timer_fired_in_the_same_wake() {
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut sides = Sides::new(&token);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(sides.poll(&mut cx, true).is_none(), "nothing yet");
+    sides.arm(Duration::from_millis(10), Purpose::Head);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    token.cancel();
+    assert!(matches!(sides.poll(&mut cx, true), Some(Side::Stop)));
+    assert!(matches!(sides.poll(&mut cx, true), Some(Side::Timer)));
+    assert!(sides.poll(&mut cx, true).is_none());
+}
