@@ -1,7 +1,8 @@
 //! What a proxy changes on the way to the pool, and nothing else: connection-specific headers
-//! go (RFC 9110 §7.6.1), `X-Forwarded-*` and `X-Request-Id` are set, Host is the one the request
-//! was judged by, and an HTTP/2 request's cookie crumbs are one Cookie line again (RFC 9113
-//! §8.2.3), since the pool is spoken to in HTTP/1.1. Method, target and body are the judged ones
+//! go (RFC 9110 §7.6.1), `X-Forwarded-*` and `X-Request-Id` are written in place of the client's
+//! ([`Lines`]), Host is the one the request was judged by (or the member's), and an HTTP/2
+//! request's cookie crumbs are one Cookie line again (RFC 9113 §8.2.3), since the pool is spoken
+//! to in HTTP/1.1. Method, target and body are the judged ones
 //! and are not touched here. The request id is kept from a client when it is safe to echo, else
 //! made here.
 
@@ -231,18 +232,11 @@ impl Lines {
         }
     }
 
-    /// The bytes [`Lines::write_headers`] may write besides the client's lines.
-    pub fn len(&self, headers: &HeaderMap, member_host: &HeaderValue) -> usize {
-        let chain: usize = headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .map(|v| v.len() + 2)
-            .sum();
-        160 + member_host.len()
-            + 2 * self.host.len()
-            + self.client_ip.len()
-            + chain
-            + self.request_id.len()
+    /// At most how many bytes [`Lines::write_headers`] writes besides the client's lines as they
+    /// are (their `X-Forwarded-For` values, joined into the chain, take no more room than their
+    /// lines did).
+    pub fn room(&self, member_host: &HeaderValue) -> usize {
+        160 + member_host.len() + 2 * self.host.len() + self.client_ip.len() + self.request_id.len()
     }
 
     /// Writes a request's header lines for the pool: Host first, the client's lines in their
@@ -510,8 +504,13 @@ mod tests {
         let member = HeaderValue::from_static("fe1.example:443");
         let mut out = BytesMut::new();
         lines.write_headers(&mut out, headers, &member);
+        // What `write_head` reserves: the client's lines as they are, and the room.
+        let client: usize = headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum();
         assert!(
-            out.len() <= lines.len(headers, &member),
+            out.len() <= client + lines.room(&member),
             "the room reserved"
         );
         let text = std::str::from_utf8(&out).unwrap();

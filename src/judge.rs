@@ -44,7 +44,8 @@ pub struct Clearance {
 }
 
 impl Clearance {
-    /// The headers, for the forwarding headers only ([`forwarding::set_headers`]).
+    /// The headers, for what `forwarding` changes (an HTTP/2 request's cookie crumbs joined,
+    /// [`forwarding::set_headers`]).
     pub fn headers_mut(&mut self) -> &mut HeaderMap {
         &mut self.head.headers
     }

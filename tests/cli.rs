@@ -752,7 +752,7 @@ fn log_lines_about_a_request_are_json_and_carry_its_request_id() {
     let v: serde_json::Value = serde_json::from_str(&failure).unwrap();
     assert_eq!(v["span"]["request_id"], "trace-me-42", "{failure}");
     // The gateway's line about the same request, at the default level too, where the span is
-    // made only when a line about the request is logged: the same span, its id and client.
+    // made only when a line about the request is logged: in it, with its id and client.
     let gone = running.line_containing("no answer from the pool");
     let w: serde_json::Value = serde_json::from_str(&gone).unwrap();
     assert_eq!(w["span"]["request_id"], "trace-me-42", "{gone}");
@@ -1139,6 +1139,29 @@ fn json_logs_and_the_audit_trail_carry_the_same_plain_ids() {
     assert_eq!(audit["client_request_id"], "join-me-1");
     let failed = found("no answer from the pool", "join-me-2");
     assert_ne!(failed["span"]["id"], ours);
+    assert_eq!(running.stop(), 0);
+}
+
+/// A filter that turns on debug lines inside requests' spans only (`[request]=debug`) still
+/// gets them: the span is made at once whenever any debug line may be logged (session 30's
+/// second read: it was made only for `ringfence=debug`-style filters).
+#[test]
+fn a_span_filter_gets_the_debug_lines_of_requests() {
+    let dead = dead_address();
+    let policy = "[policy]\ndefault_organisation = \"c\"\n[[organisations]]\nname = \"c\"\nallow_numbers = [\"+1206\"]\n";
+    let running = Running::start_logging(
+        "spanfilter",
+        &config(&format!("http://{dead}"), policy),
+        "info,[request]=debug",
+    );
+    let denied = http(
+        running.addr,
+        &format!("POST {SIMRING}?target=tel:%2B14255550100 HTTP/1.1\r\nHost: x\r\nX-Request-Id: span-me-1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
+    let refused = running.line_containing("refused");
+    let v: serde_json::Value = serde_json::from_str(&refused).unwrap();
+    assert_eq!(v["span"]["request_id"], "span-me-1", "{refused}");
     assert_eq!(running.stop(), 0);
 }
 

@@ -44,9 +44,10 @@ use crate::upstream::h1::{ends_chunked, has_token, Chunked, Step};
 const MAX_HEADERS: usize = 100;
 /// The longest request target (hyper's `MAX_URI_LEN`).
 const MAX_URI: usize = (u16::MAX - 1) as usize;
-/// Room in a request's header map for the lines the gateway adds (SPEC §7's forwarding headers,
-/// X-Request-Id), so that adding them does not grow it.
-const FORWARDING_ROOM: usize = 6;
+/// Room in a request's header map for the lines the gateway may add (a guarded body's
+/// Content-Length; the forwarding lines are written with the head, not put in the map), so
+/// that adding them does not grow it.
+const FORWARDING_ROOM: usize = 2;
 /// How much is read at a time.
 const READ_SIZE: usize = 8 * 1024;
 /// Body bytes gathered behind a head before they are written.

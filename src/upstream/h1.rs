@@ -142,7 +142,7 @@ pub fn write_head(
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
             .sum::<usize>()
-        + forwarded.map_or(0, |(lines, host)| lines.len(headers, host));
+        + forwarded.map_or(0, |(lines, host)| lines.room(host));
     dst.reserve(size);
     dst.extend_from_slice(method.as_str().as_bytes());
     dst.extend_from_slice(b" ");
