@@ -335,7 +335,9 @@ impl Pool {
         };
         sending.tried.insert(index);
         let can_retry = sending.tried.count() < self.members.len();
-        let retry_body = if can_retry { body.try_clone() } else { None };
+        // A body held in memory is copied; a streamed one is taken back from this attempt if
+        // its connection cannot be made (`None` here).
+        let retry_body = can_retry.then(|| body.try_clone());
         // The copy kept for another attempt lives as long as this one's exchange: detached, so
         // that it does not keep the client's read buffer either.
         sending.retry = retry_body.map(|body| {
@@ -393,8 +395,9 @@ impl Pool {
                     self.exchange(&sending.method, attempt),
                 )
                 .await;
-                // This attempt's connection, if it failed, is closed.
-                sending.attempt = None;
+                // This attempt's connection, if it failed, is closed (below: a streamed body is
+                // taken back from it first).
+                let failed = sending.attempt.take();
                 let member = in_flight.0;
                 drop(in_flight);
                 let (kind, source) = match result {
@@ -418,6 +421,7 @@ impl Pool {
                     Ok(Err(e)) => classify(e),
                     Err(elapsed) => (FailureKind::Timeout, Box::new(elapsed) as BoxError),
                 };
+                let unbegun = failed.and_then(Attempt::unbegun_body);
                 member.errors[kind.index()].inc();
                 // In the request's span, as every line about it: the member marked unhealthy
                 // by this failure too.
@@ -465,13 +469,11 @@ impl Pool {
                     member: member.name.clone(),
                     source,
                 });
-                match sending.retry.take().filter(|_| again).map(|retry| *retry) {
-                    Some(Retry {
-                        target,
-                        headers,
-                        lines,
-                        body,
-                    }) => self.next_attempt(sending, target, headers, lines, body),
+                let retry = sending.retry.take().filter(|_| again).map(|retry| *retry);
+                match retry.and_then(|mut retry| Some((retry.body.take().or(unbegun)?, retry))) {
+                    Some((body, retry)) => {
+                        self.next_attempt(sending, retry.target, retry.headers, retry.lines, body)
+                    }
                     // Nothing to send again; the round robin still moves on, as it did when the pick
                     // came with the body.
                     None => {
@@ -505,7 +507,9 @@ struct Retry {
     target: PathAndQuery,
     headers: HeaderMap,
     lines: forwarding::Lines,
-    body: UpstreamBody,
+    /// A copy of a body held in memory; `None` for a streamed body, which only an attempt
+    /// whose connection was never made gives back ([`Attempt::unbegun_body`]).
+    body: Option<UpstreamBody>,
 }
 
 /// One attempt on one member: an idle connection with the request in its buffer, or the request
@@ -514,6 +518,18 @@ struct Attempt {
     index: usize,
     conn: Option<conn::Conn>,
     out: conn::Outgoing,
+}
+
+impl Attempt {
+    /// The streamed body of an attempt that failed without a connection (its connect or TLS
+    /// handshake failed, or no local port was left): none of it was sent, so another member
+    /// may be sent it whole (SPEC §7; fresh eyes, round 27: a pass-through POST got 503).
+    fn unbegun_body(self) -> Option<UpstreamBody> {
+        match self.conn {
+            None => self.out.into_streamed_body(),
+            Some(_) => None,
+        }
+    }
 }
 
 impl Pool {

@@ -351,6 +351,12 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// The body, when it is sent after the head (a streamed body, or a large one held in
+    /// memory), for a request none of which was written: its connection was never made.
+    pub fn into_streamed_body(self) -> Option<UpstreamBody> {
+        self.pump.map(|pump| pump.body)
+    }
+
     /// Frames the request and writes its head into the buffer of `conn`, an idle connection, or
     /// into one of its own for a new connection (`None`). `target` and `headers` are dropped
     /// once written, and a body held in memory once copied after the head.

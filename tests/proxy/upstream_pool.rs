@@ -251,3 +251,49 @@ async fn holding_member() -> ringfence::sim::FrontEnd {
     member.hold_events(true);
     member
 }
+
+/// A pass-through request whose body is streamed goes whole to another member when the first
+/// member's connection cannot be made: none of it was sent (SPEC §7; fresh eyes, round 27: it
+/// was answered 503 `upstream_unavailable`).
+#[tokio::test]
+async fn a_streamed_body_goes_to_another_member_when_the_first_cannot_be_reached() {
+    let h = support::start_with(Options {
+        members: 1,
+        dead_member_first: true,
+        ..Options::default()
+    })
+    .await;
+    let body = |i: usize| format!(r#"{{"message":"number {i}"}}"#);
+    for i in 0..4 {
+        let reply = h
+            .client
+            .request(
+                "POST",
+                "/ucwa/v1/applications/1/communication/messages",
+                HOST,
+                &[("content-type", "application/json")],
+                body(i).as_bytes(),
+            )
+            .await;
+        assert_eq!(reply.status, 404, "request {i}: the pool's own answer");
+    }
+    let got: Vec<_> = h.members[0]
+        .received()
+        .iter()
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(got.len(), 4);
+    for (i, got) in got.iter().enumerate() {
+        assert_eq!(&got[..], body(i).as_bytes());
+    }
+    let metrics = h.metrics().await;
+    let errors = support::metrics::sample(
+        &metrics,
+        "ringfence_upstream_errors_total",
+        &[("kind", "connect")],
+    );
+    assert!(
+        errors.unwrap_or(0.0) >= 1.0,
+        "the dead member was tried: {metrics}"
+    );
+}
