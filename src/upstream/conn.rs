@@ -185,7 +185,19 @@ impl Conn {
                     None => rustls_pki_types::ServerName::try_from(host.to_owned())
                         .map_err(|e| Error::Tls(io::Error::new(io::ErrorKind::InvalidInput, e)))?,
                 };
-                let tls = connector.connect(name, tcp).await.map_err(Error::Tls)?;
+                // The handshake has its own `timeout`, as nginx's `proxy_connect_timeout` bounds
+                // its SSL handshake: a member that takes the connection and never answers the
+                // ClientHello held a request until `response_timeout` (960 s by default), and
+                // it was not retried (fresh eyes, round 28).
+                let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| {
+                        Error::Tls(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("no TLS handshake within {timeout:?}"),
+                        ))
+                    })?
+                    .map_err(Error::Tls)?;
                 Stream::Tls(Box::new(tls))
             }
         };

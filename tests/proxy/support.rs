@@ -54,6 +54,9 @@ pub struct Options {
     pub members: usize,
     /// Put a member that refuses connections first in the list.
     pub dead_member_first: bool,
+    /// Put a member that takes connections and never answers first in the list, over TLS (it
+    /// never answers the handshake).
+    pub hung_tls_member_first: bool,
     pub tls: bool,
     pub upstream_tls: bool,
     /// The body of the `[audit]` table.
@@ -69,6 +72,7 @@ impl Default for Options {
             policy: POLICY.into(),
             members: 2,
             dead_member_first: false,
+            hung_tls_member_first: false,
             tls: false,
             upstream_tls: false,
             audit: "sink = \"off\"".into(),
@@ -108,6 +112,16 @@ pub async fn start_with(options: Options) -> Harness {
     let mut urls: Vec<String> = members.iter().map(|m| m.url()).collect();
     if options.dead_member_first {
         urls.insert(0, format!("http://{}", dead_address()));
+    }
+    if options.hung_tls_member_first {
+        let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        urls.insert(0, format!("https://{}", hung.local_addr().unwrap()));
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = hung.accept().await {
+                held.push(socket);
+            }
+        });
     }
     let mut server_keys = String::from("max_body_bytes = 4096\n");
     if let (Some(c), true) = (&certs, options.tls) {

@@ -297,3 +297,27 @@ async fn a_streamed_body_goes_to_another_member_when_the_first_cannot_be_reached
         "the dead member was tried: {metrics}"
     );
 }
+
+/// A member that takes the connection and never answers the TLS handshake is given up after
+/// `connect_timeout` (1 s here), and the request goes to another member (fresh eyes, round 28:
+/// it waited for `response_timeout`, 960 s by default, and was not retried).
+#[tokio::test]
+async fn a_member_that_never_answers_the_tls_handshake_is_given_up_after_connect_timeout() {
+    let h = support::start_with(Options {
+        members: 1,
+        upstream_tls: true,
+        hung_tls_member_first: true,
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        assert_eq!(h.ring(HOST, ALLOWED).await.status, 204);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "answered after {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(h.members[0].received().len(), 2);
+}
