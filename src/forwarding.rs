@@ -73,13 +73,7 @@ pub(crate) fn line_names_others(connection: &HeaderValue) -> bool {
 /// does when the lines were taken out of the map already), the rest in their order: a map's
 /// `remove` moves its last entry into the freed place (fresh eyes, round 27).
 pub(crate) fn without_named_by(headers: HeaderMap, connection: &[HeaderValue]) -> HeaderMap {
-    let named: Vec<&str> = connection
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|token| !is_hop_by_hop(token))
-        .collect();
+    let named = named_by(connection);
     let mut kept = HeaderMap::with_capacity(headers.len());
     for (name, value) in &headers {
         if !named
@@ -115,9 +109,19 @@ fn names_others(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::CONNECTION)
         .iter()
+        .any(line_names_others)
+}
+
+/// The headers Connection lines name besides the hop-by-hop ones (lines that are not text
+/// name none).
+fn named_by<'v>(connection: impl IntoIterator<Item = &'v HeaderValue>) -> Vec<&'v str> {
+    connection
+        .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|token| !is_hop_by_hop(token.trim()))
+        .map(str::trim)
+        .filter(|token| !is_hop_by_hop(token))
+        .collect()
 }
 
 fn is_hop_by_hop(token: &str) -> bool {
@@ -128,14 +132,7 @@ fn is_hop_by_hop(token: &str) -> bool {
 
 /// [`strip_hop_by_hop`] when the Connection header names other headers: each is removed too.
 fn strip_named(headers: &mut HeaderMap) {
-    let named: Vec<&str> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|token| !is_hop_by_hop(token))
-        .collect();
+    let named = named_by(headers.get_all(header::CONNECTION).iter());
     let named = |name: &HeaderName| {
         named
             .iter()
