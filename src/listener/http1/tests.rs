@@ -374,3 +374,83 @@ async fn a_stop_does_not_hide_a_timer_fired_in_the_same_wake() {
     assert!(matches!(sides.poll(&mut cx, true), Some(Side::Timer)));
     assert!(sides.poll(&mut cx, true).is_none());
 }
+
+/// A stream that takes every write at once but whose flush waits, as a TLS stream does when its
+/// records wait for a full socket; `flushed` lets the flush through.
+struct HeldFlush {
+    taken: Vec<u8>,
+    flushed: bool,
+}
+
+impl tokio::io::AsyncWrite for HeldFlush {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.taken.extend_from_slice(data);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.flushed {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+/// An answer written whole into a stream whose flush waits (a TLS stream's records the client
+/// does not take) counts as blocked, as a write that waits does: the connection's
+/// `send_timeout` is armed from it and closes a client that takes nothing (session 29's review;
+/// over real TLS the writes themselves block first, at 64 KiB of records, so a test on the wire
+/// does not reach this path). Once the flush goes through, it is no longer blocked.
+#[tokio::test(start_paused = true)]
+async fn a_flush_that_waits_counts_as_blocked_for_send_timeout() {
+    let asked = Asked {
+        method: Method::GET,
+        version: Version::HTTP_11,
+        keep_alive: true,
+    };
+    let mut parts = response(200, &[], ()).into_parts().0;
+    let body = streamed(&["small answer"]);
+    let mut out = BytesMut::new();
+    let (encoder, _) = encode(&mut out, &asked, &mut parts, &body).expect("encodable");
+    let send = Duration::from_secs(5);
+    let mut writer = Writer {
+        out,
+        encoder,
+        body: Some(body),
+        done: false,
+        blocked_since: None,
+        send,
+    };
+    let mut io = HeldFlush {
+        taken: Vec::new(),
+        flushed: false,
+    };
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(writer.poll(&mut cx, &mut io).is_pending());
+    assert!(
+        String::from_utf8_lossy(&io.taken).ends_with("small answer\r\n0\r\n\r\n"),
+        "the whole answer was taken: {:?}",
+        String::from_utf8_lossy(&io.taken)
+    );
+    assert_eq!(writer.stall_left(), Some(send), "blocked from the flush on");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(writer.stall_left(), Some(send - Duration::from_secs(2)));
+    assert!(writer.poll(&mut cx, &mut io).is_pending());
+    assert_eq!(
+        writer.stall_left(),
+        Some(send - Duration::from_secs(2)),
+        "a flush still waiting keeps the time it began"
+    );
+    io.flushed = true;
+    assert!(writer.poll(&mut cx, &mut io).is_ready());
+    assert_eq!(writer.stall_left(), None);
+}
