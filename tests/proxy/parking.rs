@@ -459,6 +459,46 @@ async fn a_connection_goes_on_after_a_body_finished_behind_an_early_answer() {
     );
 }
 
+/// The member answered before the body was all sent, and the client then sent nothing more
+/// while keeping its connection open: the body's reader, in the pool client's own task, gives
+/// up at `body_read_timeout` and goes, and the client's connection, which was waiting on the
+/// socket for the body, is woken by it and closed (the body's rest cannot be skipped). Session
+/// 29's review: the connection kept only the socket's wake-up while it read for the body, so a
+/// reader that went left it waiting for bytes that never came (here, until the test's limit).
+#[tokio::test(start_paused = true)]
+async fn a_connection_whose_body_reader_went_is_closed_without_more_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let member = early_answering_member().await;
+    let server = server_before(
+        &format!("http://{member}"),
+        "body_read_timeout = \"2s\"\nidle_timeout = \"600s\"",
+    )
+    .await;
+    let mut client = tokio::net::TcpStream::connect(server.addrs()[0])
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {ME}/reportMyActivity HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n\
+         Content-Length: 10\r\n\r\n"
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    client.write_all(br#"{"a":"#).await.unwrap();
+    let answer = support::read_answer(&mut client).await;
+    assert_eq!((answer.status, answer.text().as_str()), (200, "ok"));
+    let began = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut rest))
+        .await
+        .expect("closed once the body's reader went")
+        .unwrap();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    let waited = began.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(10),
+        "closed after {waited:?}, not at body_read_timeout"
+    );
+}
+
 /// One client connection's rounds: a pause around the park delay (under it, at it, over it),
 /// then a GET, or a pass-through PUT whose body the pool client's task reads, on any worker.
 async fn keep_alive_rounds(
