@@ -279,7 +279,11 @@ impl Lines {
         dst.extend_from_slice(self.client_ip.as_bytes());
         dst.extend_from_slice(b"\r\n");
         line(dst, b"x-forwarded-proto", self.proto.as_bytes());
-        line(dst, b"x-forwarded-host", self.host.as_bytes());
+        // None for a request that named no host (HTTP/1.0 without Host): an empty value would
+        // name one (fresh eyes, round 27). The client's own line is never sent either way.
+        if !self.host.is_empty() {
+            line(dst, b"x-forwarded-host", self.host.as_bytes());
+        }
         line(dst, b"x-request-id", self.request_id.as_bytes());
     }
 }
@@ -615,6 +619,10 @@ mod tests {
         f.host = &none;
         let member = written(&mut headers.clone(), &f);
         assert_eq!(member[0], ("host".into(), "fe1.example:443".into()));
+        assert!(
+            !member.iter().any(|(n, _)| n == "x-forwarded-host"),
+            "no host was named, so none is forwarded (nor the client's): {member:?}"
+        );
         f.tls = true;
         let proto = written(&mut headers, &f);
         assert!(proto.contains(&("x-forwarded-proto".into(), "https".into())));

@@ -35,6 +35,33 @@ async fn a_get_is_forwarded_with_forwarding_headers() {
     assert_eq!(r.headers["x-request-id"], id);
 }
 
+/// An HTTP/1.0 request that names no host is forwarded without `X-Forwarded-Host` (an empty
+/// one would name a host), and its client's own line is not forwarded either (fresh eyes, round
+/// 27: an empty line was sent).
+#[tokio::test]
+async fn a_request_naming_no_host_is_forwarded_without_x_forwarded_host() {
+    let h = support::start().await;
+    let reply = support::client::raw(
+        h.server.addrs()[0],
+        b"GET /ucwa/oauth/v1/applications/192/me HTTP/1.0\r\nX-Forwarded-Host: evil.example\r\n\r\n",
+    )
+    .await;
+    assert!(
+        reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+        "{reply}"
+    );
+    let got = h.received();
+    assert_eq!(got.len(), 1);
+    let r = &got[0];
+    assert!(
+        !r.headers.contains_key("x-forwarded-host"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(r.headers["x-forwarded-proto"], "http");
+}
+
 #[tokio::test]
 async fn a_valid_client_request_id_is_kept_and_an_unsafe_one_replaced() {
     let h = support::start().await;
