@@ -455,8 +455,8 @@ async fn open(
     Box::new(connector.connect(name, tcp).await.unwrap())
 }
 
-async fn stops_reading(tls: bool) {
-    // A member answering every request with 64 MiB.
+/// A member answering the first request of every connection with 64 MiB.
+async fn big_answering_member() -> std::net::SocketAddr {
     let member = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let member_addr = member.local_addr().unwrap();
     tokio::spawn(async move {
@@ -479,6 +479,11 @@ async fn stops_reading(tls: bool) {
             });
         }
     });
+    member_addr
+}
+
+async fn stops_reading(tls: bool) {
+    let member_addr = big_answering_member().await;
     let certs = tls.then(support::certs::Certs::generate);
     let tls_line = certs.as_ref().map_or(String::new(), |c| {
         format!(
@@ -529,6 +534,56 @@ async fn stops_reading(tls: bool) {
         .expect("served in time")
         .unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
+}
+
+/// A client whose answer blocked briefly, then took some of it and stopped reading, is closed
+/// `send_timeout` after its last block began, not a whole `send_timeout` after the connection's
+/// timer (set at the first block) fired (fresh eyes, round 26: a client that never read a big
+/// answer was closed at ~10 s, not 5). Here: blocked at 0 s (timer set for 5 s), some read at
+/// 0.5 s, blocked again from then: closed at 5.5 s, so that at 6 s the client finds the end;
+/// with the timer set again for a whole `send_timeout` at 5 s it would still be open, and the
+/// client's reading would take the whole answer.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_blocks_again_is_closed_send_timeout_after_its_last_block() {
+    let member_addr = big_answering_member().await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nsend_timeout = \"5s\"\nidle_timeout = \"60s\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmembers = [\"http://{member_addr}\"]\n\
+         [upstream.health]\ninterval = \"1h\"\n[audit]\nsink = \"off\"\n"
+    );
+    let server = support::serve_toml(&text).await;
+    let mut s = TcpStream::connect(server.addrs()[0]).await.unwrap();
+    let began = Instant::now();
+    s.write_all(format!("GET /ucwa/v1/big HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // The client's own pace, the behaviour under test (paused time: the clock moves once the
+    // buffers are full and every task waits). Reads nothing for 0.5 s ...
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ... then takes 4 MiB, which frees the buffers, and the answer blocks again at once ...
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0usize;
+    while total < 4 << 20 {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {total} bytes, before the client read");
+        total += n;
+    }
+    // ... and reads nothing more until 6 s.
+    tokio::time::sleep_until(began + Duration::from_secs(6)).await;
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection was never closed");
+    assert!(
+        total < 64 << 20,
+        "still open at 6 s: the whole answer went out ({total} bytes)"
+    );
 }
 
 /// An HTTP/1.1 client that takes a large answer late, but within `send_timeout`, keeps its
