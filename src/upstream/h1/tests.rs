@@ -365,14 +365,18 @@ fn model(input: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, ()> {
             return Ok(None);
         };
         at += line.len() + 2;
-        let text = std::str::from_utf8(line).map_err(|_| ())?;
-        let (size, ext) = match text.find(|c: char| !c.is_ascii_hexdigit()) {
-            Some(i) => text.split_at(i),
-            None => (text, ""),
-        };
+        // Byte by byte: an extension may hold any byte but an ASCII control (obs-text, or text
+        // that is not UTF-8, included), as the decoder documents.
+        let end = line
+            .iter()
+            .position(|b| !b.is_ascii_hexdigit())
+            .unwrap_or(line.len());
+        let (size, ext) = line.split_at(end);
+        let size = std::str::from_utf8(size).expect("hex digits");
+        let ascii_control = |b: &u8| (*b < 0x20 && *b != b'\t') || *b == 0x7f;
         if size.is_empty()
-            || (!ext.is_empty() && !ext.trim_start_matches([' ', '\t']).starts_with(';'))
-            || ext.chars().any(|c| c.is_control() && c != '\t')
+            || (!ext.is_empty() && ext.iter().find(|&&b| b != b' ' && b != b'\t') != Some(&b';'))
+            || ext.iter().any(ascii_control)
         {
             return Err(());
         }
