@@ -322,6 +322,18 @@ fn chunked_bodies_are_read_strictly() {
             String::from_utf8_lossy(bad)
         );
     }
+    // Bytes over 0x7f in an extension or a trailer's value are taken, UTF-8 or not, C1
+    // controls' bytes included (only ASCII controls are refused), as the model reads them.
+    for good in [
+        &b"5;\x80;a\r\nhello\r\n0\r\n\r\n"[..],
+        b"5;a=\"\xc3\xa9\"\r\nhello\r\n0\r\nX-T: \xc2\x85\xff\r\n\r\n",
+    ] {
+        assert_eq!(model(good).unwrap().unwrap().0, b"hello");
+        assert_eq!(
+            decode(good, 2).unwrap(),
+            (b"hello".to_vec(), Some(Vec::new()))
+        );
+    }
     let overlong = format!("1{}\r\n", ";".repeat(MAX_LINE));
     assert!(decode(overlong.as_bytes(), 64).is_err());
     // The largest chunk size is read; its data is just not there yet.
@@ -336,6 +348,11 @@ fn chunked_bodies_are_read_strictly() {
 /// `Ok(None)` when it is not all there.
 #[allow(clippy::type_complexity)]
 fn model(input: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, ()> {
+    /// What the decoder refuses in an extension or a trailer's value: ASCII controls but tab (a
+    /// byte over 0x7f, UTF-8 or not, is taken; a C1 control's UTF-8 bytes too).
+    fn ascii_control(b: &u8) -> bool {
+        (*b < 0x20 && *b != b'\t') || *b == 0x7f
+    }
     fn crlf_line(input: &[u8], at: usize) -> Result<Option<&[u8]>, ()> {
         let rest = &input[at..];
         match rest.windows(2).position(|w| w == b"\r\n") {
@@ -373,7 +390,6 @@ fn model(input: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, ()> {
             .unwrap_or(line.len());
         let (size, ext) = line.split_at(end);
         let size = std::str::from_utf8(size).expect("hex digits");
-        let ascii_control = |b: &u8| (*b < 0x20 && *b != b'\t') || *b == 0x7f;
         if size.is_empty()
             || (!ext.is_empty() && ext.iter().find(|&&b| b != b' ' && b != b'\t') != Some(&b';'))
             || ext.iter().any(ascii_control)
@@ -396,10 +412,17 @@ fn model(input: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, ()> {
                     return Ok(Some((data, input[at..].to_vec())));
                 }
                 seen += trailer.len() + 2;
-                let text = String::from_utf8_lossy(trailer);
-                let ok = matches!(text.split_once(':'), Some((name, value)) if !name.is_empty()
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-                    && !value.chars().any(|c| c.is_control() && c != '\t'));
+                let ok = trailer
+                    .iter()
+                    .position(|&b| b == b':')
+                    .is_some_and(|colon| {
+                        let (name, value) = trailer.split_at(colon);
+                        !name.is_empty()
+                            && name.iter().all(|b| {
+                                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b)
+                            })
+                            && !value.iter().any(ascii_control)
+                    });
                 if !ok || seen > MAX_LINE {
                     return Err(());
                 }
