@@ -239,6 +239,10 @@ impl Accept {
             Some(errors) => match Box::pin(self.proxy_header(&mut stream, &stop)).await {
                 None => return,
                 Some(Ok(source)) => source.unwrap_or(peer),
+                Some(Err(proxy_protocol::HeaderError::NothingSent)) => {
+                    tracing::debug!(client = %peer, "closed without sending anything (a TCP check)");
+                    return;
+                }
                 Some(Err(e)) => {
                     errors.inc();
                     tracing::debug!(client = %peer, error = %e, "no PROXY protocol header; closed");
@@ -348,6 +352,10 @@ impl Accept {
         let accept = tls::accept(Arc::clone(config), stream);
         match tokio::time::timeout(self.handshake_timeout, accept).await {
             Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(e)) if tls::nothing_sent(&e) => {
+                tracing::debug!(client = %peer, "closed without sending anything (a TCP check)");
+                None
+            }
             Ok(Err(e)) => {
                 self.shared.metrics.tls_handshake_errors.inc();
                 tracing::debug!(client = %peer, error = %e, "TLS handshake failed");

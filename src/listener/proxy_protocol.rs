@@ -27,6 +27,10 @@ const V1_MAX: usize = 107;
 /// Why a connection on a PROXY protocol listener was closed before TLS or HTTP.
 #[derive(Debug, thiserror::Error)]
 pub enum HeaderError {
+    /// Not an error: a TCP health check (an L4 load balancer's or an orchestrator's probe)
+    /// connects and closes without a byte.
+    #[error("the connection closed without sending anything")]
+    NothingSent,
     #[error("the connection closed before a complete PROXY protocol header")]
     Closed,
     #[error("no valid PROXY protocol header")]
@@ -109,7 +113,15 @@ pub(super) async fn read(stream: &mut TcpStream) -> Result<Option<SocketAddr>, H
     let mut header: Vec<u8> = Vec::with_capacity(V1_MAX);
     let mut window = vec![0u8; V2_MAX];
     loop {
-        let peeked = stream.peek(&mut window[..V2_MAX - header.len()]).await?;
+        let peeked = match stream.peek(&mut window[..V2_MAX - header.len()]).await {
+            Ok(n) => n,
+            // HAProxy ends its checks with a reset (SO_LINGER 0), not a close.
+            Err(e) if header.is_empty() && e.kind() == io::ErrorKind::ConnectionReset => 0,
+            Err(e) => return Err(e.into()),
+        };
+        if peeked == 0 && header.is_empty() {
+            return Err(HeaderError::NothingSent);
+        }
         if peeked == 0 {
             return Err(HeaderError::Closed);
         }

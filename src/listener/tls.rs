@@ -114,6 +114,17 @@ enum Write<'a> {
 }
 
 /// Accepts a client's TLS handshake on `tcp`. The caller bounds it in time.
+/// The client closed its connection without sending a byte: a TCP health check (an L4 load
+/// balancer's or an orchestrator's probe), not a failed handshake.
+#[derive(Debug, thiserror::Error)]
+#[error("the client closed the connection without sending anything")]
+struct NothingSent;
+
+/// Whether [`accept`] failed only because the client sent nothing before it closed.
+pub fn nothing_sent(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NothingSent>())
+}
+
 pub async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Result<TlsStream> {
     let conn = UnbufferedServerConnection::new(config).map_err(invalid)?;
     let mut tls = TlsStream {
@@ -130,6 +141,7 @@ pub async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Tls
         closing: false,
         failed: false,
     };
+    let mut received = false;
     loop {
         let (turn, name) = noting_server_name(|| tls.turn(None, Write::Nothing));
         if let Some(name) = name {
@@ -144,13 +156,26 @@ pub async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Tls
                         return tls.handshaken();
                     }
                 }
+                if tls.eof && !received {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, NothingSent));
+                }
                 if tls.eof {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the client closed the connection during the TLS handshake",
                     ));
                 }
-                poll_fn(|cx| tls.poll_fill(cx)).await?;
+                match poll_fn(|cx| tls.poll_fill(cx)).await {
+                    Ok(n) => received |= n > 0,
+                    // HAProxy ends its checks with a reset (SO_LINGER 0), not a close.
+                    Err(e) if !received && e.kind() == io::ErrorKind::ConnectionReset => {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, NothingSent));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Turn::PeerClosed | Turn::Closed if !received => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, NothingSent));
             }
             Turn::PeerClosed | Turn::Closed => {
                 return Err(io::Error::new(

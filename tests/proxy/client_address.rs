@@ -222,6 +222,36 @@ async fn a_connection_without_the_header_is_closed_and_counted() {
     assert!(h.received().is_empty(), "nothing reached the pool");
 }
 
+/// A TCP health check (an L4 load balancer's or an orchestrator's probe) connects and closes, or
+/// resets as HAProxy's checks do, without a byte: not counted as an error, which would grow
+/// with every check; a connection that sent part of a header and closed is.
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_not_counted() {
+    let h = proxied("").await;
+    let addr = h.server.addrs()[0];
+    for reset in [false, true, false, true] {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        if reset {
+            stream.set_zero_linger().unwrap();
+        }
+        drop(stream);
+    }
+    let mut partial = tokio::net::TcpStream::connect(addr).await.unwrap();
+    partial.write_all(b"PROXY TCP4").await.unwrap();
+    drop(partial);
+    support::eventually("the partial header to be counted", async || {
+        errors(&h, addr).await == Some(1.0)
+    })
+    .await;
+    // The checks' connections were seen (closed) before the partial one was counted: the
+    // listener takes connections in order.
+    let reply = raw_reply(addr, &cat(&v2([192, 0, 2, 12], 1), &get("")))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(errors(&h, addr).await, Some(1.0));
+}
+
 /// On paused time: the clock is tokio's, so the close is seen at the timeout itself.
 #[tokio::test(start_paused = true)]
 async fn a_slow_header_times_out_and_is_counted() {

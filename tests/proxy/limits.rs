@@ -89,6 +89,33 @@ async fn failed_tls_handshakes_are_counted() {
     })
     .await;
     assert!(member.received().is_empty());
+    // A TCP health check connects and closes, or resets as HAProxy's do, without a byte: no
+    // handshake failed, none is counted (each check would count one). A client that sent part
+    // of a ClientHello and went is counted.
+    for reset in [false, true, false, true] {
+        let stream = tokio::net::TcpStream::connect(s.addrs()[0]).await.unwrap();
+        if reset {
+            stream.set_zero_linger().unwrap();
+        }
+        drop(stream);
+    }
+    let mut partial = tokio::net::TcpStream::connect(s.addrs()[0]).await.unwrap();
+    partial.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    drop(partial);
+    eventually("the partial ClientHello to be counted", async || {
+        let m = support::scrape(&s).await;
+        sample(&m, "ringfence_tls_handshake_errors_total", &[]) == Some(2.0)
+    })
+    .await;
+    // A whole exchange after them: the checks' connections were all seen by now.
+    let c = Client::new(s.addrs()[0], Some(&certs), true);
+    let reply = c.get("/ucwa/v1/applications/1/me", HOST).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let m = support::scrape(&s).await;
+    assert_eq!(
+        sample(&m, "ringfence_tls_handshake_errors_total", &[]),
+        Some(2.0)
+    );
 }
 
 #[tokio::test]
