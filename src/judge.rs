@@ -700,24 +700,9 @@ impl<'c> Pending<'c> {
         }
         let organisation = self.organisation();
         let mut rulings = Vec::new();
-        // The first enforced refusal: it refuses the batch. The guarded parts after it are still
-        // read for the trail, each `not_sent` (SPEC §9), but nothing in them changes the answer:
-        // one that could not be judged gets no line, and reading stops at the parts' bound.
-        let mut refused: Option<(Rejection, &'c str)> = None;
         for (index, part) in parts.iter().enumerate() {
             let path = part.path();
             let view = route::view(path, &self.config.guards);
-            if refused.is_some() {
-                if let Route::Guarded(guard) = view.route {
-                    let (index, parts) = (index, parts.len());
-                    match self.part_after_refusal(part, path, guard, organisation, index, parts) {
-                        Some(_) if rulings.len() == MAX_GUARDED_PARTS => break,
-                        Some(ruling) => rulings.push(ruling),
-                        None => {}
-                    }
-                }
-                continue;
-            }
             if view.under_ucwa {
                 ucwa_headers(part.headers.iter().map(|&(name, _)| name))?;
             }
@@ -742,7 +727,33 @@ impl<'c> Pending<'c> {
             }
             let method =
                 Method::from_bytes(part.method.as_bytes()).map_err(|_| Rejection::BadBatch)?;
-            let found = self.judge_part(part, &method, guard, organisation)?;
+            let values = |name: &'static str| part.header_values(name).map(Some);
+            let content_type = request::single(values("content-type"));
+            let content_encoding = request::list(values("content-encoding"));
+            if content_type == Some(request::UNREADABLE) {
+                return Err(Rejection::BadBatch);
+            }
+            let data = one_data(values("data"))?;
+            let inbound = Inbound {
+                method: &method,
+                query: part.query(),
+                content_type,
+                content_encoding: content_encoding.as_deref(),
+                body: part.body,
+                data: data.map(str::as_bytes),
+                up_devcap_post_charset: part
+                    .header_values(X_UP_DEVCAP_POST_CHARSET.as_str())
+                    .collect(),
+                // A part may be run with the batch's own cookies as well as its own.
+                parameter_cookie: request::has_cookie(
+                    part.header_values("cookie").map(str::as_bytes),
+                    &guard.parameter,
+                ) || request::has_cookie(
+                    request::cookies(headers),
+                    &guard.parameter,
+                ),
+            };
+            let found = Found::judge(self.policy(), organisation, &inbound, guard);
             if !found.is_decision(&method, guard) {
                 continue;
             }
@@ -769,83 +780,13 @@ impl<'c> Pending<'c> {
             let enforced = !ruling.shadow;
             rulings.push(ruling);
             match refusal {
-                Some(rejection) if enforced => refused = Some((rejection, &guard.parameter)),
+                Some(rejection) if enforced => {
+                    return Ok((rulings, Some((rejection, &guard.parameter))));
+                }
                 _ => {}
             }
         }
-        Ok((rulings, refused))
-    }
-
-    /// One guarded part's targets, judged as if it were sent alone (with the outer Host, and the
-    /// batch's own cookies as well as its own: a part may be run with either).
-    fn judge_part(
-        &self,
-        part: &batch::Part<'_>,
-        method: &Method,
-        guard: &'c Guard,
-        organisation: Option<&'c Organisation>,
-    ) -> Result<Found<'c>, Rejection> {
-        let values = |name: &'static str| part.header_values(name).map(Some);
-        let content_type = request::single(values("content-type"));
-        let content_encoding = request::list(values("content-encoding"));
-        if content_type == Some(request::UNREADABLE) {
-            return Err(Rejection::BadBatch);
-        }
-        let data = one_data(values("data"))?;
-        let inbound = Inbound {
-            method,
-            query: part.query(),
-            content_type,
-            content_encoding: content_encoding.as_deref(),
-            body: part.body,
-            data: data.map(str::as_bytes),
-            up_devcap_post_charset: part
-                .header_values(X_UP_DEVCAP_POST_CHARSET.as_str())
-                .collect(),
-            parameter_cookie: request::has_cookie(
-                part.header_values("cookie").map(str::as_bytes),
-                &guard.parameter,
-            ) || request::has_cookie(
-                request::cookies(&self.head.headers),
-                &guard.parameter,
-            ),
-        };
-        Ok(Found::judge(self.policy(), organisation, &inbound, guard))
-    }
-
-    /// A guarded part after the one that refused its batch, as the trail records it: judged as
-    /// it would have been, then marked not sent (no refusal of its own, so that the batch has
-    /// one `deny`, and its line says `not_sent` whatever its own targets would have met).
-    /// `None` for a part that could not be judged (its line would say nothing more).
-    fn part_after_refusal(
-        &self,
-        part: &batch::Part<'_>,
-        path: &str,
-        guard: &'c Guard,
-        organisation: Option<&'c Organisation>,
-        index: usize,
-        parts: usize,
-    ) -> Option<Ruling<'c>> {
-        let method = Method::from_bytes(part.method.as_bytes()).ok()?;
-        let found = self.judge_part(part, &method, guard, organisation).ok()?;
-        if !found.is_decision(&method, guard) {
-            return None;
-        }
-        Some(Ruling {
-            method,
-            path: path.into(),
-            resource: &guard.resource,
-            organisation: found.organisation,
-            targets: found.targets,
-            rule: found.rule,
-            refusal: None,
-            shadow: false,
-            raw_target: found.raw_target,
-            batch: Some(Part {
-                part: Some(index + 1),
-                parts: Some(parts),
-            }),
-        })
+        Ok((rulings, None))
     }
 }
 
