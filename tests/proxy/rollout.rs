@@ -471,3 +471,92 @@ async fn post_batch(h: &support::Harness, path: &str, host: &str, body: &str) ->
         )
         .await
 }
+
+/// A batch refused by its first part takes one of its user's tokens, not one per part after it:
+/// the answer stays 403 and the user's later requests are not limited early (fresh eyes, round
+/// 29: judging the later parts for the trail took their tokens too, turned the 403 into a 429,
+/// and limited the next requests).
+#[tokio::test]
+async fn a_refused_batch_takes_one_token_whatever_follows_its_refusal() {
+    let h = support::start_with(Options {
+        policy: support::POLICY.replacen(
+            "[[organisations]]",
+            "[policy.rate_limit]\nper_user = \"5/min\"\n\n[[organisations]]",
+            1,
+        ),
+        members: 1,
+        ..Options::default()
+    })
+    .await;
+    let ring = |query: &str| {
+        part(&format!(
+            "POST {SIMRING}?{query} HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+        ))
+    };
+    let allowed = "target=tel:%2B14255550100";
+    let batch = post_batch(
+        &h,
+        "/ucwa/oauth/v1/applications/192/batch",
+        HOST,
+        &multipart(
+            BOUNDARY,
+            &[ring(PREMIUM), ring(allowed), ring(allowed), ring(allowed)],
+        ),
+    )
+    .await;
+    assert_refused(&batch, 403, "denied");
+    // Four tokens are left of five.
+    for i in 0..4 {
+        let reply = h
+            .client
+            .request("POST", &format!("{SIMRING}?{allowed}"), HOST, &[], b"")
+            .await;
+        assert!(
+            reply.status < 300,
+            "request {i}: {} {}",
+            reply.status,
+            reply.text()
+        );
+    }
+    let reply = h
+        .client
+        .request("POST", &format!("{SIMRING}?{allowed}"), HOST, &[], b"")
+        .await;
+    assert_refused(&reply, 429, "rate_limited");
+}
+
+/// A refused batch writes its lines within the queue's room for a batch whatever follows its
+/// refusal: with `audit.queue_lines = 8`, a batch refused by its first of eight parts is
+/// answered 403 with its `deny` line, not 503 `audit_unavailable` (fresh eyes, round 29: a line
+/// for every later part overflowed the half of the queue one request may take, and the deny
+/// was lost).
+#[tokio::test]
+async fn a_refused_batch_fits_a_small_audit_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("audit.jsonl");
+    let h = support::start_with(Options {
+        members: 1,
+        audit: format!("{}\nqueue_lines = 8", audit_to(&trail)),
+        ..Options::default()
+    })
+    .await;
+    let ring = |query: &str| {
+        part(&format!(
+            "POST {SIMRING}?{query} HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+        ))
+    };
+    let mut parts = vec![ring(PREMIUM)];
+    parts.extend((0..7).map(|_| ring("target=tel:%2B14255550100")));
+    let batch = post_batch(
+        &h,
+        "/ucwa/oauth/v1/applications/192/batch",
+        HOST,
+        &multipart(BOUNDARY, &parts),
+    )
+    .await;
+    assert_refused(&batch, 403, "denied");
+    let lines = lines_until(&trail, |l| !l.is_empty()).await;
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["decision"], "deny");
+    assert_eq!(lines[0]["batch"]["part"], 1);
+}
