@@ -113,7 +113,6 @@ enum Write<'a> {
     CloseNotify,
 }
 
-/// Accepts a client's TLS handshake on `tcp`. The caller bounds it in time.
 /// The client closed its connection without sending a byte: a TCP health check (an L4 load
 /// balancer's or an orchestrator's probe), not a failed handshake.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +124,7 @@ pub fn nothing_sent(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<NothingSent>())
 }
 
+/// Accepts a client's TLS handshake on `tcp`. The caller bounds it in time.
 pub async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Result<TlsStream> {
     let conn = UnbufferedServerConnection::new(config).map_err(invalid)?;
     let mut tls = TlsStream {
