@@ -108,6 +108,21 @@ enum Command {
     },
 }
 
+/// Prints a line of a command's output. A reader that stopped reading (`check-config | head`)
+/// ends the output there, quietly, and the command's exit status still says what it found;
+/// `println!` would panic.
+fn say(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out
+        .write_fmt(format_args!("{line}\n"))
+        .and_then(|()| out.flush())
+    {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write the output: {e}");
+        }
+    }
+}
+
 /// `run`'s exit status when the drain had to cut requests at the end of `shutdown_grace`.
 const EXIT_DRAIN_CUT: u8 = 4;
 
@@ -262,7 +277,7 @@ fn demo(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        println!("{}", demo.banner());
+        say(format_args!("{}", demo.banner()));
         let _ = tokio::signal::ctrl_c().await;
         demo.server.shutdown().await;
         ExitCode::SUCCESS
@@ -283,14 +298,18 @@ fn check_config(path: PathBuf) -> ExitCode {
         eprintln!("{}: {e}", path.display());
         return ExitCode::from(2);
     }
-    println!("{}: valid\n{}", path.display(), config.summary());
+    say(format_args!(
+        "{}: valid\n{}",
+        path.display(),
+        config.summary()
+    ));
     for w in config.warnings() {
-        println!("warning: {w}");
+        say(format_args!("warning: {w}"));
     }
     // `run` raises the soft limit to the hard one first: that is the limit it will serve under.
     let limit = descriptors::limit_in_force_after_raise();
     if let Some(w) = descriptors::shortfall(config.server().max_connections, limit) {
-        println!("warning: {w}");
+        say(format_args!("warning: {w}"));
     }
     ExitCode::SUCCESS
 }
@@ -382,19 +401,19 @@ fn eval(
         any_denied |= decision == Decided::Deny;
         let decision = decision.metric_label().unwrap_or("not_sent");
         if json {
-            println!(
+            say(format_args!(
                 "{}",
                 serde_json::json!({
                     "target": raw, "normalised": normal, "organisation": org_name,
                     "mode": mode.label(), "decision": decision, "reason": reason, "rule": rule,
                 })
-            );
+            ));
         } else {
-            println!(
+            say(format_args!(
                 "{raw}\t{decision}\t{reason}\t{}\t(organisation {org_name}, {})",
                 rule.as_deref().unwrap_or("-"),
                 mode.label()
-            );
+            ));
         }
     }
     if any_denied {

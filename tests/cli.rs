@@ -114,6 +114,28 @@ fn check_config_accepts_the_shipped_example_and_demo_files() {
     }
 }
 
+/// `check-config | head`: a reader that closed its end before the output comes ends the output
+/// quietly, and the exit status still says the file is valid (`println!` panicked on the
+/// broken pipe; fresh eyes, round 29).
+#[test]
+fn check_config_into_a_closed_pipe_exits_0_without_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args([
+            "check-config",
+            "--config",
+            repo("config/demo.toml").to_str().unwrap(),
+        ])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn check_config_reports_every_problem_with_its_key_path() {
     let dir = scratch();
