@@ -78,5 +78,7 @@ pub mod signal;
 pub mod sim;
 pub mod state;
 pub mod target;
+#[cfg(test)]
+mod testkit;
 pub mod tls;
 pub mod upstream;

@@ -123,6 +123,13 @@ fn say(line: std::fmt::Arguments<'_>) {
     }
 }
 
+/// [`say`] with `println!`'s arguments.
+macro_rules! say {
+    ($($line:tt)*) => {
+        say(format_args!($($line)*))
+    };
+}
+
 /// `run`'s exit status when the drain had to cut requests at the end of `shutdown_grace`.
 const EXIT_DRAIN_CUT: u8 = 4;
 
@@ -277,7 +284,7 @@ fn demo(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        say(format_args!("{}", demo.banner()));
+        say!("{}", demo.banner());
         let _ = tokio::signal::ctrl_c().await;
         demo.server.shutdown().await;
         ExitCode::SUCCESS
@@ -298,18 +305,14 @@ fn check_config(path: PathBuf) -> ExitCode {
         eprintln!("{}: {e}", path.display());
         return ExitCode::from(2);
     }
-    say(format_args!(
-        "{}: valid\n{}",
-        path.display(),
-        config.summary()
-    ));
+    say!("{}: valid\n{}", path.display(), config.summary());
     for w in config.warnings() {
-        say(format_args!("warning: {w}"));
+        say!("warning: {w}");
     }
     // `run` raises the soft limit to the hard one first: that is the limit it will serve under.
     let limit = descriptors::limit_in_force_after_raise();
     if let Some(w) = descriptors::shortfall(config.server().max_connections, limit) {
-        say(format_args!("warning: {w}"));
+        say!("warning: {w}");
     }
     ExitCode::SUCCESS
 }
@@ -401,19 +404,19 @@ fn eval(
         any_denied |= decision == Decided::Deny;
         let decision = decision.metric_label().unwrap_or("not_sent");
         if json {
-            say(format_args!(
+            say!(
                 "{}",
                 serde_json::json!({
                     "target": raw, "normalised": normal, "organisation": org_name,
                     "mode": mode.label(), "decision": decision, "reason": reason, "rule": rule,
                 })
-            ));
+            );
         } else {
-            say(format_args!(
+            say!(
                 "{raw}\t{decision}\t{reason}\t{}\t(organisation {org_name}, {})",
                 rule.as_deref().unwrap_or("-"),
                 mode.label()
-            ));
+            );
         }
     }
     if any_denied {

@@ -119,6 +119,12 @@ enum Write<'a> {
 #[error("the client closed the connection without sending anything")]
 struct NothingSent;
 
+impl From<NothingSent> for io::Error {
+    fn from(nothing: NothingSent) -> io::Error {
+        io::Error::new(io::ErrorKind::UnexpectedEof, nothing)
+    }
+}
+
 /// Whether [`accept`] failed only because the client sent nothing before it closed.
 pub fn nothing_sent(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<NothingSent>())
@@ -157,7 +163,7 @@ pub async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Tls
                     }
                 }
                 if tls.eof && !received {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, NothingSent));
+                    return Err(NothingSent.into());
                 }
                 if tls.eof {
                     return Err(io::Error::new(
@@ -169,13 +175,13 @@ pub async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Tls
                     Ok(n) => received |= n > 0,
                     // HAProxy ends its checks with a reset (SO_LINGER 0), not a close.
                     Err(e) if !received && e.kind() == io::ErrorKind::ConnectionReset => {
-                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, NothingSent));
+                        return Err(NothingSent.into());
                     }
                     Err(e) => return Err(e),
                 }
             }
             Turn::PeerClosed | Turn::Closed if !received => {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, NothingSent));
+                return Err(NothingSent.into());
             }
             Turn::PeerClosed | Turn::Closed => {
                 return Err(io::Error::new(

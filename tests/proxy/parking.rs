@@ -427,16 +427,10 @@ async fn body_still_arriving_after_the_answer() {
     );
 }
 
-/// The member answered before the body was all sent: the client's connection still reads the
-/// body to its end and hands it on, then serves the client's next request on the same
-/// connection, as hyper's server did (fresh eyes, round 25). On real time: on paused time the
-/// runtime, idle between the client's writes, jumps to the pool client's 60 s limit for the rest
-/// of the body.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_goes_on_after_a_body_finished_behind_an_early_answer() {
+/// A client connection to `server` (in front of [`early_answering_member`]) that sent a head of
+/// a 10-byte body and 5 of its bytes, and has its answer: the rest of the body is still to come.
+async fn answered_early(server: &ringfence::server::Server) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    let member = early_answering_member().await;
-    let server = server_before(&format!("http://{member}"), "").await;
     let mut client = tokio::net::TcpStream::connect(server.addrs()[0])
         .await
         .unwrap();
@@ -448,6 +442,20 @@ async fn a_connection_goes_on_after_a_body_finished_behind_an_early_answer() {
     client.write_all(br#"{"a":"#).await.unwrap();
     let answer = support::read_answer(&mut client).await;
     assert_eq!((answer.status, answer.text().as_str()), (200, "ok"));
+    client
+}
+
+/// The member answered before the body was all sent: the client's connection still reads the
+/// body to its end and hands it on, then serves the client's next request on the same
+/// connection, as hyper's server did (fresh eyes, round 25). On real time: on paused time the
+/// runtime, idle between the client's writes, jumps to the pool client's 60 s limit for the rest
+/// of the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_goes_on_after_a_body_finished_behind_an_early_answer() {
+    use tokio::io::AsyncWriteExt;
+    let member = early_answering_member().await;
+    let server = server_before(&format!("http://{member}"), "").await;
+    let mut client = answered_early(&server).await;
     client.write_all(b" 123}").await.unwrap();
     let next = format!("GET {ME} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
     client.write_all(next.as_bytes()).await.unwrap();
@@ -467,24 +475,14 @@ async fn a_connection_goes_on_after_a_body_finished_behind_an_early_answer() {
 /// reader that went left it waiting for bytes that never came (here, until the test's limit).
 #[tokio::test(start_paused = true)]
 async fn a_connection_whose_body_reader_went_is_closed_without_more_bytes() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let member = early_answering_member().await;
     let server = server_before(
         &format!("http://{member}"),
         "body_read_timeout = \"2s\"\nidle_timeout = \"600s\"",
     )
     .await;
-    let mut client = tokio::net::TcpStream::connect(server.addrs()[0])
-        .await
-        .unwrap();
-    let head = format!(
-        "POST {ME}/reportMyActivity HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n\
-         Content-Length: 10\r\n\r\n"
-    );
-    client.write_all(head.as_bytes()).await.unwrap();
-    client.write_all(br#"{"a":"#).await.unwrap();
-    let answer = support::read_answer(&mut client).await;
-    assert_eq!((answer.status, answer.text().as_str()), (200, "ok"));
+    let mut client = answered_early(&server).await;
     let began = Instant::now();
     let mut rest = Vec::new();
     tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut rest))

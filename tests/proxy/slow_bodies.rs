@@ -39,6 +39,26 @@ fn guarded_head() -> String {
     )
 }
 
+/// How many bytes come until the server closes (or resets) the connection; None if it is still
+/// open after `limit`.
+async fn bytes_until_closed(
+    s: &mut (impl tokio::io::AsyncRead + Unpin + ?Sized),
+    limit: Duration,
+) -> Option<usize> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0;
+    tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
 /// Reads until the server closes the connection, within `limit`.
 async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> String {
     let mut answer = Vec::new();
@@ -506,18 +526,9 @@ async fn stops_reading(tls: bool) {
     // than `send_timeout` (on paused time the clock moves once the buffers are full and every
     // task waits, so it costs nothing).
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut total = 0usize;
-    let mut buf = vec![0u8; 1 << 16];
-    let drained = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => total += n,
-            }
-        }
-    })
-    .await;
-    assert!(drained.is_ok(), "the connection was never closed");
+    let total = bytes_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("the connection was never closed");
     assert!(total < 64 << 20, "the whole answer went out: {total} bytes");
     // The only slot is free again.
     let mut again = open(addr, certs.as_ref()).await;
@@ -570,16 +581,9 @@ async fn a_client_that_blocks_again_is_closed_send_timeout_after_its_last_block(
     }
     // ... and reads nothing more until 6 s.
     tokio::time::sleep_until(began + Duration::from_secs(6)).await;
-    let drained = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => total += n,
-            }
-        }
-    })
-    .await;
-    assert!(drained.is_ok(), "the connection was never closed");
+    total += bytes_until_closed(&mut s, Duration::from_secs(30))
+        .await
+        .expect("the connection was never closed");
     assert!(
         total < 64 << 20,
         "still open at 6 s: the whole answer went out ({total} bytes)"

@@ -676,22 +676,9 @@ fn requests() -> impl Strategy<Value = Vec<u8>> {
         prop::option::weighted(0.25, (any::<prop::sample::Index>(), 0u8..3, any::<u8>())),
     )
         .prop_map(|(m, t, v, lines, eol, body, damage)| {
-            let mut text = format!("{m} {t} {v}{eol}").into_bytes();
-            for l in lines {
-                text.extend_from_slice(l.as_bytes());
-                text.extend_from_slice(eol.as_bytes());
-            }
-            text.extend_from_slice(eol.as_bytes());
-            text.extend_from_slice(body.as_bytes());
-            if let Some((at, how, byte)) = damage {
-                let i = at.index(text.len());
-                match how {
-                    0 => text[i] = byte,
-                    1 => {
-                        text.remove(i);
-                    }
-                    _ => text.insert(i, byte),
-                }
+            let mut text = crate::testkit::message(&format!("{m} {t} {v}"), lines, eol, body);
+            if let Some(damage) = damage {
+                crate::testkit::damage(&mut text, damage);
             }
             text
         })

@@ -498,15 +498,7 @@ fn damaged() -> impl Strategy<Value = Vec<u8>> {
         ],
     )
         .prop_map(|(mut text, at, how, byte)| {
-            let i = at.index(text.len());
-            match how {
-                0 => text[i] = byte,
-                1 => {
-                    text.remove(i);
-                }
-                2 => text.insert(i, byte),
-                _ => text.truncate(i),
-            }
+            crate::testkit::damage(&mut text, (at, how, byte));
             text
         })
 }
@@ -932,22 +924,10 @@ fn answers() -> impl Strategy<Value = (Vec<u8>, bool)> {
                     && lengths + codings <= 1
                     && !(chunked && status.starts_with("HTTP/1.0"))
                     && (!chunked || chunked_ok);
-                let mut text = format!("{status}{eol}").into_bytes();
-                for (l, _) in lines {
-                    text.extend_from_slice(l.as_bytes());
-                    text.extend_from_slice(eol.as_bytes());
-                }
-                text.extend_from_slice(eol.as_bytes());
-                text.extend_from_slice(body.as_bytes());
-                if let Some((at, how, byte)) = damage {
-                    let i = at.index(text.len());
-                    match how {
-                        0 => text[i] = byte,
-                        1 => {
-                            text.remove(i);
-                        }
-                        _ => text.insert(i, byte),
-                    }
+                let mut text =
+                    crate::testkit::message(status, lines.iter().map(|(l, _)| *l), eol, body);
+                if let Some(damage) = damage {
+                    crate::testkit::damage(&mut text, damage);
                     clean = false;
                 }
                 (text, clean)
