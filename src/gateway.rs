@@ -268,11 +268,12 @@ impl Gateway {
     /// the judge's admission, the request written for the pool) is done here, in a plain
     /// function: an async function's arguments, and the values it moves on, keep their room in
     /// its future for as long as it lives, a held long poll's for minutes (issue 16).
+    /// `started` is when its head was read.
     pub fn handle(
         self: Arc<Self>,
         request: Request<ClientBody>,
+        started: Instant,
     ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send {
-        let started = Instant::now();
         let snapshot = self.shared.snapshot();
         let (parts, mut body) = request.into_parts();
         let ids = forwarding::request_ids(&parts.headers);
@@ -582,16 +583,13 @@ impl Gateway {
             let organisation = ruling.organisation.map(Organisation::name);
             let (decision, reason) = ruling.decided(refused);
             if let Some(label) = decision.metric_label() {
-                self.shared
-                    .metrics
-                    .decisions
-                    .with_label_values(&[
-                        organisation.unwrap_or("none"),
-                        ruling.resource,
-                        label,
-                        reason,
-                    ])
-                    .inc();
+                self.shared.metrics.decided(
+                    &ctx.snapshot,
+                    ruling.organisation.map(|o| (o.index(), o.name())),
+                    ruling.resource,
+                    label,
+                    reason,
+                );
             }
             if !audit {
                 continue;

@@ -53,6 +53,7 @@ pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod descriptors;

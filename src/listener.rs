@@ -433,12 +433,14 @@ type Answering = std::pin::Pin<
 impl Handler {
     /// Starts a request: its answer to come, and its guard, which the answer's body takes.
     fn start(&self, req: http::Request<Source>) -> (Answering, InFlight) {
-        let in_flight = InFlight::request(Arc::clone(&self.activity));
+        // One clock reading for the request's guards, its body's deadline and its latency.
+        let head = tokio::time::Instant::now();
+        let in_flight = InFlight::request_at(Arc::clone(&self.activity), self.activity.at(head));
         let (activity, limits) = (&self.activity, self.limits);
-        let answer = Box::pin(
-            Arc::clone(&self.gateway)
-                .handle(req.map(|body| ClientBody::new(body, activity, limits))),
-        );
+        let answer = Box::pin(Arc::clone(&self.gateway).handle(
+            req.map(|body| ClientBody::new(body, activity, limits, head)),
+            head.into_std(),
+        ));
         (answer, in_flight)
     }
 

@@ -390,8 +390,8 @@ impl Pool {
                 let index = attempt.index;
                 let started = Instant::now();
                 let in_flight = Outstanding::begin(&self.members[index]);
-                let result = tokio::time::timeout(
-                    self.response_timeout,
+                let result = tokio::time::timeout_at(
+                    crate::clock::after(started.into(), self.response_timeout),
                     self.exchange(&sending.method, attempt),
                 )
                 .await;

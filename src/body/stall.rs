@@ -43,11 +43,12 @@ pub struct Timed<B> {
 }
 
 impl<B> Timed<B> {
-    pub fn new(body: B, limit: Duration, total: Duration) -> Timed<B> {
+    /// A body whose head came at `head`.
+    pub fn new(body: B, limit: Duration, total: Duration, head: Instant) -> Timed<B> {
         Timed {
             body,
             limit,
-            deadline: Instant::now() + total,
+            deadline: crate::clock::after(head, total),
             total,
             timer: None,
             waiting: false,
@@ -170,6 +171,7 @@ mod tests {
             Fed(receive),
             Duration::from_secs(limit),
             Duration::from_secs(total),
+            Instant::now(),
         );
         (send, body)
     }

@@ -48,10 +48,18 @@ pub type ClientBody = Tracked<stall::Timed<Source>>;
 pub type Source = Either<Incoming, WireBody>;
 
 impl ClientBody {
-    pub(crate) fn new(body: Source, activity: &Arc<Activity>, limits: Limits) -> ClientBody {
-        let in_flight = (!body.is_end_stream()).then(|| InFlight::begin(Arc::clone(activity)));
+    /// The body of a request whose head came at `head` (one clock reading for the request's
+    /// guards, the body's deadline and its latency: issue 15).
+    pub(crate) fn new(
+        body: Source,
+        activity: &Arc<Activity>,
+        limits: Limits,
+        head: tokio::time::Instant,
+    ) -> ClientBody {
+        let in_flight = (!body.is_end_stream())
+            .then(|| InFlight::begin_at(Arc::clone(activity), activity.at(head)));
         Tracked {
-            body: stall::Timed::new(body, limits.body_read, limits.body_deadline),
+            body: stall::Timed::new(body, limits.body_read, limits.body_deadline, head),
             in_flight,
             must_finish: true,
             awaits_client: false,
@@ -201,6 +209,11 @@ impl Activity {
         self.opened.elapsed().as_millis() as u64
     }
 
+    /// [`Activity::now`] at `instant`, a reading of tokio's clock already made.
+    pub(crate) fn at(&self, instant: tokio::time::Instant) -> u64 {
+        instant.saturating_duration_since(self.opened).as_millis() as u64
+    }
+
     /// How long until the connection counts as abandoned; zero when it already does.
     /// Whether a request or request body is in flight. Read before any field its end writes:
     /// a guard seen ended is seen with all it wrote (park.rs, "Orderings").
@@ -287,15 +300,29 @@ impl Activity {
 pub(crate) struct InFlight(Arc<Activity>, bool);
 
 impl InFlight {
+    #[cfg(test)]
     fn begin(activity: Arc<Activity>) -> InFlight {
+        let now = activity.now();
+        InFlight::begin_at(activity, now)
+    }
+
+    /// Begun `now` ([`Activity::now`]'s milliseconds).
+    fn begin_at(activity: Arc<Activity>, now: u64) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
-        activity.last.store(activity.now(), Ordering::Relaxed);
+        activity.last.store(now, Ordering::Relaxed);
         InFlight(activity, false)
     }
 
+    #[cfg(test)]
     pub(crate) fn request(activity: Arc<Activity>) -> InFlight {
+        let now = activity.now();
+        InFlight::request_at(activity, now)
+    }
+
+    /// A request's own guard, begun `now` ([`Activity::now`]'s milliseconds).
+    pub(crate) fn request_at(activity: Arc<Activity>, now: u64) -> InFlight {
         activity.requests.inc();
-        let mut guard = InFlight::begin(activity);
+        let mut guard = InFlight::begin_at(activity, now);
         guard.1 = true;
         guard
     }

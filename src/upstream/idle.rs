@@ -9,7 +9,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock;
 
 use super::conn::Conn;
 
@@ -17,6 +19,9 @@ pub struct Idle {
     members: Box<[Mutex<Vec<Parked>>]>,
     max: usize,
     timeout: Duration,
+    /// `timeout` in milliseconds, less a tick of the coarse clock: a connection is dropped as
+    /// soon as it might have been idle for `timeout`, never a tick later.
+    expiry: u64,
     /// Set when the pool is replaced: nothing is kept any more.
     closed: AtomicBool,
     reaping: AtomicBool,
@@ -24,7 +29,8 @@ pub struct Idle {
 
 struct Parked {
     conn: Conn,
-    since: Instant,
+    /// When it was put back, on the coarse clock ([`clock::millis`]).
+    since: u64,
 }
 
 impl Idle {
@@ -33,6 +39,7 @@ impl Idle {
             members: (0..members).map(|_| Mutex::new(Vec::new())).collect(),
             max,
             timeout,
+            expiry: (timeout.as_millis() as u64).saturating_sub(clock::resolution_millis()),
             closed: AtomicBool::new(false),
             reaping: AtomicBool::new(false),
         }
@@ -51,7 +58,7 @@ impl Idle {
             let parked = self.list(member).pop();
             let parked = parked?;
             let mut conn = parked.conn;
-            if parked.since.elapsed() < self.timeout && conn.is_clean() {
+            if clock::since(parked.since) < self.expiry && conn.is_clean() {
                 return Some(conn);
             }
         }
@@ -66,7 +73,7 @@ impl Idle {
         conn.reused = true;
         let parked = Parked {
             conn,
-            since: Instant::now(),
+            since: clock::millis(),
         };
         let refused = {
             let mut list = self.list(member);
@@ -118,7 +125,8 @@ impl Idle {
                         let mut i = 0;
                         while i < list.len() {
                             let parked = &mut list[i];
-                            if parked.since.elapsed() >= idle.timeout || !parked.conn.is_clean() {
+                            if clock::since(parked.since) >= idle.expiry || !parked.conn.is_clean()
+                            {
                                 gone.push(list.swap_remove(i));
                             } else {
                                 i += 1;

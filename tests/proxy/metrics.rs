@@ -130,3 +130,40 @@ async fn a_connection_beyond_max_connections_is_closed_and_counted() {
     );
     drop(held);
 }
+
+/// The gateway keeps the series it counted decisions into, per snapshot: a reload that renames
+/// the organisation at the same place in the list counts under the new name from its first
+/// decision on, not into the old name's series.
+#[tokio::test]
+async fn after_a_reload_decisions_count_under_the_organisations_new_name() {
+    use crate::support::{Client, ConfigFile, Toml, HOST, SIMRING};
+    let member = ringfence::sim::FrontEnd::start("fe1").await.unwrap();
+    let config = |name: &str| {
+        Toml::of(std::slice::from_ref(&member))
+            .rest(&format!(
+                "[policy]\n[[organisations]]\nname = \"{name}\"\nhosts = [\"{HOST}\"]\n\
+                 allow_numbers = [\"+1425555\"]\n"
+            ))
+            .build()
+    };
+    let file = ConfigFile::new(&config("contoso"));
+    let server = file.serve().await;
+    let client = Client::new(server.addrs()[0], None, false);
+    let path = format!("{SIMRING}?target=tel:%2B14255550100");
+    let ring = || client.request("POST", &path, HOST, &[], b"");
+    assert_eq!(ring().await.status, 204);
+    file.write(&config("northwind"));
+    assert_eq!(support::reload(&server).await, 200);
+    assert_eq!(ring().await.status, 204);
+    assert_eq!(ring().await.status, 204);
+    let m = support::scrape(&server).await;
+    let allowed = |org: &str| {
+        sample(
+            &m,
+            "ringfence_policy_decisions_total",
+            &[("organisation", org), ("decision", "allow")],
+        )
+    };
+    assert_eq!(allowed("contoso"), Some(1.0), "{m}");
+    assert_eq!(allowed("northwind"), Some(2.0), "{m}");
+}
