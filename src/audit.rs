@@ -471,11 +471,26 @@ enum Cut {
     Chars(usize),
 }
 
-/// Client text as the trail shows it: control characters (C0, DEL, C1) and the Unicode line and
-/// paragraph separators as visible `\u{..}` escapes, so that the decoded value holds none, and
-/// cut at the limit (on a character boundary). Most values need neither and are not copied.
+/// Client text as the trail shows it: control characters (C0, DEL, C1), the Unicode line and
+/// paragraph separators and the bidirectional controls as visible `\u{..}` escapes, so that the
+/// decoded value holds none, and cut at the limit (on a character boundary). Most values need
+/// neither and are not copied. The bidirectional controls (the embeddings, overrides, isolates
+/// and marks that "Trojan Source", CVE-2021-42574, hides code with) would let a client make a
+/// target read differently on the compliance officer's screen than it is: `tel:+1\u{202e}0091`
+/// shows as `tel:+11900`.
 fn escaped(value: &str, cut: Cut) -> std::borrow::Cow<'_, str> {
-    let special = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    let special = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}'
+                    | '\u{061c}'
+                    | '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+            )
+    };
     let cut_at = match cut {
         Cut::Bytes(max) if value.len() > max => Some(
             (0..=max)

@@ -14,6 +14,25 @@ fn client_text_is_escaped_and_cut() {
         "a\\u{a}b\\u{7f}c\\u{85}"
     );
     assert_eq!(escaped("x\u{2028}", Cut::Bytes(512)), "x\\u{2028}");
+    // The bidirectional controls: a right-to-left override shows a reversed target as it is
+    // not (`tel:+11900`), so it is shown as the escape it is.
+    assert_eq!(
+        escaped("tel:+1\u{202e}0091\u{202c}", Cut::Chars(128)),
+        "tel:+1\\u{202e}0091\\u{202c}"
+    );
+    for c in [
+        '\u{61c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{2066}', '\u{2069}',
+    ] {
+        assert_eq!(
+            escaped(&format!("a{c}b"), Cut::Bytes(512)),
+            format!("a\\u{{{:x}}}b", c as u32)
+        );
+    }
+    // Other characters from the same blocks, and right-to-left text itself, stay as they are.
+    assert_eq!(
+        escaped("a\u{2030}\u{2065}ב", Cut::Bytes(512)),
+        "a\u{2030}\u{2065}ב"
+    );
     let long = "é".repeat(300);
     let cut = escaped(&long, Cut::Bytes(512));
     assert_eq!(cut.len(), 512);

@@ -213,7 +213,7 @@ async fn every_line_has_the_documented_schema_and_no_credentials() {
             SIMRING,
             HOST,
             &json,
-            br#"{"target":"tel:+1-425-CALL-\u007fNOW"}"#,
+            br#"{"target":"tel:+1-425-CALL-\u007fNOW\u202e"}"#,
         )
         .await;
     assert_refused(&malformed, 400, "malformed");
@@ -282,10 +282,10 @@ async fn every_line_has_the_documented_schema_and_no_credentials() {
             .find(|l| l["reason"] == r)
             .unwrap_or_else(|| panic!("no {r} line: {all:#?}"))
     };
-    // What could not be parsed is kept, escaped, cut.
+    // What could not be parsed is kept, escaped (a bidirectional override too), cut.
     assert_eq!(
         reason("malformed")["raw_target"],
-        "tel:+1-425-CALL-\\u{7f}NOW"
+        "tel:+1-425-CALL-\\u{7f}NOW\\u{202e}"
     );
     let raw = reason("too_long")["raw_target"]
         .as_str()
