@@ -355,6 +355,16 @@ impl Audit {
         })
     }
 
+    /// Queues lines that follow a request's decision lines and that neither its answer nor its
+    /// forwarding waits for (the `not_sent` parts after the one that refused a batch): as a
+    /// batch's lines, they may fill only half the queue, and if they do not fit they are
+    /// dropped, counted, whatever `on_full` says, since the answer is a refusal either way.
+    pub fn also(&self, lines: Vec<Line>) {
+        if let (Some(queue), false) = (&self.queue, lines.is_empty()) {
+            let _ = queue.push_after(lines.into_iter());
+        }
+    }
+
     /// Queues a line nobody waits for (a reload, an outcome without a held place); a full
     /// queue drops it, counted.
     pub fn note(&self, record: &impl Record, kind: &'static str) {

@@ -455,6 +455,7 @@ impl Gateway {
             &verdict.rulings,
             refused,
         );
+        let unsent = self.unsent_lines(ctx, authorization.as_ref(), &host, &verdict.unsent);
         drop(authorization);
         let mut pending = match self.shared.audit.decided(lines, !refused) {
             Ok(pending) => pending,
@@ -463,6 +464,8 @@ impl Gateway {
                 return (Traffic::Guarded, response);
             }
         };
+        // After the lines the answer depends on, as lines it does not: a full queue drops them.
+        self.shared.audit.also(unsent);
         let response = match verdict.outcome {
             Ok(clearance) => {
                 let place = pending.take_outcome_place();
@@ -571,17 +574,62 @@ impl Gateway {
         rulings: &[Ruling<'_>],
         refused: bool,
     ) -> Vec<Line> {
+        let stated = rulings.iter().enumerate().map(|(i, ruling)| {
+            let (decision, reason) = ruling.decided(refused);
+            (ruling, decision, reason, applications.named(i, ruling))
+        });
+        self.lines(ctx, authorization, host, rulings.len(), stated)
+    }
+
+    /// The lines of a refused batch's guarded parts after the one that refused it
+    /// ([`judge::Verdict::unsent`]): each `not_sent`, named by its own path's application.
+    fn unsent_lines(
+        &self,
+        ctx: &Ctx,
+        authorization: Option<&HeaderValue>,
+        host: &HeaderValue,
+        unsent: &[Ruling<'_>],
+    ) -> Vec<Line> {
+        if unsent.is_empty() || !self.shared.audit.enabled() {
+            return Vec::new();
+        }
+        let known: Vec<Known> = unsent
+            .iter()
+            .map(|ruling| Known::of(ctx, identity::Read::of(&ruling.path)))
+            .collect();
+        let stated = unsent.iter().zip(&known).map(|(ruling, known)| {
+            let named = known.named(&ruling.path);
+            (ruling, Decided::NotSent, audit::BATCH_REFUSED, named)
+        });
+        self.lines(ctx, authorization, host, unsent.len(), stated)
+    }
+
+    /// Counts each decision stated (a `not_sent` part is not one) and makes its audit line.
+    fn lines<'r, 'c: 'r>(
+        &self,
+        ctx: &Ctx,
+        authorization: Option<&HeaderValue>,
+        host: &HeaderValue,
+        count: usize,
+        stated: impl Iterator<
+            Item = (
+                &'r Ruling<'c>,
+                Decided,
+                &'static str,
+                (Option<&'r str>, Option<&'r str>),
+            ),
+        >,
+    ) -> Vec<Line> {
         let audit = self.shared.audit.enabled();
-        let mut lines = Vec::with_capacity(if audit { rulings.len() } else { 0 });
+        let mut lines = Vec::with_capacity(if audit { count } else { 0 });
         let token = authorization.map(identity::token_fingerprint);
         let client = if audit {
             self.client_text(ctx.client)
         } else {
             Cow::Borrowed("")
         };
-        for (i, ruling) in rulings.iter().enumerate() {
+        for (ruling, decision, reason, (application, user)) in stated {
             let organisation = ruling.organisation.map(Organisation::name);
-            let (decision, reason) = ruling.decided(refused);
             if let Some(label) = decision.metric_label() {
                 self.shared.metrics.decided(
                     &ctx.snapshot,
@@ -594,7 +642,6 @@ impl Gateway {
             if !audit {
                 continue;
             }
-            let (application, user) = applications.named(i, ruling);
             let record = audit::Decision {
                 v: audit::VERSION,
                 kind: "decision",

@@ -197,6 +197,11 @@ impl Ruling<'_> {
 pub struct Verdict<'c> {
     pub outcome: Result<Clearance, Refused<'c>>,
     pub rulings: Vec<Ruling<'c>>,
+    /// A refused batch's guarded parts after the one that refused it, read for the trail alone
+    /// (SPEC §9: each part of a refused batch is marked `not_sent`). Nothing in them changes the
+    /// answer: they take no rate-limit token, bind no application, are refused by nothing, and
+    /// a part that cannot be judged has no line.
+    pub unsent: Vec<Ruling<'c>>,
 }
 
 impl<'c> Verdict<'c> {
@@ -572,6 +577,7 @@ impl<'c> Pending<'c> {
                 ruling: None,
             }),
             rulings,
+            unsent: Vec::new(),
         }
     }
 
@@ -595,6 +601,7 @@ impl<'c> Pending<'c> {
                 body: UpstreamBody::Buffered(Some(body)),
             }),
             rulings,
+            unsent: Vec::new(),
         }
     }
 
@@ -659,10 +666,19 @@ impl<'c> Pending<'c> {
             return self.cleared(body, Vec::new());
         }
         match self.batch_parts(&body) {
-            Ok((rulings, None)) => self.cleared(body, rulings),
-            Ok((rulings, Some((rejection, parameter)))) => {
-                self.refused(rejection, parameter, rulings)
-            }
+            Ok(Judged {
+                rulings,
+                refused: None,
+                ..
+            }) => self.cleared(body, rulings),
+            Ok(Judged {
+                rulings,
+                refused: Some((rejection, parameter)),
+                unsent,
+            }) => Verdict {
+                unsent,
+                ..self.refused(rejection, parameter, rulings)
+            },
             Err(rejection) => {
                 let ruling = self.whole(rejection);
                 self.refused(rejection, TARGET, vec![ruling])
@@ -670,14 +686,10 @@ impl<'c> Pending<'c> {
         }
     }
 
-    /// The rulings of a batch's guarded parts, stopping at the first part refused (and not only
-    /// recorded, in shadow mode), whose
-    /// rejection and parameter come with them; `Err` when the batch as a whole is refused.
-    #[allow(clippy::type_complexity)]
-    fn batch_parts(
-        &self,
-        body: &[u8],
-    ) -> Result<(Vec<Ruling<'c>>, Option<(Rejection, &'c str)>), Rejection> {
+    /// The rulings of a batch's guarded parts up to the first part refused (and not only
+    /// recorded, in shadow mode), whose rejection and parameter come with them, and the parts
+    /// after it read for the trail alone; `Err` when the batch as a whole is refused.
+    fn batch_parts(&self, body: &[u8]) -> Result<Judged<'c>, Rejection> {
         if self.misdirected {
             return Err(Rejection::Misdirected);
         }
@@ -700,9 +712,23 @@ impl<'c> Pending<'c> {
         }
         let organisation = self.organisation();
         let mut rulings = Vec::new();
+        let mut refused: Option<(Rejection, &'c str)> = None;
+        let mut unsent = Vec::new();
         for (index, part) in parts.iter().enumerate() {
             let path = part.path();
             let view = route::view(path, &self.config.guards);
+            if refused.is_some() {
+                // The batch is refused: what follows is read for the trail, and nothing in it
+                // (a bad path, a foreign Host, a part that cannot be read) changes the answer.
+                if let Route::Guarded(guard) = view.route {
+                    if rulings.len() + unsent.len() == MAX_GUARDED_PARTS {
+                        break;
+                    }
+                    let place = (index, parts.len());
+                    unsent.extend(self.unsent_part(part, path, guard, organisation, place));
+                }
+                continue;
+            }
             if view.under_ucwa {
                 ucwa_headers(part.headers.iter().map(|&(name, _)| name))?;
             }
@@ -727,33 +753,7 @@ impl<'c> Pending<'c> {
             }
             let method =
                 Method::from_bytes(part.method.as_bytes()).map_err(|_| Rejection::BadBatch)?;
-            let values = |name: &'static str| part.header_values(name).map(Some);
-            let content_type = request::single(values("content-type"));
-            let content_encoding = request::list(values("content-encoding"));
-            if content_type == Some(request::UNREADABLE) {
-                return Err(Rejection::BadBatch);
-            }
-            let data = one_data(values("data"))?;
-            let inbound = Inbound {
-                method: &method,
-                query: part.query(),
-                content_type,
-                content_encoding: content_encoding.as_deref(),
-                body: part.body,
-                data: data.map(str::as_bytes),
-                up_devcap_post_charset: part
-                    .header_values(X_UP_DEVCAP_POST_CHARSET.as_str())
-                    .collect(),
-                // A part may be run with the batch's own cookies as well as its own.
-                parameter_cookie: request::has_cookie(
-                    part.header_values("cookie").map(str::as_bytes),
-                    &guard.parameter,
-                ) || request::has_cookie(
-                    request::cookies(headers),
-                    &guard.parameter,
-                ),
-            };
-            let found = Found::judge(self.policy(), organisation, &inbound, guard);
+            let found = self.judge_part(part, &method, guard, organisation)?;
             if !found.is_decision(&method, guard) {
                 continue;
             }
@@ -779,15 +779,96 @@ impl<'c> Pending<'c> {
             ruling.shadow = ruling.shadowed(self.policy());
             let enforced = !ruling.shadow;
             rulings.push(ruling);
-            match refusal {
-                Some(rejection) if enforced => {
-                    return Ok((rulings, Some((rejection, &guard.parameter))));
-                }
-                _ => {}
+            if let Some(rejection) = refusal.filter(|_| enforced) {
+                refused = Some((rejection, &guard.parameter));
             }
         }
-        Ok((rulings, None))
+        Ok(Judged {
+            rulings,
+            refused,
+            unsent,
+        })
     }
+
+    /// One guarded part's targets, judged as if it were sent alone (with the outer Host, and the
+    /// batch's own cookies as well as its own: a part may be run with either).
+    fn judge_part(
+        &self,
+        part: &batch::Part<'_>,
+        method: &Method,
+        guard: &'c Guard,
+        organisation: Option<&'c Organisation>,
+    ) -> Result<Found<'c>, Rejection> {
+        let values = |name: &'static str| part.header_values(name).map(Some);
+        let content_type = request::single(values("content-type"));
+        let content_encoding = request::list(values("content-encoding"));
+        if content_type == Some(request::UNREADABLE) {
+            return Err(Rejection::BadBatch);
+        }
+        let data = one_data(values("data"))?;
+        let inbound = Inbound {
+            method,
+            query: part.query(),
+            content_type,
+            content_encoding: content_encoding.as_deref(),
+            body: part.body,
+            data: data.map(str::as_bytes),
+            up_devcap_post_charset: part
+                .header_values(X_UP_DEVCAP_POST_CHARSET.as_str())
+                .collect(),
+            parameter_cookie: request::has_cookie(
+                part.header_values("cookie").map(str::as_bytes),
+                &guard.parameter,
+            ) || request::has_cookie(
+                request::cookies(&self.head.headers),
+                &guard.parameter,
+            ),
+        };
+        Ok(Found::judge(self.policy(), organisation, &inbound, guard))
+    }
+
+    /// A guarded part after the one that refused its batch, as the trail states it: its targets
+    /// read as they would have been, and no refusal of its own (its line says `not_sent`
+    /// whatever its targets would have met: the batch has one `deny`). `None` for a part that
+    /// could not be judged or names no target the pool would act on: its line would say nothing.
+    fn unsent_part(
+        &self,
+        part: &batch::Part<'_>,
+        path: &str,
+        guard: &'c Guard,
+        organisation: Option<&'c Organisation>,
+        (index, parts): (usize, usize),
+    ) -> Option<Ruling<'c>> {
+        let method = Method::from_bytes(part.method.as_bytes()).ok()?;
+        let found = self.judge_part(part, &method, guard, organisation).ok()?;
+        if !found.is_decision(&method, guard) {
+            return None;
+        }
+        Some(Ruling {
+            method,
+            path: path.into(),
+            resource: &guard.resource,
+            organisation: found.organisation,
+            targets: found.targets,
+            rule: found.rule,
+            refusal: None,
+            shadow: false,
+            raw_target: found.raw_target,
+            batch: Some(Part {
+                part: Some(index + 1),
+                parts: Some(parts),
+            }),
+        })
+    }
+}
+
+/// A batch's guarded parts as judged.
+struct Judged<'c> {
+    rulings: Vec<Ruling<'c>>,
+    /// The first refusal enforced, which refuses the batch: its rejection and parameter.
+    refused: Option<(Rejection, &'c str)>,
+    /// The guarded parts after that one, for the trail alone ([`Verdict::unsent`]).
+    unsent: Vec<Ruling<'c>>,
 }
 
 /// The headers UCWA must not see, on a request or a batch part whose path could reach it: a

@@ -144,7 +144,11 @@ pub fn judge<'c>(
                     parameter: refused.parameter,
                 },
             };
-            (Traffic::Guarded, host, verdict.rulings, answer)
+            // The parts after the one that refused a batch follow it, `not_sent`, as in the
+            // trail.
+            let mut rulings = verdict.rulings;
+            rulings.extend(verdict.unsent);
+            (Traffic::Guarded, host, rulings, answer)
         }
     };
     Judgement {
@@ -438,5 +442,66 @@ mod tests {
             .map(|s| s.get("reason").clone())
             .collect();
         assert_eq!(said, ["body_too_large"]);
+    }
+
+    /// The parts after the one that refused a batch are stated too, `not_sent` (SPEC §9), one
+    /// that would have been denied on its own included, after the refusing part's `deny`.
+    #[test]
+    fn the_parts_after_a_batchs_refusal_are_stated_not_sent() {
+        let config = demo();
+        let ring = |number: &str| {
+            format!(
+                "--b\r\nContent-Type: application/http; msgtype=request\r\n\r\n\
+                 POST /ucwa/oauth/v1/applications/192/me/callForwardingSettings/\
+                 simultaneousRingSettings/simultaneousRingToContact?target=tel:%2B{number} \
+                 HTTP/1.1\r\nHost: lyncweb.contoso.com\r\n\r\n\r\n"
+            )
+        };
+        let body = format!(
+            "{}{}{}--b--\r\n",
+            ring("19005550100"),
+            ring("14255550100"),
+            ring("19005550199")
+        );
+        let file = format!(
+            "POST /ucwa/oauth/v1/applications/192/batch HTTP/1.1\r\nHost: lyncweb.contoso.com\r\n\
+             Content-Type: multipart/batching; boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let batch = judged(&config, file.as_bytes(), None);
+        let said: Vec<(Value, Value, Value)> = batch
+            .statements()
+            .map(|s| {
+                let part = s.get("batch")["part"].clone();
+                (part, s.get("decision").clone(), s.get("targets").clone())
+            })
+            .collect();
+        assert_eq!(
+            said,
+            [
+                (
+                    1.into(),
+                    "deny".into(),
+                    serde_json::json!(["tel:+19005550100"])
+                ),
+                (
+                    2.into(),
+                    "not_sent".into(),
+                    serde_json::json!(["tel:+14255550100"])
+                ),
+                (
+                    3.into(),
+                    "not_sent".into(),
+                    serde_json::json!(["tel:+19005550199"])
+                ),
+            ]
+        );
+        assert_eq!(
+            batch.answer,
+            Answer::Refused {
+                rejection: Rejection::Denied,
+                parameter: "target"
+            }
+        );
     }
 }

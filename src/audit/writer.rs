@@ -205,6 +205,28 @@ impl Queue {
         } else {
             self.capacity
         };
+        self.room(n, limit)?;
+        let written = self.send(lines, wait)?;
+        Ok(Pushed {
+            written,
+            reservation,
+        })
+    }
+
+    /// Queues lines that follow a request's own and that nobody waits for, in the half of the
+    /// queue a request of many lines may fill, however few they are: with them a request has
+    /// more than one line.
+    pub fn push_after(
+        self: &Arc<Self>,
+        lines: impl ExactSizeIterator<Item = Line>,
+    ) -> Result<(), Full> {
+        self.room(lines.len(), self.capacity / 2)?;
+        self.send(lines, false).map(drop)
+    }
+
+    /// Counts `n` lines as queued if the queue then holds no more than `limit`; else drops
+    /// them, counted.
+    fn room(&self, n: usize, limit: usize) -> Result<(), Full> {
         if n > 0 {
             let before = self.queued.fetch_add(n, Ordering::AcqRel);
             if before + n > limit {
@@ -213,11 +235,7 @@ impl Queue {
                 return Err(Full);
             }
         }
-        let written = self.send(lines, wait)?;
-        Ok(Pushed {
-            written,
-            reservation,
-        })
+        Ok(())
     }
 
     /// Holds one of the `capacity` places for lines to come, if one is free.

@@ -364,6 +364,132 @@ async fn an_allowed_batch_records_each_part_and_one_outcome() {
     assert_eq!(outcome["status"], reply.status);
 }
 
+/// A batch refused by one part: the guarded parts after it are in the trail too, each
+/// `not_sent` (SPEC §9: each part of a refused batch is marked), a later part that would have
+/// been denied on its own included, so that the batch has one `deny`; the refusal, its answer
+/// and the decision counter are the refusing part's alone. An unguarded part has no line.
+#[tokio::test]
+async fn every_guarded_part_of_a_refused_batch_is_in_the_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let h = support::start_with(Options {
+        audit: file_audit(&path, ""),
+        ..Options::default()
+    })
+    .await;
+    let batch = batch_of(&[
+        part(&ring_line("tel:+14255550100")),
+        part(&ring_line("tel:+19005550100")),
+        part(&ring_line("sip:helpdesk@fabrikam.com")),
+        part(&ring_line("tel:+19005550199")),
+        part(&crate::hostile::get_me()),
+    ]);
+    let reply = send(&h, &batch).await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(reply.text().contains("NotAllowed"), "{}", reply.text());
+    assert!(
+        h.received().is_empty(),
+        "nothing of a refused batch is sent"
+    );
+    let all = lines_until(&path, |l| l.len() >= 4).await;
+    let parts: Vec<(u64, &str, &str, &Value)> = all
+        .iter()
+        .map(|l| {
+            assert_schema(l);
+            assert_eq!(l["batch"]["parts"], 5);
+            assert_eq!(l["batch"]["id"], l["id"]);
+            (
+                l["batch"]["part"].as_u64().unwrap(),
+                l["decision"].as_str().unwrap(),
+                l["reason"].as_str().unwrap(),
+                &l["targets"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            (
+                1,
+                "not_sent",
+                "batch_refused",
+                &serde_json::json!(["tel:+14255550100"])
+            ),
+            (
+                2,
+                "deny",
+                "denied",
+                &serde_json::json!(["tel:+19005550100"])
+            ),
+            (
+                3,
+                "not_sent",
+                "batch_refused",
+                &serde_json::json!(["sip:helpdesk@fabrikam.com"])
+            ),
+            (
+                4,
+                "not_sent",
+                "batch_refused",
+                &serde_json::json!(["tel:+19005550199"])
+            ),
+        ],
+        "{all:#?}"
+    );
+    let m = h.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "ringfence_policy_decisions_total",
+            &[("decision", "deny")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "ringfence_policy_decisions_total",
+            &[("decision", "allow")]
+        ),
+        None,
+        "{m}"
+    );
+
+    // Nothing after the refusing part changes the answer: a part with a bad path, or with a
+    // method override, would refuse a batch as a whole (400) if it came first. After a refusal
+    // the bad path gets no line (it could not be judged), the override is recorded `not_sent`
+    // as read, and the parts after them still have their lines.
+    let bad_path =
+        format!("POST {SIMRING}%00?target=tel:%2B14255550100 HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let overridden = format!(
+        "POST {SIMRING}?target=tel:%2B14255550100 HTTP/1.1\r\nHost: {HOST}\r\nX-HTTP-Method-Override: PUT\r\n\r\n"
+    );
+    let batch = batch_of(&[
+        part(&ring_line("tel:+19005550100")),
+        part(&bad_path),
+        part(&overridden),
+        part(&ring_line("tel:+14255550100")),
+    ]);
+    let reply = send(&h, &batch).await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    let all = lines_until(&path, |l| l.len() >= 7).await;
+    let second: Vec<(u64, &str)> = all[4..]
+        .iter()
+        .map(|l| {
+            (
+                l["batch"]["part"].as_u64().unwrap(),
+                l["decision"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        second,
+        [(1, "deny"), (3, "not_sent"), (4, "not_sent")],
+        "{all:#?}"
+    );
+}
+
 /// The decision is in the trail before the pool receives the request; the outcome only after
 /// the pool answered (a slow member holds the answer).
 #[tokio::test]

@@ -443,6 +443,27 @@ async fn an_application_learnt_under_one_organisation_is_not_judged_by_anothers_
     )
     .await;
     assert_refused(&batch, 421, "misdirected");
+    // A batch refused by its first part: a later part that names the application binds
+    // nothing (it is read for the trail alone), so the answer is the first part's, not 421.
+    let later_part = multipart(
+        BOUNDARY,
+        &[
+            part(&format!(
+                "POST {SIMRING}?{PREMIUM}&{ABROAD} HTTP/1.1\r\nHost: {SHADOW_HOST}\r\n\r\n"
+            )),
+            part(&format!(
+                "POST {path}?{PREMIUM} HTTP/1.1\r\nHost: {SHADOW_HOST}\r\n\r\n"
+            )),
+        ],
+    );
+    let batch = post_batch(
+        &h,
+        "/ucwa/oauth/v1/applications/192/batch",
+        SHADOW_HOST,
+        &later_part,
+    )
+    .await;
+    assert_refused(&batch, 400, "duplicate");
     assert_eq!(
         h.received_guarded().len(),
         before,
@@ -559,4 +580,12 @@ async fn a_refused_batch_fits_a_small_audit_queue() {
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_eq!(lines[0]["decision"], "deny");
     assert_eq!(lines[0]["batch"]["part"], 1);
+    // The seven `not_sent` lines after it did not fit the half of the queue a request's lines
+    // may take: dropped, and counted.
+    let m = h.metrics().await;
+    assert_eq!(
+        sample(&m, "ringfence_audit_lines_total", &[("result", "dropped")]),
+        Some(7.0),
+        "{m}"
+    );
 }
