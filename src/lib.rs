@@ -25,6 +25,7 @@
 //!   - [`target`]: each parsed once into a [`target::Target`] (tel: per RFC 3966, sip: per
 //!     RFC 3261);
 //!   - [`policy`]: the organisation, and the decision.
+//! - [`clock`] is the coarse clock the pool's idle connections keep time on.
 //! - [`ratelimit`] holds the per-user and per-organisation token buckets every judged guarded
 //!   request takes from.
 //! - [`iis`] holds the pool's own text rules (escapes, paths, media types, hosts), each once.
