@@ -483,11 +483,12 @@ enum Cut {
 
 /// Client text as the trail shows it: control characters (C0, DEL, C1), the Unicode line and
 /// paragraph separators and the bidirectional controls as visible `\u{..}` escapes, so that the
-/// decoded value holds none, and cut at the limit (on a character boundary). Most values need
-/// neither and are not copied. The bidirectional controls (the embeddings, overrides, isolates
-/// and marks that "Trojan Source", CVE-2021-42574, hides code with) would let a client make a
-/// target read differently on the compliance officer's screen than it is: `tel:+1\u{202e}0091`
-/// shows as `tel:+11900`.
+/// decoded value holds none, then cut at the limit: on a character boundary, and never inside an
+/// escape, so the value as written is within the limit however many escapes it took (SPEC §9:
+/// "control characters escaped, cut at 512 bytes"). Most values need neither and are not copied.
+/// The bidirectional controls (the embeddings, overrides, isolates and marks that "Trojan
+/// Source", CVE-2021-42574, hides code with) would let a client make a target read differently
+/// on the compliance officer's screen than it is: `tel:+1\u{202e}0091` shows as `tel:+11900`.
 fn escaped(value: &str, cut: Cut) -> std::borrow::Cow<'_, str> {
     let special = |c: char| {
         c.is_control()
@@ -501,29 +502,42 @@ fn escaped(value: &str, cut: Cut) -> std::borrow::Cow<'_, str> {
                     | '\u{2066}'..='\u{2069}'
             )
     };
-    let cut_at = match cut {
-        Cut::Bytes(max) if value.len() > max => Some(
-            (0..=max)
-                .rev()
-                .find(|&i| value.is_char_boundary(i))
-                .unwrap_or(0),
-        ),
-        Cut::Chars(max) => value.char_indices().nth(max).map(|(i, _)| i),
-        Cut::Bytes(_) => None,
-    };
-    let value = &value[..cut_at.unwrap_or(value.len())];
     // Printable ASCII (nearly every value) is checked a byte at a time, which the compiler
     // vectorises, not decoded a character at a time.
     if value.bytes().all(|b| (0x20..0x7f).contains(&b)) || !value.contains(special) {
-        return std::borrow::Cow::Borrowed(value);
+        let cut_at = match cut {
+            Cut::Bytes(max) if value.len() > max => Some(
+                (0..=max)
+                    .rev()
+                    .find(|&i| value.is_char_boundary(i))
+                    .unwrap_or(0),
+            ),
+            Cut::Chars(max) => value.char_indices().nth(max).map(|(i, _)| i),
+            Cut::Bytes(_) => None,
+        };
+        return std::borrow::Cow::Borrowed(&value[..cut_at.unwrap_or(value.len())]);
     }
-    let mut out = String::with_capacity(value.len() + 8);
+    let (max_bytes, max_chars) = match cut {
+        Cut::Bytes(max) => (max, usize::MAX),
+        Cut::Chars(max) => (usize::MAX, max),
+    };
+    let mut out = String::with_capacity(value.len().min(max_bytes) + 8);
+    let mut chars = 0;
+    let mut utf8 = [0; 4];
     for c in value.chars() {
-        if special(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        // One unit: the character, or its escape (ASCII: as many characters as bytes).
+        let escape;
+        let (unit, unit_chars) = if special(c) {
+            escape = format!("\\u{{{:x}}}", c as u32);
+            (escape.as_str(), escape.len())
         } else {
-            out.push(c);
+            (&*c.encode_utf8(&mut utf8), 1)
+        };
+        if out.len() + unit.len() > max_bytes || chars + unit_chars > max_chars {
+            break;
         }
+        out.push_str(unit);
+        chars += unit_chars;
     }
     std::borrow::Cow::Owned(out)
 }

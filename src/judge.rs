@@ -165,6 +165,15 @@ impl Ruling<'_> {
         self.refusal.is_none()
     }
 
+    /// This ruling as a part of a batch refused by something else states it: read for the
+    /// trail alone, with no refusal of its own and nothing only recorded (its line says
+    /// `not_sent`).
+    fn unsent(mut self) -> Self {
+        self.refusal = None;
+        self.shadow = false;
+        self
+    }
+
     /// How the trail states this ruling of a request that was `refused` as a whole or not: the
     /// decision and its reason. In a refused batch a part allowed on its own was not sent
     /// (`batch_refused`), never `allow`. The gateway's lines and `eval --request` say it through
@@ -668,17 +677,28 @@ impl<'c> Pending<'c> {
         match self.batch_parts(&body) {
             Ok(Judged {
                 rulings,
-                refused: None,
+                stop: None,
                 ..
             }) => self.cleared(body, rulings),
             Ok(Judged {
                 rulings,
-                refused: Some((rejection, parameter)),
+                stop: Some(Stop::Part(rejection, parameter)),
                 unsent,
             }) => Verdict {
                 unsent,
                 ..self.refused(rejection, parameter, rulings)
             },
+            Ok(Judged {
+                stop: Some(Stop::Whole(rejection)),
+                unsent,
+                ..
+            }) => {
+                let ruling = self.whole(rejection);
+                Verdict {
+                    unsent,
+                    ..self.refused(rejection, TARGET, vec![ruling])
+                }
+            }
             Err(rejection) => {
                 let ruling = self.whole(rejection);
                 self.refused(rejection, TARGET, vec![ruling])
@@ -687,8 +707,8 @@ impl<'c> Pending<'c> {
     }
 
     /// The rulings of a batch's guarded parts up to the first part refused (and not only
-    /// recorded, in shadow mode), whose rejection and parameter come with them, and the parts
-    /// after it read for the trail alone; `Err` when the batch as a whole is refused.
+    /// recorded, in shadow mode), what refused it, and the parts read for the trail alone;
+    /// `Err` when the batch is refused before any part could be read.
     fn batch_parts(&self, body: &[u8]) -> Result<Judged<'c>, Rejection> {
         if self.misdirected {
             return Err(Rejection::Misdirected);
@@ -711,83 +731,112 @@ impl<'c> Pending<'c> {
             return Err(Rejection::BadBatch);
         }
         let organisation = self.organisation();
-        let mut rulings = Vec::new();
-        let mut refused: Option<(Rejection, &'c str)> = None;
+        let mut rulings: Vec<Ruling<'c>> = Vec::new();
+        let mut stop: Option<Stop<'c>> = None;
         let mut unsent = Vec::new();
         for (index, part) in parts.iter().enumerate() {
             let path = part.path();
             let view = route::view(path, &self.config.guards);
-            if refused.is_some() {
+            let place = (index, parts.len());
+            if stop.is_some() {
                 // The batch is refused: what follows is read for the trail, and nothing in it
                 // (a bad path, a foreign Host, a part that cannot be read) changes the answer.
                 if let Route::Guarded(guard) = view.route {
                     if rulings.len() + unsent.len() == MAX_GUARDED_PARTS {
                         break;
                     }
-                    let place = (index, parts.len());
                     unsent.extend(self.unsent_part(part, path, guard, organisation, place));
                 }
                 continue;
             }
-            if view.under_ucwa {
-                ucwa_headers(part.headers.iter().map(|&(name, _)| name))?;
-            }
-            let guard = match view.route {
-                Route::Passthrough => continue,
-                Route::BadPath => return Err(Rejection::BadPath),
-                Route::Batch => return Err(Rejection::BadBatch),
-                Route::Guarded(guard) => guard,
-            };
-            // Parts are judged with the outer Host; a guarded part whose own Host belongs to
-            // another organisation would be judged by the wrong lists (fresh eyes, issue 14, A).
-            for part_host in part.header_values("host") {
-                let theirs = self.policy().organisation_for(part_host);
-                let same = match (theirs, organisation) {
-                    (Some(a), Some(b)) => std::ptr::eq(a, b),
-                    (None, None) => true,
-                    _ => false,
-                };
-                if !same {
-                    return Err(Rejection::Misdirected);
+            match self.decide_part(part, path, &view, organisation, place, rulings.len()) {
+                Ok(None) => {}
+                Ok(Some((ruling, guard))) => {
+                    let enforced = !ruling.shadow;
+                    if let Some(rejection) = ruling.refusal.filter(|_| enforced) {
+                        stop = Some(Stop::Part(rejection, &guard.parameter));
+                    }
+                    rulings.push(ruling);
                 }
-            }
-            let method =
-                Method::from_bytes(part.method.as_bytes()).map_err(|_| Rejection::BadBatch)?;
-            let found = self.judge_part(part, &method, guard, organisation)?;
-            if !found.is_decision(&method, guard) {
-                continue;
-            }
-            if rulings.len() == MAX_GUARDED_PARTS {
-                return Err(Rejection::BadBatch);
-            }
-            let refusal = found.outcome.err();
-            let mut ruling = Ruling {
-                method,
-                path: path.into(),
-                resource: &guard.resource,
-                organisation: found.organisation,
-                targets: found.targets,
-                rule: found.rule,
-                refusal,
-                shadow: false,
-                raw_target: found.raw_target,
-                batch: Some(Part {
-                    part: Some(index + 1),
-                    parts: Some(parts.len()),
-                }),
-            };
-            ruling.shadow = ruling.shadowed(self.policy());
-            let enforced = !ruling.shadow;
-            rulings.push(ruling);
-            if let Some(rejection) = refusal.filter(|_| enforced) {
-                refused = Some((rejection, &guard.parameter));
+                Err(rejection) => {
+                    // Refused as a whole: the parts judged so far, and this one if it is
+                    // guarded, are read for the trail like the parts after it.
+                    stop = Some(Stop::Whole(rejection));
+                    unsent.extend(rulings.drain(..).map(Ruling::unsent));
+                    if let Route::Guarded(guard) = view.route {
+                        if unsent.len() < MAX_GUARDED_PARTS {
+                            unsent.extend(self.unsent_part(part, path, guard, organisation, place));
+                        }
+                    }
+                }
             }
         }
         Ok(Judged {
             rulings,
-            refused,
+            stop,
             unsent,
         })
+    }
+
+    /// One part of a batch not yet refused: its ruling if it is a guarded request whose targets
+    /// the pool would act on (with its guard), `None` if it is none; `Err` when it refuses the
+    /// batch as a whole. `judged` rulings came before it.
+    fn decide_part(
+        &self,
+        part: &batch::Part<'_>,
+        path: &str,
+        view: &route::PathView<'c>,
+        organisation: Option<&'c Organisation>,
+        (index, parts): (usize, usize),
+        judged: usize,
+    ) -> Result<Option<(Ruling<'c>, &'c Guard)>, Rejection> {
+        if view.under_ucwa {
+            ucwa_headers(part.headers.iter().map(|&(name, _)| name))?;
+        }
+        let guard = match view.route {
+            Route::Passthrough => return Ok(None),
+            Route::BadPath => return Err(Rejection::BadPath),
+            Route::Batch => return Err(Rejection::BadBatch),
+            Route::Guarded(guard) => guard,
+        };
+        // Parts are judged with the outer Host; a guarded part whose own Host belongs to
+        // another organisation would be judged by the wrong lists (fresh eyes, issue 14, A).
+        for part_host in part.header_values("host") {
+            let theirs = self.policy().organisation_for(part_host);
+            let same = match (theirs, organisation) {
+                (Some(a), Some(b)) => std::ptr::eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                return Err(Rejection::Misdirected);
+            }
+        }
+        let method = Method::from_bytes(part.method.as_bytes()).map_err(|_| Rejection::BadBatch)?;
+        let found = self.judge_part(part, &method, guard, organisation)?;
+        if !found.is_decision(&method, guard) {
+            return Ok(None);
+        }
+        if judged == MAX_GUARDED_PARTS {
+            return Err(Rejection::BadBatch);
+        }
+        let mut ruling = Ruling {
+            method,
+            path: path.into(),
+            resource: &guard.resource,
+            organisation: found.organisation,
+            targets: found.targets,
+            rule: found.rule,
+            refusal: found.outcome.err(),
+            shadow: false,
+            raw_target: found.raw_target,
+            batch: Some(Part {
+                part: Some(index + 1),
+                parts: Some(parts),
+            }),
+        };
+        ruling.shadow = ruling.shadowed(self.policy());
+        Ok(Some((ruling, guard)))
     }
 
     /// One guarded part's targets, judged as if it were sent alone (with the outer Host, and the
@@ -864,11 +913,22 @@ impl<'c> Pending<'c> {
 
 /// A batch's guarded parts as judged.
 struct Judged<'c> {
+    /// The rulings up to the part that refused the batch; none if it was refused as a whole.
     rulings: Vec<Ruling<'c>>,
-    /// The first refusal enforced, which refuses the batch: its rejection and parameter.
-    refused: Option<(Rejection, &'c str)>,
-    /// The guarded parts after that one, for the trail alone ([`Verdict::unsent`]).
+    /// What refused the batch, if anything did.
+    stop: Option<Stop<'c>>,
+    /// The guarded parts read for the trail alone ([`Verdict::unsent`]): those after the one
+    /// that refused the batch, and when it was refused as a whole, every part.
     unsent: Vec<Ruling<'c>>,
+}
+
+/// What refused a batch.
+enum Stop<'c> {
+    /// A part's enforced refusal: its rejection and parameter.
+    Part(Rejection, &'c str),
+    /// The batch as a whole, for a part it could not judge (a bad path, a method override, a
+    /// foreign Host, a part that cannot be read, too many guarded parts).
+    Whole(Rejection),
 }
 
 /// The headers UCWA must not see, on a request or a batch part whose path could reach it: a

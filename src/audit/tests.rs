@@ -28,6 +28,27 @@ fn client_text_is_escaped_and_cut() {
             format!("a\\u{{{:x}}}b", c as u32)
         );
     }
+    // The cut is of the text as written: escapes count at their length, and none is split.
+    let overrides = "\u{202e}".repeat(128);
+    let cut = escaped(&overrides, Cut::Chars(128));
+    assert_eq!(
+        cut,
+        "\\u{202e}".repeat(16),
+        "128 characters, 16 whole escapes"
+    );
+    let separators = format!("/ucwa/{}", "\u{2028}".repeat(80));
+    let cut = escaped(&separators, Cut::Bytes(512));
+    assert_eq!(
+        cut,
+        format!("/ucwa/{}", "\\u{2028}".repeat(63)),
+        "506 bytes, not 514"
+    );
+    let mixed = format!("{}\u{7f}", "é".repeat(255));
+    assert_eq!(
+        escaped(&mixed, Cut::Bytes(512)),
+        "é".repeat(255),
+        "the escape does not fit"
+    );
     // Other characters from the same blocks, and right-to-left text itself, stay as they are.
     assert_eq!(
         escaped("a\u{2030}\u{2065}ב", Cut::Bytes(512)),
@@ -624,4 +645,35 @@ fn the_documented_line() {
     assert!(decision.line().len() <= decision.capacity());
     let access = texts.access();
     assert!(access.line().len() <= access.capacity());
+}
+
+proptest! {
+    /// Escaped and cut text is within its limit as written, and is the whole escaping cut at a
+    /// unit's end: a prefix of it that splits no escape and no character.
+    #[test]
+    fn escaped_text_is_within_its_limit(
+        text in "[a-z/\u{7f}\u{85}\u{2028}\u{202e}\u{2066}é€\n]{0,200}",
+        limit in 0usize..300,
+    ) {
+        let whole = escaped(&text, Cut::Bytes(usize::MAX));
+        let bytes: fn(&str) -> usize = str::len;
+        let chars: fn(&str) -> usize = |s| s.chars().count();
+        for (cut, length) in [
+            (escaped(&text, Cut::Bytes(limit)), bytes),
+            (escaped(&text, Cut::Chars(limit)), chars),
+        ] {
+            prop_assert!(length(&cut) <= limit);
+            prop_assert!(whole.starts_with(&*cut));
+            // The text has no backslash or brace of its own: every escape begun is ended.
+            let begun = cut.matches('\\').count();
+            prop_assert_eq!(begun, cut.matches('}').count());
+            // And the cut is the longest such: the next unit would not have fitted.
+            let rest = &whole[cut.len()..];
+            if let Some(next) = rest.chars().next() {
+                let unit = if next == '\\' { &rest[..=rest.find('}').unwrap()] } else { &rest[..next.len_utf8()] };
+                let longer = format!("{cut}{unit}");
+                prop_assert!(length(&longer) > limit);
+            }
+        }
+    }
 }

@@ -488,6 +488,66 @@ async fn every_guarded_part_of_a_refused_batch_is_in_the_trail() {
         [(1, "deny"), (3, "not_sent"), (4, "not_sent")],
         "{all:#?}"
     );
+
+    // Refused as a whole by a part it cannot judge (SPEC §9: "one line for the batch, and each
+    // part marked not_sent"): the batch's line, then every guarded part's, the ones before the
+    // bad part too, `not_sent`. The bad part itself could not be judged and has none.
+    let batch = batch_of(&[
+        part(&ring_line("tel:+14255550100")),
+        part(&bad_path),
+        part(&ring_line("tel:+19005550100")),
+    ]);
+    let reply = send(&h, &batch).await;
+    assert_refused(&reply, 400, "bad_path");
+    assert!(
+        h.received().is_empty(),
+        "nothing of a refused batch is sent"
+    );
+    let all = lines_until(&path, |l| l.len() >= 10).await;
+    let third: Vec<(&Value, &str, &str, &str)> = all[7..]
+        .iter()
+        .map(|l| {
+            assert_schema(l);
+            (
+                &l["batch"]["part"],
+                l["resource"].as_str().unwrap(),
+                l["decision"].as_str().unwrap(),
+                l["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        third,
+        [
+            (&Value::Null, "batch", "deny", "bad_path"),
+            (
+                &1.into(),
+                "simultaneousRingToContact",
+                "not_sent",
+                "batch_refused"
+            ),
+            (
+                &3.into(),
+                "simultaneousRingToContact",
+                "not_sent",
+                "batch_refused"
+            ),
+        ],
+        "{all:#?}"
+    );
+    let m = h.metrics().await;
+    let denies = |reason: &str| {
+        sample(
+            &m,
+            "ringfence_policy_decisions_total",
+            &[("decision", "deny"), ("reason", reason)],
+        )
+    };
+    assert_eq!(
+        (denies("denied"), denies("bad_path")),
+        (Some(2.0), Some(1.0)),
+        "{m}"
+    );
 }
 
 /// The decision is in the trail before the pool receives the request; the outcome only after
@@ -537,7 +597,7 @@ async fn a_stalled_sink_refuses_guarded_requests_and_spares_the_rest() {
         ..Options::default()
     })
     .await;
-    // Fill the pipe (64 KiB) and the queue with denied requests' lines (they wait for nothing).
+    // Fill the queue with denied requests' lines (they wait for nothing; the pipe is full).
     let mut refused_for_audit = 0;
     for i in 0..2000 {
         let reply = ring(&h, &format!("target={DENIED}"), &[]).await;
@@ -635,6 +695,23 @@ fn stalled_fifo(dir: &tempfile::TempDir) -> (PathBuf, std::fs::File) {
         .custom_flags(O_NONBLOCK)
         .open(&fifo)
         .unwrap();
+    // The pipe is filled first (with spaces, which a JSON reader skips before the first line),
+    // so the sink stalls at its first write. Left for ringfence to fill, the pipe filled after a
+    // number of lines that depended on how the writer's thread batched them, and a writer that
+    // fell behind let the queue fill first and then drained it (session 32).
+    let mut filler = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let spaces = [b' '; 4096];
+    loop {
+        match std::io::Write::write(&mut filler, &spaces) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the FIFO: {e}"),
+        }
+    }
     (fifo, reader)
 }
 
@@ -888,7 +965,9 @@ async fn a_client_cannot_make_lines_grow_or_multiply() {
     );
     let over = send(&h, &many(ringfence::judge::MAX_GUARDED_PARTS + 1)).await;
     assert_refused(&over, 400, "bad_batch");
-    let expected = 1 + ringfence::judge::MAX_GUARDED_PARTS + 1 + 1;
+    // The batch refused whole has its line, and its parts theirs, `not_sent`, up to the bound.
+    let expected =
+        1 + ringfence::judge::MAX_GUARDED_PARTS + 1 + 1 + ringfence::judge::MAX_GUARDED_PARTS;
     let all = lines_until(&path, |l| l.len() >= expected).await;
     // A marker's line closes the count: the trail is written in queue order, and the requests
     // above queued their lines before they were answered, so any further line of theirs would
@@ -918,9 +997,18 @@ async fn a_client_cannot_make_lines_grow_or_multiply() {
         let text = serde_json::to_string(line).unwrap();
         assert!(text.len() < 2048, "a line of {} bytes", text.len());
     }
-    let whole = all_now.last().unwrap();
+    let over = &all_now[expected - 1 - ringfence::judge::MAX_GUARDED_PARTS..];
+    let whole = &over[0];
     assert_eq!(whole["reason"], "bad_batch");
     assert_eq!(whole["resource"], "batch");
+    for (i, line) in over[1..].iter().enumerate() {
+        assert_eq!(line["decision"], "not_sent", "{line}");
+        assert_eq!(line["batch"]["part"], i + 1);
+        assert_eq!(
+            line["batch"]["parts"],
+            ringfence::judge::MAX_GUARDED_PARTS + 1
+        );
+    }
 }
 
 /// Fresh-eyes round 6, F2: a forwarded request's `outcome` keeps the place held for it when it
