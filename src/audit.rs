@@ -482,25 +482,20 @@ enum Cut {
 }
 
 /// Client text as the trail shows it: control characters (C0, DEL, C1), the Unicode line and
-/// paragraph separators and the bidirectional controls as visible `\u{..}` escapes, so that the
-/// decoded value holds none, then cut at the limit: on a character boundary, and never inside an
-/// escape, so the value as written is within the limit however many escapes it took (SPEC §9:
-/// "control characters escaped, cut at 512 bytes"). Most values need neither and are not copied.
-/// The bidirectional controls (the embeddings, overrides, isolates and marks that "Trojan
-/// Source", CVE-2021-42574, hides code with) would let a client make a target read differently
-/// on the compliance officer's screen than it is: `tel:+1\u{202e}0091` shows as `tel:+11900`.
+/// paragraph separators and the default-ignorable code points
+/// ([`crate::iis::is_default_ignorable`]: bidirectional controls, zero-width characters, soft
+/// hyphen, BOM, variation selectors) as visible `\u{..}` escapes, so that the decoded value
+/// holds none; then cut at the limit, on a character boundary and never inside an escape, so
+/// the value as written is within the limit however many escapes it took (SPEC §9: "control
+/// characters escaped, cut at 512 bytes"). Most values need neither and are not copied. Left
+/// raw, these would let a client make a target read differently on the compliance officer's
+/// screen than it is: a right-to-left override ("Trojan Source", CVE-2021-42574) shows
+/// `tel:+1\u{202e}0091` as `tel:+11900`, and zero-width spaces hide inside a number.
 fn escaped(value: &str, cut: Cut) -> std::borrow::Cow<'_, str> {
     let special = |c: char| {
         c.is_control()
-            || matches!(
-                c,
-                '\u{2028}' | '\u{2029}'
-                    | '\u{061c}'
-                    | '\u{200e}'
-                    | '\u{200f}'
-                    | '\u{202a}'..='\u{202e}'
-                    | '\u{2066}'..='\u{2069}'
-            )
+            || matches!(c, '\u{2028}' | '\u{2029}')
+            || crate::iis::is_default_ignorable(c)
     };
     // Printable ASCII (nearly every value) is checked a byte at a time, which the compiler
     // vectorises, not decoded a character at a time.

@@ -801,16 +801,8 @@ impl<'c> Pending<'c> {
         };
         // Parts are judged with the outer Host; a guarded part whose own Host belongs to
         // another organisation would be judged by the wrong lists (fresh eyes, issue 14, A).
-        for part_host in part.header_values("host") {
-            let theirs = self.policy().organisation_for(part_host);
-            let same = match (theirs, organisation) {
-                (Some(a), Some(b)) => std::ptr::eq(a, b),
-                (None, None) => true,
-                _ => false,
-            };
-            if !same {
-                return Err(Rejection::Misdirected);
-            }
+        if self.foreign_host(part, organisation) {
+            return Err(Rejection::Misdirected);
         }
         let method = Method::from_bytes(part.method.as_bytes()).map_err(|_| Rejection::BadBatch)?;
         let found = self.judge_part(part, &method, guard, organisation)?;
@@ -837,6 +829,18 @@ impl<'c> Pending<'c> {
         };
         ruling.shadow = ruling.shadowed(self.policy());
         Ok(Some((ruling, guard)))
+    }
+
+    /// Whether a part names a Host of an organisation other than the batch's `organisation`.
+    fn foreign_host(&self, part: &batch::Part<'_>, organisation: Option<&'c Organisation>) -> bool {
+        part.header_values("host").any(|part_host| {
+            let theirs = self.policy().organisation_for(part_host);
+            match (theirs, organisation) {
+                (Some(a), Some(b)) => !std::ptr::eq(a, b),
+                (None, None) => false,
+                _ => true,
+            }
+        })
     }
 
     /// One guarded part's targets, judged as if it were sent alone (with the outer Host, and the
@@ -879,7 +883,8 @@ impl<'c> Pending<'c> {
     /// A guarded part after the one that refused its batch, as the trail states it: its targets
     /// read as they would have been, and no refusal of its own (its line says `not_sent`
     /// whatever its targets would have met: the batch has one `deny`). `None` for a part that
-    /// could not be judged or names no target the pool would act on: its line would say nothing.
+    /// could not be judged (one naming another organisation's Host would be judged by lists
+    /// not its own: fresh eyes, round 31) or names no target the pool would act on.
     fn unsent_part(
         &self,
         part: &batch::Part<'_>,
@@ -888,6 +893,9 @@ impl<'c> Pending<'c> {
         organisation: Option<&'c Organisation>,
         (index, parts): (usize, usize),
     ) -> Option<Ruling<'c>> {
+        if self.foreign_host(part, organisation) {
+            return None;
+        }
         let method = Method::from_bytes(part.method.as_bytes()).ok()?;
         let found = self.judge_part(part, &method, guard, organisation).ok()?;
         if !found.is_decision(&method, guard) {

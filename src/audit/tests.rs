@@ -49,10 +49,18 @@ fn client_text_is_escaped_and_cut() {
         "é".repeat(255),
         "the escape does not fit"
     );
-    // Other characters from the same blocks, and right-to-left text itself, stay as they are.
+    // The other invisible ones too (fresh eyes, round 31): zero-width space, BOM, soft hyphen,
+    // Mongolian vowel separator, word joiner.
+    for c in ['\u{200b}', '\u{feff}', '\u{ad}', '\u{180e}', '\u{2060}'] {
+        assert_eq!(
+            escaped(&format!("tel:+1{c}900"), Cut::Chars(128)),
+            format!("tel:+1\\u{{{:x}}}900", c as u32)
+        );
+    }
+    // Visible characters from the same blocks, and right-to-left text itself, stay as they are.
     assert_eq!(
-        escaped("a\u{2030}\u{2065}ב", Cut::Bytes(512)),
-        "a\u{2030}\u{2065}ב"
+        escaped("a\u{2030}\u{2010}ב", Cut::Bytes(512)),
+        "a\u{2030}\u{2010}ב"
     );
     let long = "é".repeat(300);
     let cut = escaped(&long, Cut::Bytes(512));

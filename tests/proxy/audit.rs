@@ -548,6 +548,39 @@ async fn every_guarded_part_of_a_refused_batch_is_in_the_trail() {
         (Some(2.0), Some(1.0)),
         "{m}"
     );
+
+    // A part naming another organisation's Host refuses the batch (421), and has no line of its
+    // own: it would be judged by lists not its own (fresh eyes, round 31).
+    let foreign = format!(
+        "POST {SIMRING}?target=tel:%2B14255550100 HTTP/1.1\r\nHost: lync.fabrikam.com\r\n\r\n"
+    );
+    let batch = batch_of(&[
+        part(&ring_line("tel:+14255550100")),
+        part(&foreign),
+        part(&ring_line("tel:+14255550101")),
+    ]);
+    let reply = send(&h, &batch).await;
+    assert_refused(&reply, 421, "misdirected");
+    let all = lines_until(&path, |l| l.len() >= 13).await;
+    let fourth: Vec<(&Value, &str, &str)> = all[10..]
+        .iter()
+        .map(|l| {
+            (
+                &l["batch"]["part"],
+                l["decision"].as_str().unwrap(),
+                l["organisation"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fourth,
+        [
+            (&Value::Null, "deny", "contoso"),
+            (&1.into(), "not_sent", "contoso"),
+            (&3.into(), "not_sent", "contoso"),
+        ],
+        "{all:#?}"
+    );
 }
 
 /// The decision is in the trail before the pool receives the request; the outcome only after
