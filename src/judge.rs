@@ -644,27 +644,16 @@ impl<'c> Pending<'c> {
         };
         let found = Found::judge(self.policy(), self.organisation(), &inbound, guard);
         let recorded = found.is_decision(&self.head.method, guard);
-        let mut ruling = Ruling {
-            method: self.head.method.clone(),
-            path: self.head.uri.path().into(),
-            resource: &guard.resource,
-            organisation: found.organisation,
-            targets: found.targets,
-            rule: found.rule,
-            refusal: found.outcome.err(),
-            shadow: false,
-            raw_target: found.raw_target,
-            batch: None,
-        };
+        let mut ruling = found.ruling(self.head.method.clone(), self.head.uri.path(), guard, None);
         // In shadow mode a target rule's refusal is recorded, and the request forwarded.
         ruling.shadow = recorded && ruling.shadowed(self.policy());
-        let shadow = ruling.shadow;
+        let (shadow, refusal) = (ruling.shadow, ruling.refusal);
         let rulings = if recorded { vec![ruling] } else { Vec::new() };
         drop(content_encoding);
-        match found.outcome {
-            Ok(()) => self.cleared(body, rulings),
-            Err(_) if shadow => self.cleared(body, rulings),
-            Err(rejection) => self.refused(rejection, &guard.parameter, rulings),
+        match refusal {
+            None => self.cleared(body, rulings),
+            Some(_) if shadow => self.cleared(body, rulings),
+            Some(rejection) => self.refused(rejection, &guard.parameter, rulings),
         }
     }
 
@@ -812,21 +801,7 @@ impl<'c> Pending<'c> {
         if judged == MAX_GUARDED_PARTS {
             return Err(Rejection::BadBatch);
         }
-        let mut ruling = Ruling {
-            method,
-            path: path.into(),
-            resource: &guard.resource,
-            organisation: found.organisation,
-            targets: found.targets,
-            rule: found.rule,
-            refusal: found.outcome.err(),
-            shadow: false,
-            raw_target: found.raw_target,
-            batch: Some(Part {
-                part: Some(index + 1),
-                parts: Some(parts),
-            }),
-        };
+        let mut ruling = found.ruling(method, path, guard, Some((index, parts)));
         ruling.shadow = ruling.shadowed(self.policy());
         Ok(Some((ruling, guard)))
     }
@@ -901,21 +876,11 @@ impl<'c> Pending<'c> {
         if !found.is_decision(&method, guard) {
             return None;
         }
-        Some(Ruling {
-            method,
-            path: path.into(),
-            resource: &guard.resource,
-            organisation: found.organisation,
-            targets: found.targets,
-            rule: found.rule,
-            refusal: None,
-            shadow: false,
-            raw_target: found.raw_target,
-            batch: Some(Part {
-                part: Some(index + 1),
-                parts: Some(parts),
-            }),
-        })
+        Some(
+            found
+                .ruling(method, path, guard, Some((index, parts)))
+                .unsent(),
+        )
     }
 }
 
@@ -1029,6 +994,32 @@ struct Found<'c> {
 }
 
 impl<'c> Found<'c> {
+    /// The ruling these findings make of a request (or of a batch's part `index` of `parts`)
+    /// to `guard`: its refusal, if any; not yet shadowed.
+    fn ruling(
+        self,
+        method: Method,
+        path: &str,
+        guard: &'c Guard,
+        part: Option<(usize, usize)>,
+    ) -> Ruling<'c> {
+        Ruling {
+            method,
+            path: path.into(),
+            resource: &guard.resource,
+            organisation: self.organisation,
+            targets: self.targets,
+            rule: self.rule,
+            refusal: self.outcome.err(),
+            shadow: false,
+            raw_target: self.raw_target,
+            batch: part.map(|(index, parts)| Part {
+                part: Some(index + 1),
+                parts: Some(parts),
+            }),
+        }
+    }
+
     /// Finds every target the pool could act on, requires them to agree, and decides.
     fn judge(
         policy: &'c Policy,
