@@ -9,6 +9,7 @@ mod json;
 pub mod syslog;
 pub mod writer;
 
+use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -481,58 +482,44 @@ enum Cut {
     Chars(usize),
 }
 
-/// Client text as the trail shows it: control characters (C0, DEL, C1), the Unicode line and
-/// paragraph separators and the default-ignorable code points
-/// ([`crate::iis::is_default_ignorable`]: bidirectional controls, zero-width characters, soft
-/// hyphen, BOM, variation selectors) as visible `\u{..}` escapes, so that the decoded value
-/// holds none; then cut at the limit, on a character boundary and never inside an escape, so
-/// the value as written is within the limit however many escapes it took (SPEC §9: "control
-/// characters escaped, cut at 512 bytes"). Most values need neither and are not copied. Left
-/// raw, these would let a client make a target read differently on the compliance officer's
-/// screen than it is: a right-to-left override ("Trojan Source", CVE-2021-42574) shows
-/// `tel:+1\u{202e}0091` as `tel:+11900`, and zero-width spaces hide inside a number.
+/// Client text as the trail shows it: printable ASCII as it is, a backslash as `\\`, and every
+/// other character (controls, line separators, every character beyond ASCII) as a visible
+/// `\u{..}` escape; then cut at the limit, on a character boundary and never inside an escape,
+/// so the value as written is within the limit however many escapes it took (SPEC §9: "control
+/// characters escaped, cut at 512 bytes"). Most values need neither and are not copied.
+///
+/// Left raw, text beyond ASCII lets a client make a value read differently on the compliance
+/// officer's screen than it is: a right-to-left override ("Trojan Source", CVE-2021-42574)
+/// shows `tel:+1\u{202e}0091` as `tel:+11900`, zero-width and format characters hide inside a
+/// number, fullwidth digits and Cyrillic letters look like ASCII ones. A list of invisible
+/// characters is never complete (fresh eyes, rounds 29 to 32); nothing the trail's fields hold
+/// (paths, host names, methods, targets) needs more than ASCII, and an escape still names the
+/// character. The backslash is escaped so that a client's own `\u{202e}` text cannot pass for
+/// an escape (round 32).
 fn escaped(value: &str, cut: Cut) -> std::borrow::Cow<'_, str> {
-    let special = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{2028}' | '\u{2029}')
-            || crate::iis::is_default_ignorable(c)
-    };
-    // Printable ASCII (nearly every value) is checked a byte at a time, which the compiler
-    // vectorises, not decoded a character at a time.
-    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) || !value.contains(special) {
-        let cut_at = match cut {
-            Cut::Bytes(max) if value.len() > max => Some(
-                (0..=max)
-                    .rev()
-                    .find(|&i| value.is_char_boundary(i))
-                    .unwrap_or(0),
-            ),
-            Cut::Chars(max) => value.char_indices().nth(max).map(|(i, _)| i),
-            Cut::Bytes(_) => None,
-        };
-        return std::borrow::Cow::Borrowed(&value[..cut_at.unwrap_or(value.len())]);
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'\\';
+    // Everything written is ASCII: characters and bytes count alike.
+    let (Cut::Bytes(max) | Cut::Chars(max)) = cut;
+    // Plain ASCII (nearly every value) is checked a byte at a time, which the compiler
+    // vectorises, and is neither copied nor decoded.
+    if value.bytes().all(plain) {
+        return std::borrow::Cow::Borrowed(&value[..value.len().min(max)]);
     }
-    let (max_bytes, max_chars) = match cut {
-        Cut::Bytes(max) => (max, usize::MAX),
-        Cut::Chars(max) => (usize::MAX, max),
-    };
-    let mut out = String::with_capacity(value.len().min(max_bytes) + 8);
-    let mut chars = 0;
-    let mut utf8 = [0; 4];
+    let mut out = String::with_capacity(value.len().min(max) + 8);
     for c in value.chars() {
-        // One unit: the character, or its escape (ASCII: as many characters as bytes).
-        let escape;
-        let (unit, unit_chars) = if special(c) {
-            escape = format!("\\u{{{:x}}}", c as u32);
-            (escape.as_str(), escape.len())
-        } else {
-            (&*c.encode_utf8(&mut utf8), 1)
-        };
-        if out.len() + unit.len() > max_bytes || chars + unit_chars > max_chars {
+        // One unit: the character, or its escape.
+        let before = out.len();
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_ascii() && plain(c as u8) => out.push(c),
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        }
+        if out.len() > max {
+            out.truncate(before);
             break;
         }
-        out.push_str(unit);
-        chars += unit_chars;
     }
     std::borrow::Cow::Owned(out)
 }

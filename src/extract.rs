@@ -93,6 +93,23 @@ pub fn from_body<'a>(
     }
 }
 
+/// The target a request named where it was refused as `malformed`: the parameter's value in the
+/// query, else in a form body, decoded but with what made it malformed (a control character)
+/// kept ([`query::attempted`]); `None` where it does not decode to UTF-8, or is in JSON or XML.
+pub fn attempted(
+    query: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+    parameter: &str,
+) -> Option<String> {
+    let in_query = || query::attempted(query?.as_bytes(), parameter, query::Grammar::QUERY);
+    let in_form = || match body_kind(content_type) {
+        Ok(BodyKind::Form) => query::attempted(body, parameter, query::Grammar::FORM),
+        _ => None,
+    };
+    in_query().or_else(in_form)
+}
+
 /// Whether a body that holds no target of its own names the parameter where a looser reader
 /// could find one: a JSON body's nested key ([`json::nests`]). Beside a target found elsewhere,
 /// such a body makes the request `duplicate`.

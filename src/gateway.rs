@@ -650,7 +650,7 @@ impl Gateway {
                 client_request_id: ctx.ids.client.as_ref().and_then(|v| v.to_str().ok()),
                 client: &client,
                 sni: self.connection.sni.as_deref(),
-                host: host.to_str().unwrap_or(""),
+                host: &String::from_utf8_lossy(host.as_bytes()),
                 method: ruling.method.as_str(),
                 path: &ruling.path,
                 resource: ruling.resource,

@@ -26,6 +26,7 @@ use crate::body::UpstreamBody;
 use crate::config::Config;
 use crate::extract::{self, batch, ExtractError};
 use crate::forwarding;
+use crate::iis::host;
 use crate::iis::media::{self, EncodingError};
 use crate::policy::{DenyReason, Mode, Organisation, Policy, Rule};
 use crate::reject::Rejection;
@@ -121,7 +122,8 @@ pub struct Refused<'c> {
     /// The guarded parameter the answer names (`target` unless a `[[guard]]` says otherwise).
     pub parameter: &'c str,
     pub traffic: Traffic,
-    /// The Host the request was judged by (empty when it had none that could be read).
+    /// The Host the request was judged by; for a Host that cannot be read, as sent (for the
+    /// trail alone: [`request::host_as_sent`]).
     pub host: HeaderValue,
     pub ruling: Option<Ruling<'c>>,
 }
@@ -268,13 +270,22 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
     };
     let host = match request::host(&head) {
         Ok(host) => host,
-        Err(r) => {
-            return refuse(
-                r,
-                TARGET,
-                Traffic::Passthrough,
-                HeaderValue::from_static(""),
-            )
+        Err(rejection) => {
+            // On a guarded resource or a batch this is a decision, recorded with the Host as
+            // sent and no organisation, since none can be told from it (fresh eyes, round 32).
+            let view = route::view(head.uri.path(), &config.guards);
+            let (parameter, ruling) = head_ruling(&view, &head, None, rejection);
+            let traffic = match ruling {
+                Some(_) => Traffic::Guarded,
+                None => Traffic::Passthrough,
+            };
+            return Admission::Refused(Refused {
+                rejection,
+                parameter,
+                traffic,
+                host: request::host_as_sent(&head),
+                ruling,
+            });
         }
     };
     // CONNECT names an authority, not a resource: nothing the pool serves (UCWA has no
@@ -287,30 +298,8 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
         if let Err(rejection) = ucwa_headers(head.headers.keys().map(http::HeaderName::as_str)) {
             // On a guarded resource or a batch this is a decision like any other, and the trail
             // records it (fresh eyes, issue 14, G); elsewhere there is nothing guarded to record.
-            let (parameter, resource, batch) = match view.route {
-                Route::Guarded(guard) => (&*guard.parameter, Some(&*guard.resource), None),
-                Route::Batch => (
-                    TARGET,
-                    Some(BATCH),
-                    Some(Part {
-                        part: None,
-                        parts: None,
-                    }),
-                ),
-                Route::Passthrough | Route::BadPath => (TARGET, None, None),
-            };
-            let ruling = resource.map(|resource| Ruling {
-                method: head.method.clone(),
-                path: head.uri.path().into(),
-                resource,
-                organisation: config.policy.organisation_for(host.to_str().unwrap_or("")),
-                targets: Vec::new(),
-                rule: None,
-                refusal: Some(rejection),
-                shadow: false,
-                raw_target: None,
-                batch,
-            });
+            let organisation = config.policy.organisation_for(host.to_str().unwrap_or(""));
+            let (parameter, ruling) = head_ruling(&view, &head, organisation, rejection);
             return Admission::Refused(Refused {
                 rejection,
                 parameter,
@@ -374,6 +363,42 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
             })
         }
     }
+}
+
+/// The ruling of a request refused on its head alone, on a guarded resource or a batch (the
+/// parameter its answer names, and its line's ruling); elsewhere nothing guarded was asked
+/// for, and there is no ruling.
+fn head_ruling<'c>(
+    view: &route::PathView<'c>,
+    head: &Parts,
+    organisation: Option<&'c Organisation>,
+    rejection: Rejection,
+) -> (&'c str, Option<Ruling<'c>>) {
+    let (parameter, resource, batch) = match view.route {
+        Route::Guarded(guard) => (&*guard.parameter, Some(&*guard.resource), None),
+        Route::Batch => (
+            TARGET,
+            Some(BATCH),
+            Some(Part {
+                part: None,
+                parts: None,
+            }),
+        ),
+        Route::Passthrough | Route::BadPath => (TARGET, None, None),
+    };
+    let ruling = resource.map(|resource| Ruling {
+        method: head.method.clone(),
+        path: head.uri.path().into(),
+        resource,
+        organisation,
+        targets: Vec::new(),
+        rule: None,
+        refusal: Some(rejection),
+        shadow: false,
+        raw_target: None,
+        batch,
+    });
+    (parameter, ruling)
 }
 
 /// Whether the Content-Length, if any, has no leading zero. hyper reads `0029` as 29, and a
@@ -790,7 +815,7 @@ impl<'c> Pending<'c> {
         };
         // Parts are judged with the outer Host; a guarded part whose own Host belongs to
         // another organisation would be judged by the wrong lists (fresh eyes, issue 14, A).
-        if self.foreign_host(part, organisation) {
+        if let PartHost::Other(_) = self.part_host(part, organisation)? {
             return Err(Rejection::Misdirected);
         }
         let method = Method::from_bytes(part.method.as_bytes()).map_err(|_| Rejection::BadBatch)?;
@@ -806,15 +831,31 @@ impl<'c> Pending<'c> {
         Ok(Some((ruling, guard)))
     }
 
-    /// Whether a part names a Host of an organisation other than the batch's `organisation`.
-    fn foreign_host(&self, part: &batch::Part<'_>, organisation: Option<&'c Organisation>) -> bool {
-        part.header_values("host").any(|part_host| {
-            let theirs = self.policy().organisation_for(part_host);
-            match (theirs, organisation) {
-                (Some(a), Some(b)) => !std::ptr::eq(a, b),
-                (None, None) => false,
-                _ => true,
-            }
+    /// Whose lists a part's own Host names. A Host the outer request would be refused for
+    /// (not `host[:port]`, or sent twice) refuses the batch, `bad_batch`: which organisation it
+    /// names cannot be told, and the pool may read it (fresh eyes, round 32).
+    fn part_host(
+        &self,
+        part: &batch::Part<'_>,
+        organisation: Option<&'c Organisation>,
+    ) -> Result<PartHost<'c>, Rejection> {
+        let mut hosts = part.header_values("host");
+        let Some(part_host) = hosts.next() else {
+            return Ok(PartHost::Batch);
+        };
+        if hosts.next().is_some() || host::parse_authority(part_host).is_none() {
+            return Err(Rejection::BadBatch);
+        }
+        let theirs = self.policy().organisation_for(part_host);
+        let same = match (theirs, organisation) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        Ok(if same {
+            PartHost::Batch
+        } else {
+            PartHost::Other(theirs)
         })
     }
 
@@ -857,9 +898,10 @@ impl<'c> Pending<'c> {
 
     /// A guarded part after the one that refused its batch, as the trail states it: its targets
     /// read as they would have been, and no refusal of its own (its line says `not_sent`
-    /// whatever its targets would have met: the batch has one `deny`). `None` for a part that
-    /// could not be judged (one naming another organisation's Host would be judged by lists
-    /// not its own: fresh eyes, round 31) or names no target the pool would act on.
+    /// whatever its targets would have met: the batch has one `deny`). A part whose own Host
+    /// names another organisation is read by that organisation's lists and labelled with it
+    /// (fresh eyes, rounds 31 and 32: not the batch's, and not left out). `None` for a part
+    /// that could not be judged or names no target the pool would act on.
     fn unsent_part(
         &self,
         part: &batch::Part<'_>,
@@ -868,9 +910,10 @@ impl<'c> Pending<'c> {
         organisation: Option<&'c Organisation>,
         (index, parts): (usize, usize),
     ) -> Option<Ruling<'c>> {
-        if self.foreign_host(part, organisation) {
-            return None;
-        }
+        let organisation = match self.part_host(part, organisation).ok()? {
+            PartHost::Batch => organisation,
+            PartHost::Other(theirs) => theirs,
+        };
         let method = Method::from_bytes(part.method.as_bytes()).ok()?;
         let found = self.judge_part(part, &method, guard, organisation).ok()?;
         if !found.is_decision(&method, guard) {
@@ -882,6 +925,14 @@ impl<'c> Pending<'c> {
                 .unsent(),
         )
     }
+}
+
+/// Whose lists a batch part's own Host names.
+enum PartHost<'c> {
+    /// No Host line, or one of the batch's own organisation.
+    Batch,
+    /// Another organisation's, or none where the batch has one.
+    Other(Option<&'c Organisation>),
 }
 
 /// A batch's guarded parts as judged.
@@ -1073,11 +1124,19 @@ impl<'c> Found<'c> {
             Some(d) => extract::from_body(Some("application/json"), None, d, param),
             None => Ok(None),
         };
-        let raws: [Option<Cow<'_, str>>; 3] = [
-            query.map_err(extract_rejection)?,
-            body.map_err(extract_rejection)?,
-            data.map_err(extract_rejection)?,
-        ];
+        let raws: [Option<Cow<'_, str>>; 3] = match (query, body, data) {
+            (Ok(query), Ok(body), Ok(data)) => [query, body, data],
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                if e == ExtractError::Malformed {
+                    // What the client named, for the trail: a value refused for a control
+                    // character still names a number (fresh eyes, round 32).
+                    let attempted =
+                        extract::attempted(req.query, req.content_type, req.body, param);
+                    self.raw_target = attempted.map(String::into_boxed_str);
+                }
+                return Err(extract_rejection(e));
+            }
+        };
         // A nested JSON key alone is no target (SPEC §4), but beside one it is a second.
         let [_, from_body, from_data] = &raws;
         let nested = || {

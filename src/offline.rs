@@ -233,7 +233,7 @@ impl<'c> Judgement<'c> {
             client_request_id: None,
             client: "",
             sni: self.sni.as_deref(),
-            host: self.host.to_str().unwrap_or(""),
+            host: &String::from_utf8_lossy(self.host.as_bytes()),
             method: ruling.method.as_str(),
             path: &ruling.path,
             resource: ruling.resource,
@@ -357,9 +357,16 @@ impl<'c> Judgement<'c> {
                 } else {
                     ""
                 };
+                // Only a refusal whose answer names the parameter is about it.
+                let about = matches!(ucwa.message, crate::reject::Message::AboutParameter(_));
+                let named = if about || ucwa.names_parameter {
+                    format!(", parameter {parameter}")
+                } else {
+                    String::new()
+                };
                 writeln!(
                     out,
-                    "refuse: {} {}, parameter {parameter} (UCWA {code} {:?}){unrecorded}",
+                    "refuse: {} {}{named} (UCWA {code} {:?}){unrecorded}",
                     ucwa.status.as_u16(),
                     rejection.reason(),
                     ucwa.message.text(parameter),

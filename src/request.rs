@@ -62,6 +62,25 @@ pub fn host(parts: &Parts) -> Result<HeaderValue, Rejection> {
     Ok(value)
 }
 
+/// The host a request named, for the trail of a request refused for it: the absolute-form
+/// authority, else its Host lines joined as a list (empty without either). Not checked: the
+/// trail escapes it.
+pub fn host_as_sent(parts: &Parts) -> HeaderValue {
+    if let Some(authority) = parts.uri.authority() {
+        return HeaderValue::from_str(authority.as_str()).unwrap_or(HeaderValue::from_static(""));
+    }
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let Some(first) = hosts.next() else {
+        return HeaderValue::from_static("");
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for more in hosts {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(more.as_bytes());
+    }
+    HeaderValue::from_bytes(&joined).unwrap_or(HeaderValue::from_static(""))
+}
+
 /// The values of every line of header `name`; `None` for a line that is not visible ASCII.
 pub fn lines<'h>(
     headers: &'h HeaderMap,

@@ -46,29 +46,59 @@ fn client_text_is_escaped_and_cut() {
     let mixed = format!("{}\u{7f}", "é".repeat(255));
     assert_eq!(
         escaped(&mixed, Cut::Bytes(512)),
-        "é".repeat(255),
-        "the escape does not fit"
+        "\\u{e9}".repeat(85),
+        "510 bytes: the next escape does not fit"
     );
     // The other invisible ones too (fresh eyes, round 31): zero-width space, BOM, soft hyphen,
-    // Mongolian vowel separator, word joiner.
-    for c in ['\u{200b}', '\u{feff}', '\u{ad}', '\u{180e}', '\u{2060}'] {
+    // Mongolian vowel separator, word joiner; and (round 32) the format characters that are not
+    // default-ignorable (Arabic number sign, interlinear annotation, Egyptian format controls),
+    // blank-looking ones (braille blank, no-break and ideographic spaces), and look-alikes
+    // (fullwidth digits, Cyrillic letters): every character beyond ASCII.
+    for c in [
+        '\u{200b}',
+        '\u{feff}',
+        '\u{ad}',
+        '\u{180e}',
+        '\u{2060}',
+        '\u{600}',
+        '\u{6dd}',
+        '\u{70f}',
+        '\u{890}',
+        '\u{8e2}',
+        '\u{110bd}',
+        '\u{fff9}',
+        '\u{13430}',
+        '\u{2800}',
+        '\u{a0}',
+        '\u{3000}',
+        '\u{ff11}',
+        '\u{430}',
+        'é',
+        '\u{5d1}',
+    ] {
         assert_eq!(
             escaped(&format!("tel:+1{c}900"), Cut::Chars(128)),
             format!("tel:+1\\u{{{:x}}}900", c as u32)
         );
     }
-    // Visible characters from the same blocks, and right-to-left text itself, stay as they are.
+    // A client's own backslash is doubled, so its text cannot pass for an escape.
     assert_eq!(
-        escaped("a\u{2030}\u{2010}ב", Cut::Bytes(512)),
-        "a\u{2030}\u{2010}ב"
+        escaped("tel:+1425555\\u{202e}0100", Cut::Chars(128)),
+        "tel:+1425555\\\\u{202e}0100"
+    );
+    assert_eq!(
+        escaped("a\\b", Cut::Bytes(2)),
+        "a",
+        "a doubled backslash is not split"
     );
     let long = "é".repeat(300);
     let cut = escaped(&long, Cut::Bytes(512));
-    assert_eq!(cut.len(), 512);
+    assert_eq!(cut.len(), 510);
     let longer = format!("a{long}");
     let cut = escaped(&longer, Cut::Bytes(512));
-    assert_eq!(cut.len(), 511, "cut on a character boundary");
-    assert_eq!(escaped(&long, Cut::Chars(128)).chars().count(), 128);
+    assert_eq!(cut.len(), 511, "cut after a whole escape");
+    assert_eq!(escaped(&long, Cut::Chars(128)).chars().count(), 126);
+    assert_eq!(escaped(&"x".repeat(300), Cut::Chars(128)).len(), 128);
     assert_eq!(escaped("short", Cut::Chars(128)), "short");
 }
 
@@ -655,32 +685,51 @@ fn the_documented_line() {
     assert!(access.line().len() <= access.capacity());
 }
 
+/// Reads escaped text back: `\\` is a backslash, `\u{..}` the character it names, anything
+/// else itself; `None` where the text is not such a sequence (an escape split, or a backslash
+/// that begins none).
+fn unescape(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c != '\\' {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        } else if let Some(after) = rest.strip_prefix("\\\\") {
+            out.push('\\');
+            rest = after;
+        } else {
+            let body = rest.strip_prefix("\\u{")?;
+            let end = body.find('}')?;
+            out.push(char::from_u32(u32::from_str_radix(&body[..end], 16).ok()?)?);
+            rest = &body[end + 1..];
+        }
+    }
+    Some(out)
+}
+
 proptest! {
-    /// Escaped and cut text is within its limit as written, and is the whole escaping cut at a
-    /// unit's end: a prefix of it that splits no escape and no character.
+    /// Escaped and cut text is within its limit as written, is printable ASCII, reads back as
+    /// a prefix of the text (so no two texts are written alike: a client's own `\u{202e}` is
+    /// not U+202E), and is the longest such prefix that fits: the cut splits no escape.
     #[test]
     fn escaped_text_is_within_its_limit(
-        text in "[a-z/\u{7f}\u{85}\u{2028}\u{202e}\u{2066}é€\n]{0,200}",
+        text in "[a-z/\\\\{}u\u{7f}\u{85}\u{2028}\u{202e}\u{2066}\u{ff11}\u{430}é€😀\n]{0,200}",
         limit in 0usize..300,
     ) {
         let whole = escaped(&text, Cut::Bytes(usize::MAX));
-        let bytes: fn(&str) -> usize = str::len;
-        let chars: fn(&str) -> usize = |s| s.chars().count();
-        for (cut, length) in [
-            (escaped(&text, Cut::Bytes(limit)), bytes),
-            (escaped(&text, Cut::Chars(limit)), chars),
-        ] {
-            prop_assert!(length(&cut) <= limit);
+        prop_assert_eq!(unescape(&whole), Some(text.clone()));
+        for cut in [escaped(&text, Cut::Bytes(limit)), escaped(&text, Cut::Chars(limit))] {
+            prop_assert!(cut.len() <= limit);
+            prop_assert!(cut.bytes().all(|b| (0x20..0x7f).contains(&b)), "{}", cut);
             prop_assert!(whole.starts_with(&*cut));
-            // The text has no backslash or brace of its own: every escape begun is ended.
-            let begun = cut.matches('\\').count();
-            prop_assert_eq!(begun, cut.matches('}').count());
-            // And the cut is the longest such: the next unit would not have fitted.
-            let rest = &whole[cut.len()..];
-            if let Some(next) = rest.chars().next() {
-                let unit = if next == '\\' { &rest[..=rest.find('}').unwrap()] } else { &rest[..next.len_utf8()] };
-                let longer = format!("{cut}{unit}");
-                prop_assert!(length(&longer) > limit);
+            let read = unescape(&cut);
+            prop_assert!(read.as_deref().is_some_and(|r| text.starts_with(r)), "{}", cut);
+            // The longest: the next character's unit would not have fitted.
+            let next = text[read.unwrap().len()..].chars().next();
+            if let Some(next) = next {
+                let unit = escaped(&next.to_string(), Cut::Bytes(usize::MAX)).len();
+                prop_assert!(cut.len() + unit > limit);
             }
         }
     }

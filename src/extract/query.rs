@@ -89,6 +89,23 @@ pub(crate) fn find_pair<'a>(
     Ok(value)
 }
 
+/// The value of the first pair whose key reads as `parameter`, decoded and kept if it is UTF-8,
+/// control characters included: the target a client named where [`find_pair`] refused the
+/// value as `malformed`, for the trail to show it (escaped) as received. `None` where there is
+/// no such pair, or its value does not decode to UTF-8.
+pub(crate) fn attempted(input: &[u8], parameter: &str, grammar: Grammar) -> Option<String> {
+    input.split(|&b| b == b'&').find_map(|pair| {
+        let eq = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
+        let key = readable(&pair[..eq], grammar.key)?;
+        if !name_matches(&key, parameter) {
+            return None;
+        }
+        let value = pair.get(eq + 1..).unwrap_or_default();
+        let decoded = escape::decode(value, grammar.value).ok()?;
+        String::from_utf8(decoded.into_owned()).ok()
+    })
+}
+
 /// Whether every raw `+` of a query value stands where reading it as a space (as ASP.NET's
 /// `UrlDecode` does) and as a plus (as SPEC §4 does) comes to the same judgement: right after a
 /// `tel:`, `sip:` or `sips:` scheme, the leading plus of a global number, which a naive client
@@ -123,6 +140,34 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use ExtractError::*;
+
+    /// A value refused as malformed is still read for the trail, as far as it is UTF-8.
+    #[test]
+    fn a_malformed_value_is_read_for_the_trail() {
+        let cases: &[(&[u8], Option<&str>)] = &[
+            (b"target=tel:%2B1900%0A5550100", Some("tel:+1900\n5550100")),
+            (b"a=1&TARGET=tel:%2B1%00", Some("tel:+1\0")),
+            (b"target=sip:ceo+@contoso.com", Some("sip:ceo+@contoso.com")),
+            (b"target=%ff", None),
+            (b"other=%0a", None),
+        ];
+        for &(query, expected) in cases {
+            assert_eq!(
+                find_pair(query, "target", Grammar::QUERY).err(),
+                Some(ExtractError::Malformed),
+                "{query:?}"
+            );
+            assert_eq!(
+                attempted(query, "target", Grammar::QUERY).as_deref(),
+                expected,
+                "{query:?}"
+            );
+        }
+        assert_eq!(
+            attempted(b"target=a+b%0d", "target", Grammar::FORM).as_deref(),
+            Some("a b\r")
+        );
+    }
 
     #[test]
     fn query_table() {

@@ -213,13 +213,22 @@ async fn every_line_has_the_documented_schema_and_no_credentials() {
             SIMRING,
             HOST,
             &json,
-            br#"{"target":"tel:+1-425-CALL-\u007fNOW\u202e"}"#,
+            br#"{"target":"tel:+1-425-CALL-\u007fNOW\u202e\\u{202e}\uff11"}"#,
         )
         .await;
     assert_refused(&malformed, 400, "malformed");
     let long = format!("tel:%2B1{}", "4".repeat(200));
     let too_long = ring(&h, &format!("target={long}"), &credentials).await;
     assert_refused(&too_long, 400, "too_long");
+    // A query value refused for a control character still names its number (fresh eyes,
+    // round 32).
+    let control = ring(
+        &h,
+        "target=tel:%2B1900%0A5550100",
+        &with_id("audit-control-1"),
+    )
+    .await;
+    assert_refused(&control, 400, "malformed");
     // A refused batch: an allowed part, then a denied one.
     let batch = batch_of(&[
         part(&ring_line("tel:+14255550100")),
@@ -228,7 +237,7 @@ async fn every_line_has_the_documented_schema_and_no_credentials() {
     let refused_batch = send(&h, &batch).await;
     assert_refused(&refused_batch, 403, "denied");
 
-    let all = lines_until(&path, |l| l.len() >= 7).await;
+    let all = lines_until(&path, |l| l.len() >= 8).await;
     let text = std::fs::read_to_string(&path).unwrap();
     for secret in [SECRET, "Bearer", "SECRET-COOKIE"] {
         assert!(!text.contains(secret), "{secret} in the trail: {text}");
@@ -282,10 +291,16 @@ async fn every_line_has_the_documented_schema_and_no_credentials() {
             .find(|l| l["reason"] == r)
             .unwrap_or_else(|| panic!("no {r} line: {all:#?}"))
     };
-    // What could not be parsed is kept, escaped (a bidirectional override too), cut.
+    // What could not be parsed is kept, escaped (a bidirectional override and a fullwidth
+    // digit too), cut; the client's own backslash is doubled, so its `\u{202e}` is not taken
+    // for the override.
     assert_eq!(
         reason("malformed")["raw_target"],
-        "tel:+1-425-CALL-\\u{7f}NOW\\u{202e}"
+        "tel:+1-425-CALL-\\u{7f}NOW\\u{202e}\\\\u{202e}\\u{ff11}"
+    );
+    assert_eq!(
+        by_client_id("audit-control-1")[0]["raw_target"],
+        "tel:+1900\\u{a}5550100"
     );
     let raw = reason("too_long")["raw_target"]
         .as_str()
@@ -549,10 +564,12 @@ async fn every_guarded_part_of_a_refused_batch_is_in_the_trail() {
         "{m}"
     );
 
-    // A part naming another organisation's Host refuses the batch (421), and has no line of its
-    // own: it would be judged by lists not its own (fresh eyes, round 31).
+    // A part naming another organisation's Host refuses the batch (421). Its own line is that
+    // organisation's, read by its lists (contoso's would not allow this number): not the
+    // batch's (fresh eyes, round 31), and not left out, so the number it carried is in the
+    // trail (round 32).
     let foreign = format!(
-        "POST {SIMRING}?target=tel:%2B14255550100 HTTP/1.1\r\nHost: lync.fabrikam.com\r\n\r\n"
+        "POST {SIMRING}?target=tel:%2B442071234567 HTTP/1.1\r\nHost: lync.fabrikam.com\r\n\r\n"
     );
     let batch = batch_of(&[
         part(&ring_line("tel:+14255550100")),
@@ -561,23 +578,46 @@ async fn every_guarded_part_of_a_refused_batch_is_in_the_trail() {
     ]);
     let reply = send(&h, &batch).await;
     assert_refused(&reply, 421, "misdirected");
-    let all = lines_until(&path, |l| l.len() >= 13).await;
-    let fourth: Vec<(&Value, &str, &str)> = all[10..]
+    let all = lines_until(&path, |l| l.len() >= 14).await;
+    let fourth: Vec<(&Value, &str, &str, &Value, &Value)> = all[10..]
         .iter()
         .map(|l| {
             (
                 &l["batch"]["part"],
                 l["decision"].as_str().unwrap(),
                 l["organisation"].as_str().unwrap(),
+                &l["targets"],
+                &l["rule"],
             )
         })
         .collect();
+    let none = Value::Null;
+    let targets = |t: &str| serde_json::json!([t]);
     assert_eq!(
         fourth,
         [
-            (&Value::Null, "deny", "contoso"),
-            (&1.into(), "not_sent", "contoso"),
-            (&3.into(), "not_sent", "contoso"),
+            (&none, "deny", "contoso", &serde_json::json!([]), &none),
+            (
+                &1.into(),
+                "not_sent",
+                "contoso",
+                &targets("tel:+14255550100"),
+                &"contoso.allow_numbers +14255550100".into()
+            ),
+            (
+                &2.into(),
+                "not_sent",
+                "fabrikam",
+                &targets("tel:+442071234567"),
+                &"fabrikam.allow_numbers +44207".into()
+            ),
+            (
+                &3.into(),
+                "not_sent",
+                "contoso",
+                &targets("tel:+14255550101"),
+                &"contoso.allow_numbers +1425555".into()
+            ),
         ],
         "{all:#?}"
     );
@@ -1214,13 +1254,52 @@ async fn a_guarded_request_refused_on_its_head_is_recorded() {
     assert_eq!(all[0]["reason"], "method_override");
     assert_eq!(all[0]["resource"], "simultaneousRingToContact");
     assert_eq!(all[0]["organisation"], "contoso");
+    // A Host that cannot be read names no organisation, but on a guarded resource the refusal
+    // is a decision: recorded with the Host as sent, escaped (fresh eyes, round 32).
+    let addr = h.server.addrs()[0];
+    for (host, shown) in [
+        ("lyncweb.contoso.com evil", "lyncweb.contoso.com evil"),
+        (
+            "lyncweb.contoso.com\u{202e}",
+            "lyncweb.contoso.com\\u{202e}",
+        ),
+    ] {
+        let request = format!(
+            "POST {}?target=tel:%2B19005550100 HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            support::SIMRING
+        );
+        let reply = support::client::raw_reply(addr, request.as_bytes())
+            .await
+            .unwrap();
+        support::assert_refused(&reply, 400, "bad_host");
+        let all = lines_until(&path, |l| l.iter().any(|l| l["host"] == shown)).await;
+        let line = all.iter().find(|l| l["host"] == shown).unwrap();
+        assert_eq!(line["decision"], "deny", "{all:#?}");
+        assert_eq!(line["reason"], "bad_host");
+        assert_eq!(line["resource"], "simultaneousRingToContact");
+        assert_eq!(line["organisation"], serde_json::Value::Null);
+    }
+    // Not on a resource that is not guarded: nothing guarded was asked for.
+    let before = lines(&path).len();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+        crate::hostile::ME
+    );
+    let reply = support::client::raw_reply(addr, request.as_bytes())
+        .await
+        .unwrap();
+    support::assert_refused(&reply, 400, "bad_host");
     let metrics = h.metrics().await;
-    assert_eq!(
+    let denies = |reason: &str| {
         support::metrics::sample(
             &metrics,
             "ringfence_policy_decisions_total",
-            &[("decision", "deny"), ("reason", "method_override")]
-        ),
-        Some(1.0)
+            &[("decision", "deny"), ("reason", reason)],
+        )
+    };
+    assert_eq!(
+        (denies("method_override"), denies("bad_host")),
+        (Some(1.0), Some(2.0))
     );
+    assert_eq!(lines(&path).len(), before);
 }

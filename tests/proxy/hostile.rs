@@ -803,6 +803,14 @@ async fn every_part_of_a_batch_is_judged() {
         // A guarded part whose own Host is another organisation's would be judged by the wrong
         // lists: the batch is refused whole (fresh eyes, issue 14, A).
         ("part naming another organisation's host", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: lync.fabrikam.com\r\n\r\n", q(t)))]), DENIED, 421, "misdirected", None),
+        // A part's Host the outer request would be refused for names no organisation that can be
+        // told: the batch is refused, not judged by the batch's lists (fresh eyes, round 32).
+        ("part Host with userinfo", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: x@lync.fabrikam.com\r\n\r\n", q(t)))]), DENIED, 400, "bad_batch", None),
+        ("part Host with a percent-escape", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: lync.fabrikam%2Ecom\r\n\r\n", q(t)))]), DENIED, 400, "bad_batch", None),
+        ("part Host as a list", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}, lync.fabrikam.com\r\n\r\n", q(t)))]), DENIED, 400, "bad_batch", None),
+        ("empty part Host", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost:\r\n\r\n", q(t)))]), DENIED, 400, "bad_batch", None),
+        ("two part Host lines", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 400, "bad_batch", None),
+        ("part Host of the batch's organisation in another spelling", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: LyncWeb.Contoso.com.:443\r\n\r\n", q(t)))]), DENIED, 403, "denied", Some(ALLOWED)),
         ("duplicate query keys in the part", |t| batch_of(&[part(&format!("POST {SIMRING}?target={}&Target={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(ALLOWED), q(t)))]), DENIED, 400, "duplicate", None),
         ("%u escape in the part's query", |t| batch_of(&[part(&format!("POST {SIMRING}?%u0074arget={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 400, "malformed", None),
         ("unknown media type in the part", |t| batch_of(&[part(&embedded("POST", SIMRING, "text/plain", t))]), DENIED, 415, "unsupported_media_type", None),
