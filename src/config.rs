@@ -247,7 +247,7 @@ impl Config {
     }
 
     /// Loads a file and applies `RINGFENCE__SECTION__KEY` environment overrides (see
-    /// [`env`]): any key, lists comma-separated, array entries by index
+    /// [`env`](mod@env)): any key, lists comma-separated, array entries by index
     /// (`RINGFENCE__ORGANISATIONS__0__ALLOW_NUMBERS`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {

@@ -2,7 +2,7 @@
 //!
 //! It reads a request as the pool would: its Host and TLS server name, its path under every
 //! reading ([`route`]), the headers that change how ASP.NET decodes it ([`request`],
-//! [`iis::media`]), and, for a guarded resource, every `target` in the query, the body and a
+//! [`media`]), and, for a guarded resource, every `target` in the query, the body and a
 //! batch part's `Data:` header ([`extract`]), parsed once ([`Target`]) and decided
 //! ([`Policy::decide`]). It answers with a [`Clearance`], which owns the request it cleared and
 //! is the only thing `upstream` sends, or with the [`Rejection`] to answer; and with the

@@ -44,7 +44,7 @@ pub type ClientBody = Tracked<stall::Timed<Source>>;
 
 /// Who reads the client's body off the connection: hyper (`Left`: HTTP/2, and HTTP/1.1 on its
 /// auto builder) or ringfence's own HTTP/1.1 server (`Right`). `Either`'s error is boxed, and
-/// read as [`BodyError::Read`].
+/// read as [`BodyError::Read`](crate::body::BodyError::Read).
 pub type Source = Either<Incoming, WireBody>;
 
 impl ClientBody {

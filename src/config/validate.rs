@@ -1,7 +1,7 @@
 //! Turns a [`RawConfig`] into a [`Config`], collecting every problem with its key path: one pass
 //! over every section, each key checked where it is read, with the defaults and messages
 //! docs/reference.md quotes. The policy's sections (lists, list files, modes, rate limits) are
-//! in [`policy`].
+//! in [`policy`](mod@policy).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
