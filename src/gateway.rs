@@ -628,6 +628,8 @@ impl Gateway {
         } else {
             Cow::Borrowed("")
         };
+        // A Host that is not UTF-8 (only a refused one) shows U+FFFD for what it cannot read.
+        let host_text = String::from_utf8_lossy(host.as_bytes());
         for (ruling, decision, reason, (application, user)) in stated {
             let organisation = ruling.organisation.map(Organisation::name);
             if let Some(label) = decision.metric_label() {
@@ -650,7 +652,7 @@ impl Gateway {
                 client_request_id: ctx.ids.client.as_ref().and_then(|v| v.to_str().ok()),
                 client: &client,
                 sni: self.connection.sni.as_deref(),
-                host: &String::from_utf8_lossy(host.as_bytes()),
+                host: ruling.host.as_deref().unwrap_or(&host_text),
                 method: ruling.method.as_str(),
                 path: &ruling.path,
                 resource: ruling.resource,

@@ -145,6 +145,13 @@ pub struct Ruling<'c> {
     pub shadow: bool,
     /// The target as received, when it was refused because it could not be parsed.
     pub raw_target: Option<Box<str>>,
+    /// The refusal is the request's encoding's: a value that cannot be read as text (a control
+    /// character, bad UTF-8, `%u`). It stays enforced in shadow mode (SPEC §12), even when its
+    /// line can show the value.
+    pub unreadable: bool,
+    /// The Host this ruling was judged by, when not the request's: a batch part's own,
+    /// naming another organisation or none that can be read (its line shows it).
+    pub host: Option<Box<str>>,
     /// Where in a batch: `Some` for a batch part, or for a batch refused as a whole.
     pub batch: Option<Part>,
 }
@@ -199,6 +206,7 @@ impl Ruling<'_> {
             || !self.targets.is_empty()
             || self.raw_target.is_some();
         self.refusal.is_some_and(Rejection::by_target_rules)
+            && !self.unreadable
             && shown
             && policy.mode_for(self.organisation) == Mode::Shadow
     }
@@ -396,6 +404,8 @@ fn head_ruling<'c>(
         refusal: Some(rejection),
         shadow: false,
         raw_target: None,
+        unreadable: false,
+        host: None,
         batch,
     });
     (parameter, ruling)
@@ -589,6 +599,8 @@ impl<'c> Pending<'c> {
             refusal: Some(refusal),
             shadow: false,
             raw_target: None,
+            unreadable: false,
+            host: None,
             batch: matches!(self.kind, Kind::Batch).then_some(Part {
                 part: None,
                 parts: None,
@@ -815,8 +827,10 @@ impl<'c> Pending<'c> {
         };
         // Parts are judged with the outer Host; a guarded part whose own Host belongs to
         // another organisation would be judged by the wrong lists (fresh eyes, issue 14, A).
-        if let PartHost::Other(_) = self.part_host(part, organisation)? {
-            return Err(Rejection::Misdirected);
+        match self.part_host(part, organisation) {
+            PartHost::Batch => {}
+            PartHost::Other(..) => return Err(Rejection::Misdirected),
+            PartHost::Unreadable(_) => return Err(Rejection::BadBatch),
         }
         let method = Method::from_bytes(part.method.as_bytes()).map_err(|_| Rejection::BadBatch)?;
         let found = self.judge_part(part, &method, guard, organisation)?;
@@ -838,13 +852,14 @@ impl<'c> Pending<'c> {
         &self,
         part: &batch::Part<'_>,
         organisation: Option<&'c Organisation>,
-    ) -> Result<PartHost<'c>, Rejection> {
+    ) -> PartHost<'c> {
         let mut hosts = part.header_values("host");
         let Some(part_host) = hosts.next() else {
-            return Ok(PartHost::Batch);
+            return PartHost::Batch;
         };
         if hosts.next().is_some() || host::parse_authority(part_host).is_none() {
-            return Err(Rejection::BadBatch);
+            let all: Vec<&str> = part.header_values("host").collect();
+            return PartHost::Unreadable(all.join(", ").into());
         }
         let theirs = self.policy().organisation_for(part_host);
         let same = match (theirs, organisation) {
@@ -852,11 +867,11 @@ impl<'c> Pending<'c> {
             (None, None) => true,
             _ => false,
         };
-        Ok(if same {
+        if same {
             PartHost::Batch
         } else {
-            PartHost::Other(theirs)
-        })
+            PartHost::Other(theirs, part_host.into())
+        }
     }
 
     /// One guarded part's targets, judged as if it were sent alone (with the outer Host, and the
@@ -899,9 +914,10 @@ impl<'c> Pending<'c> {
     /// A guarded part after the one that refused its batch, as the trail states it: its targets
     /// read as they would have been, and no refusal of its own (its line says `not_sent`
     /// whatever its targets would have met: the batch has one `deny`). A part whose own Host
-    /// names another organisation is read by that organisation's lists and labelled with it
-    /// (fresh eyes, rounds 31 and 32: not the batch's, and not left out). `None` for a part
-    /// that could not be judged or names no target the pool would act on.
+    /// names another organisation is read by that organisation's lists, and one whose Host
+    /// cannot be read by none; either line shows the part's Host (fresh eyes, rounds 31 to 33:
+    /// not the batch's organisation, and not left out). `None` for a part that could not be
+    /// judged or names no target the pool would act on.
     fn unsent_part(
         &self,
         part: &batch::Part<'_>,
@@ -910,20 +926,19 @@ impl<'c> Pending<'c> {
         organisation: Option<&'c Organisation>,
         (index, parts): (usize, usize),
     ) -> Option<Ruling<'c>> {
-        let organisation = match self.part_host(part, organisation).ok()? {
-            PartHost::Batch => organisation,
-            PartHost::Other(theirs) => theirs,
+        let (organisation, own_host) = match self.part_host(part, organisation) {
+            PartHost::Batch => (organisation, None),
+            PartHost::Other(theirs, host) => (theirs, Some(host)),
+            PartHost::Unreadable(host) => (None, Some(host)),
         };
         let method = Method::from_bytes(part.method.as_bytes()).ok()?;
         let found = self.judge_part(part, &method, guard, organisation).ok()?;
         if !found.is_decision(&method, guard) {
             return None;
         }
-        Some(
-            found
-                .ruling(method, path, guard, Some((index, parts)))
-                .unsent(),
-        )
+        let mut ruling = found.ruling(method, path, guard, Some((index, parts)));
+        ruling.host = own_host;
+        Some(ruling.unsent())
     }
 }
 
@@ -931,8 +946,10 @@ impl<'c> Pending<'c> {
 enum PartHost<'c> {
     /// No Host line, or one of the batch's own organisation.
     Batch,
-    /// Another organisation's, or none where the batch has one.
-    Other(Option<&'c Organisation>),
+    /// Another organisation's, or none where the batch has one; with the Host.
+    Other(Option<&'c Organisation>, Box<str>),
+    /// None that can be told: the Host lines as sent.
+    Unreadable(Box<str>),
 }
 
 /// A batch's guarded parts as judged.
@@ -1042,6 +1059,8 @@ struct Found<'c> {
     outcome: Result<(), Rejection>,
     /// The target as received, when it could not be parsed (`too_long`, `malformed`).
     raw_target: Option<Box<str>>,
+    /// `raw_target` is a value refused for the request's encoding ([`Ruling::unreadable`]).
+    unreadable: bool,
 }
 
 impl<'c> Found<'c> {
@@ -1064,6 +1083,8 @@ impl<'c> Found<'c> {
             refusal: self.outcome.err(),
             shadow: false,
             raw_target: self.raw_target,
+            unreadable: self.unreadable,
+            host: None,
             batch: part.map(|(index, parts)| Part {
                 part: Some(index + 1),
                 parts: Some(parts),
@@ -1084,6 +1105,7 @@ impl<'c> Found<'c> {
             rule: None,
             outcome: Ok(()),
             raw_target: None,
+            unreadable: false,
         };
         if let Err(rejection) = found.read(policy, req, guard) {
             found.outcome = Err(rejection);
@@ -1129,7 +1151,9 @@ impl<'c> Found<'c> {
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 if e == ExtractError::Malformed {
                     // What the client named, for the trail: a value refused for a control
-                    // character still names a number (fresh eyes, round 32).
+                    // character still names a number (fresh eyes, round 32). Refused for the
+                    // request's encoding, it stays so in shadow mode (round 33).
+                    self.unreadable = true;
                     let attempted =
                         extract::attempted(req.query, req.content_type, req.body, param);
                     self.raw_target = attempted.map(String::into_boxed_str);

@@ -224,6 +224,7 @@ impl<'c> Judgement<'c> {
     fn trail_line(&self, ruling: &Ruling<'_>, refused: bool) -> serde_json::Map<String, Value> {
         let (decision, reason) = ruling.decided(refused);
         let application = identity::application_read(&ruling.path);
+        let host = String::from_utf8_lossy(self.host.as_bytes());
         // The trail's own record and serialisers; the connection's fields are left out below.
         let record = audit::Decision {
             v: audit::VERSION,
@@ -233,7 +234,7 @@ impl<'c> Judgement<'c> {
             client_request_id: None,
             client: "",
             sni: self.sni.as_deref(),
-            host: &String::from_utf8_lossy(self.host.as_bytes()),
+            host: ruling.host.as_deref().unwrap_or(&host),
             method: ruling.method.as_str(),
             path: &ruling.path,
             resource: ruling.resource,

@@ -89,10 +89,12 @@ pub(crate) fn find_pair<'a>(
     Ok(value)
 }
 
-/// The value of the first pair whose key reads as `parameter`, decoded and kept if it is UTF-8,
-/// control characters included: the target a client named where [`find_pair`] refused the
-/// value as `malformed`, for the trail to show it (escaped) as received. `None` where there is
-/// no such pair, or its value does not decode to UTF-8.
+/// The value of the first pair whose key reads as `parameter`, when that value is what
+/// [`find_pair`] refuses as `malformed` (read alone, it is still refused): decoded and kept if
+/// it is UTF-8, control characters included, for the trail to show (escaped) the target the
+/// client named. `None` where there is no such pair, where the refusal was another pair's (the
+/// trail must not blame a readable target: fresh eyes, round 33), or where the value does not
+/// decode to UTF-8.
 pub(crate) fn attempted(input: &[u8], parameter: &str, grammar: Grammar) -> Option<String> {
     input.split(|&b| b == b'&').find_map(|pair| {
         let eq = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
@@ -100,10 +102,13 @@ pub(crate) fn attempted(input: &[u8], parameter: &str, grammar: Grammar) -> Opti
         if !name_matches(&key, parameter) {
             return None;
         }
+        if find_pair(pair, parameter, grammar) != Err(ExtractError::Malformed) {
+            return Some(None);
+        }
         let value = pair.get(eq + 1..).unwrap_or_default();
-        let decoded = escape::decode(value, grammar.value).ok()?;
-        String::from_utf8(decoded.into_owned()).ok()
-    })
+        let decoded = escape::decode(value, grammar.value).ok();
+        Some(decoded.and_then(|d| String::from_utf8(d.into_owned()).ok()))
+    })?
 }
 
 /// Whether every raw `+` of a query value stands where reading it as a space (as ASP.NET's
@@ -147,6 +152,10 @@ mod tests {
         let cases: &[(&[u8], Option<&str>)] = &[
             (b"target=tel:%2B1900%0A5550100", Some("tel:+1900\n5550100")),
             (b"a=1&TARGET=tel:%2B1%00", Some("tel:+1\0")),
+            // Refused for another pair: the target itself is not blamed.
+            (b"target=tel:%2B14255550100&x=%00", None),
+            (b"target=tel:%2B14255550100&x%0A=1", None),
+            (b"target=tel:%2B14255550100&x=%u0041", None),
             (b"target=sip:ceo+@contoso.com", Some("sip:ceo+@contoso.com")),
             (b"target=%ff", None),
             (b"other=%0a", None),

@@ -621,6 +621,64 @@ async fn every_guarded_part_of_a_refused_batch_is_in_the_trail() {
         ],
         "{all:#?}"
     );
+    let hosts: Vec<&str> = all[10..]
+        .iter()
+        .map(|l| l["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hosts,
+        [HOST, HOST, "lync.fabrikam.com", HOST],
+        "the foreign part's line shows the Host it was judged by"
+    );
+
+    // A part whose own Host cannot be read refuses the batch (bad_batch); its line names no
+    // organisation and shows that Host, escaped (round 33).
+    let unreadable = format!(
+        "POST {SIMRING}?target=tel:%2B19005550100 HTTP/1.1\r\nHost: x@lync.fabrikam.com\r\n\r\n"
+    );
+    let batch = batch_of(&[part(&ring_line("tel:+14255550100")), part(&unreadable)]);
+    let reply = send(&h, &batch).await;
+    assert_refused(&reply, 400, "bad_batch");
+    let all = lines_until(&path, |l| l.len() >= 17).await;
+    let fifth: Vec<(&Value, &str, &Value, &str, &Value)> = all[14..]
+        .iter()
+        .map(|l| {
+            (
+                &l["batch"]["part"],
+                l["decision"].as_str().unwrap(),
+                &l["organisation"],
+                l["host"].as_str().unwrap(),
+                &l["targets"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        fifth,
+        [
+            (
+                &none,
+                "deny",
+                &"contoso".into(),
+                HOST,
+                &serde_json::json!([])
+            ),
+            (
+                &1.into(),
+                "not_sent",
+                &"contoso".into(),
+                HOST,
+                &targets("tel:+14255550100")
+            ),
+            (
+                &2.into(),
+                "not_sent",
+                &none,
+                "x@lync.fabrikam.com",
+                &targets("tel:+19005550100")
+            ),
+        ],
+        "{all:#?}"
+    );
 }
 
 /// The decision is in the trail before the pool receives the request; the outcome only after

@@ -69,6 +69,16 @@ async fn a_shadow_organisation_records_what_it_would_refuse_and_forwards_it_whil
     assert_refused(&duplicate, 400, "duplicate");
     let undecodable = h.ring(SHADOW_HOST, "target=%u0074el:%2B19005550100").await;
     assert_refused(&undecodable, 400, "malformed");
+    // A value with a control character, its own or another pair's, is the request's encoding:
+    // enforced, though the trail shows the value (fresh eyes, round 33: shadowed, once the
+    // line could show it).
+    for query in [
+        "target=tel:%2B1900%00",
+        "target=tel:%2B1425555%0D%0A0100",
+        "target=tel:%2B14255550100&x=%00",
+    ] {
+        assert_refused(&h.ring(SHADOW_HOST, query).await, 400, "malformed");
+    }
     assert_eq!(h.received_guarded().len(), 2);
 
     let metrics = h.metrics().await;
@@ -89,7 +99,7 @@ async fn a_shadow_organisation_records_what_it_would_refuse_and_forwards_it_whil
     );
     assert_eq!(decisions("fabrikam", "shadow_deny", "denied"), Some(1.0));
     assert_eq!(decisions("fabrikam", "deny", "duplicate"), Some(1.0));
-    assert_eq!(decisions("fabrikam", "deny", "malformed"), Some(1.0));
+    assert_eq!(decisions("fabrikam", "deny", "malformed"), Some(4.0));
     assert_eq!(decisions("contoso", "deny", "not_allowed"), Some(1.0));
     assert_eq!(decisions("contoso", "shadow_deny", "not_allowed"), None);
     let mode = |org: &str, mode: &str| {
@@ -104,7 +114,7 @@ async fn a_shadow_organisation_records_what_it_would_refuse_and_forwards_it_whil
     assert_eq!(mode("none", "enforce"), Some(1.0));
 
     let lines = lines_until(&trail, |l| {
-        l.iter().filter(|l| l["kind"] == "decision").count() >= 6
+        l.iter().filter(|l| l["kind"] == "decision").count() >= 9
     })
     .await;
     let decided: Vec<(&str, &str, &str)> = lines
@@ -127,6 +137,24 @@ async fn a_shadow_organisation_records_what_it_would_refuse_and_forwards_it_whil
             ("fabrikam", "deny", "encoded_body"),
             ("fabrikam", "deny", "duplicate"),
             ("fabrikam", "deny", "malformed"),
+            ("fabrikam", "deny", "malformed"),
+            ("fabrikam", "deny", "malformed"),
+            ("fabrikam", "deny", "malformed"),
+        ]
+    );
+    // The value refused is shown where it is the target's own, never the target beside it.
+    let raw: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["reason"] == "malformed")
+        .map(|l| &l["raw_target"])
+        .collect();
+    assert_eq!(
+        raw,
+        [
+            &Value::Null,
+            &Value::from("tel:+1900\\u{0}"),
+            &Value::from("tel:+1425555\\u{d}\\u{a}0100"),
+            &Value::Null,
         ]
     );
     let shadowed = lines
