@@ -11,9 +11,9 @@ pub struct Authority<'a> {
 }
 
 /// Splits and checks `host[:port]`: a reg-name of letters, digits, `-`, `.` and `_`, or an
-/// `[IPv6]` literal, and a port of one to five digits. Anything else (userinfo `a@b`, spaces,
-/// percent-escapes, a bare IPv6 address) could be read differently by the organisation lookup
-/// and by the pool, so it is `None`.
+/// `[IPv6]` literal, and a port of one to five digits up to 65535. Anything else (userinfo
+/// `a@b`, spaces, percent-escapes, a bare IPv6 address) could be read differently by the
+/// organisation lookup and by the pool, so it is `None`.
 pub fn parse_authority(value: &str) -> Option<Authority<'_>> {
     // memchr's search: `str::rfind` with a `char` costs ~250 instructions on a short host,
     // and every guarded request's host is split twice (checked, then matched).
@@ -21,8 +21,14 @@ pub fn parse_authority(value: &str) -> Option<Authority<'_>> {
         Some(i) if !value.ends_with(']') => (&value[..i], Some(&value[i + 1..])),
         _ => (value, None),
     };
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    // A port is 1*DIGIT that fits 16 bits: HTTP.sys refuses `:99999`, and the organisation
+    // lookup must not accept a Host the pool would not (fresh eyes, round 34).
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    });
     let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
         Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
         None => {
@@ -88,6 +94,8 @@ mod tests {
             "[::1]",
             "[::1]:8443",
             "fe_1.local",
+            "a:65535",
+            "a:0",
         ] {
             assert!(parse_authority(ok).is_some(), "{ok}");
         }
@@ -98,6 +106,8 @@ mod tests {
             "a%2eb",
             "a:",
             "a:99999x",
+            "a:99999",
+            "a:65536",
             "[::1",
             "[zz]:1",
             ":80",
