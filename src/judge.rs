@@ -820,7 +820,14 @@ impl<'c> Pending<'c> {
             ucwa_headers(part.headers.iter().map(|&(name, _)| name))?;
         }
         let guard = match view.route {
-            Route::Passthrough => return Ok(None),
+            Route::Passthrough => {
+                // A part the pool is sent unjudged still needs a Host that can be read, as a
+                // request on any path does (fresh eyes, round 34).
+                if let PartHost::Unreadable(_) = self.part_host(part, organisation) {
+                    return Err(Rejection::BadBatch);
+                }
+                return Ok(None);
+            }
             Route::BadPath => return Err(Rejection::BadPath),
             Route::Batch => return Err(Rejection::BadBatch),
             Route::Guarded(guard) => guard,

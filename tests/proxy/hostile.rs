@@ -809,6 +809,7 @@ async fn every_part_of_a_batch_is_judged() {
         ("part Host with a percent-escape", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: lync.fabrikam%2Ecom\r\n\r\n", q(t)))]), DENIED, 400, "bad_batch", None),
         ("part Host as a list", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}, lync.fabrikam.com\r\n\r\n", q(t)))]), DENIED, 400, "bad_batch", None),
         ("empty part Host", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost:\r\n\r\n", q(t)))]), DENIED, 400, "bad_batch", None),
+        ("unjudged part with a Host that cannot be read", |t| batch_of(&[part(&format!("GET {ME} HTTP/1.1\r\nHost: a b\r\n\r\n")), part(&ring_line(t))]), DENIED, 400, "bad_batch", None),
         ("two part Host lines", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 400, "bad_batch", None),
         ("part Host of the batch's organisation in another spelling", |t| batch_of(&[part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: LyncWeb.Contoso.com.:443\r\n\r\n", q(t)))]), DENIED, 403, "denied", Some(ALLOWED)),
         ("duplicate query keys in the part", |t| batch_of(&[part(&format!("POST {SIMRING}?target={}&Target={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(ALLOWED), q(t)))]), DENIED, 400, "duplicate", None),
