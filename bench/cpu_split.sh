@@ -178,6 +178,13 @@ for w in workloads:
             return f"{st.median(x):.3f} ({min(x):.2f}-{max(x):.2f})" if x else "-"
         won = sum(r[a]["rps"] > r[b]["rps"] for r in pair)
         print(f"| {w} | {a} / {b} | {ratio('rps')} | {ratio('p99')} | {ratio('proxy')} | {ratio('upstream')} | {won}/{len(pair)} |")
+print("\n## Every round\n")
+print("So that a drift over the run shows (the trail's file grows by ~100 MB a round).\n")
+print("| workload | round | target | requests/s | p99 ms | proxy CPU µs/req | upstream CPU µs/req | proxy preempted /req |")
+print("|---|---:|---|---:|---:|---:|---:|---:|")
+for (w, rnd), r in rows.items():
+    for t, v in r.items():
+        print(f"| {w} | {rnd} | {t} | {v['rps']:,.0f} | {v['p99']:.2f} | {v['proxy']:.2f} | {v['upstream']:.2f} | {v['preempted']:.3f} |")
 PY
 } >"$RESULTS"
 cat "$RESULTS"
