@@ -700,35 +700,20 @@ impl<'c> Pending<'c> {
         if body.is_empty() {
             return self.cleared(body, Vec::new());
         }
-        match self.batch_parts(&body) {
-            Ok(Judged {
-                rulings,
-                stop: None,
-                ..
-            }) => self.cleared(body, rulings),
-            Ok(Judged {
-                rulings,
-                stop: Some(Stop::Part(rejection, parameter)),
-                unsent,
-            }) => Verdict {
-                unsent,
-                ..self.refused(rejection, parameter, rulings)
-            },
-            Ok(Judged {
-                stop: Some(Stop::Whole(rejection)),
-                unsent,
-                ..
-            }) => {
-                let ruling = self.whole(rejection);
-                Verdict {
-                    unsent,
-                    ..self.refused(rejection, TARGET, vec![ruling])
-                }
-            }
-            Err(rejection) => {
-                let ruling = self.whole(rejection);
-                self.refused(rejection, TARGET, vec![ruling])
-            }
+        // A batch refused before any part could be read is refused as a whole, with no parts.
+        let judged = self.batch_parts(&body).unwrap_or_else(|rejection| Judged {
+            rulings: Vec::new(),
+            stop: Some(Stop::Whole(rejection)),
+            unsent: Vec::new(),
+        });
+        let (rejection, parameter, rulings) = match judged.stop {
+            None => return self.cleared(body, judged.rulings),
+            Some(Stop::Part(rejection, parameter)) => (rejection, parameter, judged.rulings),
+            Some(Stop::Whole(rejection)) => (rejection, TARGET, vec![self.whole(rejection)]),
+        };
+        Verdict {
+            unsent: judged.unsent,
+            ..self.refused(rejection, parameter, rulings)
         }
     }
 
