@@ -121,6 +121,15 @@ for t in $TARGETS; do
       grep '%' | head -"$TOP" || true
     echo '```'
     echo
+    if [ "$t" = ringfence ]; then
+      echo "Top $TOP symbols of the audit trail's writer thread (share of all samples):"
+      echo
+      echo '```'
+      perf report -i "$WORK/$t.data" --no-children --comm ringfence-audit --sort sym --stdio \
+        2>/dev/null | grep '%' | head -"$TOP" || true
+      echo '```'
+      echo
+    fi
     echo "System calls per request (perf stat over ${DURATION} s at $srps requests/s):"
     echo
     echo "| system call | per request |"

@@ -263,7 +263,9 @@ impl Pending {
         let Some(written) = self.written else {
             return Ok(());
         };
-        match tokio::time::timeout(self.timeout, written.wait()).await {
+        let deadline = crate::clock::after(tokio::time::Instant::now(), self.timeout);
+        match crate::deadline::within(crate::deadline::Kind::Trail, deadline, written.wait()).await
+        {
             Ok(true) => Ok(()),
             _ if self.on_full == OnFull::Drop => Ok(()),
             _ => Err(Unavailable),

@@ -59,6 +59,7 @@ pub mod body;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod deadline;
 pub mod demo;
 pub mod descriptors;
 pub mod extract;

@@ -26,6 +26,7 @@ use health::ProbeKind;
 
 use crate::body::BodyError;
 use crate::config::{Balance, Upstream};
+use crate::deadline;
 use crate::forwarding;
 use crate::judge::Clearance;
 use crate::metrics::{Metrics, StatusCounters};
@@ -390,7 +391,8 @@ impl Pool {
                 let index = attempt.index;
                 let started = Instant::now();
                 let in_flight = Outstanding::begin(&self.members[index]);
-                let result = tokio::time::timeout_at(
+                let result = deadline::within(
+                    deadline::Kind::Response,
                     crate::clock::after(started.into(), self.response_timeout),
                     self.exchange(&sending.method, attempt),
                 )
