@@ -149,8 +149,8 @@ pub struct Ruling<'c> {
     /// character, bad UTF-8, `%u`). It stays enforced in shadow mode (SPEC §12), even when its
     /// line can show the value.
     pub unreadable: bool,
-    /// The Host this ruling was judged by, when not the request's: a batch part's own,
-    /// naming another organisation or none that can be read (its line shows it).
+    /// The Host this ruling was judged by, when not the request's: a batch part's own, of the
+    /// batch's organisation, of another, or one that cannot be read (its line shows it).
     pub host: Option<Box<str>>,
     /// Where in a batch: `Some` for a batch part, or for a batch refused as a whole.
     pub batch: Option<Part>,
@@ -819,11 +819,11 @@ impl<'c> Pending<'c> {
         };
         // Parts are judged with the outer Host; a guarded part whose own Host belongs to
         // another organisation would be judged by the wrong lists (fresh eyes, issue 14, A).
-        match self.part_host(part, organisation) {
-            PartHost::Batch => {}
+        let own_host = match self.part_host(part, organisation) {
+            PartHost::Batch(own) => own,
             PartHost::Other(..) => return Err(Rejection::Misdirected),
             PartHost::Unreadable(_) => return Err(Rejection::BadBatch),
-        }
+        };
         let method = Method::from_bytes(part.method.as_bytes()).map_err(|_| Rejection::BadBatch)?;
         let found = self.judge_part(part, &method, guard, organisation)?;
         if !found.is_decision(&method, guard) {
@@ -834,6 +834,7 @@ impl<'c> Pending<'c> {
         }
         let mut ruling = found.ruling(method, path, guard, Some((index, parts)));
         ruling.shadow = ruling.shadowed(self.policy());
+        ruling.host = own_host;
         Ok(Some((ruling, guard)))
     }
 
@@ -847,7 +848,7 @@ impl<'c> Pending<'c> {
     ) -> PartHost<'c> {
         let mut hosts = part.header_values("host");
         let Some(part_host) = hosts.next() else {
-            return PartHost::Batch;
+            return PartHost::Batch(None);
         };
         if hosts.next().is_some() || host::parse_authority(part_host).is_none() {
             let all: Vec<&str> = part.header_values("host").collect();
@@ -860,7 +861,7 @@ impl<'c> Pending<'c> {
             _ => false,
         };
         if same {
-            PartHost::Batch
+            PartHost::Batch(Some(part_host.into()))
         } else {
             PartHost::Other(theirs, part_host.into())
         }
@@ -919,7 +920,7 @@ impl<'c> Pending<'c> {
         (index, parts): (usize, usize),
     ) -> Option<Ruling<'c>> {
         let (organisation, own_host) = match self.part_host(part, organisation) {
-            PartHost::Batch => (organisation, None),
+            PartHost::Batch(own) => (organisation, own),
             PartHost::Other(theirs, host) => (theirs, Some(host)),
             PartHost::Unreadable(host) => (None, Some(host)),
         };
@@ -936,8 +937,9 @@ impl<'c> Pending<'c> {
 
 /// Whose lists a batch part's own Host names.
 enum PartHost<'c> {
-    /// No Host line, or one of the batch's own organisation.
-    Batch,
+    /// No Host line, or one of the batch's own organisation: with that Host, which the part's
+    /// line shows (fresh eyes round 35: it showed the batch's).
+    Batch(Option<Box<str>>),
     /// Another organisation's, or none where the batch has one; with the Host.
     Other(Option<&'c Organisation>, Box<str>),
     /// None that can be told: the Host lines as sent.

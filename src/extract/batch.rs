@@ -5,9 +5,10 @@
 //!
 //! Beyond RFC 2046, a line that starts with `--boundary` but is not exactly a delimiter is an
 //! error rather than data (parsers disagree on prefix matches), and so is a delimiter-like line
-//! in the epilogue, and so is a preamble or epilogue line that reads like a request line: a laxer
-//! parser upstream (one that splits at the boundary and keeps every piece) must never find a part
-//! this one did not judge.
+//! in the epilogue, a preamble or epilogue line that reads like a request line, `--boundary`
+//! inside a line, a bare CR (a line end to .NET's readers), and delimiters whose line breaks
+//! mix CRLF and bare LF: a laxer parser upstream (one that splits at the boundary and keeps
+//! every piece, or at other line ends) must never find a part this one did not judge.
 
 #![deny(
     clippy::indexing_slicing,
@@ -127,12 +128,33 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, BatchE
         return Err(BatchError::Boundary);
     }
     let boundary = boundary.as_bytes();
+    // .NET's line readers (`TextReader.ReadLine`) end a line at a bare CR too: a batch reader
+    // built on them would find lines, and delimiters, that this one does not (fresh eyes
+    // round 35).
+    if has_bare_cr(body) {
+        return Err(BatchError::Framing);
+    }
     let mut parts = Vec::new();
     let mut open = None;
     let mut at = 0;
+    // Where the delimiters stand, and whether their line breaks are CRLF: one kind throughout,
+    // or a reader that knows only CRLF sees fewer parts than this one (fresh eyes round 35).
+    let mut delimiters = Vec::new();
+    let mut crlf = None;
     loop {
         let line = body.get(at..).unwrap_or_default();
         if let Some(delimiter) = delimiter(line, boundary)? {
+            let before = (at > 0).then(|| {
+                at.checked_sub(2)
+                    .and_then(|cr| body.get(cr))
+                    .is_some_and(|&b| b == b'\r')
+            });
+            for kind in [before, delimiter.crlf].into_iter().flatten() {
+                if *crlf.get_or_insert(kind) != kind {
+                    return Err(BatchError::Framing);
+                }
+            }
+            delimiters.push(at);
             if let Some(start) = open {
                 if parts.len() >= MAX_PARTS {
                     return Err(BatchError::Framing);
@@ -144,6 +166,7 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, BatchE
             let after = at.saturating_add(delimiter.len);
             if delimiter.close {
                 check_epilogue(body.get(after..).unwrap_or_default(), boundary)?;
+                check_stray_boundaries(body, boundary, &delimiters)?;
                 return Ok(parts);
             }
             open = Some(after);
@@ -158,6 +181,8 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, BatchE
 struct Delimiter {
     close: bool,
     len: usize,
+    /// Whether its line break is CRLF; `None` for a close delimiter that ends the body.
+    crlf: Option<bool>,
 }
 
 /// Classifies a line that starts at `line`: not a delimiter, a delimiter, or an error when it
@@ -191,7 +216,43 @@ fn delimiter(line: &[u8], boundary: &[u8]) -> Result<Option<Delimiter>, BatchErr
         .len()
         .saturating_sub(padded.len())
         .saturating_add(line_break);
-    Ok(Some(Delimiter { close, len }))
+    Ok(Some(Delimiter {
+        close,
+        len,
+        crlf: (line_break > 0).then_some(line_break == 2),
+    }))
+}
+
+/// A CR that is not followed by LF.
+fn has_bare_cr(body: &[u8]) -> bool {
+    memchr::memchr_iter(b'\r', body)
+        .any(|cr| cr.checked_add(1).and_then(|lf| body.get(lf)) != Some(&b'\n'))
+}
+
+/// `--boundary`, in any case, anywhere but where a delimiter was read (`delimiters`, in order):
+/// inside a line, it is data to this parser, and a part boundary to one that splits the body at
+/// the boundary wherever it stands. RFC 2046 §5.1.1 has a boundary never appear inside a part,
+/// so no conforming client sends one.
+fn check_stray_boundaries(
+    body: &[u8],
+    boundary: &[u8],
+    delimiters: &[usize],
+) -> Result<(), BatchError> {
+    for dash in memchr::memchr_iter(b'-', body) {
+        let Some(rest) = dash.checked_add(1).and_then(|next| body.get(next..)) else {
+            continue;
+        };
+        let stray = rest.first() == Some(&b'-')
+            && rest
+                .get(1..)
+                .and_then(|r| r.get(..boundary.len()))
+                .is_some_and(|b| b.eq_ignore_ascii_case(boundary))
+            && delimiters.binary_search(&dash).is_err();
+        if stray {
+            return Err(BatchError::Framing);
+        }
+    }
+    Ok(())
 }
 
 /// A line a lax parser could take for a delimiter: `--` and the boundary in another case, or

@@ -31,11 +31,19 @@ pub fn parse_authority(value: &str) -> Option<Authority<'_>> {
     });
     let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
         Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        // No empty label but a single trailing dot's: `a..b`, `.a` and `a..` name no host
+        // (HTTP.sys and `System.Uri` refuse them), yet `a.b..` would be matched as `a.b.`, no
+        // organisation's, and judged by the default's lists (fresh eyes round 35).
         None => {
             !name.is_empty()
                 && name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+                && name
+                    .strip_suffix('.')
+                    .unwrap_or(name)
+                    .split('.')
+                    .all(|label| !label.is_empty())
         }
     };
     (port_ok && name_ok).then_some(Authority { name, port })
@@ -96,6 +104,8 @@ mod tests {
             "fe_1.local",
             "a:65535",
             "a:0",
+            "lync.fabrikam.com.",
+            "lync.fabrikam.com.:443",
         ] {
             assert!(parse_authority(ok).is_some(), "{ok}");
         }
@@ -115,6 +125,11 @@ mod tests {
             "a:1:2",
             "::1",
             "caf\u{e9}.com",
+            "lync.fabrikam.com..",
+            "lync.fabrikam.com..:443",
+            "lync..fabrikam.com",
+            ".lync.fabrikam.com",
+            ".",
         ] {
             assert!(parse_authority(bad).is_none(), "{bad}");
         }

@@ -352,22 +352,27 @@ async fn an_allowed_batch_records_each_part_and_one_outcome() {
         ..Options::default()
     })
     .await;
+    // The third part names a Host of its own, of no organisation: judged by the default's
+    // (the batch's) lists, and its line shows that Host (fresh eyes round 35: it showed the
+    // batch's).
     let batch = batch_of(&[
         part(&crate::hostile::get_me()),
         part(&ring_line("tel:+14255550100")),
-        part(&ring_line("sip:helpdesk@fabrikam.com")),
+        part(&ring_line("sip:helpdesk@fabrikam.com").replace(HOST, "other.example:8443")),
     ]);
     let reply = send(&h, &batch).await;
     assert!(reply.status < 300, "{} {}", reply.status, reply.text());
     let all = lines_until(&path, |l| l.iter().any(|l| l["kind"] == "outcome")).await;
     let decisions: Vec<&Value> = all.iter().filter(|l| l["kind"] == "decision").collect();
     assert_eq!(decisions.len(), 2, "{all:#?}");
-    for (d, (part, target)) in decisions
-        .iter()
-        .zip([(2, "tel:+14255550100"), (3, "sip:helpdesk@fabrikam.com")])
-    {
+    for (d, (part, target, host)) in decisions.iter().zip([
+        (2, "tel:+14255550100", HOST),
+        (3, "sip:helpdesk@fabrikam.com", "other.example:8443"),
+    ]) {
         assert_schema(d);
         assert_eq!(d["decision"], "allow");
+        assert_eq!(d["host"], host);
+        assert_eq!(d["organisation"], "contoso");
         assert_eq!(d["batch"]["part"], part);
         assert_eq!(d["batch"]["parts"], 3);
         assert_eq!(d["targets"], serde_json::json!([target]));

@@ -25,6 +25,26 @@ async fn host_matching_ignores_port_case_and_a_trailing_dot() {
 }
 
 #[tokio::test]
+async fn a_host_with_an_empty_label_is_no_host() {
+    // Fresh eyes round 35: `lync.fabrikam.com..` was matched as `lync.fabrikam.com.`, no
+    // organisation's, and judged by the default organisation's lists.
+    let h = support::start().await;
+    for host in [
+        "lync.fabrikam.com..",
+        "lync..fabrikam.com",
+        ".lync.fabrikam.com",
+    ] {
+        assert_refused(&h.ring(host, UK_NUMBER).await, 400, "bad_host");
+        assert_refused(
+            &h.ring(host, "target=tel:%2B14255550100").await,
+            400,
+            "bad_host",
+        );
+    }
+    assert!(h.received().is_empty());
+}
+
+#[tokio::test]
 async fn a_wildcard_host_matches_deeper_labels_only() {
     let h = support::start_with(Options {
         policy: support::POLICY.replace("default_organisation = \"contoso\"\n", ""),
