@@ -232,25 +232,24 @@ fn has_bare_cr(body: &[u8]) -> bool {
 /// `--boundary`, in any case, anywhere but where a delimiter was read (`delimiters`, in order):
 /// inside a line, it is data to this parser, and a part boundary to one that splits the body at
 /// the boundary wherever it stands. RFC 2046 §5.1.1 has a boundary never appear inside a part,
-/// so no conforming client sends one.
+/// so no conforming client sends one. Linear in the body (a folded copy searched by memmem, every
+/// occurrence, overlapping ones included), whatever the boundary.
 fn check_stray_boundaries(
     body: &[u8],
     boundary: &[u8],
     delimiters: &[usize],
 ) -> Result<(), BatchError> {
-    for dash in memchr::memchr_iter(b'-', body) {
-        let Some(rest) = dash.checked_add(1).and_then(|next| body.get(next..)) else {
-            continue;
-        };
-        let stray = rest.first() == Some(&b'-')
-            && rest
-                .get(1..)
-                .and_then(|r| r.get(..boundary.len()))
-                .is_some_and(|b| b.eq_ignore_ascii_case(boundary))
-            && delimiters.binary_search(&dash).is_err();
-        if stray {
+    let folded = body.to_ascii_lowercase();
+    let mut needle = b"--".to_vec();
+    needle.extend(boundary.iter().map(u8::to_ascii_lowercase));
+    let finder = memchr::memmem::Finder::new(&needle);
+    let mut from = 0;
+    while let Some(found) = folded.get(from..).and_then(|rest| finder.find(rest)) {
+        let at = from.saturating_add(found);
+        if delimiters.binary_search(&at).is_err() {
             return Err(BatchError::Framing);
         }
+        from = at.saturating_add(1);
     }
     Ok(())
 }

@@ -862,3 +862,22 @@ fn delimiters_with_crlf_and_bare_lf_mixed_are_framing_error() {
     let unterminated = crlf_batch.trim_end_matches("\r\n").to_owned();
     assert!(parse(unterminated.as_bytes(), GUID).is_ok());
 }
+
+#[test]
+fn a_body_of_dashes_under_a_boundary_of_dashes_is_read_once() {
+    // The stray-boundary search is memmem over the body, not a comparison at every dash.
+    let boundary = format!("{}a", "-".repeat(69));
+    let data = "-".repeat(256 * 1024);
+    let body = format!(
+        "--{boundary}\r\n{HTTP}\r\n\r\nPUT /ucwa/oauth/v1/applications/1/me/note HTTP/1.1\r\nContent-Length: {}\r\n\r\n{data}\r\n--{boundary}--\r\n",
+        data.len()
+    );
+    let parts = parse(body.as_bytes(), &boundary).unwrap();
+    assert_eq!(parts[0].body.len(), data.len());
+    let stray = body.replacen(&data, &format!("x--{}", boundary.to_uppercase()), 1);
+    let stray = stray.replace(
+        &format!("Content-Length: {}", data.len()),
+        &format!("Content-Length: {}", boundary.len() + 3),
+    );
+    assert_eq!(parse(stray.as_bytes(), &boundary), Err(BatchError::Framing));
+}
