@@ -8,7 +8,9 @@
 //! it: since every deadline of a kind is "now + the same wait", the next is never earlier than
 //! the kept timer's, and moving a timer in the wheel to a later deadline is one atomic
 //! compare-and-swap (tokio finds the new deadline when the old one comes). A wait shortened by
-//! a reload is an earlier deadline, and that timer is moved in the wheel as any other. A kept
+//! a reload is an earlier deadline, and that timer is moved in the wheel as any other. A timer
+//! is taken only by the runtime it was made in (a thread that runs one runtime after another
+//! lets the first's go: a timer of a runtime shut down panics when polled). A kept
 //! timer whose deadline passes on the shelf wakes the task that last waited on it, for nothing,
 //! and is set again, through the wheel, when next taken.
 
@@ -17,6 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use tokio::runtime::{Handle, Id};
 use tokio::time::{Instant, Sleep};
 
 /// Which shelf a deadline's timer comes from: deadlines of one kind share their wait.
@@ -31,14 +34,16 @@ pub enum Kind {
 /// Timers kept per thread and kind; more are dropped (out of the wheel) as usual.
 const SHELF: usize = 256;
 
-type Shelf = RefCell<Vec<Pin<Box<Sleep>>>>;
+/// Kept timers, each with the runtime whose driver it is in: a thread may run one runtime after
+/// another, and a timer of a runtime shut down fires at once and panics when polled.
+type Shelf = RefCell<Vec<(Id, Pin<Box<Sleep>>)>>;
 
 thread_local! {
     static RESPONSE: Shelf = const { RefCell::new(Vec::new()) };
     static TRAIL: Shelf = const { RefCell::new(Vec::new()) };
 }
 
-fn with_shelf<R>(kind: Kind, f: impl FnOnce(&mut Vec<Pin<Box<Sleep>>>) -> R) -> Option<R> {
+fn with_shelf<R>(kind: Kind, f: impl FnOnce(&mut Vec<(Id, Pin<Box<Sleep>>)>) -> R) -> Option<R> {
     let key = match kind {
         Kind::Response => &RESPONSE,
         Kind::Trail => &TRAIL,
@@ -70,7 +75,7 @@ pin_project_lite::pin_project! {
     pub struct Within<F> {
         #[pin]
         future: F,
-        timer: Option<Pin<Box<Sleep>>>,
+        timer: Option<(Id, Pin<Box<Sleep>>)>,
         kind: Kind,
         deadline: Instant,
     }
@@ -78,14 +83,14 @@ pin_project_lite::pin_project! {
     impl<F> PinnedDrop for Within<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(timer) = this.timer.take() {
+            if let Some(kept) = this.timer.take() {
                 // Not polled again to let go of the task's waker: a timer may not be polled
                 // while its runtime shuts down. One that fires on the shelf wakes its last task
                 // for nothing, once.
                 let kind = *this.kind;
                 let _ = with_shelf(kind, move |shelf| {
                     if shelf.len() < SHELF {
-                        shelf.push(timer);
+                        shelf.push(kept);
                     }
                 });
             }
@@ -102,15 +107,25 @@ impl<F: Future> Future for Within<F> {
             return Poll::Ready(Ok(out));
         }
         let deadline = *this.deadline;
-        let timer =
-            this.timer
-                .get_or_insert_with(|| match with_shelf(*this.kind, Vec::pop).flatten() {
-                    Some(mut kept) => {
-                        kept.as_mut().reset(deadline);
-                        kept
+        let (_, timer) = this.timer.get_or_insert_with(|| {
+            let runtime = Handle::current().id();
+            let kept = with_shelf(*this.kind, |shelf| {
+                // Another runtime's timers are let go (its thread has moved on to this one).
+                while let Some((id, timer)) = shelf.pop() {
+                    if id == runtime {
+                        return Some(timer);
                     }
-                    None => Box::pin(tokio::time::sleep_until(deadline)),
-                });
+                }
+                None
+            });
+            match kept.flatten() {
+                Some(mut timer) => {
+                    timer.as_mut().reset(deadline);
+                    (runtime, timer)
+                }
+                None => (runtime, Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        });
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
             Poll::Pending => Poll::Pending,
@@ -168,6 +183,44 @@ mod tests {
         .await;
         assert_eq!(shorter, Err(Elapsed));
         assert_eq!(Instant::now() - start, Duration::from_secs(1));
+    }
+
+    /// A thread may run one runtime after another (tests do): a timer kept from the first
+    /// belongs to its driver, and would fire at once, shut down, and panic when polled.
+    #[test]
+    fn a_timer_kept_under_another_runtime_is_not_taken() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        first.block_on(async {
+            let pending = within(
+                Kind::Trail,
+                Instant::now() + Duration::from_secs(5),
+                async {
+                    tokio::task::yield_now().await;
+                },
+            )
+            .await;
+            assert_eq!(pending, Ok(()));
+        });
+        drop(first);
+        assert_eq!(with_shelf(Kind::Trail, |s| s.len()), Some(1), "kept");
+        runtime().block_on(async {
+            let start = Instant::now();
+            let never = within(
+                Kind::Trail,
+                start + Duration::from_secs(5),
+                std::future::pending::<()>(),
+            )
+            .await;
+            assert_eq!(never, Err(Elapsed));
+            assert_eq!(Instant::now() - start, Duration::from_secs(5));
+        });
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
