@@ -29,6 +29,9 @@ const MAX_PARTS: usize = 1_000;
 const MAX_HEADERS: usize = 100;
 /// RFC 2046 §5.1.1.
 const MAX_BOUNDARY: usize = 70;
+/// UTF-8, UTF-32BE, UTF-16BE, and UTF-16LE (UTF-32LE's begins the same): the marks
+/// `StreamReader.DetectEncoding` looks for.
+const BYTE_ORDER_MARKS: [&[u8]; 4] = [b"\xEF\xBB\xBF", b"\0\0\xFE\xFF", b"\xFE\xFF", b"\xFF\xFE"];
 
 /// Why a batch was refused; only [`BatchError::NotBatching`] is not a 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -128,6 +131,12 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, BatchE
         return Err(BatchError::Boundary);
     }
     let boundary = boundary.as_bytes();
+    // A byte-order mark has .NET's `StreamReader` decode the body as UTF-16 or UTF-32 (it looks
+    // for one whatever encoding it is given): what it would read is not these bytes (fresh eyes
+    // round 36: a UTF-16 batch hidden in the preamble).
+    if BYTE_ORDER_MARKS.iter().any(|bom| body.starts_with(bom)) {
+        return Err(BatchError::Framing);
+    }
     // .NET's line readers (`TextReader.ReadLine`) end a line at a bare CR too: a batch reader
     // built on them would find lines, and delimiters, that this one does not (fresh eyes
     // round 35).
@@ -159,7 +168,9 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, BatchE
                 if parts.len() >= MAX_PARTS {
                     return Err(BatchError::Framing);
                 }
-                parts.push(parse_part(content(body, start, at))?);
+                // Known here: the delimiter that opened the part set it.
+                let crlf = crlf.unwrap_or(true);
+                parts.push(parse_part(content(body, start, at), crlf)?);
             } else if delimiter.close {
                 return Err(BatchError::Framing);
             }
@@ -254,15 +265,31 @@ fn check_stray_boundaries(
     Ok(())
 }
 
-/// A line a lax parser could take for a delimiter: `--` and the boundary in another case, or
-/// with white space before the dashes or between them and the boundary.
+/// A line a lax parser could take for a delimiter: `--` and the boundary in another case (by
+/// Unicode's mappings too: .NET compares ignoring case with them, and upper-cases `ſ` to `S`
+/// and `ı` to `I`, fresh eyes round 36), or with white space before the dashes or between them
+/// and the boundary.
 fn loose_delimiter(line: &[u8], boundary: &[u8]) -> bool {
     let Some(rest) = trim_padding(line).strip_prefix(b"--") else {
         return false;
     };
-    trim_padding(rest)
-        .get(..boundary.len())
+    let rest = trim_padding(rest);
+    rest.get(..boundary.len())
         .is_some_and(|b| b.eq_ignore_ascii_case(boundary))
+        || folds_to(split_line(rest).map_or(rest, |(line, _)| line), boundary)
+}
+
+/// Whether `text`, not ASCII, begins with `boundary` once both are upper-cased, or lower-cased,
+/// by Unicode's mappings.
+fn folds_to(text: &[u8], boundary: &[u8]) -> bool {
+    if text.is_ascii() {
+        return false;
+    }
+    let text = String::from_utf8_lossy(text);
+    let boundary = String::from_utf8_lossy(boundary);
+    let upper = |s: &str| s.chars().flat_map(char::to_uppercase).collect::<String>();
+    let lower = |s: &str| s.chars().flat_map(char::to_lowercase).collect::<String>();
+    upper(&text).starts_with(&upper(&boundary)) || lower(&text).starts_with(&lower(&boundary))
 }
 
 fn trim_padding(bytes: &[u8]) -> &[u8] {
@@ -322,12 +349,16 @@ fn reads_like_a_request_line(line: &[u8]) -> bool {
     names_a_version || method_then_target
 }
 
-fn parse_part(content: &[u8]) -> Result<Part<'_>, BatchError> {
-    let (mime, rest) = header_block(content, BatchError::PartHeaders, false)?;
+/// One part: its MIME headers, then the embedded request's line and headers, every one of those
+/// lines ended by the batch's own line break (`crlf`, as its delimiters): a header block that a
+/// bare LF ends in a CRLF batch runs on, to a reader that knows only CRLF, into a header value
+/// and a request line this parser never saw (fresh eyes round 36). The body is data.
+fn parse_part(content: &[u8], crlf: bool) -> Result<Part<'_>, BatchError> {
+    let (mime, rest) = header_block(content, BatchError::PartHeaders, false, crlf)?;
     check_part_headers(&mime)?;
-    let (line, rest) = split_line(rest).ok_or(BatchError::RequestLine)?;
+    let (line, rest) = split_line_as(rest, crlf).ok_or(BatchError::RequestLine)?;
     let (method, target) = request_line(line)?;
-    let (headers, body) = header_block(rest, BatchError::RequestHeaders, true)?;
+    let (headers, body) = header_block(rest, BatchError::RequestHeaders, true, crlf)?;
     check_request_headers(&headers, body)?;
     Ok(Part {
         method,
@@ -346,13 +377,14 @@ fn header_block(
     mut rest: &[u8],
     error: BatchError,
     may_end_part: bool,
+    crlf: bool,
 ) -> Result<(Headers<'_>, &[u8]), BatchError> {
     let mut headers = Vec::new();
     loop {
         if may_end_part && rest.is_empty() {
             return Ok((headers, rest));
         }
-        let (line, after) = split_line(rest).ok_or(error)?;
+        let (line, after) = split_line_as(rest, crlf).ok_or(error)?;
         if line.is_empty() {
             return Ok((headers, after));
         }
@@ -362,6 +394,19 @@ fn header_block(
         headers.push(header_line(line).ok_or(error)?);
         rest = after;
     }
+}
+
+/// One line without its line break, and what follows; `None` when no line break ends it or it
+/// is not CRLF (`crlf`) or a bare LF (not `crlf`).
+fn split_line_as(bytes: &[u8], crlf: bool) -> Option<(&[u8], &[u8])> {
+    let newline = memchr::memchr(b'\n', bytes)?;
+    let (line, rest) = bytes.split_at_checked(newline)?;
+    let line = match (line.strip_suffix(b"\r"), crlf) {
+        (Some(line), true) => line,
+        (None, false) => line,
+        _ => return None,
+    };
+    Some((line, rest.get(1..)?))
 }
 
 /// One line without its CRLF or LF, and what follows; `None` when no line break ends it.

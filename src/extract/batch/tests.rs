@@ -755,14 +755,16 @@ proptest! {
         let mut bytes = b"preamble".to_vec();
         for part in &parts {
             let mut head = format!("{eol}--{b}{eol}Content-Type: application/http; msgtype=request{eol}{eol}", eol = str::from_utf8(eol).unwrap());
-            head += &format!("{} {} HTTP/1.1\r\n", part.method, part.target);
+            // Every line of the part's structure ends as the delimiters do (fresh eyes round 36).
+            let eol = str::from_utf8(eol).unwrap();
+            head += &format!("{} {} HTTP/1.1{eol}", part.method, part.target);
             for (name, value) in &part.headers {
-                head += &format!("{name}: {value}\r\n");
+                head += &format!("{name}: {value}{eol}");
             }
             if part.content_length {
-                head += &format!("Content-Length: {}\r\n", part.body.len());
+                head += &format!("Content-Length: {}{eol}", part.body.len());
             }
-            head += "\r\n";
+            head += eol;
             bytes.extend_from_slice(head.as_bytes());
             bytes.extend_from_slice(&part.body);
         }
@@ -880,4 +882,108 @@ fn a_body_of_dashes_under_a_boundary_of_dashes_is_read_once() {
         &format!("Content-Length: {}", boundary.len() + 3),
     );
     assert_eq!(parse(stray.as_bytes(), &boundary), Err(BatchError::Framing));
+}
+
+#[test]
+fn structural_lines_end_as_the_delimiters_do() {
+    // Fresh eyes round 36: part headers ended by `\n\n` in a CRLF batch are, to a reader of
+    // CRLF only, a header value running on to the next CRLF, and the embedded request behind it
+    // another one.
+    let ring =
+        "POST /ucwa/x?target=tel:%2B19005550100 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    let note = format!(
+        "PUT /ucwa/oauth/v1/applications/1/me/note HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{ring}",
+        ring.len()
+    );
+    let hidden = format!("--{GUID}\r\n{HTTP}\r\nX-Pad: a\n\n{note}\r\n--{GUID}--\r\n");
+    assert_eq!(parse(hidden.as_bytes(), GUID), Err(BatchError::PartHeaders));
+    let good = crlf(SAMPLE);
+    assert!(parse(good.as_bytes(), GUID).is_ok());
+    for (from, to, error) in [
+        (
+            "Accept: application/json\r\n",
+            "Accept: application/json\n",
+            BatchError::RequestHeaders,
+        ),
+        (
+            "Content-Length: 29\r\n\r\n",
+            "Content-Length: 29\n\n",
+            BatchError::RequestHeaders,
+        ),
+        (
+            " HTTP/1.1\r\nHost",
+            " HTTP/1.1\nHost",
+            BatchError::RequestLine,
+        ),
+        (
+            "msgtype=request\r\n\r\nPOST",
+            "msgtype=request\n\r\nPOST",
+            BatchError::PartHeaders,
+        ),
+    ] {
+        let mixed = good.replacen(from, to, 1);
+        assert_eq!(parse(mixed.as_bytes(), GUID), Err(error), "{to:?}");
+    }
+    // And in an LF batch, a CRLF line is as foreign.
+    let mixed = SAMPLE.replacen(
+        "Accept: application/json\n",
+        "Accept: application/json\r\n",
+        1,
+    );
+    assert_eq!(
+        parse(mixed.as_bytes(), GUID),
+        Err(BatchError::RequestHeaders)
+    );
+    // A body is data: its line breaks are its own, with a Content-Length or without.
+    let json = "{\n  \"target\": \"tel:+14255550100\"\n}";
+    for length in [format!("Content-Length: {}\r\n", json.len()), String::new()] {
+        let body = format!(
+            "--{GUID}\r\n{HTTP}\r\n\r\nPOST /ucwa/x HTTP/1.1\r\nHost: x\r\n{length}\r\n{json}\r\n--{GUID}--\r\n"
+        );
+        let parts = parse(body.as_bytes(), GUID).unwrap();
+        assert_eq!(parts[0].body, json.as_bytes(), "{length}");
+    }
+}
+
+#[test]
+fn a_byte_order_mark_before_a_batch_is_framing_error() {
+    // Fresh eyes round 36: .NET's `StreamReader` would read a UTF-16 batch there.
+    let good = crlf(SAMPLE);
+    for bom in [
+        &b"\xEF\xBB\xBF"[..],
+        b"\xFF\xFE",
+        b"\xFE\xFF",
+        b"\xFF\xFE\0\0",
+        b"\0\0\xFE\xFF",
+    ] {
+        let mut body = bom.to_vec();
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(good.as_bytes());
+        assert_eq!(parse(&body, GUID), Err(BatchError::Framing), "{bom:?}");
+    }
+}
+
+#[test]
+fn a_delimiter_in_another_case_by_unicode_is_framing_error() {
+    // Fresh eyes round 36: .NET upper-cases `ſ` to `S` and `ı` to `I`, and lower-cases the
+    // Kelvin sign to `k`.
+    for (boundary, line) in [
+        ("bnds", "--bnd\u{17f}"),
+        ("bndi", "--bnd\u{131}"),
+        ("bndk", "--bnd\u{212a}"),
+    ] {
+        let body = format!(
+            "--{boundary}\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n{line}\r\n{HTTP}\r\n\r\nGET /ucwa/me HTTP/1.1\r\nHost: x\r\n\r\n--{boundary}--\r\n"
+        );
+        assert_eq!(
+            parse(body.as_bytes(), boundary),
+            Err(BatchError::Framing),
+            "{line}"
+        );
+    }
+    // Other non-ASCII text after two dashes is data.
+    let body = format!(
+        "--{GUID}\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n--caf\u{e9}\r\n--{GUID}--\r\n"
+    );
+    assert_eq!(parse(body.as_bytes(), GUID).map(|p| p.len()), Ok(1));
 }
