@@ -213,19 +213,25 @@ fn delimiter(line: &[u8], boundary: &[u8]) -> Result<Option<Delimiter>, BatchErr
         Some(rest) => (true, rest),
         None => (false, rest),
     };
-    let padded = trim_padding(rest);
-    let line_break = if padded.starts_with(b"\r\n") {
+    // RFC 2046's transport padding (white space before the line break) is refused: a reader
+    // that compares the whole line with the delimiter does not end the part there, and a
+    // guarded part's body without a Content-Length would run on, for it, over the next part
+    // (or the epilogue) and the targets in it.
+    if trim_padding(rest).len() != rest.len() {
+        return Err(BatchError::Framing);
+    }
+    let line_break = if rest.starts_with(b"\r\n") {
         2
-    } else if padded.starts_with(b"\n") {
+    } else if rest.starts_with(b"\n") {
         1
-    } else if close && padded.is_empty() {
+    } else if close && rest.is_empty() {
         0
     } else {
         return Err(BatchError::Framing);
     };
     let len = line
         .len()
-        .saturating_sub(padded.len())
+        .saturating_sub(rest.len())
         .saturating_add(line_break);
     Ok(Some(Delimiter {
         close,
