@@ -70,6 +70,12 @@ impl<'a> MediaType<'a> {
         Ok(found)
     }
 
+    /// Whether every parameter reads well and is named in `names` (case-insensitive).
+    pub fn has_only(&self, names: &[&str]) -> bool {
+        self.parameters()
+            .all(|p| p.is_ok_and(|(n, _)| names.iter().any(|m| n.eq_ignore_ascii_case(m))))
+    }
+
     fn parameters(&self) -> Parameters<'a> {
         Parameters {
             rest: self.parameters,

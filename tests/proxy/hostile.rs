@@ -810,6 +810,10 @@ async fn every_part_of_a_batch_is_judged() {
         // Transport padding (session 34): a reader comparing whole lines reads the guarded
         // form part on over the next part's query.
         ("a denied target behind a padded delimiter", |t| post(BATCH).body(&format!("multipart/batching; boundary={BOUNDARY}"), format!("--{BOUNDARY}\r\n{}\r\n--{BOUNDARY} \r\n{}\r\n--{BOUNDARY}--\r\n", part(&format!("POST {SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nx=1", q(ALLOWED))), part(&format!("GET {ME}?a=1&target={}&b=2 HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(t))))), DENIED, 400, "bad_batch", None),
+        // Fresh eyes round 37: a delimiter with a soft hyphen in it (culture-sensitive
+        // `StartsWith` ignores it), and a part whose charset is UTF-7 (`+AC8-` is `/`).
+        ("a denied part behind a delimiter with a soft hyphen", |t| batch_of(&[part(&embedded("PUT", "/ucwa/v1/applications/1/me/note", "text/plain", &format!("--{}\u{ad}{}\r\n{}", &BOUNDARY[..2], &BOUNDARY[2..], part(&ring_line(t)))))]), DENIED, 400, "bad_batch", None),
+        ("a denied part whose charset is UTF-7", |t| batch_of(&[format!("Content-Type: application/http; msgtype=request; charset=utf-7\r\n\r\nPOST {}+AC8-simultaneousRingToContact?target={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", SETTINGS, q(t))]), DENIED, 400, "bad_batch", None),
         ("a denied request in the epilogue", |t| post(BATCH).body(&format!("multipart/batching; boundary={BOUNDARY}"), format!("{}{}", multipart(BOUNDARY, &[part(&ring_line(ALLOWED))]), part(&ring_line(t)))), DENIED, 400, "bad_batch", None),
         ("encoded resource name in the part", |t| batch_of(&[part(&format!("POST {SETTINGS}/%73imultaneous%52ingToContact;x?target={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 403, "denied", Some(ALLOWED)),
         ("upper-case key in the part's query", |t| batch_of(&[part(&format!("POST {SIMRING}?TARGET={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 403, "denied", Some(ALLOWED)),

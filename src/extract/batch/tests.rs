@@ -997,3 +997,63 @@ fn a_delimiter_in_another_case_by_unicode_is_framing_error() {
     );
     assert_eq!(parse(body.as_bytes(), GUID).map(|p| p.len()), Ok(1));
 }
+
+#[test]
+fn a_delimiter_with_characters_a_comparison_ignores_is_framing_error() {
+    // Fresh eyes round 37: .NET's culture-sensitive `StartsWith` gives default-ignorable code
+    // points, marks and controls no weight, and folds compatibility forms and case.
+    for line in [
+        "--b\u{ad}nd",
+        "-\u{ad}-bnd",
+        "--b\u{200b}nd",
+        "--bn\u{feff}d",
+        "--b\u{34f}nd",
+        "--bnd\u{fe0f}",
+        "--b\0nd",
+        "--b\tnd",
+        "\u{200d}--bnd",
+        "\u{ff0d}\u{ff0d}bnd",
+        "--bn\u{ff44}",
+    ] {
+        let body = format!(
+            "--bnd\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n{line}\r\n{HTTP}\r\n\r\nGET /ucwa/me HTTP/1.1\r\nHost: x\r\n\r\n--bnd--\r\n"
+        );
+        assert_eq!(
+            parse(body.as_bytes(), "bnd"),
+            Err(BatchError::Framing),
+            "{line:?}"
+        );
+    }
+    // The dotted capital I lower-cases to `i` by its simple mapping.
+    let body = format!(
+        "--kiss\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n--k\u{130}ss\r\n--kiss--\r\n"
+    );
+    assert_eq!(parse(body.as_bytes(), "kiss"), Err(BatchError::Framing));
+    // Text that reads otherwise stays data.
+    let body = format!(
+        "--bnd\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n--caf\u{e9}\tb\u{ad}nd\r\n\u{2014} bnd\r\n--bnd--\r\n"
+    );
+    assert_eq!(parse(body.as_bytes(), "bnd").map(|p| p.len()), Ok(1));
+}
+
+#[test]
+fn part_headers_name_no_charset() {
+    // Fresh eyes round 37: `charset=utf-7` on a part has a reader decode `+AC8-` as `/`.
+    for content_type in [
+        "application/http; msgtype=request; charset=utf-7",
+        "application/http; charset=utf-8; msgtype=request",
+        "application/http; msgtype=request; x=y",
+    ] {
+        assert_eq!(
+            with_part_headers(&format!("Content-Type: {content_type}")),
+            Err(BatchError::PartHeaders),
+            "{content_type}"
+        );
+    }
+    assert_eq!(with_part_headers("Content-Type: application/http"), Ok(1));
+    // A part's own Content-Length is not read (real clients send wrong ones).
+    let request = "GET /ucwa/me HTTP/1.1\r\nHost: x\r\n";
+    let body =
+        format!("--{GUID}\r\n{HTTP}\r\nContent-Length: 5\r\n\r\n{request}\r\n--{GUID}--\r\n");
+    assert_eq!(parse(body.as_bytes(), GUID).map(|p| p.len()), Ok(1));
+}
