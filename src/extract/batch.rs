@@ -3,12 +3,15 @@
 //! accepts only what it understands completely; anything ambiguous is an error and the whole
 //! batch is refused.
 //!
-//! Beyond RFC 2046, a line that starts with `--boundary` but is not exactly a delimiter is an
-//! error rather than data (parsers disagree on prefix matches), and so is a delimiter-like line
-//! in the epilogue, a preamble or epilogue line that reads like a request line, `--boundary`
-//! inside a line, a bare CR (a line end to .NET's readers), and delimiters whose line breaks
-//! mix CRLF and bare LF: a laxer parser upstream (one that splits at the boundary and keeps
-//! every piece, or at other line ends) must never find a part this one did not judge.
+//! Beyond RFC 2046, a batch must read the same to every plausible reader upstream (one that
+//! splits at the boundary and keeps every piece, a line reader that ends lines at a bare CR, one
+//! that knows only CRLF, one that compares culture-sensitively or decodes a part by its
+//! charset): a reader must never find a part this one did not judge. So these are errors rather
+//! than data: a line that starts with `--boundary` but is not exactly a delimiter, or reads as
+//! one in another case, with padding, or once ignorable characters are dropped; `--boundary`
+//! inside a line; a delimiter-like or request-like line in the preamble or epilogue; a bare CR;
+//! line breaks of a part's structure or of the delimiters that are not all of one kind;
+//! transport padding; a byte-order mark; a part charset (docs/backend-model.md §5).
 
 #![deny(
     clippy::indexing_slicing,
