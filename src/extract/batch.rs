@@ -115,6 +115,13 @@ pub fn boundary(content_type: &str) -> Result<&str, BatchError> {
         .flatten()
         .filter(|b| is_valid_boundary(b))
         .ok_or(BatchError::Boundary)?;
+    // The word `boundary` once but in the boundary itself: a reader that finds the boundary by
+    // searching for `boundary=` or by a pattern would take a decoy's (`xboundary=a; boundary=b`,
+    // `x="boundary=a"`) and split the body at lines this one reads as data (fresh eyes
+    // round 38).
+    if decoys(content_type, boundary) {
+        return Err(BatchError::Boundary);
+    }
     // ASP.NET reads a boundary with `GetAttributeFromHeader`, whose value ends at a space or a
     // comma, not at `;`: `boundary=b;` or `boundary=b;x=y` is `b;` to it, and it would split the
     // body elsewhere (or not at all). Both readings must agree.
@@ -122,6 +129,13 @@ pub fn boundary(content_type: &str) -> Result<&str, BatchError> {
         media::AspnetAttribute::Value(b) if b == boundary => Ok(boundary),
         _ => Err(BatchError::Boundary),
     }
+}
+
+/// Whether the word `boundary`, in any case, stands in a Content-Type value more often than
+/// once besides in the boundary itself (`xboundary=a`, `boundaryx=a`, `x="boundary=a"`).
+fn decoys(content_type: &str, boundary: &str) -> bool {
+    let count = |text: &str| text.to_ascii_lowercase().matches("boundary").count();
+    count(content_type) > count(boundary).saturating_add(1)
 }
 
 /// Splits a batch body into its embedded requests.
@@ -271,7 +285,36 @@ fn check_stray_boundaries(
         }
         from = at.saturating_add(1);
     }
+    // The same once a comparison that ignores default-ignorable code points, marks and controls
+    // and folds case and compatibility forms has read each line that is not printable ASCII
+    // (`x--bn\u{212A}`: .NET's culture-sensitive `IndexOf` finds `--bnK` there; fresh eyes
+    // round 38): no more occurrences than the bytes hold.
+    let needle = String::from_utf8_lossy(&needle).into_owned();
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(|b| (b' '..=b'~').contains(b)) {
+            continue;
+        }
+        let read = crate::iis::skeleton(&String::from_utf8_lossy(line));
+        if occurrences(read.as_bytes(), needle.as_bytes())
+            > occurrences(&line.to_ascii_lowercase(), needle.as_bytes())
+        {
+            return Err(BatchError::Framing);
+        }
+    }
     Ok(())
+}
+
+/// How often `needle` stands in `haystack`, overlapping occurrences counted.
+fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
+    let finder = memchr::memmem::Finder::new(needle);
+    let mut from = 0;
+    let mut count = 0usize;
+    while let Some(found) = haystack.get(from..).and_then(|rest| finder.find(rest)) {
+        count = count.saturating_add(1);
+        from = from.saturating_add(found).saturating_add(1);
+    }
+    count
 }
 
 /// A line a lax parser could take for a delimiter: `--` and the boundary in another case, or

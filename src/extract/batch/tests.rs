@@ -1057,3 +1057,57 @@ fn part_headers_name_no_charset() {
         format!("--{GUID}\r\n{HTTP}\r\nContent-Length: 5\r\n\r\n{request}\r\n--{GUID}--\r\n");
     assert_eq!(parse(body.as_bytes(), GUID).map(|p| p.len()), Ok(1));
 }
+
+#[test]
+fn the_boundary_inside_a_line_as_a_comparison_reads_it_is_framing_error() {
+    // Fresh eyes round 38: .NET's culture-sensitive `IndexOf("--" + boundary)` over the whole
+    // body finds `x--bn\u{212A}` under `bnK`, and the same with an ignorable character inside.
+    for (boundary, line) in [
+        ("bnK", "x--bn\u{212a}"),
+        ("bnd", "x--b\u{ad}nd"),
+        ("bnd", "x--bn\u{200b}d"),
+        ("bnds", "x\u{e9}--bnd\u{17f}"),
+    ] {
+        let body = format!(
+            "--{boundary}\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n{line}\r\n{HTTP}\r\n\r\nGET /ucwa/me HTTP/1.1\r\nHost: x\r\n\r\n--{boundary}--\r\n"
+        );
+        assert_eq!(
+            parse(body.as_bytes(), boundary),
+            Err(BatchError::Framing),
+            "{line}"
+        );
+    }
+    // Non-ASCII text that reads as no boundary is data.
+    let body = format!(
+        "--{GUID}\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\nJ\u{fc}rgen \u{6771}\u{4eac} --caf\u{e9} {}\r\n--{GUID}--\r\n",
+        &GUID[..20]
+    );
+    assert_eq!(parse(body.as_bytes(), GUID).map(|p| p.len()), Ok(1));
+}
+
+#[test]
+fn a_second_boundary_parameter_by_any_name_is_a_boundary_error() {
+    // Fresh eyes round 38: a reader that searches for `boundary=` takes the first it finds.
+    for content_type in [
+        "multipart/batching; xboundary=aaa; boundary=bnd",
+        "multipart/batching; boundaryx=aaa; boundary=bnd",
+        "multipart/batching; x-boundary=aaa; boundary=bnd",
+        "multipart/batching; mime-boundary=aaa; boundary=bnd",
+        "multipart/batching; x=\"boundary=aaa\"; boundary=bnd",
+        "multipart/batching; boundary=bnd; x=\"BOUNDARY = aaa\"",
+    ] {
+        assert_eq!(
+            boundary(content_type),
+            Err(BatchError::Boundary),
+            "{content_type}"
+        );
+    }
+    assert_eq!(
+        boundary("multipart/batching; boundary=\"----=_Boundary_1\""),
+        Ok("----=_Boundary_1")
+    );
+    assert_eq!(
+        boundary("multipart/batching; boundary=\"boundary\""),
+        Ok("boundary")
+    );
+}
