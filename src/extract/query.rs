@@ -107,7 +107,13 @@ pub(crate) fn attempted(input: &[u8], parameter: &str, grammar: Grammar) -> Opti
         }
         let value = pair.get(eq + 1..).unwrap_or_default();
         let decoded = escape::decode(value, grammar.value).ok();
-        Some(decoded.and_then(|d| String::from_utf8(d.into_owned()).ok()))
+        // A value that cannot be decoded (`%u`, a bad escape, not UTF-8) is shown as received
+        // (fresh eyes round 39: it was left out).
+        Some(
+            decoded
+                .and_then(|d| String::from_utf8(d.into_owned()).ok())
+                .or_else(|| Some(String::from_utf8_lossy(value).into_owned())),
+        )
     })?
 }
 
@@ -157,7 +163,13 @@ mod tests {
             (b"target=tel:%2B14255550100&x%0A=1", None),
             (b"target=tel:%2B14255550100&x=%u0041", None),
             (b"target=sip:ceo+@contoso.com", Some("sip:ceo+@contoso.com")),
-            (b"target=%ff", None),
+            // Not decoded: as received.
+            (b"target=%ff", Some("%ff")),
+            (
+                b"target=tel:%u002B14255550100",
+                Some("tel:%u002B14255550100"),
+            ),
+            (b"target=tel:%2B1%zz", Some("tel:%2B1%zz")),
             (b"other=%0a", None),
         ];
         for &(query, expected) in cases {
