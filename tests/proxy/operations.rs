@@ -376,16 +376,33 @@ async fn a_long_poll_outlives_the_idle_and_header_timeouts() {
 #[tokio::test]
 async fn the_pool_timing_out_is_a_ucwa_504() {
     let members = [sim::FrontEnd::start("slow").await.unwrap()];
-    members[0].set_fault(sim::Fault::Slow(Duration::from_secs(3)));
     let text = Toml::of(&members)
         .upstream("response_timeout = \"500ms\"")
         .build();
     let server = support::serve_toml(&text).await;
     let client = Client::new(server.addrs()[0], None, false);
+    // Answered requests first: their deadlines' timers are kept (src/deadline.rs), and the slow
+    // one's must still fire at its own 500 ms, not at a kept one's, nor never.
+    for _ in 0..5 {
+        assert_eq!(
+            client.get("/ucwa/v1/applications/1/me", HOST).await.status,
+            200
+        );
+    }
+    // Kept timers set for ~500 ms from now; the slow request's deadline is 300 ms later than
+    // theirs, and a timer fired at the kept deadline would answer after ~200 ms.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    members[0].set_fault(sim::Fault::Slow(Duration::from_secs(3)));
+    let started = std::time::Instant::now();
     assert_refused(
         &client.get("/ucwa/v1/applications/1/me", HOST).await,
         504,
         "upstream_timeout",
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_millis(2_500),
+        "{waited:?}"
     );
 }
 
