@@ -276,45 +276,35 @@ fn check_stray_boundaries(
     let folded = body.to_ascii_lowercase();
     let mut needle = b"--".to_vec();
     needle.extend(boundary.iter().map(u8::to_ascii_lowercase));
-    let finder = memchr::memmem::Finder::new(&needle);
-    let mut from = 0;
-    while let Some(found) = folded.get(from..).and_then(|rest| finder.find(rest)) {
-        let at = from.saturating_add(found);
-        if delimiters.binary_search(&at).is_err() {
-            return Err(BatchError::Framing);
-        }
-        from = at.saturating_add(1);
+    if positions(&folded, &needle).any(|at| delimiters.binary_search(&at).is_err()) {
+        return Err(BatchError::Framing);
     }
     // The same once a comparison that ignores default-ignorable code points, marks and controls
     // and folds case and compatibility forms has read each line that is not printable ASCII
     // (`x--bn\u{212A}`: .NET's culture-sensitive `IndexOf` finds `--bnK` there; fresh eyes
     // round 38): no more occurrences than the bytes hold.
-    let needle = String::from_utf8_lossy(&needle).into_owned();
-    for line in body.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(|b| (b' '..=b'~').contains(b)) {
+    let lines = |text| <[u8]>::split(text, |&b| b == b'\n');
+    for (line, line_folded) in lines(body).zip(lines(&folded)) {
+        if line.iter().all(|b| matches!(b, b' '..=b'~' | b'\r')) {
             continue;
         }
         let read = crate::iis::skeleton(&String::from_utf8_lossy(line));
-        if occurrences(read.as_bytes(), needle.as_bytes())
-            > occurrences(&line.to_ascii_lowercase(), needle.as_bytes())
-        {
+        if positions(read.as_bytes(), &needle).count() > positions(line_folded, &needle).count() {
             return Err(BatchError::Framing);
         }
     }
     Ok(())
 }
 
-/// How often `needle` stands in `haystack`, overlapping occurrences counted.
-fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
+/// Where `needle` stands in `haystack`, overlapping occurrences included, in order.
+fn positions<'h>(haystack: &'h [u8], needle: &'h [u8]) -> impl Iterator<Item = usize> + 'h {
     let finder = memchr::memmem::Finder::new(needle);
-    let mut from = 0;
-    let mut count = 0usize;
-    while let Some(found) = haystack.get(from..).and_then(|rest| finder.find(rest)) {
-        count = count.saturating_add(1);
-        from = from.saturating_add(found).saturating_add(1);
-    }
-    count
+    let mut from = 0usize;
+    std::iter::from_fn(move || {
+        let at = from.saturating_add(finder.find(haystack.get(from..)?)?);
+        from = at.saturating_add(1);
+        Some(at)
+    })
 }
 
 /// A line a lax parser could take for a delimiter: `--` and the boundary in another case, or

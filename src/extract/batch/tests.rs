@@ -973,6 +973,20 @@ fn a_byte_order_mark_before_a_batch_is_framing_error() {
     }
 }
 
+/// A batch of one unguarded PUT whose body is `text`.
+fn note_holding(boundary: &str, text: &str) -> String {
+    format!("--{boundary}\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n{text}\r\n--{boundary}--\r\n")
+}
+
+/// The same with `line`, then a second part's headers and request, in the PUT's body: one part
+/// to this reader, two to one that takes `line` for a delimiter.
+fn hiding_behind(boundary: &str, line: &str) -> String {
+    note_holding(
+        boundary,
+        &format!("{line}\r\n{HTTP}\r\n\r\nGET /ucwa/me HTTP/1.1\r\nHost: x\r\n"),
+    )
+}
+
 #[test]
 fn a_delimiter_in_another_case_by_unicode_is_framing_error() {
     // Fresh eyes round 36: .NET upper-cases `ſ` to `S` and `ı` to `I`, and lower-cases the
@@ -982,9 +996,7 @@ fn a_delimiter_in_another_case_by_unicode_is_framing_error() {
         ("bndi", "--bnd\u{131}"),
         ("bndk", "--bnd\u{212a}"),
     ] {
-        let body = format!(
-            "--{boundary}\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n{line}\r\n{HTTP}\r\n\r\nGET /ucwa/me HTTP/1.1\r\nHost: x\r\n\r\n--{boundary}--\r\n"
-        );
+        let body = hiding_behind(boundary, line);
         assert_eq!(
             parse(body.as_bytes(), boundary),
             Err(BatchError::Framing),
@@ -992,9 +1004,7 @@ fn a_delimiter_in_another_case_by_unicode_is_framing_error() {
         );
     }
     // Other non-ASCII text after two dashes is data.
-    let body = format!(
-        "--{GUID}\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n--caf\u{e9}\r\n--{GUID}--\r\n"
-    );
+    let body = note_holding(GUID, "--caf\u{e9}");
     assert_eq!(parse(body.as_bytes(), GUID).map(|p| p.len()), Ok(1));
 }
 
@@ -1015,9 +1025,7 @@ fn a_delimiter_with_characters_a_comparison_ignores_is_framing_error() {
         "\u{ff0d}\u{ff0d}bnd",
         "--bn\u{ff44}",
     ] {
-        let body = format!(
-            "--bnd\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n{line}\r\n{HTTP}\r\n\r\nGET /ucwa/me HTTP/1.1\r\nHost: x\r\n\r\n--bnd--\r\n"
-        );
+        let body = hiding_behind("bnd", line);
         assert_eq!(
             parse(body.as_bytes(), "bnd"),
             Err(BatchError::Framing),
@@ -1025,14 +1033,10 @@ fn a_delimiter_with_characters_a_comparison_ignores_is_framing_error() {
         );
     }
     // The dotted capital I lower-cases to `i` by its simple mapping.
-    let body = format!(
-        "--kiss\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n--k\u{130}ss\r\n--kiss--\r\n"
-    );
+    let body = note_holding("kiss", "--k\u{130}ss");
     assert_eq!(parse(body.as_bytes(), "kiss"), Err(BatchError::Framing));
     // Text that reads otherwise stays data.
-    let body = format!(
-        "--bnd\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n--caf\u{e9}\tb\u{ad}nd\r\n\u{2014} bnd\r\n--bnd--\r\n"
-    );
+    let body = note_holding("bnd", "--caf\u{e9}\tb\u{ad}nd\r\n\u{2014} bnd");
     assert_eq!(parse(body.as_bytes(), "bnd").map(|p| p.len()), Ok(1));
 }
 
@@ -1068,9 +1072,7 @@ fn the_boundary_inside_a_line_as_a_comparison_reads_it_is_framing_error() {
         ("bnd", "x--bn\u{200b}d"),
         ("bnds", "x\u{e9}--bnd\u{17f}"),
     ] {
-        let body = format!(
-            "--{boundary}\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\n{line}\r\n{HTTP}\r\n\r\nGET /ucwa/me HTTP/1.1\r\nHost: x\r\n\r\n--{boundary}--\r\n"
-        );
+        let body = hiding_behind(boundary, line);
         assert_eq!(
             parse(body.as_bytes(), boundary),
             Err(BatchError::Framing),
@@ -1078,10 +1080,8 @@ fn the_boundary_inside_a_line_as_a_comparison_reads_it_is_framing_error() {
         );
     }
     // Non-ASCII text that reads as no boundary is data.
-    let body = format!(
-        "--{GUID}\r\n{HTTP}\r\n\r\nPUT /ucwa/x HTTP/1.1\r\nHost: x\r\n\r\nJ\u{fc}rgen \u{6771}\u{4eac} --caf\u{e9} {}\r\n--{GUID}--\r\n",
-        &GUID[..20]
-    );
+    let text = format!("J\u{fc}rgen \u{6771}\u{4eac} --caf\u{e9} {}", &GUID[..20]);
+    let body = note_holding(GUID, &text);
     assert_eq!(parse(body.as_bytes(), GUID).map(|p| p.len()), Ok(1));
 }
 
