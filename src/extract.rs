@@ -95,7 +95,8 @@ pub fn from_body<'a>(
 
 /// The target a request named where it was refused as `malformed`: the parameter's value in the
 /// query, else in a form body, decoded but with what made it malformed (a control character)
-/// kept ([`query::attempted`]); `None` where it does not decode to UTF-8, or is in JSON or XML.
+/// kept, or as received where it cannot be decoded ([`query::attempted`]); `None` in JSON or
+/// XML.
 pub fn attempted(
     query: Option<&str>,
     content_type: Option<&str>,

@@ -90,11 +90,11 @@ pub(crate) fn find_pair<'a>(
 }
 
 /// The value of the first pair whose key reads as `parameter`, when that value is what
-/// [`find_pair`] refuses as `malformed` (read alone, it is still refused): decoded and kept if
-/// it is UTF-8, control characters included, for the trail to show (escaped) the target the
-/// client named. `None` where there is no such pair, where the refusal was another pair's (the
-/// trail must not blame a readable target: fresh eyes, round 33), or where the value does not
-/// decode to UTF-8.
+/// [`find_pair`] refuses as `malformed` (read alone, it is still refused), for the trail to show
+/// (escaped) the target the client named: decoded if it decodes to UTF-8, control characters
+/// included, else as received (`%u`, a bad escape: fresh eyes, round 39). `None` where there
+/// is no such pair, or where the refusal was another pair's (the trail must not blame a
+/// readable target: fresh eyes, round 33).
 pub(crate) fn attempted(input: &[u8], parameter: &str, grammar: Grammar) -> Option<String> {
     input.split(|&b| b == b'&').find_map(|pair| {
         let eq = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
@@ -106,14 +106,12 @@ pub(crate) fn attempted(input: &[u8], parameter: &str, grammar: Grammar) -> Opti
             return Some(None);
         }
         let value = pair.get(eq + 1..).unwrap_or_default();
-        let decoded = escape::decode(value, grammar.value).ok();
-        // A value that cannot be decoded (`%u`, a bad escape, not UTF-8) is shown as received
-        // (fresh eyes round 39: it was left out).
-        Some(
-            decoded
-                .and_then(|d| String::from_utf8(d.into_owned()).ok())
-                .or_else(|| Some(String::from_utf8_lossy(value).into_owned())),
-        )
+        let decoded = escape::decode(value, grammar.value)
+            .ok()
+            .and_then(|d| String::from_utf8(d.into_owned()).ok());
+        Some(Some(decoded.unwrap_or_else(|| {
+            String::from_utf8_lossy(value).into_owned()
+        })))
     })?
 }
 
