@@ -34,16 +34,20 @@ pub fn parse_authority(value: &str) -> Option<Authority<'_>> {
         // No empty label but a single trailing dot's: `a..b`, `.a` and `a..` name no host
         // (HTTP.sys and `System.Uri` refuse them), yet `a.b..` would be matched as `a.b.`, no
         // organisation's, and judged by the default's lists (fresh eyes round 35).
+        // One pass over the bytes: a dot must follow a label's byte (`str::split` costs ~300
+        // instructions a host, and every guarded request's host is read twice).
         None => {
+            let mut after_label = false;
             !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-                && name
-                    .strip_suffix('.')
-                    .unwrap_or(name)
-                    .split('.')
-                    .all(|label| !label.is_empty())
+                && name.bytes().all(|b| {
+                    let ok = match b {
+                        b'.' => after_label,
+                        b'-' | b'_' => true,
+                        _ => b.is_ascii_alphanumeric(),
+                    };
+                    after_label = b != b'.';
+                    ok
+                })
         }
     };
     (port_ok && name_ok).then_some(Authority { name, port })
@@ -92,6 +96,37 @@ pub fn is_domain(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass name check reads every short name over a host's alphabet as splitting it
+    /// into labels does: no empty label but a single trailing dot's.
+    #[test]
+    fn names_read_as_their_labels_say() {
+        fn by_labels(name: &str) -> bool {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+                && name
+                    .strip_suffix('.')
+                    .unwrap_or(name)
+                    .split('.')
+                    .all(|label| !label.is_empty())
+        }
+        let alphabet = ["a", "7", ".", "-", "_", "@", "\u{e9}"];
+        let mut names = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = names
+                .iter()
+                .filter(|n| n.chars().count() == names.last().unwrap().chars().count())
+                .flat_map(|n| alphabet.iter().map(move |c| format!("{n}{c}")))
+                .collect();
+            names.extend(longer);
+        }
+        assert!(names.len() > 19_000);
+        for name in &names {
+            assert_eq!(parse_authority(name).is_some(), by_labels(name), "{name:?}");
+        }
+    }
 
     #[test]
     fn only_host_and_port_syntax_is_an_authority() {
