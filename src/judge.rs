@@ -419,7 +419,12 @@ fn length_is_plain(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::CONTENT_LENGTH)
         .iter()
-        .all(|length| !matches!(length.as_bytes(), [b'0', _, ..]))
+        .all(is_plain_length)
+}
+
+/// A Content-Length line without a leading zero ([`length_is_plain`]).
+fn is_plain_length(length: &HeaderValue) -> bool {
+    !matches!(length.as_bytes(), [b'0', _, ..])
 }
 
 /// What a guarded path names.
@@ -577,7 +582,7 @@ impl<'c> Pending<'c> {
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .ok_or(Rejection::BadBody)?;
-            if lengths.next().is_some() || !length_is_plain(&self.head.headers) {
+            if lengths.next().is_some() || !is_plain_length(length) {
                 return Err(Rejection::BadBody);
             }
             if n > self.limit as u64 {
