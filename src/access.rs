@@ -39,7 +39,7 @@ impl Entry {
         started: Instant,
         id: &HeaderValue,
         client: std::net::IpAddr,
-        head: &http::request::Parts,
+        head: &crate::request::Head,
     ) -> Entry {
         Entry {
             log: log.clone(),
@@ -50,7 +50,7 @@ impl Entry {
                 .ok()
                 .map(|host| host.to_str().unwrap_or("").into()),
             method: head.method.clone(),
-            path: head.uri.path().into(),
+            path: head.target.path().into(),
             bytes_in: Arc::default(),
             status: 0,
             member: None,

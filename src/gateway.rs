@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
-use http::{Request, Response, Version};
+use http::{Response, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either};
 use once_cell::race::OnceBox;
@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::policy::Organisation;
 use crate::ratelimit::{Limited, OrgIndex};
 use crate::reject::{prefers_xml, Rejection};
+use crate::request;
 use crate::route::Traffic;
 use crate::state::{Shared, Snapshot};
 use crate::upstream::{self, FailureKind, MemberBody, RequestSpan as _, UpstreamError};
@@ -271,11 +272,11 @@ impl Gateway {
     /// `started` is when its head was read.
     pub fn handle(
         self: Arc<Self>,
-        request: Request<ClientBody>,
+        parts: request::Head,
+        mut body: ClientBody,
         started: Instant,
     ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send {
         let snapshot = self.shared.snapshot();
-        let (parts, mut body) = request.into_parts();
         let ids = forwarding::request_ids(&parts.headers);
         let client = snapshot.config.server.trusted_proxies.client(
             self.connection.client.ip(),
@@ -374,7 +375,7 @@ impl Gateway {
 
     /// Admits the request and starts its route: a pass-through request is written for the pool
     /// here, and its future holds that alone across the wait; a refusal is made here.
-    fn route(&self, ctx: &Ctx, parts: http::request::Parts, body: ClientBody) -> Route {
+    fn route(&self, ctx: &Ctx, parts: request::Head, body: ClientBody) -> Route {
         let config = &ctx.snapshot.config;
         let sni = self.connection.sni.as_deref();
         // Only the audit trail reads it (its fingerprint), and only on a judged request; a

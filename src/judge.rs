@@ -16,9 +16,8 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::request::Parts;
-use http::uri::PathAndQuery;
 use http::Method;
 
 use crate::audit::{self, Decided};
@@ -30,6 +29,7 @@ use crate::iis::host;
 use crate::iis::media::{self, EncodingError};
 use crate::policy::{DenyReason, Mode, Organisation, Policy, Rule};
 use crate::reject::Rejection;
+use crate::request::Head;
 use crate::request::{self, X_UP_DEVCAP_POST_CHARSET};
 use crate::route::{self, Guard, Route, Traffic};
 use crate::target::{Target, TargetError};
@@ -40,7 +40,7 @@ use crate::target::{Target, TargetError};
 #[derive(Debug)]
 #[must_use]
 pub struct Clearance {
-    head: Parts,
+    head: Head,
     body: UpstreamBody,
 }
 
@@ -57,29 +57,19 @@ impl Clearance {
 
     /// The origin-form target the pool receives: path and query, as judged.
     pub fn target(&self) -> &str {
-        self.head.uri.path_and_query().map_or("/", |p| p.as_str())
+        self.head.target.path_and_query().unwrap_or("/")
     }
 
     /// The origin-form target, kept past [`Clearance::into_parts`] (a reference count).
-    pub fn path_and_query(&self) -> PathAndQuery {
-        self.head
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"))
+    pub fn path_and_query(&self) -> ByteString {
+        self.head.target.origin_form()
     }
 
     /// Method, origin-form target, headers and body, for the upstream request.
-    pub(crate) fn into_parts(self) -> (Method, PathAndQuery, HeaderMap, UpstreamBody) {
-        let path_and_query = self
-            .head
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    pub(crate) fn into_parts(self) -> (Method, ByteString, HeaderMap, UpstreamBody) {
         (
             self.head.method,
-            path_and_query,
+            self.head.target.origin_form(),
             self.head.headers,
             self.body,
         )
@@ -98,7 +88,7 @@ pub enum Admission<'c> {
 
 /// An unguarded request, cleared once its body is attached.
 pub struct Passed {
-    head: Parts,
+    head: Head,
     host: HeaderValue,
 }
 
@@ -257,7 +247,7 @@ pub const TARGET: &str = "target";
 
 /// Judges a request head: its Host (and on TLS, the server name it came by), the headers UCWA
 /// must not see, and its path. `sni` is the TLS server name, if any.
-pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admission<'c> {
+pub fn admit<'c>(mut head: Head, config: &'c Config, sni: Option<&str>) -> Admission<'c> {
     // A transfer coding beside `chunked` (`gzip, chunked`) is left on the body by hyper, which
     // undoes only the chunking: the body would be judged still coded, and on any route the pool
     // would get it without its coding (Transfer-Encoding is hop-by-hop). `chunked, chunked`
@@ -281,7 +271,7 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
         Err(rejection) => {
             // On a guarded resource or a batch this is a decision, recorded with the Host as
             // sent and no organisation, since none can be told from it (fresh eyes, round 32).
-            let view = route::view(head.uri.path(), &config.guards);
+            let view = route::view(head.target.path(), &config.guards);
             let (parameter, ruling) = head_ruling(&view, &head, None, rejection);
             let traffic = match ruling {
                 Some(_) => Traffic::Guarded,
@@ -301,7 +291,7 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
     if head.method == Method::CONNECT {
         return refuse(Rejection::BadPath, TARGET, Traffic::Passthrough, host);
     }
-    let view = route::view(head.uri.path(), &config.guards);
+    let view = route::view(head.target.path(), &config.guards);
     if view.under_ucwa {
         if let Err(rejection) = ucwa_headers(head.headers.keys().map(http::HeaderName::as_str)) {
             // On a guarded resource or a batch this is a decision like any other, and the trail
@@ -378,7 +368,7 @@ pub fn admit<'c>(mut head: Parts, config: &'c Config, sni: Option<&str>) -> Admi
 /// for, and there is no ruling.
 fn head_ruling<'c>(
     view: &route::PathView<'c>,
-    head: &Parts,
+    head: &Head,
     organisation: Option<&'c Organisation>,
     rejection: Rejection,
 ) -> (&'c str, Option<Ruling<'c>>) {
@@ -396,7 +386,7 @@ fn head_ruling<'c>(
     };
     let ruling = resource.map(|resource| Ruling {
         method: head.method.clone(),
-        path: head.uri.path().into(),
+        path: head.target.path().into(),
         resource,
         organisation,
         targets: Vec::new(),
@@ -452,7 +442,7 @@ impl<'c> Kind<'c> {
 
 /// A guarded request waiting for its body.
 pub struct Pending<'c> {
-    head: Parts,
+    head: Head,
     host: HeaderValue,
     kind: Kind<'c>,
     limit: usize,
@@ -465,7 +455,7 @@ pub struct Pending<'c> {
 /// before it holds the snapshot the configuration is part of, and takes this instead;
 /// [`Detached::attach`] to the same configuration gives the same `Pending` back.
 pub struct Detached {
-    head: Parts,
+    head: Head,
     host: HeaderValue,
     /// The guard's place in the configuration's table ([`crate::route::Guards::position`]), or
     /// `None` for a batch.
@@ -534,7 +524,7 @@ impl<'c> Pending<'c> {
 
     /// The request's path as received (a batch's own, for its parts' application).
     pub fn path(&self) -> &str {
-        self.head.uri.path()
+        self.head.target.path()
     }
 
     /// The refusal when the body could not be read (too large, or broken off).
@@ -596,7 +586,7 @@ impl<'c> Pending<'c> {
     fn whole(&self, refusal: Rejection) -> Ruling<'c> {
         Ruling {
             method: self.head.method.clone(),
-            path: self.head.uri.path().into(),
+            path: self.head.target.path().into(),
             resource: self.kind.resource(),
             organisation: self.organisation(),
             targets: Vec::new(),
@@ -674,7 +664,7 @@ impl<'c> Pending<'c> {
         let content_encoding = request::list(request::lines(headers, &header::CONTENT_ENCODING));
         let inbound = Inbound {
             method: &self.head.method,
-            query: self.head.uri.query(),
+            query: self.head.target.query(),
             content_type: request::single(request::lines(headers, &header::CONTENT_TYPE)),
             content_encoding: content_encoding.as_deref(),
             body: &body,
@@ -686,7 +676,12 @@ impl<'c> Pending<'c> {
         };
         let found = Found::judge(self.policy(), self.organisation(), &inbound, guard);
         let recorded = found.is_decision(&self.head.method, guard);
-        let mut ruling = found.ruling(self.head.method.clone(), self.head.uri.path(), guard, None);
+        let mut ruling = found.ruling(
+            self.head.method.clone(),
+            self.head.target.path(),
+            guard,
+            None,
+        );
         // In shadow mode a target rule's refusal is recorded, and the request forwarded.
         ruling.shadow = recorded && ruling.shadowed(self.policy());
         let (shadow, refusal) = (ruling.shadow, ruling.refusal);

@@ -432,24 +432,28 @@ type Answering = std::pin::Pin<
 
 impl Handler {
     /// Starts a request: its answer to come, and its guard, which the answer's body takes.
-    fn start(&self, req: http::Request<Source>) -> (Answering, InFlight) {
+    fn start(&self, request: crate::request::Head, body: Source) -> (Answering, InFlight) {
         // One clock reading for the request's guards, its body's deadline and its latency.
         let head = tokio::time::Instant::now();
         let in_flight = InFlight::request_at(Arc::clone(&self.activity), self.activity.at(head));
         let (activity, limits) = (&self.activity, self.limits);
         let answer = Box::pin(Arc::clone(&self.gateway).handle(
-            req.map(|body| ClientBody::new(body, activity, limits, head)),
+            request,
+            ClientBody::new(body, activity, limits, head),
             head.into_std(),
         ));
         (answer, in_flight)
     }
 
+    /// A request hyper's server read (HTTP/2, or a connection that could be either): its
+    /// target is the `Uri` hyper made.
     fn call(
         &self,
         req: http::Request<Source>,
     ) -> impl std::future::Future<Output = http::Response<Tracked<ResponseBody>>> + Send + 'static
     {
-        let (answer, in_flight) = self.start(req);
+        let (parts, body) = req.into_parts();
+        let (answer, in_flight) = self.start(parts.into(), body);
         async move {
             let response = match answer.await {
                 Ok(response) => response,

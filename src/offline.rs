@@ -114,7 +114,7 @@ pub fn judge<'c>(
     config: &'c Config,
     sni: Option<&str>,
 ) -> Judgement<'c> {
-    let (traffic, host, rulings, answer) = match judge::admit(parts, config, sni) {
+    let (traffic, host, rulings, answer) = match judge::admit(parts.into(), config, sni) {
         Admission::Pass(passed) => (
             Traffic::Passthrough,
             passed.host().clone(),

@@ -6,11 +6,13 @@
 use std::borrow::Cow;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::request::Parts;
 use http::Version;
 
 use crate::iis::{self, host};
 use crate::reject::Rejection;
+
+mod head;
+pub use head::{Head, RequestTarget};
 
 /// `X-HTTP-Method-Override` and its kin: ASP.NET and WCF honour them, so on UCWA a POST could be
 /// read as another method, or the reverse.
@@ -44,8 +46,8 @@ pub const UNREADABLE: &str = "\u{fffd}";
 /// (RFC 9112 §3.2.2). It must be `host[:port]` ([`host::parse_authority`]); userinfo is refused
 /// (RFC 9110 §4.2.4), since the organisation would be chosen by the text after the `@` while
 /// the pool receives the whole value.
-pub fn host(parts: &Parts) -> Result<HeaderValue, Rejection> {
-    let value = if let Some(authority) = parts.uri.authority() {
+pub fn host(parts: &Head) -> Result<HeaderValue, Rejection> {
+    let value = if let Some(authority) = parts.target.authority() {
         HeaderValue::from_str(authority.as_str()).map_err(|_| Rejection::BadHost)?
     } else {
         let mut hosts = parts.headers.get_all(header::HOST).iter();
@@ -65,8 +67,8 @@ pub fn host(parts: &Parts) -> Result<HeaderValue, Rejection> {
 /// The host a request named, for the trail of a request refused for it: the absolute-form
 /// authority, else its Host lines joined as a list (empty without either). Not checked: the
 /// trail escapes it.
-pub fn host_as_sent(parts: &Parts) -> HeaderValue {
-    if let Some(authority) = parts.uri.authority() {
+pub fn host_as_sent(parts: &Head) -> HeaderValue {
+    if let Some(authority) = parts.target.authority() {
         return HeaderValue::from_str(authority.as_str()).unwrap_or(HeaderValue::from_static(""));
     }
     let mut hosts = parts.headers.get_all(header::HOST).iter();
@@ -171,7 +173,7 @@ mod tests {
             request = request.header(header::HOST, *h);
         }
         let (parts, ()) = request.body(()).unwrap().into_parts();
-        host(&parts)
+        host(&parts.into())
     }
 
     #[test]

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytestring::ByteString;
 use http::header::HeaderValue;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, Scheme};
 use http::{HeaderMap, Method, Response};
 use prometheus::{Histogram, IntCounter, IntGauge};
 
@@ -325,7 +326,7 @@ impl Pool {
     fn next_attempt(
         &self,
         sending: &mut Sending,
-        target: PathAndQuery,
+        target: ByteString,
         headers: HeaderMap,
         lines: forwarding::Lines,
         body: UpstreamBody,
@@ -361,7 +362,7 @@ impl Pool {
         &self,
         index: usize,
         method: &Method,
-        target: PathAndQuery,
+        target: ByteString,
         headers: HeaderMap,
         lines: Option<&forwarding::Lines>,
         body: UpstreamBody,
@@ -506,7 +507,7 @@ pub struct Sending {
 
 /// What another attempt sends: copies of its own, none of them a slice of the client's buffer.
 struct Retry {
-    target: PathAndQuery,
+    target: ByteString,
     headers: HeaderMap,
     lines: forwarding::Lines,
     /// A copy of a body held in memory; `None` for a streamed body, which only an attempt
@@ -608,10 +609,9 @@ fn detached_headers(headers: &HeaderMap) -> HeaderMap {
     detached
 }
 
-/// `path_and_query` in storage of its own, not a slice of the buffer it was parsed from.
-fn detached(path_and_query: &PathAndQuery) -> PathAndQuery {
-    let copy = bytes::Bytes::copy_from_slice(path_and_query.as_str().as_bytes());
-    PathAndQuery::from_maybe_shared(copy).unwrap_or_else(|_| path_and_query.clone())
+/// `target` in storage of its own, not a slice of the buffer it was parsed from.
+fn detached(target: &ByteString) -> ByteString {
+    ByteString::from(&**target)
 }
 
 /// Counts a request against its member for `least_requests` until dropped, so a request whose
@@ -763,18 +763,16 @@ mod detached_tests {
 
     proptest! {
         /// The detached copy is the same target as the one sliced from a request line, for any
-        /// target hyper could have parsed (the copy replaced `path_and_query.clone()`).
+        /// target a request line could carry (the copy replaced `clone()`).
         #[test]
         fn detached_is_the_same_target(target in "[!-~]{0,80}") {
             let line = bytes::Bytes::from(format!("/{target}"));
-            if let Ok(sliced) = PathAndQuery::from_maybe_shared(line.slice(..)) {
+            if let Ok(read) = crate::request::RequestTarget::parse(line.slice(..)) {
+                let sliced = read.origin_form();
                 let copy = detached(&sliced);
-                prop_assert_eq!(copy.as_str(), sliced.as_str());
-                prop_assert_eq!(copy.path(), sliced.path());
-                prop_assert_eq!(copy.query(), sliced.query());
-                prop_assert_eq!(&copy, &sliced.clone());
+                prop_assert_eq!(&copy, &sliced);
                 // Its storage is its own: the request line's buffer is not shared.
-                prop_assert!(!std::ptr::eq(copy.as_str().as_ptr(), sliced.as_str().as_ptr()));
+                prop_assert!(!std::ptr::eq(copy.as_ptr(), sliced.as_ptr()));
             }
         }
     }
@@ -813,8 +811,8 @@ mod detached_tests {
             "/a?b=1",
             "/ucwa/oauth/v1/applications/192/events?ack=1",
         ] {
-            let pq = PathAndQuery::from_maybe_shared(bytes::Bytes::from(target)).unwrap();
-            assert_eq!(detached(&pq), pq);
+            let target = ByteString::from_static(target);
+            assert_eq!(detached(&target), target);
         }
     }
 }

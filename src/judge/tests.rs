@@ -13,7 +13,7 @@ fn admitted_with(path: &str, lines: &[(&str, &str)]) -> Result<Traffic, (Rejecti
         request = request.header(*name, *value);
     }
     let head = request.body(()).unwrap().into_parts().0;
-    match admit(head, &config, None) {
+    match admit(head.into(), &config, None) {
         Admission::Pass(_) => Ok(Traffic::Passthrough),
         Admission::Guarded(_) => Ok(Traffic::Guarded),
         Admission::Refused(r) => Err((r.rejection, r.traffic)),
@@ -30,7 +30,11 @@ fn passed_with(method: Method, lines: &[(&str, &str)]) -> Option<http::HeaderMap
     for (name, value) in lines {
         request = request.header(*name, *value);
     }
-    match admit(request.body(()).unwrap().into_parts().0, &config, None) {
+    match admit(
+        request.body(()).unwrap().into_parts().0.into(),
+        &config,
+        None,
+    ) {
         Admission::Pass(passed) => Some(passed.head.headers),
         _ => None,
     }
@@ -47,7 +51,7 @@ fn connect_is_refused() {
         .unwrap()
         .into_parts()
         .0;
-    match admit(head, &config, None) {
+    match admit(head.into(), &config, None) {
         Admission::Refused(r) => assert_eq!(r.rejection, Rejection::BadPath),
         _ => panic!("CONNECT was admitted"),
     }
@@ -244,7 +248,7 @@ fn a_detached_admission_attaches_as_it_was() {
                 .unwrap()
                 .into_parts()
                 .0;
-            let Admission::Guarded(pending) = admit(head, &config, sni) else {
+            let Admission::Guarded(pending) = admit(head.into(), &config, sni) else {
                 panic!("{path} is not guarded");
             };
             let kind = |p: &Pending<'_>| match p.kind {
@@ -253,14 +257,14 @@ fn a_detached_admission_attaches_as_it_was() {
             };
             let (was_kind, was_limit, was_misdirected) =
                 (kind(&pending), pending.limit, pending.misdirected);
-            let (was_head, was_host) = (pending.head.uri.clone(), pending.host.clone());
+            let (was_head, was_host) = (pending.head.target.clone(), pending.host.clone());
             let was_headers = pending.head.headers.clone();
             let again = pending.detach().attach(&config);
             assert_eq!(kind(&again), was_kind, "{path}");
             assert_eq!(again.parameter(), again.kind.parameter());
             assert_eq!(again.limit, was_limit);
             assert_eq!(again.misdirected, was_misdirected);
-            assert_eq!(again.head.uri, was_head);
+            assert_eq!(again.head.target, was_head);
             assert_eq!(again.head.headers, was_headers);
             assert_eq!(again.host, was_host);
             assert!(std::ptr::eq(again.config, &config));

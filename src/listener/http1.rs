@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, StatusCode, Uri, Version};
+use http::{Method, StatusCode, Version};
 use http_body::Body;
 use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -38,6 +38,7 @@ use super::{BoxError, Handler, Serving, MAX_HTTP1_BUF};
 use crate::body::Tracked;
 use crate::body::{Broken, Feed, InFlight, Source, WireBody, PARK_AFTER};
 use crate::gateway::ResponseBody;
+use crate::request::{self, RequestTarget};
 use crate::upstream::h1::{ends_chunked, has_token, Chunked, Step};
 
 /// Header lines a request may have (hyper's default).
@@ -119,7 +120,7 @@ type Span = [usize; 4];
 
 /// A request head as read, and what its framing says.
 struct Head {
-    parts: http::request::Parts,
+    request: request::Head,
     framing: Framing,
     keep_alive: bool,
     expect_continue: bool,
@@ -272,20 +273,18 @@ impl<T: Socket> Conn<T> {
     /// waits for the answer: a held long poll keeps that future for minutes (issue 16).
     fn start(&mut self, head: Head) -> Exchange {
         let Head {
-            parts,
+            request,
             framing,
             keep_alive,
             expect_continue,
         } = head;
         let asked = Asked {
-            method: parts.method.clone(),
-            version: parts.version,
+            method: request.method.clone(),
+            version: request.version,
             keep_alive,
         };
         let (body, feeding) = body(&mut self.buf, framing, expect_continue);
-        let (answer, in_flight) = self
-            .handler
-            .start(Request::from_parts(parts, Source::Right(body)));
+        let (answer, in_flight) = self.handler.start(request, Source::Right(body));
         Exchange {
             answer,
             in_flight: Some(in_flight),
@@ -649,11 +648,9 @@ fn parse(
         [name, name + h.name.len(), value, value + h.value.len()]
     }));
     let head = buf.split_to(len).freeze();
-    let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = method;
-    parts.uri = Uri::from_maybe_shared(head.slice(path)).map_err(|_| bad)?;
+    let target = RequestTarget::parse(head.slice(path)).map_err(|_| bad)?;
     let http11 = minor == 1;
-    parts.version = if http11 {
+    let version = if http11 {
         Version::HTTP_11
     } else {
         Version::HTTP_10
@@ -720,14 +717,18 @@ fn parse(
     }
     // hyper answers `Expect: 100-continue` on HTTP/1.1 only (`Conn::read_head`).
     expect_continue &= http11;
-    parts.headers = headers;
     let framing = if chunked {
         Framing::Chunked
     } else {
         Framing::Length(length.unwrap_or(0))
     };
     Ok(Some(Head {
-        parts,
+        request: request::Head {
+            method,
+            target,
+            version,
+            headers,
+        },
         framing,
         keep_alive,
         expect_continue,

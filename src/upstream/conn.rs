@@ -11,7 +11,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::uri::PathAndQuery;
+use bytestring::ByteString;
 use http::{HeaderMap, HeaderValue, Method};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -375,7 +375,7 @@ impl Outgoing {
     pub fn write(
         conn: Option<&mut Conn>,
         method: &Method,
-        target: PathAndQuery,
+        target: ByteString,
         mut headers: HeaderMap,
         forwarded: Option<(&forwarding::Lines, &HeaderValue)>,
         body: UpstreamBody,
@@ -404,7 +404,7 @@ impl Outgoing {
             _ => false,
         };
         let pump = if small {
-            h1::write_head(buf, method, target.as_str(), &headers, forwarded);
+            h1::write_head(buf, method, &target, &headers, forwarded);
             if let UpstreamBody::Buffered(Some(bytes)) = &body {
                 buf.extend_from_slice(bytes);
             }
@@ -417,7 +417,7 @@ impl Outgoing {
                 out: BytesMut::new(),
                 done: false,
             });
-            h1::write_head(&mut pump.out, method, target.as_str(), &headers, forwarded);
+            h1::write_head(&mut pump.out, method, &target, &headers, forwarded);
             Some(pump)
         };
         Outgoing {
@@ -809,7 +809,7 @@ mod tests {
         Outgoing::write(
             Some(conn),
             &Method::GET,
-            PathAndQuery::from_static(path),
+            ByteString::from_static(path),
             HeaderMap::new(),
             None,
             UpstreamBody::Empty,

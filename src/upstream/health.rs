@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use bytestring::ByteString;
 use http::uri::PathAndQuery;
 use http::{header, HeaderMap, Method, StatusCode};
 
@@ -168,6 +169,7 @@ async fn probe_once(pool: &Weak<Pool>, index: usize) -> bool {
     let Ok(target) = PathAndQuery::try_from(health.path.as_str()) else {
         return true;
     };
+    let target = ByteString::from(target.as_str());
     let mut headers = HeaderMap::with_capacity(2);
     if let Ok(host) = header::HeaderValue::from_str(member.authority.as_str()) {
         headers.insert(header::HOST, host);

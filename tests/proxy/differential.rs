@@ -520,7 +520,7 @@ fn judged(config: &Config, req: &Req) -> Result<Option<(String, Vec<(String, Str
         builder = builder.header(name.as_str(), value.as_str());
     }
     let (parts, ()) = builder.body(()).map_err(|e| e.to_string())?.into_parts();
-    let mut clearance = match judge::admit(parts, config, None) {
+    let mut clearance = match judge::admit(parts.into(), config, None) {
         Admission::Refused(_) => return Ok(None),
         Admission::Pass(passed) => passed.with_body(UpstreamBody::Empty),
         Admission::Guarded(pending) => {

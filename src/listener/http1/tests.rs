@@ -21,20 +21,23 @@ fn ok(text: &str) -> Head {
 fn heads_are_framed_as_hypers_server_frames_them() {
     let h = ok("POST /a?b=c HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
     assert_eq!(h.framing, Framing::Length(5));
-    assert_eq!(h.parts.headers.get_all("content-length").iter().count(), 1);
-    assert_eq!(h.parts.uri.query(), Some("b=c"));
+    assert_eq!(
+        h.request.headers.get_all("content-length").iter().count(),
+        1
+    );
+    assert_eq!(h.request.target.query(), Some("b=c"));
     assert!(h.keep_alive);
 
     let h = ok("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
     assert_eq!(h.framing, Framing::Chunked);
     assert!(
-        h.parts.headers.get("content-length").is_none(),
+        h.request.headers.get("content-length").is_none(),
         "chunked wins"
     );
     assert!(!h.keep_alive, "closed after the answer (RFC 9112 §6.3)");
     let h = ok("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
     assert_eq!(h.framing, Framing::Chunked);
-    assert!(h.parts.headers.get("content-length").is_none());
+    assert!(h.request.headers.get("content-length").is_none());
     assert!(!h.keep_alive);
 
     assert_eq!(ok("GET / HTTP/1.1\r\n\r\n").framing, Framing::Length(0));
@@ -50,7 +53,7 @@ fn heads_are_framed_as_hypers_server_frames_them() {
     );
     assert!(
         ok("GET / HTTP/1.1\nHost: h\n\n")
-            .parts
+            .request
             .headers
             .contains_key("host"),
         "bare LF"
@@ -177,8 +180,8 @@ where
 {
     let h = ok(request);
     let asked = Asked {
-        method: h.parts.method.clone(),
-        version: h.parts.version,
+        method: h.request.method.clone(),
+        version: h.request.version,
         keep_alive: h.keep_alive,
     };
     let (mut parts, body) = response.into_parts();
@@ -496,7 +499,7 @@ fn our_next(buf: &mut BytesMut) -> (Reading, bool, bool) {
         }
     };
     let goes_on = head.keep_alive && body.is_ok();
-    let p = head.parts;
+    let p = head.request;
     let lines = p
         .headers
         .iter()
@@ -505,7 +508,7 @@ fn our_next(buf: &mut BytesMut) -> (Reading, bool, bool) {
     (
         Some((
             p.method.to_string(),
-            p.uri.to_string(),
+            p.target.to_string(),
             p.version,
             lines,
             body,
