@@ -278,10 +278,11 @@ impl Gateway {
     ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send {
         let snapshot = self.shared.snapshot();
         let ids = forwarding::request_ids(&parts.headers);
-        let client = snapshot.config.server.trusted_proxies.client(
-            self.connection.client.ip(),
-            parts.headers.get_all(forwarding::X_FORWARDED_FOR),
-        );
+        let client = snapshot
+            .config
+            .server
+            .trusted_proxies
+            .client(self.connection.client.ip(), &parts.headers);
         let access = self.shared.access.enabled().then(|| {
             let entry = access::Entry::new(&self.shared.access, started, &ids.ours, client, &parts);
             body.count_into(entry.bytes_in());
