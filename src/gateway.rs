@@ -272,25 +272,25 @@ impl Gateway {
     /// `started` is when its head was read.
     pub fn handle(
         self: Arc<Self>,
-        parts: request::Head,
+        head: request::Head,
         mut body: ClientBody,
         started: Instant,
     ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send {
         let snapshot = self.shared.snapshot();
-        let ids = forwarding::request_ids(&parts.headers);
+        let ids = forwarding::request_ids(&head.headers);
         let client = snapshot
             .config
             .server
             .trusted_proxies
-            .client(self.connection.client.ip(), &parts.headers);
+            .client(self.connection.client.ip(), &head.headers);
         let access = self.shared.access.enabled().then(|| {
-            let entry = access::Entry::new(&self.shared.access, started, &ids.ours, client, &parts);
+            let entry = access::Entry::new(&self.shared.access, started, &ids.ours, client, &head);
             body.count_into(entry.bytes_in());
             Box::new(entry)
         });
         let ctx = Ctx {
-            version: parts.version,
-            xml: prefers_xml(parts.headers.get(header::ACCEPT)),
+            version: head.version,
+            xml: prefers_xml(head.headers.get(header::ACCEPT)),
             snapshot,
             ids,
             started,
@@ -305,8 +305,8 @@ impl Gateway {
             >= tracing::level_filters::LevelFilter::DEBUG;
         let span = debug.then(|| ctx.span().clone());
         let mut route = match &span {
-            Some(span) => span.in_scope(|| self.route(&ctx, parts, body)),
-            None => self.route(&ctx, parts, body),
+            Some(span) => span.in_scope(|| self.route(&ctx, head, body)),
+            None => self.route(&ctx, head, body),
         };
         // The route is matched by reference, here rather than in a function of its own: every
         // level of a future keeps room for its arguments, and the route moved out would take
@@ -376,16 +376,16 @@ impl Gateway {
 
     /// Admits the request and starts its route: a pass-through request is written for the pool
     /// here, and its future holds that alone across the wait; a refusal is made here.
-    fn route(&self, ctx: &Ctx, parts: request::Head, body: ClientBody) -> Route {
+    fn route(&self, ctx: &Ctx, head: request::Head, body: ClientBody) -> Route {
         let config = &ctx.snapshot.config;
         let sni = self.connection.sni.as_deref();
         // Only the audit trail reads it (its fingerprint), and only on a judged request; a
         // pass-through request does not keep it (a slice of the client's read buffer).
         let authorization = match self.shared.audit.enabled() {
-            true => parts.headers.get(header::AUTHORIZATION).cloned(),
+            true => head.headers.get(header::AUTHORIZATION).cloned(),
             false => None,
         };
-        match judge::admit(parts, config, sni) {
+        match judge::admit(head, config, sni) {
             Admission::Pass(passed) => {
                 drop(authorization);
                 let host = passed.host().clone();

@@ -46,14 +46,14 @@ pub const UNREADABLE: &str = "\u{fffd}";
 /// (RFC 9112 §3.2.2). It must be `host[:port]` ([`host::parse_authority`]); userinfo is refused
 /// (RFC 9110 §4.2.4), since the organisation would be chosen by the text after the `@` while
 /// the pool receives the whole value.
-pub fn host(parts: &Head) -> Result<HeaderValue, Rejection> {
-    let value = if let Some(authority) = parts.target.authority() {
+pub fn host(head: &Head) -> Result<HeaderValue, Rejection> {
+    let value = if let Some(authority) = head.target.authority() {
         HeaderValue::from_str(authority.as_str()).map_err(|_| Rejection::BadHost)?
     } else {
-        let mut hosts = parts.headers.get_all(header::HOST).iter();
+        let mut hosts = head.headers.get_all(header::HOST).iter();
         match (hosts.next(), hosts.next()) {
             (Some(h), None) => h.clone(),
-            (None, None) if parts.version < Version::HTTP_11 => {
+            (None, None) if head.version < Version::HTTP_11 => {
                 return Ok(HeaderValue::from_static(""))
             }
             _ => return Err(Rejection::BadHost),
@@ -67,11 +67,11 @@ pub fn host(parts: &Head) -> Result<HeaderValue, Rejection> {
 /// The host a request named, for the trail of a request refused for it: the absolute-form
 /// authority, else its Host lines joined as a list (empty without either). Not checked: the
 /// trail escapes it.
-pub fn host_as_sent(parts: &Head) -> HeaderValue {
-    if let Some(authority) = parts.target.authority() {
+pub fn host_as_sent(head: &Head) -> HeaderValue {
+    if let Some(authority) = head.target.authority() {
         return HeaderValue::from_str(authority.as_str()).unwrap_or(HeaderValue::from_static(""));
     }
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let mut hosts = head.headers.get_all(header::HOST).iter();
     let Some(first) = hosts.next() else {
         return HeaderValue::from_static("");
     };
