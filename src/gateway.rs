@@ -722,10 +722,9 @@ impl Gateway {
         // a long poll) keeps what a lesson needs across the wait, its path in storage of its own:
         // a slice of the request head would keep hyper's whole read buffer alive. The lesson is
         // read only from an answer that can teach (few can).
-        let learnable = Lesson::may(clearance.method(), clearance.target()).then(|| {
-            let target = clearance.target();
-            (clearance.method().clone(), Box::<str>::from(target), host)
-        });
+        let target = clearance.target();
+        let learnable = Lesson::may(clearance.method(), &target)
+            .then(|| (clearance.method().clone(), Box::<str>::from(&*target), host));
         Forwarding {
             sending: snapshot.pool.prepare(clearance, lines),
             learnable,

@@ -29,8 +29,8 @@ use crate::iis::host;
 use crate::iis::media::{self, EncodingError};
 use crate::policy::{DenyReason, Mode, Organisation, Policy, Rule};
 use crate::reject::Rejection;
-use crate::request::Head;
 use crate::request::{self, X_UP_DEVCAP_POST_CHARSET};
+use crate::request::{Head, TargetForm};
 use crate::route::{self, Guard, Route, Traffic};
 use crate::target::{Target, TargetError};
 
@@ -56,8 +56,8 @@ impl Clearance {
     }
 
     /// The origin-form target the pool receives: path and query, as judged.
-    pub fn target(&self) -> &str {
-        self.head.target.path_and_query().unwrap_or("/")
+    pub fn target(&self) -> ByteString {
+        self.head.target.origin_form()
     }
 
     /// The origin-form target, kept past [`Clearance::into_parts`] (a reference count).
@@ -290,6 +290,18 @@ pub fn admit<'c>(mut head: Head, config: &'c Config, sni: Option<&str>) -> Admis
     // tunnel), and hyper-util would send it on to a member (fresh eyes, round 15).
     if head.method == Method::CONNECT {
         return refuse(Rejection::BadPath, TARGET, Traffic::Passthrough, host);
+    }
+    // The authority form belongs to CONNECT and the asterisk to a server-wide OPTIONS (RFC 9112
+    // §3.2.3-4): `POST host:443` names no resource, and `POST *` none the pool serves (fresh
+    // eyes, round 41: the first went on as `POST /` with its authority for Host).
+    match head.target.form() {
+        TargetForm::Authority => {
+            return refuse(Rejection::BadPath, TARGET, Traffic::Passthrough, host)
+        }
+        TargetForm::Asterisk if head.method != Method::OPTIONS => {
+            return refuse(Rejection::BadPath, TARGET, Traffic::Passthrough, host)
+        }
+        _ => {}
     }
     let view = route::view(head.target.path(), &config.guards);
     if view.under_ucwa {

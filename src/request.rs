@@ -12,7 +12,7 @@ use crate::iis::{self, host};
 use crate::reject::Rejection;
 
 mod head;
-pub use head::{Head, RequestTarget};
+pub use head::{Head, RequestTarget, TargetForm};
 
 /// `X-HTTP-Method-Override` and its kin: ASP.NET and WCF honour them, so on UCWA a POST could be
 /// read as another method, or the reverse.

@@ -160,7 +160,26 @@ pub fn classify<'g>(raw_path: &str, guards: &'g Guards) -> Route<'g> {
 /// A reading that cannot be canonicalised makes the path `BadPath` when it could reach UCWA
 /// ([`path::could_reach_ucwa`]), and is ignored otherwise. Readings that name different guarded
 /// resources, or a resource and a batch, are `BadPath` too: there is no one thing to judge.
+///
+/// A path shaped as a network-path reference (`//host/ucwa/...`, `/\\host/...`, `/%2Fhost/...`)
+/// that routes nowhere guarded is `BadPath` when the path behind its would-be authority does:
+/// HTTP.sys reads a request line's target as a path, but a reader resolving it as a URI
+/// reference (as a batch part's is, where it is refused) would act on the guarded one (fresh
+/// eyes, rounds 40 and 41).
 pub fn view<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
+    let mut view = read(raw_path, guards);
+    if view.route == Route::Passthrough && path::is_network_path(raw_path.as_bytes()) {
+        let behind = read(path::behind_authority(raw_path), guards);
+        if behind.route != Route::Passthrough {
+            view.route = Route::BadPath;
+        }
+        view.under_ucwa |= behind.under_ucwa;
+    }
+    view
+}
+
+/// [`view`] of the path as written.
+fn read<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
     let is_ucwa = |p: &str| {
         path::starts_with_ucwa(p.as_bytes()) && matches!(p.as_bytes().get(5), None | Some(b'/'))
     };
@@ -445,6 +464,34 @@ mod tests {
     /// A `%` that takes `rounds` decoding rounds to appear, before two hex digits.
     fn nested_percent(rounds: usize) -> String {
         format!("%{}", "25".repeat(rounds - 1))
+    }
+
+    /// A path shaped as a network-path reference is judged by what lies behind its would-be
+    /// authority too: guarded there, it is refused (fresh eyes, rounds 40 and 41).
+    #[test]
+    fn a_network_path_shaped_target_is_read_behind_its_authority() {
+        let guards = guards();
+        for (path, want) in [
+            (format!("//lyncweb.contoso.com{SIM}"), Bad),
+            (format!("///lyncweb.contoso.com{SIM}"), Bad),
+            (format!("/\\lyncweb.contoso.com{SIM}"), Bad),
+            (format!("/%2Flyncweb.contoso.com{SIM}"), Bad),
+            (format!("/%5clyncweb.contoso.com{SIM}"), Bad),
+            (format!("/%252Fevil.example:443{SIM}"), Bad),
+            ("//host/ucwa/v1/applications/192/batch".to_string(), Bad),
+            ("//host/ucwa/v1/applications/192/events".to_string(), Pass),
+            ("//cdn.example/scripts/app.js".to_string(), Pass),
+            ("/%2Fhost".to_string(), Pass),
+            // Not network-path shaped: the collapsed reading is guarded, as before.
+            (format!("/{SIM}"), Guarded("sim")),
+            (SIM.to_string(), Guarded("sim")),
+        ] {
+            assert_eq!(got(classify(&path, &guards)), want, "{path}");
+        }
+        assert!(view("//host/ucwa/v1/applications/192/events", &guards).under_ucwa);
+        assert_eq!(path::behind_authority("//h/a/b"), "/a/b");
+        assert_eq!(path::behind_authority("/%2Fh/a"), "/a");
+        assert_eq!(path::behind_authority("//h"), "");
     }
 
     #[test]

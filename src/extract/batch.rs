@@ -23,7 +23,6 @@
 
 use std::str;
 
-use crate::iis::escape;
 use crate::iis::media::{self, MediaType};
 
 /// More parts than this is refused, so a hostile batch cannot make us work unboundedly.
@@ -530,28 +529,11 @@ fn request_line(line: &[u8]) -> Result<(&str, &str), BatchError> {
     };
     let origin_form =
         target.starts_with(b"/") && target.iter().all(|&b| b.is_ascii_graphic() && b != b'#');
-    if !is_token(method) || !origin_form || is_network_path(target) {
+    if !is_token(method) || !origin_form || crate::iis::path::is_network_path(target) {
         return Err(BatchError::RequestLine);
     }
     let text = |bytes| str::from_utf8(bytes).map_err(|_| BatchError::RequestLine);
     Ok((text(method)?, text(target)?))
-}
-
-/// Whether a target's path, as written or after any number of decoding rounds, begins with two
-/// separators (`//`, `/\\`).
-fn is_network_path(target: &[u8]) -> bool {
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-    let mut text = std::borrow::Cow::Borrowed(path);
-    for _ in 0..=crate::iis::path::MAX_DECODE_ROUNDS {
-        if matches!(text.get(1), Some(b'/' | b'\\')) {
-            return true;
-        }
-        match escape::decode(&text, escape::PATH_LENIENT) {
-            Ok(next) if *next != *text => text = std::borrow::Cow::Owned(next.into_owned()),
-            _ => return false,
-        }
-    }
-    true
 }
 
 /// Framing inside the part must be unambiguous: no Transfer-Encoding, at most one

@@ -442,6 +442,37 @@ pub fn is_plain(raw: &str) -> bool {
     !odd && !empty_or_dotted && bytes.last() != Some(&b'.')
 }
 
+/// Whether a target's path, as written or after any number of decoding rounds, begins with two
+/// separators (`//`, `/\\`): a network-path reference (RFC 3986 §4.2) to a reader that resolves
+/// it against a base URI, whose path is then the one behind the authority.
+pub fn is_network_path(target: &[u8]) -> bool {
+    // Decoding changes only `%XX`: the second byte is a separator after decoding only if it is
+    // one, or `%`, as written. Every request's path is asked this, and almost none is.
+    if !matches!(target.get(1), Some(b'/' | b'\\' | b'%')) {
+        return false;
+    }
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    let mut text = Cow::Borrowed(path);
+    for _ in 0..=MAX_DECODE_ROUNDS {
+        if matches!(text.get(1), Some(b'/' | b'\\')) {
+            return true;
+        }
+        match escape::decode(&text, escape::PATH_LENIENT) {
+            Ok(next) if *next != *text => text = Cow::Owned(next.into_owned()),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The path of a network-path-shaped target behind its authority: the leading separators and
+/// the segment after them left out, as written (`//host/ucwa/x` → `/ucwa/x`; `/%2Fhost/ucwa/x`
+/// → `/ucwa/x`). Leaving out more than a resolver would can only refuse more.
+pub fn behind_authority(path: &str) -> &str {
+    let rest = path.trim_start_matches(['/', '\\']);
+    rest.find(['/', '\\']).map_or("", |at| &rest[at..])
+}
+
 pub fn trim_trailing_slash(path: &str) -> &str {
     match path.strip_suffix('/') {
         Some(trimmed) if !trimmed.is_empty() => trimmed,

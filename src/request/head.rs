@@ -107,17 +107,43 @@ impl RequestTarget {
         }
     }
 
-    /// The origin-form target the pool is sent: path and query, `/` when there are none (an
-    /// authority-form target), sharing the request's bytes.
+    /// The origin-form target the pool is sent (RFC 9112 §3.2.1): the path, `/` when it is
+    /// empty, and the query; an origin-form target's own bytes. An absolute-form target with an
+    /// empty path and a query (`http://host?/ucwa/...`) goes as `/?/ucwa/...`, the path `/` it
+    /// was judged by, not as `?/ucwa/...` (fresh eyes, round 41).
     pub fn origin_form(&self) -> ByteString {
-        match &self.0 {
-            Form::Origin { text, .. } => text.clone(),
-            Form::Uri(uri) => match uri.path_and_query() {
-                Some(p) if !p.as_str().is_empty() => ByteString::from(p.as_str()),
-                _ => ByteString::from_static("/"),
-            },
+        let path = match self.path() {
+            "" => "/",
+            path => path,
+        };
+        match (&self.0, self.query()) {
+            (Form::Origin { text, .. }, _) => text.clone(),
+            (Form::Uri(_), None) => ByteString::from(path),
+            (Form::Uri(_), Some(query)) => ByteString::from(format!("{path}?{query}")),
         }
     }
+
+    /// Which of RFC 9112's four forms the target has; an HTTP/2 request's is absolute.
+    pub fn form(&self) -> TargetForm {
+        match &self.0 {
+            Form::Origin { .. } => TargetForm::Origin,
+            Form::Uri(uri) if uri.scheme().is_some() => TargetForm::Absolute,
+            Form::Uri(uri) if uri.authority().is_some() => TargetForm::Authority,
+            Form::Uri(uri) if uri.path() == "*" => TargetForm::Asterisk,
+            Form::Uri(_) => TargetForm::Origin,
+        }
+    }
+}
+
+/// RFC 9112 §3.2's request-target forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetForm {
+    Origin,
+    Absolute,
+    /// `host:port`, for CONNECT only.
+    Authority,
+    /// `*`, for a server-wide OPTIONS only.
+    Asterisk,
 }
 
 impl From<Uri> for RequestTarget {
@@ -236,18 +262,23 @@ mod tests {
             assert_eq!(by_ours(bytes), None, "{bytes:?}");
             assert_eq!(by_http(bytes), None, "{bytes:?}");
         }
-        assert_eq!(
-            RequestTarget::parse(Bytes::from_static(b"/a?b#c"))
-                .unwrap()
-                .origin_form(),
-            "/a?b"
-        );
-        assert_eq!(
-            RequestTarget::parse(Bytes::from_static(b"lync.fabrikam.com:443"))
-                .unwrap()
-                .origin_form(),
-            "/"
-        );
+        for (target, origin_form, form) in [
+            ("/a?b#c", "/a?b", TargetForm::Origin),
+            ("lync.fabrikam.com:443", "/", TargetForm::Authority),
+            ("*", "*", TargetForm::Asterisk),
+            (
+                "http://h?/ucwa/x?target=1",
+                "/?/ucwa/x?target=1",
+                TargetForm::Absolute,
+            ),
+            ("http://h", "/", TargetForm::Absolute),
+            ("http://h/a?", "/a?", TargetForm::Absolute),
+            ("HTTP://h/a/b?c=d", "/a/b?c=d", TargetForm::Absolute),
+        ] {
+            let read = RequestTarget::parse(Bytes::from_static(target.as_bytes())).unwrap();
+            assert_eq!(read.origin_form(), origin_form, "{target}");
+            assert_eq!(read.form(), form, "{target}");
+        }
         let long = format!("/{}", "a".repeat(MAX_LEN));
         assert_eq!(by_ours(long.as_bytes()), by_http(long.as_bytes()));
     }

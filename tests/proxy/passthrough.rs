@@ -235,3 +235,93 @@ async fn connect_is_refused_and_not_forwarded() {
     assert!(reply.text().contains("bad_path"), "{}", reply.text());
     assert!(h.received().is_empty(), "the pool got {:?}", h.received());
 }
+
+/// The authority form belongs to CONNECT, the asterisk to OPTIONS (RFC 9112 §3.2.3-4): on
+/// another method neither names a resource the pool serves, and both are refused, never sent
+/// on (fresh eyes, round 41: `POST host:443` went on as `POST /` with its authority for Host).
+#[tokio::test]
+async fn authority_and_asterisk_forms_are_refused_on_other_methods() {
+    let h = support::start().await;
+    for line in [
+        format!("POST {HOST}:443 HTTP/1.1"),
+        format!("GET {HOST} HTTP/1.1"),
+        "POST * HTTP/1.1".to_string(),
+        "GET * HTTP/1.1".to_string(),
+    ] {
+        let request =
+            format!("{line}\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let reply = support::client::raw_reply(h.server.addrs()[0], request.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 400, "{line}: {}", reply.text());
+        assert!(
+            reply.text().contains("bad_path"),
+            "{line}: {}",
+            reply.text()
+        );
+    }
+    assert!(h.received().is_empty(), "the pool got {:?}", h.received());
+    // A server-wide OPTIONS is the asterisk's own, and goes on.
+    let request = format!("OPTIONS * HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    let reply = support::client::raw_reply(h.server.addrs()[0], request.as_bytes())
+        .await
+        .unwrap();
+    assert_ne!(reply.status, 400, "{}", reply.text());
+    let received = h.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].path_and_query, "*");
+}
+
+/// An absolute-form target with an empty path and a query (`http://host?/ucwa/...`) is judged
+/// by its path, `/`, and the pool is sent that path: `/?/ucwa/...`, not `?/ucwa/...`, which a
+/// lenient reader could take for the guarded path (fresh eyes, round 41; RFC 9112 §3.2.1).
+#[tokio::test]
+async fn an_empty_absolute_path_goes_to_the_pool_as_a_slash() {
+    let h = support::start().await;
+    let query = format!("{SIMRING}?target=tel:%2B19005550100");
+    let request = format!(
+        "POST http://{HOST}?{query} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let reply = support::client::raw_reply(h.server.addrs()[0], request.as_bytes())
+        .await
+        .unwrap();
+    let received = h.received();
+    assert_eq!(received.len(), 1, "{}: {received:?}", reply.text());
+    assert_eq!(received[0].path_and_query, format!("/?{query}"));
+}
+
+/// A request line whose target is shaped as a network-path reference to a guarded resource
+/// (`//host/ucwa/.../simultaneousRingToContact`) is refused: HTTP.sys reads it as a path that
+/// is not UCWA's, but a reader resolving it as a URI reference would act on the guarded one
+/// (fresh eyes, rounds 40 and 41: forwarded unjudged). The same shape before a path that is
+/// not guarded goes on.
+#[tokio::test]
+async fn a_network_path_to_a_guarded_resource_is_refused() {
+    let h = support::start().await;
+    for target in [
+        format!("//{HOST}{SIMRING}?target=tel:%2B19005550100"),
+        format!("/%2F{HOST}{SIMRING}?target=tel:%2B19005550100"),
+        format!("/\\{HOST}{SIMRING}?target=tel:%2B19005550100"),
+    ] {
+        let request = format!(
+            "POST {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let reply = support::client::raw_reply(h.server.addrs()[0], request.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 400, "{target}: {}", reply.text());
+        assert!(
+            reply.text().contains("bad_path"),
+            "{target}: {}",
+            reply.text()
+        );
+    }
+    assert!(h.received().is_empty(), "the pool got {:?}", h.received());
+    let request =
+        format!("GET //cdn.example/app.js HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    let reply = support::client::raw_reply(h.server.addrs()[0], request.as_bytes())
+        .await
+        .unwrap();
+    assert_ne!(reply.status, 400, "{}", reply.text());
+    assert_eq!(h.received().len(), 1);
+}
