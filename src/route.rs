@@ -161,25 +161,15 @@ pub fn classify<'g>(raw_path: &str, guards: &'g Guards) -> Route<'g> {
 /// ([`path::could_reach_ucwa`]), and is ignored otherwise. Readings that name different guarded
 /// resources, or a resource and a batch, are `BadPath` too: there is no one thing to judge.
 ///
-/// A path shaped as a network-path reference (`//host/ucwa/...`, `/\\host/...`, `/%2Fhost/...`)
-/// that routes nowhere guarded is `BadPath` when the path behind its would-be authority does:
-/// HTTP.sys reads a request line's target as a path, but a reader resolving it as a URI
-/// reference (as a batch part's is, where it is refused) would act on the guarded one (fresh
-/// eyes, rounds 40 and 41).
+/// A path that routes nowhere guarded but ends in a guarded resource or `batch` is `BadPath`
+/// when it holds a segment that is empty or that normalisation empties, as written or decoded
+/// (`//host/ucwa/...`, `/%2F/host/...`, `/(S(x))/%2Fhost/...`, `/./%2Fhost/...`,
+/// [`path::has_vanishing_segment`]). HTTP.sys reads a request line's target as a path, and
+/// collapsed it names no UCWA resource; but where such a segment comes first, a reader resolving
+/// the path as a URI reference takes the next segment for an authority and acts on the guarded
+/// path behind it (fresh eyes, rounds 40 to 42). Wherever it stands, no client sends such a
+/// path.
 pub fn view<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
-    let mut view = read(raw_path, guards);
-    if view.route == Route::Passthrough && path::is_network_path(raw_path.as_bytes()) {
-        let behind = read(path::behind_authority(raw_path), guards);
-        if behind.route != Route::Passthrough {
-            view.route = Route::BadPath;
-        }
-        view.under_ucwa |= behind.under_ucwa;
-    }
-    view
-}
-
-/// [`view`] of the path as written.
-fn read<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
     let is_ucwa = |p: &str| {
         path::starts_with_ucwa(p.as_bytes()) && matches!(p.as_bytes().get(5), None | Some(b'/'))
     };
@@ -215,7 +205,23 @@ fn read<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
             break;
         }
     }
+    // Readings that cannot be made (a segment of spaces alone) name nothing: the last segment
+    // is also read as written and at each decoding round.
+    if route == Route::Passthrough
+        && (readings.iter().flatten().any(|c| names_guarded(c, guards))
+            || path::last_segments(raw_path).any(|last| names_guarded(&last, guards)))
+        && path::has_vanishing_segment(raw_path)
+    {
+        route = Route::BadPath;
+    }
     PathView { route, under_ucwa }
+}
+
+/// Whether a canonical path's last segment is a guarded resource's name or `batch`, wherever
+/// it stands.
+fn names_guarded(path: &str, guards: &Guards) -> bool {
+    let last = memchr::memrchr(b'/', path.as_bytes()).map_or(path, |at| &path[at + 1..]);
+    last.eq_ignore_ascii_case("batch") || guards.get(last).is_some()
 }
 
 /// Routes a path that is canonical up to ASCII case.
@@ -466,8 +472,9 @@ mod tests {
         format!("%{}", "25".repeat(rounds - 1))
     }
 
-    /// A path shaped as a network-path reference is judged by what lies behind its would-be
-    /// authority too: guarded there, it is refused (fresh eyes, rounds 40 and 41).
+    /// A path with an empty segment, as written or decoded, that ends in a guarded resource but
+    /// routes nowhere guarded is refused: a URI-reference reader could take the segment after
+    /// it for an authority (fresh eyes, rounds 40 to 42).
     #[test]
     fn a_network_path_shaped_target_is_read_behind_its_authority() {
         let guards = guards();
@@ -482,16 +489,28 @@ mod tests {
             ("//host/ucwa/v1/applications/192/events".to_string(), Pass),
             ("//cdn.example/scripts/app.js".to_string(), Pass),
             ("/%2Fhost".to_string(), Pass),
+            // Round 42: the shape reached through a decoding round or a normalisation.
+            (format!("/%2F/lyncweb.contoso.com{SIM}"), Bad),
+            (format!("/%25%32%46/h{SIM}"), Bad),
+            (format!("/(S(x))//h{SIM}"), Bad),
+            (format!("/(S(x))%2Fh{SIM}"), Bad),
+            (format!("/.//h{SIM}"), Bad),
+            (format!("/%2e//h{SIM}"), Bad),
+            (format!("/;x//h{SIM}"), Bad),
+            (format!("/%20//h{SIM}"), Bad),
+            (format!("/a/..//h{SIM}"), Bad),
+            (format!("/x//y{SIM}"), Bad),
+            ("/.//h/ucwa/v1/applications/192/batch".to_string(), Bad),
+            (
+                "/(S(x))//h/ucwa/v1/applications/192/events".to_string(),
+                Pass,
+            ),
             // Not network-path shaped: the collapsed reading is guarded, as before.
             (format!("/{SIM}"), Guarded("sim")),
             (SIM.to_string(), Guarded("sim")),
         ] {
             assert_eq!(got(classify(&path, &guards)), want, "{path}");
         }
-        assert!(view("//host/ucwa/v1/applications/192/events", &guards).under_ucwa);
-        assert_eq!(path::behind_authority("//h/a/b"), "/a/b");
-        assert_eq!(path::behind_authority("/%2Fh/a"), "/a");
-        assert_eq!(path::behind_authority("//h"), "");
     }
 
     #[test]

@@ -39,18 +39,19 @@ pub fn parse_authority(value: &str) -> Option<Authority<'_>> {
         // At most 253 characters and a trailing dot (RFC 1035's longest name): a longer one
         // names no host, and the organisation lookup, which keys on the first 255 bytes, would
         // have judged it by the default organisation's lists (fresh eyes, round 41).
+        // Labels of at most 63 (RFC 1035 §2.3.4).
         None => {
-            let mut after_label = false;
+            let mut label = 0usize;
             !name.is_empty()
-                && name.len() <= 254
+                && name.strip_suffix('.').unwrap_or(name).len() <= 253
                 && name.bytes().all(|b| {
                     let ok = match b {
-                        b'.' => after_label,
+                        b'.' => label > 0,
                         b'-' | b'_' => true,
                         _ => b.is_ascii_alphanumeric(),
                     };
-                    after_label = b != b'.';
-                    ok
+                    label = if b == b'.' { 0 } else { label + 1 };
+                    ok && label <= 63
                 })
         }
     };
@@ -146,6 +147,7 @@ mod tests {
             "lync.fabrikam.com.",
             "lync.fabrikam.com.:443",
             format!("{}contoso.com.", "a.".repeat(121)).as_str(),
+            format!("{}.contoso.com", "a".repeat(63)).as_str(),
         ] {
             assert!(parse_authority(ok).is_some(), "{ok}");
         }
@@ -171,6 +173,9 @@ mod tests {
             ".lync.fabrikam.com",
             ".",
             format!("{}contoso.com", "a.".repeat(122)).as_str(),
+            // 254 without a trailing dot (fresh eyes, round 42), and a label of 64.
+            format!("{}contoso.coma", "a.".repeat(121)).as_str(),
+            format!("{}.contoso.com", "a".repeat(64)).as_str(),
         ] {
             assert!(parse_authority(bad).is_none(), "{bad}");
         }

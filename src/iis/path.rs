@@ -465,12 +465,31 @@ pub fn is_network_path(target: &[u8]) -> bool {
     true
 }
 
-/// The path of a network-path-shaped target behind its authority: the leading separators and
-/// the segment after them left out, as written (`//host/ucwa/x` → `/ucwa/x`; `/%2Fhost/ucwa/x`
-/// → `/ucwa/x`). Leaving out more than a resolver would can only refuse more.
-pub fn behind_authority(path: &str) -> &str {
-    let rest = path.trim_start_matches(['/', '\\']);
-    rest.find(['/', '\\']).map_or("", |at| &rest[at..])
+/// Whether a path holds a segment that is empty, or that the pool's normalisation empties, as
+/// written or at any decoding round: an empty one (two separators together), `.`, `..`, dots and spaces
+/// alone, `;params` alone, a cookieless segment. Removed, each leaves two separators together,
+/// which a reader resolving the path as a URI reference can take for an authority's start
+/// ([`crate::route::view`]).
+pub fn has_vanishing_segment(raw: &str) -> bool {
+    decoding_stages(raw).iter().any(|stage| {
+        stage.split(['/', '\\']).skip(1).any(|segment| {
+            let bare = segment.split([';', ':']).next().unwrap_or_default();
+            bare.trim_end_matches(['.', ' ']).is_empty()
+                || is_cookieless_segment(segment)
+                || is_cookieless_segment(bare)
+        })
+    })
+}
+
+/// The last segment of a path as written and at each decoding round, its `;params` and
+/// trailing dots and spaces left out, after a `/` (so that a caller's search for the last `/`
+/// finds it).
+pub fn last_segments(raw: &str) -> impl Iterator<Item = String> + '_ {
+    decoding_stages(raw).into_iter().map(|stage| {
+        let last = stage.rsplit(['/', '\\']).next().unwrap_or_default();
+        let bare = last.split([';', ':']).next().unwrap_or_default();
+        format!("/{}", bare.trim_end_matches(['.', ' ']))
+    })
 }
 
 pub fn trim_trailing_slash(path: &str) -> &str {

@@ -127,9 +127,10 @@ impl RequestTarget {
     pub fn form(&self) -> TargetForm {
         match &self.0 {
             Form::Origin { .. } => TargetForm::Origin,
+            // HTTP/2's `:path *` comes with a scheme and an authority (fresh eyes, round 42).
+            Form::Uri(uri) if uri.path() == "*" => TargetForm::Asterisk,
             Form::Uri(uri) if uri.scheme().is_some() => TargetForm::Absolute,
             Form::Uri(uri) if uri.authority().is_some() => TargetForm::Authority,
-            Form::Uri(uri) if uri.path() == "*" => TargetForm::Asterisk,
             Form::Uri(_) => TargetForm::Origin,
         }
     }
@@ -279,6 +280,14 @@ mod tests {
             assert_eq!(read.origin_form(), origin_form, "{target}");
             assert_eq!(read.form(), form, "{target}");
         }
+        // HTTP/2's `:path *` comes with a scheme and an authority (fresh eyes, round 42).
+        let h2 = Uri::builder()
+            .scheme("http")
+            .authority("lyncweb.contoso.com")
+            .path_and_query("*")
+            .build()
+            .unwrap();
+        assert_eq!(RequestTarget::from(h2).form(), TargetForm::Asterisk);
         let long = format!("/{}", "a".repeat(MAX_LEN));
         assert_eq!(by_ours(long.as_bytes()), by_http(long.as_bytes()));
     }

@@ -302,6 +302,13 @@ async fn a_network_path_to_a_guarded_resource_is_refused() {
         format!("//{HOST}{SIMRING}?target=tel:%2B19005550100"),
         format!("/%2F{HOST}{SIMRING}?target=tel:%2B19005550100"),
         format!("/\\{HOST}{SIMRING}?target=tel:%2B19005550100"),
+        // Reached through a decoding round or a normalisation (fresh eyes, round 42).
+        format!("/%2F/{HOST}{SIMRING}?target=tel:%2B19005550100"),
+        format!("/(S(x))//{HOST}{SIMRING}?target=tel:%2B19005550100"),
+        format!("/(S(x))/%2F{HOST}{SIMRING}?target=tel:%2B19005550100"),
+        format!("/.//{HOST}{SIMRING}?target=tel:%2B19005550100"),
+        format!("/;x//{HOST}{SIMRING}?target=tel:%2B19005550100"),
+        format!("/%20//{HOST}{SIMRING}?target=tel:%2B19005550100"),
     ] {
         let request = format!(
             "POST {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
