@@ -161,15 +161,36 @@ pub fn classify<'g>(raw_path: &str, guards: &'g Guards) -> Route<'g> {
 /// ([`path::could_reach_ucwa`]), and is ignored otherwise. Readings that name different guarded
 /// resources, or a resource and a batch, are `BadPath` too: there is no one thing to judge.
 ///
-/// A path that routes nowhere guarded but ends in a guarded resource or `batch` is `BadPath`
-/// when it holds a segment that is empty or that normalisation empties, as written or decoded
-/// (`//host/ucwa/...`, `/%2F/host/...`, `/(S(x))/%2Fhost/...`, `/./%2Fhost/...`,
-/// [`path::has_vanishing_segment`]). HTTP.sys reads a request line's target as a path, and
-/// collapsed it names no UCWA resource; but where such a segment comes first, a reader resolving
-/// the path as a URI reference takes the next segment for an authority and acts on the guarded
-/// path behind it (fresh eyes, rounds 40 to 42). Wherever it stands, no client sends such a
+/// A path outside `/ucwa/` is `BadPath` when a UCWA path inside it is guarded: where a `ucwa`
+/// segment follows a separator, as written, at any decoding round, or in the text's skeleton
+/// (ignorable code points, controls and marks dropped, compatibility forms folded:
+/// [`crate::iis::skeleton`]), the path from there is classified too
+/// ([`path::ucwa_suffixes`]). HTTP.sys reads a request line's target as a path, and
+/// `//host/ucwa/...` collapsed names no UCWA resource; but a reader that resolves the path as a
+/// URI reference, after any normalisation of its own, would take what comes before for an
+/// authority or drop it, and act on the guarded path behind (fresh eyes, rounds 40 to 43: each
+/// narrower form of this rule let another prefix or suffix through). No client sends such a
 /// path.
 pub fn view<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
+    let mut view = read(raw_path, guards);
+    if view.route == Route::Passthrough && !path::is_plain(raw_path) {
+        let guarded = match path::ucwa_suffixes(raw_path) {
+            Some(suffixes) => suffixes
+                .iter()
+                .any(|suffix| read(suffix, guards).route != Route::Passthrough),
+            // More `ucwa` segments than are worth reading: no client sends such a path.
+            None => true,
+        };
+        if guarded {
+            view.route = Route::BadPath;
+            view.under_ucwa = true;
+        }
+    }
+    view
+}
+
+/// [`view`] of the path as it reads, with no search inside it.
+fn read<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
     let is_ucwa = |p: &str| {
         path::starts_with_ucwa(p.as_bytes()) && matches!(p.as_bytes().get(5), None | Some(b'/'))
     };
@@ -205,23 +226,7 @@ pub fn view<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
             break;
         }
     }
-    // Readings that cannot be made (a segment of spaces alone) name nothing: the last segment
-    // is also read as written and at each decoding round.
-    if route == Route::Passthrough
-        && (readings.iter().flatten().any(|c| names_guarded(c, guards))
-            || path::last_segments(raw_path).any(|last| names_guarded(&last, guards)))
-        && path::has_vanishing_segment(raw_path)
-    {
-        route = Route::BadPath;
-    }
     PathView { route, under_ucwa }
-}
-
-/// Whether a canonical path's last segment is a guarded resource's name or `batch`, wherever
-/// it stands.
-fn names_guarded(path: &str, guards: &Guards) -> bool {
-    let last = memchr::memrchr(b'/', path.as_bytes()).map_or(path, |at| &path[at + 1..]);
-    last.eq_ignore_ascii_case("batch") || guards.get(last).is_some()
 }
 
 /// Routes a path that is canonical up to ASCII case.
@@ -501,6 +506,21 @@ mod tests {
             (format!("/a/..//h{SIM}"), Bad),
             (format!("/x//y{SIM}"), Bad),
             ("/.//h/ucwa/v1/applications/192/batch".to_string(), Bad),
+            // Round 43: a segment emptied after the resource, a prefix another reader drops or
+            // maps to a separator, cookieless with dots, decoding deeper than the rounds.
+            (format!("//h{SIM}/%20"), Bad),
+            (format!("/%2F/h{SIM}/..."), Bad),
+            ("//h/ucwa/v1/applications/192/batch/%20".to_string(), Bad),
+            (format!("/%E2%80%8B/h{SIM}"), Bad),
+            (format!("/%09/h{SIM}"), Bad),
+            (format!("/%EF%BC%8Fh{SIM}"), Bad),
+            (format!("/%c0%af/h{SIM}"), Bad),
+            (format!("/(S(x)).%20/h{SIM}"), Bad),
+            (format!("/{}2F/h{SIM}", "%25".repeat(16)), Bad),
+            (
+                format!("/x{}", SIM.replacen("ucwa", "u%E2%80%8Bcwa", 1)),
+                Bad,
+            ),
             (
                 "/(S(x))//h/ucwa/v1/applications/192/events".to_string(),
                 Pass,

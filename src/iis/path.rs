@@ -465,31 +465,33 @@ pub fn is_network_path(target: &[u8]) -> bool {
     true
 }
 
-/// Whether a path holds a segment that is empty, or that the pool's normalisation empties, as
-/// written or at any decoding round: an empty one (two separators together), `.`, `..`, dots and spaces
-/// alone, `;params` alone, a cookieless segment. Removed, each leaves two separators together,
-/// which a reader resolving the path as a URI reference can take for an authority's start
-/// ([`crate::route::view`]).
-pub fn has_vanishing_segment(raw: &str) -> bool {
-    decoding_stages(raw).iter().any(|stage| {
-        stage.split(['/', '\\']).skip(1).any(|segment| {
-            let bare = segment.split([';', ':']).next().unwrap_or_default();
-            bare.trim_end_matches(['.', ' ']).is_empty()
-                || is_cookieless_segment(segment)
-                || is_cookieless_segment(bare)
-        })
-    })
-}
+/// How many `ucwa` segments inside a path are read ([`ucwa_suffixes`]).
+const MAX_UCWA_SUFFIXES: usize = 8;
 
-/// The last segment of a path as written and at each decoding round, its `;params` and
-/// trailing dots and spaces left out, after a `/` (so that a caller's search for the last `/`
-/// finds it).
-pub fn last_segments(raw: &str) -> impl Iterator<Item = String> + '_ {
-    decoding_stages(raw).into_iter().map(|stage| {
-        let last = stage.rsplit(['/', '\\']).next().unwrap_or_default();
-        let bare = last.split([';', ':']).next().unwrap_or_default();
-        format!("/{}", bare.trim_end_matches(['.', ' ']))
-    })
+/// Where a path holds a `ucwa` segment after a separator, the path from that separator on: as
+/// written, at each decoding round, and in each of those texts' skeleton ([`super::skeleton`]:
+/// ignorable code points, controls and marks dropped, compatibility forms such as the
+/// fullwidth solidus folded, case folded). `None` for more than [`MAX_UCWA_SUFFIXES`].
+pub fn ucwa_suffixes(raw: &str) -> Option<Vec<String>> {
+    let mut suffixes: Vec<String> = Vec::new();
+    for stage in decoding_stages(raw) {
+        for text in [stage.to_ascii_lowercase(), super::skeleton(&stage)] {
+            let bytes = text.as_bytes();
+            for at in memchr::memmem::find_iter(bytes, b"ucwa") {
+                if at == 0 || !matches!(bytes[at - 1], b'/' | b'\\') {
+                    continue;
+                }
+                let suffix = &text[at - 1..];
+                if !suffixes.iter().any(|s| s == suffix) {
+                    if suffixes.len() == MAX_UCWA_SUFFIXES {
+                        return None;
+                    }
+                    suffixes.push(suffix.to_owned());
+                }
+            }
+        }
+    }
+    Some(suffixes)
 }
 
 pub fn trim_trailing_slash(path: &str) -> &str {

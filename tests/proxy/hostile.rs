@@ -844,6 +844,7 @@ async fn every_part_of_a_batch_is_judged() {
         // A URI-reference reader of the part's target takes `host` for an authority once the
         // `.` segment goes (fresh eyes, round 42: the batch went through unjudged).
         ("part target /.//host before the resource", |t| batch_of(&[part(&format!("POST /.//{HOST}{SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 400, "bad_path", None),
+        ("part target //host before the resource and /%20 after it", |t| batch_of(&[part(&format!("POST /(S(x))//{HOST}{SIMRING}/%20?target={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 400, "bad_path", None),
         ("part target /(S(x))//host before the resource", |t| batch_of(&[part(&format!("POST /(S(x))//{HOST}{SIMRING}?target={} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", q(t)))]), DENIED, 400, "bad_path", None),
         ("nested multipart part", |t| batch_of(&[format!("Content-Type: multipart/mixed; boundary=inner\r\n\r\n--inner\r\n{}\r\n--inner--", part(&ring_line(t)))]), DENIED, 400, "bad_batch", None),
         ("nested batch request", |t| batch_of(&[part(&embedded("POST", BATCH, "multipart/batching; boundary=inner", &multipart("inner", &[part(&ring_line(t))])))]), DENIED, 400, "bad_batch", None),

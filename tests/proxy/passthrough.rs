@@ -309,6 +309,10 @@ async fn a_network_path_to_a_guarded_resource_is_refused() {
         format!("/.//{HOST}{SIMRING}?target=tel:%2B19005550100"),
         format!("/;x//{HOST}{SIMRING}?target=tel:%2B19005550100"),
         format!("/%20//{HOST}{SIMRING}?target=tel:%2B19005550100"),
+        // Round 43: a segment emptied after the resource, prefixes another reader drops.
+        format!("//{HOST}{SIMRING}/%20?target=tel:%2B19005550100"),
+        format!("/%E2%80%8B/{HOST}{SIMRING}?target=tel:%2B19005550100"),
+        format!("/%EF%BC%8F{HOST}{SIMRING}?target=tel:%2B19005550100"),
     ] {
         let request = format!(
             "POST {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
