@@ -161,11 +161,9 @@ pub fn classify<'g>(raw_path: &str, guards: &'g Guards) -> Route<'g> {
 /// ([`path::could_reach_ucwa`]), and is ignored otherwise. Readings that name different guarded
 /// resources, or a resource and a batch, are `BadPath` too: there is no one thing to judge.
 ///
-/// A path outside `/ucwa/` is `BadPath` when a UCWA path inside it is guarded: where a `ucwa`
-/// segment follows a separator, as written, at any decoding round, or in the text's skeleton
-/// (ignorable code points, controls and marks dropped, compatibility forms folded:
-/// [`crate::iis::skeleton`]), the path from there is classified too
-/// ([`path::ucwa_suffixes`]). HTTP.sys reads a request line's target as a path, and
+/// A path outside `/ucwa/` is `BadPath` when a UCWA path inside it is guarded: wherever `ucwa`
+/// follows a character that is not a letter or digit, as written or after rounds of folding
+/// and decoding ([`path::ucwa_suffixes`]), the path from there is classified too. HTTP.sys reads a request line's target as a path, and
 /// `//host/ucwa/...` collapsed names no UCWA resource; but a reader that resolves the path as a
 /// URI reference, after any normalisation of its own, would take what comes before for an
 /// authority or drop it, and act on the guarded path behind (fresh eyes, rounds 40 to 43: each
@@ -173,7 +171,7 @@ pub fn classify<'g>(raw_path: &str, guards: &'g Guards) -> Route<'g> {
 /// path.
 pub fn view<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
     let mut view = read(raw_path, guards);
-    if view.route == Route::Passthrough && !path::is_plain(raw_path) {
+    if view.route == Route::Passthrough {
         let guarded = match path::ucwa_suffixes(raw_path) {
             Some(suffixes) => suffixes
                 .iter()
@@ -520,6 +518,29 @@ mod tests {
             (
                 format!("/x{}", SIM.replacen("ucwa", "u%E2%80%8Bcwa", 1)),
                 Bad,
+            ),
+            // Round 44: a plain inner path, an undecodable escape before it, decoding past 16
+            // rounds, a round only folding opens, bare-looking `%`s.
+            (format!("/x{SIM}"), Bad),
+            (format!("/X{}", SIM.to_uppercase()), Bad),
+            (format!("/x{SIM}/"), Bad),
+            ("/x/ucwa/oauth/v1/applications/123/batch".to_string(), Bad),
+            (format!("/x%zz{}", SIM.replacen("ucwa", "%75cwa", 1)), Bad),
+            (
+                format!("/x/%FF{}", SIM.replacen("ucwa", "%2575cwa", 1)),
+                Bad,
+            ),
+            (format!("/{}75cwa{}", "%25".repeat(16), &SIM[5..]), Bad),
+            (format!("/x/%EF%BC%8575cwa{}", &SIM[5..]), Bad),
+            (format!("/x/%7%E2%80%8B5cwa{}", &SIM[5..]), Bad),
+            (format!("/x/%%37%35cwa{}", &SIM[5..]), Bad),
+            (format!("/x%2%46ucwa{}", &SIM[5..]), Bad),
+            (format!("/{}2F{SIM}", "%25".repeat(40)), Bad),
+            ("/x/ucwa/readme.txt".to_string(), Pass),
+            ("/static/simultaneousRingToContact".to_string(), Pass),
+            (
+                "/ucwa/oauth/v1/applications/123/people/sip:jane@contoso.com/presence".to_string(),
+                Pass,
             ),
             (
                 "/(S(x))//h/ucwa/v1/applications/192/events".to_string(),

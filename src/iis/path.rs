@@ -468,30 +468,64 @@ pub fn is_network_path(target: &[u8]) -> bool {
 /// How many `ucwa` segments inside a path are read ([`ucwa_suffixes`]).
 const MAX_UCWA_SUFFIXES: usize = 8;
 
-/// Where a path holds a `ucwa` segment after a separator, the path from that separator on: as
-/// written, at each decoding round, and in each of those texts' skeleton ([`super::skeleton`]:
-/// ignorable code points, controls and marks dropped, compatibility forms such as the
-/// fullwidth solidus folded, case folded). `None` for more than [`MAX_UCWA_SUFFIXES`].
+/// How many rounds of folding and lenient decoding [`ucwa_suffixes`] takes; a path that still
+/// changes after them is `None`.
+const MAX_LOOSE_ROUNDS: usize = 32;
+
+/// Where a path holds a `ucwa` segment after any character but an ASCII letter or digit, the
+/// path from there on (as `/ucwa...`): as written (past the path's own start), and
+/// in each text that rounds of folding ([`super::skeleton`]: ignorable code points, controls
+/// and marks dropped, compatibility forms such as `％` and `／` folded, case folded) and of
+/// decoding that keeps what it cannot decode give, until nothing changes. `None` for more than
+/// [`MAX_UCWA_SUFFIXES`], or a path still changing after [`MAX_LOOSE_ROUNDS`].
 pub fn ucwa_suffixes(raw: &str) -> Option<Vec<String>> {
     let mut suffixes: Vec<String> = Vec::new();
-    for stage in decoding_stages(raw) {
-        for text in [stage.to_ascii_lowercase(), super::skeleton(&stage)] {
-            let bytes = text.as_bytes();
-            for at in memchr::memmem::find_iter(bytes, b"ucwa") {
-                if at == 0 || !matches!(bytes[at - 1], b'/' | b'\\') {
-                    continue;
+    // `from`: where `ucwa` may start; past the path's own start as written (that path is read
+    // already), anywhere past the first byte in a text that folding or decoding made.
+    let mut note = |text: &str, from: usize| -> Option<()> {
+        let bytes = text.as_bytes();
+        let mut from = from;
+        while let Some(found) = bytes
+            .get(from..)
+            .and_then(|rest| memchr::memchr2(b'u', b'U', rest))
+        {
+            let at = from + found;
+            from = at + 1;
+            let word = bytes
+                .get(at..at + 4)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"ucwa"));
+            if !word || bytes[at - 1].is_ascii_alphanumeric() {
+                continue;
+            }
+            let suffix = format!("/{}", &text[at..]);
+            if !suffixes.contains(&suffix) {
+                if suffixes.len() == MAX_UCWA_SUFFIXES {
+                    return None;
                 }
-                let suffix = &text[at - 1..];
-                if !suffixes.iter().any(|s| s == suffix) {
-                    if suffixes.len() == MAX_UCWA_SUFFIXES {
-                        return None;
-                    }
-                    suffixes.push(suffix.to_owned());
-                }
+                suffixes.push(suffix);
             }
         }
+        Some(())
+    };
+    note(raw, 2)?;
+    if is_plain(raw) {
+        return Some(suffixes);
     }
-    Some(suffixes)
+    let mut text = raw.to_owned();
+    for _ in 0..MAX_LOOSE_ROUNDS {
+        let folded = super::skeleton(&text);
+        note(&folded, 1)?;
+        let decoded = escape::decode(folded.as_bytes(), escape::PATH_LENIENT)
+            .ok()
+            .map(|d| String::from_utf8_lossy(&d).into_owned())
+            .unwrap_or_else(|| folded.clone());
+        note(&decoded, 1)?;
+        if decoded == text {
+            return Some(suffixes);
+        }
+        text = decoded;
+    }
+    None
 }
 
 pub fn trim_trailing_slash(path: &str) -> &str {

@@ -313,6 +313,12 @@ async fn a_network_path_to_a_guarded_resource_is_refused() {
         format!("//{HOST}{SIMRING}/%20?target=tel:%2B19005550100"),
         format!("/%E2%80%8B/{HOST}{SIMRING}?target=tel:%2B19005550100"),
         format!("/%EF%BC%8F{HOST}{SIMRING}?target=tel:%2B19005550100"),
+        // Round 44: a plain inner path, an undecodable escape before an encoded one.
+        format!("/x{SIMRING}?target=tel:%2B19005550100"),
+        format!(
+            "/x%zz{}?target=tel:%2B19005550100",
+            SIMRING.replacen("ucwa", "%75cwa", 1)
+        ),
     ] {
         let request = format!(
             "POST {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
