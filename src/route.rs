@@ -170,12 +170,13 @@ pub fn classify<'g>(raw_path: &str, guards: &'g Guards) -> Route<'g> {
 /// narrower form of this rule let another prefix or suffix through). No client sends such a
 /// path.
 pub fn view<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
-    let mut view = read(raw_path, guards);
+    let plain = path::is_plain(raw_path);
+    let mut view = read(raw_path, plain, guards);
     if view.route == Route::Passthrough {
-        let guarded = match path::ucwa_suffixes(raw_path) {
-            Some(suffixes) => suffixes
-                .iter()
-                .any(|suffix| read(suffix, guards).route != Route::Passthrough),
+        let guarded = match path::ucwa_suffixes(raw_path, plain) {
+            Some(suffixes) => suffixes.iter().any(|suffix| {
+                read(suffix, path::is_plain(suffix), guards).route != Route::Passthrough
+            }),
             // More `ucwa` segments than are worth reading: no client sends such a path.
             None => true,
         };
@@ -188,11 +189,11 @@ pub fn view<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
 }
 
 /// [`view`] of the path as it reads, with no search inside it.
-fn read<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
+fn read<'g>(raw_path: &str, plain: bool, guards: &'g Guards) -> PathView<'g> {
     let is_ucwa = |p: &str| {
         path::starts_with_ucwa(p.as_bytes()) && matches!(p.as_bytes().get(5), None | Some(b'/'))
     };
-    if path::is_plain(raw_path) {
+    if plain {
         let canonical = path::trim_trailing_slash(raw_path);
         return PathView {
             route: route_of(canonical, guards),

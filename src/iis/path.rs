@@ -477,8 +477,9 @@ const MAX_LOOSE_ROUNDS: usize = 32;
 /// in each text that rounds of folding ([`super::skeleton`]: ignorable code points, controls
 /// and marks dropped, compatibility forms such as `％` and `／` folded, case folded) and of
 /// decoding that keeps what it cannot decode give, until nothing changes. `None` for more than
-/// [`MAX_UCWA_SUFFIXES`], or a path still changing after [`MAX_LOOSE_ROUNDS`].
-pub fn ucwa_suffixes(raw: &str) -> Option<Vec<String>> {
+/// [`MAX_UCWA_SUFFIXES`], or a path still changing after [`MAX_LOOSE_ROUNDS`]. `plain`:
+/// [`is_plain`] of the path, which changes under neither.
+pub fn ucwa_suffixes(raw: &str, plain: bool) -> Option<Vec<String>> {
     let mut suffixes: Vec<String> = Vec::new();
     // `from`: where `ucwa` may start; past the path's own start as written (that path is read
     // already), anywhere past the first byte in a text that folding or decoding made.
@@ -508,7 +509,7 @@ pub fn ucwa_suffixes(raw: &str) -> Option<Vec<String>> {
         Some(())
     };
     note(raw, 2)?;
-    if is_plain(raw) {
+    if plain {
         return Some(suffixes);
     }
     let mut text = raw.to_owned();
