@@ -537,6 +537,17 @@ mod tests {
             (format!("/x/%%37%35cwa{}", &SIM[5..]), Bad),
             (format!("/x%2%46ucwa{}", &SIM[5..]), Bad),
             (format!("/{}2F{SIM}", "%25".repeat(40)), Bad),
+            // Rounds 44 and 45: slash look-alikes the skeleton drops, overlong UTF-8.
+            (format!("/x{}", SIM.replace('/', "%E2%88%95")), Bad),
+            (format!("/x{}", SIM.replace('/', "%C0%AF")), Bad),
+            (
+                SIM.replacen(
+                    "/simultaneousRingToContact",
+                    "%u2215simultaneousRingToContact",
+                    1,
+                ),
+                Bad,
+            ),
             ("/x/ucwa/readme.txt".to_string(), Pass),
             ("/static/simultaneousRingToContact".to_string(), Pass),
             (

@@ -472,6 +472,23 @@ const MAX_UCWA_SUFFIXES: usize = 8;
 /// changes after them is `None`.
 const MAX_LOOSE_ROUNDS: usize = 32;
 
+/// Slash look-alikes that [`super::skeleton`] drops rather than folds (Windows' best-fit
+/// code-page mappings read several as `/` or `\\`), and U+FFFD, which bytes that are not UTF-8
+/// (an overlong `%C0%AF`) decode to: each a separator to [`ucwa_suffixes`] (fresh eyes,
+/// rounds 44 and 45).
+const SEPARATOR_LOOK_ALIKES: [char; 9] = [
+    '\u{2044}', '\u{2215}', '\u{2216}', '\u{2571}', '\u{2572}', '\u{29F5}', '\u{29F8}', '\u{29F9}',
+    '\u{FFFD}',
+];
+
+fn as_separators(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(SEPARATOR_LOOK_ALIKES) {
+        std::borrow::Cow::Owned(text.replace(SEPARATOR_LOOK_ALIKES, "/"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Where a path holds a `ucwa` segment after any character but an ASCII letter or digit, the
 /// path from there on (as `/ucwa...`): as written (past the path's own start), and
 /// in each text that rounds of folding ([`super::skeleton`]: ignorable code points, controls
@@ -514,11 +531,11 @@ pub fn ucwa_suffixes(raw: &str, plain: bool) -> Option<Vec<String>> {
     }
     let mut text = raw.to_owned();
     for _ in 0..MAX_LOOSE_ROUNDS {
-        let folded = super::skeleton(&text);
+        let folded = super::skeleton(&as_separators(&text));
         note(&folded, 1)?;
         let decoded = escape::decode(folded.as_bytes(), escape::PATH_LENIENT)
             .ok()
-            .map(|d| String::from_utf8_lossy(&d).into_owned())
+            .map(|d| as_separators(&String::from_utf8_lossy(&d)).into_owned())
             .unwrap_or_else(|| folded.clone());
         note(&decoded, 1)?;
         if decoded == text {
