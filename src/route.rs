@@ -163,12 +163,12 @@ pub fn classify<'g>(raw_path: &str, guards: &'g Guards) -> Route<'g> {
 ///
 /// A path outside `/ucwa/` is `BadPath` when a UCWA path inside it is guarded: wherever `ucwa`
 /// follows a character that is not a letter or digit, as written or after rounds of folding
-/// and decoding ([`path::ucwa_suffixes`]), the path from there is classified too. HTTP.sys reads a request line's target as a path, and
-/// `//host/ucwa/...` collapsed names no UCWA resource; but a reader that resolves the path as a
-/// URI reference, after any normalisation of its own, would take what comes before for an
-/// authority or drop it, and act on the guarded path behind (fresh eyes, rounds 40 to 43: each
-/// narrower form of this rule let another prefix or suffix through). No client sends such a
-/// path.
+/// and decoding ([`path::ucwa_suffixes`]), the path from there is classified too. HTTP.sys
+/// reads a request line's target as a path, and `//host/ucwa/...` collapsed names no UCWA
+/// resource; but a reader that resolves the path as a URI reference, after any normalisation of
+/// its own, would take what comes before for an authority or drop it, and act on the guarded
+/// path behind (fresh eyes, rounds 40 to 45: each narrower form of this rule let another prefix
+/// or suffix through). No client sends such a path.
 pub fn view<'g>(raw_path: &str, guards: &'g Guards) -> PathView<'g> {
     let plain = path::is_plain(raw_path);
     let mut view = read(raw_path, plain, guards);
@@ -476,9 +476,9 @@ mod tests {
         format!("%{}", "25".repeat(rounds - 1))
     }
 
-    /// A path with an empty segment, as written or decoded, that ends in a guarded resource but
-    /// routes nowhere guarded is refused: a URI-reference reader could take the segment after
-    /// it for an authority (fresh eyes, rounds 40 to 42).
+    /// A path outside `/ucwa/` with a guarded UCWA path inside it, however spelled, is refused:
+    /// a URI-reference reader could take what comes before for an authority (fresh eyes,
+    /// rounds 40 to 45).
     #[test]
     fn a_network_path_shaped_target_is_read_behind_its_authority() {
         let guards = guards();

@@ -447,7 +447,7 @@ pub fn is_plain(raw: &str) -> bool {
 /// it against a base URI, whose path is then the one behind the authority.
 pub fn is_network_path(target: &[u8]) -> bool {
     // Decoding changes only `%XX`: the second byte is a separator after decoding only if it is
-    // one, or `%`, as written. Every request's path is asked this, and almost none is.
+    // one, or `%`, as written.
     if !matches!(target.get(1), Some(b'/' | b'\\' | b'%')) {
         return false;
     }

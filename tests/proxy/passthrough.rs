@@ -248,17 +248,7 @@ async fn authority_and_asterisk_forms_are_refused_on_other_methods() {
         "POST * HTTP/1.1".to_string(),
         "GET * HTTP/1.1".to_string(),
     ] {
-        let request =
-            format!("{line}\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        let reply = support::client::raw_reply(h.server.addrs()[0], request.as_bytes())
-            .await
-            .unwrap();
-        assert_eq!(reply.status, 400, "{line}: {}", reply.text());
-        assert!(
-            reply.text().contains("bad_path"),
-            "{line}: {}",
-            reply.text()
-        );
+        refused_bad_path(&h, &line).await;
     }
     assert!(h.received().is_empty(), "the pool got {:?}", h.received());
     // A server-wide OPTIONS is the asterisk's own, and goes on.
@@ -320,18 +310,7 @@ async fn a_network_path_to_a_guarded_resource_is_refused() {
             SIMRING.replacen("ucwa", "%75cwa", 1)
         ),
     ] {
-        let request = format!(
-            "POST {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        let reply = support::client::raw_reply(h.server.addrs()[0], request.as_bytes())
-            .await
-            .unwrap();
-        assert_eq!(reply.status, 400, "{target}: {}", reply.text());
-        assert!(
-            reply.text().contains("bad_path"),
-            "{target}: {}",
-            reply.text()
-        );
+        refused_bad_path(&h, &format!("POST {target} HTTP/1.1")).await;
     }
     assert!(h.received().is_empty(), "the pool got {:?}", h.received());
     let request =
@@ -341,4 +320,20 @@ async fn a_network_path_to_a_guarded_resource_is_refused() {
         .unwrap();
     assert_ne!(reply.status, 400, "{}", reply.text());
     assert_eq!(h.received().len(), 1);
+}
+
+/// Sends `request_line` with this suite's Host and no body, and asserts the answer is 400
+/// `bad_path`.
+async fn refused_bad_path(h: &support::Harness, request_line: &str) {
+    let request =
+        format!("{request_line}\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let reply = support::client::raw_reply(h.server.addrs()[0], request.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 400, "{request_line}: {}", reply.text());
+    assert!(
+        reply.text().contains("bad_path"),
+        "{request_line}: {}",
+        reply.text()
+    );
 }
