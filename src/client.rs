@@ -16,9 +16,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
-use http::header::HeaderMap;
-
-use crate::forwarding::X_FORWARDED_FOR;
+use crate::request::Headers;
 
 /// A CIDR block, e.g. `10.0.0.0/8`; a bare address is a block of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,14 +138,14 @@ impl TrustedProxies {
 
     /// The request's client: `connection` (the peer, or the PROXY protocol's source), unless
     /// it is a trusted proxy, then the walk of the module documentation over every
-    /// `X-Forwarded-For` line of `headers` (looked up only then: a lookup hashes the name).
-    pub fn client(&self, connection: IpAddr, headers: &HeaderMap) -> IpAddr {
+    /// `X-Forwarded-For` line of `headers` (looked up only then).
+    pub fn client(&self, connection: IpAddr, headers: &Headers) -> IpAddr {
         if self.is_empty() || !self.contains(connection) {
             return connection;
         }
         let mut client = connection;
-        for line in headers.get_all(X_FORWARDED_FOR).iter().rev() {
-            let Ok(line) = line.to_str() else {
+        for line in headers.get_all("x-forwarded-for").rev() {
+            let Some(line) = crate::request::visible(line) else {
                 return client;
             };
             for entry in line.rsplit(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -189,7 +187,6 @@ fn address(entry: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn trusted(blocks: &[&str]) -> TrustedProxies {
         TrustedProxies::new(blocks.iter().map(|b| b.parse::<Cidr>().unwrap()))
@@ -200,9 +197,9 @@ mod tests {
     }
 
     fn client_of(proxies: &TrustedProxies, peer: &str, lines: &[&str]) -> IpAddr {
-        let mut headers = HeaderMap::new();
+        let mut headers = Headers::default();
         for line in lines {
-            headers.append("x-forwarded-for", HeaderValue::from_str(line).unwrap());
+            headers.append("x-forwarded-for", line.as_bytes());
         }
         proxies.client(ip(peer), &headers)
     }
@@ -350,11 +347,8 @@ mod tests {
             ip("198.51.100.7"),
             "garbage left of the client is never read"
         );
-        let mut headers = HeaderMap::new();
-        headers.append(
-            "x-forwarded-for",
-            HeaderValue::from_bytes(b"\xff1.2.3.4").unwrap(),
-        );
+        let mut headers = Headers::default();
+        headers.append("x-forwarded-for", b"\xff1.2.3.4");
         assert_eq!(t.client(ip("10.0.0.1"), &headers), ip("10.0.0.1"));
     }
 }

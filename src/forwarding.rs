@@ -12,6 +12,8 @@ use std::sync::LazyLock;
 use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::request::{self, Headers};
+
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -31,14 +33,13 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// Removes connection-specific headers and every header the Connection header names. A request
 /// is stripped *before* it is judged, so that a header a client names in Connection (say
 /// `Content-Type`) is judged absent, as the pool will find it.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most requests carry none of them, and most answers only `Connection: keep-alive`: one pass
-    // over the names a message has, noting which hop-by-hop ones it has, and a removal for each
-    // of those; the Connection tokens are collected (allocated) only when one names another
+pub fn strip_hop_by_hop(headers: &mut Headers) {
+    // Most requests carry none of them: one pass over the names, noting whether any is
+    // hop-by-hop; the Connection tokens are collected (allocated) only when one names another
     // header.
     let mut present = 0u16;
-    for name in headers.keys() {
-        if let Some(i) = hop_by_hop_index(name.as_str()) {
+    for name in headers.names() {
+        if let Some(i) = hop_by_hop_index(name) {
             present |= 1 << i;
         }
     }
@@ -46,29 +47,33 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     // HOP_BY_HOP[0] is Connection.
-    if present & 1 != 0 && names_others(headers) {
-        strip_named(headers);
+    if present & 1 != 0 && headers.get_all("connection").any(line_names_others) {
+        let named: Vec<String> = named_by(headers.get_all("connection"))
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        headers.retain(|name, _| {
+            hop_by_hop_index(name).is_none()
+                && !named
+                    .iter()
+                    .any(|token| token.as_bytes().eq_ignore_ascii_case(name))
+        });
         return;
     }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) != 0 {
-            headers.remove(name);
-        }
-    }
+    headers.retain(|name, _| hop_by_hop_index(name).is_none());
 }
 
 /// Whether `name` is one of [`HOP_BY_HOP`] (not counting those a Connection line names).
 pub(crate) fn is_hop_by_hop_name(name: &HeaderName) -> bool {
-    hop_by_hop_index(name.as_str()).is_some()
+    hop_by_hop_index(name.as_str().as_bytes()).is_some()
 }
 
 /// Whether a Connection line names a header that is not hop-by-hop already.
-pub(crate) fn line_names_others(connection: &HeaderValue) -> bool {
-    connection
-        .to_str()
+pub(crate) fn line_names_others(connection: &[u8]) -> bool {
+    request::visible(connection)
         // A single token (the `keep-alive` of every member's answer) is not split: `str::split`
         // sets up a searcher costing ~100 instructions. A visible-ASCII value trims as `trim` would.
-        .is_ok_and(|v| match memchr::memchr(b',', v.as_bytes()) {
+        .is_some_and(|v| match memchr::memchr(b',', v.as_bytes()) {
             None => !is_hop_by_hop(v.trim_ascii()),
             Some(_) => v.split(',').any(|token| !is_hop_by_hop(token.trim_ascii())),
         })
@@ -78,7 +83,7 @@ pub(crate) fn line_names_others(connection: &HeaderValue) -> bool {
 /// does when the lines were taken out of the map already), the rest in their order: a map's
 /// `remove` moves its last entry into the freed place (fresh eyes, round 27).
 pub(crate) fn without_named_by(headers: HeaderMap, connection: &[HeaderValue]) -> HeaderMap {
-    let named = named_by(connection);
+    let named = named_by(connection.iter().map(HeaderValue::as_bytes));
     let mut kept = HeaderMap::with_capacity(headers.len());
     for (name, value) in &headers {
         if !named
@@ -93,36 +98,27 @@ pub(crate) fn without_named_by(headers: HeaderMap, connection: &[HeaderValue]) -
 
 /// The place of a (lower-case) name in [`HOP_BY_HOP`]: one match on the text, not nine
 /// comparisons of `HeaderName`s per header.
-fn hop_by_hop_index(name: &str) -> Option<usize> {
+fn hop_by_hop_index(name: &[u8]) -> Option<usize> {
     Some(match name {
-        "connection" => 0,
-        "te" => 1,
-        "transfer-encoding" => 2,
-        "upgrade" => 3,
-        "proxy-authorization" => 4,
-        "proxy-authenticate" => 5,
-        "trailer" => 6,
-        "keep-alive" => 7,
-        "proxy-connection" => 8,
+        b"connection" => 0,
+        b"te" => 1,
+        b"transfer-encoding" => 2,
+        b"upgrade" => 3,
+        b"proxy-authorization" => 4,
+        b"proxy-authenticate" => 5,
+        b"trailer" => 6,
+        b"keep-alive" => 7,
+        b"proxy-connection" => 8,
         _ => return None,
     })
 }
 
-/// A Connection token names a header that is not hop-by-hop already (rarely: `keep-alive` and
-/// `close` are the usual tokens).
-fn names_others(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(line_names_others)
-}
-
 /// The headers Connection lines name besides the hop-by-hop ones (lines that are not text
 /// name none).
-fn named_by<'v>(connection: impl IntoIterator<Item = &'v HeaderValue>) -> Vec<&'v str> {
+fn named_by<'v>(connection: impl IntoIterator<Item = &'v [u8]>) -> Vec<&'v str> {
     connection
         .into_iter()
-        .filter_map(|v| v.to_str().ok())
+        .filter_map(request::visible)
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|token| !is_hop_by_hop(token))
@@ -133,24 +129,6 @@ fn is_hop_by_hop(token: &str) -> bool {
     HOP_BY_HOP
         .iter()
         .any(|name| name.as_str().eq_ignore_ascii_case(token))
-}
-
-/// [`strip_hop_by_hop`] when the Connection header names other headers: each is removed too.
-fn strip_named(headers: &mut HeaderMap) {
-    let named = named_by(headers.get_all(header::CONNECTION).iter());
-    let named = |name: &HeaderName| {
-        named
-            .iter()
-            .any(|token| token.eq_ignore_ascii_case(name.as_str()))
-    };
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| HOP_BY_HOP.contains(name) || named(name))
-        .cloned()
-        .collect();
-    for name in present {
-        headers.remove(name);
-    }
 }
 
 /// The forwarding facts of one request.
@@ -169,7 +147,7 @@ pub struct Forwarded<'a> {
 /// Joins an HTTP/2 request's cookie crumbs, and returns the lines ringfence sets on the request
 /// ([`Lines`]), which are written with its head.
 #[must_use]
-pub fn set_headers(headers: &mut HeaderMap, f: &Forwarded<'_>) -> Lines {
+pub fn set_headers(headers: &mut Headers, f: &Forwarded<'_>) -> Lines {
     if f.multiplexed {
         join_cookie_crumbs(headers);
     }
@@ -207,11 +185,11 @@ enum Replaced {
     Other,
 }
 
-fn replaced(name: &HeaderName) -> Option<Replaced> {
-    Some(match name.as_str() {
-        "host" => Replaced::Host,
-        "x-forwarded-for" => Replaced::ForwardedFor,
-        "x-forwarded-proto" | "x-forwarded-host" | "x-request-id" => Replaced::Other,
+fn replaced(name: &[u8]) -> Option<Replaced> {
+    Some(match name {
+        b"host" => Replaced::Host,
+        b"x-forwarded-for" => Replaced::ForwardedFor,
+        b"x-forwarded-proto" | b"x-forwarded-host" | b"x-request-id" => Replaced::Other,
         _ => return None,
     })
 }
@@ -243,12 +221,7 @@ impl Lines {
 
     /// Writes a request's header lines for the pool: Host first, the client's lines in their
     /// order but for those these replace, then the forwarding lines.
-    pub fn write_headers(
-        &self,
-        dst: &mut BytesMut,
-        headers: &HeaderMap,
-        member_host: &HeaderValue,
-    ) {
+    pub fn write_headers(&self, dst: &mut BytesMut, headers: &Headers, member_host: &HeaderValue) {
         let line = |dst: &mut BytesMut, name: &[u8], value: &[u8]| {
             dst.extend_from_slice(name);
             dst.extend_from_slice(b": ");
@@ -262,18 +235,18 @@ impl Lines {
         };
         line(dst, b"host", host.as_bytes());
         let mut chained = false;
-        for (name, value) in headers {
+        for (name, value) in headers.iter() {
             match replaced(name) {
-                None => line(dst, name.as_str().as_bytes(), value.as_bytes()),
+                None => line(dst, name, value),
                 Some(Replaced::ForwardedFor) => chained = true,
                 Some(Replaced::Host | Replaced::Other) => {}
             }
         }
         dst.extend_from_slice(b"x-forwarded-for: ");
         if chained {
-            for prior in headers.get_all(X_FORWARDED_FOR) {
-                match prior.to_str().map(str::trim) {
-                    Ok(prior) if !prior.is_empty() => {
+            for prior in headers.get_all("x-forwarded-for") {
+                match request::visible(prior).map(str::trim) {
+                    Some(prior) if !prior.is_empty() => {
                         dst.extend_from_slice(prior.as_bytes());
                         dst.extend_from_slice(b", ");
                     }
@@ -295,19 +268,18 @@ impl Lines {
 
 /// RFC 9113 §8.2.3: crumbs are joined with `"; "` before the request goes to an HTTP/1.1 server,
 /// which may otherwise join them with `", "` (one cookie to ASP.NET, whose parser splits at `;`).
-fn join_cookie_crumbs(headers: &mut HeaderMap) {
-    let mut crumbs = headers.get_all(header::COOKIE).iter();
-    let (Some(first), Some(_)) = (crumbs.next(), crumbs.next()) else {
+fn join_cookie_crumbs(headers: &mut Headers) {
+    if headers.get_all("cookie").nth(1).is_none() {
         return;
-    };
-    let mut joined = first.as_bytes().to_vec();
-    for crumb in headers.get_all(header::COOKIE).iter().skip(1) {
-        joined.extend_from_slice(b"; ");
-        joined.extend_from_slice(crumb.as_bytes());
     }
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
-        headers.insert(header::COOKIE, value);
+    let mut joined = Vec::new();
+    for (i, crumb) in headers.get_all("cookie").enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb);
     }
+    headers.insert("cookie", &joined);
 }
 
 /// A request's ids: ringfence's own (`id` in the audit trail, always made here) and the client's
@@ -327,9 +299,8 @@ impl RequestIds {
 }
 
 /// A fresh id for the request, and the client's X-Request-Id when it is safe to echo.
-pub fn request_ids(headers: &HeaderMap) -> RequestIds {
-    let client = headers.get(&X_REQUEST_ID).filter(|v| {
-        let b = v.as_bytes();
+pub fn request_ids(headers: &Headers) -> RequestIds {
+    let client = headers.get("x-request-id").filter(|b| {
         (1..=128).contains(&b.len())
             && b.iter()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
@@ -338,7 +309,7 @@ pub fn request_ids(headers: &HeaderMap) -> RequestIds {
         ours: fresh_id(),
         // Copied out of the request's head, whose buffer a held long poll would otherwise keep
         // alive through this id (issue 16); only its checked characters, so it stays valid.
-        client: client.map(|v| HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone())),
+        client: client.and_then(|v| HeaderValue::from_bytes(v).ok()),
     }
 }
 
@@ -380,12 +351,36 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The definition [`strip_hop_by_hop`] replaced (the Connection tokens always collected).
-    fn strip_hop_by_hop_collected(headers: &mut HeaderMap) {
+    /// The definition [`strip_hop_by_hop`] replaced (the Connection tokens always collected),
+    /// on a `HeaderMap`.
+    pub(crate) fn strip_hop_by_hop_collected(headers: &mut HeaderMap) {
         if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
             return;
         }
         strip_named(headers);
+    }
+
+    /// Every hop-by-hop header and every one a Connection line names, removed.
+    fn strip_named(headers: &mut HeaderMap) {
+        let named = named_by(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        );
+        let named = |name: &HeaderName| {
+            named
+                .iter()
+                .any(|token| token.eq_ignore_ascii_case(name.as_str()))
+        };
+        let present: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| HOP_BY_HOP.contains(name) || named(name))
+            .cloned()
+            .collect();
+        for name in present {
+            headers.remove(name);
+        }
     }
 
     /// Header lines drawn from the hop-by-hop names, Connection lines naming them or others in
@@ -417,10 +412,14 @@ mod tests {
     #[test]
     fn the_hop_by_hop_match_is_the_list() {
         for (i, name) in HOP_BY_HOP.iter().enumerate() {
-            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+            assert_eq!(
+                hop_by_hop_index(name.as_str().as_bytes()),
+                Some(i),
+                "{name}"
+            );
         }
-        assert_eq!(hop_by_hop_index("content-type"), None);
-        assert_eq!(hop_by_hop_index("t"), None);
+        assert_eq!(hop_by_hop_index(b"content-type"), None);
+        assert_eq!(hop_by_hop_index(b"t"), None);
     }
 
     proptest! {
@@ -435,8 +434,9 @@ mod tests {
             }
             let mut expected = headers.clone();
             strip_hop_by_hop_collected(&mut expected);
-            strip_hop_by_hop(&mut headers);
-            prop_assert_eq!(headers, expected);
+            let mut ours = Headers::from_map(&headers);
+            strip_hop_by_hop(&mut ours);
+            prop_assert_eq!(ours.to_map(), expected);
         }
     }
 
@@ -453,9 +453,10 @@ mod tests {
         );
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
         headers.insert("x-kept", HeaderValue::from_static("1"));
+        let mut headers = Headers::from_map(&headers);
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
-        assert!(headers.contains_key("x-kept"));
+        assert!(headers.contains("x-kept"));
     }
 
     #[test]
@@ -471,18 +472,20 @@ mod tests {
         headers.append("x-private", HeaderValue::from_static("2"));
         headers.insert("x-kept", HeaderValue::from_static("1"));
         headers.insert(header::DATE, HeaderValue::from_static("now"));
+        let mut headers = Headers::from_map(&headers);
         strip_hop_by_hop(&mut headers);
-        let mut left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+        let mut left: Vec<_> = headers.names().collect();
+        let (date, kept): (&[u8], &[u8]) = (b"date", b"x-kept");
         left.sort_unstable();
-        assert_eq!(left, ["date", "x-kept"]);
+        assert_eq!(left, [date, kept]);
     }
 
     #[test]
     fn http2_cookie_crumbs_are_one_line_for_the_pool() {
         let crumbs = |multiplexed: bool| {
-            let mut headers = HeaderMap::new();
+            let mut headers = Headers::default();
             for crumb in ["a=1", "b=2", "c=3"] {
-                headers.append(header::COOKIE, HeaderValue::from_static(crumb));
+                headers.append("cookie", crumb.as_bytes());
             }
             let unset = HeaderValue::from_static("");
             let _ = set_headers(
@@ -496,25 +499,25 @@ mod tests {
                     multiplexed,
                 },
             );
-            let lines: Vec<_> = headers.get_all(header::COOKIE).iter().cloned().collect();
+            let lines: Vec<_> = headers.get_all("cookie").map(<[u8]>::to_vec).collect();
             lines
         };
-        assert_eq!(crumbs(true), ["a=1; b=2; c=3"]);
-        assert_eq!(crumbs(false), ["a=1", "b=2", "c=3"]);
+        assert_eq!(crumbs(true), [b"a=1; b=2; c=3".to_vec()]);
+        assert_eq!(
+            crumbs(false),
+            [b"a=1".to_vec(), b"b=2".to_vec(), b"c=3".to_vec()]
+        );
     }
 
     /// The header lines a request is written with for the pool: `set_headers`, then
     /// `Lines::write_headers` (the member's Host is `fe1.example:443`).
-    fn written(headers: &mut HeaderMap, f: &Forwarded<'_>) -> Vec<(String, String)> {
+    fn written(headers: &mut Headers, f: &Forwarded<'_>) -> Vec<(String, String)> {
         let lines = set_headers(headers, f);
         let member = HeaderValue::from_static("fe1.example:443");
         let mut out = BytesMut::new();
         lines.write_headers(&mut out, headers, &member);
         // What `write_head` reserves: the client's lines as they are, and the room.
-        let client: usize = headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum();
+        let client: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
         assert!(
             out.len() <= client + lines.room(&member),
             "the room reserved"
@@ -547,9 +550,9 @@ mod tests {
     #[test]
     fn x_forwarded_for_appends_the_client_to_every_line_joined() {
         let forwarded_for = |lines: &[&'static str]| {
-            let mut headers = HeaderMap::new();
+            let mut headers = Headers::default();
             for line in lines {
-                headers.append(X_FORWARDED_FOR, HeaderValue::from_static(line));
+                headers.append("x-forwarded-for", line.as_bytes());
             }
             let (ip, unset) = (
                 HeaderValue::from_static("192.0.2.9"),
@@ -573,7 +576,7 @@ mod tests {
     /// own; Host comes first, the client's other lines follow in their order.
     #[test]
     fn the_lines_ringfence_sets_replace_the_clients() {
-        let mut headers = HeaderMap::new();
+        let mut headers = Headers::default();
         for (name, value) in [
             ("host", "evil.example"),
             ("x-a", "1"),
@@ -584,10 +587,7 @@ mod tests {
             ("x-b", "2"),
             ("x-a", "3"),
         ] {
-            headers.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
+            headers.append(name, value.as_bytes());
         }
         let (ip, host, id) = (
             HeaderValue::from_static("192.0.2.9"),
@@ -606,8 +606,8 @@ mod tests {
             [
                 ("host", "fe1.example:443"),
                 ("x-a", "1"),
-                ("x-a", "3"),
                 ("x-b", "2"),
+                ("x-a", "3"),
                 ("x-forwarded-for", "10.0.0.1, 192.0.2.9"),
                 ("x-forwarded-proto", "http"),
                 ("x-forwarded-host", "lyncweb.contoso.com"),
@@ -641,7 +641,7 @@ mod tests {
         let host = HeaderValue::from_maybe_shared(head.slice(0..19)).unwrap();
         let id = HeaderValue::from_maybe_shared(head.slice(20..)).unwrap();
         let ip = HeaderValue::from_static("192.0.2.9");
-        let headers = HeaderMap::new();
+        let headers = Headers::default();
         let lines = set_headers(&mut headers.clone(), &forwarded(&ip, &host, &id));
         let copy = lines.detached();
         let member = HeaderValue::from_static("fe1.example:443");

@@ -290,7 +290,7 @@ impl Gateway {
         });
         let ctx = Ctx {
             version: head.version,
-            xml: prefers_xml(head.headers.get(header::ACCEPT)),
+            xml: prefers_xml(head.headers.get("accept").and_then(request::visible)),
             snapshot,
             ids,
             started,
@@ -382,7 +382,7 @@ impl Gateway {
         // Only the audit trail reads it (its fingerprint), and only on a judged request; a
         // pass-through request does not keep it (a slice of the client's read buffer).
         let authorization = match self.shared.audit.enabled() {
-            true => head.headers.get(header::AUTHORIZATION).cloned(),
+            true => head.headers.bytes("authorization"),
             false => None,
         };
         match judge::admit(head, config, sni) {
@@ -424,7 +424,7 @@ impl Gateway {
     async fn guarded(
         &self,
         ctx: &Ctx,
-        authorization: Option<HeaderValue>,
+        authorization: Option<Bytes>,
         pending: judge::Pending<'_>,
         body: ClientBody,
     ) -> (Traffic, Response<Answer>) {
@@ -570,7 +570,7 @@ impl Gateway {
     fn decisions(
         &self,
         ctx: &Ctx,
-        authorization: Option<&HeaderValue>,
+        authorization: Option<&Bytes>,
         host: &HeaderValue,
         applications: &Applications,
         rulings: &[Ruling<'_>],
@@ -588,7 +588,7 @@ impl Gateway {
     fn unsent_lines(
         &self,
         ctx: &Ctx,
-        authorization: Option<&HeaderValue>,
+        authorization: Option<&Bytes>,
         host: &HeaderValue,
         unsent: &[Ruling<'_>],
     ) -> Vec<Line> {
@@ -610,7 +610,7 @@ impl Gateway {
     fn lines<'r, 'c: 'r>(
         &self,
         ctx: &Ctx,
-        authorization: Option<&HeaderValue>,
+        authorization: Option<&Bytes>,
         host: &HeaderValue,
         count: usize,
         stated: impl Iterator<
@@ -624,7 +624,7 @@ impl Gateway {
     ) -> Vec<Line> {
         let audit = self.shared.audit.enabled();
         let mut lines = Vec::with_capacity(if audit { count } else { 0 });
-        let token = authorization.map(identity::token_fingerprint);
+        let token = authorization.map(|a| identity::token_fingerprint(a));
         let client = if audit {
             self.client_text(ctx.client)
         } else {
@@ -822,7 +822,7 @@ enum Route {
     /// Refused on its head: the answer.
     Refused(Option<(Traffic, Response<Answer>)>),
     /// The request's Authorization (for the trail), its admission and its body.
-    Guarded(Option<(Option<HeaderValue>, judge::Detached, ClientBody)>),
+    Guarded(Option<(Option<Bytes>, judge::Detached, ClientBody)>),
 }
 
 /// A cleared request written for the pool, and what its answer needs: the lesson's method,

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use moka::policy::EvictionPolicy;
@@ -216,9 +216,9 @@ fn is_application_id(id: &str) -> bool {
 pub struct TokenFingerprint([u8; 16]);
 
 /// The fingerprint of the raw `Authorization` header value.
-pub fn token_fingerprint(authorization: &HeaderValue) -> TokenFingerprint {
+pub fn token_fingerprint(authorization: &[u8]) -> TokenFingerprint {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = ring::digest::digest(&ring::digest::SHA256, authorization.as_bytes());
+    let digest = ring::digest::digest(&ring::digest::SHA256, authorization);
     let mut hex = [0u8; 16];
     for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.as_ref()) {
         pair[0] = HEX[usize::from(byte >> 4)];

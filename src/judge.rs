@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::HeaderValue;
 use http::Method;
 
 use crate::audit::{self, Decided};
@@ -30,7 +30,7 @@ use crate::iis::media::{self, EncodingError};
 use crate::policy::{DenyReason, Mode, Organisation, Policy, Rule};
 use crate::reject::Rejection;
 use crate::request::{self, X_UP_DEVCAP_POST_CHARSET};
-use crate::request::{Head, TargetForm};
+use crate::request::{Head, Headers, TargetForm};
 use crate::route::{self, Guard, Route, Traffic};
 use crate::target::{Target, TargetError};
 
@@ -47,7 +47,7 @@ pub struct Clearance {
 impl Clearance {
     /// The headers, for what `forwarding` changes (an HTTP/2 request's cookie crumbs joined,
     /// [`forwarding::set_headers`]).
-    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+    pub fn headers_mut(&mut self) -> &mut Headers {
         &mut self.head.headers
     }
 
@@ -66,7 +66,7 @@ impl Clearance {
     }
 
     /// Method, origin-form target, headers and body, for the upstream request.
-    pub(crate) fn into_parts(self) -> (Method, ByteString, HeaderMap, UpstreamBody) {
+    pub(crate) fn into_parts(self) -> (Method, ByteString, Headers, UpstreamBody) {
         (
             self.head.method,
             self.head.target.origin_form(),
@@ -234,7 +234,7 @@ impl<'c> Verdict<'c> {
 }
 
 /// The Batch.js sample's header for an embedded request's body.
-const DATA: http::HeaderName = http::HeaderName::from_static("data");
+const DATA: &str = "data";
 
 /// Guarded parts one batch may hold; more refuse it whole (`bad_batch`). Each is an audit line:
 /// without a bound, a 1 MiB batch of tiny parts made a thousand (fresh-eyes round 6).
@@ -253,7 +253,7 @@ pub fn admit<'c>(mut head: Head, config: &'c Config, sni: Option<&str>) -> Admis
     // would get it without its coding (Transfer-Encoding is hop-by-hop). `chunked, chunked`
     // hyper unchunks once where another reader could twice. Either way only `chunked` alone is
     // a framing every reader agrees on; anything else is refused on every route (issue 15).
-    let transfer_coded = request::list(request::lines(&head.headers, &header::TRANSFER_ENCODING))
+    let transfer_coded = request::list(request::lines(&head.headers, "transfer-encoding"))
         .is_some_and(|te| !te.trim().eq_ignore_ascii_case("chunked"));
     // What is judged is what will be forwarded: connection-specific headers go first.
     forwarding::strip_hop_by_hop(&mut head.headers);
@@ -305,7 +305,7 @@ pub fn admit<'c>(mut head: Head, config: &'c Config, sni: Option<&str>) -> Admis
     }
     let view = route::view(head.target.path(), &config.guards);
     if view.under_ucwa {
-        if let Err(rejection) = ucwa_headers(head.headers.keys().map(http::HeaderName::as_str)) {
+        if let Err(rejection) = ucwa_headers(head.headers.names()) {
             // On a guarded resource or a batch this is a decision like any other, and the trail
             // records it (fresh eyes, issue 14, G); elsewhere there is nothing guarded to record.
             let organisation = config.policy.organisation_for(host.to_str().unwrap_or(""));
@@ -329,17 +329,7 @@ pub fn admit<'c>(mut head: Head, config: &'c Config, sni: Option<&str>) -> Admis
         Route::Passthrough => {
             // HTTP/2 keeps repeated Content-Length fields that agree (checked above, each one);
             // the pool is sent one, as HTTP/1.1 clients are by hyper (fresh eyes, round 15).
-            if head
-                .headers
-                .get_all(header::CONTENT_LENGTH)
-                .iter()
-                .nth(1)
-                .is_some()
-            {
-                if let Some(length) = head.headers.get(header::CONTENT_LENGTH).cloned() {
-                    head.headers.insert(header::CONTENT_LENGTH, length);
-                }
-            }
+            head.headers.keep_first("content-length");
             return Admission::Pass(Passed { head, host });
         }
         Route::BadPath => return refuse(Rejection::BadPath, TARGET, Traffic::Guarded, host),
@@ -416,17 +406,14 @@ fn head_ruling<'c>(
 /// Whether the Content-Length, if any, has no leading zero. hyper reads `0029` as 29, and a
 /// pass-through request's line reaches the pool as it came, where a reader could take it for
 /// octal: a length is forwarded only in the one spelling every reader agrees on (issue 15).
-fn length_is_plain(headers: &HeaderMap) -> bool {
+fn length_is_plain(headers: &Headers) -> bool {
     // Every line: HTTP/2 (h2) keeps repeated fields that parse to the same number.
-    headers
-        .get_all(header::CONTENT_LENGTH)
-        .iter()
-        .all(is_plain_length)
+    headers.get_all("content-length").all(is_plain_length)
 }
 
 /// A Content-Length line without a leading zero ([`length_is_plain`]).
-fn is_plain_length(length: &HeaderValue) -> bool {
-    !matches!(length.as_bytes(), [b'0', _, ..])
+fn is_plain_length(length: &[u8]) -> bool {
+    !matches!(length, [b'0', _, ..])
 }
 
 /// What a guarded path names.
@@ -577,11 +564,9 @@ impl<'c> Pending<'c> {
     /// Content-Length lines; hyper itself drops a Content-Length beside Transfer-Encoding), and a
     /// declared length over the limit, refused before reading.
     fn framing(&self) -> Result<(), Rejection> {
-        let mut lengths = self.head.headers.get_all(header::CONTENT_LENGTH).iter();
+        let mut lengths = self.head.headers.get_all("content-length");
         if let Some(length) = lengths.next() {
-            let n: u64 = length
-                .to_str()
-                .ok()
+            let n: u64 = request::visible(length)
                 .and_then(|s| s.trim().parse().ok())
                 .ok_or(Rejection::BadBody)?;
             if lengths.next().is_some() || !is_plain_length(length) {
@@ -641,12 +626,12 @@ impl<'c> Pending<'c> {
         // as it came instead of being made again (an allocation per request).
         let mut digits = itoa::Buffer::new();
         let length = digits.format(body.len()).as_bytes();
-        let mut lines = head.headers.get_all(header::CONTENT_LENGTH).iter();
-        let plain =
-            lines.next().is_some_and(|line| line.as_bytes() == length) && lines.next().is_none();
+        let plain = {
+            let mut lines = head.headers.get_all("content-length");
+            lines.next().is_some_and(|line| line == length) && lines.next().is_none()
+        };
         if !plain {
-            head.headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            head.headers.insert("content-length", length);
         }
         Verdict {
             outcome: Ok(Clearance {
@@ -666,22 +651,22 @@ impl<'c> Pending<'c> {
         // A `Data:` header is a body to the batch handler; on a request of its own it is judged
         // the same way, since nothing says UCWA would not read it there too.
         let headers = &self.head.headers;
-        let data = match one_data(request::lines(headers, &DATA)) {
+        let data = match one_data(request::lines(headers, DATA)) {
             Ok(data) => data,
             Err(rejection) => {
                 let ruling = self.whole(rejection);
                 return self.refused(rejection, &guard.parameter, vec![ruling]);
             }
         };
-        let content_encoding = request::list(request::lines(headers, &header::CONTENT_ENCODING));
+        let content_encoding = request::list(request::lines(headers, "content-encoding"));
         let inbound = Inbound {
             method: &self.head.method,
             query: self.head.target.query(),
-            content_type: request::single(request::lines(headers, &header::CONTENT_TYPE)),
+            content_type: request::single(request::lines(headers, "content-type")),
             content_encoding: content_encoding.as_deref(),
             body: &body,
             data: data.map(str::as_bytes),
-            up_devcap_post_charset: request::lines(headers, &X_UP_DEVCAP_POST_CHARSET)
+            up_devcap_post_charset: request::lines(headers, X_UP_DEVCAP_POST_CHARSET)
                 .map(|v| v.unwrap_or(request::UNREADABLE))
                 .collect(),
             parameter_cookie: request::has_cookie(request::cookies(headers), &guard.parameter),
@@ -737,14 +722,14 @@ impl<'c> Pending<'c> {
             return Err(Rejection::Misdirected);
         }
         let headers = &self.head.headers;
-        let content_type = request::single(request::lines(headers, &header::CONTENT_TYPE));
+        let content_type = request::single(request::lines(headers, "content-type"));
         check_encoding(
-            request::lines(headers, &X_UP_DEVCAP_POST_CHARSET)
+            request::lines(headers, X_UP_DEVCAP_POST_CHARSET)
                 .map(|v| v.unwrap_or(request::UNREADABLE)),
             content_type,
             true,
         )?;
-        let content_encoding = request::list(request::lines(headers, &header::CONTENT_ENCODING));
+        let content_encoding = request::list(request::lines(headers, "content-encoding"));
         if content_encoding.is_some_and(|e| !extract::is_identity(&e)) {
             return Err(Rejection::EncodedBody);
         }
@@ -814,7 +799,7 @@ impl<'c> Pending<'c> {
         judged: usize,
     ) -> Result<Option<(Ruling<'c>, &'c Guard)>, Rejection> {
         if view.under_ucwa {
-            ucwa_headers(part.headers.iter().map(|&(name, _)| name))?;
+            ucwa_headers(part.headers.iter().map(|&(name, _)| name.as_bytes()))?;
         }
         let guard = match view.route {
             Route::Passthrough => {
@@ -902,9 +887,7 @@ impl<'c> Pending<'c> {
             content_encoding: content_encoding.as_deref(),
             body: part.body,
             data: data.map(str::as_bytes),
-            up_devcap_post_charset: part
-                .header_values(X_UP_DEVCAP_POST_CHARSET.as_str())
-                .collect(),
+            up_devcap_post_charset: part.header_values(X_UP_DEVCAP_POST_CHARSET).collect(),
             parameter_cookie: request::has_cookie(
                 part.header_values("cookie").map(str::as_bytes),
                 &guard.parameter,
@@ -983,7 +966,7 @@ enum Stop<'c> {
 /// ([`request::PATH_OVERRIDES`]). Names are compared without case, `-` or `_`: IIS hands
 /// `X_Original_URL` to the application as the same `HTTP_X_ORIGINAL_URL` server variable as
 /// `X-Original-URL`.
-fn ucwa_headers<'n>(names: impl Iterator<Item = &'n str>) -> Result<(), Rejection> {
+fn ucwa_headers<'n>(names: impl Iterator<Item = &'n [u8]>) -> Result<(), Rejection> {
     let mut refusal = Ok(());
     for name in names {
         match override_of(name) {
@@ -1010,10 +993,10 @@ const LOOSE_MAX: usize = 19;
 /// compared with each of the six a character at a time; a name starting otherwise than `x` or
 /// `a` (most) is told on its first byte. The tests hold the definition by comparison, and this
 /// table to the constants.
-fn override_of(name: &str) -> Option<Override> {
+fn override_of(name: &[u8]) -> Option<Override> {
     let mut loose = [0u8; LOOSE_MAX];
     let mut len = 0;
-    for &b in name.as_bytes() {
+    for &b in name {
         if matches!(b, b'-' | b'_') {
             continue;
         }

@@ -5,14 +5,16 @@
 
 use std::borrow::Cow;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::Version;
 
 use crate::iis::{self, host};
 use crate::reject::Rejection;
 
 mod head;
+mod headers;
 pub use head::{Head, RequestTarget, TargetForm};
+pub use headers::{is_field_value, Headers, InvalidLine, Line};
 
 /// `X-HTTP-Method-Override` and its kin: ASP.NET and WCF honour them, so on UCWA a POST could be
 /// read as another method, or the reverse.
@@ -35,8 +37,7 @@ pub const PATH_OVERRIDES: [HeaderName; 3] = [
 
 /// ASP.NET's `HttpRequest.GetEncodingFromHeaders` reads this header's charset when the
 /// User-Agent begins with `UP` (OWASP CRS rule 920490).
-pub const X_UP_DEVCAP_POST_CHARSET: HeaderName =
-    HeaderName::from_static("x-up-devcap-post-charset");
+pub const X_UP_DEVCAP_POST_CHARSET: &str = "x-up-devcap-post-charset";
 
 /// What a header reads as when it cannot be read unambiguously: no media type, coding or
 /// grammar accepts it, so a non-empty body is refused.
@@ -50,9 +51,9 @@ pub fn host(head: &Head) -> Result<HeaderValue, Rejection> {
     let value = if let Some(authority) = head.target.authority() {
         HeaderValue::from_str(authority.as_str()).map_err(|_| Rejection::BadHost)?
     } else {
-        let mut hosts = head.headers.get_all(header::HOST).iter();
+        let mut hosts = head.headers.get_all("host");
         match (hosts.next(), hosts.next()) {
-            (Some(h), None) => h.clone(),
+            (Some(_), None) => head.headers.value("host").ok_or(Rejection::BadHost)?,
             (None, None) if head.version < Version::HTTP_11 => {
                 return Ok(HeaderValue::from_static(""))
             }
@@ -71,24 +72,36 @@ pub fn host_as_sent(head: &Head) -> HeaderValue {
     if let Some(authority) = head.target.authority() {
         return HeaderValue::from_str(authority.as_str()).unwrap_or(HeaderValue::from_static(""));
     }
-    let mut hosts = head.headers.get_all(header::HOST).iter();
+    let mut hosts = head.headers.get_all("host");
     let Some(first) = hosts.next() else {
         return HeaderValue::from_static("");
     };
-    let mut joined = first.as_bytes().to_vec();
+    let mut joined = first.to_vec();
     for more in hosts {
         joined.extend_from_slice(b", ");
-        joined.extend_from_slice(more.as_bytes());
+        joined.extend_from_slice(more);
     }
     HeaderValue::from_bytes(&joined).unwrap_or(HeaderValue::from_static(""))
 }
 
 /// The values of every line of header `name`; `None` for a line that is not visible ASCII.
 pub fn lines<'h>(
-    headers: &'h HeaderMap,
-    name: &HeaderName,
+    headers: &'h Headers,
+    name: &'h str,
 ) -> impl Iterator<Item = Option<&'h str>> + 'h {
-    headers.get_all(name).iter().map(|v| v.to_str().ok())
+    headers.get_all(name).map(visible)
+}
+
+/// A value as `HeaderValue::to_str` reads it: text when it is HTAB and visible ASCII only.
+pub fn visible(value: &[u8]) -> Option<&str> {
+    if value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
 }
 
 /// A singleton field such as Content-Type (RFC 9110 §8.3): sent twice, the pool may act on
@@ -132,11 +145,8 @@ pub fn decimal(bytes: &[u8]) -> Option<u64> {
 }
 
 /// Every Cookie line's bytes, as they came.
-pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .map(HeaderValue::as_bytes)
+pub fn cookies(headers: &Headers) -> impl Iterator<Item = &[u8]> {
+    headers.get_all("cookie")
 }
 
 /// Whether a cookie's name is `name` as ASP.NET's `Request[name]` could find it: the indexer
@@ -165,7 +175,7 @@ pub fn has_cookie<'a>(lines: impl Iterator<Item = &'a [u8]>, name: &str) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::Request;
+    use http::{header, Request};
 
     fn host_of(uri: &str, hosts: &[&str]) -> Result<HeaderValue, Rejection> {
         let mut request = Request::builder().uri(uri);
@@ -203,38 +213,38 @@ mod tests {
         assert_eq!(host_of("/ucwa", &["a b"]), Err(Rejection::BadHost));
     }
 
-    fn map(lines: &[(&'static str, &'static [u8])]) -> HeaderMap {
-        let mut map = HeaderMap::new();
+    fn map(lines: &[(&'static str, &'static [u8])]) -> Headers {
+        let mut map = Headers::default();
         for &(name, value) in lines {
-            map.append(name, HeaderValue::from_bytes(value).unwrap());
+            map.append(name, value);
         }
         map
     }
 
     #[test]
     fn a_repeated_or_unreadable_singleton_reads_as_unreadable() {
-        let ct = header::CONTENT_TYPE;
-        assert_eq!(single(lines(&map(&[]), &ct)), None);
+        let ct = "content-type";
+        assert_eq!(single(lines(&map(&[]), ct)), None);
         let one = map(&[("content-type", b"application/json")]);
-        assert_eq!(single(lines(&one, &ct)), Some("application/json"));
+        assert_eq!(single(lines(&one, ct)), Some("application/json"));
         let twice = map(&[
             ("content-type", b"application/x-www-form-urlencoded"),
             ("content-type", b"application/json"),
         ]);
-        assert_eq!(single(lines(&twice, &ct)), Some(UNREADABLE));
+        assert_eq!(single(lines(&twice, ct)), Some(UNREADABLE));
         let opaque = map(&[("content-type", b"application/json\xff")]);
-        assert_eq!(single(lines(&opaque, &ct)), Some(UNREADABLE));
+        assert_eq!(single(lines(&opaque, ct)), Some(UNREADABLE));
     }
 
     #[test]
     fn list_lines_are_read_as_one_list() {
-        let ce = header::CONTENT_ENCODING;
-        assert_eq!(list(lines(&map(&[]), &ce)), None);
+        let ce = "content-encoding";
+        assert_eq!(list(lines(&map(&[]), ce)), None);
         let hidden = map(&[
             ("content-encoding", b"identity"),
             ("content-encoding", b"gzip"),
         ]);
-        assert_eq!(list(lines(&hidden, &ce)).as_deref(), Some("identity, gzip"));
+        assert_eq!(list(lines(&hidden, ce)).as_deref(), Some("identity, gzip"));
     }
 
     #[test]

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 use http::header::HeaderValue;
 use http::uri::{Authority, Scheme};
-use http::{HeaderMap, Method, Response};
+use http::{Method, Response};
+
+use crate::request::Headers;
 use prometheus::{Histogram, IntCounter, IntGauge};
 
 pub use crate::body::UpstreamBody;
@@ -327,7 +329,7 @@ impl Pool {
         &self,
         sending: &mut Sending,
         target: ByteString,
-        headers: HeaderMap,
+        headers: Headers,
         lines: forwarding::Lines,
         body: UpstreamBody,
     ) {
@@ -345,7 +347,7 @@ impl Pool {
         sending.retry = retry_body.map(|body| {
             Box::new(Retry {
                 target: target.clone(),
-                headers: detached_headers(&headers),
+                headers: headers.detached(),
                 lines: lines.detached(),
                 body,
             })
@@ -363,7 +365,7 @@ impl Pool {
         index: usize,
         method: &Method,
         target: ByteString,
-        headers: HeaderMap,
+        headers: Headers,
         lines: Option<&forwarding::Lines>,
         body: UpstreamBody,
     ) -> Attempt {
@@ -508,7 +510,7 @@ pub struct Sending {
 /// What another attempt sends: copies of its own, none of them a slice of the client's buffer.
 struct Retry {
     target: ByteString,
-    headers: HeaderMap,
+    headers: Headers,
     lines: forwarding::Lines,
     /// A copy of a body held in memory; `None` for a streamed body, which only an attempt
     /// whose connection was never made gives back ([`Attempt::unbegun_body`]).
@@ -589,24 +591,6 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// context: making a span costs more than most requests' other work, and few log a line).
 pub trait RequestSpan: Sync {
     fn span(&self) -> &tracing::Span;
-}
-
-/// `headers` with their values in one buffer of their own, not slices of the buffer they were
-/// parsed from.
-fn detached_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut copy = bytes::BytesMut::with_capacity(headers.values().map(|v| v.len()).sum());
-    for value in headers.values() {
-        copy.extend_from_slice(value.as_bytes());
-    }
-    let mut copy = copy.freeze();
-    let mut detached = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let bytes = copy.split_to(value.len());
-        let mut owned = HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| value.clone());
-        owned.set_sensitive(value.is_sensitive());
-        detached.append(name, owned);
-    }
-    detached
 }
 
 /// `target` in storage of its own, not a slice of the buffer it was parsed from.
@@ -775,32 +759,6 @@ mod detached_tests {
                 prop_assert!(!std::ptr::eq(copy.as_ptr(), sliced.as_ptr()));
             }
         }
-    }
-
-    #[test]
-    fn detached_headers_are_the_same_headers() {
-        let head = bytes::Bytes::from_static(b"a.example:443 Bearer x1 one two text/plain");
-        let mut headers = HeaderMap::new();
-        let value = |a: usize, b: usize| HeaderValue::from_maybe_shared(head.slice(a..b)).unwrap();
-        headers.append(http::header::HOST, value(0, 13));
-        let mut authorization = value(14, 23);
-        authorization.set_sensitive(true);
-        headers.append(http::header::AUTHORIZATION, authorization);
-        headers.append("x-many", value(24, 27));
-        headers.append("x-many", value(28, 31));
-        headers.append("x-empty", HeaderValue::from_static(""));
-        headers.append(http::header::ACCEPT, value(32, 42));
-        let copy = detached_headers(&headers);
-        assert_eq!(copy, headers);
-        let order = |h: &HeaderMap| {
-            h.iter()
-                .map(|(n, v)| (n.clone(), v.clone(), v.is_sensitive()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(order(&copy), order(&headers));
-        assert!(copy
-            .values()
-            .all(|v| !head.as_ptr_range().contains(&v.as_bytes().as_ptr())));
     }
 
     #[test]

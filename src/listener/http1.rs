@@ -25,7 +25,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 use http_body::Body;
 use prometheus::IntGauge;
@@ -45,10 +45,6 @@ use crate::upstream::h1::{ends_chunked, has_token, Chunked, Step};
 const MAX_HEADERS: usize = 100;
 /// The longest request target (hyper's `MAX_URI_LEN`).
 const MAX_URI: usize = (u16::MAX - 1) as usize;
-/// Room in a request's header map for the lines the gateway may add (a guarded body's
-/// Content-Length; the forwarding lines are written with the head, not put in the map), so
-/// that adding them does not grow it.
-const FORWARDING_ROOM: usize = 2;
 /// How much is read at a time.
 const READ_SIZE: usize = 8 * 1024;
 /// Body bytes gathered behind a head before they are written.
@@ -75,7 +71,6 @@ pub(super) async fn serve<T: Socket>(
         activity,
         limits,
         taken_up: 0,
-        headers: HeaderMap::new(),
         spans: Vec::new(),
     };
     let end = conn.run(parked_gauge).await;
@@ -108,9 +103,6 @@ struct Conn<T> {
     limits: super::Limits,
     /// When the awaited head began to be waited for ([`super::Activity::head_left`]).
     taken_up: u64,
-    /// The last answer's header map, emptied: the next request's headers go in it, as hyper's
-    /// server reuses it, instead of a new map per request.
-    headers: HeaderMap,
     /// Where a head's header names and values lie in it, kept from one head to the next.
     spans: Vec<Span>,
 }
@@ -177,7 +169,6 @@ impl<T: Socket> Conn<T> {
     async fn park(&mut self, parked_gauge: &IntGauge) -> io::Result<Wake> {
         // What a quiet connection need not keep: its buffer and the maps kept for the next head.
         self.buf = BytesMut::new();
-        self.headers = HeaderMap::new();
         self.spans = Vec::new();
         let waiting = super::Counted::new(parked_gauge);
         let wake = parked(&mut self.io, &self.stop, &self.activity, self.limits).await;
@@ -192,7 +183,7 @@ impl<T: Socket> Conn<T> {
     async fn next_head(&mut self, sides: &mut Sides) -> io::Result<Next> {
         loop {
             if !self.buf.is_empty() {
-                match parse(&mut self.buf, &mut self.headers, &mut self.spans) {
+                match parse(&mut self.buf, &mut self.spans) {
                     Ok(Some(head)) => return Ok(Next::Head(head)),
                     Ok(None) if self.buf.len() >= MAX_HTTP1_BUF => {
                         return Ok(Next::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
@@ -306,13 +297,12 @@ impl<T: Socket> Conn<T> {
         let Conn {
             io,
             buf,
-            headers,
             stop,
             limits,
             ..
         } = self;
         let send = limits.send;
-        poll_fn(move |cx| exchange.poll(cx, io, buf, headers, stop, sides, send))
+        poll_fn(move |cx| exchange.poll(cx, io, buf, stop, sides, send))
     }
 
     /// Answers a head hyper's server would have refused (its status, no body) before closing.
@@ -328,20 +318,15 @@ impl<T: Socket> Conn<T> {
 }
 
 /// The answer's writer, its head encoded (a 500 in its place when it cannot be), and whether
-/// the connection ends after it; the answer's emptied header map goes to `cache`, for the
-/// next request's headers. Not async, for the reason `Conn::start` is not.
+/// the connection ends after it. Not async, for the reason `Conn::start` is not.
 fn writer(
     response: http::Response<Tracked<ResponseBody>>,
     asked: &Asked,
-    cache: &mut HeaderMap,
     send: Duration,
 ) -> (Writer<Tracked<ResponseBody>>, bool) {
     let (mut parts, answer_body) = response.into_parts();
     let mut out = BytesMut::with_capacity(256);
     let encoded = encode(&mut out, asked, &mut parts, &answer_body);
-    // Drained by `encode`: kept for the next request's headers.
-    *cache = std::mem::take(&mut parts.headers);
-    cache.clear();
     let (encoder, last) = match encoded {
         Ok(e) => e,
         Err(()) => {
@@ -379,7 +364,6 @@ impl Exchange {
         cx: &mut Context<'_>,
         io: &mut T,
         buf: &mut BytesMut,
-        headers: &mut HeaderMap,
         stop: &tokio_util::sync::CancellationToken,
         sides: &mut Sides,
         send: Duration,
@@ -393,7 +377,7 @@ impl Exchange {
                     let response = response.map(|body| Tracked::answer(body, in_flight));
                     let keep_alive = self.asked.keep_alive;
                     self.asked.keep_alive &= !(sides.stopped || stop.is_cancelled());
-                    self.writer = Some(writer(response, &self.asked, headers, send));
+                    self.writer = Some(writer(response, &self.asked, send));
                     // No interim answer once the final one has begun (hyper: `Writing::Init`).
                     if let Some(f) = &mut self.feeding {
                         f.continue_left = None;
@@ -605,12 +589,9 @@ impl Sides {
 }
 
 /// Reads a request head off the front of `buf`, as hyper's server reads it: None until it is
-/// all there, or the status hyper refuses it with.
-fn parse(
-    buf: &mut BytesMut,
-    cache: &mut HeaderMap,
-    spans: &mut Vec<Span>,
-) -> Result<Option<Head>, StatusCode> {
+/// all there, or the status hyper refuses it with. Its header lines stay where they are
+/// (`request::Headers`), names lower-cased in place and checked as `http`'s types check them.
+fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>) -> Result<Option<Head>, StatusCode> {
     let bad = StatusCode::BAD_REQUEST;
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
@@ -638,8 +619,7 @@ fn parse(
         }
         Err(_) => return Err(bad),
     };
-    // Where each header's name and value lie in the head, to be sliced from it once frozen.
-    let count = request.headers.len();
+    // Where each header's name and value lie in the head.
     let base = buf.as_ptr() as usize;
     spans.clear();
     spans.extend(request.headers.iter().map(|h| {
@@ -647,8 +627,13 @@ fn parse(
         let value = h.value.as_ptr() as usize - base;
         [name, name + h.name.len(), value, value + h.value.len()]
     }));
+    let mut lines = Vec::with_capacity(spans.len());
+    for &[n0, n1, v0, v1] in spans.iter() {
+        lines.push(request::Line::read(&mut buf[..len], n0..n1, v0..v1).map_err(|_| bad)?);
+    }
     let head = buf.split_to(len).freeze();
     let target = RequestTarget::parse(head.slice(path)).map_err(|_| bad)?;
+    let mut headers = request::Headers::new(head, lines);
     let http11 = minor == 1;
     let version = if http11 {
         Version::HTTP_11
@@ -659,61 +644,57 @@ fn parse(
     let mut saw_close = false;
     let mut expect_continue = false;
     let mut length: Option<u64> = None;
-    let (mut is_cl, mut is_te, mut chunked) = (false, false, false);
-    let mut headers = std::mem::take(cache);
-    headers.reserve(count + FORWARDING_ROOM);
-    for &[n0, n1, v0, v1] in spans.iter() {
-        let name = HeaderName::from_bytes(&head[n0..n1]).map_err(|_| bad)?;
-        let value = HeaderValue::from_maybe_shared(head.slice(v0..v1)).map_err(|_| bad)?;
+    let (mut lengths, mut is_te, mut chunked) = (0usize, false, false);
+    for (name, value) in headers.iter() {
         match name {
-            header::TRANSFER_ENCODING => {
+            b"transfer-encoding" => {
                 if !http11 {
                     return Err(bad);
                 }
                 is_te = true;
-                if is_cl && length.take().is_some() {
-                    headers.remove(header::CONTENT_LENGTH);
-                }
-                chunked = ends_chunked(value.as_bytes());
+                chunked = ends_chunked(value);
             }
-            header::CONTENT_LENGTH => {
-                is_cl = true;
+            b"content-length" => {
+                lengths += 1;
                 if is_te {
                     continue;
                 }
-                let n = content_length(value.as_bytes()).ok_or(bad)?;
+                let n = content_length(value).ok_or(bad)?;
                 if n > MAX_LENGTH {
                     return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
                 }
                 match length {
                     Some(first) if first != n => return Err(bad),
-                    Some(_) => continue,
-                    None => length = Some(n),
+                    _ => length = Some(n),
                 }
             }
             // hyper reads its tokens only from a value that is visible ASCII (`to_str`): one
             // with obs-text names neither `close` nor `keep-alive` to it (found by the
             // differential proptest below).
-            header::CONNECTION if value.to_str().is_ok() => {
-                if saw_close || has_token(value.as_bytes(), b"close") {
+            b"connection" if is_visible(value) => {
+                if saw_close || has_token(value, b"close") {
                     saw_close = true;
                     keep_alive = false;
                 } else if !keep_alive {
-                    keep_alive = has_token(value.as_bytes(), b"keep-alive");
+                    keep_alive = has_token(value, b"keep-alive");
                 }
             }
-            header::EXPECT => {
-                expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+            b"expect" => {
+                expect_continue = value.eq_ignore_ascii_case(b"100-continue");
             }
             _ => {}
         }
-        headers.append(name, value);
     }
     if is_te && !chunked {
         return Err(bad);
     }
-    if is_te && is_cl {
+    // With a Transfer-Encoding no Content-Length line goes on, and of equal ones only the
+    // first, as hyper keeps them.
+    if is_te && lengths > 0 {
         keep_alive = false;
+        headers.remove("content-length");
+    } else if lengths > 1 {
+        headers.keep_first("content-length");
     }
     // hyper answers `Expect: 100-continue` on HTTP/1.1 only (`Conn::read_head`).
     expect_continue &= http11;
@@ -733,6 +714,13 @@ fn parse(
         keep_alive,
         expect_continue,
     }))
+}
+
+/// What `HeaderValue::to_str` accepts: HTAB and visible ASCII.
+fn is_visible(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// hyper's `content_length_parse` for a request's line: decimal digits only, the whole value.

@@ -7,7 +7,6 @@
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use http::header::HeaderMap;
 use http::uri::{Authority, InvalidUri, Uri};
 use http::{Method, Version};
 
@@ -17,7 +16,7 @@ pub struct Head {
     pub method: Method,
     pub target: RequestTarget,
     pub version: Version,
-    pub headers: HeaderMap,
+    pub headers: super::Headers,
 }
 
 impl From<http::request::Parts> for Head {
@@ -26,7 +25,7 @@ impl From<http::request::Parts> for Head {
             method: parts.method,
             target: RequestTarget::from(parts.uri),
             version: parts.version,
-            headers: parts.headers,
+            headers: super::Headers::from_map(&parts.headers),
         }
     }
 }

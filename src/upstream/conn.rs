@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderValue, Method};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -24,6 +24,7 @@ use super::idle::Idle;
 use crate::body::{BodyError, UpstreamBody};
 use crate::forwarding;
 use crate::metrics::ConnectionCounts;
+use crate::request::Headers;
 
 /// The buffer a request head is written from and its answer's head read into: small, grown (in
 /// `READ` steps) only for a larger head or a body, let go while the answer has not begun (a held
@@ -376,7 +377,7 @@ impl Outgoing {
         conn: Option<&mut Conn>,
         method: &Method,
         target: ByteString,
-        mut headers: HeaderMap,
+        mut headers: Headers,
         forwarded: Option<(&forwarding::Lines, &HeaderValue)>,
         body: UpstreamBody,
     ) -> Outgoing {
@@ -810,7 +811,7 @@ mod tests {
             Some(conn),
             &Method::GET,
             ByteString::from_static(path),
-            HeaderMap::new(),
+            Headers::default(),
             None,
             UpstreamBody::Empty,
         )

@@ -10,6 +10,7 @@ use http::{Method, StatusCode, Version};
 
 use crate::forwarding;
 use crate::request::decimal;
+use crate::request::Headers;
 
 /// The longest response head read (hyper's client allowed ~400 KiB; no UCWA head is near this).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -37,27 +38,24 @@ pub enum Sending {
 /// unknown size is chunked, but for GET, HEAD and CONNECT, which are sent without a body.
 pub fn request_framing(
     method: &Method,
-    headers: &mut HeaderMap,
+    headers: &mut Headers,
     end_stream: bool,
     exact: Option<u64>,
 ) -> Sending {
     if end_stream {
-        headers.remove(header::TRANSFER_ENCODING);
+        headers.remove("transfer-encoding");
         return Sending::Length(0);
     }
     let existing = content_length_list(headers);
-    if let Some(last) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
+    let last_coding = headers
+        .get_all("transfer-encoding")
         .next_back()
-    {
-        if !ends_chunked(last.as_bytes()) {
-            let mut value = last.as_bytes().to_vec();
-            value.extend_from_slice(b", chunked");
-            let value = HeaderValue::from_bytes(&value).unwrap_or(HeaderValue::from_static(""));
-            append_to_last(headers, value);
+        .map(ends_chunked);
+    if let Some(chunked) = last_coding {
+        if !chunked {
+            append_chunked_to_last(headers);
         }
-        headers.remove(header::CONTENT_LENGTH);
+        headers.remove("content-length");
         return Sending::Chunked;
     }
     if let Some(length) = existing {
@@ -65,35 +63,35 @@ pub fn request_framing(
     }
     match exact {
         Some(length) => {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            headers.insert(
+                "content-length",
+                itoa::Buffer::new().format(length).as_bytes(),
+            );
             Sending::Length(length)
         }
         None if matches!(*method, Method::GET | Method::HEAD | Method::CONNECT) => {
             Sending::Length(0)
         }
         None => {
-            headers.insert(
-                header::TRANSFER_ENCODING,
-                HeaderValue::from_static("chunked"),
-            );
-            headers.remove(header::CONTENT_LENGTH);
+            headers.insert("transfer-encoding", b"chunked");
+            headers.remove("content-length");
             Sending::Chunked
         }
     }
 }
 
-/// Replaces the last Transfer-Encoding line, keeping the others in order.
-fn append_to_last(headers: &mut HeaderMap, value: HeaderValue) {
-    let mut lines: Vec<HeaderValue> = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .cloned()
+/// Adds `, chunked` to the last Transfer-Encoding line, keeping the others in order.
+fn append_chunked_to_last(headers: &mut Headers) {
+    let mut lines: Vec<Vec<u8>> = headers
+        .get_all("transfer-encoding")
+        .map(<[u8]>::to_vec)
         .collect();
-    lines.pop();
-    lines.push(value);
-    headers.remove(header::TRANSFER_ENCODING);
+    if let Some(last) = lines.last_mut() {
+        last.extend_from_slice(b", chunked");
+    }
+    headers.remove("transfer-encoding");
     for line in lines {
-        headers.append(header::TRANSFER_ENCODING, line);
+        headers.append("transfer-encoding", &line);
     }
 }
 
@@ -112,10 +110,10 @@ pub(crate) fn ends_chunked(value: &[u8]) -> bool {
 
 /// hyper's reading of the request's own Content-Length lines: comma-separated decimal lists that
 /// all agree.
-fn content_length_list(headers: &HeaderMap) -> Option<u64> {
+fn content_length_list(headers: &Headers) -> Option<u64> {
     let mut length = None;
-    for line in headers.get_all(header::CONTENT_LENGTH) {
-        for value in line.as_bytes().split(|&b| b == b',') {
+    for line in headers.get_all("content-length") {
+        for value in line.split(|&b| b == b',') {
             let n = decimal(value.trim_ascii())?;
             if length.is_some_and(|l| l != n) {
                 return None;
@@ -133,14 +131,14 @@ pub fn write_head(
     dst: &mut BytesMut,
     method: &Method,
     target: &str,
-    headers: &HeaderMap,
+    headers: &Headers,
     forwarded: Option<(&forwarding::Lines, &HeaderValue)>,
 ) {
     let size = 32
         + target.len()
         + headers
             .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .map(|(n, v)| n.len() + v.len() + 4)
             .sum::<usize>()
         + forwarded.map_or(0, |(lines, host)| lines.room(host));
     dst.reserve(size);
@@ -155,10 +153,10 @@ pub fn write_head(
     match forwarded {
         Some((lines, host)) => lines.write_headers(dst, headers, host),
         None => {
-            for (name, value) in headers {
-                dst.extend_from_slice(name.as_str().as_bytes());
+            for (name, value) in headers.iter() {
+                dst.extend_from_slice(name);
                 dst.extend_from_slice(b": ");
-                dst.extend_from_slice(value.as_bytes());
+                dst.extend_from_slice(value);
                 dst.extend_from_slice(b"\r\n");
             }
         }
@@ -297,7 +295,9 @@ impl Reader {
                     HeaderValue::from_maybe_shared(value).map_err(|_| Malformed("header value"))?;
                 if !forwarding::is_hop_by_hop_name(&name) {
                     headers.append(name, value);
-                } else if name == header::CONNECTION && forwarding::line_names_others(&value) {
+                } else if name == header::CONNECTION
+                    && forwarding::line_names_others(value.as_bytes())
+                {
                     naming.push(value);
                 }
             }
@@ -425,11 +425,10 @@ fn framing(
 }
 
 /// Whether the request's own headers close the connection after the exchange.
-pub fn request_closes(headers: &HeaderMap) -> bool {
+pub fn request_closes(headers: &Headers) -> bool {
     headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|line| has_token(line.as_bytes(), b"close"))
+        .get_all("connection")
+        .any(|line| has_token(line, b"close"))
 }
 
 /// Whether a comma-separated value holds `token`, in any case (hyper's `connection_has`).

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use bytestring::ByteString;
 use http::uri::PathAndQuery;
-use http::{header, HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
+
+use crate::request::Headers;
 
 use super::{classify, BoxError, FailureKind, Member, Pool, UpstreamBody};
 
@@ -170,14 +172,11 @@ async fn probe_once(pool: &Weak<Pool>, index: usize) -> bool {
         return true;
     };
     let target = ByteString::from(target.as_str());
-    let mut headers = HeaderMap::with_capacity(2);
-    if let Ok(host) = header::HeaderValue::from_str(member.authority.as_str()) {
-        headers.insert(header::HOST, host);
+    let mut headers = Headers::default();
+    if crate::request::is_field_value(member.authority.as_str().as_bytes()) {
+        headers.append("host", member.authority.as_str().as_bytes());
     }
-    headers.insert(
-        header::USER_AGENT,
-        header::HeaderValue::from_static("ringfence-health"),
-    );
+    headers.append("user-agent", b"ringfence-health");
     let mut attempt = pool.attempt(
         index,
         &Method::GET,

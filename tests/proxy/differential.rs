@@ -539,8 +539,8 @@ fn judged(config: &Config, req: &Req) -> Result<Option<(String, Vec<(String, Str
         .iter()
         .map(|(n, v)| {
             (
-                n.as_str().to_string(),
-                v.as_bytes().iter().map(|&b| char::from(b)).collect(),
+                String::from_utf8_lossy(n).into_owned(),
+                v.iter().map(|&b| char::from(b)).collect(),
             )
         })
         .collect();

@@ -102,7 +102,9 @@ fn an_answer_is_read_without_what_forwarding_strips() {
             );
         }
         text.push_str("\r\n");
-        forwarding::strip_hop_by_hop(&mut all);
+        let mut stripped = crate::request::Headers::from_map(&all);
+        forwarding::strip_hop_by_hop(&mut stripped);
+        let all = stripped.to_map();
         let head = head_of(&text, &Method::GET).unwrap().expect("a whole head");
         let got: Vec<_> = head
             .headers
@@ -627,7 +629,7 @@ fn hyper_writes(
 /// What ringfence writes: the head as [`write_head`] writes it after [`request_framing`], and a
 /// buffered body after it.
 fn ours(method: &Method, target: &str, headers: &HeaderMap, body: Option<&[u8]>) -> Vec<u8> {
-    let mut headers = headers.clone();
+    let mut headers = crate::request::Headers::from_map(headers);
     let sending = request_framing(
         method,
         &mut headers,
