@@ -94,14 +94,18 @@ pub fn lines<'h>(
 
 /// A value as `HeaderValue::to_str` reads it: text when it is HTAB and visible ASCII only.
 pub fn visible(value: &[u8]) -> Option<&str> {
-    if value
-        .iter()
-        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-    {
+    if is_visible(value) {
         std::str::from_utf8(value).ok()
     } else {
         None
     }
+}
+
+/// Whether a value is HTAB and visible ASCII only (`HeaderValue::to_str`'s test).
+pub fn is_visible(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// A singleton field such as Content-Type (RFC 9110 §8.3): sent twice, the pool may act on

@@ -167,7 +167,7 @@ impl<T: Socket> Conn<T> {
 
     /// Waits, holding only the socket, for the client's next bytes.
     async fn park(&mut self, parked_gauge: &IntGauge) -> io::Result<Wake> {
-        // What a quiet connection need not keep: its buffer and the maps kept for the next head.
+        // What a quiet connection need not keep: its buffer and the spans kept for the next head.
         self.buf = BytesMut::new();
         self.spans = Vec::new();
         let waiting = super::Counted::new(parked_gauge);
@@ -671,7 +671,7 @@ fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>) -> Result<Option<Head>, Stat
             // hyper reads its tokens only from a value that is visible ASCII (`to_str`): one
             // with obs-text names neither `close` nor `keep-alive` to it (found by the
             // differential proptest below).
-            b"connection" if is_visible(value) => {
+            b"connection" if request::is_visible(value) => {
                 if saw_close || has_token(value, b"close") {
                     saw_close = true;
                     keep_alive = false;
@@ -714,13 +714,6 @@ fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>) -> Result<Option<Head>, Stat
         keep_alive,
         expect_continue,
     }))
-}
-
-/// What `HeaderValue::to_str` accepts: HTAB and visible ASCII.
-fn is_visible(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// hyper's `content_length_parse` for a request's line: decimal digits only, the whole value.

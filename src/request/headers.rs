@@ -39,6 +39,10 @@ impl Line {
         name: std::ops::Range<usize>,
         value: std::ops::Range<usize>,
     ) -> Result<Line, InvalidLine> {
+        // Offsets are kept as u32: a head is at most 64 KiB, an HTTP/2 header list 16 KiB.
+        if u32::try_from(buf.len()).is_err() {
+            return Err(InvalidLine);
+        }
         let n = &mut buf[name.clone()];
         // Lower-cased and checked in one branch-free pass, as `http::HeaderName` does by table.
         let mut token = !n.is_empty();
@@ -103,14 +107,19 @@ pub fn is_field_value(value: &[u8]) -> bool {
 impl Headers {
     /// Lines read from `buf` (by [`Line::read`]), which is kept.
     pub fn new(buf: Bytes, lines: Vec<Line>) -> Headers {
+        debug_assert!(u32::try_from(buf.len()).is_ok());
         Headers { buf, lines }
     }
 
     /// A copy of `map`'s lines, in its order (an HTTP/2 request's, a test's).
     pub fn from_map(map: &HeaderMap) -> Headers {
-        let mut headers = Headers::default();
-        headers.extend(map.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
-        headers
+        copy_of(
+            || {
+                map.iter()
+                    .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+            },
+            map.len(),
+        )
     }
 
     /// How many lines there are.
@@ -208,9 +217,9 @@ impl Headers {
         });
     }
 
-    /// Replaces every line named `name` by one line with `value`, at the end. Rare (a request
-    /// framed anew for the pool, an HTTP/2 request's cookie crumbs joined): the lines are copied
-    /// into a buffer of their own with the new one.
+    /// Replaces every line named `name` by one line with `value`, at the end. Not free (a
+    /// re-framed body's length, an HTTP/2 request's joined cookie crumbs): the lines are copied
+    /// into a buffer of their own with the new one, a few hundred instructions.
     pub fn insert(&mut self, name: &'static str, value: &[u8]) {
         self.remove(name);
         self.append(name, value);
@@ -219,47 +228,20 @@ impl Headers {
     /// Adds a line at the end (see [`Headers::insert`]). `name` must be a lower-case token and
     /// `value` a field value: both come from ringfence, or from lines checked before.
     pub fn append(&mut self, name: &str, value: &[u8]) {
-        debug_assert!(
-            !name.is_empty() && name.bytes().all(|b| is_tchar(b) && !b.is_ascii_uppercase())
-        );
+        debug_assert!(!name.is_empty() && name.bytes().all(|b| NAME_BYTES[usize::from(b)] == b));
         debug_assert!(is_field_value(value));
-        self.extend(std::iter::once((name, value)));
+        *self = self.copied(Some((name.as_bytes(), value)));
     }
 
     /// The lines copied into a buffer holding only them: what a copy kept for another attempt
     /// holds, rather than the client's read buffer (issue 16).
     pub fn detached(&self) -> Headers {
-        let mut copy = self.clone();
-        copy.extend(std::iter::empty());
-        copy
+        self.copied(None)
     }
 
-    /// These lines and `more`, in a buffer of their own.
-    fn extend<'a>(&mut self, more: impl Iterator<Item = (&'a str, &'a [u8])>) {
-        let rebuilt = {
-            let mut all: Vec<(&[u8], &[u8])> = self.iter().collect();
-            for (name, value) in more {
-                all.push((name.as_bytes(), value));
-            }
-            let size = all.iter().map(|(n, v)| n.len() + v.len()).sum();
-            let mut buf = BytesMut::with_capacity(size);
-            let mut lines = Vec::with_capacity(all.len());
-            for (name, value) in all {
-                let n = buf.len() as u32;
-                buf.extend_from_slice(name);
-                let v = buf.len() as u32;
-                buf.extend_from_slice(value);
-                lines.push(Line {
-                    name: [n, v],
-                    value: [v, buf.len() as u32],
-                });
-            }
-            Headers {
-                buf: buf.freeze(),
-                lines,
-            }
-        };
-        *self = rebuilt;
+    /// These lines, and `more` after them, in a buffer of their own.
+    fn copied(&self, more: Option<(&[u8], &[u8])>) -> Headers {
+        copy_of(|| self.iter().chain(more), self.lines.len() + 1)
     }
 
     /// The lines as a `HeaderMap` (tests, and what reads one).
@@ -274,6 +256,30 @@ impl Headers {
             }
         }
         map
+    }
+}
+
+/// `lines` (at most `count`), copied into one buffer of their own.
+fn copy_of<'a, I: Iterator<Item = (&'a [u8], &'a [u8])>>(
+    lines: impl Fn() -> I,
+    count: usize,
+) -> Headers {
+    let size = lines().map(|(n, v)| n.len() + v.len()).sum();
+    let mut buf = BytesMut::with_capacity(size);
+    let mut kept = Vec::with_capacity(count);
+    for (name, value) in lines() {
+        let n = buf.len() as u32;
+        buf.extend_from_slice(name);
+        let v = buf.len() as u32;
+        buf.extend_from_slice(value);
+        kept.push(Line {
+            name: [n, v],
+            value: [v, buf.len() as u32],
+        });
+    }
+    Headers {
+        buf: buf.freeze(),
+        lines: kept,
     }
 }
 

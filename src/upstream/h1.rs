@@ -98,10 +98,7 @@ fn append_chunked_to_last(headers: &mut Headers) {
 /// Whether a Transfer-Encoding line's last coding is `chunked` (hyper's `is_chunked_`, which
 /// reads only a value that is visible ASCII: `HeaderValue::to_str`).
 pub(crate) fn ends_chunked(value: &[u8]) -> bool {
-    if !value
-        .iter()
-        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-    {
+    if !crate::request::is_visible(value) {
         return false;
     }
     let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
@@ -124,8 +121,8 @@ fn content_length_list(headers: &Headers) -> Option<u64> {
     length
 }
 
-/// Writes the request head: request line (origin form), every header in the map's order with
-/// its lower-case name, and the blank line. A forwarded request's (`forwarded`: ringfence's
+/// Writes the request head: request line (origin form), every header line in its order with its
+/// lower-case name, and the blank line. A forwarded request's (`forwarded`: ringfence's
 /// lines and the member's Host) has its header lines written by [`forwarding::Lines`].
 pub fn write_head(
     dst: &mut BytesMut,
