@@ -190,9 +190,27 @@ fn replaced(name: &[u8]) -> Option<Replaced> {
         b"host" => Replaced::Host,
         b"x-forwarded-for" => Replaced::ForwardedFor,
         b"x-forwarded-proto" | b"x-forwarded-host" | b"x-request-id" => Replaced::Other,
+        // IIS hands `X_Forwarded_Host` to the application as the same server variable
+        // (`HTTP_X_FORWARDED_HOST`) as ringfence's `X-Forwarded-Host`: such a line goes too, not
+        // beside ringfence's (fresh eyes, round 46). It is not read into the chain either, as
+        // `trusted_proxies` does not read it.
+        [b'x', ..] if name.len() <= LONGEST_REPLACED && name.contains(&b'_') => {
+            let mut folded = [0u8; LONGEST_REPLACED];
+            for (f, &b) in folded.iter_mut().zip(name) {
+                *f = if b == b'_' { b'-' } else { b };
+            }
+            match &folded[..name.len()] {
+                b"x-forwarded-for" | b"x-forwarded-proto" | b"x-forwarded-host"
+                | b"x-request-id" => Replaced::Other,
+                _ => return None,
+            }
+        }
         _ => return None,
     })
 }
+
+/// `x-forwarded-proto`'s length, the longest name [`replaced`] matches.
+const LONGEST_REPLACED: usize = 17;
 
 impl Lines {
     /// Copies whose values are not slices of the client's read buffer (for another attempt,
@@ -585,6 +603,9 @@ mod tests {
             ("x-request-id", "theirs"),
             ("x-forwarded-for", "10.0.0.1"),
             ("x-b", "2"),
+            ("x_forwarded_host", "evil.example"),
+            ("x_forwarded_for", "10.6.6.6"),
+            ("x_request_id", "theirs"),
             ("x-a", "3"),
         ] {
             headers.append(name, value.as_bytes());

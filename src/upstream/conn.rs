@@ -381,12 +381,8 @@ impl Outgoing {
         forwarded: Option<(&forwarding::Lines, &HeaderValue)>,
         body: UpstreamBody,
     ) -> Outgoing {
-        let sending = h1::request_framing(
-            method,
-            &mut headers,
-            body.is_end_stream(),
-            body.size_hint().exact(),
-        );
+        let sending =
+            h1::request_framing(&mut headers, body.is_end_stream(), body.size_hint().exact());
         let closes = h1::request_closes(&headers);
         let mut own = BytesMut::new();
         let buf = match conn {

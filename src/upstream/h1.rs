@@ -35,13 +35,10 @@ pub enum Sending {
 /// client did (`Client::set_length`): a body known to be empty sends nothing and no
 /// Transfer-Encoding; otherwise a Transfer-Encoding the request has is kept (ending in
 /// `chunked`), then a valid Content-Length; then the body's exact size is written as one; an
-/// unknown size is chunked, but for GET, HEAD and CONNECT, which are sent without a body.
-pub fn request_framing(
-    method: &Method,
-    headers: &mut Headers,
-    end_stream: bool,
-    exact: Option<u64>,
-) -> Sending {
+/// unknown size is chunked, whatever the method: hyper's client sent a GET's or HEAD's without
+/// a body and then failed on its first byte, which ringfence counted against the member and
+/// answered 502 (fresh eyes, round 46); the client sent that body, and the pool is given it.
+pub fn request_framing(headers: &mut Headers, end_stream: bool, exact: Option<u64>) -> Sending {
     if end_stream {
         headers.remove("transfer-encoding");
         return Sending::Length(0);
@@ -68,9 +65,6 @@ pub fn request_framing(
                 itoa::Buffer::new().format(length).as_bytes(),
             );
             Sending::Length(length)
-        }
-        None if matches!(*method, Method::GET | Method::HEAD | Method::CONNECT) => {
-            Sending::Length(0)
         }
         None => {
             headers.insert("transfer-encoding", b"chunked");

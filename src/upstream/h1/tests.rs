@@ -630,12 +630,7 @@ fn hyper_writes(
 /// buffered body after it.
 fn ours(method: &Method, target: &str, headers: &HeaderMap, body: Option<&[u8]>) -> Vec<u8> {
     let mut headers = crate::request::Headers::from_map(headers);
-    let sending = request_framing(
-        method,
-        &mut headers,
-        body.is_none(),
-        body.map(|b| b.len() as u64),
-    );
+    let sending = request_framing(&mut headers, body.is_none(), body.map(|b| b.len() as u64));
     let mut out = BytesMut::new();
     write_head(&mut out, method, target, &headers, None);
     if let (Some(b), Sending::Length(n)) = (body, sending) {
