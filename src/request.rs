@@ -53,7 +53,7 @@ pub fn host(head: &Head) -> Result<HeaderValue, Rejection> {
     } else {
         let mut hosts = head.headers.get_all("host");
         match (hosts.next(), hosts.next()) {
-            (Some(_), None) => head.headers.value("host").ok_or(Rejection::BadHost)?,
+            (Some(h), None) => head.headers.header_value(h).ok_or(Rejection::BadHost)?,
             (None, None) if head.version < Version::HTTP_11 => {
                 return Ok(HeaderValue::from_static(""))
             }

@@ -132,13 +132,11 @@ impl Headers {
     }
 
     fn name_of(&self, line: &Line) -> &[u8] {
-        let [a, b] = line.name;
-        &self.buf[a as usize..b as usize]
+        span(&self.buf, line.name)
     }
 
     fn value_of(&self, line: &Line) -> &[u8] {
-        let [a, b] = line.value;
-        &self.buf[a as usize..b as usize]
+        span(&self.buf, line.value)
     }
 
     /// Every line's name (a lower-case token, as bytes: no UTF-8 check is needed to compare
@@ -169,39 +167,36 @@ impl Headers {
         self.get_all(name).next()
     }
 
+    #[cfg(test)]
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
 
     /// The first line named `name`, sharing this head's bytes.
     pub fn bytes(&self, name: &str) -> Option<Bytes> {
-        self.get(name).map(|value| self.buf.slice_ref(value))
+        self.get(name).map(|value| self.shared(value))
     }
 
-    /// The first line named `name` as a `HeaderValue` that shares this head's bytes.
-    pub fn value(&self, name: &str) -> Option<HeaderValue> {
-        let value = self.get(name)?;
+    /// `value`, a value these lines gave, as a `HeaderValue` that shares their bytes.
+    pub fn header_value(&self, value: &[u8]) -> Option<HeaderValue> {
         // Checked when the line was made.
-        HeaderValue::from_maybe_shared(self.buf.slice_ref(value)).ok()
+        HeaderValue::from_maybe_shared(self.shared(value)).ok()
+    }
+
+    /// `value`, a slice these lines gave, sharing their bytes.
+    fn shared(&self, value: &[u8]) -> Bytes {
+        self.buf.slice_ref(value)
     }
 
     /// Keeps the lines `keep` says yes to, in their order.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
         let Headers { buf, lines } = self;
-        lines.retain(|line| {
-            let [a, b] = line.name;
-            let [c, d] = line.value;
-            keep(&buf[a as usize..b as usize], &buf[c as usize..d as usize])
-        });
+        lines.retain(|line| keep(span(buf, line.name), span(buf, line.value)));
     }
 
     /// Removes every line named `name`.
     pub fn remove(&mut self, name: &str) {
-        let Headers { buf, lines } = self;
-        lines.retain(|line| {
-            let [a, b] = line.name;
-            &buf[a as usize..b as usize] != name.as_bytes()
-        });
+        self.retain(|n, _| n != name.as_bytes());
     }
 
     /// Keeps only the first line named `name`.
@@ -244,19 +239,24 @@ impl Headers {
         copy_of(|| self.iter().chain(more), self.lines.len() + 1)
     }
 
-    /// The lines as a `HeaderMap` (tests, and what reads one).
+    /// The lines as a `HeaderMap`, for tests that compare with one.
+    #[cfg(test)]
     pub fn to_map(&self) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(self.len());
         for (name, value) in self.iter() {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(name),
-                HeaderValue::from_maybe_shared(self.buf.slice_ref(value)),
-            ) {
+            if let (Ok(name), Some(value)) =
+                (http::HeaderName::from_bytes(name), self.header_value(value))
+            {
                 map.append(name, value);
             }
         }
         map
     }
+}
+
+/// The bytes of `buf` a line's `[start, end)` names.
+fn span(buf: &[u8], [start, end]: [u32; 2]) -> &[u8] {
+    &buf[start as usize..end as usize]
 }
 
 /// `lines` (at most `count`), copied into one buffer of their own.
@@ -292,13 +292,8 @@ pub struct GetAll<'h, 'n> {
 
 impl<'h> GetAll<'h, '_> {
     fn value_if_named(&self, line: &Line) -> Option<&'h [u8]> {
-        let [a, b] = line.name;
         let buf: &'h [u8] = self.buf;
-        if &buf[a as usize..b as usize] != self.name {
-            return None;
-        }
-        let [c, d] = line.value;
-        Some(&buf[c as usize..d as usize])
+        (span(buf, line.name) == self.name).then(|| span(buf, line.value))
     }
 }
 
@@ -411,7 +406,10 @@ mod tests {
         h.insert("a", b"9");
         assert_eq!(names(&h), ["content-length", "c", "a"]);
         assert_eq!(h.get("a"), Some(&b"9"[..]));
-        assert_eq!(h.value("a"), Some(HeaderValue::from_static("9")));
+        assert_eq!(
+            h.header_value(h.get("a").unwrap()),
+            Some(HeaderValue::from_static("9"))
+        );
     }
 
     #[test]
